@@ -177,7 +177,11 @@ def main():
         "count": len(records),
         "cases": records,
     }
-    text = json.dumps(doc, indent=1, allow_nan=False)
+    # one case per line: readable diffs when a case is added or torch changes a number
+    head = {k: v for k, v in doc.items() if k != "cases"}
+    body = ",\n".join(json.dumps(r, allow_nan=False) for r in records)
+    text = json.dumps(head, allow_nan=False)[:-1] + ', "cases": [\n' + body + "\n]}"
+    json.loads(text)  # strict JSON, by construction
     OUT_PATH.write_text(text + "\n")
     print(f"wrote {len(records)} cases to {OUT_PATH} ({len(text) / 1e6:.2f} MB), torch {torch.__version__}")
 
