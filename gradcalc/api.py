@@ -1,0 +1,404 @@
+"""The Python API that the CLI is a thin layer over: `compute(...)` -> `Result`.
+
+It owns one calculation end to end: option defaults and `#:` lines, VALUE conversion, the
+cotangent rules of SPEC section 1, repeat, --of/--wrt, the Jacobian decision and memory
+estimate, the cross-checks, and the JSON object of SPEC section 4. It imports nothing heavy
+beyond numpy; sympy only when a symbolic check runs.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GradcalcError, Limits
+
+CHECKS = ("symbolic", "numeric", "all", "none")
+DTYPES = ("float64", "float32")
+JACOBIAN_AUTO_MAX = 10_000
+# options that may appear in a program's `#:` lines (SPEC section 3)
+PROGRAM_OPTIONS = {"--grad": "grad", "-g": "grad", "--wrt": "wrt", "--of": "of",
+                   "--repeat": "repeat", "--check": "check", "--rtol": "rtol", "--atol": "atol",
+                   "--dtype": "dtype", "--seed": "seed", "--jacobian": "jacobian",
+                   "--no-jacobian": "jacobian"}
+
+
+@dataclass
+class Settings:
+    """Everything that shapes one calculation. None means "not given"."""
+
+    grad: object = None
+    wrt: object = None
+    of: str | None = None
+    repeat: int | None = None
+    check: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    jacobian: bool | None = None
+    dtype: str | None = None
+    seed: int | None = None
+
+    def merged_over(self, base: "Settings") -> "Settings":
+        out = Settings()
+        for f in self.__dataclass_fields__:
+            mine = getattr(self, f)
+            setattr(out, f, mine if mine is not None else getattr(base, f))
+        return out
+
+
+def program_settings(text: str) -> Settings:
+    """Options from a program's `#:` lines."""
+    s = Settings()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped.startswith("#:"):
+            continue
+        try:
+            words = shlex.split(stripped[2:], comments=False)
+        except ValueError as exc:
+            raise GradcalcError("usage", f"line {lineno}: cannot read the #: options ({exc})")
+        i = 0
+        while i < len(words):
+            word = words[i]
+            key, _, inline = word.partition("=")
+            if key not in PROGRAM_OPTIONS:
+                raise GradcalcError("usage", f"line {lineno}: '{word}' is not allowed in a #: "
+                                             "line (allowed: " + " ".join(
+                                                 k for k in PROGRAM_OPTIONS if k.startswith("--"))
+                                    + ")")
+            name = PROGRAM_OPTIONS[key]
+            if name == "jacobian":
+                setattr(s, name, key == "--jacobian")
+                i += 1
+                continue
+            if inline:
+                val = inline
+                i += 1
+            else:
+                if i + 1 >= len(words):
+                    raise GradcalcError("usage", f"line {lineno}: {key} needs a value")
+                val = words[i + 1]
+                i += 2
+            setattr(s, name, val)
+    return s
+
+
+def normalise(s: Settings, limits: Limits) -> Settings:
+    """Validate and convert settings whose values may still be strings (from #: lines)."""
+    out = Settings(**s.__dict__)
+    out.check = (s.check or "symbolic")
+    if out.check not in CHECKS:
+        raise GradcalcError("usage", f"--check must be one of {', '.join(CHECKS)}, got {s.check!r}")
+    out.dtype = s.dtype or "float64"
+    if out.dtype not in DTYPES:
+        raise GradcalcError("usage", f"--dtype must be float64 or float32, got {s.dtype!r}")
+    rep = 1 if s.repeat is None else s.repeat
+    if isinstance(rep, str):
+        try:
+            rep = int(rep)
+        except ValueError:
+            raise GradcalcError("usage", f"--repeat takes a whole number, got {s.repeat!r}")
+    if isinstance(rep, bool) or not isinstance(rep, int):
+        raise GradcalcError("usage", f"--repeat takes a whole number, got {rep!r}")
+    if rep < 1:
+        raise GradcalcError("usage", f"--repeat must be at least 1, got {rep}")
+    if rep > limits.max_repeat:
+        raise GradcalcError("limit", f"--repeat {rep} is over the limit of {limits.max_repeat:,}")
+    out.repeat = rep
+    for name in ("rtol", "atol"):
+        v = getattr(s, name)
+        if v is not None:
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise GradcalcError("usage", f"--{name} takes a number, got {v!r}")
+            if isinstance(getattr(s, name), bool) or not v >= 0:
+                raise GradcalcError("usage", f"--{name} must be a number >= 0")
+            setattr(out, name, v)
+    if s.seed is not None:
+        try:
+            seed = int(s.seed)
+            if isinstance(s.seed, bool) or seed < 0 or (isinstance(s.seed, float) and s.seed != seed):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise GradcalcError("usage", f"--seed takes a whole number >= 0, got {s.seed!r}")
+        out.seed = seed
+    if isinstance(s.wrt, str):
+        out.wrt = [w.strip() for w in s.wrt.split(",") if w.strip()]
+    elif s.wrt is not None:
+        if not isinstance(s.wrt, (list, tuple)) or not all(isinstance(w, str) for w in s.wrt):
+            raise GradcalcError("usage", "wrt must be a list of names")
+        out.wrt = list(s.wrt)
+    if s.of is not None and not isinstance(s.of, str):
+        raise GradcalcError("usage", "of must be a name")
+    if s.jacobian is not None and not isinstance(s.jacobian, bool):
+        raise GradcalcError("usage", "jacobian must be true or false")
+    return out
+
+
+@dataclass
+class Result:
+    """One calculation, as plain data. `to_json()` is the object of SPEC section 4."""
+
+    expression: str
+    output_name: str | None
+    output: np.ndarray
+    cotangent: np.ndarray
+    cotangent_implied: bool
+    grads: dict                       # name -> array (accumulated over repeat)
+    leaves: dict                      # name -> value of every named leaf
+    no_path: list
+    jacobian: dict | None
+    jacobian_note: str | None
+    checks: dict
+    repeat: int
+    dtype: str
+    wrt: list
+    nonfinite: dict | None = None
+    graph: object = field(default=None, repr=False)
+    values: object = field(default=None, repr=False)
+    output_id: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return all(c.get("passed") is not False for c in self.checks.values())
+
+    def to_json(self) -> dict:
+        obj = {
+            "expression": self.expression,
+            "output": {"name": self.output_name, "shape": list(self.output.shape),
+                       "value": to_plain(self.output)},
+            "cotangent": to_plain(self.cotangent),
+            "grads": {k: to_plain(v) for k, v in self.grads.items()},
+            "jacobian": None if self.jacobian is None else
+            {k: to_plain(v) for k, v in self.jacobian.items()},
+        }
+        if self.jacobian_note:
+            obj["jacobian_note"] = self.jacobian_note
+        obj["checks"] = self.checks
+        obj["repeat"] = self.repeat
+        obj["dtype"] = self.dtype
+        obj["no_path"] = list(self.no_path)
+        obj["nonfinite"] = self.nonfinite
+        return obj
+
+
+def to_plain(arr):
+    """An array as nested lists of floats, non-finite numbers as "NaN"/"Infinity"/"-Infinity"
+    strings, so the JSON is strict RFC 8259."""
+    a = np.asarray(arr)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    if np.isfinite(a).all():
+        return a.tolist()
+    obj = a.astype(object)
+    obj[np.isnan(a)] = "NaN"
+    obj[np.isposinf(a)] = "Infinity"
+    obj[np.isneginf(a)] = "-Infinity"
+    return obj.tolist()
+
+
+def _value(v, label, dtype, limits, seed, stdin=None, allow_files=True):
+    from .values import from_json, parse_value
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind not in "biuf":
+            raise GradcalcError("value", f"{label}: not a real numeric array")
+        return np.asarray(v, dtype=dtype)
+    if isinstance(v, str):
+        if not allow_files and v.startswith("@"):
+            raise GradcalcError("usage", f"{label}: @files and @- are not allowed inside a JSON "
+                                         "Lines request; send the values inline")
+        return parse_value(v, label, dtype=dtype, limits=limits, seed=seed, stdin=stdin)
+    if isinstance(v, (np.floating, np.integer)):
+        v = float(v)
+    if isinstance(v, tuple):
+        v = list(v)
+    return from_json(v, label, dtype=dtype, limits=limits, seed=seed, allow_files=allow_files)
+
+
+def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
+            atol=None, jacobian=None, dtype=None, seed=None, limits: Limits | None = None,
+            **vars) -> Result:
+    """Evaluate `text` (an expression or a program), run backward and the checks.
+
+    Variables are keyword arguments: numbers, nested lists, numpy arrays, or strings in
+    VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`).
+    """
+    return run(text, vars, Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
+                                    seed), limits or Limits())
+
+
+def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
+        allow_files=True, progress=None) -> Result:
+    from . import autograd
+    from .compile import Compiler
+    from .parser import parse_program
+
+    if not isinstance(text, str):
+        raise GradcalcError("usage", "the expression must be a string")
+    if len(text) > limits.max_text:
+        raise GradcalcError("limit", f"the text is {len(text):,} characters, over the limit of "
+                                     f"{limits.max_text:,}")
+    try:
+        s = normalise(settings.merged_over(program_settings(text)), limits)
+    except GradcalcError as err:
+        raise err
+    dtype = np.dtype(s.dtype)
+    bindings = {}
+    for name, v in raw_vars.items():
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+            raise GradcalcError("usage", f"{name!r} is not a variable name")
+        bindings[name] = _value(v, name, dtype, limits, s.seed, stdin, allow_files)
+    stmts = parse_program(text, limits.max_depth)
+    try:
+        graph = Compiler(text, bindings, dtype=dtype, wrt=s.wrt, seed=s.seed,
+                         limits=limits).program(stmts)
+    except GradcalcError as err:
+        raise err.with_source(text)
+    if s.wrt is not None:
+        for w in s.wrt:
+            if w not in graph.leaves:
+                hint = (f"'{w}' is computed by the program, not a leaf" if w in graph.names
+                        else f"no leaf is named '{w}'")
+                raise GradcalcError("usage", f"--wrt: {hint} (leaves: "
+                                             f"{', '.join(graph.leaf_order) or 'none'})")
+    output = graph.output
+    out_name = graph.output_name
+    if s.of is not None:
+        if s.of not in graph.names:
+            raise GradcalcError("usage", f"--of: the program binds no name '{s.of}' (names: "
+                                         f"{', '.join(graph.names) or 'none'})")
+        output, out_name = graph.names[s.of], s.of
+    out_eq = graph.nodes[output]
+
+    # memory of values and grads, before allocating them
+    est = sum(n.size for n in graph.nodes[: output + 1]) * dtype.itemsize * 3
+    if est > limits.max_memory:
+        from .compile import _fmt_bytes
+        raise GradcalcError("limit", f"the calculation needs about {_fmt_bytes(est)}, over the "
+                                     f"memory limit of {_fmt_bytes(limits.max_memory)} (--max-memory)")
+
+    values = autograd.forward(graph, upto=output)
+    out_val = values[output]
+
+    # the cotangent (SPEC section 1)
+    implied = s.grad is None
+    if implied:
+        if out_eq.size != 1:      # PyTorch implies a gradient only when numel() == 1
+            shape = out_eq.shape
+            if len(shape) == 1:
+                example = ",".join(["1"] * min(out_eq.size, 4)) + (",..." if out_eq.size > 4 else "")
+            else:
+                example = "'ones(" + ", ".join(map(str, shape)) + ")'"
+            raise GradcalcError(
+                "usage", f"the output has shape {shape}, so a gradient cannot be implied: "
+                         "backward needs one weight per output element (it computes v^T J). "
+                         f"Pass --grad with shape {shape}, e.g. --grad {example} "
+                         "or --grad 1 for all ones")
+        cot = np.ones(out_eq.shape, dtype=dtype)
+    else:
+        cot = _value(s.grad, "--grad", dtype, limits, s.seed, stdin, allow_files)
+        if cot.shape != out_eq.shape:
+            if cot.shape == ():
+                cot = np.broadcast_to(cot, out_eq.shape).copy()
+            else:
+                raise GradcalcError("shape", f"--grad has shape {cot.shape} but the output has "
+                                             f"shape {out_eq.shape}; pass one number or an array "
+                                             f"of shape {out_eq.shape}")
+
+    leaf_ids = {name: i for name, i in graph.leaves.items()}
+    wanted = [name for name in graph.leaf_order if graph.nodes[leaf_ids[name]].requires_grad]
+
+    grads_once = autograd.backward(graph, values, cot, output)
+    grads = {}
+    for name in wanted:
+        i = leaf_ids[name]
+        g = grads_once.get(i)
+        if g is None:
+            g = np.zeros(graph.nodes[i].shape, dtype=dtype)
+        grads[name] = accumulate(g, s.repeat)
+    no_path = [n for n in wanted if leaf_ids[n] not in grads_once]
+
+    # the Jacobian (SPEC section 4)
+    jac, note = None, None
+    want_ids = [leaf_ids[n] for n in wanted]
+    entries = autograd.jacobian_entries(graph, output, want_ids)
+    mem = autograd.jacobian_memory(graph, output)
+    if s.jacobian is False:
+        note = "not computed: --no-jacobian"
+    elif not want_ids:
+        jac = {}
+    elif s.jacobian is None and entries > JACOBIAN_AUTO_MAX:
+        note = (f"not computed: {entries:,} entries is more than {JACOBIAN_AUTO_MAX:,}; "
+                "pass --jacobian to compute it anyway")
+    elif est + mem > limits.max_memory:
+        from .compile import _fmt_bytes
+        if s.jacobian:
+            raise GradcalcError("limit", f"the Jacobian needs about {_fmt_bytes(mem)}, over the "
+                                         f"memory limit of {_fmt_bytes(limits.max_memory)} "
+                                         "(--max-memory)")
+        note = f"not computed: it would need about {_fmt_bytes(mem)} (--max-memory)"
+    else:
+        J = autograd.jacobian(graph, values, output, want_ids)
+        jac = {n: J[leaf_ids[n]] for n in wanted}
+
+    nonfinite = describe_nonfinite(graph, values, output, cot, grads)
+
+    result = Result(
+        expression=text, output_name=out_name, output=out_val, cotangent=cot,
+        cotangent_implied=implied, grads=grads,
+        leaves={n: graph.nodes[i].value for n, i in leaf_ids.items()}, no_path=no_path,
+        jacobian=jac, jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype,
+        wrt=wanted, nonfinite=nonfinite, graph=graph, values=values, output_id=output)
+
+    kinds = {"symbolic": ["symbolic"], "numeric": ["numeric"], "all": ["symbolic", "numeric"],
+             "none": []}[s.check]
+    if kinds:
+        from . import checks
+        once = {n: grads_once.get(leaf_ids[n]) for n in wanted}
+        for kind in kinds:
+            result.checks[kind] = checks.run(kind, result, once, rtol=s.rtol, atol=s.atol,
+                                             limits=limits)
+    return result
+
+
+def accumulate(g, repeat: int):
+    """PyTorch adds each backward's grad into .grad in the working dtype; do the same."""
+    if repeat == 1:
+        return g
+    if g.size * repeat <= 10**7:
+        acc = g.copy()
+        for _ in range(repeat - 1):
+            acc += g
+        return acc
+    return g * g.dtype.type(repeat)
+
+
+def describe_nonfinite(graph, values, output, cot, grads):
+    from . import autograd
+    bad_value = not np.isfinite(values[output]).all()
+    bad_grad = any(not np.isfinite(g).all() for g in grads.values())
+    if not (bad_value or bad_grad):
+        return None
+    eq, where = None, None
+    if bad_value:
+        eq, where = autograd.first_nonfinite(graph, values, output), "value"
+    if eq is None and bad_grad:
+        eq, _ = autograd.first_nonfinite_grad(graph, values, cot, output)
+        where = "gradient"
+    if eq is None:
+        return {"node": None, "in": where, "message": "a non-finite value came from the inputs"}
+    info = {"node": eq.torch if where == "gradient" else eq.op.name, "op": eq.op.name,
+            "in": where, "position": eq.pos}
+    col = None
+    if eq.pos is not None:
+        before = graph.source[: eq.pos]
+        col = eq.pos - (before.rfind("\n") + 1) + 1
+        info["line"] = before.count("\n") + 1
+        info["column"] = col
+    what = f"{eq.torch} returned a non-finite gradient" if where == "gradient" else \
+        f"{eq.op.name}() produced a non-finite value"
+    info["message"] = what + (f" at column {col}" if col else "")
+    return info

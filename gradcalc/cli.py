@@ -1,0 +1,255 @@
+"""The command line: click options -> api.run -> the human view, JSON, or JSON Lines.
+
+The CLI owns argument syntax, where output goes (stdout for results, stderr for
+diagnostics), exit statuses (0 ok, 1 a check disagreed, 2 bad input, 3 internal error) and
+the JSON Lines loop. It computes nothing itself and imports rich only for the human view.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import GradcalcError, Limits, caret_lines, escape_text
+
+EXAMPLES = """\b
+Examples (from the PyTorch pages gradcalc grew from):
+  # y.backward([0.1, 1.0, 0.0001]): each grad is v^T J
+  gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1.0,0.0001
+  # a scalar output needs no gradient: backward() means backward(1)
+  gradcalc 'mean((x+2)**2*3)' x='ones(2,2)'
+  # grads accumulate over two backward calls without zeroing
+  gradcalc '(eye(5)+1)**2' -g 1 --repeat 2
+  # machine-readable, for jq
+  gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1,0.0001 --json | jq .grads
+  # a program file carries its own cotangent in a '#:' line
+  gradcalc -f samples/seed_backward_gradient.grad
+  # JSON Lines: one request per line in, one result per line out
+  echo '{"expr": "sum(z**2)", "vars": {"z": "linspace(1,5,5)"}}' | gradcalc -
+  # the autograd graph with PyTorch's node names
+  gradcalc 'sum(x*w)' x=1,2 w=3,4 --graph
+
+\b
+VALUE forms: 2.5 | 1,2,3 | '[[1,2],[3,4]]' | 'linspace(-1,1,5)' | @file.json | @a.npy |
+             @table.csv | @- (stdin)
+Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error.
+"""
+
+
+def _parse_size(text: str) -> int:
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    mult = 1
+    for suffix, m in (("K", 1024), ("M", 1024**2), ("G", 1024**3), ("T", 1024**4)):
+        if t.endswith(suffix):
+            t, mult = t[:-1], m
+            break
+    try:
+        v = float(t) * mult
+    except ValueError:
+        raise GradcalcError("usage", f"--max-memory takes a size such as 512M or 4G, got {text!r}")
+    if not v > 0:
+        raise GradcalcError("usage", "--max-memory must be positive")
+    return int(v)
+
+
+def _positive(name, value, kind=int):
+    if value is not None and value <= 0:
+        raise GradcalcError("usage", f"{name} must be positive, got {value}")
+    return value
+
+
+def build_limits(max_elements, max_memory, max_depth, symbolic_timeout) -> Limits:
+    lim = Limits()
+    if _positive("--max-elements", max_elements) is not None:
+        lim.max_elements = max_elements
+    if max_memory is not None:
+        lim.max_memory = _parse_size(max_memory)
+    if _positive("--max-depth", max_depth) is not None:
+        lim.max_depth = max_depth
+    if _positive("--symbolic-timeout", symbolic_timeout) is not None:
+        lim.symbolic_timeout = symbolic_timeout
+    return lim
+
+
+class Stdin:
+    """@- may be read once per run."""
+
+    def __init__(self):
+        self.used = False
+
+    def __call__(self) -> str:
+        if self.used:
+            raise GradcalcError("usage", "standard input can be read only once (@- given twice)")
+        self.used = True
+        return sys.stdin.read()
+
+
+def report_error(err: GradcalcError, as_json: bool):
+    """A bad input: one-line reason on stderr (with a caret for positions), JSON on stdout
+    when asked for."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": err.to_json()}) + "\n")
+    msg = f"gradcalc: {err.kind} error: {escape_text(err.message)}"
+    lc = err.line_column()
+    if lc is not None and err.source is not None and "\n" in err.source:
+        msg += f" (line {lc[0]}, column {lc[1]})"
+    elif err.position is not None and err.source is not None:
+        msg += f" (column {err.position + 1})"
+    lines = [msg]
+    if err.position is not None and err.source is not None:
+        text, caret = caret_lines(err.source, err.position)
+        lines += ["  " + text, "  " + caret]
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def internal_error(exc: BaseException, debug: bool):
+    if debug:
+        import traceback
+        traceback.print_exception(exc)
+    sys.stderr.write(
+        f"gradcalc: internal error ({type(exc).__name__}: {escape_text(str(exc))[:200]}). "
+        "This is a bug in gradcalc; please report it with the command that caused it "
+        "(rerun with --debug for the traceback).\n")
+
+
+def split_bindings(args):
+    out = {}
+    for a in args:
+        name, eq, value = a.partition("=")
+        if not eq or not name:
+            raise GradcalcError("usage", f"expected NAME=VALUE, got {escape_text(a)!r}")
+        if not name.isidentifier() or not name.isascii():
+            raise GradcalcError("usage", f"{escape_text(name)!r} is not a variable name")
+        if name in out:
+            raise GradcalcError("usage", f"{name} is given twice")
+        out[name] = value
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"],
+                                 "ignore_unknown_options": True, "max_content_width": 100},
+               epilog=EXAMPLES)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="EXPRESSION [NAME=VALUE ...]")
+@click.option("-f", "--file", "program_file", metavar="PROGRAM.grad",
+              help="Read a program from a file (NAME=VALUE still binds leaves).")
+@click.option("-g", "--grad", metavar="VALUE",
+              help="The cotangent v passed to backward: the output's shape, or one number.")
+@click.option("--wrt", metavar="a,b", help="Leaves that require grad (default: all).")
+@click.option("--of", metavar="NAME", help="Run backward from this named intermediate.")
+@click.option("--repeat", type=int, metavar="N", help="Call backward N times; grads accumulate.")
+@click.option("--check", type=click.Choice(["symbolic", "numeric", "all", "none"]),
+              help="Cross-check (default symbolic).")
+@click.option("--rtol", type=float, help="Relative tolerance of the checks.")
+@click.option("--atol", type=float, help="Absolute tolerance of the checks.")
+@click.option("--jacobian/--no-jacobian", default=None,
+              help="Compute the Jacobian (default: when at most 10,000 entries).")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Precision (default float64).")
+@click.option("--seed", type=int, help="Seed for rand/randn.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
+@click.option("--dot", metavar="FILE", help="Write the graph as Graphviz DOT.")
+@click.option("--precision", type=click.IntRange(1, 17), default=None, metavar="N",
+              help="Significant digits in the human view (default 6).")
+@click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
+@click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
+@click.option("--max-depth", type=int, metavar="N", help="Nesting depth (default 200).")
+@click.option("--symbolic-timeout", type=float, metavar="S", help="Symbolic check budget (default 10 s).")
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+@click.version_option(__version__, "--version", prog_name="gradcalc")
+def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
+            as_json, graph, dot, precision, max_elements, max_memory, max_depth,
+            symbolic_timeout, debug):
+    """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
+
+    gradcalc EXPRESSION [NAME=VALUE ...]  one calculation
+    gradcalc -f PROGRAM.grad [NAME=VALUE ...]  a program file
+    gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
+    """
+    from .api import Settings
+    limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout)
+    settings = Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed)
+    if program_file is None and args and args[0] == "-" :
+        if len(args) > 1:
+            raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
+                                         "NAME=VALUE arguments belong inside each request")
+        from .jsonl import serve
+        return serve(settings, limits, debug)
+    stdin = Stdin()
+    if program_file is not None:
+        if program_file == "-":
+            text = stdin()
+        else:
+            try:
+                with open(program_file, encoding="utf-8") as fh:
+                    text = fh.read(limits.max_text + 1)
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise GradcalcError("usage", f"cannot read {escape_text(program_file)!r}: {reason}")
+        bindings = split_bindings(args)
+    else:
+        if not args:
+            raise GradcalcError("usage", "give an EXPRESSION, -f PROGRAM.grad, or - for JSON "
+                                         "Lines (see gradcalc --help)")
+        text, bindings = args[0], split_bindings(args[1:])
+    if dot is not None:
+        _check_writable(dot)
+    from .api import run
+    result = run(text, bindings, settings, limits, stdin=stdin)
+    if dot is not None:
+        from .graphview import to_dot
+        with open(dot, "w", encoding="utf-8") as fh:
+            fh.write(to_dot(result))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+    else:
+        from .render import render
+        render(result, precision=precision, show_graph=graph)
+    return 0 if result.passed else 1
+
+
+def _check_writable(path):
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path) or not os.path.isdir(d) or not os.access(d, os.W_OK) or (
+            os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise GradcalcError("usage", f"--dot: cannot write to {escape_text(path)!r}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
+    debug = "--debug" in argv
+    try:
+        status = command.main(argv, prog_name="gradcalc", standalone_mode=False)
+    except GradcalcError as err:
+        report_error(err, as_json)
+        status = 2
+    except click.exceptions.Exit as exc:
+        status = exc.exit_code
+    except click.UsageError as exc:
+        report_error(GradcalcError("usage", exc.format_message()), as_json)
+        status = 2
+    except click.Abort:
+        status = 2
+    except KeyboardInterrupt:
+        sys.stderr.write("gradcalc: interrupted\n")
+        status = 130
+    except BrokenPipeError:
+        status = 0
+    except RecursionError as exc:
+        report_error(GradcalcError("limit", "the input is nested too deeply"), as_json)
+        status = 2
+        del exc
+    except MemoryError:
+        report_error(GradcalcError("limit", "out of memory (see --max-memory)"), as_json)
+        status = 2
+    except Exception as exc:  # a bug: short message, traceback only with --debug
+        internal_error(exc, debug)
+        status = 3
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,427 @@
+"""Compile a parsed program into a flat, ordered graph of equations.
+
+The compiler owns name resolution (variables, constants, user functions, built-in ops),
+argument binding against the op table's signatures, shape inference before allocation,
+constant folding, the leaf rule of SPEC section 3, and the element/memory/node limits. It
+walks expressions with an explicit stack, so `a+a+...+a` of any length never recurses.
+Every later feature (forward, backward, Jacobian, symbolic form, graph display) is a loop
+over `Graph.nodes`.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GradcalcError, Limits
+from .ops import OPS, Op
+from .parser import Node
+
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan,
+             "True": 1.0, "False": 0.0}
+_HIDDEN_KINDS = ("operator",)          # ops reachable only through operators, not by name
+
+
+class Eq:
+    """One node of the graph: a leaf, a constant, or an op applied to earlier nodes."""
+
+    __slots__ = ("id", "kind", "op", "inputs", "params", "shape", "pos", "name", "value",
+                 "requires_grad", "torch")
+
+    def __init__(self, id, kind, op, inputs, params, shape, pos, name=None, value=None):
+        self.id, self.kind, self.op, self.inputs, self.params = id, kind, op, inputs, params
+        self.shape, self.pos, self.name, self.value = shape, pos, name, value
+        self.requires_grad = False
+        self.torch = None
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __repr__(self):
+        what = self.op.name if self.op else self.kind
+        return f"Eq({self.id} {what}{list(self.inputs)} {self.shape} {self.name or ''})"
+
+
+@dataclass
+class Graph:
+    nodes: list
+    leaves: dict                 # name -> node id of every named leaf
+    names: dict                  # name -> node id of its newest binding
+    output: int
+    output_name: str | None
+    source: str
+    dtype: np.dtype
+    leaf_order: list = field(default_factory=list)
+
+    def requiring(self):
+        return [n for n in self.nodes if n.requires_grad]
+
+
+def _children(node: Node):
+    k = node.kind
+    if k in ("num", "name"):
+        return []
+    if k == "unary":
+        return [node.b]
+    if k == "binary":
+        return [node.b, node.c]
+    if k == "call":
+        return list(node.b) + [v for _, v, _ in node.c]
+    if k == "index":
+        out = [node.a]
+        for item in node.b:
+            if item.kind == "slice":
+                out.extend(p for p in (item.a, item.b, item.c) if p is not None)
+            else:
+                out.append(item)
+        return out
+    if k == "attr":
+        return [node.a]
+    if k == "array":
+        return list(node.a)
+    raise GradcalcError("syntax", f"unexpected {k}", node.pos)
+
+
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+
+
+class Compiler:
+    def __init__(self, source: str, bindings: dict | None = None, *, dtype=np.float64,
+                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False):
+        self.source = source
+        self.bindings = dict(bindings or {})
+        self.dtype = np.dtype(dtype)
+        self.limits = limits or Limits()
+        self.nodes: list[Eq] = []
+        self.bytes = 0
+        self.env: dict[str, int] = {}
+        self.funcs: dict[str, tuple] = {}
+        self.leaves: dict[str, int] = {}
+        self.leaf_order: list[str] = []
+        self.var_refs = 0
+        self.wrt = None if wrt is None else set(wrt)
+        self.seed = seed
+        self._rng = None
+        self.constants_only = constants_only
+
+    # -- nodes -------------------------------------------------------------------------
+    def _account(self, shape, pos):
+        size = math.prod(shape)
+        if size > self.limits.max_elements:
+            raise GradcalcError("limit", f"an array of shape {tuple(shape)} has {size:,} elements, "
+                                         f"over the limit of {self.limits.max_elements:,} "
+                                         "(--max-elements)", pos)
+        self.bytes += size * self.dtype.itemsize
+        if self.bytes > self.limits.max_memory:
+            raise GradcalcError("limit", "the calculation needs more than the memory limit of "
+                                         f"{_fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
+        if len(self.nodes) >= self.limits.max_nodes:
+            raise GradcalcError("limit", f"the program expands to more than "
+                                         f"{self.limits.max_nodes:,} operations", pos)
+
+    def add(self, kind, op, inputs, params, shape, pos, value=None, name=None) -> int:
+        self._account(shape, pos)
+        eq = Eq(len(self.nodes), kind, op, tuple(inputs), params, tuple(shape), pos, name, value)
+        if kind == "op":
+            eq.requires_grad = any(self.nodes[i].requires_grad and op.vjp(j) is not None
+                                   for j, i in enumerate(inputs))
+            eq.torch = op.torch_name([self.nodes[i].kind == "const" for i in inputs], params)
+        self.nodes.append(eq)
+        return eq.id
+
+    def const(self, value, pos) -> int:
+        value = np.asarray(value, dtype=self.dtype)
+        return self.add("const", None, (), {}, value.shape, pos, value=value)
+
+    def leaf(self, name, value, pos) -> int:
+        value = np.asarray(value, dtype=self.dtype)
+        i = self.add("leaf", None, (), {}, value.shape, pos, value=value, name=name)
+        self.nodes[i].requires_grad = self.wrt is None or name in self.wrt
+        self.nodes[i].torch = "AccumulateGrad"
+        if name not in self.leaves:
+            self.leaf_order.append(name)
+        self.leaves[name] = i
+        return i
+
+    def rng(self):
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
+
+    def apply(self, op: Op, inputs, params, pos) -> int:
+        shapes = [self.nodes[i].shape for i in inputs]
+        try:
+            shape, params = op.infer(shapes, params)
+        except GradcalcError as err:
+            if err.position is None:
+                err.position = pos
+            raise
+        if op.kind == "constructor":
+            params = dict(params, _dtype=self.dtype)
+            if op.name in ("rand", "randn"):
+                params["_rng"] = self.rng()
+        if all(self.nodes[i].kind == "const" for i in inputs):
+            self._account(shape, pos)          # check before allocating
+            self.bytes -= math.prod(shape) * self.dtype.itemsize
+            try:
+                with np.errstate(all="ignore"):
+                    value = op.forward(*[self.nodes[i].value for i in inputs], **params)
+            except GradcalcError as err:
+                if err.position is None:
+                    err.position = pos
+                raise
+            return self.const(value, pos)
+        return self.add("op", op, inputs, params, shape, pos)
+
+    # -- statements ---------------------------------------------------------------------
+    def program(self, stmts) -> Graph:
+        if not stmts:
+            raise GradcalcError("syntax", "the program has no statement", 0)
+        last = stmts[-1]
+        if last.kind == "funcdef":
+            raise GradcalcError("syntax", "the last statement must be an expression or an "
+                                          "assignment: it is the output", last.pos)
+        out, out_name = None, None
+        for st in stmts:
+            if st.kind == "funcdef":
+                self.funcs[st.a] = (st.b, st.c, dict(self.funcs))
+                continue
+            if st.kind == "assign":
+                refs = self.var_refs
+                value = self.expr(st.b)
+                if self.var_refs == refs:           # depends on no other name: a leaf
+                    if st.a in self.bindings:
+                        existing = self.leaves.get(st.a)
+                        value = existing if existing is not None else \
+                            self.leaf(st.a, self.bindings[st.a], st.pos)
+                    else:
+                        value = self.leaf(st.a, self.nodes[value].value, st.pos)
+                self.env[st.a] = value
+                out, out_name = value, st.a
+            else:
+                out, out_name = self.expr(st.a), None
+        for name, val in self.bindings.items():     # given but never used: no path
+            if name not in self.leaves:
+                self.leaf(name, val, None)
+        return Graph(self.nodes, dict(self.leaves), dict(self.env), out, out_name, self.source,
+                     self.dtype, list(self.leaf_order))
+
+    # -- expressions --------------------------------------------------------------------
+    def expr(self, root: Node) -> int:
+        work = [(root, self.env, self.funcs, False)]
+        vals: list[int] = []
+        while work:
+            node, env, funcs, done = work.pop()
+            if not done:
+                kids = _children(node)
+                work.append((node, env, funcs, True))
+                for kid in reversed(kids):
+                    work.append((kid, env, funcs, False))
+                continue
+            n = len(_children(node))
+            args = vals[len(vals) - n:] if n else []
+            if n:
+                del vals[len(vals) - n:]
+            result = self.reduce(node, args, env, funcs, work)
+            if result is not None:
+                vals.append(result)
+        return vals[-1]
+
+    def reduce(self, node, args, env, funcs, work):
+        k = node.kind
+        if k == "num":
+            return self.const(float(node.a), node.pos)
+        if k == "name":
+            return self.lookup(node, env, funcs)
+        if k == "unary":
+            if node.a == "+":
+                return args[0]
+            return self.apply(OPS["neg"], args, {}, node.pos)
+        if k == "binary":
+            return self.apply(OPS[_BINOPS[node.a]], args, {}, node.pos)
+        if k == "attr":
+            return self.apply(OPS["transpose"], args, {}, node.pos)
+        if k == "array":
+            return self.array(node, args)
+        if k == "index":
+            return self.index(node, args)
+        if k == "call":
+            return self.call(node, args, env, funcs, work)
+        raise AssertionError(k)
+
+    def lookup(self, node, env, funcs) -> int:
+        name = node.a
+        if name in env:
+            self.var_refs += 1
+            return env[name]
+        if name in self.bindings and not self.constants_only:
+            self.var_refs += 1
+            i = self.leaves.get(name)
+            if i is None:
+                i = self.leaf(name, self.bindings[name], node.pos)
+            return i
+        if name in CONSTANTS:
+            return self.const(CONSTANTS[name], node.pos)
+        if name in funcs or (name in OPS and OPS[name].kind not in _HIDDEN_KINDS):
+            raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
+        if self.constants_only:
+            raise GradcalcError("name", f"unknown name '{name}': a value can use numbers, "
+                                        "constants and functions, not variables", node.pos)
+        known = list(env) + list(self.bindings) + list(CONSTANTS)
+        near = difflib.get_close_matches(name, known, 1)
+        hint = f"; did you mean '{near[0]}'?" if near else \
+            "; bind it on the command line, e.g. " + f"{name}=1.0"
+        raise GradcalcError("name", f"unknown name '{name}'{hint}", node.pos)
+
+    def _scalar(self, i, what, pos, kind="number"):
+        eq = self.nodes[i]
+        if eq.kind != "const":
+            raise GradcalcError("call", f"{what} must be a constant number, not an expression of "
+                                        "variables", pos)
+        if eq.size != 1:
+            raise GradcalcError("call", f"{what} must be a single number, got shape "
+                                        f"{eq.shape}", pos)
+        v = float(eq.value.reshape(()))
+        if kind == "int":
+            if not math.isfinite(v) or v != int(v):
+                raise GradcalcError("call", f"{what} must be a whole number, got {v:g}", pos)
+            return int(v)
+        if kind == "bool":
+            return bool(v)
+        return v
+
+    def array(self, node, args) -> int:
+        if not args:
+            raise GradcalcError("value", "an empty array literal [] has no shape to use", node.pos)
+        shapes = set()
+        for i, el in zip(args, node.a):
+            if self.nodes[i].kind != "const":
+                raise GradcalcError("call", "array literals hold numbers and constants only; "
+                                            "build an array from variables with stack(a, b)",
+                                    el.pos)
+            shapes.add(self.nodes[i].shape)
+        if len(shapes) != 1:
+            raise GradcalcError("value", "array literal is not rectangular: its elements have "
+                                         "shapes " + ", ".join(map(str, sorted(shapes))), node.pos)
+        self._account((len(args),) + next(iter(shapes)), node.pos)
+        self.bytes -= len(args) * math.prod(next(iter(shapes))) * self.dtype.itemsize
+        return self.const(np.stack([self.nodes[i].value for i in args]), node.pos)
+
+    def index(self, node, args) -> int:
+        target, rest = args[0], list(args[1:])
+        idx = []
+        for item in node.b:
+            if item.kind == "slice":
+                parts = []
+                for p in (item.a, item.b, item.c):
+                    parts.append(None if p is None else
+                                 self._scalar(rest.pop(0), "a slice bound", p.pos, "int"))
+                idx.append(slice(*parts))
+            else:
+                idx.append(self._scalar(rest.pop(0), "an index", item.pos, "int"))
+        return self.apply(OPS["index"], [target], {"idx": tuple(idx)}, node.pos)
+
+    def call(self, node, args, env, funcs, work):
+        name, pos = node.a, node.pos
+        nkw = len(node.c)
+        pos_args = args[: len(args) - nkw] if nkw else args
+        kw_args = dict(zip((kname for kname, _, _ in node.c), args[len(args) - nkw:])) if nkw else {}
+        if name in funcs:
+            params, body, defs = funcs[name]
+            if kw_args:
+                bad = next(iter(kw_args))
+                if bad not in params or len(pos_args) + len(kw_args) != len(params):
+                    raise GradcalcError("call", f"{name}() takes {len(params)} arguments "
+                                                f"({', '.join(params)})", pos)
+            if len(pos_args) + len(kw_args) != len(params):
+                raise GradcalcError("call", f"{name}() takes {len(params)} argument"
+                                            f"{'s' if len(params) != 1 else ''} "
+                                            f"({', '.join(params)}), got {len(pos_args) + len(kw_args)}",
+                                    pos)
+            bound = dict(zip(params, pos_args))
+            for kname, v in kw_args.items():
+                if kname in bound:
+                    raise GradcalcError("call", f"{name}(): '{kname}' given twice", pos)
+                bound[kname] = v
+            work.append((body, {**env, **bound}, defs, False))
+            return None
+        op = OPS.get(name)
+        if op is None or op.kind in _HIDDEN_KINDS:
+            if name in env or name in self.bindings:
+                raise GradcalcError("name", f"'{name}' is a variable, not a function", pos)
+            near = difflib.get_close_matches(
+                name, [n for n, o in OPS.items() if o.kind not in _HIDDEN_KINDS] + list(funcs), 1)
+            hint = f"; did you mean {near[0]}()?" if near else ""
+            raise GradcalcError("name", f"unknown function '{name}'{hint}", pos)
+        inputs, params = self.bind(op, pos_args, kw_args, node)
+        return self.apply(op, inputs, params, pos)
+
+    def bind(self, op: Op, pos_args, kw_args, node):
+        """Match a call's arguments to the op's signature: array inputs and constant params."""
+        pos = node.pos
+        kw_pos = {kname: kp for kname, _, kp in node.c}
+        arg_pos = [a.pos for a in node.b]
+        inputs, params = [], {}
+        queue = list(zip(pos_args, arg_pos))
+        names = {p.name for p in op.params}
+        for kname in kw_args:
+            if kname not in names or op.params and any(
+                    p.name == kname and p.kind in ("arrays", "ints") for p in op.params):
+                raise GradcalcError("call", f"{op.name}() got an unexpected keyword argument "
+                                            f"'{kname}'{_sig_hint(op)}", kw_pos[kname])
+        for p in op.params:
+            if p.kind == "arrays":
+                inputs.extend(i for i, _ in queue)
+                queue = []
+                continue
+            if p.kind == "ints":
+                params[p.name] = tuple(self._scalar(i, f"{op.name}() size", ap, "int")
+                                       for i, ap in queue)
+                queue = []
+                continue
+            if queue:
+                i, ap = queue.pop(0)
+                if p.name in kw_args:
+                    raise GradcalcError("call", f"{op.name}() got '{p.name}' twice", kw_pos[p.name])
+            elif p.name in kw_args:
+                i, ap = kw_args[p.name], kw_pos[p.name]
+            elif p.optional:
+                if p.kind == "array":
+                    inputs.append(self.const(p.default, pos))
+                else:
+                    params[p.name] = p.default
+                continue
+            else:
+                raise GradcalcError("call", f"{op.name}() is missing its argument "
+                                            f"'{p.name}'{_sig_hint(op)}", pos)
+            if p.kind == "array":
+                inputs.append(i)
+            else:
+                try:
+                    params[p.name] = self._scalar(i, f"{op.name}() argument '{p.name}'", ap, p.kind)
+                except GradcalcError as err:
+                    if op.hint:
+                        err.message += f" ({op.hint})"
+                    raise
+        if queue:
+            extra = f" ({op.hint})" if op.hint else ""
+            raise GradcalcError("call", f"{op.name}() takes at most "
+                                        f"{sum(1 for p in op.params)} positional arguments"
+                                        f"{_sig_hint(op)}{extra}", queue[0][1])
+        if op.kind != "constructor" and not inputs:
+            raise GradcalcError("call", f"{op.name}() needs an array argument{_sig_hint(op)}", pos)
+        return inputs, params
+
+
+def _sig_hint(op: Op) -> str:
+    return f": {op.name}({op.sig.replace(':int', '').replace(':number', '').replace(':bool', '').replace('?', '').replace(':array', '')})"
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024

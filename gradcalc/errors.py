@@ -1,0 +1,95 @@
+"""The one error type of gradcalc and the limits that bound every calculation.
+
+Every problem a user can cause is a `GradcalcError` with a kind from SPEC section 8
+(syntax, name, call, shape, value, limit, usage), a one-line message and, where the text
+has one, a 0-based position. Nothing here imports numpy or anything heavy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("syntax", "name", "call", "shape", "value", "limit", "usage")
+
+
+class GradcalcError(Exception):
+    """A bad input: exit status 2, never a traceback."""
+
+    def __init__(self, kind: str, message: str, position: int | None = None, *,
+                 source: str | None = None):
+        assert kind in KINDS, kind
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.position = position
+        self.source = source
+
+    def with_source(self, source: str) -> "GradcalcError":
+        """Attach the text the position refers to, unless one is attached already."""
+        if self.source is None:
+            self.source = source
+        return self
+
+    def line_column(self) -> tuple[int, int] | None:
+        """1-based (line, column) of the position in the source, if both are known."""
+        if self.position is None or self.source is None:
+            return None
+        before = self.source[: self.position]
+        line = before.count("\n") + 1
+        column = self.position - (before.rfind("\n") + 1) + 1
+        return line, column
+
+    def to_json(self) -> dict:
+        err = {"kind": self.kind, "message": self.message, "position": self.position}
+        lc = self.line_column()
+        if lc is not None and self.source is not None and "\n" in self.source:
+            err["line"], err["column"] = lc
+        return err
+
+
+@dataclass
+class Limits:
+    """SPEC section 8 limits; each has a command-line option."""
+
+    max_text: int = 1_000_000            # characters of an expression or program
+    max_depth: int = 200                 # nesting of parentheses, calls, unary/power chains
+    max_elements: int = 10**8            # elements in any one array
+    max_memory: int = 2 * 1024**3        # estimated working memory in bytes
+    max_repeat: int = 10_000             # --repeat
+    symbolic_timeout: float = 10.0       # seconds for the symbolic check
+    max_nodes: int = 1_000_000           # graph equations after inlining functions
+    max_file: int = 1024**3              # bytes read from an @file (text forms)
+
+
+def escape_text(text: str) -> str:
+    """Show control characters (and anything non-printable) as escapes: `\\x1b`."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch == "\t" or (32 <= o < 127):
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif o < 256:
+            out.append(f"\\x{o:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\u{o:04x}")
+    return "".join(out)
+
+
+def caret_lines(source: str, position: int, width: int = 200) -> tuple[str, str]:
+    """The line of `source` holding `position` (escaped, at most `width` chars around it)
+    and a caret line under the offending character."""
+    position = max(0, min(position, len(source)))
+    start = source.rfind("\n", 0, position) + 1
+    end = source.find("\n", position)
+    if end < 0:
+        end = len(source)
+    lo = max(start, position - width // 2)
+    hi = min(end, lo + width)
+    prefix = "..." if lo > start else ""
+    suffix = "..." if hi < end else ""
+    shown_before = escape_text(source[lo:position])
+    text = prefix + shown_before + escape_text(source[position:hi]) + suffix
+    return text, " " * (len(prefix) + len(shown_before)) + "^"

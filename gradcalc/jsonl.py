@@ -1,0 +1,141 @@
+"""JSON Lines mode (`gradcalc -`): one request object per stdin line, one result per line.
+
+Owns request validation (kind "usage" for anything that is not a well-formed request),
+echoing `id` exactly, flushing line by line, and the final exit status (2 if any request
+failed, else 1 if any check disagreed, else 0). A bad line never stops the stream.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import GradcalcError
+
+FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
+          "seed", "jacobian", "rtol", "atol"}
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_request(line: str, defaults, limits):
+    from .api import Settings
+    try:
+        req = json.loads(line, parse_constant=_reject_constant)
+    except RecursionError:
+        raise GradcalcError("usage", "the request is nested too deeply")
+    except ValueError as exc:
+        raise GradcalcError("usage", f"not valid JSON: {str(exc)[:120]}")
+    if not isinstance(req, dict):
+        raise GradcalcError("usage", "each line must be a JSON object, e.g. "
+                                     '{"expr": "sum(x**2)", "vars": {"x": [1, 2]}}')
+    return req
+
+
+def settings_of(req, defaults):
+    from .api import Settings
+    has_expr, has_prog = "expr" in req, "program" in req
+    if has_expr == has_prog:
+        raise GradcalcError("usage", "a request needs exactly one of \"expr\" or \"program\"")
+    text = req["expr"] if has_expr else req["program"]
+    if not isinstance(text, str):
+        raise GradcalcError("usage", f"\"{'expr' if has_expr else 'program'}\" must be a string")
+    vars_ = req.get("vars", {})
+    if vars_ is None:
+        vars_ = {}
+    if not isinstance(vars_, dict):
+        raise GradcalcError("usage", "\"vars\" must be an object of name: value")
+    s = Settings()
+    for key in ("grad", "of", "check", "dtype"):
+        v = req.get(key)
+        if v is None:
+            continue
+        if key != "grad" and not isinstance(v, str):
+            raise GradcalcError("usage", f"\"{key}\" must be a string")
+        setattr(s, key, v)
+    if req.get("check") is not None and req["check"] not in ("symbolic", "numeric", "all", "none"):
+        raise GradcalcError("usage", "\"check\" must be symbolic, numeric, all or none")
+    if req.get("dtype") is not None and req["dtype"] not in ("float64", "float32"):
+        raise GradcalcError("usage", "\"dtype\" must be float64 or float32")
+    wrt = req.get("wrt")
+    if wrt is not None:
+        if isinstance(wrt, str):
+            wrt = [w.strip() for w in wrt.split(",") if w.strip()]
+        if not isinstance(wrt, list) or not all(isinstance(w, str) for w in wrt):
+            raise GradcalcError("usage", "\"wrt\" must be a list of names")
+        s.wrt = wrt
+    for key in ("repeat", "seed"):
+        v = req.get(key)
+        if v is None:
+            continue
+        if type(v) is not int:
+            raise GradcalcError("usage", f"\"{key}\" must be a whole number")
+        setattr(s, key, v)
+    for key in ("rtol", "atol"):
+        v = req.get(key)
+        if v is None:
+            continue
+        if type(v) not in (int, float):
+            raise GradcalcError("usage", f"\"{key}\" must be a number")
+        setattr(s, key, float(v))
+    jac = req.get("jacobian")
+    if jac is not None:
+        if type(jac) is not bool:
+            raise GradcalcError("usage", "\"jacobian\" must be true or false")
+        s.jacobian = jac
+    return text, vars_, s.merged_over(defaults)
+
+
+def serve(defaults, limits, debug=False):
+    from .api import run
+    failed = disagreed = internal = False
+    stdin = sys.stdin.buffer
+    out = sys.stdout
+    for raw in stdin:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = None
+        if line is not None and not line.strip():
+            continue
+        rid, has_id = None, False
+        try:
+            if line is None:
+                raise GradcalcError("usage", "the line is not valid UTF-8")
+            req = parse_request(line, defaults, limits)
+            has_id = "id" in req
+            rid = req.get("id")
+            text, vars_, settings = settings_of(req, defaults)
+            try:
+                result = run(text, vars_, settings, limits, allow_files=False)
+            except GradcalcError as err:
+                raise err.with_source(text) if err.position is not None else err
+            obj = result.to_json()
+            if not result.passed:
+                disagreed = True
+        except GradcalcError as err:
+            failed = True
+            obj = {"error": err.to_json()}
+        except RecursionError:
+            failed = True
+            obj = {"error": {"kind": "limit", "message": "the input is nested too deeply",
+                             "position": None}}
+        except MemoryError:
+            failed = True
+            obj = {"error": {"kind": "limit", "message": "out of memory (see --max-memory)",
+                             "position": None}}
+        except Exception as exc:  # a bug in gradcalc: say so, keep the stream going
+            internal = True
+            if debug:
+                import traceback
+                traceback.print_exception(exc)
+            obj = {"error": {"kind": "internal", "message": f"internal error "
+                             f"({type(exc).__name__}); please report it", "position": None}}
+        if has_id:
+            obj = {"id": rid, **obj}
+        out.write(json.dumps(obj, allow_nan=False) + "\n")
+        out.flush()
+    if internal:
+        return 3
+    return 2 if failed else (1 if disagreed else 0)

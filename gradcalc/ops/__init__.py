@@ -1,0 +1,148 @@
+"""THE TABLE: every primitive of the language, declared once.
+
+Each `Op` holds its numpy forward, one vector-Jacobian rule per array input, a shape/param
+inference (which validates arguments before anything is allocated), its sympy *forward* form
+(the symbolic check differentiates that independently; it is never handed a VJP), its
+PyTorch backward-node name, and sample calls that the table-driven tests walk.
+
+Format of an entry (a written spec, as derivatives.yaml opens with one):
+
+- `sig`: "x, y" array inputs; "name:int?=None", "name:bool=False", "name:number=1" constant
+  parameters; "*xs" variadic arrays; "*shape:int" variadic integers.
+- `forward(*arrays, **params) -> ndarray`.
+- `vjps`: a tuple with one rule per array input, `rule(g, ans, *arrays, **params)`, or a
+  function `i -> rule` for variadic ops. `g` is the cotangent with any number of extra
+  LEADING batch axes (shape batch + ans.shape); a rule must keep them (broadcast over them,
+  use negative axes, `matmul`, `swapaxes(-1, -2)`), so that backward with a batch of basis
+  cotangents yields a whole Jacobian in one pass. A rule may return something that merely
+  broadcasts to batch + ans.shape; summing a broadcast operand back to its own shape is done
+  once, in the engine (autograd.sum_to). `None` means "no gradient flows here".
+- `infer(shapes, params) -> (out_shape, params)`: validates arguments (raising
+  GradcalcError kind "call" or "shape") and normalises params (dims become negative, so that
+  rules work under leading batch axes).
+- `sympy(sp, *args, **params)`: the forward formula on sympy scalars (elementwise ops) or on
+  numpy object arrays of sympy expressions (everything else).
+- `torch`: the PyTorch backward-node name (a str, or a function of which inputs are
+  constants, for ops such as pow whose node name depends on it).
+- `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import GradcalcError
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str          # "array", "arrays" (variadic), "int", "ints" (variadic), "number", "bool"
+    optional: bool = False
+    default: Any = None
+
+
+def parse_sig(sig: str) -> tuple[Param, ...]:
+    out = []
+    for part in filter(None, (p.strip() for p in sig.split(","))):
+        default, optional = None, False
+        if "=" in part:
+            part, d = part.split("=")
+            named = {"None": None, "False": False, "True": True,
+                     "inf": float("inf"), "-inf": float("-inf")}
+            if d in named:
+                default = named[d]
+            else:
+                default = float(d) if "." in d or "e" in d else int(d)
+            optional = True
+        if part.startswith("*"):
+            name, _, kind = part[1:].partition(":")
+            out.append(Param(name, "ints" if kind == "int" else "arrays"))
+            continue
+        name, _, kind = part.partition(":")
+        kind = kind or "array"
+        if kind.endswith("?"):
+            kind = kind[:-1]
+        out.append(Param(name, kind, optional, default))
+    return tuple(out)
+
+
+@dataclass(eq=False)
+class Op:
+    name: str
+    sig: str
+    forward: Callable
+    vjps: Any
+    infer: Callable
+    torch: Any
+    kind: str
+    sympy: Callable | None = None
+    samples: tuple = ()
+    hint: str = ""                      # shown when the call is misused
+    doc: str = ""
+    params: tuple = field(default=(), init=False)
+
+    def __post_init__(self):
+        self.params = parse_sig(self.sig)
+
+    @property
+    def array_params(self):
+        return [p for p in self.params if p.kind in ("array", "arrays")]
+
+    @property
+    def variadic(self) -> bool:
+        return any(p.kind == "arrays" for p in self.params)
+
+    def vjp(self, i: int):
+        if callable(self.vjps):
+            return self.vjps(i)
+        return self.vjps[i]
+
+    def torch_name(self, const_flags=(), params=None) -> str:
+        """PyTorch's backward-node name; some depend on which inputs are constants or on
+        the params (sum() is SumBackward0, sum(dim=...) SumBackward1)."""
+        if callable(self.torch):
+            return self.torch(tuple(const_flags), params or {})
+        return self.torch
+
+
+OPS: dict[str, Op] = {}
+
+
+def register(*ops: Op):
+    for op in ops:
+        assert op.name not in OPS, op.name
+        OPS[op.name] = op
+
+
+def call_error(op: Op, message: str) -> GradcalcError:
+    return GradcalcError("call", f"{op.name}(): {message}")
+
+
+def norm_dim(op_name: str, dim: int, ndim: int) -> int:
+    """A dim as a negative axis (valid under leading batch axes); PyTorch's range rules,
+    where a 0-d array accepts dim 0 and -1."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise GradcalcError(
+            "call", f"{op_name}(): dim {dim} is out of range for a {ndim}-D array "
+            f"(expected {-n}..{n - 1})")
+    return dim - n if dim >= 0 else dim
+
+
+def broadcast(op_name: str, *shapes):
+    try:
+        import numpy as np
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(str(tuple(s)) for s in shapes)
+        raise GradcalcError("shape", f"{op_name}: shapes {shown} cannot be broadcast together")
+
+
+def elementwise_infer(op_name):
+    def infer(shapes, params):
+        return broadcast(op_name, *shapes), params
+    return infer
+
+
+from . import elementwise, reductions, linalg, shape, losses, constructors  # noqa: E402,F401

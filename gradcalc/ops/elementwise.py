@@ -1,0 +1,213 @@
+"""Elementwise primitives: arithmetic operators and the functions of SPEC section 2.
+
+Kinks follow PyTorch 2.13's derivatives.yaml, cited beside each rule. Rules broadcast over
+leading batch axes of `g` by construction (they only multiply `g` by arrays of the
+operands' shapes).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import Op, elementwise_infer, register
+
+LN2 = math.log(2.0)
+LN10 = math.log(10.0)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc=""):
+    register(Op(name, "x", forward, (rule,), elementwise_infer(name), torch, "elementwise",
+                sympy=sympy, samples=((f"{name}(x)", {"x": (2, 3)}, domain),), doc=doc))
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x):
+    return np.asarray(_erf(x), dtype=x.dtype if x.dtype.kind == "f" else float)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    # PyTorch: x where beta*x > threshold, else log1p(exp(beta*x)) / beta
+    bx = x * beta
+    return np.where(bx > threshold, x, np.log1p(np.exp(np.minimum(bx, threshold))) / beta)
+
+
+def softplus_vjp(g, ans, x, beta=1.0, threshold=20.0):
+    # softplus_backward: z = exp(x*beta); grad * z / (z + 1), or grad where x*beta > threshold
+    bx = x * beta
+    z = np.exp(np.minimum(bx, threshold))
+    return g * np.where(bx > threshold, 1.0, z / (z + 1.0))
+
+
+def sigmoid(x):
+    # numerically stable in both tails
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# --- unary functions ------------------------------------------------------------------
+unary("exp", np.exp, lambda g, ans, x: g * ans, lambda sp, x: sp.exp(x), "ExpBackward0")
+unary("log", np.log, lambda g, ans, x: g / x,   # log'(0) = +inf, as grad.div(self)
+      lambda sp, x: sp.log(x), "LogBackward0", (0.2, 3.0))
+unary("log2", np.log2, lambda g, ans, x: g / (x * LN2),
+      lambda sp, x: sp.log(x, 2), "Log2Backward0", (0.2, 3.0))
+unary("log10", np.log10, lambda g, ans, x: g / (x * LN10),
+      lambda sp, x: sp.log(x, 10), "Log10Backward0", (0.2, 3.0))
+unary("log1p", np.log1p, lambda g, ans, x: g / (x + 1.0),
+      lambda sp, x: sp.log(1 + x), "Log1PBackward0", (-0.8, 3.0))
+unary("expm1", np.expm1, lambda g, ans, x: g * (ans + 1.0),
+      lambda sp, x: sp.exp(x) - 1, "Expm1Backward0")
+# sqrt'(0) = +inf: PyTorch computes grad / (2 * result)
+unary("sqrt", np.sqrt, lambda g, ans, x: g / (2.0 * ans),
+      lambda sp, x: sp.sqrt(x), "SqrtBackward0", (0.2, 3.0))
+# abs'(0) = 0: PyTorch computes grad * self.sgn()
+unary("abs", np.abs, lambda g, ans, x: g * np.sign(x),
+      lambda sp, x: sp.Abs(x), "AbsBackward0")
+# sign has zero gradient everywhere (PyTorch: zeros_like(grad))
+unary("sign", np.sign, lambda g, ans, x: g * 0.0,
+      lambda sp, x: sp.sign(x), "SignBackward0")
+unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
+unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")
+unary("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans),
+      lambda sp, x: sp.tan(x), "TanBackward0", (-1.2, 1.2))
+# asin/acos: grad * (1 - x^2).rsqrt(), so +-inf at +-1
+unary("asin", np.arcsin, lambda g, ans, x: g / np.sqrt(1.0 - x * x),
+      lambda sp, x: sp.asin(x), "AsinBackward0", (-0.9, 0.9))
+unary("acos", np.arccos, lambda g, ans, x: -g / np.sqrt(1.0 - x * x),
+      lambda sp, x: sp.acos(x), "AcosBackward0", (-0.9, 0.9))
+unary("atan", np.arctan, lambda g, ans, x: g / (1.0 + x * x),
+      lambda sp, x: sp.atan(x), "AtanBackward0")
+unary("sinh", np.sinh, lambda g, ans, x: g * np.cosh(x), lambda sp, x: sp.sinh(x), "SinhBackward0")
+unary("cosh", np.cosh, lambda g, ans, x: g * np.sinh(x), lambda sp, x: sp.cosh(x), "CoshBackward0")
+unary("tanh", np.tanh, lambda g, ans, x: g * (1.0 - ans * ans),
+      lambda sp, x: sp.tanh(x), "TanhBackward0")
+unary("sigmoid", sigmoid, lambda g, ans, x: g * (ans * (1.0 - ans)),
+      lambda sp, x: 1 / (1 + sp.exp(-x)), "SigmoidBackward0")
+# relu'(0) = 0: threshold_backward(grad, result, 0) passes grad where result > 0
+unary("relu", lambda x: np.maximum(x, 0.0), lambda g, ans, x: g * (ans > 0),
+      lambda sp, x: sp.Max(x, 0), "ReluBackward0")
+unary("erf", erf, lambda g, ans, x: g * (TWO_OVER_SQRT_PI * np.exp(-x * x)),
+      lambda sp, x: sp.erf(x), "ErfBackward0")
+unary("neg", np.negative, lambda g, ans, x: -g, lambda sp, x: -x, "NegBackward0")
+
+register(Op("softplus", "x, beta:number=1.0, threshold:number=20.0", softplus, (softplus_vjp,),
+            elementwise_infer("softplus"), "SoftplusBackward0", "elementwise",
+            sympy=lambda sp, x, beta=1.0, threshold=20.0: sp.Piecewise(
+                (x, x * beta > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
+            samples=(("softplus(x)", {"x": (2, 3)}, (-3.0, 3.0)),
+                     ("softplus(x, beta=2)", {"x": (4,)}, (-2.0, 2.0))),
+            doc="PyTorch's threshold: linear where beta*x > threshold (default 20)"))
+
+
+# --- binary arithmetic --------------------------------------------------------------
+def binary(name, sig, forward, rules, sympy, torch, samples, kind="elementwise", doc=""):
+    register(Op(name, sig, forward, rules, elementwise_infer(name), torch, kind,
+                sympy=sympy, samples=samples, doc=doc))
+
+
+_XY = {"x": (2, 3), "y": (3,)}
+binary("add", "x, y", np.add, (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
+       lambda sp, x, y: x + y, "AddBackward0", (("x + y", _XY, (-2.0, 2.0)),), kind="operator")
+binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
+       lambda sp, x, y: x - y,
+       lambda consts, params: "RsubBackward1" if consts and consts[0] else "SubBackward0",
+       (("x - y", _XY, (-2.0, 2.0)),), kind="operator")
+binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
+       lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), kind="operator")
+# div: grad / other and -grad * self / (other * other)
+binary("div", "x, y", np.divide,
+       (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * x / (y * y)),
+       lambda sp, x, y: x / y, "DivBackward0", (("x / y", _XY, (0.5, 2.0)),), kind="operator")
+
+
+def pow_vjp_base(g, ans, x, y):
+    # pow_backward_self: where(exponent == 0, 0, grad * exponent * self ** (exponent - 1))
+    return np.where(y == 0.0, 0.0, g * (y * np.power(x, y - 1.0)))
+
+
+def pow_vjp_exponent(g, ans, x, y):
+    # pow_backward_exponent: where(self == 0 & exponent >= 0, 0, grad * result * log(self))
+    return np.where((x == 0.0) & (y >= 0.0), 0.0, g * (ans * np.log(x)))
+
+
+def _pow_torch(consts, params):
+    if consts and consts[1]:
+        return "PowBackward0"
+    if consts and consts[0]:
+        return "PowBackward2"
+    return "PowBackward1"
+
+
+binary("pow", "x, y", np.power, (pow_vjp_base, pow_vjp_exponent),
+       lambda sp, x, y: x ** y, _pow_torch,
+       (("x ** y", _XY, (0.5, 2.0)), ("pow(x, 3)", {"x": (4,)}, (-2.0, 2.0))),
+       doc="x**y at (0, 0) has both partials 0, as PyTorch defines")
+
+
+# atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); nan at (0, 0) as in PyTorch
+def _atan2_rules():
+    def dy(g, ans, y, x):
+        return g * (x * (1.0 / (y * y + x * x)))
+
+    def dx(g, ans, y, x):
+        return g * (-y * (1.0 / (y * y + x * x)))
+    return dy, dx
+
+
+binary("atan2", "y, x", np.arctan2, _atan2_rules(), lambda sp, y, x: sp.atan2(y, x),
+       "Atan2Backward0", (("atan2(x, y)", _XY, (0.5, 2.0)),))
+# hypot: grad * self / result, grad * other / result
+binary("hypot", "x, y", np.hypot,
+       (lambda g, ans, x, y: g * (x / ans), lambda g, ans, x, y: g * (y / ans)),
+       lambda sp, x, y: sp.sqrt(x * x + y * y), "HypotBackward0",
+       (("hypot(x, y)", _XY, (0.5, 2.0)),))
+
+
+# maximum/minimum: where(self == other, grad / 2, grad).masked_fill_(self < other, 0)
+def _maxmin_rules(first_wins):
+    def rx(g, ans, x, y):
+        return g * np.where(x == y, 0.5, first_wins(x, y) * 1.0)
+
+    def ry(g, ans, x, y):
+        return g * np.where(x == y, 0.5, first_wins(y, x) * 1.0)
+    return rx, ry
+
+
+binary("maximum", "x, y", np.maximum, _maxmin_rules(np.greater),
+       lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
+       (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side")
+binary("minimum", "x, y", np.minimum, _maxmin_rules(np.less),
+       lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
+       (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side")
+
+
+# clamp(x, min, max): the bounds are inputs too (constants +-inf when left out).
+# PyTorch 2.13 clamp_backward_min_max: x gets grad where min <= x <= max (1 at the bounds);
+# min gets grad where x < min and min < max; max gets grad where x > max or max < min.
+def clamp(x, lo, hi):
+    return np.minimum(np.maximum(x, lo), hi)
+
+
+register(Op(
+    "clamp", "x, min:array?=-inf, max:array?=inf", clamp,
+    (lambda g, ans, x, lo, hi: g * ((x >= lo) & (x <= hi)),
+     lambda g, ans, x, lo, hi: g * ((x < lo) & (lo < hi)),
+     lambda g, ans, x, lo, hi: g * ((x > hi) | (hi < lo))),
+    elementwise_infer("clamp"), "ClampBackward1", "elementwise",
+    sympy=lambda sp, x, lo, hi: sp.Min(sp.Max(x, lo), hi),
+    samples=(("clamp(x, min=-0.5, max=0.5)", {"x": (2, 3)}, (-2.0, 2.0)),
+             ("clamp(x, y, 1)", {"x": (2, 3), "y": (3,)}, (-2.0, 2.0))),
+    doc="bounds positional or by keyword; the gradient passes at the bounds"))
+
+
+def identity(x):
+    return x
+
+
+# detach: the value passes, no gradient flows
+register(Op("detach", "x", identity, (None,), elementwise_infer("detach"), "DetachBackward",
+            "elementwise", sympy=lambda sp, x: x,
+            samples=(("detach(x) * x", {"x": (3,)}, (-2.0, 2.0)),)))

@@ -1,0 +1,146 @@
+"""Losses with PyTorch's signatures and mean reduction.
+
+binary_cross_entropy clamps its logs at -100 as PyTorch does; a class-index target of
+cross_entropy is never differentiated (its rule is None).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import Op, broadcast, register
+from ..errors import GradcalcError
+from .reductions import log_softmax, softmax
+
+EPSILON = 1e-12
+
+
+def _g(g, ndim):
+    """A scalar-output cotangent (batch + ()) shaped to broadcast against an operand."""
+    return g.reshape(g.shape + (1,) * ndim)
+
+
+def pair_infer(name):
+    def infer(shapes, params):
+        return (), dict(params, _n=math.prod(broadcast(name, *shapes)))
+    return infer
+
+
+def mse(x, t, _n=1):
+    d = x - t
+    return np.asarray(np.mean(d * d))
+
+
+def _mse_rules():
+    def rx(g, ans, x, t, _n=1):
+        d = x - t
+        return _g(g, d.ndim) * (2.0 * d / _n)
+
+    def rt(g, ans, x, t, _n=1):
+        d = x - t
+        return _g(g, d.ndim) * (-2.0 * d / _n)
+    return rx, rt
+
+
+register(Op("mse_loss", "input, target", mse, _mse_rules(), pair_infer("mse_loss"),
+            "MseLossBackward0", "loss",
+            samples=(("mse_loss(x, y)", {"x": (2, 3), "y": (2, 3)}, (-2.0, 2.0)),)))
+
+
+def bce(x, t, _n=1):
+    lx = np.maximum(np.log(x), -100.0)
+    l1x = np.maximum(np.log1p(-x), -100.0)
+    return np.asarray(np.mean(-(t * lx + (1.0 - t) * l1x)))
+
+
+def _bce_rules():
+    def rx(g, ans, x, t, _n=1):
+        # binary_cross_entropy_backward: grad * (x - t) / max((1 - x) * x, EPSILON)
+        d = x - t
+        return _g(g, d.ndim) * (d / np.maximum((1.0 - x) * x, EPSILON) / _n)
+
+    def rt(g, ans, x, t, _n=1):
+        # binary_cross_entropy_target_backward: -logit(x) * grad
+        d = np.log1p(-x) - np.log(x) + 0.0 * t
+        return _g(g, d.ndim) * (d / _n)
+    return rx, rt
+
+
+register(Op("binary_cross_entropy", "input, target", bce, _bce_rules(),
+            pair_infer("binary_cross_entropy"), "BinaryCrossEntropyBackward0", "loss",
+            samples=(("binary_cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 0.9)),)))
+
+
+def bce_logits(x, t, _n=1):
+    # (1 - t) * x - log_sigmoid(x), with a stable log_sigmoid
+    log_sig = -(np.maximum(-x, 0.0) + np.log1p(np.exp(-np.abs(x))))
+    return np.asarray(np.mean((1.0 - t) * x - log_sig))
+
+
+def _sig(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
+            (lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((_sig(x) - t) / _n),
+             lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((-x + 0.0 * t) / _n)),
+            pair_infer("binary_cross_entropy_with_logits"),
+            "BinaryCrossEntropyWithLogitsBackward0", "loss",
+            samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},
+                      (-2.0, 2.0)),)))
+
+
+# cross_entropy(logits, target): class dim is 1 (0 for 1-D logits). A target of the logits'
+# shape holds class probabilities; one without the class dim holds class indices.
+def ce_infer(shapes, params):
+    xs, ts = tuple(shapes[0]), tuple(shapes[1])
+    if len(xs) == 0:
+        raise GradcalcError("shape", "cross_entropy: logits must be at least 1-D (classes)")
+    cdim = 1 if len(xs) >= 2 else 0
+    if ts == xs:
+        n = math.prod(xs) // xs[cdim]
+        return (), dict(params, _probs=True, _n=n, _cdim=cdim)
+    if ts == xs[:cdim] + xs[cdim + 1:]:
+        return (), dict(params, _probs=False, _n=math.prod(ts), _cdim=cdim)
+    raise GradcalcError("shape", f"cross_entropy: target shape {ts} fits neither class indices "
+                                 f"{xs[:cdim] + xs[cdim + 1:]} nor probabilities {xs}")
+
+
+def _onehot(x, t, cdim):
+    if not np.all(np.isfinite(t)) or not np.all(t == np.round(t)):
+        raise GradcalcError("value", "cross_entropy: class-index targets must be whole numbers")
+    k = x.shape[cdim]
+    if np.any((t < 0) | (t >= k)):
+        raise GradcalcError("value", f"cross_entropy: class index out of range 0..{k - 1}")
+    ti = np.expand_dims(t.astype(np.int64), cdim)
+    shape = [1] * x.ndim
+    shape[cdim] = k
+    return (np.arange(k).reshape(shape) == ti).astype(x.dtype)
+
+
+def ce(x, t, _probs=False, _n=1, _cdim=0):
+    ls = log_softmax(x, dim=_cdim)
+    w = t if _probs else _onehot(x, t, _cdim)
+    return np.asarray(-np.sum(w * ls) / _n)
+
+
+def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):
+    p = softmax(x, dim=_cdim)
+    if _probs:
+        d = p * np.sum(t, axis=_cdim, keepdims=True) - t
+    else:
+        d = p - _onehot(x, t, _cdim)
+    return _g(g, x.ndim) * (d / _n)
+
+
+def _ce_t(g, ans, x, t, _probs=False, _n=1, _cdim=0):
+    if not _probs:
+        return None             # class indices are never differentiated
+    return _g(g, x.ndim) * (-log_softmax(x, dim=_cdim) / _n)
+
+
+register(Op("cross_entropy", "input, target", ce, (_ce_x, _ce_t), ce_infer,
+            "NllLossBackward0", "loss",
+            samples=(("cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 2.0)),)))

@@ -1,0 +1,247 @@
+"""Reductions: sum mean prod max min norm logsumexp softmax log_softmax.
+
+`dim` is normalised to a negative axis by `infer`, so every rule works under leading batch
+axes of the cotangent. A full max/min reduction splits the gradient evenly over ties
+(PyTorch's evenly_distribute_backward); with `dim` it goes to the first maximal index
+(max(dim).values, value_selecting_reduction_backward).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Op, call_error, norm_dim, register
+
+
+def reduce_infer(op_name):
+    def infer(shapes, params):
+        (shape,) = shapes
+        dim, keepdim = params.get("dim"), params.get("keepdim", False)
+        if dim is None:
+            out = tuple(1 for _ in shape) if keepdim else ()
+        else:
+            dim = norm_dim(op_name, dim, len(shape))
+            if len(shape) == 0:
+                out = ()
+                dim = None
+            else:
+                axis = len(shape) + dim
+                out = shape[:axis] + ((1,) if keepdim else ()) + shape[axis + 1:]
+        return out, dict(params, dim=dim, keepdim=bool(keepdim))
+    return infer
+
+
+def unreduce(g, ans, x, dim, keepdim):
+    """`g` (batch + ans.shape) reshaped so it broadcasts against batch + x.shape."""
+    nb = g.ndim - ans.ndim
+    if keepdim:
+        return g
+    if dim is None:
+        return g.reshape(g.shape[:nb] + (1,) * x.ndim)
+    return np.expand_dims(g, dim)
+
+
+def _kd(ans, x, dim, keepdim):
+    """`ans` with the reduced axes kept, to broadcast against x."""
+    if keepdim:
+        return ans
+    if dim is None:
+        return np.reshape(ans, (1,) * x.ndim)
+    return np.expand_dims(ans, dim)
+
+
+def _axis(dim):
+    return None if dim is None else dim
+
+
+def _count(x, dim):
+    return x.size if dim is None else x.shape[dim]
+
+
+def _sample(expr_full, expr_dim, domain=(-2.0, 2.0)):
+    return ((expr_full, {"x": (2, 3)}, domain), (expr_dim, {"x": (2, 3)}, domain))
+
+
+def by_dim(without, with_dim):
+    """Node name that depends on whether a dim was given (sum() vs sum(dim=...))."""
+    return lambda consts, params: without if params.get("dim") is None else with_dim
+
+
+def reduction(name, forward, rule, torch, sympy, samples, doc=""):
+    register(Op(name, "x, dim:int?=None, keepdim:bool=False", forward, (rule,),
+                reduce_infer(name), torch, "reduction", sympy=sympy, samples=samples, doc=doc))
+
+
+reduction("sum", lambda x, dim=None, keepdim=False: np.sum(x, axis=_axis(dim), keepdims=keepdim),
+          lambda g, ans, x, dim=None, keepdim=False: unreduce(g, ans, x, dim, keepdim),
+          by_dim("SumBackward0", "SumBackward1"), None, _sample("sum(x)", "sum(x, dim=1)"))
+reduction("mean", lambda x, dim=None, keepdim=False: np.mean(x, axis=_axis(dim), keepdims=keepdim),
+          lambda g, ans, x, dim=None, keepdim=False:
+              unreduce(g, ans, x, dim, keepdim) / _count(x, dim),
+          by_dim("MeanBackward0", "MeanBackward1"), None, _sample("mean(x)", "mean(x, dim=-1)"))
+
+
+def _exclusive_prod(x, axis):
+    """Product of all other elements along `axis` (exact with zeros, like prod_backward)."""
+    ones = np.ones_like(np.take(x, [0], axis=axis))
+    before = np.cumprod(np.concatenate([ones, np.take(x, range(x.shape[axis] - 1), axis=axis)],
+                                       axis=axis), axis=axis)
+    rev = np.flip(x, axis=axis)
+    after = np.cumprod(np.concatenate([ones, np.take(rev, range(x.shape[axis] - 1), axis=axis)],
+                                      axis=axis), axis=axis)
+    return before * np.flip(after, axis=axis)
+
+
+def prod_vjp(g, ans, x, dim=None, keepdim=False):
+    if x.size == 0:
+        return np.zeros(g.shape[: g.ndim - ans.ndim] + x.shape)
+    if dim is None:
+        others = _exclusive_prod(x.reshape(-1), 0).reshape(x.shape)
+    else:
+        others = _exclusive_prod(x, x.ndim + dim)
+    return unreduce(g, ans, x, dim, keepdim) * others
+
+
+reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim), keepdims=keepdim),
+          prod_vjp, by_dim("ProdBackward0", "ProdBackward1"), None, _sample("prod(x)", "prod(x, dim=0)"))
+
+
+def _maxmin(name, npf, argf):
+    def forward(x, dim=None, keepdim=False):
+        if x.size == 0:
+            raise call_error(OPS_LOCAL[name], "cannot reduce an empty array")
+        return npf(x, axis=_axis(dim), keepdims=keepdim)
+
+    def rule(g, ans, x, dim=None, keepdim=False):
+        gu = unreduce(g, ans, x, dim, keepdim)
+        if dim is None:
+            # evenly_distribute_backward: mask = isnan(x) if the result is nan else x == result
+            a = np.reshape(ans, ())
+            mask = np.isnan(x) if np.isnan(a) else (x == a)
+            return gu * (mask / mask.sum())
+        # value_selecting_reduction_backward: all of it to the first extreme index
+        axis = x.ndim + dim
+        idx = np.expand_dims(argf(x, axis=axis), axis)
+        hot = np.arange(x.shape[axis]).reshape((-1,) + (1,) * (-dim - 1)) == idx
+        return gu * hot
+    return forward, rule
+
+
+OPS_LOCAL = {}
+for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
+                                   ("min", np.min, np.argmin, "Min")):
+    _f, _r = _maxmin(_name, _npf, _argf)
+    register(Op(_name, "x, dim:int?=None, keepdim:bool=False", _f, (_r,), reduce_infer(_name),
+                by_dim(f"{_torch}Backward1", f"{_torch}Backward0"), "reduction",
+                samples=_sample(f"{_name}(x)", f"{_name}(x, dim=1)"),
+                hint=f"{_name}(x) reduces; for the elementwise {_name}imum of two arrays use "
+                     f"{_name}imum(x, y)",
+                doc="full reduction: ties share the gradient evenly; with dim: first index"))
+    from . import OPS as _OPS
+    OPS_LOCAL[_name] = _OPS[_name]
+
+
+def logsumexp(x, dim=None, keepdim=False):
+    m = np.max(x, axis=_axis(dim), keepdims=True) if x.size else np.zeros((1,) * x.ndim)
+    m = np.where(np.isfinite(m), m, 0.0)
+    s = np.log(np.sum(np.exp(x - m), axis=_axis(dim), keepdims=True)) + m
+    if not keepdim:
+        s = np.squeeze(s, axis=_axis(dim)) if dim is not None else s.reshape(())
+    return s
+
+
+reduction("logsumexp", logsumexp,
+          # logsumexp_backward: grad * (self - result).exp()
+          lambda g, ans, x, dim=None, keepdim=False:
+              unreduce(g, ans, x, dim, keepdim) * np.exp(x - _kd(ans, x, dim, keepdim)),
+          "LogsumexpBackward0", None, _sample("logsumexp(x)", "logsumexp(x, dim=1)"))
+
+
+# norm(x, p=2, dim=None): torch.linalg.vector_norm and its norm_backward
+def norm(x, p=2.0, dim=None, keepdim=False):
+    a = np.abs(x)
+    ax = _axis(dim)
+    if p == 2:
+        return np.sqrt(np.sum(a * a, axis=ax, keepdims=keepdim))
+    if p == 1:
+        return np.sum(a, axis=ax, keepdims=keepdim)
+    if p == np.inf:
+        return np.max(a, axis=ax, keepdims=keepdim) if a.size else np.zeros(())
+    if p == -np.inf:
+        return np.min(a, axis=ax, keepdims=keepdim)
+    if p == 0:
+        return np.sum(a != 0, axis=ax, keepdims=keepdim).astype(x.dtype)
+    return np.sum(a ** p, axis=ax, keepdims=keepdim) ** (1.0 / p)
+
+
+def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
+    gu = unreduce(g, ans, x, dim, keepdim)
+    n = _kd(ans, x, dim, keepdim)
+    if p == 0:
+        return gu * np.zeros_like(x)
+    if p == 1:
+        return gu * np.sign(x)
+    if p == 2:
+        return gu * np.where(n == 0, 0.0, x / np.where(n == 0, 1.0, n))
+    if np.isinf(p):
+        a = np.abs(x)
+        mask = (a == n) | np.isnan(a)
+        cnt = np.sum(mask, axis=_axis(dim), keepdims=True)
+        return np.sign(x) * (gu / cnt) * mask
+    a = np.abs(x)
+    if p < 1:
+        scaled = np.sign(x) * np.where(x == 0, 0.0, a ** (p - 1))
+        return scaled * gu * n ** (1 - p)
+    if p < 2:
+        scaled = np.sign(x) * a ** (p - 1)
+    else:
+        scaled = x * a ** (p - 2)
+    scale = np.where(n == 0, 0.0, gu / np.where(n == 0, 1.0, n) ** (p - 1))
+    return scaled * scale
+
+
+register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, (norm_vjp,),
+            reduce_infer("norm"), "LinalgVectorNormBackward0", "reduction",
+            samples=(("norm(x)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("norm(x, p=1, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("norm(x, p=3)", {"x": (4,)}, (0.5, 2.0)),
+                     ("norm(x, p=inf, dim=1)", {"x": (2, 3)}, (-2.0, 2.0))),
+            doc="torch.linalg.vector_norm; gradient 0 at the zero vector"))
+
+
+def softmax_infer(op_name):
+    def infer(shapes, params):
+        (shape,) = shapes
+        return shape, dict(params, dim=norm_dim(op_name, params.get("dim", -1), len(shape)))
+    return infer
+
+
+def softmax(x, dim=-1):
+    if x.ndim == 0:
+        return np.ones_like(x)
+    m = np.max(x, axis=dim, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(m), m, 0.0))
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+def log_softmax(x, dim=-1):
+    if x.ndim == 0:
+        return np.zeros_like(x)
+    return x - logsumexp(x, dim=dim, keepdim=True)
+
+
+def _dimsum(v, dim, x):
+    return v * 0 if x.ndim == 0 else np.sum(v, axis=dim, keepdims=True)
+
+
+register(Op("softmax", "x, dim:int=-1", softmax,
+            # softmax_backward_data: y * (g - sum(g * y, dim))
+            (lambda g, ans, x, dim=-1: ans * (g - _dimsum(g * ans, dim, x)),),
+            softmax_infer("softmax"), "SoftmaxBackward0", "reduction",
+            samples=(("softmax(x)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("softmax(x, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)))))
+register(Op("log_softmax", "x, dim:int=-1", log_softmax,
+            # log_softmax_backward_data: g - exp(y) * sum(g, dim)
+            (lambda g, ans, x, dim=-1: g - np.exp(ans) * _dimsum(g, dim, x),),
+            softmax_infer("log_softmax"), "LogSoftmaxBackward0", "reduction",
+            samples=(("log_softmax(x)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("log_softmax(x, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)))))

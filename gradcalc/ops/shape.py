@@ -1,0 +1,137 @@
+"""Shape primitives: indexing and slicing, `.T`, reshape, stack, cat.
+
+Indexing is basic only (integers and slices), so its VJP is a scatter into zeros with no
+duplicate positions. Dims are normalised to negative axes so rules work under batch axes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import Op, call_error, norm_dim, register
+from ..errors import GradcalcError
+
+
+def _view(shape):
+    """A zero-byte array of `shape`, to let numpy check an index and give its result shape."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=bool), shape=shape,
+                                           strides=(0,) * len(shape))
+
+
+def index_infer(shapes, params):
+    (shape,) = shapes
+    idx = params["idx"]
+    if len(idx) > len(shape):
+        raise GradcalcError("call", f"too many indices ({len(idx)}) for a {len(shape)}-D array "
+                                    f"of shape {tuple(shape)}")
+    for axis, (i, n) in enumerate(zip(idx, shape)):
+        if isinstance(i, int) and not -n <= i < n:
+            raise GradcalcError("call", f"index {i} is out of range for dimension {axis} "
+                                        f"of size {n}")
+        if isinstance(i, slice) and i.step == 0:
+            raise GradcalcError("call", "slice step cannot be zero")
+    return _view(tuple(shape))[idx].shape, params
+
+
+def index_vjp(g, ans, x, idx):
+    nb = g.ndim - ans.ndim
+    out = np.zeros(g.shape[:nb] + x.shape, dtype=g.dtype)
+    out[(Ellipsis,) + idx] = g
+    return out
+
+
+register(Op("index", "x", lambda x, idx: x[idx], (index_vjp,), index_infer,
+            lambda consts, params: "SelectBackward0" if any(isinstance(i, int) for i in params["idx"])
+            else "SliceBackward0", "operator",
+            samples=(("x[1]", {"x": (3,)}, (-2.0, 2.0)), ("M[:, 0]", {"M": (2, 3)}, (-2.0, 2.0)),
+                     ("x[::2]", {"x": (5,)}, (-2.0, 2.0)), ("M[-1, 1:]", {"M": (2, 3)}, (-2.0, 2.0)))))
+
+
+def transpose_vjp(g, ans, x):
+    nb = g.ndim - ans.ndim
+    return np.transpose(g, tuple(range(nb)) + tuple(nb + i for i in reversed(range(x.ndim))))
+
+
+register(Op("transpose", "x", lambda x: x.T, (transpose_vjp,),
+            lambda shapes, params: (tuple(reversed(shapes[0])), params),
+            lambda consts, params: "PermuteBackward0", "operator",
+            samples=(("M.T", {"M": (2, 3)}, (-2.0, 2.0)),)))
+
+
+def reshape_infer(shapes, params):
+    (shape,) = shapes
+    new = list(params["shape"])
+    if not new:
+        raise GradcalcError("call", "reshape(x, *shape): give the new shape, e.g. reshape(x, 2, -1)")
+    size = math.prod(shape)
+    if new.count(-1) > 1:
+        raise GradcalcError("call", "reshape(): only one dimension can be -1")
+    if any(d < -1 for d in new):
+        raise GradcalcError("call", f"reshape(): invalid dimension in {tuple(new)}")
+    known = math.prod(d for d in new if d != -1)
+    if -1 in new:
+        if known == 0 or size % known:
+            raise GradcalcError("shape", f"reshape(): cannot reshape {tuple(shape)} "
+                                         f"into {tuple(new)}")
+        new[new.index(-1)] = size // known
+    elif known != size:
+        raise GradcalcError("shape", f"reshape(): cannot reshape {tuple(shape)} ({size} elements) "
+                                     f"into {tuple(new)} ({known} elements)")
+    return tuple(new), dict(params, shape=tuple(new))
+
+
+register(Op("reshape", "x, *shape:int", lambda x, shape: np.reshape(x, shape),
+            (lambda g, ans, x, shape: g.reshape(g.shape[: g.ndim - ans.ndim] + x.shape),),
+            reshape_infer, "ViewBackward0", "shape",
+            samples=(("reshape(M, 3, -1)", {"M": (2, 3)}, (-2.0, 2.0)),)))
+
+
+def _join_infer(name):
+    def infer(shapes, params):
+        if not shapes:
+            raise GradcalcError("call", f"{name}(): needs at least one array")
+        first = tuple(shapes[0])
+        if name == "stack":
+            if any(tuple(s) != first for s in shapes):
+                raise GradcalcError("shape", "stack(): all arrays must have the same shape, got "
+                                             + ", ".join(str(tuple(s)) for s in shapes))
+            dim = norm_dim(name, params.get("dim", 0), len(first) + 1)
+            axis = len(first) + 1 + dim
+            return first[:axis] + (len(shapes),) + first[axis:], dict(params, dim=dim)
+        if len(first) == 0:
+            raise GradcalcError("shape", "cat(): zero-dimensional arrays cannot be concatenated; "
+                                         "use stack()")
+        dim = norm_dim(name, params.get("dim", 0), len(first))
+        axis = len(first) + dim
+        for s in shapes:
+            s = tuple(s)
+            if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+                raise GradcalcError("shape", "cat(): shapes must match except in dimension "
+                                             f"{axis}, got " + ", ".join(str(tuple(t)) for t in shapes))
+        total = sum(s[axis] for s in shapes)
+        return first[:axis] + (total,) + first[axis + 1:], dict(params, dim=dim)
+    return infer
+
+
+def _stack_vjp(i):
+    return lambda g, ans, *xs, dim=0: np.take(g, i, axis=dim)
+
+
+def _cat_vjp(i):
+    def rule(g, ans, *xs, dim=0):
+        start = sum(x.shape[dim] for x in xs[:i])
+        sl = [slice(None)] * (-dim)
+        sl[0] = slice(start, start + xs[i].shape[dim])
+        return g[(Ellipsis,) + tuple(sl)]
+    return rule
+
+
+register(Op("stack", "*xs, dim:int=0", lambda *xs, dim=0: np.stack(xs, axis=dim), _stack_vjp,
+            _join_infer("stack"), "StackBackward0", "shape",
+            samples=(("stack(x, y, dim=1)", {"x": (3,), "y": (3,)}, (-2.0, 2.0)),)))
+register(Op("cat", "*xs, dim:int=0", lambda *xs, dim=0: np.concatenate(xs, axis=dim), _cat_vjp,
+            _join_infer("cat"), "CatBackward0", "shape",
+            samples=(("cat(x, y)", {"x": (3,), "y": (2,)}, (-2.0, 2.0)),
+                     ("cat(M, N, dim=1)", {"M": (2, 3), "N": (2, 1)}, (-2.0, 2.0)))))
+del call_error
