@@ -82,7 +82,7 @@ def describe_mismatch(got: np.ndarray, want: np.ndarray, rtol, atol) -> str:
     lines = [f"{int((~ok).sum())} of {ok.size} elements differ (rtol={rtol}, atol={atol})"]
     for idx in bad[:6]:
         i = tuple(int(k) for k in idx)
-        lines.append(f"  at {list(i)}: gradcalc {got[i]!r}, torch {want[i]!r}")
+        lines.append(f"  at {list(i)}: gradcalc {float(got[i])!r}, torch {float(want[i])!r}")
     if got.size <= 40:
         lines.append(f"  gradcalc: {got.tolist()}")
         lines.append(f"  torch:    {want.tolist()}")
@@ -97,7 +97,8 @@ def assert_close(what: str, got_json, want_json, dtype: str):
         f"{what}: shape {list(got.shape)} from gradcalc, torch has {list(want.shape)}")
     # isclose treats equal-signed infinities as equal; equal_nan makes NaN == NaN
     ok = np.isclose(got, want, rtol=tol["rtol"], atol=tol["atol"], equal_nan=True)
-    assert ok.all(), f"{what}: values differ from torch\n" + describe_mismatch(got, want, **tol)
+    if not ok.all():
+        raise AssertionError(f"{what}: values differ from torch\n" + describe_mismatch(got, want, **tol))
 
 
 def check_result(case, result):
@@ -185,8 +186,8 @@ def test_stream_is_clean(stream):
     ids = [json.loads(line)["id"] for line in proc.stdout.splitlines() if line.strip()]
     assert ids == CASE_IDS, f"results out of order or missing ({_stream_context(stream)})"
     failed = [i for i, r in stream["results"].items() if "error" in r]
-    assert proc.returncode == (2 if failed else 0), _stream_context(stream)
     assert not failed, f"{len(failed)} requests failed: {failed[:20]}"
+    assert proc.returncode == 0, _stream_context(stream)
 
 
 def test_reference_file_is_from_torch():

@@ -423,6 +423,9 @@ E("idx/slice-neg-step", "x[::-1]", lambda x: torch.flip(x, [0]), vars={"x": X5},
 E("idx/slice-neg-step-bounds", "x[3:0:-1]", lambda x: torch.flip(x[1:4], [0]), vars={"x": X5},
   grad=G3)
 E("idx/mat-row", "M[1]", lambda M: M[1], vars={"M": M34}, grad=[1.0, -2.0, 0.5, 3.0])
+E("idx/square-row", "S[1]", lambda S: S[1], vars={"S": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]},
+  grad=G3)
+E("idx/3d-partial", "T[-1, 1]", lambda T: T[-1, 1], vars={"T": T223}, grad=G3)
 E("idx/mat-col", "M[:, 0]", lambda M: M[:, 0], vars={"M": M34}, grad=G3)
 E("idx/mat-elem", "M[0, 1]", lambda M: M[0, 1], vars={"M": M34})
 E("idx/mat-chained", "M[2][1] * M[0][3]", lambda M: M[2][1] * M[0][3], vars={"M": M34})
