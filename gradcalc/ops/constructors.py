@@ -87,4 +87,3 @@ _const("rand", "*shape:int", lambda shape, _rng=None, _dtype=np.float64:
 _const("randn", "*shape:int", lambda shape, _rng=None, _dtype=np.float64:
        _rng.standard_normal(shape).astype(_dtype, copy=False),
        _shape_infer("randn"), doc="standard normal, seeded by --seed")
-del math

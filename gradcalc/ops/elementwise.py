@@ -147,13 +147,18 @@ binary("pow", "x, y", np.power, (pow_vjp_base, pow_vjp_exponent),
        doc="x**y at (0, 0) has both partials 0, as PyTorch defines")
 
 
-# atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); nan at (0, 0) as in PyTorch
+# atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); PyTorch 2.13 gives 0 for
+# both partials at (0, 0) (its atan2_backward masks the zero denominator)
 def _atan2_rules():
+    def _recip(y, x):
+        d = y * y + x * x
+        return np.where(d == 0, 0.0, 1.0 / np.where(d == 0, 1.0, d))
+
     def dy(g, ans, y, x):
-        return g * (x * (1.0 / (y * y + x * x)))
+        return g * (x * _recip(y, x))
 
     def dx(g, ans, y, x):
-        return g * (-y * (1.0 / (y * y + x * x)))
+        return g * (-y * _recip(y, x))
     return dy, dx
 
 

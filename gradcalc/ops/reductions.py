@@ -218,15 +218,16 @@ def softmax_infer(op_name):
 def softmax(x, dim=-1):
     if x.ndim == 0:
         return np.ones_like(x)
-    m = np.max(x, axis=dim, keepdims=True)
-    e = np.exp(x - np.where(np.isfinite(m), m, 0.0))
+    # PyTorch subtracts the max unmasked: an infinite input makes the whole slice nan
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
     return e / np.sum(e, axis=dim, keepdims=True)
 
 
 def log_softmax(x, dim=-1):
     if x.ndim == 0:
         return np.zeros_like(x)
-    return x - logsumexp(x, dim=dim, keepdim=True)
+    shifted = x - np.max(x, axis=dim, keepdims=True)       # unmasked, as PyTorch
+    return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
 
 
 def _dimsum(v, dim, x):

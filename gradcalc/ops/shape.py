@@ -37,7 +37,7 @@ def index_infer(shapes, params):
 def index_vjp(g, ans, x, idx):
     nb = g.ndim - ans.ndim
     out = np.zeros(g.shape[:nb] + x.shape, dtype=g.dtype)
-    out[(Ellipsis,) + idx] = g
+    out[(slice(None),) * nb + idx] = g
     return out
 
 
