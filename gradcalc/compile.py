@@ -106,6 +106,7 @@ class Compiler:
         self.seed = seed
         self._rng = None
         self.constants_only = constants_only
+        self.none_nodes: set[int] = set()
 
     # -- nodes -------------------------------------------------------------------------
     def _account(self, shape, pos):
@@ -152,6 +153,11 @@ class Compiler:
         return self._rng
 
     def apply(self, op: Op, inputs, params, pos) -> int:
+        for i in inputs:
+            if i in self.none_nodes:
+                raise GradcalcError("call", "None can only stand for a left-out argument, "
+                                            "as in clamp(x, None, 1) or sum(x, dim=None)",
+                                    self.nodes[i].pos)
         shapes = [self.nodes[i].shape for i in inputs]
         try:
             shape, params = op.infer(shapes, params)
@@ -265,6 +271,10 @@ class Compiler:
             return i
         if name in CONSTANTS:
             return self.const(CONSTANTS[name], node.pos)
+        if name == "None":                     # "leave this argument out": f(x, dim=None)
+            i = self.const(math.nan, node.pos)
+            self.none_nodes.add(i)
+            return i
         if name in funcs or (name in OPS and OPS[name].kind not in _HIDDEN_KINDS):
             raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
         if self.constants_only:
@@ -397,6 +407,15 @@ class Compiler:
             else:
                 raise GradcalcError("call", f"{op.name}() is missing its argument "
                                             f"'{p.name}'{_sig_hint(op)}", pos)
+            if i in self.none_nodes:
+                if not p.optional:
+                    raise GradcalcError("call", f"{op.name}() argument '{p.name}' cannot be None",
+                                        ap)
+                if p.kind == "array":
+                    inputs.append(self.const(p.default, pos))
+                else:
+                    params[p.name] = p.default
+                continue
             if p.kind == "array":
                 inputs.append(i)
             else:
