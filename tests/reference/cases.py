@@ -495,6 +495,13 @@ E("const/arange-step", "arange(0, 1.5, 0.5) * x", lambda x: torch.arange(0.0, 1.
 E("const/nested-constructors", "sum(reshape(arange(6), 2, 3) * M + eye(2)[0, 1])",
   lambda M: torch.sum(torch.reshape(torch.arange(6.0), (2, 3)) * M + torch.eye(2)[0, 1]),
   vars={"M": M23})
+# rand/randn draw from different generators in numpy and torch, so these cases make the
+# result independent of the draw: sign(rand + 1) is exactly 1 for any rand in [0, 1) (and
+# sign(|randn| + 1) for any randn), while the constructor's shape still broadcasts x to (2, 3)
+E("const/rand-shape", "x * sign(rand(2, 3) + 1)", lambda x: x * torch.sign(torch.rand(2, 3) + 1),
+  vars={"x": V3}, grad=G23)
+E("const/randn-shape", "x * sign(abs(randn(2, 3)) + 1)",
+  lambda x: x * torch.sign(torch.abs(torch.randn(2, 3)) + 1), vars={"x": V3}, grad=G23)
 E("detach/product", "detach(x) * x", lambda x: x.detach() * x, vars={"x": V3}, grad=G3)
 E("detach/partial", "sum(x * detach(x + y) + y)", lambda x, y: torch.sum(x * (x + y).detach() + y),
   vars={"x": V3, "y": V3B})
