@@ -83,7 +83,9 @@ _const("arange", "start:number, end:number?=None, step:number?=None",
        doc="always floating point; arange(end), arange(start, end), arange(start, end, step)")
 _const("rand", "*shape:int", lambda shape, _rng=None, _dtype=np.float64:
        _rng.random(shape).astype(_dtype, copy=False),
-       _shape_infer("rand"), doc="uniform on [0, 1), seeded by --seed")
+       _shape_infer("rand"), (("x * rand(2, 3)", {"x": (3,)}, (-2.0, 2.0)),),
+       doc="uniform on [0, 1), seeded by --seed")
 _const("randn", "*shape:int", lambda shape, _rng=None, _dtype=np.float64:
        _rng.standard_normal(shape).astype(_dtype, copy=False),
-       _shape_infer("randn"), doc="standard normal, seeded by --seed")
+       _shape_infer("randn"), (("x * randn(2, 3)", {"x": (3,)}, (-2.0, 2.0)),),
+       doc="standard normal, seeded by --seed")
