@@ -1,18 +1,386 @@
-"""The human view (minimal placeholder; the rich view replaces it)."""
+"""The human view: what `gradcalc` prints without --json.
+
+It owns the layout of one Result on a terminal: the expression, the output, the cotangent v,
+a table of leaves with their grads and sympy's formulas, each leaf's Jacobian J as a matrix
+with v beside its rows and vᵀ·J under it, the checks, non-finite values and limits notes.
+It imports rich (only this module and graphview do), never computes a gradient, and never
+lets user text be read as markup: every user string goes into a rich Text, escaped.
+"""
 from __future__ import annotations
 
 import sys
 
 import numpy as np
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from .errors import caret_lines, escape_text
+from .formatting import Numbers, fits, formula, shape_text, summary
+
+MAX_J_ROWS = 12          # rows of a Jacobian shown before its middle is elided
+MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
+MAX_SOURCE_LINES = 12    # statement lines echoed at the top
+MAX_SUM_TERMS = 4        # terms of v[0]·J[0] + v[1]·J[1] + ... written out
+
+UNICODE = {"T": "\u1d40", "dot": "\u00b7", "d": "\u2202", "ok": "\u2713", "bad": "\u2717",
+           "warn": "\u26a0", "vdots": "\u22ee", "hdots": "\u2026", "times": "\u00d7",
+           "odot": "\u2299", "sum": "\u03a3"}
+ASCII = {"T": "^T", "dot": "*", "d": "d", "ok": "ok", "bad": "FAILED", "warn": "!",
+         "vdots": ":", "hdots": "...", "times": "x", "odot": "*", "sum": "sum"}
+
+# no verticals; a rule under the header and between sections (vᵀ·J under J)
+RULED = box.Box("    \n    \n ── \n    \n ── \n ── \n    \n    \n")
+
+STYLE = {"head": "bold", "name": "bold cyan", "v": "magenta", "grad": "bold green",
+         "note": "dim", "ok": "green", "bad": "bold red", "warn": "yellow", "formula": "cyan"}
 
 
-def render(result, precision=None, show_graph=False):
-    p = precision or 6
-    np.set_printoptions(precision=p)
-    out = sys.stdout
-    out.write(f"output {result.output_name or ''} {result.output.shape}: {result.output}\n")
-    out.write(f"cotangent v: {result.cotangent}\n")
-    for name, g in result.grads.items():
-        out.write(f"{name}.grad = {g}\n")
-    for kind, c in result.checks.items():
-        out.write(f"check {kind}: {c}\n")
+def make_console(stderr: bool = False) -> Console:
+    """rich decides colour (only on a terminal; NO_COLOR honoured) and width (the terminal's,
+    else $COLUMNS, else 80). A stream that is not UTF-8 gets escapes for what it cannot
+    encode instead of a crash (and the view switches to ASCII symbols)."""
+    stream = sys.stderr if stderr else sys.stdout
+    enc = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    file = None if enc.startswith("utf") else _Lossy(stderr)
+    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, emoji=False,
+                   markup=False)
+
+
+class _Lossy:
+    """sys.stdout/sys.stderr as they are at each write, with unencodable characters written
+    as backslash escapes."""
+
+    def __init__(self, stderr: bool):
+        self.stderr = stderr
+
+    @property
+    def _f(self):
+        return sys.stderr if self.stderr else sys.stdout
+
+    @property
+    def encoding(self):
+        return getattr(self._f, "encoding", None) or "ascii"
+
+    def write(self, text):
+        return self._f.write(text.encode(self.encoding, "backslashreplace").decode(self.encoding))
+
+    def flush(self):
+        self._f.flush()
+
+    def isatty(self):
+        return self._f.isatty()
+
+    def fileno(self):
+        return self._f.fileno()
+
+
+def shape_words(shape) -> str:
+    return "a scalar" if not tuple(shape) else f"shape {shape_text(shape)}"
+
+
+def needed_width(console: Console, renderable) -> int:
+    """Columns `renderable` needs to show without wrapping (rich clamps measurements to the
+    console width, so measure against a very wide one)."""
+    return Measurement.get(console, console.options.update(max_width=100_000),
+                           renderable).maximum
+
+
+def styled(text: str, style: str = "") -> Text:
+    """Text whose style stays with these characters when more text is appended (a Text's
+    own style would colour everything appended to it)."""
+    return Text().append(text, style=style)
+
+
+def user(text, style: str | None = None) -> Text:
+    """User-supplied text: control characters escaped, never read as markup."""
+    return styled(escape_text(str(text)), style=style or "")
+
+
+class View:
+    def __init__(self, result, precision=None, console: Console | None = None):
+        self.r = result
+        self.c = console or make_console()
+        enc = (self.c.encoding or "").lower()
+        self.s = UNICODE if enc.startswith("utf") else ASCII
+        self.fmt = Numbers(precision, ascii_only=self.s is ASCII)
+        self.width = self.c.width
+        self.summarised = False
+        leaves = result.leaves
+        name = result.output_name
+        if name is None:
+            name = "y" if "y" not in leaves else "out"
+        self.y = name
+        self.derivs = self._derivatives()
+
+    # -- helpers -----------------------------------------------------------------------
+    def print(self, *things):
+        self.c.print(*things)
+
+    def note(self, text: Text, indent: int = 2):
+        """An indented paragraph; wrapped lines keep the indent (and no trailing blanks)."""
+        for line in text.wrap(self.c, max(20, self.width - indent)):
+            line.rstrip()
+            self.c.print(Text(" " * indent) + line)
+
+    def array_lines(self, a, width: int, matrix: bool = False) -> str:
+        """A whole array when it fits `width`, else a summary (and remember to say so)."""
+        if fits(a, self.fmt, width):
+            return self.fmt.block(a)
+        self.summarised = True
+        return "\n".join(summary(a, self.fmt, width, matrix=matrix))
+
+    def _derivatives(self) -> dict:
+        sym = self.r.checks.get("symbolic")
+        if not isinstance(sym, dict):
+            return {}
+        d = sym.get("derivatives")
+        return d if isinstance(d, dict) else {}
+
+    def d(self, leaf: str) -> str:
+        return f"{self.s['d']}{self.y}/{self.s['d']}{leaf}"
+
+    def vtj(self) -> str:
+        return f"v{self.s['T']}{self.s['dot']}J"
+
+    # -- sections ----------------------------------------------------------------------
+    def render(self, show_graph=False):
+        self.source()
+        self.output()
+        self.nonfinite()
+        self.cotangent()
+        self.leaves()
+        self.jacobians()
+        self.checks()
+        if show_graph:
+            from .graphview import tree
+            self.print(styled("autograd graph (from the output back to the leaves; "
+                            "PyTorch's grad_fn names)", style=STYLE["head"]))
+            self.print(tree(self.r, self.fmt, self.width))
+            self.print()
+        if self.summarised:
+            self.print(styled(f"Arrays too large for {self.width} columns are summarised; "
+                            "--json prints every value (add --jacobian to compute a "
+                            "Jacobian that was skipped).", style=STYLE["note"]))
+
+    def source(self):
+        text = self.r.expression
+        lines = text.splitlines() or [text]
+        stmts = [ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        opts = [ln.strip()[2:].strip() for ln in lines if ln.lstrip().startswith("#:")]
+        limit = max(40, 4 * self.width)
+        for ln in stmts[:MAX_SOURCE_LINES]:
+            t = user(ln[:limit], STYLE["head"])
+            if len(ln) > limit:
+                t.append(f" {self.s['hdots']} ({len(ln):,} characters)", style=STYLE["note"])
+            self.print(t)
+        if len(stmts) > MAX_SOURCE_LINES:
+            self.print(styled(f"{self.s['hdots']} {len(stmts) - MAX_SOURCE_LINES} more lines",
+                            style=STYLE["note"]))
+        for o in opts:
+            self.note(styled("options from the program's #: line: ", style=STYLE["note"])
+                       + user(o[:limit], STYLE["note"]))
+        self.print()
+
+    def output(self):
+        r = self.r
+        out = np.asarray(r.output)
+        head = styled("output ", style=STYLE["head"]) + styled(self.y, style=STYLE["name"])
+        if r.graph is not None and r.output_id != r.graph.output:
+            head += styled(" (the intermediate chosen by --of)", style=STYLE["note"])
+        head += styled(", " + shape_words(out.shape), style=STYLE["note"])
+        self.print(head)
+        self.print(Text(self._indent(self.array_lines(out, self.width - 4))))
+        self.print()
+
+    def nonfinite(self):
+        nf = self.r.nonfinite
+        if not nf:
+            return
+        msg = nf.get("message") if isinstance(nf, dict) else str(nf)
+        self.print(styled(f"{self.s['warn']} non-finite numbers: ", style=STYLE["warn"])
+                   + user(msg or "", STYLE["warn"]))
+        pos = nf.get("position") if isinstance(nf, dict) else None
+        if isinstance(pos, int) and self.r.expression:
+            text, caret = caret_lines(self.r.expression, pos, width=max(20, self.width - 6))
+            self.note(Text("  ") + user(text))
+            self.note(styled("  " + caret, style=STYLE["warn"]))
+        self.note(styled("They are results, not errors (IEEE arithmetic); --json writes them "
+                        'as "NaN"/"Infinity".', style=STYLE["note"]))
+        self.print()
+
+    def cotangent(self):
+        r = self.r
+        v = np.asarray(r.cotangent)
+        y = self.y
+        head = styled("v", style=STYLE["v"] + " bold") + styled(
+            f", the gradient argument of {y}.backward(v)", style=STYLE["head"])
+        head += styled(", " + shape_words(v.shape), style=STYLE["note"])
+        self.print(head)
+        if r.cotangent_implied:
+            why = ("is a scalar" if v.ndim == 0 else
+                   f"has one element (shape {shape_text(v.shape)})")
+            self.note(styled("  " + self.fmt.block(v), style=STYLE["v"]))
+            rule = "as in PyTorch" if v.ndim == 0 else "as PyTorch does when numel() == 1"
+            self.note(styled(f"implied: {y} {why}, so {y}.backward() means "
+                           f"{y}.backward(1), {rule}", style=STYLE["note"]))
+        else:
+            self.print(styled(self._indent(self.array_lines(v, self.width - 4)), style=STYLE["v"]))
+            self.note(styled(f"{y}.backward(v) gives each leaf the grad {self.vtj()}: the "
+                           "Jacobian's rows weighted by v and added up (below)",
+                           style=STYLE["note"]))
+        self.print()
+
+    def leaves(self):
+        r = self.r
+        names = list(r.leaves)
+        if not names:
+            self.print(styled("no leaves: the output is a constant, nothing to differentiate",
+                            style=STYLE["note"]))
+            self.print()
+            return
+        grad_head = "grad" if r.repeat == 1 else f"grad ({r.repeat} calls)"
+        with_formulas = any(self.derivs.get(n) is not None for n in names)
+        budget = max(20, self.width - 10)     # a cell may be as wide as a line of its own
+        rows = []
+        for n in names:
+            val = self.array_lines(np.asarray(r.leaves[n]), budget)
+            if n not in r.grads:
+                grad = styled("none: a constant (not in --wrt)", style=STYLE["note"])
+            elif n in r.no_path:
+                grad = styled(self.fmt.block(r.grads[n]) if fits(r.grads[n], self.fmt, budget)
+                            else "all 0", style=STYLE["grad"])
+                grad += styled(f"\nno path: {self.y} does not depend on {n}", style=STYLE["note"])
+            else:
+                grad = styled(self.array_lines(np.asarray(r.grads[n]), budget), style=STYLE["grad"])
+            f = self.derivs.get(n)
+            ftext = styled(formula(f), STYLE["formula"]) if f is not None else (
+                styled("(per element)" if n in self.derivs else "", style=STYLE["note"]))
+            rows.append((styled(n, style=STYLE["name"]),
+                         styled(shape_text(np.shape(r.leaves[n])), style=STYLE["note"]),
+                         Text(val), grad, ftext))
+        table = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
+        table.add_column("leaf", no_wrap=True)
+        table.add_column("shape", no_wrap=True)
+        table.add_column("value", no_wrap=True)
+        table.add_column(f"{grad_head} = {self.vtj()}" if r.repeat == 1 else grad_head,
+                         no_wrap=True)
+        if with_formulas:
+            table.add_column(f"{self.s['d']}{self.y}/{self.s['d']}leaf (sympy)")
+        for row in rows:
+            table.add_row(*(row if with_formulas else row[:4]))
+        if needed_width(self.c, table) <= self.width:
+            self.print(table)
+        else:                       # too narrow for a table: one block per leaf
+            for leaf, shape, val, grad, ftext in rows:
+                self.print(leaf + styled("  shape ", style=STYLE["note"]) + shape)
+                self.note(Text("value  ") + Text(self._indent(val.plain, 7).lstrip()))
+                self.note(Text("grad   ") + styled(self._indent(grad.plain, 7).lstrip(),
+                                                 style=STYLE["grad"]))
+                if ftext.plain:
+                    self.note(Text(f"{self.d(leaf.plain)} = ") + ftext)
+        if r.repeat > 1:
+            self.note(styled(f"grads are accumulated over {r.repeat} backward calls without "
+                            f"zeroing (PyTorch adds into .grad): each is {r.repeat} "
+                            f"{self.s['times']} {self.vtj()}", style=STYLE["warn"]))
+        self.print()
+
+    def jacobians(self):
+        r = self.r
+        shown = [n for n in r.grads if n not in r.no_path]
+        if r.jacobian is None:
+            note = r.jacobian_note or "not computed"
+            self.print(styled("Jacobian J: ", style=STYLE["head"]) + user(note, STYLE["note"]))
+            self.note(styled(f"Each grad above is still {self.vtj()}: one backward pass "
+                            "computes it without forming J.", style=STYLE["note"]))
+            self.print()
+            return
+        from .jacview import jacobian_block
+        if shown:
+            s = self.s
+            self.print(styled(f"Why these grads: {self.y}.backward(v) returns {self.vtj()}",
+                            style=STYLE["head"]))
+            self.note(styled(f"J = {s['d']}{self.y}/{s['d']}leaf has one row per element of "
+                           f"{self.y} and one column per element of the leaf. v weights the "
+                           f"rows (column v); the weighted rows add up to the grad (row "
+                           f"{self.vtj()}).", style=STYLE["note"]))
+            self.print()
+        for k, n in enumerate(shown):
+            J = r.jacobian.get(n)
+            if J is None:
+                continue
+            jacobian_block(self, n, np.asarray(J), full=k < MAX_J_LEAVES)
+
+    def checks(self):
+        checks = self.r.checks
+        if not checks:
+            self.print(styled("checks: none run (--check none)", style=STYLE["note"]))
+            return
+        for kind, c in checks.items():
+            self.print(check_line(kind, c, self.s, self.fmt))
+        self.print()
+
+    @staticmethod
+    def _indent(text: str, n: int = 4) -> str:
+        return "\n".join(" " * n + ln for ln in text.split("\n"))
+
+
+KNOWN_CHECK_KEYS = {"passed", "derivatives", "max_abs_error", "max_rel_error", "skipped",
+                    "rtol", "atol", "elements_checked", "elements_total"}
+
+
+def check_line(kind, c, s, fmt) -> Text:
+    """One check's verdict, whatever keys the check filled in."""
+    t = styled(f"{kind} check: ", style=STYLE["head"])
+    if not isinstance(c, dict):
+        return t + user(c)
+    passed = c.get("passed")
+    if passed is True:
+        t += styled(f"{s['ok']} agrees with autograd", style=STYLE["ok"])
+    elif passed is False:
+        t += styled(f"{s['bad']} DISAGREES with autograd (exit status 1)", style=STYLE["bad"])
+    else:
+        t += styled("skipped", style=STYLE["warn"])
+        if c.get("skipped"):
+            t += Text(": ") + user(c["skipped"], STYLE["note"])
+    details = []
+    for key, label in (("max_abs_error", "max abs error"), ("max_rel_error", "max rel error")):
+        if isinstance(c.get(key), (int, float)):
+            details.append(f"{label} {fmt.num(c[key])}")
+    if isinstance(c.get("elements_checked"), int) and isinstance(c.get("elements_total"), int):
+        details.append(f"{c['elements_checked']:,} of {c['elements_total']:,} elements perturbed")
+    if isinstance(c.get("rtol"), (int, float)) and isinstance(c.get("atol"), (int, float)):
+        details.append(f"rtol {c['rtol']:g}, atol {c['atol']:g}")
+    if details:
+        t += styled(" (" + "; ".join(details) + ")", style=STYLE["note"])
+    for key, value in c.items():
+        if key in KNOWN_CHECK_KEYS or value in (None, [], {}, ""):
+            continue
+        t += styled(f"\n  {escape_text(str(key))}: ", style=STYLE["note"])
+        t += user(_short(value), STYLE["note"])
+    return t
+
+
+def _short(value, limit: int = 300) -> str:
+    if isinstance(value, dict):
+        text = "; ".join(f"{k}: {v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        text = "; ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def render(result, precision=None, show_graph=False, console: Console | None = None):
+    """Print the human view of `result` to stdout (or `console`)."""
+    view = View(result, precision, console)
+    view.render(show_graph=show_graph)
+    if not result.passed:
+        failed = [k for k, c in result.checks.items()
+                  if isinstance(c, dict) and c.get("passed") is False]
+        make_console(stderr=True).print(Text(
+            f"gradcalc: the {' and '.join(failed)} check disagreed with autograd "
+            "(exit status 1)"))
+    return view

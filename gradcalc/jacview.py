@@ -1,0 +1,174 @@
+"""One leaf's Jacobian in the human view, laid out to answer "what did the gradient argument
+do?": J as a matrix (rows: elements of the output, columns: elements of the leaf), v beside
+the rows it weights, vᵀ·J under the columns, and the same sum written out with the numbers:
+`a.grad = 0.1·[3, 0, 0] + 1·[0, 3, 0] + 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]`.
+
+It reads a render.View for the console, symbols and number format; it never computes a
+gradient of its own beyond the display sum vᵀ·J, which it checks against the engine's grad.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rich.table import Table
+from rich.text import Text
+
+from .formatting import as_matrix, formula, is_diagonal, min_max, structure
+
+
+def _index(name: str, shape, flat: int) -> str:
+    if not shape:
+        return name
+    idx = np.unravel_index(flat, shape)
+    return f"{name}[{','.join(str(int(i)) for i in idx)}]"
+
+
+def _pick(n: int, k: int) -> list:
+    """Indices to show out of n when only k fit: the first k-1, None (an ellipsis), the last."""
+    if n <= k:
+        return list(range(n))
+    return list(range(max(1, k - 1))) + [None, n - 1]
+
+
+def jacobian_block(view, name: str, J, full: bool = True):
+    from .render import STYLE, needed_width, styled
+    r, s, fmt, c = view.r, view.s, view.fmt, view.c
+    out_shape = tuple(np.shape(r.output))
+    leaf_shape = tuple(np.shape(r.leaves[name]))
+    M = as_matrix(J, out_shape).astype(np.float64)
+    m, n = M.shape
+    v = np.asarray(r.cotangent, dtype=np.float64).reshape(m)
+    with np.errstate(all="ignore"):
+        vtj = (v @ M).reshape(leaf_shape) if m else np.zeros(leaf_shape)
+    grad = np.asarray(r.grads[name], dtype=np.float64)
+
+    title = styled("J = ", style=STYLE["head"]) + styled(view.d(name), style=STYLE["head"])
+    title += styled(f"  {m}{s['times']}{n}", style=STYLE["note"])
+    what = structure(M, matrix=True, fmt=fmt)
+    if what:
+        title += styled(f", {what}", style=STYLE["note"])
+    f = view.derivs.get(name)
+    if f is not None:
+        title += styled(f"; sympy: {view.d(name)} = ", style=STYLE["note"])
+        title += styled(formula(f)[:200], style=STYLE["formula"])
+    view.print(title)
+    if not full:
+        view.note(styled(f"{min_max(M, fmt)}; the whole matrix: --json (jacobian.{name})",
+                        style=STYLE["note"]))
+        view.summarised = True
+        view.print()
+        return
+
+    rows = _pick(m, 12)
+    k = n
+    while True:
+        cols = _pick(n, k)
+        table = _table(view, name, M, v, vtj, grad, rows, cols, out_shape, leaf_shape)
+        if k <= 2 or needed_width(c, table) <= view.width:
+            break
+        k = k - 1 if k <= 12 else min(k // 2, 12)
+    if m == 1 and len(cols) < n:
+        # one row (a scalar output) too wide for columns: show it in the leaf's shape
+        view.note(styled(f"one row, since {view.y} is a scalar; in the shape of {name}:",
+                       style=STYLE["note"]))
+        view.note(Text(view.array_lines(M[0].reshape(leaf_shape), view.width - 6)), indent=4)
+    else:
+        view.print(table)
+        if len(rows) < m or len(cols) < n:
+            view.summarised = True
+            shown = (f"{len([j for j in cols if j is not None])} of {n} columns" if len(rows) == m
+                     else f"a corner of the {m}{s['times']}{n} matrix")
+            view.note(styled(f"shown: {shown} ({min_max(M, fmt)}); all of it: --json "
+                           f"(jacobian.{name})", style=STYLE["note"]))
+    diagonal = is_diagonal(M) and out_shape == leaf_shape and m > 1
+    if diagonal and m > 4:
+        _elementwise(view, name, M, v, vtj, grad, leaf_shape)
+    else:
+        view.note(_sum_line(view, name, M, v, vtj, grad, leaf_shape), indent=0)
+    if diagonal:
+        view.note(styled(f"J is diagonal: each {view.y}[i] depends on {name}[i] only, so "
+                       f"{name}.grad[i] = v[i]{s['dot']}J[i,i]", style=STYLE["note"]))
+    if not np.allclose(vtj * r.repeat, grad, rtol=1e-4, atol=1e-6, equal_nan=True):
+        view.note(styled(f"note: {name}.grad from backward differs from the sum above "
+                        "(non-finite or rounded terms)", style=STYLE["warn"]))
+    view.print()
+
+
+def _table(view, name, M, v, vtj, grad, rows, cols, out_shape, leaf_shape):
+    from .render import RULED, STYLE, styled
+    s, fmt = view.s, view.fmt
+    t = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
+    t.add_column("", no_wrap=True)
+    t.add_column("v", justify="right", no_wrap=True, style=STYLE["v"], header_style=STYLE["v"])
+    for j in cols:
+        t.add_column(s["hdots"] if j is None else _index(name, leaf_shape, j),
+                     justify="right", no_wrap=True)
+    for i in rows:
+        if i is None:
+            t.add_row(s["vdots"], s["vdots"], *[s["vdots"] for _ in cols])
+            continue
+        cells = [s["hdots"] if j is None else fmt.num(M[i, j]) for j in cols]
+        t.add_row(styled(_index(view.y, out_shape, i), style=STYLE["note"]), fmt.num(v[i]), *cells)
+    t.add_section()
+    flat_vtj, flat_grad = vtj.reshape(-1), grad.reshape(-1)
+    label = view.vtj()
+    t.add_row(styled(label, style=STYLE["grad"]), "",
+              *[styled(s["hdots"] if j is None else fmt.num(flat_vtj[j]), style=STYLE["grad"])
+                for j in cols])
+    if view.r.repeat > 1:
+        t.add_row(styled(f"{view.r.repeat}{s['times']}{view.vtj()}", style=STYLE["grad"]), "",
+                  *[styled(s["hdots"] if j is None else fmt.num(flat_grad[j]), style=STYLE["grad"])
+                    for j in cols])
+    return t
+
+
+def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> Text:
+    from .render import STYLE, styled
+    s, fmt = view.s, view.fmt
+    m = M.shape[0]
+    picks = _pick(m, 4)
+    terms = []
+    for i in picks:
+        if i is None:
+            terms.append(s["hdots"])
+            continue
+        row = M[i].reshape(leaf_shape) if leaf_shape else M[i, 0]
+        text = fmt.line(row)
+        if len(text) > 36:
+            text = f"(row {_index(view.y, tuple(np.shape(view.r.output)), i)} of J)"
+        terms.append(f"{fmt.num(v[i])}{s['dot']}{text}")
+    total = " + ".join(terms)
+    wide = max(24, view.width - 12)
+    t = styled(f"{name}.grad = ", style=STYLE["grad"])
+    if view.r.repeat > 1:
+        t += Text(f"{view.r.repeat} {s['times']} (")
+        t += Text(total)
+        t += Text(f") = {view.r.repeat} {s['times']} {fmt.line_fitting(vtj, wide)} = ")
+    else:
+        t += Text(total + " = ")
+    t += styled(fmt.line_fitting(grad, wide), style=STYLE["grad"])
+    if len(picks) < m:
+        t += styled(f"   ({s['sum']} over all {m:,} rows of J)", style=STYLE["note"])
+    return t
+
+
+def _elementwise(view, name, M, v, vtj, grad, leaf_shape):
+    """A diagonal J with many rows: vᵀ·J is v times the diagonal, element by element, so
+    show v, diag(J) and their product side by side in the leaf's shape."""
+    from .render import RULED, STYLE, styled
+    s, r = view.s, view.r
+    t = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
+    budget = max(16, (view.width - 8) // (4 if r.repeat > 1 else 3))
+    t.add_column("v", style=STYLE["v"], header_style=STYLE["v"], no_wrap=True)
+    t.add_column("diagonal of J", no_wrap=True)
+    t.add_column(f"v {s['odot']} diagonal = {view.vtj()}", style=STYLE["grad"], no_wrap=True)
+    cells = [view.array_lines(x.reshape(leaf_shape), budget)
+             for x in (v, np.diag(M), vtj.reshape(-1))]
+    if r.repeat > 1:
+        t.add_column(f"{name}.grad ({r.repeat} calls)", style=STYLE["grad"], no_wrap=True)
+        cells.append(view.array_lines(grad, budget))
+    t.add_row(*cells)
+    view.note(styled(f"{name}.grad = v{s['T']}{s['dot']}J = v {s['odot']} diagonal of J "
+                   "(element by element)" + (f", accumulated over {r.repeat} calls"
+                                              if r.repeat > 1 else ""), style=STYLE["grad"]),
+              indent=0)
+    view.print(t)

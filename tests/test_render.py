@@ -1,0 +1,347 @@
+"""The human view (issue 3): what a person reads on the terminal.
+
+Each test runs the real command (click's CliRunner on gradcalc.cli:command, or a subprocess
+where stderr, exit status or a pipe matters) and asserts the numbers and words on screen:
+the grads, the rows of vᵀ·J with v beside them, the formulas, the notes for an implied
+cotangent, --repeat, no path, non-finite values and large arrays, and terminal manners.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradcalc.cli import command
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = str(ROOT / "samples" / "hindi_vjp_weights.grad")
+SEED_ARGS = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1.0,0.0001"]
+ANSI = re.compile(r"\x1b\[")
+COLOUR = re.compile(r"\x1b\[[0-9;]*(?:3[0-7]|9[0-7]|38;[25])[;m0-9]")
+
+
+def view(args, columns=100, env=None, **kw):
+    """stdout of `gradcalc ARGS` (the human view), with exit status 0 or 1."""
+    runner = CliRunner()
+    e = {"COLUMNS": str(columns), "NO_COLOR": None, "FORCE_COLOR": None, "TERM": "dumb"}
+    e.update(env or {})
+    res = runner.invoke(command, list(args), env=e, catch_exceptions=False, **kw)
+    assert res.exit_code in (0, 1), res.output
+    return res.output
+
+
+def run(args, env=None, input=None):
+    e = dict(os.environ)
+    for k in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
+        e.pop(k, None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "gradcalc", *args], capture_output=True,
+                          text=True, env=e, input=input, cwd=ROOT, timeout=120)
+
+
+def lines_matching(out, pattern):
+    return [ln for ln in out.splitlines() if re.search(pattern, ln)]
+
+
+# -- the seed example: y.backward([0.1, 1.0, 0.0001]) -----------------------------------
+
+@pytest.fixture(scope="module")
+def seed_view():
+    return view(["-f", SEED], columns=140)
+
+
+def test_seed_output_and_cotangent(seed_view):
+    out = seed_view
+    assert "output y, shape (3,)" in out
+    assert "[22.7918, 39.9459, 61.0794]" in out
+    assert "v, the gradient argument of y.backward(v), shape (3,)" in out
+    assert "    [0.1, 1, 0.0001]" in out
+    assert "implied" not in out
+    # the #: line is shown, so the reader sees where v came from
+    assert "--grad 0.1,1.0,0.0001" in out
+
+
+def test_seed_leaf_table(seed_view):
+    out = seed_view
+    assert re.search(r"^leaf\s+shape\s+value\s+grad = vᵀ·J", out, re.M)
+    assert re.search(r"^a\s+\(3,\)\s+\[1, 2, 3\]\s+\[0\.3, 3, 0\.0003\]", out, re.M)
+    assert re.search(r"^b\s+\(3,\)\s+\[3, 4, 5\]\s+\[1\.2, 16, 0\.002\]", out, re.M)
+    assert re.search(r"^c\s+\(3,\)\s+\[6, 7, 8\]\s+\[0\.0166667, 0\.142857, 1\.25e-05\]",
+                     out, re.M)
+
+
+def test_seed_vjp_rows_weighted_by_v(seed_view):
+    out = seed_view
+    # a.grad = 0.1·[3,0,0] + 1.0·[0,3,0] + 0.0001·[0,0,3] = [0.3, 3, 0.0003], written out
+    assert "a.grad = 0.1·[3, 0, 0] + 1·[0, 3, 0] + 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]" in out
+    assert "b.grad = 0.1·[12, 0, 0] + 1·[0, 16, 0] + 0.0001·[0, 0, 20] = [1.2, 16, 0.002]" in out
+    assert ("c.grad = 0.1·[0.166667, 0, 0] + 1·[0, 0.142857, 0] + 0.0001·[0, 0, 0.125] = "
+            "[0.0166667, 0.142857, 1.25e-05]") in out
+    # J of a as a matrix: each row of J with its weight v[i] beside it, vᵀ·J under it
+    block = out[out.index("J = ∂y/∂a"):out.index("J = ∂y/∂b")]
+    assert "3×3, diagonal: 3 × identity" in block
+    assert re.search(r"^\s+v\s+a\[0\]\s+a\[1\]\s+a\[2\]\s*$", block, re.M)
+    assert re.search(r"^y\[0\]\s+0\.1\s+3\s+0\s+0\s*$", block, re.M)
+    assert re.search(r"^y\[1\]\s+1\s+0\s+3\s+0\s*$", block, re.M)
+    assert re.search(r"^y\[2\]\s+0\.0001\s+0\s+0\s+3\s*$", block, re.M)
+    assert re.search(r"^vᵀ·J\s+0\.3\s+3\s+0\.0003\s*$", block, re.M)
+    block_b = out[out.index("J = ∂y/∂b"):out.index("J = ∂y/∂c")]
+    assert re.search(r"^y\[1\]\s+1\s+0\s+16\s+0\s*$", block_b, re.M)
+    assert "Why these grads: y.backward(v) returns vᵀ·J" in out
+
+
+def test_seed_inline_expression_same_numbers():
+    out = view(SEED_ARGS)
+    assert "3*a + 2*b*b + log(c)" in out.splitlines()[0]
+    assert "a.grad = 0.1·[3, 0, 0] + 1·[0, 3, 0] + 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]" in out
+
+
+def test_scalar_output_says_v_is_implied():
+    out = view(["-f", str(ROOT / "samples" / "hindi_scalar_backward.grad")])
+    assert "implied: y is a scalar, so y.backward() means y.backward(1)" in out
+    assert re.search(r"^a\s+scalar\s+0\.1\s+3\s*$", out, re.M)
+    assert re.search(r"^b\s+scalar\s+1\s+4\s*$", out, re.M)
+    assert re.search(r"^c\s+scalar\s+0\.1\s+10\s*$", out, re.M)
+    assert "c.grad = 1·10 = 10" in out
+
+
+def test_one_element_output_implied_like_numel_1():
+    out = view(["x*3", "x=[2]"])
+    assert "implied: y has one element (shape (1,))" in out
+    assert "numel() == 1" in out
+
+
+def test_repeat_says_grads_accumulate():
+    out = view(["-f", str(ROOT / "samples" / "hindi_accumulate_two_calls.grad")])
+    assert "grad (2 calls)" in out
+    assert "accumulated over 2 backward calls" in out
+    assert re.search(r"^a\s+scalar\s+1\s+6\s*$", out, re.M)
+    assert re.search(r"^b\s+scalar\s+1\s+8\s*$", out, re.M)
+    assert re.search(r"^c\s+scalar\s+1\s+2\s*$", out, re.M)
+    assert "b.grad = 2 × (1·4) = 2 × 4 = 8" in out
+    assert re.search(r"^2×vᵀ·J\s+8\s*$", out, re.M)
+
+
+def test_repeat_on_large_diagonal_shows_elementwise_product():
+    out = view(["-f", str(ROOT / "samples" / "chinese_eye_second_call.grad")], columns=120)
+    assert "J = ∂out/∂inp  25×25, diagonal" in out
+    assert "inp.grad = vᵀ·J = v ⊙ diagonal of J (element by element), accumulated over 2" in out
+    # the diagonal of J is 4 where inp is 1 and 2 elsewhere; two calls give 8 and 4
+    assert "[[4, 2, 2, 2, 2]," in out
+    assert "[[8, 4, 4, 4, 4]," in out
+    assert "shown: a corner of the 25×25 matrix (min 0, max 4)" in out
+
+
+def test_onehot_cotangent_picks_one_row():
+    # Hindi page: z = 2*x, z.backward([[1, 0, 0, 0]]) gives the first row of J
+    out = view(["-f", str(ROOT / "samples" / "hindi_onehot_first.grad")])
+    assert re.search(r"x\.grad = 1·\[\[2, 0, 0, 0\]\] \+ 0·\[\[0, 2, 0, 0\]\] \+ "
+                     r"0·\[\[0, 0, 2, 0\]\] \+ 0·\[\[0, 0, 0, 2\]\] = \[\[2, 0, 0, 0\]\]", out)
+
+
+def test_precision_option():
+    assert "[0.0167, 0.143, 1.25e-05]" in view(SEED_ARGS + ["--precision", "3"])
+    assert "[0.0166666666667, 0.142857142857, 1.25e-05]" in view(
+        SEED_ARGS + ["--precision", "12"], columns=200)
+
+
+def test_no_path_and_constant_leaves():
+    out = view(["a*2", "a=1", "b=3"])
+    assert re.search(r"^b\s+scalar\s+3\s+0\s*$", out, re.M)
+    assert "no path: y does not depend on b" in out
+    out = view(["a*b", "a=1", "b=3", "--wrt", "a"])
+    assert "none: a constant (not in --wrt)" in out
+    assert "J = ∂y/∂b" not in out
+
+
+def test_nonfinite_report_with_caret():
+    out = view(["y = log(a) + 1", "a=-1"])
+    assert "non-finite numbers: log() produced a non-finite value at column 5" in out
+    after = out.split("non-finite numbers:")[1].splitlines()
+    text, caret = after[1], after[2]
+    assert text.strip() == "y = log(a) + 1"
+    assert caret.index("^") == text.index("log")
+
+
+def test_jacobian_not_computed_note():
+    out = view(SEED_ARGS + ["--no-jacobian"])
+    assert "Jacobian J: not computed: --no-jacobian" in out
+    assert "J = ∂y/∂a" not in out
+    big = view(["x*2", "x=ones(200)", "-g", "1"])
+    assert "not computed: 40,000 entries is more than 10,000; pass --jacobian" in big
+
+
+def test_large_arrays_are_summarised_not_dropped():
+    out = view(["x*2", "x=linspace(0,1,500)", "-g", "1", "--jacobian"], columns=80)
+    assert "shape (500,), 500 values" in out
+    assert "min 0, max 2" in out                      # the output
+    assert "J = ∂y/∂x  500×500, diagonal: 2 × identity" in out
+    assert "shown: a corner of the 500×500 matrix (min 0, max 2); all of it: --json" in out
+    assert "--json prints every value" in out
+    assert max(len(ln) for ln in out.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("columns", [60, 100, 160])
+def test_widths_follow_the_terminal(columns):
+    for args in (["-f", SEED], ["-f", str(ROOT / "samples" / "chinese_logistic_layer.grad")],
+                 ["-f", str(ROOT / "samples" / "chinese_eye_second_call.grad")]):
+        out = view(args, columns=columns)
+        too_long = [ln for ln in out.splitlines() if len(ln) > columns]
+        assert not too_long, too_long
+        assert "grad" in out
+
+
+def test_narrow_terminal_lists_leaves_one_by_one():
+    out = view(["-f", SEED], columns=50)
+    assert "  grad   [0.0166667, 0.142857, 1.25e-05]" in out
+    assert "+ 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]" in " ".join(out.split())
+
+
+# -- the symbolic check beside the grads ---------------------------------------------------
+
+FAKE_SYMBOLIC = {"passed": True, "max_abs_error": 0.0, "max_rel_error": 0.0,
+                 "derivatives": {"a": "3", "b": "4*b", "c": "1/c"}}
+
+
+def test_formulas_beside_grads(monkeypatch):
+    import gradcalc.symbolic
+    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: dict(FAKE_SYMBOLIC))
+    out = view(["-f", SEED], columns=120)
+    assert re.search(r"^b\s+\(3,\)\s+\[3, 4, 5\]\s+\[1\.2, 16, 0\.002\]\s+4·b\s*$", out, re.M)
+    assert re.search(r"^c\s+.*\s1/c\s*$", out, re.M)
+    assert "J = ∂y/∂b  3×3, diagonal; sympy: ∂y/∂b = 4·b" in out
+    assert "symbolic check: ✓ agrees with autograd (max abs error 0; max rel error 0)" in out
+
+
+def test_formulas_from_the_real_symbolic_check():
+    """Whatever the symbolic check reports in --json shows up in the human view."""
+    import json
+    res = run(["-f", SEED, "--json"])
+    sym = json.loads(res.stdout)["checks"]["symbolic"]
+    out = run(["-f", SEED], env={"COLUMNS": "140"}).stdout
+    if sym.get("passed") is None:
+        assert "symbolic check: skipped" in out
+    else:
+        assert ("agrees" if sym["passed"] else "DISAGREES") in out
+    from gradcalc.formatting import formula
+    for leaf, f in (sym.get("derivatives") or {}).items():
+        if f is not None:
+            assert f"∂y/∂{leaf} = {formula(f)}" in out
+
+
+def test_unusual_check_reports_render(monkeypatch):
+    import gradcalc.symbolic
+    odd = {"passed": False, "max_abs_error": 2.5, "derivatives": {"a": None, "b": "oops"},
+           "nondifferentiable": [{"leaf": "a", "at": "relu at 0"}], "note": "[bold]x[/bold]"}
+    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: odd)
+    runner = CliRunner()
+    res = runner.invoke(command, ["relu(a)*b", "a=0", "b=2"], env={"COLUMNS": "100"},
+                        standalone_mode=False)
+    assert res.return_value == 1                       # exit status 1: a check disagreed
+    assert "symbolic check: ✗ DISAGREES with autograd (exit status 1)" in res.stdout
+    assert "max abs error 2.5" in res.stdout
+    assert "nondifferentiable:" in res.stdout and "relu at 0" in res.stdout
+    assert "[bold]x[/bold]" in res.stdout            # never read as markup
+    assert "(per element)" in res.stdout               # a: no single formula
+    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: {"derivatives": "junk"})
+    assert "symbolic check: skipped" in view(["a*2", "a=1"])
+
+
+# -- terminal manners ------------------------------------------------------------------------
+
+def test_piped_output_is_plain_text():
+    res = run(["-f", SEED, "--graph"], env={"TERM": "xterm-256color"})
+    assert res.returncode == 0
+    assert not ANSI.search(res.stdout)
+    assert "a.grad = 0.1·[3, 0, 0]" in res.stdout
+    assert res.stderr == ""
+
+
+def test_colour_only_without_no_color():
+    coloured = run(["-f", SEED], env={"FORCE_COLOR": "1", "TERM": "xterm-256color"}).stdout
+    assert COLOUR.search(coloured), "a terminal gets colour"
+    plain = run(["-f", SEED], env={"FORCE_COLOR": "1", "NO_COLOR": "1",
+                                   "TERM": "xterm-256color"}).stdout
+    assert not COLOUR.search(plain), "NO_COLOR: no colour codes"
+    assert "a.grad = 0.1·[3, 0, 0]" in re.sub(r"\x1b\[[0-9;]*m", "", plain)
+
+
+def test_user_text_is_never_markup_and_control_characters_are_escaped():
+    prog = "y = a*2  # [bold red]look[/bold red] \x1b[31mred\n"
+    out = view(["-f", "-", "a=1"], input=prog)
+    assert "[bold red]look[/bold red]" in out
+    assert "\\x1b[31mred" in out
+    assert "\x1b" not in out
+
+
+def test_ascii_console_falls_back_to_ascii_symbols():
+    res = run(["-f", SEED], env={"PYTHONIOENCODING": "ascii"})
+    assert res.returncode == 0, res.stderr
+    assert "a.grad = 0.1*[3, 0, 0] + 1*[0, 3, 0] + 0.0001*[0, 0, 3] = [0.3, 3, 0.0003]" in res.stdout
+    assert "v^T*J" in res.stdout
+
+
+def test_failed_check_is_reported_on_stderr(monkeypatch):
+    import gradcalc.symbolic
+    monkeypatch.setattr(gradcalc.symbolic, "check",
+                        lambda *a, **k: {"passed": False, "max_abs_error": 1.0})
+    runner = CliRunner()
+    res = runner.invoke(command, ["a*2", "a=1"], env={"COLUMNS": "100"}, standalone_mode=False)
+    assert res.return_value == 1
+    assert "gradcalc: the symbolic check disagreed with autograd (exit status 1)" in res.stderr
+    assert "gradcalc: the symbolic check disagreed" not in res.stdout
+
+
+# -- errors for people (stderr, exit 2, a caret under the column) -------------------------
+
+@pytest.mark.parametrize("expr, col", [("3*a+", 4), ("(a+b", 4), ("a + $ b", 4), ("sum(a,", 6),
+                                       ("a ** * 2", 5)])
+def test_syntax_error_caret_under_the_column(expr, col):
+    res = run([expr, "a=1", "b=2"])
+    assert res.returncode == 2
+    assert res.stdout == ""
+    first, text, caret = res.stderr.splitlines()[:3]
+    assert first.startswith("gradcalc: syntax error: ")
+    assert f"(column {col + 1})" in first
+    assert text == "  " + expr
+    assert caret == " " * (2 + col) + "^"
+    assert "Traceback" not in res.stderr
+
+
+def test_syntax_error_in_a_program_names_line_and_column(tmp_path):
+    p = tmp_path / "bad.grad"
+    p.write_text("a = 1\nb = a +\n")
+    res = run(["-f", str(p)])
+    assert res.returncode == 2
+    first, text, caret = res.stderr.splitlines()[:3]
+    assert "(line 2, column 8)" in first
+    assert text == "  b = a +" and caret == "         ^"
+
+
+def test_shape_error_names_the_operation_and_both_shapes():
+    res = run(["a + b", "a=1,2", "b=1,2,3"])
+    assert res.returncode == 2
+    assert "shape error: add: shapes (2,) and (3,) cannot be broadcast together" in res.stderr
+    assert res.stderr.splitlines()[2] == "    ^"
+
+
+def test_missing_cotangent_explains_and_shows_a_grad_that_works():
+    res = run(["a*2", "a=1,2,3"])
+    assert res.returncode == 2
+    msg = res.stderr
+    assert "the output has shape (3,), so a gradient cannot be implied" in msg
+    assert "--grad 1,1,1" in msg
+    ok = run(["a*2", "a=1,2,3", "--grad", "1,1,1"])
+    assert ok.returncode == 0 and "[2, 2, 2]" in ok.stdout
+
+
+def test_error_echo_escapes_control_characters():
+    res = run(["a+\x1b[31mb", "a=1", "b=2"])
+    assert res.returncode == 2
+    assert "\x1b" not in res.stderr
+    assert "  a+\\x1b[31mb" in res.stderr
