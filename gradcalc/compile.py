@@ -55,6 +55,7 @@ class Graph:
     source: str
     dtype: np.dtype
     leaf_order: list = field(default_factory=list)
+    folded: dict = field(default_factory=dict)   # const id -> (op name, input ids) folded into it
 
     def requiring(self):
         return [n for n in self.nodes if n.requires_grad]
@@ -107,9 +108,13 @@ class Compiler:
         self._rng = None
         self.constants_only = constants_only
         self.none_nodes: set[int] = set()
+        self.folded: dict[int, tuple] = {}
 
     # -- nodes -------------------------------------------------------------------------
     def _account(self, shape, pos):
+        if len(shape) > self.limits.max_ndim:
+            raise GradcalcError("limit", f"an array with {len(shape)} dimensions is over the limit "
+                                         f"of {self.limits.max_ndim}", pos)
         size = math.prod(shape)
         if size > self.limits.max_elements:
             raise GradcalcError("limit", f"an array of shape {tuple(shape)} has {size:,} elements, "
@@ -179,7 +184,9 @@ class Compiler:
                 if err.position is None:
                     err.position = pos
                 raise
-            return self.const(value, pos)
+            i = self.const(value, pos)
+            self.folded[i] = (op.name, tuple(inputs))   # so a non-finite constant can name its cause
+            return i
         return self.add("op", op, inputs, params, shape, pos)
 
     # -- statements ---------------------------------------------------------------------
@@ -197,7 +204,7 @@ class Compiler:
                 continue
             if st.kind == "assign":
                 refs = self.var_refs
-                value = self.expr(st.b)
+                value = self.not_none(self.expr(st.b))
                 if self.var_refs == refs:           # depends on no other name: a leaf
                     if st.a in self.bindings:
                         existing = self.leaves.get(st.a)
@@ -208,12 +215,21 @@ class Compiler:
                 self.env[st.a] = value
                 out, out_name = value, st.a
             else:
-                out, out_name = self.expr(st.a), None
+                out, out_name = self.not_none(self.expr(st.a)), None
         for name, val in self.bindings.items():     # given but never used: no path
             if name not in self.leaves:
                 self.leaf(name, val, None)
         return Graph(self.nodes, dict(self.leaves), dict(self.env), out, out_name, self.source,
-                     self.dtype, list(self.leaf_order))
+                     self.dtype, list(self.leaf_order), folded=dict(self.folded))
+
+    def not_none(self, i: int) -> int:
+        """`None` is a placeholder for a left-out argument, never a value (it is held as a NaN
+        constant, which must not leak into a result, an array or a leaf)."""
+        if i in self.none_nodes:
+            raise GradcalcError("value", "None is not a number: it can only stand for a left-out "
+                                         "argument, as in clamp(x, None, 1) or sum(x, dim=None)",
+                                self.nodes[i].pos)
+        return i
 
     # -- expressions --------------------------------------------------------------------
     def expr(self, root: Node) -> int:
@@ -308,6 +324,7 @@ class Compiler:
             raise GradcalcError("value", "an empty array literal [] has no shape to use", node.pos)
         shapes = set()
         for i, el in zip(args, node.a):
+            self.not_none(i)
             if self.nodes[i].kind != "const":
                 raise GradcalcError("call", "array literals hold numbers and constants only; "
                                             "build an array from variables with stack(a, b)",
@@ -318,7 +335,9 @@ class Compiler:
                                          "shapes " + ", ".join(map(str, sorted(shapes))), node.pos)
         self._account((len(args),) + next(iter(shapes)), node.pos)
         self.bytes -= len(args) * math.prod(next(iter(shapes))) * self.dtype.itemsize
-        return self.const(np.stack([self.nodes[i].value for i in args]), node.pos)
+        i = self.const(np.stack([self.nodes[i].value for i in args]), node.pos)
+        self.folded[i] = ("array", tuple(args))
+        return i
 
     def index(self, node, args) -> int:
         target, rest = args[0], list(args[1:])

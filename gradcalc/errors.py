@@ -57,7 +57,14 @@ class Limits:
     max_repeat: int = 10_000             # --repeat
     symbolic_timeout: float = 10.0       # seconds for the symbolic check
     max_nodes: int = 1_000_000           # graph equations after inlining functions
-    max_file: int = 1024**3              # bytes read from an @file (text forms)
+    max_file: int = 1024**3              # bytes read from an @file (.json, .csv)
+    max_ndim: int = 32                   # dimensions of any array
+
+    @property
+    def max_line(self) -> int:
+        """Bytes of one JSON Lines request line: 8 x the text limit (8 MB by default), so a
+        request can carry its variables inline but a runaway line cannot exhaust memory."""
+        return 8 * self.max_text
 
 
 def escape_text(text: str) -> str:
@@ -90,6 +97,7 @@ def caret_lines(source: str, position: int, width: int = 200) -> tuple[str, str]
     hi = min(end, lo + width)
     prefix = "..." if lo > start else ""
     suffix = "..." if hi < end else ""
-    shown_before = escape_text(source[lo:position])
-    text = prefix + shown_before + escape_text(source[position:hi]) + suffix
+    # a tab would move the caret by a terminal-dependent width: show it as one space
+    shown_before = escape_text(source[lo:position]).replace("\t", " ")
+    text = prefix + shown_before + escape_text(source[position:hi]).replace("\t", " ") + suffix
     return text, " " * (len(prefix) + len(shown_before)) + "^"

@@ -133,7 +133,7 @@ def constant_expression(text, label="", *, dtype=np.float64, limits=None, seed=N
     try:
         node = parse_expression(text, (limits or Limits()).max_depth)
         comp = Compiler(text, {}, dtype=dtype, seed=seed, limits=limits, constants_only=True)
-        i = comp.expr(node)
+        i = comp.not_none(comp.expr(node))
     except GradcalcError as err:
         if err.kind == "limit":
             raise
@@ -147,7 +147,8 @@ def constant_expression(text, label="", *, dtype=np.float64, limits=None, seed=N
 def _short(text, n=60):
     from .errors import escape_text
     text = escape_text(text)
-    return repr(text if len(text) <= n else text[:n] + "...")
+    # quoted by hand: repr() would double the backslashes of the escapes
+    return "'" + (text if len(text) <= n else text[:n] + "...") + "'"
 
 
 def read_file(path: str, label="", *, dtype=np.float64, limits=None, seed=None, stdin=None):
@@ -160,20 +161,32 @@ def read_file(path: str, label="", *, dtype=np.float64, limits=None, seed=None, 
     try:
         size = os.path.getsize(path)
         if os.path.isdir(path):
-            raise IsADirectoryError(path)
+            raise IsADirectoryError(21, "Is a directory")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise _err(label, f"cannot read @{shown[1:-1]}: {reason.lower()}") from None
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
         return _read_npy(path, label, dtype, limits)
-    if size > limits.max_file:
-        raise _err(label, f"@{shown[1:-1]} is larger than {limits.max_file:,} bytes", "limit")
+    if ext in (".json", ".csv", ".tsv"):
+        # parsing holds each number as a Python object: up to ~16 bytes per character
+        cap = min(limits.max_file, limits.max_memory // 16)
+        what = f"{cap:,} bytes (--max-memory)"
+    else:
+        cap, what = limits.max_text, f"{limits.max_text:,} characters (--max-text)"
+    if size > cap:
+        raise _err(label, f"@{shown[1:-1]} is larger than {what}", "limit")
     try:
+        # a bounded read: a device or pipe (/dev/zero) reports size 0 and never ends
         with open(path, "r", encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _err(label, f"cannot read @{shown[1:-1]}: {exc.__class__.__name__}") from None
+            text = fh.read(cap + 1)
+    except UnicodeDecodeError:
+        raise _err(label, f"cannot read @{shown[1:-1]}: it is not UTF-8 text") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise _err(label, f"cannot read @{shown[1:-1]}: {reason.lower()}") from None
+    if len(text) > cap:
+        raise _err(label, f"@{shown[1:-1]} is larger than {what}", "limit")
     if ext == ".json":
         try:
             obj = json.loads(text, parse_constant=_reject_constant)
@@ -189,12 +202,19 @@ def _read_npy(path, label, dtype, limits):
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:  # numpy raises several kinds for a broken file
-        raise _err(label, f"cannot read {path!r} as .npy ({type(exc).__name__})") from None
+        raise _err(label, f"cannot read @{_short(path)[1:-1]} as .npy "
+                          f"({type(exc).__name__})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise _err(label, f"{path!r} does not hold a real numeric array")
+        raise _err(label, f"@{_short(path)[1:-1]} does not hold a real numeric array")
+    if arr.ndim > limits.max_ndim:
+        raise _err(label, f"an array with {arr.ndim} dimensions is over the limit of "
+                          f"{limits.max_ndim}", "limit")
     if arr.size > limits.max_elements:
         raise _err(label, f"{arr.size:,} elements is over the limit of {limits.max_elements:,} "
                           "(--max-elements)", "limit")
+    if arr.size * np.dtype(dtype).itemsize > limits.max_memory:
+        raise _err(label, f"{arr.size:,} elements need more than the memory limit of "
+                          f"{limits.max_memory:,} bytes (--max-memory)", "limit")
     return np.array(arr, dtype=dtype)
 
 
