@@ -49,20 +49,26 @@ def _parse_size(text: str) -> int:
     try:
         v = float(t) * mult
     except ValueError:
-        raise GradcalcError("usage", f"--max-memory takes a size such as 512M or 4G, got {text!r}")
-    if not v > 0:
-        raise GradcalcError("usage", "--max-memory must be positive")
+        raise GradcalcError("usage", f"--max-memory takes a size such as 512M or 4G, got "
+                                     f"{escape_text(text)!r}")
+    if not v > 0 or v == float("inf"):
+        raise GradcalcError("usage", "--max-memory must be a positive, finite size")
     return int(v)
 
 
 def _positive(name, value, kind=int):
-    if value is not None and value <= 0:
+    if value is not None and not value > 0:      # also rejects NaN
         raise GradcalcError("usage", f"{name} must be positive, got {value}")
     return value
 
 
-def build_limits(max_elements, max_memory, max_depth, symbolic_timeout) -> Limits:
+def build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text=None,
+                 max_repeat=None) -> Limits:
     lim = Limits()
+    if _positive("--max-text", max_text) is not None:
+        lim.max_text = max_text
+    if _positive("--max-repeat", max_repeat) is not None:
+        lim.max_repeat = max_repeat
     if _positive("--max-elements", max_elements) is not None:
         lim.max_elements = max_elements
     if max_memory is not None:
@@ -75,23 +81,41 @@ def build_limits(max_elements, max_memory, max_depth, symbolic_timeout) -> Limit
 
 
 class Stdin:
-    """@- may be read once per run."""
+    """@- may be read once per run, and at most `max_chars` characters of it (a VALUE or
+    program read from stdin is text under the --max-text limit; /dev/zero must not hang)."""
 
-    def __init__(self):
+    def __init__(self, max_chars: int | None = None):
         self.used = False
+        self.max_chars = max_chars
 
     def __call__(self) -> str:
         if self.used:
             raise GradcalcError("usage", "standard input can be read only once (@- given twice)")
         self.used = True
-        return sys.stdin.read()
+        limit = self.max_chars if self.max_chars is not None else Limits().max_text
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:                       # a text stream (tests, embedding)
+            text = sys.stdin.read(limit + 1)
+        else:
+            data = stream.read(4 * limit + 4)    # UTF-8: at most 4 bytes per character
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                if len(data) > 4 * limit:
+                    text = "x" * (limit + 1)     # over the limit anyway
+                else:
+                    raise GradcalcError("value", "standard input is not UTF-8 text")
+        if len(text) > limit:
+            raise GradcalcError("limit", f"standard input holds more than {limit:,} characters "
+                                         "(--max-text)")
+        return text
 
 
 def report_error(err: GradcalcError, as_json: bool):
     """A bad input: one-line reason on stderr (with a caret for positions), JSON on stdout
     when asked for."""
     if as_json:
-        sys.stdout.write(json.dumps({"error": err.to_json()}) + "\n")
+        _write(sys.stdout, json.dumps({"error": err.to_json()}) + "\n")
     msg = f"gradcalc: {err.kind} error: {escape_text(err.message)}"
     lc = err.line_column()
     if lc is not None and err.source is not None and "\n" in err.source:
@@ -102,14 +126,31 @@ def report_error(err: GradcalcError, as_json: bool):
     if err.position is not None and err.source is not None:
         text, caret = caret_lines(err.source, err.position)
         lines += ["  " + text, "  " + caret]
-    sys.stderr.write("\n".join(lines) + "\n")
+    _write(sys.stderr, "\n".join(lines) + "\n")
 
 
-def internal_error(exc: BaseException, debug: bool):
+def _write(stream, text: str):
+    """Write a diagnostic; a closed pipe or a closed stream (2>&-) must not turn a clean
+    error into a traceback."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        if stream is sys.stdout:
+            _silence_stdout()
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def internal_error(exc: BaseException, debug: bool, as_json: bool = False):
     if debug:
         import traceback
         traceback.print_exception(exc)
-    sys.stderr.write(
+    if as_json:                  # a pipeline that asked for JSON still receives JSON
+        _write(sys.stdout, json.dumps({"error": {
+            "kind": "internal", "message": f"internal error ({type(exc).__name__}); this is a "
+            "bug in gradcalc, please report it", "position": None}}) + "\n")
+    _write(sys.stderr,
         f"gradcalc: internal error ({type(exc).__name__}: {escape_text(str(exc))[:200]}). "
         "This is a bug in gradcalc; please report it with the command that caused it "
         "(rerun with --debug for the traceback).\n")
@@ -120,9 +161,9 @@ def split_bindings(args):
     for a in args:
         name, eq, value = a.partition("=")
         if not eq or not name:
-            raise GradcalcError("usage", f"expected NAME=VALUE, got {escape_text(a)!r}")
+            raise GradcalcError("usage", f"expected NAME=VALUE, got {_q(a[:200])}")
         if not name.isidentifier() or not name.isascii():
-            raise GradcalcError("usage", f"{escape_text(name)!r} is not a variable name")
+            raise GradcalcError("usage", f"{_q(name[:200])} is not a variable name")
         if name in out:
             raise GradcalcError("usage", f"{name} is given twice")
         out[name] = value
@@ -157,11 +198,14 @@ def split_bindings(args):
 @click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
 @click.option("--max-depth", type=int, metavar="N", help="Nesting depth (default 200).")
 @click.option("--symbolic-timeout", type=float, metavar="S", help="Symbolic check budget (default 10 s).")
+@click.option("--max-text", type=int, metavar="N",
+              help="Characters of an expression, program or text VALUE (default 1,000,000).")
+@click.option("--max-repeat", type=int, metavar="N", help="Largest --repeat (default 10,000).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.version_option(__version__, "--version", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug):
+            symbolic_timeout, debug, max_text=None, max_repeat=None):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     gradcalc EXPRESSION [NAME=VALUE ...]  one calculation
@@ -169,7 +213,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
     """
     from .api import Settings
-    limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout)
+    limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
+                          max_repeat)
     settings = Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed)
     if program_file is None and args and args[0] == "-" :
         if len(args) > 1:
@@ -177,23 +222,28 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                          "NAME=VALUE arguments belong inside each request")
         from .jsonl import serve
         return serve(settings, limits, debug)
-    stdin = Stdin()
+    stdin = Stdin(limits.max_text)
     if program_file is not None:
+        bindings = split_bindings(args)
+        _stdin_once(bindings, grad, program_file == "-")
         if program_file == "-":
             text = stdin()
         else:
             try:
                 with open(program_file, encoding="utf-8") as fh:
-                    text = fh.read(limits.max_text + 1)
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or type(exc).__name__
-                raise GradcalcError("usage", f"cannot read {escape_text(program_file)!r}: {reason}")
-        bindings = split_bindings(args)
+                    text = fh.read(limits.max_text + 1)   # bounded: -f /dev/zero must not hang
+            except UnicodeDecodeError:
+                raise GradcalcError("usage", f"cannot read {_q(program_file)}: it is not UTF-8 "
+                                             "text")
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise GradcalcError("usage", f"cannot read {_q(program_file)}: {reason}")
     else:
         if not args:
             raise GradcalcError("usage", "give an EXPRESSION, -f PROGRAM.grad, or - for JSON "
                                          "Lines (see gradcalc --help)")
         text, bindings = args[0], split_bindings(args[1:])
+        _stdin_once(bindings, grad, False)
     if dot is not None:
         _check_writable(dot)
     from .api import run
@@ -214,13 +264,47 @@ def _check_writable(path):
     d = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path) or not os.path.isdir(d) or not os.access(d, os.W_OK) or (
             os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise GradcalcError("usage", f"--dot: cannot write to {escape_text(path)!r}")
+        raise GradcalcError("usage", f"--dot: cannot write to {_q(path)}")
+
+
+def _q(text: str) -> str:
+    """User text quoted for a message, control characters escaped (once: repr() would double
+    the backslashes of the escapes)."""
+    return "'" + escape_text(text) + "'"
+
+
+def _stdin_once(bindings, grad, program_from_stdin):
+    """Standard input can feed one thing: say so before reading it (SPEC section 8)."""
+    users = [f"{n}=@-" for n, v in bindings.items() if v == "@-"]
+    if grad == "@-":
+        users.append("--grad @-")
+    if program_from_stdin:
+        users.insert(0, "-f -")
+    if len(users) > 1:
+        raise GradcalcError("usage", "standard input can be read only once, but "
+                                     f"{' and '.join(users)} both read it")
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    as_json = "--json" in argv
     debug = "--debug" in argv
+    # with --json, and in JSON Lines mode (`gradcalc -`), a failure is also JSON on stdout
+    as_json = "--json" in argv or ("-" in argv and "-f" not in argv and "--file" not in argv)
+    import warnings
+    with warnings.catch_warnings():      # restored afterwards: main() may be called in-process
+        if not debug:
+            # numpy's RuntimeWarnings (overflow, invalid value) are results here, not news:
+            # they must not reach stderr, least of all once per JSON Lines request
+            warnings.simplefilter("ignore")
+        status = _main(argv, as_json, debug)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _main(argv, as_json, debug) -> int:
     try:
         status = command.main(argv, prog_name="gradcalc", standalone_mode=False)
     except GradcalcError as err:
@@ -231,12 +315,16 @@ def main(argv=None):
     except click.UsageError as exc:
         report_error(GradcalcError("usage", exc.format_message()), as_json)
         status = 2
+    except click.ClickException as exc:
+        report_error(GradcalcError("usage", exc.format_message()), as_json)
+        status = 2
     except click.Abort:
         status = 2
     except KeyboardInterrupt:
-        sys.stderr.write("gradcalc: interrupted\n")
+        _write(sys.stderr, "gradcalc: interrupted\n")
         status = 130
     except BrokenPipeError:
+        _silence_stdout()
         status = 0
     except RecursionError as exc:
         report_error(GradcalcError("limit", "the input is nested too deeply"), as_json)
@@ -246,10 +334,17 @@ def main(argv=None):
         report_error(GradcalcError("limit", "out of memory (see --max-memory)"), as_json)
         status = 2
     except Exception as exc:  # a bug: short message, traceback only with --debug
-        internal_error(exc, debug)
+        internal_error(exc, debug, as_json)
         status = 3
+    return status
+
+
+def _silence_stdout():
+    """The reader went away (`| head -1`): point stdout at /dev/null so that the flush at
+    interpreter exit does not print "Exception ignored ... BrokenPipeError"."""
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
         pass
-    sys.exit(status if isinstance(status, int) else 0)
