@@ -7,6 +7,7 @@ failed, else 1 if any check disagreed, else 0). A bad line never stops the strea
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from .errors import GradcalcError
@@ -19,10 +20,19 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique_keys(pairs):
+    """An object with a key given twice is ambiguous (which "expr"?): refuse it."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"the key {json.dumps(key)[:60]} appears twice")
+        obj[key] = value
+    return obj
+
+
 def parse_request(line: str, defaults, limits):
-    from .api import Settings
     try:
-        req = json.loads(line, parse_constant=_reject_constant)
+        req = json.loads(line, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise GradcalcError("usage", "the request is nested too deeply")
     except ValueError as exc:
@@ -31,6 +41,61 @@ def parse_request(line: str, defaults, limits):
         raise GradcalcError("usage", "each line must be a JSON object, e.g. "
                                      '{"expr": "sum(x**2)", "vars": {"x": [1, 2]}}')
     return req
+
+
+def check_fields(req):
+    """A misspelt field ("grads", "wtr") would be ignored silently and give a different
+    calculation than the one meant: it is a usage error."""
+    unknown = sorted(k for k in req if k not in FIELDS)
+    if unknown:
+        raise GradcalcError("usage", f"unknown field {json.dumps(unknown[0])[:60]} (fields: "
+                                     + ", ".join(sorted(FIELDS)) + ")")
+
+
+def _echoable(rid) -> bool:
+    """An id is echoed exactly; a number that overflows to infinity (1e400) cannot be."""
+    try:
+        json.dumps(rid, allow_nan=False)
+        return True
+    except (ValueError, RecursionError):
+        return False
+
+
+_ID_PREFIX = re.compile(rb'\s*\{\s*"id"\s*:\s*')
+
+
+def _leading_id(raw: bytes):
+    """(True, id) when an over-long line starts with {"id": <scalar>, so that its error can
+    still carry the id; else (False, None)."""
+    m = _ID_PREFIX.match(raw)
+    if not m:
+        return False, None
+    try:
+        head = raw[m.end(): m.end() + 1000].decode("utf-8", "ignore")
+        rid, _ = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(head)
+    except (ValueError, RecursionError):
+        return False, None
+    if isinstance(rid, (dict, list)) or not _echoable(rid):
+        return False, None
+    return True, rid
+
+
+def read_lines(stream, max_line: int):
+    """Lines of a binary stream, each at most `max_line` bytes: a longer line is yielded as
+    (its first bytes, True) and the rest of it is skipped without being held in memory."""
+    while True:
+        raw = stream.readline(max_line + 1)
+        if not raw:
+            return
+        if len(raw) > max_line and not raw.endswith(b"\n"):
+            head = raw[:2000]
+            while True:                       # discard the rest of the line
+                chunk = stream.readline(1 << 20)
+                if not chunk or chunk.endswith(b"\n"):
+                    break
+            yield head, True
+        else:
+            yield raw, False
 
 
 def settings_of(req, defaults):
@@ -92,20 +157,30 @@ def serve(defaults, limits, debug=False):
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
     out = sys.stdout
-    for raw in stdin:
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            line = None
-        if line is not None and not line.strip():
-            continue
+    for raw, too_long in read_lines(stdin, limits.max_line):
+        line = None
+        if not too_long:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = None
+            if line is not None and not line.strip():
+                continue
         rid, has_id = None, False
         try:
+            if too_long:
+                has_id, rid = _leading_id(raw)
+                raise GradcalcError("limit", f"the line is longer than {limits.max_line:,} bytes "
+                                             "(8 x --max-text)")
             if line is None:
                 raise GradcalcError("usage", "the line is not valid UTF-8")
             req = parse_request(line, defaults, limits)
-            has_id = "id" in req
-            rid = req.get("id")
+            if "id" in req:
+                if not _echoable(req["id"]):
+                    raise GradcalcError("usage", "\"id\" must be a JSON value that can be "
+                                                 "echoed (a number too large for a float is not)")
+                has_id, rid = True, req["id"]
+            check_fields(req)
             text, vars_, settings = settings_of(req, defaults)
             try:
                 result = run(text, vars_, settings, limits, allow_files=False)
@@ -134,7 +209,14 @@ def serve(defaults, limits, debug=False):
                              f"({type(exc).__name__}); please report it", "position": None}}
         if has_id:
             obj = {"id": rid, **obj}
-        out.write(json.dumps(obj, allow_nan=False) + "\n")
+        try:
+            line_out = json.dumps(obj, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
+            internal = True
+            err = {"kind": "internal", "message": f"internal error ({type(exc).__name__}: the "
+                   "result is not JSON); please report it", "position": None}
+            line_out = json.dumps({"id": rid, "error": err} if has_id else {"error": err})
+        out.write(line_out + "\n")
         out.flush()
     if internal:
         return 3
