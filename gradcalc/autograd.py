@@ -5,6 +5,17 @@ reverse, reading and accumulating cotangents in a dict, and reducing a broadcast
 back to its operand's shape in one place (`sum_to`). Cotangents may carry leading batch
 axes: backward with an identity batch gives whole Jacobians in one pass. It never parses,
 prints or knows about the CLI.
+
+It also owns the engine's economies, none of which may change a number (tests/
+test_perf_equivalence.py holds each to the plain path on every op of the table):
+- a *plan* per compiled program: which values the backward rules read (found in the rules'
+  own code, as PyTorch's codegen finds saved tensors in derivatives.yaml), so a lean forward
+  drops every intermediate nobody will read again and writes ufunc results into such dead
+  buffers instead of fresh pages;
+- cotangents accumulated in place when the engine owns the buffer;
+- structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
+  column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
+  expanded at the end; an identity batch through a matrix product is the matrix itself.
 """
 from __future__ import annotations
 
@@ -13,6 +24,13 @@ import math
 import numpy as np
 
 from .compile import Graph
+
+# below this many elements in the output, the Jacobian is one dense batched pass (cheaper
+# than finding structure); tests force either path on every op
+STRUCTURE_MIN = 64
+# a forward is lean (drops dead intermediates, reuses buffers) above this many elements
+LEAN_MIN = 1 << 16
+_ELEMENTWISE_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow"})
 
 
 def sum_to(v, nb: int, batch: tuple, shape: tuple):
@@ -34,17 +52,121 @@ def sum_to(v, nb: int, batch: tuple, shape: tuple):
     return v
 
 
-def _params(eq):
-    return {k: v for k, v in eq.params.items()}
+def memo(graph: Graph) -> dict:
+    """A cache that belongs to the compiled program, shared by every rebinding of it to new
+    leaf values (JSON Lines compiles a program text once): keys "plan:<output>" here, and
+    "symbolic" for the symbolic check's derivation."""
+    m = graph.__dict__.get("memo")
+    if m is None:
+        m = graph.memo = {}
+    return m
 
 
-def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = None):
+# ------------------------------------------------------------------ what rules read
+_READS = {}
+_CO_VARARGS = 0x04
+
+
+def rule_reads(rule):
+    """The positions (0 = g, 1 = ans, 2.. = the op's arrays) a VJP rule reads, found in its
+    code; None when it cannot be told (then every value is kept)."""
+    key = id(rule)
+    hit = _READS.get(key)
+    if hit is not None and hit[0] is rule:
+        return hit[1]
+    reads = None
+    code = getattr(rule, "__code__", None)
+    if code is not None and not code.co_flags & _CO_VARARGS:
+        import dis
+        params = code.co_varnames[: code.co_argcount]
+        used = set()
+        for ins in dis.get_instructions(code):
+            if ins.opname.startswith("STORE"):
+                continue
+            val = ins.argval
+            if isinstance(val, str):
+                used.add(val)
+            elif isinstance(val, tuple):
+                used.update(x for x in val if isinstance(x, str))
+        reads = frozenset(k for k, name in enumerate(params) if name in used)
+    _READS[key] = (rule, reads)
+    return reads
+
+
+class Plan:
+    """Liveness of one program's values for one output: what backward reads, when forward
+    and backward use each value for the last time."""
+
+    def __init__(self, graph: Graph, output: int):
+        nodes = graph.nodes
+        self.output = output
+        # nodes whose backward may run: reached from the output through rules that exist
+        reach = {output}
+        self.needed = set()            # values some backward rule reads
+        bw_last = {}                   # value id -> smallest consumer id whose rule reads it
+        for eq in reversed(nodes[: output + 1]):
+            if eq.id not in reach or eq.kind != "op" or not eq.requires_grad:
+                continue
+            for j, i in enumerate(eq.inputs):
+                rule = eq.op.vjp(j)
+                if rule is None or not nodes[i].requires_grad:
+                    continue
+                reach.add(i)
+                reads = rule_reads(rule)
+                n_in = len(eq.inputs)
+                ids = [eq.id, *eq.inputs] if reads is None else \
+                    [eq.id if k == 1 else eq.inputs[k - 2] for k in reads if 1 <= k < n_in + 2]
+                for k in ids:
+                    self.needed.add(k)
+                    bw_last[k] = eq.id      # reverse order: the last one seen is the smallest
+        fw_last = {}
+        for eq in nodes[: output + 1]:
+            for i in eq.inputs:
+                fw_last[i] = eq.id
+        droppable = lambda k: nodes[k].kind == "op" and k != output  # noqa: E731
+        # forward: after computing node i, these inputs are dead
+        self.fw_dead = {}
+        for k, last in fw_last.items():
+            if droppable(k) and k not in self.needed:
+                self.fw_dead.setdefault(last, []).append(k)
+        # never consumed, not needed: dead as soon as computed
+        for eq in nodes[: output + 1]:
+            if droppable(eq.id) and eq.id not in fw_last and eq.id not in self.needed:
+                self.fw_dead.setdefault(eq.id, []).append(eq.id)
+        # backward: after processing node i, these values are no longer read
+        self.bw_dead = {}
+        for k, last in bw_last.items():
+            if droppable(k):
+                self.bw_dead.setdefault(last, []).append(k)
+
+
+def plan(graph: Graph, output: int) -> Plan:
+    m = memo(graph)
+    key = f"plan:{output}"
+    p = m.get(key)
+    if p is None:
+        p = m[key] = Plan(graph, output)
+    return p
+
+
+def lean_worthwhile(graph: Graph, output: int) -> bool:
+    return sum(n.size for n in graph.nodes[: output + 1]) >= LEAN_MIN
+
+
+# ------------------------------------------------------------------ forward
+def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = None,
+            lean: bool = False):
     """Values of every node (a list indexed by node id). `leaf_values` maps node id to a
-    replacement value (the numeric check perturbs leaves this way)."""
+    replacement value (the numeric check perturbs leaves this way). `lean` drops (sets to
+    None) every intermediate that neither a later node nor a backward rule from `upto` will
+    read, and lets ufuncs write into those dead buffers."""
     nodes = graph.nodes
     last = graph.output if upto is None else upto
     values = [None] * len(nodes)
     dtype = graph.dtype
+    if lean:
+        p = plan(graph, last)
+        owned = set()        # ids whose buffer forward allocated and nothing views
     with np.errstate(all="ignore"):
         for eq in nodes[: last + 1]:
             if eq.kind != "op":
@@ -52,26 +174,69 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
                 if leaf_values and eq.id in leaf_values:
                     values[eq.id] = leaf_values[eq.id]
                 continue
-            out = eq.op.forward(*[values[i] for i in eq.inputs], **eq.params)
-            if not isinstance(out, np.ndarray) or out.dtype != dtype:
-                out = np.asarray(out, dtype=dtype)
+            args = [values[i] for i in eq.inputs]
+            if not lean:
+                out = eq.op.forward(*args, **eq.params)
+                if not isinstance(out, np.ndarray) or out.dtype != dtype:
+                    out = np.asarray(out, dtype=dtype)
+                values[eq.id] = out
+                continue
+            dead = p.fw_dead.get(eq.id, ())
+            out = None
+            f = eq.op.forward
+            if dead and isinstance(f, np.ufunc) and f.nout == 1 and f.nin == len(args) \
+                    and not eq.params and all(a.dtype == dtype for a in args):
+                for k in dead:
+                    if k in owned and k != eq.id and values[k].shape == eq.shape:
+                        # same loop, same inputs: only where the result is written changes
+                        out = f(*args, out=values[k])
+                        owned.discard(k)
+                        owned.add(eq.id)
+                        break
+            if out is None:
+                out = f(*args, **eq.params)
+                if not isinstance(out, np.ndarray) or out.dtype != dtype:
+                    out = np.asarray(out, dtype=dtype)
+                if out.flags.owndata and out.flags.writeable and all(out is not a for a in args):
+                    owned.add(eq.id)
+                else:             # a view or an alias of an input: its inputs stay intact
+                    owned.difference_update(eq.inputs)
             values[eq.id] = out
+            for k in dead:
+                values[k] = None
+                owned.discard(k)
     return values
 
 
-def backward(graph: Graph, values, cotangent, output: int | None = None, batch: tuple = ()):
+# ------------------------------------------------------------------ backward
+def backward(graph: Graph, values, cotangent, output: int | None = None, batch: tuple = (),
+             free: bool = False, seeds: dict | None = None):
     """Cotangents of every node that requires grad, after pulling `cotangent` (shape
     batch + output shape) back from `output`. Returns a dict node id -> array of shape
-    batch + node shape; leaves that the output does not reach are absent."""
+    batch + node shape; leaves that the output does not reach are absent.
+
+    `free` drops each value from `values` once no rule will read it again (a lean run that
+    needs nothing after backward). `seeds` gives cotangents of the output's inputs directly
+    (the structured Jacobian), instead of running the output's own rules."""
     nodes = graph.nodes
     out = graph.output if output is None else output
     nb = len(batch)
-    ct = {out: cotangent}
+    dtype = graph.dtype
+    if seeds is None:
+        ct = {out: cotangent}
+        start = out
+    else:
+        ct = dict(seeds)
+        start = out - 1
+    own = set()           # ids whose cotangent buffer the engine allocated: add in place
+    dead = plan(graph, out).bw_dead if free else None
     with np.errstate(all="ignore"):
-        for eq in reversed(nodes[: out + 1]):
+        for eq in reversed(nodes[: start + 1]):
             if eq.kind != "op" or eq.id not in ct:
                 continue
             g = ct.pop(eq.id)
+            own.discard(eq.id)
+            ans = values[eq.id]
             args = [values[i] for i in eq.inputs]
             for j, i in enumerate(eq.inputs):
                 src = nodes[i]
@@ -80,16 +245,35 @@ def backward(graph: Graph, values, cotangent, output: int | None = None, batch: 
                 rule = eq.op.vjp(j)
                 if rule is None:
                     continue
-                v = rule(g, values[eq.id], *args, **eq.params)
+                v = rule(g, ans, *args, **eq.params)
                 if v is None:
                     continue
                 v = sum_to(v, nb, batch, src.shape)
-                if v.dtype != graph.dtype:
-                    v = v.astype(graph.dtype)
-                ct[i] = v if i not in ct else ct[i] + v
+                if v.dtype != dtype:
+                    v = v.astype(dtype)
+                fresh = type(v) is np.ndarray and v.flags.owndata and v.flags.writeable \
+                    and v is not g and v is not ans and all(v is not a for a in args)
+                if i not in ct:
+                    ct[i] = v
+                    if fresh:
+                        own.add(i)
+                elif i in own:
+                    np.add(ct[i], v, out=ct[i])
+                elif fresh:
+                    ct[i] = np.add(ct[i], v, out=v)
+                    own.add(i)
+                else:
+                    ct[i] = ct[i] + v
+                    if type(ct[i]) is np.ndarray:     # 0-d sums come back as scalars
+                        own.add(i)
+            del g, ans, args
+            if dead is not None:
+                for k in dead.get(eq.id, ()):
+                    values[k] = None
     return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
 
 
+# ------------------------------------------------------------------ Jacobians
 def jacobian_entries(graph: Graph, output: int, leaf_ids) -> int:
     out_size = graph.nodes[output].size
     return out_size * sum(graph.nodes[i].size for i in leaf_ids)
@@ -103,18 +287,152 @@ def jacobian_memory(graph: Graph, output: int) -> int:
     return 2 * out_size * total * graph.dtype.itemsize
 
 
-def jacobian(graph: Graph, values, output: int, leaf_ids):
-    """Every leaf's Jacobian in one batched pass: the identity as a batch of cotangents.
-    Layout output.shape + leaf.shape, as torch.autograd.functional.jacobian."""
+def elementwise_path(graph: Graph, output: int) -> bool:
+    """True when every node between the output and the leaves that backward reaches is an
+    elementwise op of the output's shape: then row i of the Jacobian is the cotangent e_i
+    pulled back position by position, nonzero only at i (up to 0*inf)."""
+    nodes = graph.nodes
+    oshape = nodes[output].shape
+    need = {output}
+    for eq in reversed(nodes[: output + 1]):
+        if eq.id not in need or eq.kind != "op":
+            continue
+        if not (eq.op.kind == "elementwise" or eq.op.name in _ELEMENTWISE_OPERATORS):
+            return False
+        if eq.shape != oshape:
+            return False
+        for j, i in enumerate(eq.inputs):
+            if not nodes[i].requires_grad or eq.op.vjp(j) is None:
+                continue
+            if nodes[i].shape != oshape:
+                return False
+            need.add(i)
+    return True
+
+
+def _expand_diagonal(d, o, oshape, dtype):
+    """The dense Jacobian whose diagonal is d and whose off-diagonal entries of column j are
+    o[j] (what a zero cotangent became at j: 0, -0.0 or NaN)."""
+    n = d.size
+    o = o.reshape(-1)
+    if o.any() or np.signbit(o).any():
+        J = np.empty((n, n), dtype=dtype)
+        J[...] = o
+    else:
+        J = np.zeros((n, n), dtype=dtype)
+    J.reshape(-1)[:: n + 1] = d.reshape(-1)
+    return J.reshape(oshape + oshape)
+
+
+def _exact_matrix(m):
+    """`m` as the identity batch through a product gives it (sums of one exact term and
+    exact zeros, which start from +0.0): None when m holds a non-finite value (0*inf makes
+    NaN there), m itself when it has no zero, else m + 0.0 (-0.0 becomes +0.0)."""
+    with np.errstate(all="ignore"):
+        if not math.isfinite(float(np.sum(m))) and not np.isfinite(m).all():
+            return None
+    if np.count_nonzero(m) == m.size:
+        return m
+    return m + 0.0
+
+
+def identity_seeds(graph: Graph, values, output: int):
+    """Cotangents of the output's inputs when the identity batch goes through a matrix
+    product at the output: the op's matrix itself, without multiplying by the identity.
+    None when the output is not such a product (or one input cannot take the shortcut)."""
+    eq = graph.nodes[output]
+    if eq.kind != "op" or eq.op.name != "matmul":
+        return None
+    (ia, ib), nodes = eq.inputs, graph.nodes
+    A, B = values[ia], values[ib]
+    seeds = {}
+    if A.ndim == 2 and B.ndim == 1:              # (m,k) @ (k,) -> (m,)
+        if nodes[ia].requires_grad:
+            return None
+        if nodes[ib].requires_grad:
+            m = _exact_matrix(A)
+            if m is None:
+                return None
+            seeds[ib] = m
+    elif A.ndim == 1 and B.ndim == 2:            # (k,) @ (k,n) -> (n,)
+        if nodes[ib].requires_grad:
+            return None
+        if nodes[ia].requires_grad:
+            m = _exact_matrix(B.T)
+            if m is None:
+                return None
+            seeds[ia] = m
+    elif A.ndim == 2 and B.ndim == 2:            # (m,k) @ (k,n) -> (m,n)
+        (m_, k), n = A.shape, B.shape[1]
+        if nodes[ia].requires_grad:             # J[i,j,p,q] = δ_ip B[q,j]
+            Bt = _exact_matrix(B.T)
+            if Bt is None:
+                return None
+            Ja = np.zeros((m_, n, m_, k), dtype=graph.dtype)
+            r = np.arange(m_)
+            Ja[r, :, r, :] = Bt
+            seeds[ia] = Ja
+        if nodes[ib].requires_grad:             # J[i,j,p,q] = A[i,p] δ_jq
+            Am = _exact_matrix(A)
+            if Am is None:
+                return None
+            Jb = np.zeros((m_, n, k, n), dtype=graph.dtype)
+            c = np.arange(n)
+            Jb[:, c, :, c] = Am
+            seeds[ib] = Jb
+    else:
+        return None
+    return seeds
+
+
+def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None = None):
+    """Every leaf's Jacobian. Layout output.shape + leaf.shape, as
+    torch.autograd.functional.jacobian, rows the VJPs with the basis vectors. Dense: the
+    identity as a batch of cotangents, one pass. Structured (default for larger outputs,
+    the same numbers): diagonal for elementwise programs; the matrix itself for an
+    identity batch through a matrix product at the output."""
     oshape = graph.nodes[output].shape
     n = math.prod(oshape)
-    eye = np.eye(n, dtype=graph.dtype).reshape(oshape + oshape)
-    grads = backward(graph, values, eye, output, batch=oshape)
+    dtype = graph.dtype
+    if structure is None:
+        structure = n >= STRUCTURE_MIN
+    grads = None
+    if structure and n > 1:
+        if elementwise_path(graph, output):
+            g = np.zeros((2,) + oshape, dtype=dtype)
+            g[0] = 1
+            two = backward(graph, values, g, output, batch=(2,))
+            out = {}
+            for i in leaf_ids:
+                if i in two:
+                    out[i] = _expand_diagonal(two[i][0], two[i][1], oshape, dtype)
+                else:
+                    out[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
+            return out
+        seeds = identity_seeds(graph, values, output)
+        if seeds is not None:
+            grads = backward(graph, values, None, output, batch=oshape, seeds=seeds)
+    if grads is None:
+        eye = np.eye(n, dtype=dtype).reshape(oshape + oshape)
+        grads = backward(graph, values, eye, output, batch=oshape)
     out = {}
     for i in leaf_ids:
         shape = oshape + graph.nodes[i].shape
-        out[i] = grads[i] if i in grads else np.zeros(shape, dtype=graph.dtype)
+        out[i] = grads[i] if i in grads else np.zeros(shape, dtype=dtype)
     return out
+
+
+# ------------------------------------------------------------------ non-finite values
+def all_finite(a) -> bool:
+    """np.isfinite(a).all() without a temporary as large as `a`: a sum is finite only when
+    every term is (NaN and inf propagate); an overflowing sum falls back to the exact test."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return True
+    with np.errstate(all="ignore"):
+        if math.isfinite(float(np.add.reduce(a, axis=None))):
+            return True
+        return bool(np.isfinite(a).all())
 
 
 def first_nonfinite(graph: Graph, values, output: int):

@@ -1,0 +1,535 @@
+"""The performance figures of issue 6, each a ratio against a floor measured in the same run.
+
+    python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
+
+Every figure runs in fresh worker processes (`--worker NAME`), floor and gradcalc
+interleaved, several repetitions, medians; the main process prints one markdown table and
+the machine it ran on. It is a measurement, not a test: nothing here asserts a time.
+Torch (and JAX) are timed on figures 3, 5 and 6 when the interpreter given by
+--torch-python (default: /work/torchenv/bin/python when it exists) can import them;
+otherwise those columns say so and the run goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_EXPR = "3*a + 2*b*b + log(c)"
+SEED_ARGS = [SEED_EXPR, "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1.0,0.0001"]
+DEFAULT_TORCH = "/work/torchenv/bin/python"
+
+TARGETS = {
+    "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
+    "8a": 4.0, "8b": 10.0,
+}
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+# ------------------------------------------------------------------ worker side
+def _interleave(floor, subject, reps, warm=1):
+    """Median seconds of floor() and subject(), run alternately after `warm` unmeasured
+    calls of each (first calls fault in code and allocator pages in both)."""
+    for _ in range(warm):
+        floor()
+        subject()
+    tf, ts = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        floor()
+        tf.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subject()
+        ts.append(time.perf_counter() - t0)
+    return median(tf), median(ts)
+
+
+def _seed_inputs(n, dtype="float64"):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-2, 2, n).astype(dtype)
+    b = rng.uniform(-2, 2, n).astype(dtype)
+    c = rng.uniform(0.5, 3, n).astype(dtype)
+    v = rng.uniform(-1, 1, n).astype(dtype)
+    return a, b, c, v
+
+
+def _seed_by_hand(a, b, c, v):
+    """What one writes by hand in numpy: the forward, then each leaf's VJP."""
+    import numpy as np
+    y = 3 * a + 2 * b * b + np.log(c)
+    return y, 3 * v, 4 * b * v, v / c
+
+
+def _big_limits():
+    from gradcalc.errors import Limits
+    return Limits(max_memory=64 * 1024**3)
+
+
+def worker_fig3(n, reps):
+    import gradcalc
+    a, b, c, v = _seed_inputs(n)
+    lim = _big_limits()
+
+    def ours():
+        return gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="none",
+                                jacobian=False, limits=lim)
+    floor, subject = _interleave(lambda: _seed_by_hand(a, b, c, v), ours, reps)
+    return {"floor": floor, "subject": subject}
+
+
+def worker_fig4(n):
+    """Peak traced memory (numpy reports its buffers to tracemalloc) above the inputs,
+    results included, for the hand-written version and for gradcalc, in one process."""
+    import gc
+    import tracemalloc
+    import gradcalc
+    a, b, c, v = _seed_inputs(n)
+    lim = _big_limits()
+    gradcalc.compute(SEED_EXPR, a=a[:10], b=b[:10], c=c[:10], grad=v[:10], check="none",
+                     jacobian=False, limits=lim)       # imports and op-table set-up
+    out = {}
+    tracemalloc.start()
+    for name, fn in (("floor", lambda: _seed_by_hand(a, b, c, v)),
+                     ("subject", lambda: gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v,
+                                                          check="none", jacobian=False,
+                                                          limits=lim))):
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        r = fn()
+        out[name] = tracemalloc.get_traced_memory()[1] - base
+        del r
+    tracemalloc.stop()
+    return out
+
+
+def worker_fig5(n, reps):
+    import numpy as np
+    import gradcalc
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-2, 2, n)
+    b = rng.uniform(-2, 2, n)
+
+    def by_hand():
+        ja = np.zeros((n, n))
+        jb = np.zeros((n, n))
+        np.fill_diagonal(ja, np.cos(a) * b + 2 * a)
+        np.fill_diagonal(jb, np.sin(a))
+        return ja, jb
+
+    def ours():
+        return gradcalc.compute("sin(a)*b + a**2", a=a, b=b, grad=1.0, check="none",
+                                jacobian=True)
+    floor, subject = _interleave(by_hand, ours, reps)
+    return {"floor": floor, "subject": subject}
+
+
+def worker_fig6(n, reps):
+    import numpy as np
+    import gradcalc
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((n, n)) / np.sqrt(n)
+    a = rng.uniform(-2, 2, n)
+
+    def closed():
+        return W * (1 - np.tanh(a) ** 2)
+
+    def ours():
+        return gradcalc.compute("W @ tanh(a)", W=W, a=a, wrt=["a"], grad=1.0, check="none",
+                                jacobian=True)
+    floor, subject = _interleave(closed, ours, reps)
+    return {"floor": floor, "subject": subject}
+
+
+def worker_fig7(n, reps):
+    """The symbolic check's own time (a run with it minus a run without) against the
+    program's forward + backward; sympy is imported first, so its import is not counted.
+    The first checked run of the process is the one a one-liner pays."""
+    import sympy  # noqa: F401
+    import gradcalc
+    a, b, c, v = _seed_inputs(n)
+
+    def run(check):
+        t0 = time.perf_counter()
+        gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check=check, jacobian=False)
+        return time.perf_counter() - t0
+    run("none")
+    none = median([run("none") for _ in range(reps)])
+    cold = run("symbolic")
+    warm = median([run("symbolic") for _ in range(reps)])
+    return {"floor": none, "cold": cold, "warm": warm}
+
+
+def _requests(count, check):
+    import numpy as np
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(count):
+        a, b = rng.uniform(-2, 2, (2, 3)).round(6)
+        c = rng.uniform(0.5, 3, 3).round(6)
+        req = {"id": i, "expr": SEED_EXPR, "vars": {"a": a.tolist(), "b": b.tolist(),
+                                                     "c": c.tolist()},
+               "grad": [0.1, 1.0, 0.0001]}
+        if check:
+            req["check"] = check
+        lines.append(json.dumps(req))
+    return lines
+
+
+def worker_fig8_floor(count, reps):
+    """A hand-written loop in one process: json.loads, numpy forward + VJP, json.dumps."""
+    import numpy as np
+    lines = _requests(count, None)
+    sink = open(os.devnull, "w")
+
+    def loop():
+        for line in lines:
+            r = json.loads(line)
+            vs = r["vars"]
+            a = np.array(vs["a"], dtype=float)
+            b = np.array(vs["b"], dtype=float)
+            c = np.array(vs["c"], dtype=float)
+            g = np.array(r["grad"], dtype=float)
+            y, ga, gb, gc = _seed_by_hand(a, b, c, g)
+            sink.write(json.dumps({"id": r["id"], "output": y.tolist(), "grads": {
+                "a": ga.tolist(), "b": gb.tolist(), "c": gc.tolist()}}) + "\n")
+            sink.flush()
+    loop()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        loop()
+        ts.append(time.perf_counter() - t0)
+    return {"floor": median(ts) / count}
+
+
+# torch/jax workers run under --torch-python: numpy and torch only, no gradcalc
+def worker_torch(fig, n, reps):
+    import numpy as np
+    import torch
+    torch.set_default_dtype(torch.float64)
+    out = {"torch_version": torch.__version__}
+    if fig == "3":
+        a, b, c, v = _seed_inputs(n)
+        ta, tb, tc, tv = (torch.from_numpy(x) for x in (a, b, c, v))
+
+        def run():
+            xa, xb, xc = (t.clone().requires_grad_() for t in (ta, tb, tc))
+            y = 3 * xa + 2 * xb * xb + torch.log(xc)
+            y.backward(tv)
+            return y, xa.grad, xb.grad, xc.grad
+        # the clones are part of what torch needs to hold leaves that require grad; time
+        # them apart and subtract, so torch is charged for forward + backward only
+        clone = lambda: [t.clone() for t in (ta, tb, tc)]  # noqa: E731
+        floor, subject = _interleave(lambda: _seed_by_hand(a, b, c, v), run, reps)
+        _, cl = _interleave(lambda: None, clone, reps)
+        out.update(floor=floor, subject=subject - cl)
+    elif fig == "5":
+        rng = np.random.default_rng(1)
+        a = rng.uniform(-2, 2, n)
+        b = rng.uniform(-2, 2, n)
+
+        def by_hand():
+            ja = np.zeros((n, n))
+            jb = np.zeros((n, n))
+            np.fill_diagonal(ja, np.cos(a) * b + 2 * a)
+            np.fill_diagonal(jb, np.sin(a))
+            return ja, jb
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        f = lambda x, y: torch.sin(x) * y + x ** 2  # noqa: E731
+        run = lambda: torch.autograd.functional.jacobian(f, (ta, tb), vectorize=True)  # noqa: E731
+        floor, subject = _interleave(by_hand, run, reps)
+        out.update(floor=floor, subject=subject)
+    elif fig == "6":
+        rng = np.random.default_rng(2)
+        W = rng.standard_normal((n, n)) / np.sqrt(n)
+        a = rng.uniform(-2, 2, n)
+        tW, ta = torch.from_numpy(W), torch.from_numpy(a)
+        closed = lambda: W * (1 - np.tanh(a) ** 2)  # noqa: E731
+        run = lambda: torch.autograd.functional.jacobian(  # noqa: E731
+            lambda x: tW @ torch.tanh(x), ta, vectorize=True)
+        floor, subject = _interleave(closed, run, reps, warm=0)
+        out.update(floor=floor, subject=subject)
+    return out
+
+
+def worker_jax(fig, n, reps):
+    import numpy as np
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    out = {"jax_version": jax.__version__}
+    if fig == "5":
+        rng = np.random.default_rng(1)
+        a, b = jnp.asarray(rng.uniform(-2, 2, n)), jnp.asarray(rng.uniform(-2, 2, n))
+        jac = jax.jit(jax.jacfwd(lambda x, y: jnp.sin(x) * y + x ** 2, argnums=(0, 1)))
+        an, bn = np.asarray(a), np.asarray(b)
+
+        def by_hand():
+            ja = np.zeros((n, n))
+            jb = np.zeros((n, n))
+            np.fill_diagonal(ja, np.cos(an) * bn + 2 * an)
+            np.fill_diagonal(jb, np.sin(an))
+            return ja, jb
+        run = lambda: [x.block_until_ready() for x in jac(a, b)]  # noqa: E731
+        floor, subject = _interleave(by_hand, run, reps)
+        out.update(floor=floor, subject=subject)
+    else:
+        return {"skipped": "not timed"}
+    return out
+
+
+WORKERS = {"fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
+           "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
+           "jax": worker_jax}
+
+
+# ------------------------------------------------------------------ main side
+def spawn(name, *args, python=None, timeout=900):
+    cmd = [python or sys.executable, str(Path(__file__).resolve()), "--worker", name,
+           *map(str, args)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {name} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def gradcalc_command():
+    """The console script installed beside this interpreter (what `gradcalc` runs once the
+    shell has found it), else `python -m gradcalc`."""
+    script = Path(sys.executable).parent / "gradcalc"
+    if script.exists():
+        return [str(script)], str(script)
+    return [sys.executable, "-m", "gradcalc"], "python -m gradcalc"
+
+
+def time_process(cmd, stdin_data=None):
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, input=stdin_data, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, cwd=str(ROOT))
+    dt = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {proc.stderr[-500:]!r}")
+    return dt
+
+
+def cold_pair(floor_cmd, cmd, reps):
+    for _ in range(2):                               # warm the page cache for both
+        time_process(floor_cmd)
+        time_process(cmd)
+    tf, ts = [], []
+    for _ in range(reps):
+        tf.append(time_process(floor_cmd))
+        ts.append(time_process(cmd))
+    return median(tf), median(ts)
+
+
+def torch_python(arg):
+    path = arg if arg is not None else (DEFAULT_TORCH if os.path.exists(DEFAULT_TORCH) else None)
+    if not path or path == "none":
+        return None, None, "no --torch-python given"
+    found = {}
+    for mod in ("torch", "jax"):
+        try:
+            r = subprocess.run([path, "-c", f"import {mod}; print({mod}.__version__)"],
+                               capture_output=True, text=True, timeout=120)
+            found[mod] = r.stdout.strip() if r.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            found[mod] = None
+    return path, found, None
+
+
+def machine():
+    import numpy
+    info = {"python": platform.python_version(), "numpy": numpy.__version__,
+            "os": platform.platform(), "cores": os.cpu_count()}
+    try:
+        import sympy
+        info["sympy"] = sympy.__version__
+    except ImportError:
+        pass
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                info["memory"] = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+                break
+    except OSError:
+        pass
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=str(ROOT),
+                                        capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    info["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return info
+
+
+def fmt_t(s):
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--torch-python", help="an interpreter with torch (and/or jax) to time "
+                                           "them too; 'none' to skip")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    ap.add_argument("--only", help="comma list of figure numbers, e.g. 1,3,8")
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        name, *rest = args.worker
+        conv = [int(x) if x.lstrip("-").isdigit() else x for x in rest]
+        print(json.dumps(WORKERS[name](*conv)))
+        return 0
+
+    only = set(args.only.split(",")) if args.only else None
+    q = args.quick
+    want = lambda k: only is None or k in only  # noqa: E731
+    # what a wheel install would have: byte-compiled modules (this environment sets
+    # PYTHONDONTWRITEBYTECODE, so an editable checkout never caches them by itself)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "gradcalc")],
+                   check=False, capture_output=True)
+    tpy, tfound, tnote = torch_python(args.torch_python)
+    has_torch = bool(tfound and tfound.get("torch"))
+    has_jax = bool(tfound and tfound.get("jax"))
+    gc_cmd, gc_shown = gradcalc_command()
+    py = sys.executable
+    rows = []      # (id, figure, floor text, floor s, ours s, ratio, target, others)
+    started = time.perf_counter()
+
+    def row(fid, figure, floor_text, floor, ours, others="", ratio=None):
+        ratio = ours / floor if ratio is None else ratio
+        rows.append((fid, figure, floor_text, floor, ours, ratio, TARGETS[fid], others))
+        print(f"  {fid}: {fmt_t(floor)} vs {fmt_t(ours)} -> {ratio:.2f}x", file=sys.stderr)
+
+    def torch_col(fig, n, reps):
+        parts = []
+        if has_torch:
+            try:
+                r = spawn("torch", fig, n, reps, python=tpy, timeout=1800)
+                parts.append(f"torch {r['torch_version']}: {r['subject'] / r['floor']:.2f}x "
+                             f"({fmt_t(r['subject'])})")
+            except Exception as exc:  # report, never stop the run
+                parts.append(f"torch failed ({str(exc).splitlines()[0][:60]})")
+        else:
+            parts.append("torch: not available")
+        if has_jax and fig == "5":
+            try:
+                r = spawn("jax", fig, n, reps, python=tpy, timeout=1800)
+                parts.append(f"jax jacfwd+jit: {r['subject'] / r['floor']:.2f}x")
+            except Exception as exc:
+                parts.append(f"jax failed ({str(exc).splitlines()[0][:60]})")
+        return "; ".join(parts)
+
+    if want("1"):
+        f, s = cold_pair([py, "-c", "import numpy"], gc_cmd + SEED_ARGS + ["--json", "--check",
+                                                                         "none"], 9 if q else 25)
+        row("1", "cold one-liner, `--json --check none`, the seed example",
+            "`python -c \"import numpy\"`", f, s)
+    if want("2"):
+        f, s = cold_pair([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
+                         gc_cmd + SEED_ARGS, 7 if q else 21)
+        row("2", "cold one-liner, default human view with the symbolic check",
+            "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`", f, s)
+    if want("3"):
+        for fid, n, reps in (("3a", 10**6, 9 if q else 21), ("3b", 10**7, 3 if q else 9)):
+            r = spawn("fig3", n, reps)
+            row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
+                "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
+                torch_col("3", n, reps))
+    if want("4"):
+        r = spawn("fig4", 10**7)
+        rows.append(("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
+                     "the hand-written version's peak", r["floor"], r["subject"],
+                     r["subject"] / r["floor"], TARGETS["4"],
+                     f"{r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB"))
+        print(f"  4: {r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB",
+              file=sys.stderr)
+    if want("5"):
+        r = spawn("fig5", 3000, 3 if q else 9)
+        row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
+            "two n×n zero matrices filled by hand", r["floor"], r["subject"],
+            torch_col("5", 3000, 2 if q else 3))
+    if want("6"):
+        r = spawn("fig6", 3000, 3 if q else 9)
+        row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
+            "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"],
+            torch_col("6", 3000, 1))
+    if want("7"):
+        colds, warms, nones = [], [], []
+        for _ in range(2 if q else 3):
+            r = spawn("fig7", 10**6, 3 if q else 5)
+            colds.append(r["cold"] - r["floor"])
+            warms.append(r["warm"] - r["floor"])
+            nones.append(r["floor"])
+        f = median(nones)
+        row("7", "symbolic check of the seed expression at n = 10^6 (first check in the "
+                 "process, sympy imported)", "its own forward + backward", f, median(colds),
+            f"later checks in the same process: {median(warms) / f:.2f}x")
+    if want("8"):
+        count = 2000 if q else 10000
+        fr = spawn("fig8_floor", count, 3 if q else 5)
+        for fid, check in (("8a", "none"), ("8b", "symbolic")):
+            data = ("\n".join(_requests(count, None)) + "\n").encode()
+            cmd = gc_cmd + ["-", "--check", check]
+            runs = [time_process(cmd, data) for _ in range(2 if q else 3)]
+            per = median(runs) / count
+            empty = median([time_process(cmd, b"") for _ in range(3)])
+            marginal = (median(runs) - empty) / count
+            row(fid, f"JSON Lines, {count:,} requests of the seed expression, `--check {check}`"
+                     " (whole process, start-up included)",
+                "hand-written loop in one process, per request", fr["floor"], per,
+                f"without start-up ({fmt_t(empty)}): {marginal / fr['floor']:.2f}x")
+
+    total = time.perf_counter() - started
+    info = machine()
+    print("# gradcalc benchmark results\n")
+    print(f"Produced by `python benchmarks/run.py` in {total:.0f} s. Each figure is a ratio "
+          "against a floor measured in the same run (medians of interleaved repetitions in "
+          "fresh worker processes); lower is better.\n")
+    print("| # | figure | floor | floor time | gradcalc | ratio | target | met | other "
+          "engines / notes |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for fid, figure, ftext, f, s, ratio, target, others in rows:
+        if fid == "4":
+            ft, st = f"{f / 2**20:.0f} MiB", f"{s / 2**20:.0f} MiB"
+        else:
+            ft, st = fmt_t(f), fmt_t(s)
+        met = "yes" if ratio <= target else "**no**"
+        print(f"| {fid} | {figure} | {ftext} | {ft} | {st} | {ratio:.2f}× | ≤ {target}× | "
+              f"{met} | {others} |")
+    print("\nMachine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".")
+    print(f"gradcalc command: `{gc_shown}` (bytecode compiled, as a wheel install has it).")
+    if tpy:
+        print(f"Other engines from `{tpy}`: " + ", ".join(
+            f"{k} {v or 'not installed'}" for k, v in tfound.items()) + ".")
+    else:
+        print(f"Other engines: skipped ({tnote}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Every economy of the engine (issue 6) against the plain path, on every op of the table.
+
+The plain path is written out here, as the engine had it before any optimisation: a forward
+that keeps every value, a backward that adds cotangents into fresh arrays, a Jacobian that
+pushes the whole identity through every rule. The engine's lean forward (dead intermediates
+dropped, ufuncs writing into dead buffers), its in-place accumulation, its backward that
+frees values, and its structured Jacobians (diagonal for elementwise programs, the matrix
+itself for an identity batch through a product) must give the same numbers bit for bit:
+NaN where NaN, the sign of every zero, the dtype. Inputs include 0, -0.0, inf and NaN, where
+a zero cotangent times an infinite derivative makes NaN off the diagonal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradcalc import autograd
+from gradcalc.autograd import sum_to
+from gradcalc.compile import Compiler
+from gradcalc.ops import OPS
+from gradcalc.parser import parse_program
+
+
+# ---------------------------------------------------------------- the plain path
+def plain_forward(graph, upto):
+    values = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for eq in graph.nodes[: upto + 1]:
+            if eq.kind != "op":
+                values[eq.id] = eq.value
+                continue
+            out = eq.op.forward(*[values[i] for i in eq.inputs], **eq.params)
+            values[eq.id] = np.asarray(out, dtype=graph.dtype)
+    return values
+
+
+def plain_backward(graph, values, cotangent, output, batch=()):
+    nodes, nb = graph.nodes, len(batch)
+    ct = {output: cotangent}
+    with np.errstate(all="ignore"):
+        for eq in reversed(nodes[: output + 1]):
+            if eq.kind != "op" or eq.id not in ct:
+                continue
+            g = ct.pop(eq.id)
+            args = [values[i] for i in eq.inputs]
+            for j, i in enumerate(eq.inputs):
+                rule = eq.op.vjp(j)
+                if not nodes[i].requires_grad or rule is None:
+                    continue
+                v = rule(g, values[eq.id], *args, **eq.params)
+                if v is None:
+                    continue
+                v = sum_to(v, nb, batch, nodes[i].shape).astype(graph.dtype)
+                ct[i] = v if i not in ct else ct[i] + v
+    return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+
+
+def plain_jacobian(graph, values, output, leaf_ids):
+    oshape = graph.nodes[output].shape
+    n = math.prod(oshape)
+    eye = np.eye(n, dtype=graph.dtype).reshape(oshape + oshape)
+    grads = plain_backward(graph, values, eye, output, batch=oshape)
+    return {i: grads.get(i, np.zeros(oshape + graph.nodes[i].shape, graph.dtype))
+            for i in leaf_ids}
+
+
+def assert_same(got, want, what):
+    """Bitwise: shape, dtype, values, NaN positions and the sign of every zero."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
+    assert np.array_equal(got, want, equal_nan=True), f"{what}: {got} != {want}"
+    assert np.array_equal(np.signbit(got), np.signbit(want)), f"{what}: signs of zeros differ"
+
+
+# ---------------------------------------------------------------- inputs
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, np.inf, -np.inf, np.nan, 1e-300, -3.0])
+
+
+def sample_inputs(shapes, domain, seed, special):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in shapes.items():
+        if special:
+            out[name] = rng.choice(SPECIAL, size=shape)
+        else:
+            out[name] = rng.uniform(*domain, size=shape)
+    return out
+
+
+def compile_with(expr, bindings, dtype="float64"):
+    return Compiler(expr, bindings, dtype=np.dtype(dtype)).program(parse_program(expr))
+
+
+SAMPLES = [(name, k, s) for name in sorted(OPS) for k, s in enumerate(OPS[name].samples)]
+IDS = [f"{n}-{k}" for n, k, _ in SAMPLES]
+# beyond the table: fan-out, chains that let the lean forward reuse buffers, views of dead
+# values, a program with an unused statement, the figures of the benchmark
+EXTRA = [
+    ("3*a + 2*b*b + log(c)", {"a": (5,), "b": (5,), "c": (5,)}, (0.5, 2.0)),
+    ("sin(a)*b + a**2", {"a": (6,), "b": (6,)}, (-2.0, 2.0)),
+    ("exp(x) * exp(x) + x * x * x", {"x": (2, 3)}, (-2.0, 2.0)),
+    ("sqrt(x) + abs(x) * sign(x) - relu(x) / (x + 1)", {"x": (7,)}, (-2.0, 2.0)),
+    ("(x * 2).T[0] * 3 + y", {"x": (3, 2), "y": (3,)}, (-2.0, 2.0)),
+    ("reshape(x * x, 6) + 1", {"x": (2, 3)}, (-2.0, 2.0)),
+    ("u = x * x\nw = u + 1\nsum(w * x)", {"x": (4,)}, (-2.0, 2.0)),
+    ("W @ tanh(a)", {"W": (4, 3), "a": (3,)}, (-2.0, 2.0)),
+    ("tanh(a) @ W", {"W": (3, 4), "a": (3,)}, (-2.0, 2.0)),
+    ("A @ exp(B)", {"A": (2, 3), "B": (3, 4)}, (-2.0, 2.0)),
+    ("detach(x) * x + x", {"x": (5,)}, (-2.0, 2.0)),
+    ("maximum(x, y) + minimum(x, y) * clamp(x, -1, 1)", {"x": (5,), "y": (5,)}, (-2.0, 2.0)),
+    ("pow(x, y) + atan2(x, y) + hypot(x, y)", {"x": (5,), "y": (5,)}, (0.5, 2.0)),
+]
+EXTRA_IDS = [e[0].replace("\n", ";") for e in EXTRA]
+CASES = [(expr, shapes, domain) for _, _, (expr, shapes, domain) in SAMPLES] + EXTRA
+CASE_IDS = IDS + EXTRA_IDS
+
+
+def graphs_of(expr, shapes, domain, dtype):
+    for seed in (0, 1):
+        for special in (False, True):
+            yield compile_with(expr, sample_inputs(shapes, domain, seed, special), dtype), seed
+
+
+# ---------------------------------------------------------------- forward and backward
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lean_forward_and_freeing_backward_equal_the_plain_path(expr, shapes, domain, dtype):
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        out = graph.output
+        want = plain_forward(graph, out)
+        lean = autograd.forward(graph, upto=out, lean=True)
+        assert_same(lean[out], want[out], f"{expr}: output")
+        p = autograd.plan(graph, out)
+        for eq in graph.nodes[: out + 1]:
+            if lean[eq.id] is not None:
+                assert_same(lean[eq.id], want[eq.id], f"{expr}: value of node {eq.id}")
+            else:   # dropped: only an intermediate that backward will not read
+                assert eq.kind == "op" and eq.id != out and eq.id not in p.needed
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
+        ref = plain_backward(graph, want, cot, out)
+        for free in (False, True):
+            got = autograd.backward(graph, lean, cot, out, free=free)
+            assert sorted(got) == sorted(ref), expr
+            for i in ref:
+                assert_same(got[i], ref[i], f"{expr}: grad of {graph.nodes[i].name}")
+        # the full-values backward (no lean forward) too: in-place accumulation alone
+        got = autograd.backward(graph, plain_forward(graph, out), cot, out)
+        for i in ref:
+            assert_same(got[i], ref[i], f"{expr}: grad of {graph.nodes[i].name} (full values)")
+
+
+def test_lean_forward_drops_and_reuses():
+    """The economies are real: the seed expression keeps only what backward reads (2*b for
+    the grad of b, and the output) and writes a later ufunc into a dead buffer."""
+    n = 5
+    graph = compile_with("3*a + 2*b*b + log(c)", {k: np.full(n, 2.0) for k in "abc"})
+    values = autograd.forward(graph, lean=True)
+    kept = [eq for eq in graph.nodes if eq.kind == "op" and values[eq.id] is not None]
+    assert [(eq.op.name, eq.id == graph.output) for eq in kept] == [("mul", False),
+                                                                      ("add", True)]
+    ids = {id(v) for v in values if v is not None}
+    full = plain_forward(graph, graph.output)
+    assert len(ids) < len({id(v) for v in full if v is not None})
+
+
+# ---------------------------------------------------------------- what rules read
+def _rule_cases():
+    for name, k, (expr, shapes, domain) in SAMPLES:
+        op = OPS[name]
+        if op.kind == "constructor":
+            continue
+        yield name, k, expr, shapes, domain
+
+
+@pytest.mark.parametrize("name,k,expr,shapes,domain", list(_rule_cases()),
+                         ids=[f"{c[0]}-{c[1]}" for c in _rule_cases()])
+def test_rule_reads_only_what_its_code_says(name, k, expr, shapes, domain):
+    """Hand every rule None in place of each value its code does not read: it must give the
+    same result (the lean forward drops exactly those values)."""
+    graph = compile_with(expr, sample_inputs(shapes, domain, 0, False))
+    values = plain_forward(graph, graph.output)
+    for eq in graph.nodes:
+        if eq.kind != "op" or eq.op.name != name:
+            continue
+        for j in range(len(eq.inputs)):
+            rule = eq.op.vjp(j)
+            if rule is None:
+                continue
+            reads = autograd.rule_reads(rule)
+            if reads is None:
+                continue
+            ans, args = values[eq.id], [values[i] for i in eq.inputs]
+            for batch in ((), (2,)):
+                g = np.ones(batch + np.shape(ans))
+                with np.errstate(all="ignore"):
+                    want = rule(g, ans, *args, **eq.params)
+                    poisoned = [a if 2 + m in reads else None for m, a in enumerate(args)]
+                    got = rule(g, ans if 1 in reads else None, *poisoned, **eq.params)
+                if want is None:
+                    assert got is None
+                else:
+                    assert_same(np.broadcast_to(got, np.shape(want)), want, f"{name} rule {j}")
+
+
+def test_rule_reads_sees_through_closures_and_helpers():
+    def helper(x):
+        return x
+
+    def rule(g, ans, x, y, dim=None):
+        return g * helper(y)
+
+    assert autograd.rule_reads(rule) == frozenset({0, 3})
+    assert autograd.rule_reads(lambda g, ans, x: (lambda: g * x)()) == frozenset({0, 2})
+    assert autograd.rule_reads(lambda g, ans, *xs: g) is None        # variadic: keep all
+
+
+# ---------------------------------------------------------------- structured Jacobians
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_structured_jacobian_equals_the_dense_batched_one(expr, shapes, domain, dtype):
+    for graph, _ in graphs_of(expr, shapes, domain, dtype):
+        out = graph.output
+        values = plain_forward(graph, out)
+        leaf_ids = sorted(graph.leaves.values())
+        want = plain_jacobian(graph, values, out, leaf_ids)
+        for structure in (False, True):
+            got = autograd.jacobian(graph, values, out, leaf_ids, structure=structure)
+            for i in leaf_ids:
+                assert_same(got[i], want[i], f"{expr}: J of {graph.nodes[i].name} "
+                                             f"(structure={structure})")
+
+
+ELEMENTWISE = [(n, k, s) for n, k, s in SAMPLES
+               if OPS[n].kind == "elementwise" or n in ("add", "sub", "mul", "div", "pow")]
+
+
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+def test_elementwise_programs_take_the_diagonal_path(name, k, sample):
+    """Each elementwise op on leaves of the output's shape is seen as diagonal (so the test
+    above compares the diagonal path, not a silent fallback), and the diagonal path gives
+    the dense Jacobian at special values, where 0*inf makes NaN off the diagonal."""
+    expr, shapes, domain = sample
+    n = 4
+    same = {v: (n,) for v in shapes}
+    graph = compile_with(expr, sample_inputs(same, domain, 0, False))
+    if graph.nodes[graph.output].shape != (n,):
+        pytest.skip("a constant operand changes the output's shape")
+    assert autograd.elementwise_path(graph, graph.output), expr
+    for seed in range(3):
+        graph = compile_with(expr, sample_inputs(same, domain, seed, True))
+        values = plain_forward(graph, graph.output)
+        leaf_ids = sorted(graph.leaves.values())
+        want = plain_jacobian(graph, values, graph.output, leaf_ids)
+        got = autograd.jacobian(graph, values, graph.output, leaf_ids, structure=True)
+        for i in leaf_ids:
+            assert_same(got[i], want[i], f"{expr} at {graph.nodes[i].value}")
+
+
+def test_diagonal_path_off_diagonal_nan_and_negative_zero():
+    def J(expr, x):
+        graph = compile_with(expr, {"x": np.array(x)})
+        values = plain_forward(graph, graph.output)
+        (leaf,) = graph.leaves.values()
+        got = autograd.jacobian(graph, values, graph.output, [leaf], structure=True)[leaf]
+        assert_same(got, plain_jacobian(graph, values, graph.output, [leaf])[leaf], expr)
+        return got
+
+    # sqrt'(0) = inf: a zero cotangent at x_j = 0 gives 0 / (2 * 0) = NaN in column j
+    j = J("sqrt(x)", [0.0, 1.0, 4.0])
+    assert np.isinf(j[0, 0]) and np.isnan(j[1:, 0]).all() and (j[0, 1:] == 0).all()
+    # cos' = -sin: a zero cotangent times -sin(x) < 0 is -0.0 off the diagonal
+    j = J("cos(x)", [1.0, 2.0])
+    assert np.signbit(j[0, 1]) and np.signbit(j[1, 0])
+
+
+MATMUL = [
+    ("W @ tanh(a)", {"W": (4, 3), "a": (3,)}, ["a"]),
+    ("tanh(a) @ W", {"W": (3, 4), "a": (3,)}, ["a"]),
+    ("A @ B", {"A": (2, 3), "B": (3, 4)}, ["A", "B"]),
+    ("A @ B", {"A": (2, 3), "B": (3, 4)}, ["B"]),
+    ("A @ exp(B)", {"A": (3, 3), "B": (3, 2)}, ["A"]),
+]
+
+
+@pytest.mark.parametrize("expr,shapes,wrt", MATMUL, ids=[f"{e}-{w}" for e, _, w in MATMUL])
+@pytest.mark.parametrize("matrix", ["finite", "zeros", "negative-zero", "inf", "nan"])
+def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
+    rng = np.random.default_rng(5)
+    bindings = {k: rng.uniform(-2, 2, size=s) for k, s in shapes.items()}
+    const = next(k for k in shapes if k not in wrt) if len(wrt) < len(shapes) else wrt[0]
+    M = bindings[const]
+    if matrix == "zeros":
+        M[0, ...] = 0.0
+    elif matrix == "negative-zero":
+        M[0, ...] = -0.0
+    elif matrix in ("inf", "nan"):
+        M.flat[1] = np.inf if matrix == "inf" else np.nan
+    graph = Compiler(expr, bindings, wrt=wrt).program(parse_program(expr))
+    values = plain_forward(graph, graph.output)
+    if matrix == "finite":
+        assert autograd.identity_seeds(graph, values, graph.output) is not None
+    leaf_ids = [graph.leaves[w] for w in wrt]
+    want = plain_jacobian(graph, values, graph.output, leaf_ids)
+    got = autograd.jacobian(graph, values, graph.output, leaf_ids, structure=True)
+    for i in leaf_ids:
+        assert_same(got[i], want[i], f"{expr} wrt {graph.nodes[i].name} ({matrix})")
+
+
+def test_all_finite_is_isfinite_all():
+    big = np.full(10, 1e308)                       # the sum overflows, the values do not
+    for a in (np.zeros(0), np.arange(5.0), big, np.array([1.0, np.nan]),
+              np.array([np.inf, -np.inf]), np.float32([3e38, 3e38]), np.array(np.inf)):
+        assert autograd.all_finite(a) == bool(np.isfinite(a).all()), a
