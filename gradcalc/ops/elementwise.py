@@ -66,8 +66,8 @@ unary("sqrt", np.sqrt, lambda g, ans, x: g / (2.0 * ans),
 # abs'(0) = 0: PyTorch computes grad * self.sgn()
 unary("abs", np.abs, lambda g, ans, x: g * np.sign(x),
       lambda sp, x: sp.Abs(x), "AbsBackward0")
-# sign has zero gradient everywhere (PyTorch: zeros_like(grad))
-unary("sign", np.sign, lambda g, ans, x: g * 0.0,
+# sign has zero gradient everywhere (PyTorch: zeros_like(grad), so 0 even where grad is NaN)
+unary("sign", np.sign, lambda g, ans, x: np.zeros_like(g),
       lambda sp, x: sp.sign(x), "SignBackward0")
 unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
 unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")
@@ -86,8 +86,9 @@ unary("tanh", np.tanh, lambda g, ans, x: g * (1.0 - ans * ans),
       lambda sp, x: sp.tanh(x), "TanhBackward0")
 unary("sigmoid", sigmoid, lambda g, ans, x: g * (ans * (1.0 - ans)),
       lambda sp, x: 1 / (1 + sp.exp(-x)), "SigmoidBackward0")
-# relu'(0) = 0: threshold_backward(grad, result, 0) passes grad where result > 0
-unary("relu", lambda x: np.maximum(x, 0.0), lambda g, ans, x: g * (ans > 0),
+# relu'(0) = 0: threshold_backward(grad, result, 0) is `result <= 0 ? 0 : grad`, a select,
+# not a product: a NaN/inf grad stays out of masked elements, and a NaN result passes grad
+unary("relu", lambda x: np.maximum(x, 0.0), lambda g, ans, x: np.where(ans <= 0, 0.0, g),
       lambda sp, x: sp.Max(x, 0), "ReluBackward0")
 unary("erf", erf, lambda g, ans, x: g * (TWO_OVER_SQRT_PI * np.exp(-x * x)),
       lambda sp, x: sp.erf(x), "ErfBackward0")
@@ -129,8 +130,9 @@ def pow_vjp_base(g, ans, x, y):
 
 
 def pow_vjp_exponent(g, ans, x, y):
-    # pow_backward_exponent: where(self == 0 & exponent >= 0, 0, grad * result * log(self))
-    return np.where((x == 0.0) & (y >= 0.0), 0.0, g * (ans * np.log(x)))
+    # pow_backward_exponent: grad * where(self == 0 & exponent >= 0, 0, result * log(self));
+    # grad multiplies the select, so a NaN grad stays NaN even where the partial is 0
+    return g * np.where((x == 0.0) & (y >= 0.0), 0.0, ans * np.log(x))
 
 
 def _pow_torch(consts, params):
@@ -171,20 +173,22 @@ binary("hypot", "x, y", np.hypot,
        (("hypot(x, y)", _XY, (0.5, 2.0)),))
 
 
-# maximum/minimum: where(self == other, grad / 2, grad).masked_fill_(self < other, 0)
-def _maxmin_rules(first_wins):
+# maximum/minimum: where(self == other, grad / 2, grad).masked_fill_(self < other, 0) (for
+# maximum; `>` for minimum). masked_fill, not a product: the losing side gets exactly 0 even
+# when grad is NaN/inf, and at a NaN (every comparison false) both sides get the whole grad.
+def _maxmin_rules(loses):
     def rx(g, ans, x, y):
-        return g * np.where(x == y, 0.5, first_wins(x, y) * 1.0)
+        return np.where(loses(x, y), 0.0, np.where(x == y, g / 2, g))
 
     def ry(g, ans, x, y):
-        return g * np.where(x == y, 0.5, first_wins(y, x) * 1.0)
+        return np.where(loses(y, x), 0.0, np.where(x == y, g / 2, g))
     return rx, ry
 
 
-binary("maximum", "x, y", np.maximum, _maxmin_rules(np.greater),
+binary("maximum", "x, y", np.maximum, _maxmin_rules(np.less),
        lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
        (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side")
-binary("minimum", "x, y", np.minimum, _maxmin_rules(np.less),
+binary("minimum", "x, y", np.minimum, _maxmin_rules(np.greater),
        lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
        (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side")
 
@@ -192,15 +196,16 @@ binary("minimum", "x, y", np.minimum, _maxmin_rules(np.less),
 # clamp(x, min, max): the bounds are inputs too (constants +-inf when left out).
 # PyTorch 2.13 clamp_backward_min_max: x gets grad where min <= x <= max (1 at the bounds);
 # min gets grad where x < min and min < max; max gets grad where x > max or max < min.
+# All three select with where(mask, grad, 0), so a NaN grad stays out of masked elements.
 def clamp(x, lo, hi):
     return np.minimum(np.maximum(x, lo), hi)
 
 
 register(Op(
     "clamp", "x, min:array?=-inf, max:array?=inf", clamp,
-    (lambda g, ans, x, lo, hi: g * ((x >= lo) & (x <= hi)),
-     lambda g, ans, x, lo, hi: g * ((x < lo) & (lo < hi)),
-     lambda g, ans, x, lo, hi: g * ((x > hi) | (hi < lo))),
+    (lambda g, ans, x, lo, hi: np.where((x >= lo) & (x <= hi), g, 0.0),
+     lambda g, ans, x, lo, hi: np.where((x < lo) & (lo < hi), g, 0.0),
+     lambda g, ans, x, lo, hi: np.where((x > hi) | (hi < lo), g, 0.0)),
     elementwise_infer("clamp"), "ClampBackward1", "elementwise",
     sympy=lambda sp, x, lo, hi: sp.Min(sp.Max(x, lo), hi),
     samples=(("clamp(x, min=-0.5, max=0.5)", {"x": (2, 3)}, (-2.0, 2.0)),

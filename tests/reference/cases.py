@@ -655,6 +655,56 @@ E("nonfinite/softmax-with-inf", "softmax(x * inf)", lambda x: torch.softmax(x * 
   vars={"x": [-1.0, 0.5, 1.0]}, grad=G3)
 E("nonfinite/max-with-nan", "max(log(x))", lambda x: t_max(torch.log(x)), vars={"x": [-1.0, 2.0, 3.0]})
 
+# Masks meet non-finite cotangents. Where PyTorch's rule selects with where/masked_fill
+# (relu's threshold_backward, sign, clamp, maximum/minimum, max/min) a NaN or infinite
+# cotangent stays out of the masked-off elements, which get exactly 0; where it multiplies
+# (pow's exponent rule: grad * where(...)) the NaN spreads. log(-1) = NaN and 1/0 = inf
+# make the non-finite cotangents inside the expression.
+NAN_UP = [-1.0, -1.0, -1.0]
+E("nonfinite/relu-nan-cotangent", "relu(x) * log(y)", lambda x, y: torch.relu(x) * torch.log(y),
+  vars={"x": [-1.0, 0.0, 2.0], "y": NAN_UP}, wrt=["x"], grad=[1.0, 1.0, 1.0])
+E("nonfinite/relu-inf-cotangent", "relu(x) / y", lambda x, y: torch.relu(x) / y,
+  vars={"x": [0.0, -1.0, 2.0], "y": [0.0, 0.0, 0.0]}, wrt=["x"], grad=[1.0, 1.0, 1.0])
+E("nonfinite/relu-of-nan", "relu(log(x))", lambda x: torch.relu(torch.log(x)),
+  vars={"x": [-1.0, 0.5, 2.0]}, grad=[1.0, 1.0, 1.0])
+E("nonfinite/sign-nan-cotangent", "sign(x) * log(y)", lambda x, y: torch.sign(x) * torch.log(y),
+  vars={"x": [-2.0, 0.0, 2.0], "y": [-1.0, 2.0, -1.0]}, grad=[1.0, 1.0, 1.0])
+E("nonfinite/clamp-nan-cotangent", "clamp(x, -0.5, 0.5) * log(y)",
+  lambda x, y: torch.clamp(x, -0.5, 0.5) * torch.log(y),
+  vars={"x": [-1.0, 0.0, 2.0], "y": NAN_UP}, wrt=["x"], grad=[1.0, 1.0, 1.0])
+E("nonfinite/clamp-tensor-nan-cotangent", "clamp(x, lo, hi) * log(y)",
+  lambda x, lo, hi, y: torch.clamp(x, lo, hi) * torch.log(y),
+  vars={"x": [-1.0, 0.5, 2.0], "lo": [0.0, 0.0, 0.0], "hi": [1.0, 1.0, 1.0], "y": NAN_UP},
+  wrt=["x", "lo", "hi"], grad=[1.0, 1.0, 1.0])
+E("nonfinite/clamp-of-nan", "clamp(log(x), lo, 1)", lambda x, lo: torch.clamp(torch.log(x), lo, C(1.0)),
+  vars={"x": [-1.0, 2.0, 0.5], "lo": [0.0, 0.0, 0.0]}, grad=[1.0, 1.0, 1.0])
+E("nonfinite/maximum-nan-cotangent", "maximum(x, y) * log(z)",
+  lambda x, y, z: torch.maximum(x, y) * torch.log(z),
+  vars={"x": [1.0, 2.0, 3.0], "y": [2.0, 2.0, 1.0], "z": NAN_UP}, wrt=["x", "y"],
+  grad=[1.0, 1.0, 1.0])
+E("nonfinite/minimum-inf-cotangent", "minimum(x, y) / z",
+  lambda x, y, z: torch.minimum(x, y) / z,
+  vars={"x": [1.0, 2.0, 3.0], "y": [2.0, 2.0, 1.0], "z": [0.0, 0.0, 0.0]}, wrt=["x", "y"],
+  grad=[1.0, 1.0, 1.0])
+E("nonfinite/maximum-of-nan", "maximum(log(x), y)", lambda x, y: torch.maximum(torch.log(x), y),
+  vars={"x": [-1.0, 2.0, -1.0], "y": [0.5, 3.0, 0.5]}, grad=[1.0, 1.0, 1.0])
+E("nonfinite/minimum-of-nan", "minimum(y, log(x))", lambda x, y: torch.minimum(y, torch.log(x)),
+  vars={"x": [-1.0, 2.0, 0.25], "y": [0.5, 3.0, 0.5]}, grad=[1.0, 1.0, 1.0])
+E("nonfinite/max-full-nan-cotangent", "max(x) * log(y)", lambda x, y: t_max(x) * torch.log(y),
+  vars={"x": [1.0, 3.0, 3.0], "y": -1.0}, wrt=["x"])
+E("nonfinite/min-dim-nan-cotangent", "min(M, dim=0) * log(v)",
+  lambda M, v: t_min(M, dim=0) * torch.log(v),
+  vars={"M": [[1.0, 3.0], [3.0, 1.0]], "v": [-1.0, 1.0]}, wrt=["M"], grad=[1.0, 1.0])
+E("nonfinite/max-dim-of-nan", "max(log(M), dim=0)", lambda M: t_max(torch.log(M), dim=0),
+  vars={"M": [[1.0, -1.0], [3.0, 2.0]]}, grad=[1.0, 1.0])
+E("nonfinite/pow-nan-cotangent", "(x ** y) * log(z)",
+  lambda x, y, z: (x ** y) * torch.log(z),
+  vars={"x": [0.0, 0.0, 2.0], "y": [0.5, 0.0, 0.0], "z": NAN_UP}, wrt=["x", "y"],
+  grad=[1.0, 1.0, 1.0])
+E("nonfinite/pow-scalar-base-zero-nan-cotangent", "(0 ** y) * log(z)",
+  lambda y, z: (0 ** y) * torch.log(z),
+  vars={"y": [0.5, 0.0, 2.0], "z": NAN_UP}, wrt=["y"], grad=[1.0, 1.0, 1.0])
+
 # ================================================================ 11. wrt subsets, unused leaves
 E("wrt/one-of-three", "a*b + c", lambda a, b, c: a * b + c,
   vars={"a": V3, "b": V3B, "c": [2.0, 3.0, 4.0]}, grad=G3, wrt=["a"])
