@@ -114,15 +114,17 @@ def _maxmin(name, npf, argf):
     def rule(g, ans, x, dim=None, keepdim=False):
         gu = unreduce(g, ans, x, dim, keepdim)
         if dim is None:
-            # evenly_distribute_backward: mask = isnan(x) if the result is nan else x == result
+            # evenly_distribute_backward: mask = isnan(x) if the result is nan else x == result;
+            # zeros.masked_fill_(mask, grad / mask.sum()), so a NaN grad stays off the others
             a = np.reshape(ans, ())
             mask = np.isnan(x) if np.isnan(a) else (x == a)
-            return gu * (mask / mask.sum())
-        # value_selecting_reduction_backward: all of it to the first extreme index
+            return np.where(mask, gu / mask.sum(), 0.0)
+        # value_selecting_reduction_backward: all of it to the first extreme index (a
+        # scatter into zeros, so the other elements get exactly 0)
         axis = x.ndim + dim
         idx = np.expand_dims(argf(x, axis=axis), axis)
         hot = np.arange(x.shape[axis]).reshape((-1,) + (1,) * (-dim - 1)) == idx
-        return gu * hot
+        return np.where(hot, gu, 0.0)
     return forward, rule
 
 
