@@ -20,8 +20,20 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `infer(shapes, params) -> (out_shape, params)`: validates arguments (raising
   GradcalcError kind "call" or "shape") and normalises params (dims become negative, so that
   rules work under leading batch axes).
-- `sympy(sp, *args, **params)`: the forward formula on sympy scalars (elementwise ops) or on
-  numpy object arrays of sympy expressions (everything else).
+- `sympy(sp, *args, **params)`: the forward formula that the symbolic check differentiates
+  (it never sees a VJP rule); `sp` is the sympy module, imported only when a check runs.
+  * Elementwise ops (kind "elementwise", and the arithmetic operators add sub mul div pow
+    neg) take sympy scalars and return one expression: the check lets one symbol stand for
+    every element of a leaf, so one derivative per leaf covers an array of any size.
+  * Every other op takes numpy object arrays of its inputs' shapes and returns one of its
+    output's shape. An entry is a Python float (a constant at the check's point) or a sympy
+    expression; `symforms` holds the reductions, maps and matmul that keep the float part in
+    float arithmetic. These forms also receive the internal params and `_at`, the inputs'
+    numbers at the check's point, for choices that are constants there (cross_entropy's
+    class indices, a shift that keeps exp() finite); never to compute a derivative.
+  * Constructors return their numbers (the compiler folds them into constants anyway).
+  * An input whose rule is None (detach) is a constant to the check: the builder puts the
+    input's value there, so no derivative flows through it, as in autograd.
 - `torch`: the PyTorch backward-node name (a str, or a function of which inputs are
   constants, for ops such as pow whose node name depends on it).
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from . import Op, register
+from .symforms import constant
 from ..errors import GradcalcError
 
 
@@ -22,7 +23,11 @@ def _shape_infer(name):
 
 
 def _const(name, sig, forward, infer, samples=(), doc=""):
-    register(Op(name, sig, forward, (), infer, "", "constructor", samples=samples, doc=doc))
+    # the sympy form of a constant is its numbers (the compiler folds every constructor into
+    # a constant, so the symbolic check sees those; rand/randn would draw again)
+    register(Op(name, sig, forward, (), infer, "", "constructor",
+                sympy=lambda sp, **params: constant(forward(**params)),
+                samples=samples, doc=doc))
 
 
 _const("ones", "*shape:int", lambda shape, _dtype=np.float64: np.ones(shape, _dtype),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Op, register
+from . import symforms as S
 from ..errors import GradcalcError
 
 
@@ -62,6 +63,7 @@ def _matmul_torch(consts, params):
 
 register(Op("matmul", "a, b", np.matmul, (matmul_vjp_a, matmul_vjp_b), matmul_infer,
             lambda consts, params: params.get("_torch", "MmBackward0"), "linalg",
+            sympy=lambda sp, a, b, **_: S.omatmul(sp, a, b),
             samples=(("A @ B", {"A": (2, 3), "B": (3, 4)}, (-2.0, 2.0)),
                      ("A @ v", {"A": (2, 3), "v": (3,)}, (-2.0, 2.0)),
                      ("v @ B", {"v": (3,), "B": (3, 4)}, (-2.0, 2.0)),
@@ -87,10 +89,12 @@ def _vec_infer(name, n_args=2):
 register(Op("dot", "a, b", lambda a, b: np.asarray(np.dot(a, b)),
             (lambda g, ans, a, b: g[..., None] * b, lambda g, ans, a, b: g[..., None] * a),
             _vec_infer("dot"), "DotBackward0", "linalg",
+            sympy=lambda sp, a, b, **_: S.omatmul(sp, a, b),
             samples=(("dot(u, v)", {"u": (3,), "v": (3,)}, (-2.0, 2.0)),)))
 register(Op("outer", "a, b", np.outer,
             (lambda g, ans, a, b: np.matmul(g, b), lambda g, ans, a, b: np.matmul(a, g)),
             _vec_infer("outer"), "MulBackward0", "linalg",
+            sympy=lambda sp, a, b, **_: a[:, None] * b[None, :],
             samples=(("outer(u, v)", {"u": (3,), "v": (2,)}, (-2.0, 2.0)),)))
 
 
@@ -105,5 +109,6 @@ register(Op("trace", "x", lambda x: np.asarray(np.trace(x)),
             # trace_backward: grad on the diagonal
             (lambda g, ans, x: g[..., None, None] * np.eye(x.shape[0], x.shape[1], dtype=x.dtype),),
             trace_infer, "TraceBackward0", "linalg",
+            sympy=lambda sp, x, **_: S.osum(sp, np.diagonal(x)),
             samples=(("trace(M)", {"M": (3, 3)}, (-2.0, 2.0)),
                      ("trace(M)", {"M": (2, 3)}, (-2.0, 2.0)))))

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from . import Op, broadcast, register
+from . import symforms as S
 from ..errors import GradcalcError
 from .reductions import log_softmax, softmax
 
@@ -43,8 +44,13 @@ def _mse_rules():
     return rx, rt
 
 
+def mse_form(sp, x, t, _n=1, **_):
+    d = x - t
+    return S.osum(sp, d * d) / _n
+
+
 register(Op("mse_loss", "input, target", mse, _mse_rules(), pair_infer("mse_loss"),
-            "MseLossBackward0", "loss",
+            "MseLossBackward0", "loss", sympy=mse_form,
             samples=(("mse_loss(x, y)", {"x": (2, 3), "y": (2, 3)}, (-2.0, 2.0)),)))
 
 
@@ -67,8 +73,17 @@ def _bce_rules():
     return rx, rt
 
 
+def bce_form(sp, x, t, _n=1, **_):
+    lx = S.omap(lambda v: sp.Max(sp.log(v), -100),
+                lambda v: np.maximum(np.log(v), -100.0), x)
+    l1x = S.omap(lambda v: sp.Max(sp.log(1 - v), -100),
+                 lambda v: np.maximum(np.log1p(-v), -100.0), x)
+    return S.osum(sp, -(t * lx + (1 - t) * l1x)) / _n
+
+
 register(Op("binary_cross_entropy", "input, target", bce, _bce_rules(),
             pair_infer("binary_cross_entropy"), "BinaryCrossEntropyBackward0", "loss",
+            sympy=bce_form,
             samples=(("binary_cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 0.9)),)))
 
 
@@ -83,11 +98,20 @@ def _sig(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
+    # (1 - t) * x + log(1 + exp(-x)); where x < 0 at the check's point, log(1 + exp(-x)) is
+    # written as the same function log(1 + exp(x)) - x, so that exp() stays finite
+    sign = 1.0 if _at is None else np.sign(np.asarray(_at[0], dtype=np.float64))
+    soft = S.omap(lambda v, s: sp.log(1 + sp.exp(v)) - v if s < 0 else sp.log(1 + sp.exp(-v)),
+                  lambda v, s: np.log1p(np.exp(-np.abs(v))) + np.maximum(-v, 0.0), x, sign)
+    return S.osum(sp, (1 - t) * x + soft) / _n
+
+
 register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
             (lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((_sig(x) - t) / _n),
              lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((-x + 0.0 * t) / _n)),
             pair_infer("binary_cross_entropy_with_logits"),
-            "BinaryCrossEntropyWithLogitsBackward0", "loss",
+            "BinaryCrossEntropyWithLogitsBackward0", "loss", sympy=bce_logits_form,
             samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},
                       (-2.0, 2.0)),)))
 
@@ -141,6 +165,18 @@ def _ce_t(g, ans, x, t, _probs=False, _n=1, _cdim=0):
     return _g(g, x.ndim) * (-log_softmax(x, dim=_cdim) / _n)
 
 
+def ce_form(sp, x, t, _probs=False, _n=1, _cdim=0, _at=None, **_):
+    from .reductions import log_softmax_form
+    xa = None if _at is None else (_at[0],)
+    ls = log_softmax_form(sp, x, _cdim - np.ndim(x), xa)
+    if _probs:
+        w = t
+    else:       # class indices are constants: the one-hot weights at the check's point
+        w = S.constant(_onehot(np.asarray(_at[0], dtype=np.float64),
+                               np.asarray(_at[1], dtype=np.float64), _cdim))
+    return -S.osum(sp, w * ls) / _n
+
+
 register(Op("cross_entropy", "input, target", ce, (_ce_x, _ce_t), ce_infer,
-            "NllLossBackward0", "loss",
+            "NllLossBackward0", "loss", sympy=ce_form,
             samples=(("cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 2.0)),)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Op, call_error, norm_dim, register
+from . import symforms as S
 
 
 def reduce_infer(op_name):
@@ -66,6 +67,69 @@ def by_dim(without, with_dim):
     return lambda consts, params: without if params.get("dim") is None else with_dim
 
 
+# --- sympy forward forms, on object arrays (see symforms). A shift by a constant (the finite
+# max of the input at the check's point, `_at`) keeps exp() finite and changes no derivative.
+def _shift(_at, dim):
+    if _at is None:
+        return 0.0
+    a = np.asarray(_at[0], dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    with np.errstate(all="ignore"):
+        m = np.max(a, axis=dim, keepdims=True)
+    return np.where(np.isfinite(m), m, 0.0)
+
+
+def _drop(out, dim, keepdim):
+    if keepdim:
+        return out
+    return out.reshape(()) if dim is None else np.squeeze(out, axis=dim)
+
+
+def logsumexp_form(sp, x, dim, keepdim, _at):
+    m = _shift(_at, dim)
+    s = S.osum(sp, S.omap(sp.exp, np.exp, x - m), dim, keepdims=True)
+    return _drop(S.omap(sp.log, np.log, s) + m, dim, keepdim)
+
+
+def norm_form(sp, x, p, dim, keepdim, _at):
+    if p == 0:      # the count of nonzero entries: piecewise constant
+        nz = S.omap(lambda v: sp.Piecewise((0, sp.Eq(v, 0)), (1, True)),
+                    lambda v: (v != 0) * 1.0, x)
+        return S.osum(sp, nz, dim, keepdim)
+    if p == 2:
+        return S.omap(sp.sqrt, np.sqrt, S.osum(sp, x * x, dim, keepdim))
+    a = S.omap(sp.Abs, np.abs, x)
+    if p == 1:
+        return S.osum(sp, a, dim, keepdim)
+    if p == np.inf:
+        return S.omax(sp, a, dim, keepdim)
+    if p == -np.inf:
+        return S.omin(sp, a, dim, keepdim)
+    pe = sp.Integer(int(p)) if float(p).is_integer() else sp.Float(p)
+    s = S.osum(sp, S.omap(lambda v: v ** pe, lambda v: v ** p, a), dim, keepdim)
+    return S.omap(lambda v: v ** (1 / pe), lambda v: v ** (1.0 / p), s)
+
+
+def softmax_form(sp, x, dim, _at):
+    if np.ndim(x) == 0:
+        return S.constant(1.0)
+    e = S.omap(sp.exp, np.exp, x - _shift(_at, dim))
+    return e / S.osum(sp, e, dim, keepdims=True)
+
+
+def log_softmax_form(sp, x, dim, _at):
+    if np.ndim(x) == 0:
+        return S.constant(0.0)
+    z = x - _shift(_at, dim)
+    return z - S.omap(sp.log, np.log, S.osum(sp, S.omap(sp.exp, np.exp, z), dim, keepdims=True))
+
+
+def _maxmin_form(name):
+    extreme = S.omax if name == "max" else S.omin
+    return lambda sp, x, dim=None, keepdim=False, **_: extreme(sp, x, dim, keepdim)
+
+
 def reduction(name, forward, rule, torch, sympy, samples, doc=""):
     register(Op(name, "x, dim:int?=None, keepdim:bool=False", forward, (rule,),
                 reduce_infer(name), torch, "reduction", sympy=sympy, samples=samples, doc=doc))
@@ -73,11 +137,16 @@ def reduction(name, forward, rule, torch, sympy, samples, doc=""):
 
 reduction("sum", lambda x, dim=None, keepdim=False: np.sum(x, axis=_axis(dim), keepdims=keepdim),
           lambda g, ans, x, dim=None, keepdim=False: unreduce(g, ans, x, dim, keepdim),
-          by_dim("SumBackward0", "SumBackward1"), None, _sample("sum(x)", "sum(x, dim=1)"))
+          by_dim("SumBackward0", "SumBackward1"),
+          lambda sp, x, dim=None, keepdim=False, **_: S.osum(sp, x, dim, keepdim),
+          _sample("sum(x)", "sum(x, dim=1)"))
 reduction("mean", lambda x, dim=None, keepdim=False: np.mean(x, axis=_axis(dim), keepdims=keepdim),
           lambda g, ans, x, dim=None, keepdim=False:
               unreduce(g, ans, x, dim, keepdim) / _count(x, dim),
-          by_dim("MeanBackward0", "MeanBackward1"), None, _sample("mean(x)", "mean(x, dim=-1)"))
+          by_dim("MeanBackward0", "MeanBackward1"),
+          lambda sp, x, dim=None, keepdim=False, **_:
+              S.osum(sp, x, dim, keepdim) / max(_count(x, dim), 1),
+          _sample("mean(x)", "mean(x, dim=-1)"))
 
 
 def _exclusive_prod(x, axis):
@@ -102,7 +171,9 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
 
 
 reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim), keepdims=keepdim),
-          prod_vjp, by_dim("ProdBackward0", "ProdBackward1"), None, _sample("prod(x)", "prod(x, dim=0)"))
+          prod_vjp, by_dim("ProdBackward0", "ProdBackward1"),
+          lambda sp, x, dim=None, keepdim=False, **_: S.oprod(sp, x, dim, keepdim),
+          _sample("prod(x)", "prod(x, dim=0)"))
 
 
 def _maxmin(name, npf, argf):
@@ -134,6 +205,7 @@ for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
     _f, _r = _maxmin(_name, _npf, _argf)
     register(Op(_name, "x, dim:int?=None, keepdim:bool=False", _f, (_r,), reduce_infer(_name),
                 by_dim(f"{_torch}Backward1", f"{_torch}Backward0"), "reduction",
+                sympy=_maxmin_form(_name),
                 samples=_sample(f"{_name}(x)", f"{_name}(x, dim=1)"),
                 hint=f"{_name}(x) reduces; for the elementwise {_name}imum of two arrays use "
                      f"{_name}imum(x, y)",
@@ -155,7 +227,9 @@ reduction("logsumexp", logsumexp,
           # logsumexp_backward: grad * (self - result).exp()
           lambda g, ans, x, dim=None, keepdim=False:
               unreduce(g, ans, x, dim, keepdim) * np.exp(x - _kd(ans, x, dim, keepdim)),
-          "LogsumexpBackward0", None, _sample("logsumexp(x)", "logsumexp(x, dim=1)"))
+          "LogsumexpBackward0", lambda sp, x, dim=None, keepdim=False, _at=None:
+              logsumexp_form(sp, x, dim, keepdim, _at),
+          _sample("logsumexp(x)", "logsumexp(x, dim=1)"))
 
 
 # norm(x, p=2, dim=None): torch.linalg.vector_norm and its norm_backward
@@ -203,6 +277,8 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
 
 register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, (norm_vjp,),
             reduce_infer("norm"), "LinalgVectorNormBackward0", "reduction",
+            sympy=lambda sp, x, p=2.0, dim=None, keepdim=False, _at=None:
+                norm_form(sp, x, p, dim, keepdim, _at),
             samples=(("norm(x)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("norm(x, p=1, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("norm(x, p=3)", {"x": (4,)}, (0.5, 2.0)),
@@ -240,11 +316,13 @@ register(Op("softmax", "x, dim:int=-1", softmax,
             # softmax_backward_data: y * (g - sum(g * y, dim))
             (lambda g, ans, x, dim=-1: ans * (g - _dimsum(g * ans, dim, x)),),
             softmax_infer("softmax"), "SoftmaxBackward0", "reduction",
+            sympy=lambda sp, x, dim=-1, _at=None: softmax_form(sp, x, dim, _at),
             samples=(("softmax(x)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("softmax(x, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)))))
 register(Op("log_softmax", "x, dim:int=-1", log_softmax,
             # log_softmax_backward_data: g - exp(y) * sum(g, dim)
             (lambda g, ans, x, dim=-1: g - np.exp(ans) * _dimsum(g, dim, x),),
             softmax_infer("log_softmax"), "LogSoftmaxBackward0", "reduction",
+            sympy=lambda sp, x, dim=-1, _at=None: log_softmax_form(sp, x, dim, _at),
             samples=(("log_softmax(x)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("log_softmax(x, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)))))

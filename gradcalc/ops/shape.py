@@ -44,6 +44,7 @@ def index_vjp(g, ans, x, idx):
 register(Op("index", "x", lambda x, idx: x[idx], (index_vjp,), index_infer,
             lambda consts, params: "SelectBackward0" if any(isinstance(i, int) for i in params["idx"])
             else "SliceBackward0", "operator",
+            sympy=lambda sp, x, idx, **_: x[idx],
             samples=(("x[1]", {"x": (3,)}, (-2.0, 2.0)), ("M[:, 0]", {"M": (2, 3)}, (-2.0, 2.0)),
                      ("x[::2]", {"x": (5,)}, (-2.0, 2.0)), ("M[-1, 1:]", {"M": (2, 3)}, (-2.0, 2.0)))))
 
@@ -56,6 +57,7 @@ def transpose_vjp(g, ans, x):
 register(Op("transpose", "x", lambda x: x.T, (transpose_vjp,),
             lambda shapes, params: (tuple(reversed(shapes[0])), params),
             lambda consts, params: "PermuteBackward0", "operator",
+            sympy=lambda sp, x, **_: x.T,
             samples=(("M.T", {"M": (2, 3)}, (-2.0, 2.0)),)))
 
 
@@ -84,6 +86,7 @@ def reshape_infer(shapes, params):
 register(Op("reshape", "x, *shape:int", lambda x, shape: np.reshape(x, shape),
             (lambda g, ans, x, shape: g.reshape(g.shape[: g.ndim - ans.ndim] + x.shape),),
             reshape_infer, "ViewBackward0", "shape",
+            sympy=lambda sp, x, shape, **_: np.reshape(x, shape),
             samples=(("reshape(M, 3, -1)", {"M": (2, 3)}, (-2.0, 2.0)),)))
 
 
@@ -129,9 +132,11 @@ def _cat_vjp(i):
 
 register(Op("stack", "*xs, dim:int=0", lambda *xs, dim=0: np.stack(xs, axis=dim), _stack_vjp,
             _join_infer("stack"), "StackBackward0", "shape",
+            sympy=lambda sp, *xs, dim=0, **_: np.stack(xs, axis=dim),
             samples=(("stack(x, y, dim=1)", {"x": (3,), "y": (3,)}, (-2.0, 2.0)),)))
 register(Op("cat", "*xs, dim:int=0", lambda *xs, dim=0: np.concatenate(xs, axis=dim), _cat_vjp,
             _join_infer("cat"), "CatBackward0", "shape",
+            sympy=lambda sp, *xs, dim=0, **_: np.concatenate(xs, axis=dim),
             samples=(("cat(x, y)", {"x": (3,), "y": (2,)}, (-2.0, 2.0)),
                      ("cat(M, N, dim=1)", {"M": (2, 3), "N": (2, 1)}, (-2.0, 2.0)))))
 del call_error
