@@ -302,7 +302,10 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         raise GradcalcError("limit", f"the calculation needs about {_fmt_bytes(est)}, over the "
                                      f"memory limit of {_fmt_bytes(limits.max_memory)} (--max-memory)")
 
-    values = autograd.forward(graph, upto=output)
+    # lean: drop intermediates no rule reads (large arrays, nothing after backward reads
+    # them; a reader of Result.values gets them back, see autograd.Values)
+    lean = s.check == "none" and autograd.lean_worthwhile(graph, output)
+    values = autograd.forward(graph, upto=output, lean=lean)
     out_val = values[output]
 
     # the cotangent (SPEC section 1)
@@ -333,18 +336,9 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     leaf_ids = {name: i for name, i in graph.leaves.items()}
     wanted = [name for name in graph.leaf_order if graph.nodes[leaf_ids[name]].requires_grad]
 
-    grads_once = autograd.backward(graph, values, cot, output)
-    grads = {}
-    for name in wanted:
-        i = leaf_ids[name]
-        g = grads_once.get(i)
-        if g is None:
-            g = np.zeros(graph.nodes[i].shape, dtype=dtype)
-        grads[name] = accumulate(g, s.repeat)
-    no_path = [n for n in wanted if leaf_ids[n] not in grads_once]
-
-    # the Jacobian (SPEC section 4)
-    jac, note = None, None
+    # whether the Jacobian is computed (SPEC section 4), decided before backward so that a
+    # backward with nothing after it may free values as it goes
+    jac, note, want_jac = None, None, False
     want_ids = [leaf_ids[n] for n in wanted]
     entries = autograd.jacobian_entries(graph, output, want_ids)
     mem = autograd.jacobian_memory(graph, output)
@@ -363,10 +357,28 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                                          "(--max-memory)")
         note = f"not computed: it would need about {_fmt_bytes(mem)} (--max-memory)"
     else:
+        want_jac = True
+
+    grads_once = autograd.backward(graph, values, cot, output, free=lean and not want_jac)
+    grads = {}
+    for name in wanted:
+        i = leaf_ids[name]
+        g = grads_once.get(i)
+        if g is None:
+            g = np.zeros(graph.nodes[i].shape, dtype=dtype)
+        grads[name] = accumulate(g, s.repeat)
+    no_path = [n for n in wanted if leaf_ids[n] not in grads_once]
+
+    if want_jac:
         J = autograd.jacobian(graph, values, output, want_ids)
         jac = {n: J[leaf_ids[n]] for n in wanted}
 
-    nonfinite = describe_nonfinite(graph, values, output, cot, grads)
+    if lean:
+        values = autograd.Values(values, graph, output)
+    if autograd.all_finite(out_val) and all(autograd.all_finite(g) for g in grads.values()):
+        nonfinite = None            # what describe_nonfinite finds, without its temporaries
+    else:
+        nonfinite = describe_nonfinite(graph, values, output, cot, grads)
 
     result = Result(
         expression=text, output_name=out_name, output=out_val, cotangent=cot,

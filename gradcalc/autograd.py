@@ -30,6 +30,8 @@ from .compile import Graph
 STRUCTURE_MIN = 64
 # a forward is lean (drops dead intermediates, reuses buffers) above this many elements
 LEAN_MIN = 1 << 16
+# False: api.run takes the plain path everywhere (tests compare the two)
+ECONOMY = True
 _ELEMENTWISE_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow"})
 
 
@@ -150,7 +152,37 @@ def plan(graph: Graph, output: int) -> Plan:
 
 
 def lean_worthwhile(graph: Graph, output: int) -> bool:
-    return sum(n.size for n in graph.nodes[: output + 1]) >= LEAN_MIN
+    return ECONOMY and sum(n.size for n in graph.nodes[: output + 1]) >= LEAN_MIN
+
+
+class Values(list):
+    """Node values after a lean pass dropped some intermediates: the first read of a dropped
+    entry recomputes the full forward once, so a reader (a check, the graph view) never sees
+    a hole. The engine itself works on plain lists."""
+
+    def __init__(self, values, graph: Graph, upto: int):
+        super().__init__(values)
+        self._refill_from = (graph, upto)
+
+    def _refill(self):
+        if self._refill_from is None:
+            return
+        graph, upto = self._refill_from
+        self._refill_from = None
+        for i, v in enumerate(forward(graph, upto=upto)):
+            if v is not None and list.__getitem__(self, i) is None:
+                list.__setitem__(self, i, v)
+
+    def __getitem__(self, i):
+        v = list.__getitem__(self, i)
+        if self._refill_from is not None and (v is None or isinstance(i, slice)):
+            self._refill()
+            v = list.__getitem__(self, i)
+        return v
+
+    def __iter__(self):
+        self._refill()
+        return list.__iter__(self)
 
 
 # ------------------------------------------------------------------ forward
@@ -395,7 +427,7 @@ def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None
     n = math.prod(oshape)
     dtype = graph.dtype
     if structure is None:
-        structure = n >= STRUCTURE_MIN
+        structure = ECONOMY and n >= STRUCTURE_MIN
     grads = None
     if structure and n > 1:
         if elementwise_path(graph, output):
