@@ -483,12 +483,15 @@ def test_no_jacobian_and_large_jacobian_note():
 
 # ---------------------------------------------------------------- exit statuses and errors
 def test_exit_1_when_a_check_disagrees():
-    # at 0 relu'(0) = 0 (PyTorch), but the central difference (relu(h) - relu(-h)) / 2h = 0.5
-    r = cli("relu(x)", "x=0", "--check", "numeric", "--json")
+    # exp'(1) = e exactly in autograd; a central difference with step h errs by about
+    # h^2 e / 6 (~1e-11), more than a zero tolerance allows: the check disagrees
+    r = cli("exp(x)", "x=1", "--check", "numeric", "--rtol", "0", "--atol", "0", "--json")
     assert r.code == 1
     assert r.json["checks"]["numeric"]["passed"] is False
-    assert r.json["grads"]["x"] == 0.0
-    r = cli("relu(x)", "x=1", "--check", "numeric", "--json")
+    assert r.json["grads"]["x"] == math.e
+    assert 0 < r.json["checks"]["numeric"]["max_abs_error"] < 1e-6
+    # with the default tolerances it agrees
+    r = cli("exp(x)", "x=1", "--check", "numeric", "--json")
     assert r.code == 0 and r.json["checks"]["numeric"]["passed"] is True
 
 
