@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GradcalcError, Limits
+from .errors import GradcalcError, Limits, escape_text
 
 CHECKS = ("symbolic", "numeric", "all", "none")
 DTYPES = ("float64", "float32")
@@ -88,6 +88,11 @@ def program_settings(text: str) -> Settings:
 def normalise(s: Settings, limits: Limits) -> Settings:
     """Validate and convert settings whose values may still be strings (from #: lines)."""
     out = Settings(**s.__dict__)
+    for name in ("repeat", "rtol", "atol", "seed"):
+        v = getattr(s, name)
+        if isinstance(v, str) and not v.isascii():   # int()/float() would read "\uff11\uff10"
+            raise GradcalcError("usage", f"--{name} takes an ASCII number, got "
+                                         f"'{escape_text(v)}'")
     out.check = (s.check or "symbolic")
     if out.check not in CHECKS:
         raise GradcalcError("usage", f"--check must be one of {', '.join(CHECKS)}, got {s.check!r}")

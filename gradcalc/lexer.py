@@ -17,7 +17,8 @@ class Token(NamedTuple):
     pos: int
 
 
-_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# re.ASCII: \d would otherwise take fullwidth and other Unicode digits ("1\uff11" read as 11)
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPS2 = ("**",)
 _OPS1 = "+-*/@^()[],=;:."

@@ -16,9 +16,12 @@ import numpy as np
 
 from .errors import GradcalcError, Limits
 
-_NUM = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\Z")
+# re.ASCII: \d and \s would take Unicode digits and spaces, and float() reads them ("\u0661"
+# is 1, "\uff11" is 1): VALUE text is ASCII like the language (SPEC 8)
+_NUM = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\Z", re.ASCII)
 _CSV_NUM = re.compile(r"\s*[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan|infinity)\s*\Z",
-                      re.IGNORECASE)
+                      re.IGNORECASE | re.ASCII)
+_ASCII_SPACE = " \t\r\n\f\v"
 
 
 def _err(label, message, kind="value"):
@@ -102,7 +105,7 @@ def parse_value(text: str, label: str = "", *, dtype=np.float64, limits: Limits 
         raise _err(label, f"the value is longer than {limits.max_text:,} characters", "limit")
     if text.startswith("@"):
         return read_file(text[1:], label, dtype=dtype, limits=limits, seed=seed, stdin=stdin)
-    stripped = text.strip()
+    stripped = text.strip(_ASCII_SPACE)       # not str.strip(): it drops U+00A0, U+3000 ...
     if not stripped:
         raise _err(label, "empty value")
     if _NUM.match(stripped):
