@@ -11,32 +11,45 @@ import os
 import sys
 
 import click
-import click.utils
 
 from . import __version__
 from .errors import GradcalcError, Limits, caret_lines, escape_text
 
 EXAMPLES = """\b
-Examples (from the PyTorch pages gradcalc grew from):
-  # y.backward([0.1, 1.0, 0.0001]): each grad is v^T J
+Examples (the worked examples of the PyTorch pages gradcalc grew from):
+
+\b
+  # y.backward([0.1, 1.0, 0.0001]): each leaf's grad is v^T.J, the rows of the
+  # Jacobian J weighted by v and added up: a.grad = [0.3, 3, 0.0003]
   gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1.0,0.0001
+  # the same program from a file that carries its cotangent in a '#:' line
+  gradcalc -f samples/hindi_vjp_weights.grad
+
+\b
   # a scalar output needs no gradient: backward() means backward(1)
   gradcalc 'mean((x+2)**2*3)' x='ones(2,2)'
-  # grads accumulate over two backward calls without zeroing
-  gradcalc '(eye(5)+1)**2' -g 1 --repeat 2
+  # grads accumulate over two backward calls without zeroing: 8 and 4
+  gradcalc '(x+1)**2' x='eye(5)' -g 1 --repeat 2
+  # why y = z gives z.grad == z: backward(z) returns z^T.J, and J is the identity
+  gradcalc 'z' z='linspace(-1,1,5)' -g 'linspace(-1,1,5)'
+  # a one-hot gradient picks one row of the Jacobian: [[2, 0, 0, 0]]
+  gradcalc '2*x' x='[[1,2,3,4]]' -g '[[1,0,0,0]]'
+  # f = 2*x*w[0] + x**2*w[1] at x=1, w=[1,1]: w.grad = [2, 1]
+  gradcalc '2*x*w[0] + x**2*w[1]' x=1 w=1,1
+
+\b
   # machine-readable, for jq
   gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1,0.0001 --json | jq .grads
-  # a program file carries its own cotangent in a '#:' line
-  gradcalc -f samples/seed_backward_gradient.grad
   # JSON Lines: one request per line in, one result per line out
   echo '{"expr": "sum(z**2)", "vars": {"z": "linspace(1,5,5)"}}' | gradcalc -
-  # the autograd graph with PyTorch's node names
-  gradcalc 'sum(x*w)' x=1,2 w=3,4 --graph
+  # the autograd graph with PyTorch's node names, also as Graphviz DOT
+  gradcalc -f samples/hindi_vjp_weights.grad --graph --dot graph.dot
 
 \b
 VALUE forms: 2.5 | 1,2,3 | '[[1,2],[3,4]]' | 'linspace(-1,1,5)' | @file.json | @a.npy |
              @table.csv | @- (stdin)
 Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error.
+More: the README (language reference, JSON schema, limits).
 """
 
 
@@ -125,9 +138,21 @@ def report_error(err: GradcalcError, as_json: bool):
         msg += f" (column {err.position + 1})"
     lines = [msg]
     if err.position is not None and err.source is not None:
-        text, caret = caret_lines(err.source, err.position)
+        text, caret = caret_lines(err.source, err.position, width=_caret_width())
         lines += ["  " + text, "  " + caret]
     _write(sys.stderr, "\n".join(lines) + "\n")
+
+
+def _caret_width() -> int:
+    """At most 200 characters around an error; on a terminal no wider than it, so that the
+    echoed line does not wrap and the caret stays under its column."""
+    try:
+        if sys.stderr.isatty():
+            import shutil
+            return max(20, min(200, shutil.get_terminal_size().columns - 4))
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 200
 
 
 def _write(stream, text: str):
@@ -209,6 +234,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             symbolic_timeout, debug, max_text=None, max_repeat=None):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
+    \b
     gradcalc EXPRESSION [NAME=VALUE ...]  one calculation
     gradcalc -f PROGRAM.grad [NAME=VALUE ...]  a program file
     gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
@@ -251,12 +277,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     result = run(text, bindings, settings, limits, stdin=stdin)
     if dot is not None:
         from .graphview import to_dot
-        try:
-            with open(dot, "w", encoding="utf-8") as fh:
-                fh.write(to_dot(result))
-        except OSError as exc:       # a full disk, or the path changed since it was checked
-            raise GradcalcError("usage", f"--dot: cannot write to {_q(dot)}: "
-                                         f"{exc.strerror or type(exc).__name__}")
+        with open(dot, "w", encoding="utf-8") as fh:
+            fh.write(to_dot(result))
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
     else:
@@ -325,14 +347,6 @@ def _main(argv, as_json, debug) -> int:
         status = 2
     except click.Abort:
         status = 2
-    except SystemExit as exc:
-        # click turns a broken pipe (EPIPE) into sys.exit(1) after wrapping the streams; but
-        # 1 means "a check disagreed" here. The reader went away: leave quietly.
-        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
-            _silence_stdout()
-            status = 0
-        else:
-            raise
     except KeyboardInterrupt:
         _write(sys.stderr, "gradcalc: interrupted\n")
         status = 130

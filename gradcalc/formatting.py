@@ -154,17 +154,20 @@ def shape_text(shape) -> str:
 
 
 def summary(a, fmt: Numbers, width: int = 60, matrix: bool = False) -> list[str]:
-    """Lines describing an array too large to show: shape, structure, min/max, a corner."""
+    """Lines describing an array too large to show: shape, structure, min/max, the first
+    and last values."""
     a = np.asarray(a)
     head = f"shape {shape_text(a.shape)}, {a.size:,} values"
     s = structure(a, matrix=matrix, fmt=fmt)
     if s:
         head += f", {s}"
+    if s and (s.startswith("every entry") or s == "all zero"):
+        return [head]
     lines = [head]
     mm = min_max(a, fmt)
     if mm:
         lines.append(mm)
-    lines.append("first: " + fmt.line_fitting(a, max(20, width - 7)))
+    lines.append("values: " + fmt.line_fitting(a, max(20, width - 8)))
     return lines
 
 

@@ -32,10 +32,13 @@ def expands(eq) -> bool:
     return eq.kind == "op" and eq.requires_grad
 
 
-def _names(result) -> dict:
-    """node id -> the name it is bound to (newest binding), leaves by their own name."""
+def _names(result, out_name: str | None = None) -> dict:
+    """node id -> the name it is bound to (newest binding), leaves by their own name; an
+    unnamed output gets `out_name` (the human view calls it y)."""
     graph = result.graph
     names = {i: n for n, i in graph.names.items()}
+    if out_name and result.output_id not in names:
+        names[result.output_id] = out_name
     for eq in graph.nodes:
         if eq.kind == "leaf" and eq.name:
             names[eq.id] = eq.name
@@ -109,7 +112,7 @@ def _obvious(torch_name: str, op: str) -> bool:
     return torch_name.lower().startswith(op.replace("_", "").lower())
 
 
-def tree(result, fmt: Numbers | None = None, width: int = 80):
+def tree(result, fmt: Numbers | None = None, width: int = 80, out_name: str | None = None):
     """The autograd graph as a rich Tree, output at the root, leaves at the tips. A node
     used twice is expanded once; later uses say so."""
     from rich.text import Text
@@ -117,11 +120,12 @@ def tree(result, fmt: Numbers | None = None, width: int = 80):
     fmt = fmt or Numbers()
     graph, out = result.graph, result.output_id
     nodes = graph.nodes
-    names = _names(result)
+    names = _names(result, out_name)
     max_depth = max(3, (width - 30) // 4)
     root = Tree(_label(describe(result, nodes[out], fmt, names), True))
     stack = [(out, root, 0)]
-    expanded, shown, hidden = set(), 1, 0
+    expanded, shown, cut = set(), {out}, False
+    count = 1
     while stack:
         i, branch, depth = stack.pop()
         eq = nodes[i]
@@ -131,20 +135,28 @@ def tree(result, fmt: Numbers | None = None, width: int = 80):
             branch.label.append("  (same node as above)", style="dim")
             continue
         expanded.add(i)
-        if depth >= max_depth or shown >= MAX_TREE_NODES:
-            more = len(reachable(graph, i)) - 1
-            hidden += more
-            branch.add(Text(f"... {more} more node{'s' if more != 1 else ''} "
-                            "(all of it: --dot FILE)", style="dim"))
+        if depth >= max_depth or count >= MAX_TREE_NODES:
+            branch.add(Text("...", style="dim"))
+            cut = True
             continue
         children = []
         for j in eq.inputs:
-            shown += 1
+            count += 1
+            shown.add(j)
             children.append((j, branch.add(_label(describe(result, nodes[j], fmt, names),
                                                    False))))
         for j, child in reversed(children):
             stack.append((j, child, depth + 1))
+    if cut:
+        hidden = len(reachable(graph, out)) - len(shown)
+        root = _with_footer(root, Text(f"... {hidden:,} more nodes not shown (all of them: "
+                                       "--dot FILE)", style="dim"))
     return root
+
+
+def _with_footer(tree, text):
+    from rich.console import Group
+    return Group(tree, text)
 
 
 # -- DOT (--dot FILE) ---------------------------------------------------------------------

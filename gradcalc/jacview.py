@@ -8,11 +8,14 @@ gradient of its own beyond the display sum vᵀ·J, which it checks against the 
 """
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from .formatting import as_matrix, formula, is_diagonal, min_max, structure
+from .formatting import fits, formula, is_diagonal, min_max, structure
 
 
 def _index(name: str, shape, flat: int) -> str:
@@ -34,8 +37,8 @@ def jacobian_block(view, name: str, J, full: bool = True):
     r, s, fmt, c = view.r, view.s, view.fmt, view.c
     out_shape = tuple(np.shape(r.output))
     leaf_shape = tuple(np.shape(r.leaves[name]))
-    M = as_matrix(J, out_shape).astype(np.float64)
-    m, n = M.shape
+    m, n = math.prod(out_shape), math.prod(leaf_shape)
+    M = np.asarray(J, dtype=np.float64).reshape(m, n)
     v = np.asarray(r.cotangent, dtype=np.float64).reshape(m)
     with np.errstate(all="ignore"):
         vtj = (v @ M).reshape(leaf_shape) if m else np.zeros(leaf_shape)
@@ -54,10 +57,15 @@ def jacobian_block(view, name: str, J, full: bool = True):
     if not full:
         view.note(styled(f"{min_max(M, fmt)}; the whole matrix: --json (jacobian.{name})",
                         style=STYLE["note"]))
-        view.summarised = True
         view.print()
         return
 
+    if m == 0 or n == 0:
+        what = f"{view.y} has no elements" if m == 0 else f"{name} has no elements"
+        view.note(styled(f"J is empty ({what}), so {name}.grad has nothing to add up: "
+                         f"{fmt.line(grad)}", style=STYLE["note"]))
+        view.print()
+        return
     rows = _pick(m, 12)
     k = n
     while True:
@@ -74,7 +82,6 @@ def jacobian_block(view, name: str, J, full: bool = True):
     else:
         view.print(table)
         if len(rows) < m or len(cols) < n:
-            view.summarised = True
             shown = (f"{len([j for j in cols if j is not None])} of {n} columns" if len(rows) == m
                      else f"a corner of the {m}{s['times']}{n} matrix")
             view.note(styled(f"shown: {shown} ({min_max(M, fmt)}); all of it: --json "
@@ -83,7 +90,8 @@ def jacobian_block(view, name: str, J, full: bool = True):
     if diagonal and m > 4:
         _elementwise(view, name, M, v, vtj, grad, leaf_shape)
     else:
-        view.note(_sum_line(view, name, M, v, vtj, grad, leaf_shape), indent=0)
+        for line in _sum_line(view, name, M, v, vtj, grad, leaf_shape):
+            view.print(line)
     if diagonal:
         view.note(styled(f"J is diagonal: each {view.y}[i] depends on {name}[i] only, so "
                        f"{name}.grad[i] = v[i]{s['dot']}J[i,i]", style=STYLE["note"]))
@@ -121,8 +129,8 @@ def _table(view, name, M, v, vtj, grad, rows, cols, out_shape, leaf_shape):
     return t
 
 
-def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> Text:
-    from .render import STYLE, styled
+def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> list:
+    from .render import STYLE
     s, fmt = view.s, view.fmt
     m = M.shape[0]
     picks = _pick(m, 4)
@@ -136,19 +144,40 @@ def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> Text:
         if len(text) > 36:
             text = f"(row {_index(view.y, tuple(np.shape(view.r.output)), i)} of J)"
         terms.append(f"{fmt.num(v[i])}{s['dot']}{text}")
-    total = " + ".join(terms)
     wide = max(24, view.width - 12)
-    t = styled(f"{name}.grad = ", style=STYLE["grad"])
-    if view.r.repeat > 1:
-        t += Text(f"{view.r.repeat} {s['times']} (")
-        t += Text(total)
-        t += Text(f") = {view.r.repeat} {s['times']} {fmt.line_fitting(vtj, wide)} = ")
+    lhs = f"{name}.grad "
+    rep = view.r.repeat
+    # the steps of the sum: the weighted rows, [the one-call total], the grad
+    first = " + ".join(terms)
+    if rep > 1:
+        first = f"{rep} {s['times']} ({first})"
+    steps = [first]
+    if rep > 1:
+        steps.append(f"{rep} {s['times']} {fmt.line_fitting(vtj, wide)}")
+    steps.append(fmt.line_fitting(grad, wide))
+    note = f"   ({s['sum']} over all {m:,} rows of J)" if len(picks) < m else ""
+    one = lhs + "= " + " = ".join(steps) + note
+    if len(one) <= view.width:
+        out = [Text(one)]
     else:
-        t += Text(total + " = ")
-    t += styled(fmt.line_fitting(grad, wide), style=STYLE["grad"])
-    if len(picks) < m:
-        t += styled(f"   ({s['sum']} over all {m:,} rows of J)", style=STYLE["note"])
-    return t
+        # one step per line with each "=" under the first, the terms broken at " + "
+        out, line = [], lhs + "= " + (f"{rep} {s['times']} (" if rep > 1 else "")
+        pad = " " * len(line)
+        for k, term in enumerate(terms):
+            piece = (" + " if k else "") + term + (")" if rep > 1 and k == len(terms) - 1 else "")
+            if k and len(line) + len(piece) > view.width:
+                out.append(Text(line))
+                line = pad[:-2] + "+ " + piece[3:]
+            else:
+                line += piece
+        out.append(Text(line))
+        out += [Text(" " * len(lhs) + "= " + st) for st in steps[1:]]
+        out[-1] += Text(note)
+    weight = re.compile(r"(?:(?<=[ (])|^)[-+0-9.e]+(?=" + re.escape(s["dot"]) + ")")
+    for t in out:           # the grad stands out; the weights have v's colour
+        t.highlight_words([lhs + "=", steps[-1]], style=STYLE["grad"])
+        t.highlight_regex(weight, style=STYLE["v"])
+    return out
 
 
 def _elementwise(view, name, M, v, vtj, grad, leaf_shape):
@@ -156,19 +185,25 @@ def _elementwise(view, name, M, v, vtj, grad, leaf_shape):
     show v, diag(J) and their product side by side in the leaf's shape."""
     from .render import RULED, STYLE, styled
     s, r = view.s, view.r
-    t = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
     budget = max(16, (view.width - 8) // (4 if r.repeat > 1 else 3))
-    t.add_column("v", style=STYLE["v"], header_style=STYLE["v"], no_wrap=True)
-    t.add_column("diagonal of J", no_wrap=True)
-    t.add_column(f"v {s['odot']} diagonal = {view.vtj()}", style=STYLE["grad"], no_wrap=True)
-    cells = [view.array_lines(x.reshape(leaf_shape), budget)
-             for x in (v, np.diag(M), vtj.reshape(-1))]
+    heads = ["v", "diagonal of J", f"v {s['odot']} diagonal = {view.vtj()}"]
+    arrays = [v.reshape(leaf_shape), np.diag(M).reshape(leaf_shape), vtj]
+    styles = [STYLE["v"], "", STYLE["grad"]]
     if r.repeat > 1:
-        t.add_column(f"{name}.grad ({r.repeat} calls)", style=STYLE["grad"], no_wrap=True)
-        cells.append(view.array_lines(grad, budget))
-    t.add_row(*cells)
+        heads.append(f"{name}.grad ({r.repeat} calls)")
+        arrays.append(grad)
+        styles.append(STYLE["grad"])
     view.note(styled(f"{name}.grad = v{s['T']}{s['dot']}J = v {s['odot']} diagonal of J "
-                   "(element by element)" + (f", accumulated over {r.repeat} calls"
-                                              if r.repeat > 1 else ""), style=STYLE["grad"]),
+                     "(element by element)" + (f", accumulated over {r.repeat} calls"
+                                                if r.repeat > 1 else ""), style=STYLE["grad"]),
               indent=0)
-    view.print(t)
+    if all(fits(a, view.fmt, budget) for a in arrays):
+        t = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
+        for h, st in zip(heads, styles):
+            t.add_column(h, style=st, header_style=st, no_wrap=True)
+        t.add_row(*[view.fmt.block(a) for a in arrays])
+        view.print(t)
+        return
+    for h, a, st in zip(heads, arrays, styles):       # too large: one summary per line
+        view.note(styled(h + ":", style=st))
+        view.note(Text(view.array_lines(a, view.width - 6)), indent=4)

@@ -119,6 +119,12 @@ class View:
     def print(self, *things):
         self.c.print(*things)
 
+    def hang(self, text: Text, indent: int):
+        """A paragraph whose continuation lines are indented by `indent`."""
+        for k, line in enumerate(text.wrap(self.c, max(20, self.width - indent))):
+            line.rstrip()
+            self.c.print(Text(" " * indent) + line if k else line)
+
     def note(self, text: Text, indent: int = 2):
         """An indented paragraph; wrapped lines keep the indent (and no trailing blanks)."""
         for line in text.wrap(self.c, max(20, self.width - indent)):
@@ -158,12 +164,12 @@ class View:
             from .graphview import tree
             self.print(styled("autograd graph (from the output back to the leaves; "
                             "PyTorch's grad_fn names)", style=STYLE["head"]))
-            self.print(tree(self.r, self.fmt, self.width))
+            self.print(tree(self.r, self.fmt, self.width, self.y))
             self.print()
         if self.summarised:
-            self.print(styled(f"Arrays too large for {self.width} columns are summarised; "
+            self.note(styled(f"Arrays too large for {self.width} columns are summarised; "
                             "--json prints every value (add --jacobian to compute a "
-                            "Jacobian that was skipped).", style=STYLE["note"]))
+                            "Jacobian that was skipped).", style=STYLE["note"]), indent=0)
 
     def source(self):
         text = self.r.expression
@@ -171,6 +177,11 @@ class View:
         stmts = [ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
         opts = [ln.strip()[2:].strip() for ln in lines if ln.lstrip().startswith("#:")]
         limit = max(40, 4 * self.width)
+        unnamed = None
+        if self.r.output_name is None and len(stmts) == 1 and ";" not in stmts[0]:
+            stmts = [f"{self.y} = {stmts[0].strip()}"]      # name the value we call y
+        elif self.r.output_name is None:
+            unnamed = f"the value of the last statement is called {self.y} below"
         for ln in stmts[:MAX_SOURCE_LINES]:
             t = user(ln[:limit], STYLE["head"])
             if len(ln) > limit:
@@ -179,6 +190,8 @@ class View:
         if len(stmts) > MAX_SOURCE_LINES:
             self.print(styled(f"{self.s['hdots']} {len(stmts) - MAX_SOURCE_LINES} more lines",
                             style=STYLE["note"]))
+        if unnamed:
+            self.note(styled(unnamed, style=STYLE["note"]))
         for o in opts:
             self.note(styled("options from the program's #: line: ", style=STYLE["note"])
                        + user(o[:limit], STYLE["note"]))
@@ -317,9 +330,10 @@ class View:
         checks = self.r.checks
         if not checks:
             self.print(styled("checks: none run (--check none)", style=STYLE["note"]))
+            self.print()
             return
         for kind, c in checks.items():
-            self.print(check_line(kind, c, self.s, self.fmt))
+            self.hang(check_line(kind, c, self.s, self.fmt), 2)
         self.print()
 
     @staticmethod
@@ -328,7 +342,8 @@ class View:
 
 
 KNOWN_CHECK_KEYS = {"passed", "derivatives", "max_abs_error", "max_rel_error", "skipped",
-                    "rtol", "atol", "elements_checked", "elements_total"}
+                    "rtol", "atol", "elements_checked", "elements_total", "method",
+                    "jacobian_entries_checked", "jacobian_entries_total"}
 
 
 def check_line(kind, c, s, fmt) -> Text:
@@ -350,13 +365,27 @@ def check_line(kind, c, s, fmt) -> Text:
         if isinstance(c.get(key), (int, float)):
             details.append(f"{label} {fmt.num(c[key])}")
     if isinstance(c.get("elements_checked"), int) and isinstance(c.get("elements_total"), int):
-        details.append(f"{c['elements_checked']:,} of {c['elements_total']:,} elements perturbed")
+        verb = "perturbed" if kind == "numeric" else "checked"
+        details.append(f"{c['elements_checked']:,} of {c['elements_total']:,} grad elements "
+                       f"{verb}")
+    if isinstance(c.get("jacobian_entries_checked"), int) and isinstance(
+            c.get("jacobian_entries_total"), int):
+        details.append(f"{c['jacobian_entries_checked']:,} of {c['jacobian_entries_total']:,} "
+                       "Jacobian entries")
+    if isinstance(c.get("method"), str):
+        details.append(f"method {escape_text(c['method'])}")
     if isinstance(c.get("rtol"), (int, float)) and isinstance(c.get("atol"), (int, float)):
         details.append(f"rtol {c['rtol']:g}, atol {c['atol']:g}")
+    for key, value in c.items():     # other scalar facts the check reports, in its words
+        if key not in KNOWN_CHECK_KEYS and isinstance(value, (int, float, str)) and not \
+                isinstance(value, bool) and len(str(value)) <= 40:
+            details.append(f"{escape_text(str(key)).replace('_', ' ')} {escape_text(str(value))}")
     if details:
         t += styled(" (" + "; ".join(details) + ")", style=STYLE["note"])
     for key, value in c.items():
-        if key in KNOWN_CHECK_KEYS or value in (None, [], {}, ""):
+        if key in KNOWN_CHECK_KEYS or value in (None, [], {}, "") or (
+                isinstance(value, (int, float, str)) and not isinstance(value, bool)
+                and len(str(value)) <= 40):
             continue
         t += styled(f"\n  {escape_text(str(key))}: ", style=STYLE["note"])
         t += user(_short(value), STYLE["note"])
