@@ -42,6 +42,11 @@ def softplus_vjp(g, ans, x, beta=1.0, threshold=20.0):
     return g * np.where(bx > threshold, 1.0, z / (z + 1.0))
 
 
+def sgn(x):
+    """PyTorch's sign/sgn on reals: (0 < x) - (x < 0), so NaN gives 0 (numpy's sign gives NaN)."""
+    return np.where(np.isnan(x), 0.0, np.sign(x))
+
+
 def sigmoid(x):
     # numerically stable in both tails
     e = np.exp(-np.abs(x))
@@ -63,11 +68,11 @@ unary("expm1", np.expm1, lambda g, ans, x: g * (ans + 1.0),
 # sqrt'(0) = +inf: PyTorch computes grad / (2 * result)
 unary("sqrt", np.sqrt, lambda g, ans, x: g / (2.0 * ans),
       lambda sp, x: sp.sqrt(x), "SqrtBackward0", (0.2, 3.0))
-# abs'(0) = 0: PyTorch computes grad * self.sgn()
-unary("abs", np.abs, lambda g, ans, x: g * np.sign(x),
+# abs'(0) = 0: PyTorch computes grad * self.sgn() (and sgn(NaN) = 0)
+unary("abs", np.abs, lambda g, ans, x: g * sgn(x),
       lambda sp, x: sp.Abs(x), "AbsBackward0")
 # sign has zero gradient everywhere (PyTorch: zeros_like(grad), so 0 even where grad is NaN)
-unary("sign", np.sign, lambda g, ans, x: np.zeros_like(g),
+unary("sign", sgn, lambda g, ans, x: np.zeros_like(g),
       lambda sp, x: sp.sign(x), "SignBackward0")
 unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
 unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")

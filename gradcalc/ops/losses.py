@@ -14,7 +14,9 @@ from . import symforms as S
 from ..errors import GradcalcError
 from .reductions import log_softmax, softmax
 
-EPSILON = 1e-12
+# PyTorch's binary_cross_entropy_backward clamps (1 - x) x at a float 1e-12, which is
+# 9.99999996e-13 as a double: the grad at x = 0, t = 1 is -1 / (4 * this), to the last digit
+EPSILON = float(np.float32(1e-12))
 
 
 def _g(g, ndim):
@@ -68,7 +70,7 @@ def _bce_rules():
 
     def rt(g, ans, x, t, _n=1):
         # binary_cross_entropy_target_backward: -logit(x) * grad
-        d = np.log1p(-x) - np.log(x) + 0.0 * t
+        d = np.log1p(-x) - np.log(x) + np.zeros_like(t)     # t's shape; 0*t is NaN at inf
         return _g(g, d.ndim) * (d / _n)
     return rx, rt
 
@@ -109,7 +111,7 @@ def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
 
 register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
             (lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((_sig(x) - t) / _n),
-             lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((-x + 0.0 * t) / _n)),
+             lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((-x + np.zeros_like(t)) / _n)),
             pair_infer("binary_cross_entropy_with_logits"),
             "BinaryCrossEntropyWithLogitsBackward0", "loss", sympy=bce_logits_form,
             samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},
@@ -146,8 +148,12 @@ def _onehot(x, t, cdim):
 
 def ce(x, t, _probs=False, _n=1, _cdim=0):
     ls = log_softmax(x, dim=_cdim)
-    w = t if _probs else _onehot(x, t, _cdim)
-    return np.asarray(-np.sum(w * ls) / _n)
+    if _probs:
+        return np.asarray(-np.sum(t * ls) / _n)
+    # nll_loss picks the target's log-probability: a select, so a -inf log-probability of
+    # another class does not become 0 * -inf = NaN
+    picked = np.where(_onehot(x, t, _cdim) != 0, ls, 0.0)
+    return np.asarray(-np.sum(picked) / _n)
 
 
 def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):

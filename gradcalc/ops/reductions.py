@@ -11,6 +11,7 @@ import numpy as np
 
 from . import Op, call_error, norm_dim, register
 from . import symforms as S
+from .elementwise import sgn
 
 
 def reduce_infer(op_name):
@@ -255,14 +256,14 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
     if p == 0:
         return gu * np.zeros_like(x)
     if p == 1:
-        return gu * np.sign(x)
+        return gu * sgn(x)             # self.sgn() * grad; sgn(NaN) = 0
     if p == 2:
         return gu * np.where(n == 0, 0.0, x / np.where(n == 0, 1.0, n))
     if np.isinf(p):
         a = np.abs(x)
         mask = (a == n) | np.isnan(a)
         cnt = np.sum(mask, axis=_axis(dim), keepdims=True)
-        return np.sign(x) * (gu / cnt) * mask
+        return sgn(x) * (gu / cnt) * mask
     a = np.abs(x)
     if p < 1:
         scaled = np.sign(x) * np.where(x == 0, 0.0, a ** (p - 1))

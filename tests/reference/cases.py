@@ -701,6 +701,35 @@ E("nonfinite/pow-nan-cotangent", "(x ** y) * log(z)",
   lambda x, y, z: (x ** y) * torch.log(z),
   vars={"x": [0.0, 0.0, 2.0], "y": [0.5, 0.0, 0.0], "z": NAN_UP}, wrt=["x", "y"],
   grad=[1.0, 1.0, 1.0])
+# PyTorch's sgn(NaN) is 0: sign(NaN) = 0, and the rules that multiply by sgn (abs, norm
+# with p = 1 or inf) give 0, not NaN, at a NaN element
+E("nonfinite/sign-of-nan", "sign(log(x))", lambda x: torch.sign(torch.log(x)),
+  vars={"x": [-1.0, 2.0, 0.5, 1.0]}, grad=[1.0, 1.0, 1.0, 1.0])
+E("nonfinite/abs-of-nan", "abs(log(x))", lambda x: torch.abs(torch.log(x)),
+  vars={"x": [-1.0, 2.0, 0.5]}, grad=[1.0, 1.0, 1.0])
+E("nonfinite/norm1-of-nan", "norm(log(x), p=1)", lambda x: t_norm(torch.log(x), p=1),
+  vars={"x": [-1.0, 2.0, 0.5]})
+E("nonfinite/norminf-of-nan", "norm(log(x), p=inf)", lambda x: t_norm(torch.log(x), p=math.inf),
+  vars={"x": [-1.0, 2.0, 0.5]})
+# nll_loss picks the target's log-probability; it never multiplies the others by 0, so a
+# -inf logit elsewhere leaves the loss finite (and a -inf picked one makes it +inf)
+E("nonfinite/ce-index-other-logit-neg-inf", "cross_entropy(log10(x), [0])",
+  lambda x: F.cross_entropy(torch.log10(x), torch.tensor([0])), vars={"x": [[1.0, 0.0, 0.0]]})
+E("nonfinite/ce-index-picked-logit-neg-inf", "cross_entropy(log10(x), [1, 0])",
+  lambda x: F.cross_entropy(torch.log10(x), torch.tensor([1, 0])),
+  vars={"x": [[1.0, 0.0, 0.5], [2.0, 1.0, 0.0]]})
+E("nonfinite/ce-index-1d-neg-inf", "cross_entropy(log10(x), 0)",
+  lambda x: F.cross_entropy(torch.log10(x), torch.tensor(0)), vars={"x": [1.0, 0.0, 0.5]})
+E("nonfinite/bce-logits-target-neg-inf", "binary_cross_entropy_with_logits(x, log(t))",
+  lambda x, t: F.binary_cross_entropy_with_logits(x, torch.log(t)),
+  vars={"x": [1.0, -1.0], "t": [0.0, 0.5]})
+E("nonfinite/bce-target-neg-inf-grad", "binary_cross_entropy(x, t)",
+  lambda x, t: F.binary_cross_entropy(x, t), vars={"x": [0.0, 1.0, 0.5], "t": [0.0, 1.0, 1.0]})
+# binary_cross_entropy_backward divides by max((1 - x) x, EPSILON) with EPSILON a float
+# 1e-12 (9.99999996e-13 as a double): at x = 0, t = 1 the grad is -1/(4 EPSILON)
+E("kink/bce-input-zero-target-one", "binary_cross_entropy(x, t)",
+  lambda x, t: F.binary_cross_entropy(x, t),
+  vars={"x": [0.0, 1.0, 0.5, 0.0], "t": [0.0, 1.0, 1.0, 1.0]}, wrt=["x"])
 E("nonfinite/pow-scalar-base-zero-nan-cotangent", "(0 ** y) * log(z)",
   lambda y, z: (0 ** y) * torch.log(z),
   vars={"y": [0.5, 0.0, 2.0], "z": NAN_UP}, wrt=["y"], grad=[1.0, 1.0, 1.0])
@@ -853,7 +882,7 @@ F32_TWINS = [
     "red/mean/keepdim", "red/max/dim1", "red/softmax/mat-dim0", "la/matmul-3d-3d", "loss/ce-probs",
     "kink/abs-at-0", "kink/sqrt-at-0", "kink/max-dim-tie-first", "kink/maximum-tie",
     "kink/clamp-tensor-at-bounds", "kink/pow-0-0-tensor", "kink/norm-zero-p2", "nonfinite/recip-zero",
-    "prog/attention", "of/vector-intermediate",
+    "prog/attention", "of/vector-intermediate", "kink/bce-input-zero-target-one",
 ]
 _by_id = {c.id: c for c in CASES}
 for _id in F32_TWINS:
