@@ -460,6 +460,19 @@ def test_float32_seed_example_matches_torch():
         "c": [0.01666666753590107, 0.1428571492433548, 1.249999968422344e-05]}
 
 
+@pytest.mark.parametrize("dtype,expected", [
+    ("float64", -250000000998.9507),      # torch 2.13 (reference case kink/bce-input-zero-...)
+    ("float32", -249999998976.0),
+])
+def test_bce_epsilon_is_torchs_to_the_last_digit(dtype, expected):
+    # binary_cross_entropy at x = 0, t = 1: grad (x - t) / max((1 - x) x, EPS) / n with n = 4
+    # and torch's EPS a float 1e-12 = 9.99999996e-13: -1 / (4 EPS). The reference suite's
+    # relative tolerance would accept a double 1e-12 (-2.5e11) too, so this pins it exactly.
+    obj = js("binary_cross_entropy(x, t)", "x=0,1,0.5,0", "t=0,1,1,1", "--wrt", "x",
+             "--dtype", dtype)
+    assert obj["grads"]["x"] == [0.0, 0.0, -0.5, expected]
+
+
 def test_seed_makes_rand_repeat():
     def draw(seed, what="rand"):
         obj = js(f"x = {what}(4); y = sum(x)", "--of", "x", "-g", "1", "--seed", seed)
