@@ -162,13 +162,26 @@ def _exclusive_prod(x, axis):
 
 
 def prod_vjp(g, ans, x, dim=None, keepdim=False):
+    # prod_backward, case by case as PyTorch: a 0-d input passes grad; with no zero in the
+    # input, grad * result / input (so an infinite element gives NaN); a full product with
+    # two or more zeros, exactly 0 (whatever grad is); otherwise the exclusive products
+    # (prod_safe_zeros_backward), for every slice when any slice holds a zero
+    batch = g.shape[: g.ndim - ans.ndim]
     if x.size == 0:
-        return np.zeros(g.shape[: g.ndim - ans.ndim] + x.shape)
+        return np.zeros(batch + x.shape)
+    if x.ndim == 0:
+        return g
+    gu = unreduce(g, ans, x, dim, keepdim)
+    zeros = np.count_nonzero(x == 0)
+    if zeros == 0:
+        return gu * (_kd(ans, x, dim, keepdim) / x)
     if dim is None:
+        if zeros > 1:
+            return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
         others = _exclusive_prod(x.reshape(-1), 0).reshape(x.shape)
     else:
         others = _exclusive_prod(x, x.ndim + dim)
-    return unreduce(g, ans, x, dim, keepdim) * others
+    return gu * others
 
 
 reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim), keepdims=keepdim),

@@ -725,6 +725,17 @@ E("nonfinite/bce-logits-target-neg-inf", "binary_cross_entropy_with_logits(x, lo
   vars={"x": [1.0, -1.0], "t": [0.0, 0.5]})
 E("nonfinite/bce-target-neg-inf-grad", "binary_cross_entropy(x, t)",
   lambda x, t: F.binary_cross_entropy(x, t), vars={"x": [0.0, 1.0, 0.5], "t": [0.0, 1.0, 1.0]})
+# prod_backward: with no zero in the input it is grad * result / input (so an infinite
+# element gives NaN, not the product of the others); a full product with two or more zeros
+# has grad exactly 0 even for an infinite cotangent; with dim, any zero switches every
+# slice to the exclusive products
+E("nonfinite/prod-two-zeros-inf-cotangent", "sqrt(prod(x))", lambda x: torch.sqrt(torch.prod(x)),
+  vars={"x": [-0.5, 0.0, 0.0]})
+E("nonfinite/prod-of-inf", "prod(1/x)", lambda x: torch.prod(1 / x), vars={"x": [0.0, 2.0, -4.0]})
+E("nonfinite/prod-dim-nan", "prod(log(M), dim=1)", lambda M: torch.prod(torch.log(M), dim=1),
+  vars={"M": [[0.5, 0.0, -1.0], [0.5, 0.5, -1.0]]}, grad=[1.0, 1.0])
+E("nonfinite/prod-dim-inf-no-zero", "prod(1/M, dim=0)", lambda M: torch.prod(1 / M, dim=0),
+  vars={"M": [[0.0, 2.0], [4.0, 0.5]]}, grad=[1.0, 1.0])
 # binary_cross_entropy_backward divides by max((1 - x) x, EPSILON) with EPSILON a float
 # 1e-12 (9.99999996e-13 as a double): at x = 0, t = 1 the grad is -1/(4 EPSILON)
 E("kink/bce-input-zero-target-one", "binary_cross_entropy(x, t)",
