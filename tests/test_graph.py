@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,31 @@ def test_dot_to_an_unwritable_path_is_a_usage_error(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2
     assert "usage error: --dot: cannot write to" in res.stderr
+
+
+def test_json_and_dot_do_not_import_rich(tmp_path):
+    """Start-up time: rich is for the human view only."""
+    code = ("import sys\nfrom gradcalc.cli import main\n"
+            f"sys.argv = ['gradcalc', 'a*2', 'a=1', '--json', '--dot', {str(tmp_path / 'g.dot')!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('RICH', any(m == 'rich' or m.startswith('rich.') for m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip().endswith("RICH False"), proc.stdout + proc.stderr
+    parse_dot((tmp_path / "g.dot").read_text())
+
+
+GRAD_FN = json.loads((ROOT / "tests" / "reference" / "torch_grad_fn.json").read_text())
+
+
+@pytest.mark.parametrize("case", GRAD_FN["cases"], ids=lambda c: c["expr"])
+def test_output_node_has_pytorchs_grad_fn_name(case):
+    """The root of --graph is named as PyTorch names `out.grad_fn` (recorded from torch by
+    tests/reference/record_grad_fn.py)."""
+    from gradcalc.api import Settings, run
+    from gradcalc.errors import Limits
+    from gradcalc.graphview import torch_name
+    names = set(re.findall(r"[A-Za-z_]\w*", case["expr"]))
+    bindings = {k: v for k, v in GRAD_FN["vars"].items() if k in names}
+    res = run(case["expr"], bindings, Settings(grad=1, check="none", jacobian=False), Limits())
+    eq = res.graph.nodes[res.output_id]
+    assert torch_name(res.graph, eq) == case["grad_fn"]

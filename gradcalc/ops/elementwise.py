@@ -126,7 +126,10 @@ binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x
 # div: grad / other and -grad * self / (other * other)
 binary("div", "x, y", np.divide,
        (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * x / (y * y)),
-       lambda sp, x, y: x / y, "DivBackward0", (("x / y", _XY, (0.5, 2.0)),), kind="operator")
+       lambda sp, x, y: x / y,
+       # torch computes number / tensor as reciprocal(tensor) * number: MulBackward0
+       lambda consts, params: "MulBackward0" if consts and consts[0] else "DivBackward0",
+       (("x / y", _XY, (0.5, 2.0)),), kind="operator")
 
 
 def pow_vjp_base(g, ans, x, y):
@@ -211,7 +214,10 @@ register(Op(
     (lambda g, ans, x, lo, hi: np.where((x >= lo) & (x <= hi), g, 0.0),
      lambda g, ans, x, lo, hi: np.where((x < lo) & (lo < hi), g, 0.0),
      lambda g, ans, x, lo, hi: np.where((x > hi) | (hi < lo), g, 0.0)),
-    elementwise_infer("clamp"), "ClampBackward1", "elementwise",
+    elementwise_infer("clamp"),
+    # torch: number bounds are clamp.Scalar (ClampBackward1), tensor bounds clamp.Tensor
+    lambda consts, params: "ClampBackward1" if all(consts[1:]) else "ClampBackward0",
+    "elementwise",
     sympy=lambda sp, x, lo, hi: sp.Min(sp.Max(x, lo), hi),
     samples=(("clamp(x, min=-0.5, max=0.5)", {"x": (2, 3)}, (-2.0, 2.0)),
              ("clamp(x, y, 1)", {"x": (2, 3), "y": (3,)}, (-2.0, 2.0))),

@@ -184,5 +184,7 @@ def ce_form(sp, x, t, _probs=False, _n=1, _cdim=0, _at=None, **_):
 
 
 register(Op("cross_entropy", "input, target", ce, (_ce_x, _ce_t), ce_infer,
-            "NllLossBackward0", "loss", sympy=ce_form,
+            # class probabilities: torch ends with the mean's division (DivBackward1)
+            lambda consts, params: "DivBackward1" if params.get("_probs") else "NllLossBackward0",
+            "loss", sympy=ce_form,
             samples=(("cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 2.0)),)))
