@@ -130,10 +130,10 @@ def _table(view, name, M, v, vtj, grad, rows, cols, out_shape, leaf_shape):
 
 
 def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> list:
-    from .render import STYLE
+    from .render import MAX_SUM_TERMS, STYLE
     s, fmt = view.s, view.fmt
     m = M.shape[0]
-    picks = _pick(m, 4)
+    picks = _pick(m, MAX_SUM_TERMS)
     terms = []
     for i in picks:
         if i is None:

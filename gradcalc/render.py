@@ -23,6 +23,7 @@ from .formatting import Numbers, fits, formula, shape_text, summary
 MAX_J_ROWS = 12          # rows of a Jacobian shown before its middle is elided
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
+MAX_CHECK_ITEMS = 5      # entries of a check's list (disagreements, ...) shown
 MAX_SUM_TERMS = 4        # terms of v[0]·J[0] + v[1]·J[1] + ... written out
 
 UNICODE = {"T": "\u1d40", "dot": "\u00b7", "d": "\u2202", "ok": "\u2713", "bad": "\u2717",
@@ -333,7 +334,10 @@ class View:
             self.print()
             return
         for kind, c in checks.items():
-            self.hang(check_line(kind, c, self.s, self.fmt), 2)
+            first, *more = check_line(kind, c, self.s, self.fmt)
+            self.hang(first, 2)
+            for line in more:
+                self.hang(line, 6)
         self.print()
 
     @staticmethod
@@ -346,11 +350,12 @@ KNOWN_CHECK_KEYS = {"passed", "derivatives", "max_abs_error", "max_rel_error", "
                     "jacobian_entries_checked", "jacobian_entries_total"}
 
 
-def check_line(kind, c, s, fmt) -> Text:
-    """One check's verdict, whatever keys the check filled in."""
+def check_line(kind, c, s, fmt) -> list:
+    """One check's verdict, whatever keys the check filled in: the verdict line, then one
+    line per entry of any list it reports."""
     t = styled(f"{kind} check: ", style=STYLE["head"])
     if not isinstance(c, dict):
-        return t + user(c)
+        return [t + user(c)]
     passed = c.get("passed")
     if passed is True:
         t += styled(f"{s['ok']} agrees with autograd", style=STYLE["ok"])
@@ -382,21 +387,28 @@ def check_line(kind, c, s, fmt) -> Text:
             details.append(f"{escape_text(str(key)).replace('_', ' ')} {escape_text(str(value))}")
     if details:
         t += styled(" (" + "; ".join(details) + ")", style=STYLE["note"])
-    for key, value in c.items():
+    lines = [t]
+    for key, value in c.items():      # lists and records: one line per item
         if key in KNOWN_CHECK_KEYS or value in (None, [], {}, "") or (
                 isinstance(value, (int, float, str)) and not isinstance(value, bool)
                 and len(str(value)) <= 40):
             continue
-        t += styled(f"\n  {escape_text(str(key))}: ", style=STYLE["note"])
-        t += user(_short(value), STYLE["note"])
-    return t
+        items = value if isinstance(value, (list, tuple)) else [value]
+        label = escape_text(str(key)).replace("_", " ")
+        for item in items[:MAX_CHECK_ITEMS]:
+            lines.append(styled(f"  {label}: ", style=STYLE["note"]) + user(_item(item),
+                                                                             STYLE["note"]))
+        if len(items) > MAX_CHECK_ITEMS:
+            lines.append(styled(f"  ... {len(items) - MAX_CHECK_ITEMS} more {label} "
+                                "(all of them: --json)", style=STYLE["note"]))
+    return lines
 
 
-def _short(value, limit: int = 300) -> str:
+def _item(value, limit: int = 300) -> str:
+    """One entry of a check's list, e.g. {"leaf": "b", "index": [0], "op": None} ->
+    "leaf b, index [0]"."""
     if isinstance(value, dict):
-        text = "; ".join(f"{k}: {v}" for k, v in value.items())
-    elif isinstance(value, (list, tuple)):
-        text = "; ".join(str(v) for v in value)
+        text = ", ".join(f"{k} {v}" for k, v in value.items() if v not in (None, "", [], {}))
     else:
         text = str(value)
     return text if len(text) <= limit else text[:limit] + "..."

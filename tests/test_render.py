@@ -245,9 +245,15 @@ def test_unusual_check_reports_render(monkeypatch):
     assert res.return_value == 1                       # exit status 1: a check disagreed
     assert "symbolic check: ✗ DISAGREES with autograd (exit status 1)" in res.stdout
     assert "max abs error 2.5" in res.stdout
-    assert "nondifferentiable:" in res.stdout and "relu at 0" in res.stdout
+    assert re.search(r"^  nondifferentiable: leaf a, at relu at 0$", res.stdout, re.M)
     assert "[bold]x[/bold]" in res.stdout            # never read as markup
     assert "(per element)" in res.stdout               # a: no single formula
+    many = {"passed": True, "disagreements": [{"leaf": "a", "index": [i]} for i in range(9)]}
+    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: many)
+    out = view(["a*2", "a=1"])
+    assert "  disagreements: leaf a, index [4]" in out
+    assert "  disagreements: leaf a, index [5]" not in out
+    assert "... 4 more disagreements (all of them: --json)" in out
     monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: {"derivatives": "junk"})
     assert "symbolic check: skipped" in view(["a*2", "a=1"])
 
