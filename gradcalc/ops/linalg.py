@@ -106,8 +106,10 @@ def trace_infer(shapes, params):
 
 
 register(Op("trace", "x", lambda x: np.asarray(np.trace(x)),
-            # trace_backward: grad on the diagonal
-            (lambda g, ans, x: g[..., None, None] * np.eye(x.shape[0], x.shape[1], dtype=x.dtype),),
+            # trace_backward: grad filled into the diagonal of zeros (a select, so an
+            # infinite grad leaves the off-diagonal entries 0, not inf * 0 = NaN)
+            (lambda g, ans, x: np.where(np.eye(x.shape[0], x.shape[1], dtype=bool),
+                                        g[..., None, None], 0.0),),
             trace_infer, "TraceBackward0", "linalg",
             sympy=lambda sp, x, **_: S.osum(sp, np.diagonal(x)),
             samples=(("trace(M)", {"M": (3, 3)}, (-2.0, 2.0)),

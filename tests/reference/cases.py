@@ -736,6 +736,10 @@ E("nonfinite/prod-dim-nan", "prod(log(M), dim=1)", lambda M: torch.prod(torch.lo
   vars={"M": [[0.5, 0.0, -1.0], [0.5, 0.5, -1.0]]}, grad=[1.0, 1.0])
 E("nonfinite/prod-dim-inf-no-zero", "prod(1/M, dim=0)", lambda M: torch.prod(1 / M, dim=0),
   vars={"M": [[0.0, 2.0], [4.0, 0.5]]}, grad=[1.0, 1.0])
+# trace_backward fills the diagonal of zeros: off the diagonal the grad is exactly 0 even
+# for an infinite cotangent (here 1/0)
+E("nonfinite/trace-inf-cotangent", "trace(M) / x", lambda M, x: torch.trace(M) / x,
+  vars={"M": M23, "x": 0.0}, wrt=["M"])
 # binary_cross_entropy_backward divides by max((1 - x) x, EPSILON) with EPSILON a float
 # 1e-12 (9.99999996e-13 as a double): at x = 0, t = 1 the grad is -1/(4 EPSILON)
 E("kink/bce-input-zero-target-one", "binary_cross_entropy(x, t)",
