@@ -141,8 +141,9 @@ def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> list:
             continue
         row = M[i].reshape(leaf_shape) if leaf_shape else M[i, 0]
         text = fmt.line(row)
-        if len(text) > 36:
-            text = f"(row {_index(view.y, tuple(np.shape(view.r.output)), i)} of J)"
+        if len(text) > 36:      # too long to write out: name the row instead
+            text = "J" if m == 1 else \
+                f"(row {_index(view.y, tuple(np.shape(view.r.output)), i)} of J)"
         terms.append(f"{fmt.num(v[i])}{s['dot']}{text}")
     wide = max(24, view.width - 12)
     lhs = f"{name}.grad "
@@ -172,7 +173,10 @@ def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> list:
                 line += piece
         out.append(Text(line))
         out += [Text(" " * len(lhs) + "= " + st) for st in steps[1:]]
-        out[-1] += Text(note)
+        if note and out[-1].cell_len + len(note) <= view.width:
+            out[-1] += Text(note)
+        elif note:
+            out.append(Text(" " * (len(lhs) + 2) + note.strip()))
     weight = re.compile(r"(?:(?<=[ (])|^)[-+0-9.e]+(?=" + re.escape(s["dot"]) + ")")
     for t in out:           # the grad stands out; the weights have v's colour
         t.highlight_words([lhs + "=", steps[-1]], style=STYLE["grad"])
