@@ -12,7 +12,7 @@ import numpy as np
 from . import Op, broadcast, register
 from . import symforms as S
 from ..errors import GradcalcError
-from .reductions import log_softmax, softmax
+from .reductions import log_softmax
 
 # PyTorch's binary_cross_entropy_backward clamps (1 - x) x at a float 1e-12, which is
 # 9.99999996e-13 as a double: the grad at x = 0, t = 1 is -1 / (4 * this), to the last digit
@@ -157,18 +157,23 @@ def ce(x, t, _probs=False, _n=1, _cdim=0):
 
 
 def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):
-    p = softmax(x, dim=_cdim)
+    # torch's composition, step by step (it decides where an infinite grad gives NaN):
+    # nll_loss_backward scatters -grad/n into the target class (indices), or -(grad/N) * t
+    # flows back through the product (probabilities); then log_softmax_backward_data:
+    # gl - exp(log_softmax) * sum(gl, class dim)
+    gn = -(_g(g, x.ndim) / _n)
     if _probs:
-        d = p * np.sum(t, axis=_cdim, keepdims=True) - t
+        gl = gn * t
     else:
-        d = p - _onehot(x, t, _cdim)
-    return _g(g, x.ndim) * (d / _n)
+        gl = np.where(_onehot(x, t, _cdim) != 0, gn, 0.0)
+    ls = log_softmax(x, dim=_cdim)
+    return gl - np.exp(ls) * np.sum(gl, axis=_cdim - x.ndim, keepdims=True)
 
 
 def _ce_t(g, ans, x, t, _probs=False, _n=1, _cdim=0):
     if not _probs:
         return None             # class indices are never differentiated
-    return _g(g, x.ndim) * (-log_softmax(x, dim=_cdim) / _n)
+    return -(_g(g, x.ndim) / _n) * log_softmax(x, dim=_cdim)
 
 
 def ce_form(sp, x, t, _probs=False, _n=1, _cdim=0, _at=None, **_):

@@ -740,6 +740,19 @@ E("nonfinite/prod-dim-inf-no-zero", "prod(1/M, dim=0)", lambda M: torch.prod(1 /
 # for an infinite cotangent (here 1/0)
 E("nonfinite/trace-inf-cotangent", "trace(M) / x", lambda M, x: torch.trace(M) / x,
   vars={"M": M23, "x": 0.0}, wrt=["M"])
+# cross_entropy is log_softmax then nll_loss (class indices) or -(log_softmax * target).sum()
+# / N (probabilities) in torch; with an infinite cotangent (1/0) the composition gives NaN
+# where -inf meets +inf, which a fused "softmax - target" rule would not
+CE_X = [[1.0, 2.0, 0.5], [0.0, -1.0, 1.0]]
+E("nonfinite/ce-index-inf-cotangent", "cross_entropy(x, [0, 2]) / a",
+  lambda x, a: F.cross_entropy(x, torch.tensor([0, 2])) / a, vars={"x": CE_X, "a": 0.0},
+  wrt=["x"])
+E("nonfinite/ce-index-1d-inf-cotangent", "cross_entropy(x, 1) / a",
+  lambda x, a: F.cross_entropy(x, torch.tensor(1)) / a, vars={"x": [1.0, 2.0, 0.5], "a": 0.0},
+  wrt=["x"])
+E("nonfinite/ce-probs-inf-cotangent", "cross_entropy(x, t) / a",
+  lambda x, t, a: F.cross_entropy(x, t) / a,
+  vars={"x": CE_X, "t": [[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]], "a": 0.0}, wrt=["x", "t"])
 # binary_cross_entropy_backward divides by max((1 - x) x, EPSILON) with EPSILON a float
 # 1e-12 (9.99999996e-13 as a double): at x = 0, t = 1 the grad is -1/(4 EPSILON)
 E("kink/bce-input-zero-target-one", "binary_cross_entropy(x, t)",
