@@ -347,6 +347,22 @@ def test_program_file_with_option_line(tmp_path):
                                [3 + math.log(6), 6 + math.log(7), 9 + math.log(8)], rtol=1e-15)
 
 
+def test_program_from_stdin_and_option_line_forms(tmp_path):
+    # -f - reads the program from stdin; y = 3x, v = 1: grad 3
+    obj = js("-f", "-", "-g", "1", input="x = [1, 2]\ny = x * 3\n")
+    assert obj["output"]["name"] == "y" and obj["grads"]["x"] == [3.0, 3.0]
+    # #: options written --opt=VALUE or with a quoted VALUE; --dtype and --seed there too
+    prog = tmp_path / "o.grad"
+    prog.write_text("#: --grad=[1,2] --dtype float32\n#: --seed 3\nx = [1, 2]\n"
+                    "r = rand(2)\ny = x * 3 + r * 0\n")
+    obj = js("-f", prog)
+    assert obj["cotangent"] == [1.0, 2.0] and obj["dtype"] == "float32"
+    assert obj["grads"]["x"] == [3.0, 6.0] and obj["grads"]["r"] == [0.0, 0.0]
+    assert js("-f", prog) == obj                     # --seed 3 from the #: line repeats
+    prog.write_text("#: --grad '[1, 2]'\nx = [1, 2]\ny = x * 3\n")
+    assert js("-f", prog)["cotangent"] == [1.0, 2.0]
+
+
 def test_program_file_options_not_allowed(tmp_path):
     prog = tmp_path / "bad.grad"
     prog.write_text("#: --json\nx = 1\ny = x*2\n")
@@ -495,17 +511,34 @@ def test_no_jacobian_and_large_jacobian_note():
 
 
 # ---------------------------------------------------------------- exit statuses and errors
-def test_exit_1_when_a_check_disagrees():
-    # exp'(1) = e exactly in autograd; a central difference with step h errs by about
-    # h^2 e / 6 (~1e-11), more than a zero tolerance allows: the check disagrees
-    r = cli("exp(x)", "x=1", "--check", "numeric", "--rtol", "0", "--atol", "0", "--json")
-    assert r.code == 1
-    assert r.json["checks"]["numeric"]["passed"] is False
-    assert r.json["grads"]["x"] == math.e
-    assert 0 < r.json["checks"]["numeric"]["max_abs_error"] < 1e-6
-    # with the default tolerances it agrees
-    r = cli("exp(x)", "x=1", "--check", "numeric", "--json")
-    assert r.code == 0 and r.json["checks"]["numeric"]["passed"] is True
+@pytest.fixture
+def wrong_exp_rule(monkeypatch):
+    """A deliberately wrong VJP for exp (2 e^x instead of e^x), as a bug would be."""
+    from gradcalc.ops import OPS
+    monkeypatch.setattr(OPS["exp"], "vjps", (lambda g, ans, x: 2.0 * g * ans,))
+
+
+@pytest.mark.parametrize("check", ["numeric", "symbolic", "all"])
+def test_exit_1_when_a_check_disagrees(wrong_exp_rule, check):
+    # autograd now says d/dx exp(x) = 2e at x = 1; finite differences and sympy say e
+    r = cli("exp(x)", "x=1", "--check", check, "--json")
+    assert r.code == 1, r.err
+    assert r.json["grads"]["x"] == 2 * math.e
+    ran = ["symbolic", "numeric"] if check == "all" else [check]
+    assert sorted(r.json["checks"]) == sorted(ran)
+    assert all(r.json["checks"][k]["passed"] is False for k in ran)
+    # --check none runs nothing, so nothing can disagree
+    assert cli("exp(x)", "x=1", "--check", "none", "--json").code == 0
+
+
+@pytest.mark.parametrize("check", ["numeric", "symbolic"])
+def test_exit_0_when_checks_agree(check):
+    r = cli("exp(x) * sin(x)", "x=1", "--check", check, "--json")
+    assert r.code == 0, r.err
+    assert r.json["checks"][check]["passed"] is True
+    # d/dx e^x sin x = e^x (sin x + cos x)
+    assert r.json["grads"]["x"] == pytest.approx(math.e * (math.sin(1) + math.cos(1)),
+                                                 rel=1e-15)
 
 
 @pytest.mark.parametrize("argv,kind", [

@@ -243,6 +243,16 @@ def test_program_with_option_line_and_function():
     assert r["grads"]["w"] == [4.0, 3.0]
 
 
+def test_request_fields_override_the_programs_option_line():
+    prog = "#: --grad 1,2 --repeat 2\nx = [1, 2]\ny = x * 3"
+    # from the #: line: v = [1, 2], two calls: 2 * 3 * v = [6, 12]
+    _, r = one({"program": prog, "check": "none"})
+    assert (r["cotangent"], r["repeat"], r["grads"]["x"]) == ([1.0, 2.0], 2, [6.0, 12.0])
+    # the request's own fields win: v = [1, 1], one call
+    _, r = one({"program": prog, "check": "none", "repeat": 1, "grad": [1, 1]})
+    assert (r["cotangent"], r["repeat"], r["grads"]["x"]) == ([1.0, 1.0], 1, [3.0, 3.0])
+
+
 def test_jacobian_field():
     base = {"expr": "x*2", "vars": {"x": [1, 2]}, "grad": 1, "check": "none"}
     assert one({**base, "jacobian": False})[1]["jacobian"] is None
@@ -284,11 +294,14 @@ def test_name_value_arguments_are_refused():
 
 
 # ---------------------------------------------------------------- exit statuses
-def test_exit_status_ok_disagree_failed():
-    ok = {"expr": "exp(x)", "vars": {"x": 1}, "check": "numeric"}
-    # a central difference errs by ~h^2 e / 6 for exp'(1): over a zero tolerance
-    disagree = {"expr": "exp(x)", "vars": {"x": 1}, "check": "numeric", "rtol": 0, "atol": 0}
-    bad = {"expr": "exp(x"}
+def test_exit_status_ok_disagree_failed(monkeypatch):
+    from gradcalc.ops import OPS
+    # a deliberately wrong rule for exp (2 e^x), as a bug would be: the numeric check of any
+    # request through exp disagrees; sin's rule is untouched
+    monkeypatch.setattr(OPS["exp"], "vjps", (lambda g, ans, x: 2.0 * g * ans,))
+    ok = {"expr": "sin(x)", "vars": {"x": 1}, "check": "numeric"}
+    disagree = {"expr": "exp(x)", "vars": {"x": 1}, "check": "numeric"}
+    bad = {"expr": "sin(x"}
     assert stream([ok, ok])[0] == 0
     code, results, _ = stream([ok, disagree, ok])
     assert code == 1
