@@ -257,11 +257,81 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
                                     seed), limits or Limits())
 
 
-def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
-        allow_files=True, progress=None) -> Result:
-    from . import autograd
+def compile_program(text: str, bindings: dict, dtype, s: Settings, limits: Limits):
     from .compile import Compiler
     from .parser import parse_program
+    stmts = parse_program(text, limits.max_depth)
+    try:
+        return Compiler(text, bindings, dtype=dtype, wrt=s.wrt, seed=s.seed,
+                        limits=limits).program(stmts)
+    except GradcalcError as err:
+        raise err.with_source(text)
+
+
+class ProgramCache:
+    """Compiled programs, for a stream of requests (JSON Lines): a program's graph depends
+    on its text, dtype, wrt, seed, limits and the names and shapes of the bound variables,
+    never on their values, so each distinct one is parsed and compiled once and its leaves
+    are rebound to every later request's values. The rebound graph shares the compiled
+    one's `autograd.memo`, where derived data (the engine's plan, the symbolic check's
+    derivation) is kept. Programs that draw random numbers, and large ones, are compiled
+    every time."""
+
+    MAX_PROGRAMS = 256
+    MAX_ELEMENTS = 1 << 16
+
+    def __init__(self):
+        self._settings = {}
+        self._graphs = {}
+
+    def settings(self, text: str) -> Settings:
+        hit = self._settings.get(text)
+        if hit is None:
+            hit = program_settings(text)
+            if len(self._settings) >= self.MAX_PROGRAMS:
+                self._settings.clear()
+            self._settings[text] = hit
+        return hit
+
+    def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits):
+        key = (text, dtype.str, None if s.wrt is None else tuple(s.wrt), s.seed,
+               tuple(vars(limits).items()),
+               tuple((name, v.shape) for name, v in bindings.items()))
+        hit = self._graphs.get(key)
+        if hit is not None:
+            template, bound = hit
+            return rebind(template, bound, bindings)
+        graph = compile_program(text, bindings, dtype, s, limits)
+        if sum(n.size for n in graph.nodes) <= self.MAX_ELEMENTS and "rand" not in text:
+            bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
+                     and eq.value is bindings[eq.name]]
+            if len(self._graphs) >= self.MAX_PROGRAMS:
+                self._graphs.clear()
+            self._graphs[key] = (graph, bound)
+        return graph
+
+
+def rebind(template, bound, bindings):
+    """A copy of a compiled graph whose leaves `bound` (node ids) hold new values."""
+    import copy
+    from .compile import Eq
+    from . import autograd
+    autograd.memo(template)
+    nodes = list(template.nodes)
+    for i in bound:
+        old = nodes[i]
+        new = Eq(old.id, old.kind, old.op, old.inputs, old.params, old.shape, old.pos,
+                 old.name, bindings[old.name])
+        new.requires_grad, new.torch = old.requires_grad, old.torch
+        nodes[i] = new
+    graph = copy.copy(template)         # shares memo (the dict), not the node list
+    graph.nodes = nodes
+    return graph
+
+
+def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
+        allow_files=True, progress=None, cache: ProgramCache | None = None) -> Result:
+    from . import autograd
 
     if not isinstance(text, str):
         raise GradcalcError("usage", "the expression must be a string")
@@ -364,7 +434,13 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     else:
         want_jac = True
 
-    grads_once = autograd.backward(graph, values, cot, output, free=lean and not want_jac)
+    # an elementwise program's grads and Jacobian come from one batched pass
+    both = autograd.vjp_and_jacobian(graph, values, cot, output, want_ids) if want_jac \
+        else None
+    if both is None:
+        grads_once = autograd.backward(graph, values, cot, output, free=lean and not want_jac)
+    else:
+        grads_once, J = both
     grads = {}
     for name in wanted:
         i = leaf_ids[name]
@@ -375,7 +451,8 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     no_path = [n for n in wanted if leaf_ids[n] not in grads_once]
 
     if want_jac:
-        J = autograd.jacobian(graph, values, output, want_ids)
+        if both is None:
+            J = autograd.jacobian(graph, values, output, want_ids)
         jac = {n: J[leaf_ids[n]] for n in wanted}
 
     if lean:

@@ -30,6 +30,8 @@ from .compile import Graph
 STRUCTURE_MIN = 64
 # a forward is lean (drops dead intermediates, reuses buffers) above this many elements
 LEAN_MIN = 1 << 16
+# dead buffers a lean forward keeps for later ufunc results
+POOL = 2
 # False: api.run takes the plain path everywhere (tests compare the two)
 ECONOMY = True
 _ELEMENTWISE_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow"})
@@ -199,6 +201,7 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
     if lean:
         p = plan(graph, last)
         owned = set()        # ids whose buffer forward allocated and nothing views
+        spare = []           # dead owned buffers not yet written again (at most POOL)
     with np.errstate(all="ignore"):
         for eq in nodes[: last + 1]:
             if eq.kind != "op":
@@ -216,15 +219,21 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
             dead = p.fw_dead.get(eq.id, ())
             out = None
             f = eq.op.forward
-            if dead and isinstance(f, np.ufunc) and f.nout == 1 and f.nin == len(args) \
+            if isinstance(f, np.ufunc) and f.nout == 1 and f.nin == len(args) \
                     and not eq.params and all(a.dtype == dtype for a in args):
-                for k in dead:
-                    if k in owned and k != eq.id and values[k].shape == eq.shape:
-                        # same loop, same inputs: only where the result is written changes
-                        out = f(*args, out=values[k])
-                        owned.discard(k)
-                        owned.add(eq.id)
-                        break
+                # a dead input's buffer, else a spare one: the same loop on the same inputs,
+                # only where the result is written changes (and no fresh page is touched)
+                buf = next((k for k in dead if k in owned and k != eq.id
+                            and values[k].shape == eq.shape), None)
+                if buf is not None:
+                    out = f(*args, out=values[buf])
+                    owned.discard(buf)
+                else:
+                    at = next((m for m, b in enumerate(spare) if b.shape == eq.shape), None)
+                    if at is not None:
+                        out = f(*args, out=spare.pop(at))
+                if out is not None:
+                    owned.add(eq.id)
             if out is None:
                 out = f(*args, **eq.params)
                 if not isinstance(out, np.ndarray) or out.dtype != dtype:
@@ -235,6 +244,8 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
                     owned.difference_update(eq.inputs)
             values[eq.id] = out
             for k in dead:
+                if k in owned and len(spare) < POOL and k != eq.id:
+                    spare.append(values[k])
                 values[k] = None
                 owned.discard(k)
     return values
@@ -360,10 +371,12 @@ def _exact_matrix(m):
     """`m` as the identity batch through a product gives it (sums of one exact term and
     exact zeros, which start from +0.0): None when m holds a non-finite value (0*inf makes
     NaN there), m itself when it has no zero, else m + 0.0 (-0.0 becomes +0.0)."""
-    with np.errstate(all="ignore"):
-        if not math.isfinite(float(np.sum(m))) and not np.isfinite(m).all():
-            return None
-    if np.count_nonzero(m) == m.size:
+    if m.size == 0:
+        return m
+    lo, hi = float(m.min()), float(m.max())      # NaN-propagating, vectorised, no temporary
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    if lo > 0 or hi < 0 or not (m == 0).any():
         return m
     return m + 0.0
 
@@ -417,6 +430,39 @@ def identity_seeds(graph: Graph, values, output: int):
     return seeds
 
 
+def is_elementwise(graph: Graph, output: int) -> bool:
+    """elementwise_path, remembered per compiled program."""
+    m = memo(graph)
+    key = f"elementwise:{output}"
+    hit = m.get(key)
+    if hit is None:
+        hit = m[key] = elementwise_path(graph, output)
+    return hit
+
+
+def vjp_and_jacobian(graph: Graph, values, cotangent, output: int, leaf_ids):
+    """(backward(cotangent), jacobian) in one pass when the program is elementwise: the batch
+    [v, ones, zeros] gives v's grads, the diagonal and the off-diagonal columns, each
+    position computed exactly as the separate passes compute it. None otherwise."""
+    if not ECONOMY or not is_elementwise(graph, output):
+        return None
+    oshape = graph.nodes[output].shape
+    dtype = graph.dtype
+    g = np.empty((3,) + oshape, dtype=dtype)
+    g[0] = cotangent
+    g[1] = 1
+    g[2] = 0
+    three = backward(graph, values, g, output, batch=(3,))
+    grads = {i: v[0] for i, v in three.items()}
+    J = {}
+    for i in leaf_ids:
+        if i in three:
+            J[i] = _expand_diagonal(three[i][1], three[i][2], oshape, dtype)
+        else:
+            J[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
+    return grads, J
+
+
 def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None = None):
     """Every leaf's Jacobian. Layout output.shape + leaf.shape, as
     torch.autograd.functional.jacobian, rows the VJPs with the basis vectors. Dense: the
@@ -430,7 +476,7 @@ def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None
         structure = ECONOMY and n >= STRUCTURE_MIN
     grads = None
     if structure and n > 1:
-        if elementwise_path(graph, output):
+        if is_elementwise(graph, output):
             g = np.zeros((2,) + oshape, dtype=dtype)
             g[0] = 1
             two = backward(graph, values, g, output, batch=(2,))

@@ -153,7 +153,8 @@ def settings_of(req, defaults):
 
 
 def serve(defaults, limits, debug=False):
-    from .api import run
+    from .api import ProgramCache, run
+    cache = ProgramCache()      # each distinct program is parsed and compiled once
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
     out = sys.stdout
@@ -183,7 +184,7 @@ def serve(defaults, limits, debug=False):
             check_fields(req)
             text, vars_, settings = settings_of(req, defaults)
             try:
-                result = run(text, vars_, settings, limits, allow_files=False)
+                result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
             obj = result.to_json()

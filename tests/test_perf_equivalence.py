@@ -68,12 +68,14 @@ def plain_jacobian(graph, values, output, leaf_ids):
 
 
 def assert_same(got, want, what):
-    """Bitwise: shape, dtype, values, NaN positions and the sign of every zero."""
+    """Shape, dtype, values, NaN positions and the sign of every zero: all that JSON can
+    show (a NaN's sign bit is not: it is "NaN" either way, and numpy's loops differ in it)."""
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape, (what, got.shape, want.shape)
     assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
     assert np.array_equal(got, want, equal_nan=True), f"{what}: {got} != {want}"
-    assert np.array_equal(np.signbit(got), np.signbit(want)), f"{what}: signs of zeros differ"
+    signs = np.signbit(got) == np.signbit(want)
+    assert (signs | np.isnan(want)).all(), f"{what}: signs of zeros differ"
 
 
 # ---------------------------------------------------------------- inputs
@@ -315,3 +317,165 @@ def test_all_finite_is_isfinite_all():
     for a in (np.zeros(0), np.arange(5.0), big, np.array([1.0, np.nan]),
               np.array([np.inf, -np.inf]), np.float32([3e38, 3e38]), np.array(np.inf)):
         assert autograd.all_finite(a) == bool(np.isfinite(a).all()), a
+
+
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_pass_grads_and_jacobian_equal_two_passes(expr, shapes, domain, dtype):
+    """An elementwise program's grads and Jacobian from one batched pass [v, ones, zeros]
+    are the separate passes' numbers; other programs are refused (None)."""
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        out = graph.output
+        values = plain_forward(graph, out)
+        leaf_ids = sorted(graph.leaves.values())
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
+        both = autograd.vjp_and_jacobian(graph, values, cot, out, leaf_ids)
+        if not autograd.elementwise_path(graph, out):
+            assert both is None
+            continue
+        grads, J = both
+        ref = plain_backward(graph, values, cot, out)
+        assert sorted(grads) == sorted(ref)
+        for i in ref:
+            assert_same(grads[i], ref[i], f"{expr}: grad of {graph.nodes[i].name}")
+        want = plain_jacobian(graph, values, out, leaf_ids)
+        for i in leaf_ids:
+            assert_same(J[i], want[i], f"{expr}: J of {graph.nodes[i].name}")
+
+
+# ---------------------------------------------------------------- through the API and JSON Lines
+API_CASES = [
+    ("3*a + 2*b*b + log(c)", {"a": "linspace(-1, 1, 300)", "b": "linspace(0, 2, 300)",
+                              "c": "linspace(0.5, 3, 300)"}, "linspace(-1, 1, 300)"),
+    ("sin(a)*b + a**2", {"a": "linspace(-3, 3, 70)", "b": "linspace(1, 2, 70)"}, 1.0),
+    ("W @ tanh(a)", {"W": "reshape(linspace(-1, 1, 4900), 70, 70)", "a": "linspace(-2, 2, 70)"},
+     1.0),
+    ("y = x * x\nz = exp(y) + y\nsum(z * x)", {"x": "linspace(-1, 1, 100000)"}, None),
+    ("sqrt(x) * relu(x)", {"x": "linspace(-1, 1, 101)"}, 1.0),
+]
+
+
+@pytest.mark.parametrize("expr,vars_,grad", API_CASES, ids=[c[0].replace("\n", ";")
+                                                             for c in API_CASES])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_api_economies_change_no_output(expr, vars_, grad, dtype, monkeypatch):
+    """gradcalc.compute with every economy (lean forward above LEAN_MIN, structured and
+    one-pass Jacobians) against the plain path: the same JSON, byte for byte."""
+    import json
+
+    import gradcalc
+
+    def run():
+        r = gradcalc.compute(expr, grad=grad, dtype=dtype, check="none", jacobian=True, **vars_)
+        return json.dumps(r.to_json(), allow_nan=False), r
+
+    monkeypatch.setattr(autograd, "LEAN_MIN", 1000)
+    fast, r = run()
+    monkeypatch.setattr(autograd, "ECONOMY", False)
+    plain, _ = run()
+    assert fast == plain
+    monkeypatch.setattr(autograd, "ECONOMY", True)
+    # a reader of Result.values sees every intermediate, dropped or not
+    full = plain_forward(r.graph, r.output_id)
+    for i, v in enumerate(full):
+        if v is not None:
+            assert_same(r.values[i], v, f"{expr}: Result.values[{i}]")
+
+
+def _requests():
+    rng = np.random.default_rng(7)
+    reqs = []
+    for k in range(12):
+        a, b = rng.uniform(-2, 2, (2, 3)).round(3).tolist()
+        c = rng.uniform(0.5, 3, 3).round(3).tolist()
+        reqs.append({"id": k, "expr": "3*a + 2*b*b + log(c)", "vars": {"a": a, "b": b, "c": c},
+                     "grad": [0.1, 1.0, 0.0001]})
+    reqs += [
+        {"id": "shape", "expr": "3*a + 2*b*b + log(c)", "vars": {"a": [1, 2], "b": [3, 4],
+                                                                  "c": [5, 6]}, "grad": 1},
+        {"id": "f32", "expr": "3*a + 2*b*b + log(c)", "dtype": "float32",
+         "vars": {"a": [1, 2], "b": [3, 4], "c": [5, 6]}, "grad": 1},
+        {"id": "wrt", "expr": "3*a + 2*b*b + log(c)", "wrt": ["b"],
+         "vars": {"a": [1, 2], "b": [3, 4], "c": [5, 6]}, "grad": 1},
+        {"id": "prog", "program": "#: --grad 1\nx = ones(2, 2)\ny = x * w\nmean(y ** 2)",
+         "vars": {"w": [[1, 2], [3, 4]]}},
+        {"id": "prog2", "program": "#: --grad 1\nx = ones(2, 2)\ny = x * w\nmean(y ** 2)",
+         "vars": {"w": [[5, 6], [7, 8]]}},
+        {"id": "override", "program": "x = ones(2, 2)\nmean(x * w)", "vars": {"x": [[2, 2], [2, 2]],
+                                                                           "w": [[1, 2], [3, 4]]}},
+        {"id": "override2", "program": "x = ones(2, 2)\nmean(x * w)",
+         "vars": {"w": [[1, 2], [3, 4]]}},
+        {"id": "rand", "expr": "sum(x * rand(3))", "vars": {"x": [1, 2, 3]}},
+        {"id": "rand2", "expr": "sum(x * rand(3))", "vars": {"x": [1, 2, 3]}},
+        {"id": "bad", "expr": "log(c) + q", "vars": {"c": [1, 2]}, "grad": 1},
+        {"id": "bad2", "expr": "log(c) + q", "vars": {"c": [1, 2]}, "grad": 1},
+        {"id": "nan", "expr": "log(c) * a", "vars": {"c": [-1, 0], "a": [1, 2]}, "grad": 1},
+        {"id": "nan2", "expr": "log(c) * a", "vars": {"c": [1, 0], "a": [0, 2]}, "grad": 1},
+        {"id": "of", "program": "y = a * b\nz = sum(y)", "of": "y", "vars": {"a": [1, 2],
+                                                                         "b": [3, 4]}, "grad": 1},
+        {"id": "unused", "expr": "a * 2", "vars": {"a": [1, 2], "b": [3]}, "grad": 1},
+        {"id": "unused2", "expr": "a * 2", "vars": {"b": [3], "a": [1, 2]}, "grad": 1},
+    ]
+    return reqs
+
+
+def _serve(reqs, options=()):
+    import io
+    import sys
+
+    from gradcalc.api import Settings
+    from gradcalc.errors import Limits
+    from gradcalc.jsonl import serve
+
+    data = "".join(json.dumps(r) + "\n" for r in reqs).encode()
+
+    class Stdin:
+        buffer = io.BytesIO(data)
+
+    out = io.StringIO()
+    old = sys.stdin, sys.stdout
+    sys.stdin, sys.stdout = Stdin, out
+    try:
+        status = serve(Settings(*options), Limits())
+    finally:
+        sys.stdin, sys.stdout = old
+    return status, out.getvalue()
+
+
+import json  # noqa: E402
+
+
+@pytest.mark.parametrize("check", ["none", "symbolic", "numeric"])
+def test_cached_json_lines_equal_uncached(check, monkeypatch):
+    """Each distinct program is compiled once and rebound: the stream's output is the one
+    compiling every request gives, byte for byte (random programs drawn anew, errors
+    repeated, leaves bound in another order kept apart)."""
+    from gradcalc import api
+
+    reqs = _requests()
+    for r in reqs:
+        r["check"] = check
+    cached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
+    compiled = []
+    real = api.compile_program
+
+    def counting(*a, **k):
+        compiled.append(a[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(api, "compile_program", counting)
+    again = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
+    assert cached == again
+    # the seed program was compiled once for its 12 requests with 3-element vars
+    assert compiled.count("3*a + 2*b*b + log(c)") == 1 + 3    # + 2-element, float32, wrt
+    assert compiled.count("sum(x * rand(3))") == 2
+    monkeypatch.setattr(api.ProgramCache, "graph",
+                        lambda self, text, b, d, s, lim: api.compile_program(text, b, d, s, lim))
+    uncached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
+    assert cached == uncached
+    lines = cached[1].splitlines()
+    assert len(lines) == len(reqs)
+    by_id = {json.loads(ln).get("id"): json.loads(ln) for ln in lines}
+    assert by_id[0]["grads"]["a"] == [0.30000000000000004, 3.0, 0.00030000000000000003]
+    assert by_id["prog"]["grads"]["w"] != by_id["prog2"]["grads"]["w"]
+    assert by_id["rand"]["output"] == by_id["rand2"]["output"]      # seeded by seed=0
