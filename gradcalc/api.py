@@ -110,7 +110,8 @@ def normalise(s: Settings, limits: Limits) -> Settings:
     if rep < 1:
         raise GradcalcError("usage", f"--repeat must be at least 1, got {rep}")
     if rep > limits.max_repeat:
-        raise GradcalcError("limit", f"--repeat {rep} is over the limit of {limits.max_repeat:,}")
+        raise GradcalcError("limit", f"--repeat {rep} is over the limit of {limits.max_repeat:,} "
+                                     "(--max-repeat)")
     out.repeat = rep
     for name in ("rtol", "atol"):
         v = getattr(s, name)
@@ -337,7 +338,7 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         raise GradcalcError("usage", "the expression must be a string")
     if len(text) > limits.max_text:
         raise GradcalcError("limit", f"the text is {len(text):,} characters, over the limit of "
-                                     f"{limits.max_text:,}")
+                                     f"{limits.max_text:,} (--max-text)")
     try:
         s = normalise(settings.merged_over(program_settings(text)), limits)
     except GradcalcError as err:

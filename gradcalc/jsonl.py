@@ -165,7 +165,9 @@ def serve(defaults, limits, debug=False):
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 line = None
-            if line is not None and not line.strip():
+            # blank means JSON whitespace only: a line of U+3000 or U+00A0 is not silently
+            # skipped (str.strip() would), it is answered as not JSON
+            if line is not None and not line.strip(" \t\r\n"):
                 continue
         rid, has_id = None, False
         try:

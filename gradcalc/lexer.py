@@ -51,7 +51,7 @@ def tokenize(text: str) -> list[Token]:
                 tokens.append(Token("sep", "\n", i))
             i += 1
             continue
-        if ch.isascii() and (ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit())):
+        if "0" <= ch <= "9" or (ch == "." and i + 1 < n and "0" <= text[i + 1] <= "9"):
             m = _NUMBER.match(text, i)
             end = m.end()
             if end < n and (text[end].isalpha() or text[end] == "_") and text[end].isascii():

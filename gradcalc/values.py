@@ -102,7 +102,8 @@ def parse_value(text: str, label: str = "", *, dtype=np.float64, limits: Limits 
     """A VALUE from the command line (or a string inside JSON)."""
     limits = limits or Limits()
     if len(text) > limits.max_text:
-        raise _err(label, f"the value is longer than {limits.max_text:,} characters", "limit")
+        raise _err(label, f"the value is longer than {limits.max_text:,} characters "
+                          "(--max-text)", "limit")
     if text.startswith("@"):
         return read_file(text[1:], label, dtype=dtype, limits=limits, seed=seed, stdin=stdin)
     stripped = text.strip(_ASCII_SPACE)       # not str.strip(): it drops U+00A0, U+3000 ...
@@ -168,6 +169,8 @@ def read_file(path: str, label="", *, dtype=np.float64, limits=None, seed=None, 
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise _err(label, f"cannot read @{shown[1:-1]}: {reason.lower()}") from None
+    except ValueError:        # a NUL byte, or a lone surrogate the file system cannot encode
+        raise _err(label, f"cannot read @{shown[1:-1]}: not a valid file name") from None
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
         return _read_npy(path, label, dtype, limits)
