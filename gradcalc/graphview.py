@@ -96,7 +96,7 @@ def describe(result, eq, fmt: Numbers, names: dict) -> dict:
 
 # -- the tree (--graph) ------------------------------------------------------------------
 
-def _label(d: dict, is_output: bool):
+def _label(d: dict, is_output: bool = False):
     from rich.text import Text
     from .errors import escape_text
     from .render import STYLE
@@ -115,8 +115,6 @@ def _label(d: dict, is_output: bool):
         t.append(f"  {d['value']}", style=STYLE["note"] if dim else "")
     if d.get("why"):
         t.append(f"  ({d['why']})", style=STYLE["note"])
-    if is_output:
-        t.append("  <- output", style=STYLE["note"])
     return t
 
 

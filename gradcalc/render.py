@@ -23,6 +23,7 @@ from .formatting import Numbers, fits, formula, shape_text, summary
 MAX_J_ROWS = 12          # rows of a Jacobian shown before its middle is elided
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
+PROSE_WIDTH = 100        # explanations wrap here even on a wider terminal
 MAX_CHECK_ITEMS = 5      # entries of a check's list (disagreements, ...) shown
 MAX_SUM_TERMS = 4        # terms of v[0]·J[0] + v[1]·J[1] + ... written out
 
@@ -108,6 +109,7 @@ class View:
         self.s = UNICODE if enc.startswith("utf") else ASCII
         self.fmt = Numbers(precision, ascii_only=self.s is ASCII)
         self.width = self.c.width
+        self.prose = min(self.width, PROSE_WIDTH)   # sentences stay readable on wide screens
         self.summarised = False
         leaves = result.leaves
         name = result.output_name
@@ -122,13 +124,13 @@ class View:
 
     def hang(self, text: Text, indent: int):
         """A paragraph whose continuation lines are indented by `indent`."""
-        for k, line in enumerate(text.wrap(self.c, max(20, self.width - indent))):
+        for k, line in enumerate(text.wrap(self.c, max(20, self.prose - indent))):
             line.rstrip()
             self.c.print(Text(" " * indent) + line if k else line)
 
     def note(self, text: Text, indent: int = 2):
         """An indented paragraph; wrapped lines keep the indent (and no trailing blanks)."""
-        for line in text.wrap(self.c, max(20, self.width - indent)):
+        for line in text.wrap(self.c, max(20, self.prose - indent)):
             line.rstrip()
             self.c.print(Text(" " * indent) + line)
 
@@ -163,8 +165,8 @@ class View:
         self.checks()
         if show_graph:
             from .graphview import tree
-            self.print(styled("autograd graph (from the output back to the leaves; "
-                            "PyTorch's grad_fn names)", style=STYLE["head"]))
+            self.print(styled(f"autograd graph: from the output {self.y} back to the leaves, "
+                              "with PyTorch's grad_fn names", style=STYLE["head"]))
             self.print(tree(self.r, self.fmt, self.width, self.y))
             self.print()
         if self.summarised:

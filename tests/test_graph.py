@@ -39,7 +39,9 @@ def tree_part(out):
 def test_seed_tree_has_pytorch_names_from_output_to_leaves():
     out = tree_part(invoke(["-f", SEED, "--graph"]))
     lines = out.splitlines()
-    assert lines[1] == "y = AddBackward0  (3,)  [22.7918, 39.9459, 61.0794]  <- output"
+    assert lines[0] == ("autograd graph: from the output y back to the leaves, with PyTorch's "
+                        "grad_fn names")
+    assert lines[1] == "y = AddBackward0  (3,)  [22.7918, 39.9459, 61.0794]"
     body = "\n".join(lines[1:])
     # y = (3*a + 2*b*b) + log(c): the sum of products on one side, LogBackward0 on the other
     assert "├── AddBackward0  (3,)  [21, 38, 59]" in body
