@@ -323,7 +323,9 @@ def log_softmax(x, dim=-1):
 
 
 def _dimsum(v, dim, x):
-    return v * 0 if x.ndim == 0 else np.sum(v, axis=dim, keepdims=True)
+    # a 0-d input is one slice of one element: its sum is the element itself, so the rules
+    # below give 0, the derivative of the constants softmax = 1 and log_softmax = 0
+    return v if x.ndim == 0 else np.sum(v, axis=dim, keepdims=True)
 
 
 register(Op("softmax", "x, dim:int=-1", softmax,

@@ -337,6 +337,12 @@ E("norm/pinf-dim-neg1", "norm(M, p=inf, dim=-1)", lambda M: t_norm(M, math.inf, 
 E("norm/p3-dim0", "norm(M, p=3, dim=0)", lambda M: t_norm(M, 3, dim=0), vars={"M": R23},
   grad=[1.0, -2.0, 0.5])
 
+# softmax of a 0-d array is the constant 1 (log_softmax the constant 0): its grad is 0,
+# since the sum over the one element is that element (softmax_backward_data: y (g - g y))
+E("red/softmax/scalar", "softmax(a) + a", lambda a: torch.softmax(a, dim=-1) + a, vars={"a": 0.5})
+E("red/log_softmax/scalar", "log_softmax(a) * 3", lambda a: torch.log_softmax(a, dim=-1) * 3,
+  vars={"a": 0.5})
+
 # ================================================================ 4. linear algebra
 A23 = arr((2, 3), 21)
 B34 = arr((3, 4), 22)
