@@ -262,6 +262,16 @@ def test_scalar_output_rejects_a_vector_cotangent():
     assert r.code == 2 and r.json["error"]["kind"] == "shape"
 
 
+def test_mse_loss_broadcasts_its_target():
+    # torch's mse_loss broadcasts (with a warning): mean((x - 1)^2) over x = [1, 2, 3] is
+    # (0 + 1 + 4) / 3; grad 2 (x - 1) / 3 = [0, 2/3, 4/3]; the scalar target's grad is
+    # -sum(2 (x - 1) / 3) = -2
+    obj = js("mse_loss(x, t)", "x=1,2,3", "t=1")
+    assert obj["output"]["value"] == 5 / 3
+    np.testing.assert_allclose(obj["grads"]["x"], [0.0, 2 / 3, 4 / 3], rtol=1e-15)
+    assert obj["grads"]["t"] == -2.0
+
+
 def test_single_number_broadcasts():
     # v = 0.5 everywhere: grad of x*y w.r.t. x is 0.5*y
     obj = js("x*y", "x=1,2", "y=[[3,4],[5,6]]", "-g", "0.5")
@@ -548,6 +558,9 @@ def test_exit_0_when_checks_agree(check):
     (["sum(x, dim=3)", "x=1,2"], "call"),
     (["x @ y", "x=1,2", "y=1,2,3"], "shape"),
     (["x + y", "x=1,2", "y=1,2,3", "-g", "1"], "shape"),
+    # PyTorch requires the binary cross entropies' target to have the input's shape
+    (["binary_cross_entropy_with_logits(x, y)", "x=[[1,2],[3,4]]", "y=0,1"], "shape"),
+    (["binary_cross_entropy(x, 0.5)", "x=0.5,0.25"], "shape"),
     (["x", "x=[1,[2]]"], "value"),
     (["x*2", "x=1", "--max-elements", "0"], "usage"),
     (["ones(100000, 100000)"], "limit"),

@@ -138,7 +138,7 @@ EXTRA = [
     ("cross_entropy(x, 1)", {"x": (3,)}, (-2.0, 2.0)),              # one sample, 1-D logits
     ("cross_entropy(x, [[0, 1], [2, 0]])", {"x": (2, 3, 2)}, (-2.0, 2.0)),
     ("mse_loss(x, y)", {"x": (2, 3), "y": (3,)}, (-2.0, 2.0)),      # broadcast target
-    ("binary_cross_entropy_with_logits(x, y)", {"x": (3,), "y": (2, 3)}, (0.0, 1.0)),
+    ("binary_cross_entropy_with_logits(x * ones(2, 3), y)", {"x": (3,), "y": (2, 3)}, (0.0, 1.0)),
     ("binary_cross_entropy(sigmoid(x), y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 0.9)),
     ("clamp(x, lo, hi)", {"x": (2, 3), "lo": (3,), "hi": ()}, (-1.0, 1.0)),
     ("x ** y", {"x": (2, 1), "y": (1, 3)}, (0.5, 2.0)),

@@ -24,8 +24,14 @@ def _g(g, ndim):
     return g.reshape(g.shape + (1,) * ndim)
 
 
-def pair_infer(name):
+def pair_infer(name, same_shape=False):
+    """mse_loss broadcasts input and target (PyTorch warns and does); the binary cross
+    entropies require the target to have the input's shape (PyTorch raises)."""
     def infer(shapes, params):
+        if same_shape and tuple(shapes[0]) != tuple(shapes[1]):
+            raise GradcalcError("shape", f"{name}: target shape {tuple(shapes[1])} differs from "
+                                         f"input shape {tuple(shapes[0])}; they must be the same, "
+                                         "as in PyTorch")
         return (), dict(params, _n=math.prod(broadcast(name, *shapes)))
     return infer
 
@@ -84,7 +90,7 @@ def bce_form(sp, x, t, _n=1, **_):
 
 
 register(Op("binary_cross_entropy", "input, target", bce, _bce_rules(),
-            pair_infer("binary_cross_entropy"), "BinaryCrossEntropyBackward0", "loss",
+            pair_infer("binary_cross_entropy", same_shape=True), "BinaryCrossEntropyBackward0", "loss",
             sympy=bce_form,
             samples=(("binary_cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 0.9)),)))
 
@@ -112,7 +118,7 @@ def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
 register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
             (lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((_sig(x) - t) / _n),
              lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((-x + np.zeros_like(t)) / _n)),
-            pair_infer("binary_cross_entropy_with_logits"),
+            pair_infer("binary_cross_entropy_with_logits", same_shape=True),
             "BinaryCrossEntropyWithLogitsBackward0", "loss", sympy=bce_logits_form,
             samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},
                       (-2.0, 2.0)),)))
