@@ -11,6 +11,7 @@ import os
 import sys
 
 import click
+import click.utils
 
 from . import __version__
 from .errors import GradcalcError, Limits, caret_lines, escape_text
@@ -277,8 +278,12 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     result = run(text, bindings, settings, limits, stdin=stdin)
     if dot is not None:
         from .graphview import to_dot
-        with open(dot, "w", encoding="utf-8") as fh:
-            fh.write(to_dot(result))
+        try:
+            with open(dot, "w", encoding="utf-8") as fh:
+                fh.write(to_dot(result))
+        except OSError as exc:       # a full disk, or the path changed since it was checked
+            raise GradcalcError("usage", f"--dot: cannot write to {_q(dot)}: "
+                                         f"{exc.strerror or type(exc).__name__}")
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
     else:
@@ -314,6 +319,9 @@ def _stdin_once(bindings, grad, program_from_stdin):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:   # started with the stream closed (<&-, >&-, 2>&-)
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
     debug = "--debug" in argv
     # with --json, and in JSON Lines mode (`gradcalc -`), a failure is also JSON on stdout
     as_json = "--json" in argv or ("-" in argv and "-f" not in argv and "--file" not in argv)
@@ -347,6 +355,14 @@ def _main(argv, as_json, debug) -> int:
         status = 2
     except click.Abort:
         status = 2
+    except SystemExit as exc:
+        # click turns a broken pipe (EPIPE) into sys.exit(1) after wrapping the streams; but
+        # 1 means "a check disagreed" here. The reader went away: leave quietly.
+        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+            _silence_stdout()
+            status = 0
+        else:
+            raise
     except KeyboardInterrupt:
         _write(sys.stderr, "gradcalc: interrupted\n")
         status = 130
