@@ -41,10 +41,10 @@ class Settings:
     seed: int | None = None
 
     def merged_over(self, base: "Settings") -> "Settings":
-        out = Settings()
-        for f in self.__dataclass_fields__:
-            mine = getattr(self, f)
-            setattr(out, f, mine if mine is not None else getattr(base, f))
+        merged = dict(base.__dict__)     # (JSON Lines merges twice per request: no getattr)
+        merged.update((k, v) for k, v in self.__dict__.items() if v is not None)
+        out = Settings.__new__(Settings)
+        out.__dict__.update(merged)
         return out
 
 
@@ -219,7 +219,11 @@ def to_plain(arr):
     a = np.asarray(arr)
     if a.dtype.kind != "f":
         a = a.astype(np.float64)
-    if np.isfinite(a).all():
+    if a.size <= 32:                      # small: test the Python floats, no numpy call
+        plain = a.tolist()
+        if all(map(math.isfinite, a.ravel().tolist())):
+            return plain
+    elif np.isfinite(a).all():
         return a.tolist()
     obj = a.astype(object)
     obj[np.isnan(a)] = "NaN"
@@ -229,6 +233,12 @@ def to_plain(arr):
 
 
 def _value(v, label, dtype, limits, seed, stdin=None, allow_files=True):
+    if type(v) is list and 0 < len(v) <= min(64, limits.max_elements) and \
+            all(type(x) is float or type(x) is int for x in v):
+        try:              # a short flat list of numbers: from_json's own conversion
+            return np.array(v, dtype=dtype)
+        except (OverflowError, ValueError):
+            pass          # from_json says what is wrong
     from .values import from_json, parse_value
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
@@ -314,7 +324,6 @@ class ProgramCache:
 
 def rebind(template, bound, bindings):
     """A copy of a compiled graph whose leaves `bound` (node ids) hold new values."""
-    import copy
     from .compile import Eq
     from . import autograd
     autograd.memo(template)
@@ -325,7 +334,8 @@ def rebind(template, bound, bindings):
                  old.name, bindings[old.name])
         new.requires_grad, new.torch = old.requires_grad, old.torch
         nodes[i] = new
-    graph = copy.copy(template)         # shares memo (the dict), not the node list
+    graph = object.__new__(type(template))      # a shallow copy: shares memo, not nodes
+    graph.__dict__.update(template.__dict__)
     graph.nodes = nodes
     return graph
 
@@ -339,22 +349,18 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     if len(text) > limits.max_text:
         raise GradcalcError("limit", f"the text is {len(text):,} characters, over the limit of "
                                      f"{limits.max_text:,} (--max-text)")
-    try:
-        s = normalise(settings.merged_over(program_settings(text)), limits)
-    except GradcalcError as err:
-        raise err
+    prog = program_settings(text) if cache is None else cache.settings(text)
+    s = normalise(settings.merged_over(prog), limits)
     dtype = np.dtype(s.dtype)
     bindings = {}
     for name, v in raw_vars.items():
         if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
             raise GradcalcError("usage", f"{name!r} is not a variable name")
         bindings[name] = _value(v, name, dtype, limits, s.seed, stdin, allow_files)
-    stmts = parse_program(text, limits.max_depth)
-    try:
-        graph = Compiler(text, bindings, dtype=dtype, wrt=s.wrt, seed=s.seed,
-                         limits=limits).program(stmts)
-    except GradcalcError as err:
-        raise err.with_source(text)
+    if cache is None:
+        graph = compile_program(text, bindings, dtype, s, limits)
+    else:
+        graph = cache.graph(text, bindings, dtype, s, limits)
     if s.wrt is not None:
         for w in s.wrt:
             if w not in graph.leaves:
@@ -372,7 +378,7 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     out_eq = graph.nodes[output]
 
     # memory of values and grads, before allocating them
-    est = sum(n.size for n in graph.nodes[: output + 1]) * dtype.itemsize * 3
+    est = autograd.elements(graph, output)[0] * dtype.itemsize * 3
     if est > limits.max_memory:
         from .compile import _fmt_bytes
         raise GradcalcError("limit", f"the calculation needs about {_fmt_bytes(est)}, over the "

@@ -153,8 +153,20 @@ def plan(graph: Graph, output: int) -> Plan:
     return p
 
 
+def elements(graph: Graph, output: int) -> tuple:
+    """(elements of every node up to `output`, of those that require grad), remembered per
+    compiled program (the memory estimates read them on every run)."""
+    m = memo(graph)
+    key = f"elements:{output}"
+    hit = m.get(key)
+    if hit is None:
+        nodes = graph.nodes[: output + 1]
+        hit = m[key] = (sum(n.size for n in nodes), sum(n.size for n in nodes if n.requires_grad))
+    return hit
+
+
 def lean_worthwhile(graph: Graph, output: int) -> bool:
-    return ECONOMY and sum(n.size for n in graph.nodes[: output + 1]) >= LEAN_MIN
+    return ECONOMY and elements(graph, output)[0] >= LEAN_MIN
 
 
 class Values(list):
@@ -252,6 +264,33 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
 
 
 # ------------------------------------------------------------------ backward
+def _steps(graph: Graph, out: int):
+    """The backward schedule from `out`, remembered per compiled program: in reverse order,
+    each op node that requires grad with its edges (input id, rule, input shape) that carry
+    gradient (the input requires grad and the op has a rule for it)."""
+    m = memo(graph)
+    key = f"steps:{out}"
+    hit = m.get(key)
+    if hit is None:
+        nodes = graph.nodes
+        steps, fan_in = [], {}
+        for eq in reversed(nodes[: out + 1]):
+            if eq.kind != "op" or (not eq.requires_grad and eq.id != out):
+                continue
+            edges = []
+            for j, i in enumerate(eq.inputs):
+                rule = eq.op.vjp(j)
+                if rule is not None and nodes[i].requires_grad:
+                    edges.append((i, rule, nodes[i].shape))
+                    fan_in[i] = fan_in.get(i, 0) + 1
+            if edges:
+                steps.append((eq, edges))
+        # whether a cotangent may receive a second contribution (then ownership matters)
+        hit = m[key] = [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
+                        for eq, edges in steps]
+    return hit
+
+
 def backward(graph: Graph, values, cotangent, output: int | None = None, batch: tuple = (),
              free: bool = False, seeds: dict | None = None):
     """Cotangents of every node that requires grad, after pulling `cotangent` (shape
@@ -265,49 +304,44 @@ def backward(graph: Graph, values, cotangent, output: int | None = None, batch: 
     out = graph.output if output is None else output
     nb = len(batch)
     dtype = graph.dtype
-    if seeds is None:
-        ct = {out: cotangent}
-        start = out
-    else:
-        ct = dict(seeds)
-        start = out - 1
+    ct = {out: cotangent} if seeds is None else dict(seeds)
     own = set()           # ids whose cotangent buffer the engine allocated: add in place
     dead = plan(graph, out).bw_dead if free else None
+    ndarray = np.ndarray
     with np.errstate(all="ignore"):
-        for eq in reversed(nodes[: start + 1]):
-            if eq.kind != "op" or eq.id not in ct:
+        for eq, edges in _steps(graph, out):
+            g = ct.pop(eq.id, None)
+            if g is None or (seeds is not None and eq.id == out):
                 continue
-            g = ct.pop(eq.id)
             own.discard(eq.id)
             ans = values[eq.id]
             args = [values[i] for i in eq.inputs]
-            for j, i in enumerate(eq.inputs):
-                src = nodes[i]
-                if not src.requires_grad:
-                    continue
-                rule = eq.op.vjp(j)
-                if rule is None:
-                    continue
-                v = rule(g, ans, *args, **eq.params)
+            params = eq.params
+            for i, rule, shape, shared in edges:
+                v = rule(g, ans, *args, **params)
                 if v is None:
                     continue
-                v = sum_to(v, nb, batch, src.shape)
+                if type(v) is not ndarray or v.shape != batch + shape:
+                    v = sum_to(v, nb, batch, shape)
                 if v.dtype != dtype:
                     v = v.astype(dtype)
-                fresh = type(v) is np.ndarray and v.flags.owndata and v.flags.writeable \
-                    and v is not g and v is not ans and all(v is not a for a in args)
-                if i not in ct:
+                have = ct.get(i)
+                if have is None:
                     ct[i] = v
-                    if fresh:
+                    if shared and v.base is None and v.flags.writeable and v is not g and \
+                            v is not ans and not any(v is a for a in args):
                         own.add(i)
-                elif i in own:
-                    np.add(ct[i], v, out=ct[i])
+                    continue
+                fresh = v.base is None and v.flags.writeable and v is not g and \
+                    v is not ans and not any(v is a for a in args)
+                if i in own:
+                    np.add(have, v, out=have)
                 elif fresh:
-                    ct[i] = np.add(ct[i], v, out=v)
+                    ct[i] = np.add(have, v, out=v)
                     own.add(i)
                 else:
-                    ct[i] = ct[i] + v
-                    if type(ct[i]) is np.ndarray:     # 0-d sums come back as scalars
+                    ct[i] = have = have + v
+                    if type(have) is ndarray:     # 0-d sums come back as scalars
                         own.add(i)
             del g, ans, args
             if dead is not None:
@@ -326,7 +360,7 @@ def jacobian_memory(graph: Graph, output: int) -> int:
     """Bytes of the batched backward: an out-sized batch of cotangents at every node that
     requires grad (an upper bound, counted before anything is allocated)."""
     out_size = graph.nodes[output].size
-    total = sum(n.size for n in graph.nodes[: output + 1] if n.requires_grad)
+    total = elements(graph, output)[1]
     return 2 * out_size * total * graph.dtype.itemsize
 
 
@@ -358,11 +392,11 @@ def _expand_diagonal(d, o, oshape, dtype):
     o[j] (what a zero cotangent became at j: 0, -0.0 or NaN)."""
     n = d.size
     o = o.reshape(-1)
-    if o.any() or np.signbit(o).any():
+    if n >= STRUCTURE_MIN and not o.any() and not np.signbit(o).any():
+        J = np.zeros((n, n), dtype=dtype)       # untouched pages stay unmapped zeros
+    else:
         J = np.empty((n, n), dtype=dtype)
         J[...] = o
-    else:
-        J = np.zeros((n, n), dtype=dtype)
     J.reshape(-1)[:: n + 1] = d.reshape(-1)
     return J.reshape(oshape + oshape)
 
@@ -442,12 +476,23 @@ def is_elementwise(graph: Graph, output: int) -> bool:
 
 def vjp_and_jacobian(graph: Graph, values, cotangent, output: int, leaf_ids):
     """(backward(cotangent), jacobian) in one pass when the program is elementwise: the batch
-    [v, ones, zeros] gives v's grads, the diagonal and the off-diagonal columns, each
-    position computed exactly as the separate passes compute it. None otherwise."""
+    [v, ones, zeros] gives v's grads, the diagonal and the off-diagonal columns (small
+    outputs: [v, identity] gives the rows themselves), each position computed exactly as the
+    separate passes compute it. None otherwise."""
     if not ECONOMY or not is_elementwise(graph, output):
         return None
     oshape = graph.nodes[output].shape
     dtype = graph.dtype
+    n = math.prod(oshape)
+    if n < STRUCTURE_MIN:       # small: the batch [v, e_1, ..., e_n] gives J's rows as they are
+        g = np.empty((n + 1, n), dtype=dtype)
+        g[0] = np.reshape(cotangent, -1)
+        g[1:] = np.eye(n, dtype=dtype)
+        rows = backward(graph, values, g.reshape((n + 1,) + oshape), output, batch=(n + 1,))
+        grads = {i: v[0] for i, v in rows.items()}
+        J = {i: rows[i][1:].reshape(oshape + oshape) if i in rows else
+             np.zeros(oshape + graph.nodes[i].shape, dtype=dtype) for i in leaf_ids}
+        return grads, J
     g = np.empty((3,) + oshape, dtype=dtype)
     g[0] = cotangent
     g[1] = 1
@@ -507,6 +552,8 @@ def all_finite(a) -> bool:
     a = np.asarray(a)
     if a.dtype.kind != "f":
         return True
+    if a.size <= 32:                        # Python floats: no numpy call, no warnings
+        return all(map(math.isfinite, a.ravel().tolist()))
     with np.errstate(all="ignore"):
         if math.isfinite(float(np.add.reduce(a, axis=None))):
             return True

@@ -52,10 +52,17 @@ def check_fields(req):
                                      + ", ".join(sorted(FIELDS)) + ")")
 
 
+# one strict encoder for the whole stream (json.dumps(..., allow_nan=False) builds a new one
+# per call); the same output
+_encode = json.JSONEncoder(allow_nan=False).encode
+
+
 def _echoable(rid) -> bool:
     """An id is echoed exactly; a number that overflows to infinity (1e400) cannot be."""
+    if rid is None or type(rid) in (int, str, bool):     # always JSON
+        return True
     try:
-        json.dumps(rid, allow_nan=False)
+        _encode(rid)
         return True
     except (ValueError, RecursionError):
         return False
@@ -213,7 +220,7 @@ def serve(defaults, limits, debug=False):
         if has_id:
             obj = {"id": rid, **obj}
         try:
-            line_out = json.dumps(obj, allow_nan=False)
+            line_out = _encode(obj)
         except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
             internal = True
             err = {"kind": "internal", "message": f"internal error ({type(exc).__name__}: the "
