@@ -411,7 +411,7 @@ class Compiler:
                                        for i, ap in queue)
                 queue = []
                 continue
-            if queue:
+            if queue and not p.kwonly:
                 i, ap = queue.pop(0)
                 if p.name in kw_args:
                     raise GradcalcError("call", f"{op.name}() got '{p.name}' twice", kw_pos[p.name])
@@ -446,9 +446,10 @@ class Compiler:
                     raise
         if queue:
             extra = f" ({op.hint})" if op.hint else ""
-            raise GradcalcError("call", f"{op.name}() takes at most "
-                                        f"{sum(1 for p in op.params)} positional arguments"
-                                        f"{_sig_hint(op)}{extra}", queue[0][1])
+            n = sum(1 for p in op.params if not p.kwonly)
+            raise GradcalcError("call", f"{op.name}() takes at most {n} positional argument"
+                                        f"{'s' if n != 1 else ''}{_sig_hint(op)}{extra}",
+                                queue[0][1])
         if op.kind != "constructor" and not inputs:
             raise GradcalcError("call", f"{op.name}() needs an array argument{_sig_hint(op)}", pos)
         return inputs, params

@@ -579,6 +579,20 @@ def test_exit_2_bad_input(argv, kind):
     assert r2.code == 2 and r2.out == "" and "Traceback" not in r2.err
 
 
+@pytest.mark.parametrize("expr", ["max(x, 0)", "min(x, y)", "max(x, 0, keepdim=True)"])
+def test_second_positional_argument_to_max_is_an_error(expr):
+    # SPEC 2: max(x) reduces; max(x, 0) written for an elementwise maximum must not silently
+    # reduce over dim 0 (it would give 2 here, not [1, 2]); the message names maximum(x, y)
+    r = cli(expr, "x=1,2", "y=3,4", "--json")
+    assert r.code == 2
+    err = r.json["error"]
+    assert err["kind"] == "call" and err["position"] == 7
+    assert "maximum(x, y)" in err["message"] or "minimum(x, y)" in err["message"]
+    # by keyword, dim works: max over dim 0 of [1, 2] is 2, its grad one-hot at the max
+    obj = js("max(x, dim=0)", "x=1,2")
+    assert obj["output"]["value"] == 2.0 and obj["grads"]["x"] == [0.0, 1.0]
+
+
 def test_syntax_error_shows_caret():
     r = cli("1 + (2 * x", "x=1")
     assert r.code == 2

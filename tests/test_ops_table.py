@@ -84,6 +84,15 @@ def test_op_has_every_field(name):
         assert TORCH_NODE.match(op.torch), f"{name}: {op.torch!r} is not a node name"
 
 
+def test_sig_keyword_only_marker():
+    from gradcalc.ops import parse_sig
+    ps = parse_sig("x, *, dim:int?=None, keepdim:bool=False")
+    assert [(p.name, p.kind, p.kwonly) for p in ps] == [
+        ("x", "array", False), ("dim", "int", True), ("keepdim", "bool", True)]
+    assert [p.name for p in OPS["max"].params if p.kwonly] == ["dim", "keepdim"]
+    assert not any(p.kwonly for p in OPS["sum"].params)      # sum(x, 0) stays positional
+
+
 @pytest.mark.parametrize("name", NON_CONSTRUCTORS)
 def test_torch_node_names_of_samples(name):
     """The node name (a string or a function of which inputs are constants) resolves to a

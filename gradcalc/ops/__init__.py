@@ -8,7 +8,8 @@ PyTorch backward-node name, and sample calls that the table-driven tests walk.
 Format of an entry (a written spec, as derivatives.yaml opens with one):
 
 - `sig`: "x, y" array inputs; "name:int?=None", "name:bool=False", "name:number=1" constant
-  parameters; "*xs" variadic arrays; "*shape:int" variadic integers.
+  parameters; "*xs" variadic arrays; "*shape:int" variadic integers; a bare "*" makes the
+  parameters after it keyword-only (max(x, 1) must not silently mean dim=1).
 - `forward(*arrays, **params) -> ndarray`.
 - `vjps`: a tuple with one rule per array input, `rule(g, ans, *arrays, **params)`, or a
   function `i -> rule` for variadic ops. `g` is the cotangent with any number of extra
@@ -52,11 +53,16 @@ class Param:
     kind: str          # "array", "arrays" (variadic), "int", "ints" (variadic), "number", "bool"
     optional: bool = False
     default: Any = None
+    kwonly: bool = False   # after a bare "*" in the sig: by keyword only
 
 
 def parse_sig(sig: str) -> tuple[Param, ...]:
     out = []
+    kwonly = False
     for part in filter(None, (p.strip() for p in sig.split(","))):
+        if part == "*":
+            kwonly = True
+            continue
         default, optional = None, False
         if "=" in part:
             part, d = part.split("=")
@@ -75,7 +81,7 @@ def parse_sig(sig: str) -> tuple[Param, ...]:
         kind = kind or "array"
         if kind.endswith("?"):
             kind = kind[:-1]
-        out.append(Param(name, kind, optional, default))
+        out.append(Param(name, kind, optional, default, kwonly))
     return tuple(out)
 
 

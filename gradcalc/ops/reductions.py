@@ -217,7 +217,9 @@ OPS_LOCAL = {}
 for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                                    ("min", np.min, np.argmin, "Min")):
     _f, _r = _maxmin(_name, _npf, _argf)
-    register(Op(_name, "x, dim:int?=None, keepdim:bool=False", _f, (_r,), reduce_infer(_name),
+    # dim by keyword only: SPEC 2 makes a second positional argument an error, since
+    # max(x, 0) written for an elementwise maximum would otherwise reduce over dim 0
+    register(Op(_name, "x, *, dim:int?=None, keepdim:bool=False", _f, (_r,), reduce_infer(_name),
                 by_dim(f"{_torch}Backward1", f"{_torch}Backward0"), "reduction",
                 sympy=_maxmin_form(_name),
                 samples=_sample(f"{_name}(x)", f"{_name}(x, dim=1)"),
