@@ -48,23 +48,36 @@ def jnum(v):
     return v
 
 
-def agree(expected, actual, rtol, atol, scale=None):
+def agree(expected, actual, rtol, atol, scale=None, slack=None):
     """Entrywise (ok, abs_error, rel_error). Two non-finite values of the same kind (both NaN,
-    or infinities of one sign) agree. `scale` (e.g. the sum of |terms| behind a vᵀJ entry)
-    widens the relative tolerance where a sum cancels."""
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
+    or infinities of one sign) agree. `scale` (e.g. the sum of |terms| behind a vᵀJ entry,
+    or a function giving it, computed only if needed) widens the relative tolerance where a
+    sum cancels; `slack` is an absolute error bound of the expectation (finite differences)."""
+    e = np.atleast_1d(np.asarray(expected, dtype=np.float64))
+    a = np.atleast_1d(np.asarray(actual, dtype=np.float64))
     with np.errstate(all="ignore"):
-        same = (np.isnan(e) & np.isnan(a)) | (np.isinf(e) & (e == a))
-        diff = np.where(same, 0.0, np.abs(e - a))
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        mag = np.where(np.isfinite(e), np.abs(e), 0.0)
-        if scale is not None:
-            s = np.asarray(scale, dtype=np.float64)
-            mag = np.maximum(mag, np.where(np.isfinite(s), s, 0.0))
-        ok = diff <= atol + rtol * mag
-        rel = np.where(diff == 0, 0.0, diff / np.maximum(np.abs(e), 1e-300))
-        rel = np.where(np.isnan(rel), np.inf, rel)
+        diff = np.abs(e - a)
+        tol = np.abs(e)
+        tol *= rtol
+        tol += atol
+        if slack is not None:
+            tol += slack
+        ok = diff <= tol                   # NaN and inf differences fail here: see below
+        if not ok.all():
+            same = (np.isnan(e) & np.isnan(a)) | (np.isinf(e) & (e == a))
+            diff = np.where(same, 0.0, diff)
+            diff = np.where(np.isnan(diff), np.inf, diff)
+            mag = np.where(np.isfinite(e), np.abs(e), 0.0)
+            if scale is not None:
+                sc = np.asarray(scale() if callable(scale) else scale, dtype=np.float64)
+                mag = np.maximum(mag, np.where(np.isfinite(sc), sc, 0.0))
+            tol = atol + rtol * mag
+            if slack is not None:
+                tol = tol + slack
+            ok = diff <= tol
+        rel = diff / np.maximum(np.abs(e), 1e-300)
+        rel[diff == 0] = 0.0
+        rel[np.isnan(rel)] = np.inf
     return ok, diff, rel
 
 
@@ -194,6 +207,12 @@ KINKS = {
 }
 
 
+# ops whose convention at a kink site defines every derivative through the node, not only
+# the input at the site: binary_cross_entropy's target grad is -logit(x), unclamped, while
+# its forward clamps the log at -100.
+WHOLE_NODE = {"binary_cross_entropy"}
+
+
 def kink_sites(graph, vals, ids):
     """[(node, mask over the node's shape)] for every op node on the path that sits at one
     of its kinks (KINKS) at the inputs."""
@@ -227,6 +246,12 @@ class Labeller:
         self.sites, self.fallback = sites, fallback
         self.elementwise, self.out_shape = elementwise, out_shape
         self.per_leaf = {}
+        # leaves upstream of a WHOLE_NODE site: every derivative of theirs is convention
+        self.whole = set()
+        for eq, _ in sites:
+            if eq.op.name in WHOLE_NODE:
+                self.whole.update(i for i in ancestors(graph, eq.id)
+                                  if graph.nodes[i].kind == "leaf")
 
     def label(self, leaf_eq, flat_index):
         if not self.sites:
@@ -271,24 +296,38 @@ class Tally:
             return e.astype(np.float32).astype(np.float64)
 
     def add(self, leaf, what, expected, actual, shape, *, flagged=None, lo=None, hi=None,
-            scale=None, labeller=None, leaf_eq=None, index_map=None):
+            scale=None, slack=None, column=None, labeller=None, leaf_eq=None, index_map=None):
         """Compare `expected` with autograd's `actual` (same shape). `what` is "grad" (entries
         indexed like the leaf) or "jacobian". `flagged` marks entries at a nondifferentiable
-        point, with the range [lo, hi] of the one-sided values there; `index_map(k)` gives the
-        JSON index of flat entry k."""
+        point, with the range [lo, hi] of the one-sided values there (NaN: undefined);
+        `index_map(k)` gives the JSON index of flat entry k. For a Jacobian, `column` gives
+        each entry's leaf element: autograd builds rows as VJPs with basis vectors, so in a
+        column holding an infinite partial a zero entry legitimately comes out 0 * inf = NaN
+        (as in torch.autograd.functional.jacobian)."""
         e = self._round(np.asarray(expected, dtype=np.float64).reshape(-1))
         a = np.asarray(actual, dtype=np.float64).reshape(-1)
-        s = None if scale is None else np.asarray(scale, dtype=np.float64).reshape(-1)
-        ok, diff, rel = agree(e, a, self.rtol, self.atol, s)
+        s = scale if scale is None or callable(scale) else \
+            np.asarray(scale, dtype=np.float64).reshape(-1)
+        sl = None if slack is None else np.asarray(slack, dtype=np.float64).reshape(-1)
+        ok, diff, rel = agree(e, a, self.rtol, self.atol, s, sl)
+        if column is not None and not ok.all():
+            column = np.asarray(column, dtype=np.int64).reshape(-1)
+            bad = np.zeros(int(column.max()) + 1 if column.size else 0, bool)
+            np.logical_or.at(bad, column, ~np.isfinite(e))
+            zero_inf = (e == 0) & np.isnan(a) & bad[column]
+            ok = ok | zero_inf
+            diff = np.where(zero_inf, 0.0, diff)
+            rel = np.where(zero_inf, 0.0, rel)
         index_map = index_map or (lambda k: _index(shape, k))
-        f = np.zeros(e.shape, bool) if flagged is None else np.asarray(flagged).reshape(-1)
-        if f.any():
+        f = None if flagged is None else np.asarray(flagged).reshape(-1)
+        if f is not None and f.any():
             lo = self._round(np.asarray(lo, dtype=np.float64).reshape(-1))
             hi = self._round(np.asarray(hi, dtype=np.float64).reshape(-1))
             with np.errstate(all="ignore"):
                 tol = self.atol + self.rtol * np.maximum(np.abs(lo), np.abs(hi))
                 inside = (a >= lo - tol) & (a <= hi + tol)
-            undefined = np.isnan(e) | np.isnan(lo) | np.isnan(hi)
+            # undefined: this method has no value there, or PyTorch's convention is NaN
+            undefined = np.isnan(e) | np.isnan(lo) | np.isnan(hi) | np.isnan(a)
             excused = f & (ok | inside | undefined)
             if what == "grad":
                 for k in np.flatnonzero(f):
@@ -303,18 +342,17 @@ class Tally:
                                          self.kind: jnum(e[k]), "range": rng})
             ok = ok | excused
             counted = ~f | ~ok
-        else:
-            counted = np.ones(e.shape, bool)
+            diff, rel = diff[counted], rel[counted]
         if not ok.all():
             self.passed = False
-            for k in np.flatnonzero(~ok):
-                self.n_disagree += 1
-                if len(self.disagreements) < MAX_DISAGREEMENTS:
-                    self.disagreements.append({"leaf": leaf, "in": what, "index": index_map(k),
-                                               "autograd": jnum(a[k]), self.kind: jnum(e[k])})
-        if counted.any():
-            self.max_abs = max(self.max_abs, float(diff[counted].max()))
-            self.max_rel = max(self.max_rel, float(rel[counted].max()))
+            bad = np.flatnonzero(~ok)
+            self.n_disagree += len(bad)
+            for k in bad[: max(0, MAX_DISAGREEMENTS - len(self.disagreements))]:
+                self.disagreements.append({"leaf": leaf, "in": what, "index": index_map(k),
+                                           "autograd": jnum(a[k]), self.kind: jnum(e[k])})
+        if diff.size:
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            self.max_rel = max(self.max_rel, float(rel.max()))
 
     def report(self, **extra):
         out = {"passed": bool(self.passed), "max_abs_error": jnum(self.max_abs),
@@ -341,43 +379,58 @@ def jacobian_index(out_shape, leaf_shape, n_leaf):
 
 # ------------------------------------------------------------------ numeric: central differences
 def _step(x0):
-    """The step cbrt(eps) * max(1, |x|), and the steps actually taken after rounding."""
+    """Steps cbrt(eps) * max(1, |x|) and 8 times smaller, as actually taken after rounding:
+    (x + h, x - h, x + h/8, x - h/8) and (h+, h-, h+/8, h-/8)."""
     h = np.finfo(np.float64).eps ** (1 / 3) * np.maximum(1.0, np.abs(x0))
     with np.errstate(all="ignore"):
-        xp, xm = x0 + h, x0 - h
-        return xp, xm, xp - x0, x0 - xm
+        pts = (x0 + h, x0 - h, x0 + h / 8, x0 - h / 8)
+        steps = (pts[0] - x0, x0 - pts[1], pts[2] - x0, x0 - pts[3])
+    return pts, steps
 
 
-def _classify(f0, fp, fm, hp, hm, f_small):
-    """Central estimate, one-sided range and flags for each output entry.
+def _classify(f0, fs, hs):
+    """From f at x and at x +- h, x +- h/8: the central estimate, its error bound, and the
+    flags of the points where it means nothing, each with the range PyTorch's value may take.
 
-    A kink: the one-sided differences disagree and keep disagreeing at a step 8 times
-    smaller (`f_small` gives f at x +- h/8 on demand); a smooth function's would shrink.
-    A domain edge: f is finite at x but not on one side (sqrt at 0); a singular point: f
-    itself is not finite at x. Both are flagged; their central estimate means nothing."""
+    - a kink: the one-sided slopes differ and keep differing at h/8 (a smooth function's
+      would shrink 8 times): range [left, right];
+    - a jump (sign at 0, atan2 at the origin): f(x +- h/8) is as far from f(x) as f(x +- h):
+      undefined;
+    - a domain edge (sqrt at 0): f is finite at x but not on one side: the finite side's
+      slope, continued to the infinity it points to;
+    - a singular point: f itself is not finite at x: undefined.
+    The error bound is 8/7 |C(h) - C(h/8)|: where the derivative itself has a kink (x*|x|
+    at 0) the central difference converges only linearly."""
+    fp, fm, fp8, fm8 = fs
+    hp, hm, hp8, hm8 = hs
     with np.errstate(all="ignore"):
         central = (fp - fm) / (hp + hm)
-        right = (fp - f0) / hp
-        left = (f0 - fm) / hm
-        noise = 1e3 * np.finfo(np.float64).eps * np.maximum(np.abs(f0), 1e-300) / np.minimum(hp, hm)
+        central8 = (fp8 - fm8) / (hp8 + hm8)
+        right, left = (fp - f0) / hp, (f0 - fm) / hm
+        r8, l8 = (fp8 - f0) / hp8, (f0 - fm8) / hm8
+        tiny = 1e3 * np.finfo(np.float64).eps * np.maximum(np.abs(f0), 1e-300)
+        noise = tiny / np.minimum(hp8, hm8)
         jump = np.abs(right - left)
-        cand = np.isfinite(jump) & (jump > 1e-6 * np.maximum(np.abs(left), np.abs(right)) + noise)
-        kink = np.zeros(np.shape(central), bool)
-        if np.any(cand):
-            fp8, fm8, hp8, hm8 = f_small()
-            r8 = (fp8 - f0) / hp8
-            l8 = (f0 - fm8) / hm8
-            kink = cand & (np.abs(r8 - l8) > 0.5 * jump)
+        kink = np.isfinite(jump) & (jump > 1e-6 * np.maximum(np.abs(left), np.abs(right))
+                                    + noise) & (np.abs(r8 - l8) > 0.5 * jump)
+        disc = ((np.abs(fp - f0) > tiny) & (np.abs(fp8 - f0) > 0.5 * np.abs(fp - f0))) | (
+            (np.abs(fm - f0) > tiny) & (np.abs(fm8 - f0) > 0.5 * np.abs(fm - f0)))
         edge = np.isfinite(f0) & ~(np.isfinite(fp) & np.isfinite(fm))
         singular = ~np.isfinite(f0)
+        disc &= ~edge & ~singular
+        kink &= ~disc
         lo = np.where(kink, np.minimum(left, right), np.nan)
         hi = np.where(kink, np.maximum(left, right), np.nan)
-        # at a domain edge the finite side's slope, continued to the infinity it points to
         side = np.where(np.isfinite(fp), right, left)
         lo = np.where(edge, np.where(side > 0, side, -np.inf), lo)
         hi = np.where(edge, np.where(side > 0, np.inf, side), hi)
+        flag = kink | disc | edge | singular
         central = np.where(edge | singular, np.nan, central)
-    return central, kink | edge | singular, lo, hi
+        # truncation (linear where f' has a kink) and rounding (f large next to its change)
+        rounding = 16 * np.finfo(np.float64).eps * (np.abs(fp) + np.abs(fm)) / (hp + hm)
+        slack = np.where(flag, 0.0, 8 / 7 * np.abs(central - central8) + rounding)
+        slack = np.where(np.isfinite(slack), slack, 0.0)
+    return central, slack, flag, lo, hi
 
 
 def numeric(result, grads_once, rtol, atol):
@@ -479,37 +532,37 @@ class Perturbed:
 
 def _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller):
     """Every element of the leaf moved at once: in an elementwise program output element o
-    reads one element of the leaf, so one pair of evaluations gives every partial."""
+    reads one element of the leaf, so each evaluation gives every partial."""
     oshape = f0.shape
-    xp, xm, hp, hm = _step(x0)
-    fp, fm = f_at(eq.id, xp), f_at(eq.id, xm)
-
-    def small():
-        x8p, x8m = x0 + (xp - x0) / 8, x0 - (x0 - xm) / 8
-        return (f_at(eq.id, x8p), f_at(eq.id, x8m), np.broadcast_to(x8p - x0, oshape),
-                np.broadcast_to(x0 - x8m, oshape))
-
-    hpb, hmb = np.broadcast_to(hp, oshape), np.broadcast_to(hm, oshape)
-    d, flag, lo, hi = _classify(f0, fp, fm, hpb, hmb, small)
+    pts, steps = _step(x0)
+    fs = [f_at(eq.id, p) for p in pts]
+    hs = [np.broadcast_to(h, oshape) for h in steps]
+    d, slack, flag, lo, hi = _classify(f0, fs, hs)
     _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller,
-                    src_index(eq.shape, oshape))
+                    src_index(eq.shape, oshape), slack=slack)
 
 
-def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src):
+def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src, slack=None):
     """Shared by both checks on elementwise programs: `d` holds, for each output element, its
-    partial derivative by the one leaf element it reads (`src`)."""
+    partial derivative by the one leaf element it reads (`src`); `slack` its error bound."""
     shape = eq.shape
     oshape = d.shape
+    g_flag = g_lo = g_hi = None
     with np.errstate(all="ignore"):
+        g_slack = None if slack is None else sum_to(np.abs(cot) * slack, shape)
         terms = cot * d
-        lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
-        hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
         exp_g = sum_to(terms, shape)
-        scale = sum_to(np.abs(terms), shape)
-        g_flag = sum_to(flag.astype(np.int64), shape) > 0
-        g_lo, g_hi = sum_to(lo_t, shape), sum_to(hi_t, shape)
+        if flag.any():
+            lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
+            hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
+            g_flag = sum_to(flag.astype(np.int64), shape) > 0
+            g_lo, g_hi = sum_to(lo_t, shape), sum_to(hi_t, shape)
+
+    def scale():
+        with np.errstate(all="ignore"):
+            return sum_to(np.abs(terms), shape)
     tally.add(name, "grad", exp_g, g, shape, flagged=g_flag, lo=g_lo, hi=g_hi, scale=scale,
-              labeller=labeller, leaf_eq=eq)
+              slack=g_slack, labeller=labeller, leaf_eq=eq)
     if jac is not None:
         n, N = math.prod(shape), math.prod(oshape)
         rows, cols = np.arange(N), np.asarray(src).reshape(-1)
@@ -520,42 +573,42 @@ def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src
             return out
         tally.add(name, "jacobian", dense(d), jac.reshape(N, n), oshape + shape,
                   flagged=dense(flag, False).astype(bool), lo=dense(lo), hi=dense(hi),
+                  slack=None if slack is None else dense(slack),
+                  column=np.broadcast_to(np.arange(n), (N, n)),
                   index_map=jacobian_index(oshape, shape, n))
 
 
 def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks):
     """One leaf element at a time: columns of the Jacobian, and vᵀ times each."""
     oshape = f0.shape
-    n = x0.size
-    cols, flags, los, his = [], [], [], []
+    rows = [[], [], [], [], []]
     for k in picks:
-        xk = float(x0.flat[k])
-        xp_, xm_, hp, hm = _step(np.float64(xk))
-        xp, xm = x0.copy(), x0.copy()
-        xp.flat[k], xm.flat[k] = xp_, xm_
-        fp, fm = f_at(eq.id, xp), f_at(eq.id, xm)
-
-        def small(k=k, hp=hp, hm=hm):
-            a, b = x0.copy(), x0.copy()
-            a.flat[k] = xk + hp / 8
-            b.flat[k] = xk - hm / 8
-            return (f_at(eq.id, a), f_at(eq.id, b), a.flat[k] - xk, xk - b.flat[k])
-        d, flag, lo, hi = _classify(f0, fp, fm, hp, hm, small)
-        cols.append(np.asarray(d).reshape(-1))
-        flags.append(np.asarray(flag).reshape(-1))
-        los.append(np.asarray(lo).reshape(-1))
-        his.append(np.asarray(hi).reshape(-1))
-    _tally_columns(tally, name, eq, g, jac, cot, picks, np.array(cols), np.array(flags, bool),
-                   np.array(los), np.array(his), labeller, oshape)
+        pts, hs = _step(np.float64(x0.flat[k]))
+        fs = []
+        for p in pts:
+            x = x0.copy()
+            x.flat[k] = p
+            fs.append(f_at(eq.id, x))
+        for row, v in zip(rows, _classify(f0, fs, hs)):
+            row.append(np.broadcast_to(v, oshape).reshape(-1))
+    cols, slack, flags, los, his = (np.array(r).reshape(len(picks), -1) for r in rows)
+    _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags.astype(bool), los, his,
+                   labeller, oshape, slack=slack)
 
 
 def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, labeller,
-                   oshape):
+                   oshape, slack=None):
     """Shared by both checks on programs that mix elements: row r of `cols` is the column of
     the Jacobian for leaf element picks[r] (over every output element)."""
     n = eq.size
     c = np.asarray(cot, dtype=np.float64).reshape(1, -1)
+    if labeller is not None and eq.id in labeller.whole:
+        # the op's convention defines every derivative through it there (see WHOLE_NODE)
+        flags = np.ones(cols.shape, bool)
+        los = np.where(flags, np.nan, los)
+        his = np.where(flags, np.nan, his)
     with np.errstate(all="ignore"):
+        g_slack = None if slack is None else (np.abs(c) * slack).sum(axis=1)
         terms = c * cols if cols.size else np.zeros((len(picks), c.size))
         lo_t = np.where(flags, np.minimum(c * los, c * his), terms)
         hi_t = np.where(flags, np.maximum(c * los, c * his), terms)
@@ -574,7 +627,7 @@ def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, l
         def label(leaf_eq, r):
             return labeller.label(leaf_eq, int(picks[int(r)]))
     tally.add(name, "grad", exp_g, got, eq.shape, flagged=g_flag, lo=g_lo, hi=g_hi,
-              scale=scale, labeller=_Lab, leaf_eq=eq, index_map=leaf_index)
+              scale=scale, slack=g_slack, labeller=_Lab, leaf_eq=eq, index_map=leaf_index)
     if jac is not None:
         N = math.prod(oshape)
         J = jac.reshape(N, n)[:, picks].T            # (picks, N) like cols
@@ -583,6 +636,7 @@ def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, l
             r, o = divmod(int(k), max(N, 1))
             return _index(oshape, o) + _index(eq.shape, picks[r])
         tally.add(name, "jacobian", cols, J, None, flagged=flags, lo=los, hi=his,
+                  slack=slack, column=np.broadcast_to(np.arange(len(picks))[:, None], cols.shape),
                   index_map=jindex)
 
 

@@ -24,10 +24,16 @@ from .ops import symforms
 
 DEFAULT_TIMEOUT = 10.0          # seconds (limits.symbolic_timeout, --symbolic-timeout)
 # Per-element path (programs whose elements mix: reductions, matmul, indexing, losses):
-MAX_SYMBOLS = 64                # leaf elements that become symbols; beyond, a seeded sample
-MAX_DERIVATIVES = 2000          # (output element, symbol) derivatives taken and evaluated
+MAX_SYMBOLS = 64                # candidate leaf elements: all of them up to this many, else a
+                                # seeded sample of this many
+MAX_SYMBOLIC_ENTRIES = 2_000    # entries (over all nodes) that depend on the chosen symbols;
+MAX_SYMBOLIC_TERMS = 40_000     # and those entries times the number of symbols. The first of
+                                # all/16/4/1 candidates that fits is used (NaN-propagation
+                                # measures it before sympy builds anything)
+MAX_DERIVATIVES = 300           # sympy differentiations (of an output entry, or of one term of
+                                # an output entry that is a sum) by a symbol; each takes sympy
+                                # milliseconds. Columns (leaf elements) are taken while they fit
 MAX_OBJECT_ELEMENTS = 2_000_000 # the largest array of sympy entries built
-MAX_SYMBOLIC_ENTRIES = 200_000  # entries of one node that depend on a symbol
 # Both paths:
 MAX_FORMULA_NODES = 400         # a longer derivative is not printed ("derivatives": null)
 MAX_REFINE = 32                 # non-finite float64 entries re-evaluated with mpmath
@@ -96,10 +102,26 @@ def _work(box, state, result, grads_once, rtol, atol):
 class _Context:
     def __init__(self, sp, state):
         self.sp, self.state = sp, state
+        self.fast = _Unevaluated(sp)
 
     def tick(self):
         if time.monotonic() > self.state["deadline"]:
             raise _Timeout()
+
+
+class _Unevaluated:
+    """The sympy module as the per-element path hands it to the op forms: Max and Min are
+    built unevaluated, since their constructor compares every pair of arguments through the
+    assumptions system (milliseconds each, for thousands of entries). Their derivatives
+    (Heaviside of the differences) and values are the same."""
+
+    def __init__(self, sp):
+        self._sp = sp
+        self.Max = functools.partial(sp.Max, evaluate=False)
+        self.Min = functools.partial(sp.Min, evaluate=False)
+
+    def __getattr__(self, name):
+        return getattr(self._sp, name)
 
 
 # ------------------------------------------------------------------ the check
@@ -172,7 +194,9 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
         else:
             args = [exprs[j] if eq.op.vjp(k) is not None else constant(j)
                     for k, j in enumerate(eq.inputs)]
-            exprs[i] = eq.op.sympy(sp, *args, **eq.params)
+            params = {k: _number(sp, v) if isinstance(v, float) else v
+                      for k, v in eq.params.items()}       # softplus(beta=1): x, not 1.0*x
+            exprs[i] = eq.op.sympy(sp, *args, **params)
         ctx.tick()
 
     display = {s: sp.Symbol(names[i], real=True) for i, s in leaf_sym.items()}
@@ -205,8 +229,9 @@ def _evaluate_array(ctx, ev, d, env, oshape):
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
     points (non-finite although the inputs are finite, even in mpmath's arithmetic)."""
     val, cand = ev.eval(d)
-    D = np.array(np.broadcast_to(np.asarray(val, dtype=np.float64), oshape))
-    lo, hi = D.copy(), D.copy()
+    D = np.asarray(val, dtype=np.float64)
+    D = np.array(np.broadcast_to(D, oshape)) if D.shape != tuple(oshape) else D.copy()
+    lo = hi = D
     flag = np.zeros(oshape, bool)
     if cand is not None and np.any(cand):
         cand = np.broadcast_to(cand, oshape)
@@ -226,10 +251,11 @@ def _evaluate_array(ctx, ev, d, env, oshape):
             point = {s: float(np.broadcast_to(env[s], oshape).flat[k]) for s in syms}
             v = _refine(ctx, d, point)
             if math.isfinite(v):
+                lo, hi = (lo.copy(), hi.copy()) if lo is D else (lo, hi)
                 D.flat[k] = lo.flat[k] = hi.flat[k] = v
                 bad.flat[k] = False
-        lo = np.where(bad, np.where(np.isnan(D), np.nan, D), lo)
-        hi = np.where(bad, np.where(np.isnan(D), np.nan, D), hi)
+        lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention
+        hi = np.where(bad, np.nan, hi)
         flag |= bad
     return D, flag, lo, hi
 
@@ -281,16 +307,20 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
     in_path = [graph.leaves[w] for w in result.wrt if graph.leaves[w] in idset]
     sizes = {i: graph.nodes[i].size for i in in_path}
     total = sum(sizes.values())
-    exact = total <= MAX_SYMBOLS
-    picks = _choose(in_path, sizes, total, exact)
-    syms, env, order = {}, {}, []
+    cands = _choose(in_path, sizes, total, total <= MAX_SYMBOLS)
+    order = []                                   # round robin over the leaves
+    for r in range(max((len(p) for p in cands.values()), default=0)):
+        order += [(i, cands[i][r]) for i in in_path if r < len(cands[i])]
+    order = _affordable(ctx, graph, vals, ids, order)
+    exact = len(order) == total
+    picks = {i: sorted(k for j, k in order if j == i) for i in in_path}
+    syms, env = {}, {}
     for i in in_path:
         v = np.asarray(vals[i], dtype=np.float64).reshape(-1)
         syms[i] = [sp.Dummy(f"x{i}_{k}", real=True) for k in picks[i]]
         for k, s in zip(picks[i], syms[i]):
-            env[s] = float(v[k])
-    for r in range(max((len(p) for p in picks.values()), default=0)):   # round robin
-        order += [(i, r) for i in in_path if r < len(picks[i])]
+            env[s] = np.float64(v[k])     # numpy scalars: IEEE arithmetic, no ZeroDivisionError
+    order = [(i, picks[i].index(k)) for i, k in order]
 
     parts = {}
     empty = np.zeros(0, dtype=np.int64)
@@ -311,22 +341,21 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
                 parts[i] = _apply_sparse(ctx, eq, ins, v)
             else:
                 parts[i] = _apply_object(ctx, eq, ins, v, vals)
-            if len(parts[i][1]) > MAX_SYMBOLIC_ENTRIES:
-                raise Unsupported(f"too large for the per-element symbolic check: "
-                                  f"{len(parts[i][1]):,} entries of one array depend on the "
-                                  f"{len(env)} sampled elements (at most "
-                                  f"{MAX_SYMBOLIC_ENTRIES:,}); use --check numeric")
         ctx.tick()
 
     _, out_idx, out_ex = parts[out]
     deps: dict = {}
+    cost: dict = {}          # sympy differentiations a symbol's column needs (terms of sums)
     for o, e in zip(out_idx, out_ex):
         for s in e.free_symbols:
             deps.setdefault(s, []).append((int(o), e))
+        for t in (e.args if isinstance(e, sp.Add) else (e,)):
+            for s in t.free_symbols:
+                cost[s] = cost.get(s, 0) + 1
     chosen, count = [], 0
     for i, r in order:
         s = syms[i][r]
-        n = len(deps.get(s, ()))
+        n = cost.get(s, 0)
         if chosen and count + n > MAX_DERIVATIVES:
             continue
         chosen.append((i, r))
@@ -341,7 +370,7 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
         cand = np.zeros(N, bool)
         exprs = []
         for o, e in deps.get(s, ()):
-            d = sp.diff(e, s)
+            d = _diff(sp, e, s)
             val, c = ev.eval(d)
             col[o] = float(val)
             if c is not None and bool(np.any(c)):
@@ -392,7 +421,7 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
                         C[p, o] = LO[p, o] = HI[p, o] = v
                     else:
                         F[p, o] = True
-                        LO[p, o] = HI[p, o] = col[o] if math.isinf(col[o]) else math.nan
+                        LO[p, o] = HI[p, o] = math.nan
         kpicks = np.array([picks[i][r] for r, _ in rows], dtype=np.int64)
         checks._tally_columns(tally, name, eq, g, jac, cot, kpicks, C, F, LO, HI, labeller,
                               oshape)
@@ -407,7 +436,62 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
             "elements_checked": checked, "elements_total": n_total,
             "jacobian_entries_checked": None if result.jacobian is None else N * checked,
             "jacobian_entries_total": None if result.jacobian is None else N * n_total,
-            "derivatives_taken": int(sum(derivs))}
+            "derivatives_taken": int(count)}
+
+
+def _diff(sp, e, s):
+    """sympy's derivative of `e` by `s`, skipping the terms of a sum that do not contain `s`
+    (a reduction's output is a sum of many terms, each holding a few of the symbols)."""
+    if isinstance(e, sp.Add):
+        return sp.Add(*[sp.diff(t, s) for t in e.args if s in t.free_symbols])
+    return sp.diff(e, s)
+
+
+def _affordable(ctx, graph, vals, ids, order):
+    """The longest prefix of `order` (all, 16, 4 or 1 leaf elements) whose symbols reach at
+    most MAX_SYMBOLIC_ENTRIES entries of the program (and MAX_SYMBOLIC_TERMS entries times
+    symbols). The reach is measured numerically: a NaN put at those leaf elements shows, in
+    one float forward pass, every entry that would hold a sympy expression."""
+    last = None
+    for k in sorted({len(order), 16, 4, 1}, reverse=True):
+        if k > len(order) or k == 0:
+            continue
+        reach = _reach(graph, vals, ids, order[:k])
+        if reach <= MAX_SYMBOLIC_ENTRIES and reach * k <= MAX_SYMBOLIC_TERMS:
+            return order[:k]
+        last = reach
+        ctx.tick()
+    if not order:
+        return order
+    raise Unsupported(f"too large for the per-element symbolic check: one leaf element "
+                      f"reaches {last:,} entries of the program (at most "
+                      f"{MAX_SYMBOLIC_ENTRIES:,}); use --check numeric")
+
+
+def _reach(graph, vals, ids, elems):
+    """How many entries of the nodes in `ids` depend on the leaf elements `elems`."""
+    new, count = {}, len(elems)
+    for i, k in elems:
+        if i not in new:
+            new[i] = np.array(vals[i], dtype=np.float64)
+        new[i].flat[k] = np.nan
+    with np.errstate(all="ignore"):
+        for i in ids:
+            eq = graph.nodes[i]
+            if eq.kind != "op" or not any(j in new and eq.op.vjp(k) is not None
+                                          for k, j in enumerate(eq.inputs)):
+                continue
+            args = [new[j] if j in new and eq.op.vjp(k) is not None else vals[j]
+                    for k, j in enumerate(eq.inputs)]
+            try:
+                v = np.asarray(eq.op.forward(*args, **eq.params), dtype=np.float64)
+            except Exception:               # e.g. a class index made NaN: assume all of it
+                v = np.full(eq.shape, np.nan)
+            hit = np.count_nonzero(np.isnan(v) & ~np.isnan(np.asarray(vals[i])))
+            if hit:
+                new[i] = v
+                count += hit
+    return count
 
 
 def _choose(in_path, sizes, total, exact):
@@ -478,14 +562,10 @@ def _apply_sparse(ctx, eq, ins, v):
         mask |= symflag[src]
         srcs.append((src, symflag, lookup, val.reshape(-1)))
     pos = np.flatnonzero(mask)
-    if len(pos) > MAX_SYMBOLIC_ENTRIES:
-        raise Unsupported(f"too large for the per-element symbolic check: {len(pos):,} entries "
-                          f"depend on the sampled elements (at most {MAX_SYMBOLIC_ENTRIES:,}); "
-                          "use --check numeric")
     out = np.empty(len(pos), dtype=object)
     for n, o in enumerate(pos):
         args = [lk[s[o]] if sf[s[o]] else float(vf[s[o]]) for s, sf, lk, vf in srcs]
-        out[n] = eq.op.sympy(sp, *args, **eq.params)
+        out[n] = eq.op.sympy(ctx.fast, *args, **eq.params)
         if n % 256 == 255:
             ctx.tick()
     keep = [n for n, e in enumerate(out) if getattr(e, "free_symbols", None)]
@@ -499,7 +579,7 @@ def _apply_object(ctx, eq, ins, v, vals):
                           f"{big:,} elements (at most {MAX_OBJECT_ELEMENTS:,}); use "
                           "--check numeric")
     at = tuple(np.asarray(vals[j], dtype=np.float64) for j in eq.inputs)
-    res = eq.op.sympy(ctx.sp, *[_objects(p) for p in ins], _at=at, **eq.params)
+    res = eq.op.sympy(ctx.fast, *[_objects(p) for p in ins], _at=at, **eq.params)
     res = np.asarray(res, dtype=object)
     if res.shape != tuple(eq.shape):
         res = np.broadcast_to(res, eq.shape)
@@ -656,17 +736,17 @@ class Evaluator:
         if e in self.env:
             return self.env[e]
         if e is sp.nan or e is sp.zoo:
-            return math.nan
+            return np.float64(math.nan)
         if e is sp.oo:
-            return math.inf
+            return np.float64(math.inf)
         if e is sp.S.NegativeInfinity:
-            return -math.inf
+            return np.float64(-math.inf)
         if e is sp.true:
             return True
         if e is sp.false:
             return False
         if e.is_Number or isinstance(e, sp.NumberSymbol):
-            return float(e)
+            return np.float64(float(e))
         raise Unsupported(f"the symbolic check cannot evaluate {type(e).__name__}")
 
 

@@ -23,8 +23,8 @@ def is_sym(a) -> np.ndarray:
     a = obj(a)
     if a.size == 0:
         return np.zeros(a.shape, dtype=bool)
-    return np.fromiter((not isinstance(v, (float, int)) for v in a.flat), dtype=bool,
-                       count=a.size).reshape(a.shape)
+    types = np.fromiter(map(type, a.reshape(-1).tolist()), dtype=object, count=a.size)
+    return ((types != float) & (types != int)).reshape(a.shape)
 
 
 def floats(a, mask, fill=0.0) -> np.ndarray:
