@@ -171,7 +171,7 @@ def test_value_files(tmp_path):
     np.save(tmp_path / "v.npy", np.array([1.0, 2.0]))
     np.save(tmp_path / "i.npy", np.array([[1, 0], [0, 1]], dtype=np.int32))
     (tmp_path / "t.csv").write_text("1,2\n3,4\n")
-    (tmp_path / "col.csv").write_text("# a column\n1\n2\n")
+    (tmp_path / "col.csv").write_text("1\n2\n")
     # sum(M @ v) with M = [[1,2],[3,4]], v = [1,2]: M@v = [5, 11], sum 16;
     # d/dM[i,k] = v[k] -> [[1,2],[1,2]]; d/dv[k] = sum_i M[i,k] -> [4, 6]
     obj = js("sum(M @ v)", f"M=@{tmp_path / 'm.json'}", f"v=@{tmp_path / 'v.npy'}")
@@ -181,7 +181,7 @@ def test_value_files(tmp_path):
     obj = js("sum(T * I)", f"T=@{tmp_path / 't.csv'}", f"I=@{tmp_path / 'i.npy'}")
     assert obj["output"]["value"] == 5.0                     # 1 + 4
     assert obj["grads"] == {"T": [[1.0, 0.0], [0.0, 1.0]], "I": [[1.0, 2.0], [3.0, 4.0]]}
-    # a one-column CSV is a vector; comment lines are skipped
+    # a one-column CSV is a vector
     obj = js("c * 1", f"c=@{tmp_path / 'col.csv'}", "-g", "1")
     assert obj["output"]["shape"] == [2]
 
