@@ -516,6 +516,9 @@ def test_no_jacobian_and_large_jacobian_note():
     # 101 outputs x 100 inputs = 10,100 entries > 10,000: not computed by default
     obj = js("x*y", "x=ones(101)", "y=ones(101)", "-g", "1", "--wrt", "y")
     assert obj["jacobian"] is None and "10,000" in obj["jacobian_note"]
+    # exactly 10,000 entries (100 outputs x 100 inputs) is still computed
+    obj = js("x*y", "x=ones(100)", "y=ones(100)", "-g", "1", "--wrt", "y")
+    assert num(obj["jacobian"]["y"]).shape == (100, 100) and "jacobian_note" not in obj
     obj = js("x*y", "x=ones(101)", "y=ones(101)", "-g", "1", "--wrt", "y", "--jacobian")
     assert num(obj["jacobian"]["y"]).shape == (101, 101)
 
