@@ -91,6 +91,9 @@ def build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text
     if _positive("--max-depth", max_depth) is not None:
         lim.max_depth = max_depth
     if _positive("--symbolic-timeout", symbolic_timeout) is not None:
+        if symbolic_timeout == float("inf") or symbolic_timeout > 10**7:  # threads cannot wait
+            raise GradcalcError("usage", "--symbolic-timeout takes a finite number of seconds "
+                                         "(at most 10,000,000)")
         lim.symbolic_timeout = symbolic_timeout
     return lim
 
