@@ -931,3 +931,51 @@ def test_closed_standard_streams(redirect, args, status):
                        cwd=os.path.dirname(__file__))
     assert p.returncode == status, p.stderr
     assert b"Traceback" not in p.stderr + p.stdout
+
+
+def test_no_path_from_text_to_eval_pickle_or_a_shell():
+    """Issue 5 item 4, checked on the source: no module of gradcalc calls eval/exec/compile/
+    __import__, sympy's string parsers (sympify, parse_expr, S) or lambdify, a shell or a
+    subprocess, or imports pickle-like modules; every np.load passes allow_pickle=False."""
+    import ast
+    import pathlib
+    pkg = pathlib.Path(__file__).resolve().parent.parent / "gradcalc"
+    banned_names = {"eval", "exec", "compile", "__import__", "breakpoint", "input"}
+    banned_attrs = {"sympify", "parse_expr", "lambdify", "system", "popen", "Popen",
+                    "check_output", "check_call", "getoutput", "getstatusoutput", "spawnl",
+                    "execv", "execvp", "import_module", "load_module"}
+    banned_modules = {"pickle", "cPickle", "dill", "shelve", "marshal", "subprocess", "pty",
+                      "code", "codeop", "runpy", "importlib"}
+    problems = []
+    for path in sorted(pkg.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""]
+                for mod in mods:
+                    if mod.split(".")[0] in banned_modules:
+                        problems.append(f"{where} imports {mod}")
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sympy"):
+                    for a in node.names:
+                        if a.name in {"sympify", "parse_expr", "lambdify", "S"}:
+                            problems.append(f"{where} imports sympy's {a.name}")
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in banned_names:
+                problems.append(f"{where} calls {f.id}()")
+            if isinstance(f, ast.Attribute):
+                if f.attr in banned_attrs:
+                    problems.append(f"{where} calls .{f.attr}()")
+                if f.attr == "S" and isinstance(f.value, ast.Name) and f.value.id in ("sp",
+                                                                                     "sympy"):
+                    problems.append(f"{where} calls sympy.S()")
+                if f.attr == "load" and isinstance(f.value, ast.Name) and f.value.id in (
+                        "np", "numpy"):
+                    kw = {k.arg: k.value for k in node.keywords}
+                    ap = kw.get("allow_pickle")
+                    if not (isinstance(ap, ast.Constant) and ap.value is False):
+                        problems.append(f"{where} calls np.load without allow_pickle=False")
+    assert not problems, problems
