@@ -188,6 +188,36 @@ def test_results_in_order():
     assert [r["grads"]["x"] for r in results] == [float(i) for i in range(12)]
 
 
+def test_repeated_program_sees_each_requests_values():
+    # the same text many times in one stream (what a compiled-program cache must not get
+    # wrong): each request's own values, dtype, wrt and seed decide its numbers
+    prog = "x = 2\ny = x * x"
+    reqs = [
+        {"id": 1, "program": prog, "vars": {"x": 3}},              # x = 3: y = 9, dy/dx = 6
+        {"id": 2, "program": prog},                                  # the program's x = 2
+        {"id": 3, "program": prog, "vars": {"x": 5}},              # 25, 10
+        {"id": 4, "program": prog, "vars": {"x": 5}, "dtype": "float32"},
+        {"id": 5, "expr": "x * w", "vars": {"x": 1, "w": 2}, "wrt": ["x"]},   # d/dx = w
+        {"id": 6, "expr": "x * w", "vars": {"x": 1, "w": 7}, "wrt": ["x"]},
+        {"id": 7, "expr": "x * w", "vars": {"x": 1, "w": 7}},
+        {"id": 8, "expr": "x[0] * w", "vars": {"x": [3, 2], "w": 7}},  # d/dw = x[0] = 3
+        {"id": 9, "expr": "x[0] * w", "vars": {"x": [[3, 2], [1, 1]], "w": 7}, "grad": 1},
+    ]
+    code, r, _ = stream([{**q, "check": "none"} for q in reqs])
+    assert code == 0
+    assert [(x["output"]["value"], x["grads"]) for x in r[:4]] == [
+        (9.0, {"x": 6.0}), (4.0, {"x": 4.0}), (25.0, {"x": 10.0}), (25.0, {"x": 10.0})]
+    assert r[3]["dtype"] == "float32"
+    assert [x["grads"] for x in r[4:7]] == [{"x": 2.0}, {"x": 7.0}, {"x": 7.0, "w": 1.0}]
+    assert r[7]["grads"] == {"x": [7.0, 0.0], "w": 3.0}
+    # x is now 2-D: x[0] is the row [3, 2], so the output is (2,) and w's grad is 3 + 2
+    assert r[8]["output"]["shape"] == [2] and r[8]["grads"]["w"] == 5.0
+    # rand: the request's seed decides the draw
+    rq = {"expr": "sum(rand(4) * x)", "vars": {"x": 1}, "check": "none"}
+    _, (a, b, c, d), _ = stream([{**rq, "seed": 1}, {**rq, "seed": 2}, {**rq, "seed": 1}, rq])
+    assert a["output"]["value"] == c["output"]["value"] != b["output"]["value"]
+
+
 def test_last_line_without_newline():
     runner = CliRunner()
     data = json.dumps({"id": 4, "expr": "x*2", "vars": {"x": 1}, "check": "none"})
