@@ -252,6 +252,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
                                          "NAME=VALUE arguments belong inside each request")
         from .jsonl import serve
+        _long_running()
         return serve(settings, limits, debug)
     stdin = Stdin(limits.max_text)
     if program_file is not None:
@@ -320,7 +321,46 @@ def _stdin_once(bindings, grad, program_from_stdin):
                                      f"{' and '.join(users)} both read it")
 
 
+# start-up levers, used only when gradcalc is the program (see _owns_process); measured in
+# benchmarks/RESULTS.md: one thread for OpenBLAS (its worker threads cost numpy's import ~40%
+# CPU, which a busy second core makes wall time; export OPENBLAS_NUM_THREADS to choose),
+# no garbage collection during a one-shot run (a collection lands inside the imports, and
+# a single calculation makes little cyclic garbage), and os._exit once every stream is
+# flushed (interpreter teardown of numpy and sympy is a quarter of a one-liner's exit)
+_GC_OFF = False
+
+
+def _owns_process() -> bool:
+    """True when gradcalc is the program (its console script, or python -m gradcalc), not a
+    function called by someone else's code: only then may it tune and end the process."""
+    main_mod = sys.modules.get("__main__")
+    spec = getattr(main_mod, "__spec__", None)
+    if spec is not None and spec.name == "gradcalc.__main__":
+        return True
+    path = getattr(main_mod, "__file__", None)
+    return bool(path) and os.path.basename(path) in ("gradcalc", "gradcalc-script.py",
+                                                     "gradcalc.exe")
+
+
+def _long_running():
+    """A JSON Lines stream may run for hours: collect garbage again, but never rescan what
+    the imports created."""
+    global _GC_OFF
+    if _GC_OFF:
+        import gc
+        gc.enable()
+        gc.freeze()
+        _GC_OFF = False
+
+
 def main(argv=None):
+    global _GC_OFF
+    owner = argv is None and _owns_process()
+    if owner:
+        import gc
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        gc.disable()
+        _GC_OFF = True
     argv = sys.argv[1:] if argv is None else list(argv)
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:   # started with the stream closed (<&-, >&-, 2>&-)
@@ -339,7 +379,14 @@ def main(argv=None):
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    sys.exit(status if isinstance(status, int) else 0)
+    code = status if isinstance(status, int) else 0
+    if owner:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def _main(argv, as_json, debug) -> int:
