@@ -8,6 +8,7 @@ lets user text be read as markup: every user string goes into a rich Text, escap
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -47,8 +48,10 @@ def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     enc = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
     file = None if enc.startswith("utf") else _Lossy(stderr)
+    # NO_COLOR: no escape byte at all (SPEC 8), so bold and dim go too, not only colour
+    plain = bool(os.environ.get("NO_COLOR"))
     return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, emoji=False,
-                   markup=False)
+                   markup=False, **({"color_system": None} if plain else {}))
 
 
 class _Lossy:

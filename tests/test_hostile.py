@@ -906,9 +906,6 @@ def test_terminal_echo_of_hostile_text_is_escaped():
     assert status == 2 and b"\x1b[2J" not in out and b"\\x1b[2J" in out
 
 
-@pytest.mark.xfail(strict=True, reason="human view (render.make_console): rich drops colour "
-                   "under NO_COLOR but still writes bold/dim escapes; SPEC 8 says no escape "
-                   "byte reaches a NO_COLOR terminal")
 def test_no_color_terminal_gets_no_escape_bytes():
     status, out = _run_on_a_terminal(["x*2", "x=1"], {"NO_COLOR": "1"})
     assert status == 0 and b"output" in out
