@@ -43,13 +43,12 @@ def parse_request(line: str, defaults, limits):
     return req
 
 
-def check_fields(req):
-    """A misspelt field ("grads", "wtr") would be ignored silently and give a different
-    calculation than the one meant: it is a usage error."""
-    unknown = sorted(k for k in req if k not in FIELDS)
-    if unknown:
-        raise GradcalcError("usage", f"unknown field {json.dumps(unknown[0])[:60]} (fields: "
-                                     + ", ".join(sorted(FIELDS)) + ")")
+def check_fields(req) -> list:
+    """Unknown fields are ignored, so requests written for a later gradcalc (or carrying
+    a caller's own bookkeeping) still run; but a misspelt field ("grads", "wtr") must not
+    pass unnoticed, so each one is named in the result's "warnings"."""
+    return [f"unknown field {json.dumps(k)[:60]} ignored (fields: {', '.join(sorted(FIELDS))})"
+            for k in sorted(k for k in req if k not in FIELDS)]
 
 
 # one strict encoder for the whole stream (json.dumps(..., allow_nan=False) builds a new one
@@ -190,13 +189,15 @@ def serve(defaults, limits, debug=False):
                     raise GradcalcError("usage", "\"id\" must be a JSON value that can be "
                                                  "echoed (a number too large for a float is not)")
                 has_id, rid = True, req["id"]
-            check_fields(req)
+            warnings = check_fields(req)
             text, vars_, settings = settings_of(req, defaults)
             try:
                 result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
             obj = result.to_json()
+            if warnings:
+                obj["warnings"] = warnings
             if not result.passed:
                 disagreed = True
         except GradcalcError as err:

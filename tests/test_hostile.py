@@ -689,7 +689,6 @@ JSONL_LINES = [
     ("at-grad", b'{"id": 8, "expr": "x", "vars": {"x": 1}, "grad": "@-"}', "usage", 8),
     ("at-hash-colon", b'{"id": 9, "program": "#: --grad @-\\nx = 1"}', "usage", 9),
     ("duplicate-key", b'{"expr": "x", "expr": "y", "vars": {"x": 1, "y": 2}}', "usage", NUL_ID),
-    ("unknown-field", b'{"id": 10, "expr": "x", "vars": {"x": 1}, "grads": 1}', "usage", 10),
     ("trailing-garbage", b'{"expr": "x", "vars": {"x": 1}} trailing', "usage", NUL_ID),
     ("two-objects", b'{"expr": "x"}{"expr": "x"}', "usage", NUL_ID),
     ("deep-array", b"[" * 100000, "usage", NUL_ID),

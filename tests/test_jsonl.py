@@ -416,3 +416,19 @@ def test_subprocess_stream_of_mixed_requests():
     assert out[1]["error"]["kind"] == "syntax" and out[1]["error"]["position"] == 2
     assert out[2]["grads"]["x"] == [1.0, 1.0]
     assert p.stderr == ""
+
+
+def test_unknown_fields_run_and_are_named_in_warnings():
+    """A field gradcalc does not know is ignored, and the result says so: a misspelt
+    "grads" runs with the implied cotangent 1 (x*3 at x=2 -> grad 3) and is named."""
+    import subprocess
+    import sys
+    line = '{"id": "u", "expr": "x*3", "vars": {"x": 2}, "grads": 5, "note": "mine"}\n'
+    proc = subprocess.run([sys.executable, "-m", "gradcalc", "-"], input=line,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["id"] == "u" and r["grads"] == {"x": 3.0}
+    assert len(r["warnings"]) == 2
+    assert r["warnings"][0].startswith('unknown field "grads" ignored')
+    assert r["warnings"][1].startswith('unknown field "note" ignored')
