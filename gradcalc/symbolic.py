@@ -230,7 +230,7 @@ def _evaluate_array(ctx, ev, d, env, oshape):
     points (non-finite although the inputs are finite, even in mpmath's arithmetic)."""
     val, cand = ev.eval(d)
     D = np.asarray(val, dtype=np.float64)
-    D = np.array(np.broadcast_to(D, oshape)) if D.shape != tuple(oshape) else D.copy()
+    D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
     lo = hi = D
     flag = np.zeros(oshape, bool)
     if cand is not None and np.any(cand):
@@ -251,7 +251,8 @@ def _evaluate_array(ctx, ev, d, env, oshape):
             point = {s: float(np.broadcast_to(env[s], oshape).flat[k]) for s in syms}
             v = _refine(ctx, d, point)
             if math.isfinite(v):
-                lo, hi = (lo.copy(), hi.copy()) if lo is D else (lo, hi)
+                if not D.flags.writeable:
+                    D, lo, hi = np.array(D), np.array(lo), np.array(hi)
                 D.flat[k] = lo.flat[k] = hi.flat[k] = v
                 bad.flat[k] = False
         lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention

@@ -1,0 +1,439 @@
+"""The cross-checks (issue 4): symbolic (sympy differentiates the op table's forward forms)
+and numeric (central differences) against autograd's grads and Jacobian.
+
+- every sample of every op in the table passes both checks, in float64 and float32;
+- a wrong VJP rule (monkeypatched) makes both checks fail, and the CLI exit with status 1:
+  the checks can fail;
+- at kinks (relu at 0, ties, clamp at a bound, sqrt at 0, ...) the point is reported with
+  PyTorch's value and each method's, and the check passes; a value outside the one-sided
+  range there still fails;
+- the seed example shows the derivatives 3, 4*b, 1/c; tolerances, the time budget and the
+  caps behave as documented; sympy is imported only when a symbolic check runs.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import gradcalc
+from gradcalc import symbolic
+from gradcalc.cli import main
+from gradcalc.compile import Compiler
+from gradcalc.errors import Limits
+from gradcalc.ops import OPS
+from gradcalc.parser import parse_program
+
+SEED = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1.0,0.0001"]
+
+
+def strict_json(text):
+    def reject(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=reject)
+
+
+def cli(*argv):
+    """`gradcalc ARGV --json` in-process: (exit status, parsed JSON)."""
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        try:
+            main([str(a) for a in argv] + ["--json"])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    return code, strict_json(out.getvalue().decode())
+
+
+def sample_inputs(expr, shapes, domain, seed=1):
+    rng = np.random.default_rng(seed)
+    lo, hi = domain
+    vars = {n: rng.uniform(lo, hi, size=s) for n, s in shapes.items()}
+    graph = Compiler(expr, vars).program(parse_program(expr))
+    oshape = graph.nodes[graph.output].shape
+    grad = rng.uniform(-1.0, 1.0, size=oshape) if oshape else None
+    return vars, grad
+
+
+SAMPLES = [(name, s) for name, op in sorted(OPS.items()) for s in op.samples]
+
+
+# ---------------------------------------------------------------- every op, both checks
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,sample", SAMPLES, ids=[f"{n}:{s[0]}" for n, s in SAMPLES])
+def test_every_op_sample_passes_both_checks(name, sample, dtype):
+    expr, shapes, domain = sample
+    vars, grad = sample_inputs(expr, shapes, domain)
+    r = gradcalc.compute(expr, grad=grad, check="all", dtype=dtype, **vars)
+    sym, num = r.checks["symbolic"], r.checks["numeric"]
+    assert sym["passed"] is True, sym
+    assert num["passed"] is True, num
+    # inside the sample domains nothing is at a kink, and every element was checked
+    assert "nondifferentiable" not in sym and "nondifferentiable" not in num
+    assert sym["elements_checked"] == sym["elements_total"] > 0
+    assert sym["jacobian_entries_checked"] == sym["jacobian_entries_total"]
+    assert sym["max_rel_error"] <= sym["rtol"] or sym["max_abs_error"] <= sym["atol"] * 10
+
+
+# ---------------------------------------------------------------- checks can fail
+def _broken(rule):
+    def wrong(g, ans, *args, **params):
+        v = rule(g, ans, *args, **params)
+        return None if v is None else 1.5 * np.asarray(v)
+    return wrong
+
+
+# ops whose sample cannot show a scaled rule: sign's rule is 0 everywhere
+_UNBREAKABLE = {"sign"}
+BREAKABLE = [(n, s) for n, s in SAMPLES
+             if OPS[n].kind != "constructor" and n not in _UNBREAKABLE
+             and OPS[n].vjp(0) is not None and s == OPS[n].samples[0]]
+
+
+@pytest.mark.parametrize("name,sample", BREAKABLE, ids=[n for n, _ in BREAKABLE])
+def test_a_wrong_rule_fails_both_checks(name, sample, monkeypatch):
+    """The rule of the op's first input, scaled by 1.5, must be caught by each check."""
+    op = OPS[name]
+    if callable(op.vjps):
+        factory = op.vjps
+        monkeypatch.setattr(op, "vjps", lambda i: _broken(factory(i)) if i == 0 else factory(i))
+    else:
+        monkeypatch.setattr(op, "vjps", (_broken(op.vjps[0]),) + tuple(op.vjps[1:]))
+    expr, shapes, domain = sample
+    vars, grad = sample_inputs(expr, shapes, domain)
+    r = gradcalc.compute(expr, grad=grad, check="all", **vars)
+    for kind in ("symbolic", "numeric"):
+        c = r.checks[kind]
+        assert c["passed"] is False, (kind, c)
+        assert c["disagreements"], c
+    assert r.passed is False
+
+
+def test_a_wrong_rule_exits_1_through_the_cli(monkeypatch):
+    rule = OPS["mul"].vjps
+    monkeypatch.setattr(OPS["mul"], "vjps", (_broken(rule[0]), rule[1]))
+    code, obj = cli(*SEED, "--check", "all")
+    assert code == 1
+    sym, num = obj["checks"]["symbolic"], obj["checks"]["numeric"]
+    assert sym["passed"] is False and num["passed"] is False
+    # 3*a is mul(3, a): a's grad goes through the intact second rule; 2*b*b is
+    # mul(mul(2, b), b): the path through the first input is 1.5 times too large, so b's
+    # grad is (1.5*2 + 2) * b * v = 5*b*v instead of 4*b*v: 1.5 instead of 1.2 at b = 3
+    bad = {(d["leaf"], tuple(d["index"])): d for d in sym["disagreements"] if d["in"] == "grad"}
+    assert {leaf for leaf, _ in bad} == {"b"}
+    assert bad[("b", (0,))]["autograd"] == pytest.approx(1.5)
+    assert bad[("b", (0,))]["symbolic"] == pytest.approx(1.2)
+    # the default check is the symbolic one: it alone already fails the run
+    code, obj = cli(*SEED)
+    assert code == 1 and list(obj["checks"]) == ["symbolic"]
+
+
+def test_a_wrong_rule_in_a_program_that_mixes_elements(monkeypatch):
+    rule = OPS["matmul"].vjps
+    monkeypatch.setattr(OPS["matmul"], "vjps", (rule[0], _broken(rule[1])))
+    code, obj = cli("-f", "samples/chinese_logistic_layer.grad", "--check", "all")
+    assert code == 1
+    for kind in ("symbolic", "numeric"):
+        c = obj["checks"][kind]
+        assert c["passed"] is False
+        assert {d["leaf"] for d in c["disagreements"]} == {"w"}
+
+
+def test_tolerances_are_honoured(monkeypatch):
+    """A rule off by one part in a million fails the default symbolic tolerance (1e-7) and
+    passes with --rtol 1e-5; the numeric check's default (1e-5) lets it through."""
+    rule = OPS["log"].vjps[0]
+    monkeypatch.setattr(OPS["log"], "vjps",
+                        (lambda g, ans, x: rule(g, ans, x) * (1 + 1e-6),))
+    code, obj = cli(*SEED, "--check", "all")
+    assert code == 1
+    assert obj["checks"]["symbolic"]["passed"] is False
+    assert obj["checks"]["numeric"]["passed"] is True
+    assert obj["checks"]["symbolic"]["max_rel_error"] == pytest.approx(1e-6, rel=1e-3)
+    code, obj = cli(*SEED, "--check", "symbolic", "--rtol", "1e-5")
+    assert code == 0 and obj["checks"]["symbolic"]["rtol"] == 1e-5
+    # --atol alone: the largest error is 1e-6 / 6 ~ 1.7e-7, in the Jacobian entry dy0/dc0
+    code, obj = cli(*SEED, "--check", "symbolic", "--rtol", "0", "--atol", "1e-6")
+    assert code == 0, obj["checks"]
+    code, obj = cli(*SEED, "--check", "symbolic", "--rtol", "0", "--atol", "1e-8")
+    assert code == 1
+
+
+# ---------------------------------------------------------------- the seed example
+def test_seed_example_derivatives_and_verdict():
+    code, obj = cli(*SEED)
+    assert code == 0
+    sym = obj["checks"]["symbolic"]
+    assert sym["passed"] is True
+    assert sym["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
+    assert sym["method"] == "elementwise"
+    assert sym["max_abs_error"] <= 1e-15
+    assert sym["elements_checked"] == sym["elements_total"] == 9
+    assert sym["jacobian_entries_checked"] == 27
+
+
+def test_every_sample_passes_its_checks_and_the_symbolic_one():
+    """Each sample as it stands (the default check is symbolic; a sample's #: line may ask
+    for another) and with the symbolic check: all pass, every element checked."""
+    import glob
+    for path in sorted(glob.glob("samples/*.grad")):
+        code, obj = cli("-f", path)
+        assert code == 0, path
+        assert all(c["passed"] is True for c in obj["checks"].values()), (path, obj["checks"])
+        if "--check" not in open(path).read():
+            assert list(obj["checks"]) == ["symbolic"], path
+        code, obj = cli("-f", path, "--check", "symbolic")
+        sym = obj["checks"]["symbolic"]
+        assert code == 0 and sym["passed"] is True, (path, sym)
+        assert sym["elements_checked"] == sym["elements_total"], path
+
+
+@pytest.mark.parametrize("expr,vars,grad,expected", [
+    ("sin(x)*y", {"x": 0.5, "y": 2.0}, None, {"x": "y*cos(x)", "y": "sin(x)"}),
+    ("relu(x)", {"x": [1.0, 2.0]}, 1, {"x": "Heaviside(x)"}),
+    ("log10(x)", {"x": [1.0, 2.0]}, 1, {"x": "1/(x*log(10))"}),
+    ("x * 0.1", {"x": [1.0, 2.0]}, 1, {"x": "0.1"}),
+    ("softplus(x, beta=2)", {"x": [1.0]}, 1,
+     {"x": "Piecewise((1, x > 10), (exp(2*x)/(exp(2*x) + 1), True))"}),
+    # a leaf the output does not reach: its derivative is 0
+    ("y = 2*x; y", {"x": 1.0, "z": 3.0}, None, {"x": "2", "z": "0"}),
+    # a leaf named like a sympy constant is still the user's variable
+    ("E*E + I", {"E": 3.0, "I": 1.0}, None, {"E": "2*E", "I": "1"}),
+    # per-element, every element a symbol, scalar output and leaf: one formula
+    ("sum(x ** y)", {"x": [1.0, 2.0], "y": 3.0}, None,
+     {"x": None, "y": "x[0]**y*log(x[0]) + x[1]**y*log(x[1])"}),
+])
+def test_derivative_formulas(expr, vars, grad, expected):
+    r = gradcalc.compute(expr, grad=grad, **vars)
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True, sym
+    assert sym["derivatives"] == expected
+
+
+def test_derivative_of_a_detached_input_is_not_taken():
+    """detach(x) is a constant to both checks, as to autograd: d(detach(x)*x)/dx = x."""
+    r = gradcalc.compute("detach(x) * x", x=[1.5, -2.0], grad=1, check="all")
+    assert r.grads["x"].tolist() == [1.5, -2.0]
+    assert r.checks["symbolic"]["passed"] is True
+    assert r.checks["numeric"]["passed"] is True
+    assert r.checks["symbolic"]["derivatives"] == {"x": None}   # involves the array constant
+
+
+# ---------------------------------------------------------------- kinks
+def _entries(check):
+    return {(e["leaf"], tuple(e["index"])): e for e in check.get("nondifferentiable", [])}
+
+
+@pytest.mark.parametrize("expr,vars,grad,leaf,index,op,pytorch,sym", [
+    # relu'(0) = 0 in PyTorch; sympy's Heaviside(0) = 1/2
+    ("relu(x)", {"x": [-1.0, 0.0, 1.0]}, 1, "x", (1,), "relu", 0.0, 0.5),
+    # abs'(0) = 0 = sign(0)
+    ("abs(x)", {"x": [-1.0, 0.0, 1.0]}, 1, "x", (1,), "abs", 0.0, 0.0),
+    # a full max splits the gradient evenly over ties
+    ("max(x)", {"x": [1.0, 3.0, 3.0]}, None, "x", (2,), "max", 0.5, 0.5),
+    ("min(x)", {"x": [2.0, 2.0, 2.0]}, None, "x", (0,), "min", 1 / 3, 0.5),
+    # max(dim=) gives all of it to the first maximal index
+    ("max(x, dim=0)", {"x": [1.0, 3.0, 3.0]}, None, "x", (1,), "max", 1.0, 0.5),
+    # maximum/minimum ties: half to each side
+    ("maximum(x, y)", {"x": [1.0, 2.0], "y": [1.0, 3.0]}, 1, "y", (0,), "maximum", 0.5, 0.5),
+    # clamp passes gradient 1 at its bounds
+    ("clamp(x, min=0, max=1)", {"x": [0.0, 0.5, 1.0]}, 1, "x", (2,), "clamp", 1.0, 0.5),
+    # sqrt'(0) = +inf in both
+    ("sqrt(x)", {"x": [0.0, 1.0]}, 1, "x", (0,), "sqrt", "Infinity", "Infinity"),
+    # x**y at (0, 0): both partials 0 in PyTorch; sympy's y*x**y/x is NaN there
+    ("pow(x, y)", {"x": 0.0, "y": 0.0}, None, "x", (), "pow", 0.0, "NaN"),
+    ("pow(x, y)", {"x": 0.0, "y": 0.0}, None, "y", (), "pow", 0.0, "-Infinity"),
+    # norm at the zero vector: gradient 0; x/sqrt(sum x^2) is 0/0
+    ("norm(x)", {"x": [0.0, 0.0]}, None, "x", (0,), "norm", 0.0, "NaN"),
+    ("atan2(y, x)", {"x": 0.0, "y": 0.0}, None, "y", (), "atan2", 0.0, "NaN"),
+    # sign' = 0 everywhere; sympy's 2*DiracDelta(0) is undefined
+    ("sign(x)", {"x": [0.0, 1.0]}, 1, "x", (0,), "sign", 0.0, "NaN"),
+    # in a program that mixes elements
+    ("sum(relu(x))", {"x": [0.0, 1.0]}, None, "x", (0,), "relu", 0.0, 0.5),
+    ("norm(x, p=1)", {"x": [0.0, 1.0]}, None, "x", (0,), "norm", 0.0, 0.0),
+])
+def test_kinks_are_reported_and_pass(expr, vars, grad, leaf, index, op, pytorch, sym):
+    r = gradcalc.compute(expr, grad=grad, check="all", **vars)
+    obj = json.loads(json.dumps(r.to_json(), allow_nan=False))
+    for kind in ("symbolic", "numeric"):
+        c = obj["checks"][kind]
+        assert c["passed"] is True, (kind, c)
+        assert "disagreements" not in c
+    entry = _entries(obj["checks"]["symbolic"])[(leaf, index)]
+    assert entry["op"] == op
+    assert entry["convention"]
+    assert entry["pytorch"] == (pytest.approx(pytorch) if isinstance(pytorch, float) else pytorch)
+    assert entry["symbolic"] == (pytest.approx(sym) if isinstance(sym, float) else sym)
+    assert r.passed
+
+
+def test_kink_ranges_are_the_one_sided_values():
+    r = gradcalc.compute("relu(x)", x=[0.0], grad=1, check="all")
+    sym = _entries(r.checks["symbolic"])[("x", (0,))]
+    num = _entries(r.checks["numeric"])[("x", (0,))]
+    assert sym["range"] == [0.0, 1.0]
+    assert num["range"] == [pytest.approx(0.0), pytest.approx(1.0)]
+    assert num["numeric"] == pytest.approx(0.5)      # the central difference
+
+
+def test_a_wrong_value_at_a_kink_is_not_excused(monkeypatch):
+    """relu's rule giving 2 at 0 is outside [0, 1], the one-sided range: both checks fail,
+    and only the kink entry disagrees."""
+    monkeypatch.setattr(OPS["relu"], "vjps",
+                        (lambda g, ans, x: g * np.where(x == 0, 2.0, (ans > 0) * 1.0),))
+    code, obj = cli("relu(x)", "x=-1,0,1", "-g", "1", "--check", "all")
+    assert code == 1
+    for kind in ("symbolic", "numeric"):
+        c = obj["checks"][kind]
+        assert c["passed"] is False
+        assert {(d["leaf"], tuple(d["index"])) for d in c["disagreements"]
+                if d["in"] == "grad"} == {("x", (1,))}
+
+
+def test_no_kink_is_reported_off_the_kinks():
+    r = gradcalc.compute("relu(x) + abs(x) + maximum(x, 0.5)", x=[-1.0, 0.25, 2.0], grad=1,
+                         check="all")
+    for c in r.checks.values():
+        assert c["passed"] is True and "nondifferentiable" not in c
+
+
+def test_a_jacobian_row_may_carry_zero_times_inf():
+    """Rows of the Jacobian are VJPs with basis vectors: with sqrt'(0) = inf, the entry
+    J[1, 0] is 0 * inf = NaN, as torch.autograd.functional.jacobian gives; both checks
+    accept it (the derivative is 0 there, the product is IEEE's)."""
+    r = gradcalc.compute("sqrt(x)", x=[0.0, 1.0], grad=1, check="all")
+    J = r.jacobian["x"]
+    assert np.isinf(J[0, 0]) and np.isnan(J[1, 0])
+    assert r.checks["symbolic"]["passed"] is True and r.checks["numeric"]["passed"] is True
+
+
+# ---------------------------------------------------------------- budget, scale, imports
+def test_timeout_reports_skipped_and_never_hangs():
+    # each line doubles the tree sympy's diff walks: far beyond any budget
+    text = "x = [0.1, 0.2]\ny = x\n" + "y = sin(y)*y + y\n" * 40
+    t = time.monotonic()
+    r = gradcalc.compute(text, grad=1, limits=Limits(symbolic_timeout=0.5))
+    elapsed = time.monotonic() - t
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is None
+    assert "time budget of 0.5 s" in sym["skipped"]
+    assert elapsed < 5
+    assert r.passed is True                       # skipped is not a disagreement
+
+
+def test_timeout_through_the_cli_keeps_exit_status_0():
+    code, obj = cli(*SEED, "--symbolic-timeout", "0.000001")
+    assert code == 0
+    assert obj["checks"]["symbolic"] == {
+        "passed": None,
+        "skipped": "the symbolic check ran out of its time budget of 1e-06 s "
+                   "(--symbolic-timeout)"}
+
+
+def test_sympy_is_imported_only_for_a_symbolic_check():
+    code = ("import sys, gradcalc\n"
+            "assert 'sympy' not in sys.modules\n"
+            "r = gradcalc.compute('3*a + log(b)', a=[1, 2], b=[3, 4], grad=1, check='numeric')\n"
+            "assert r.checks['numeric']['passed'] is True\n"
+            "r = gradcalc.compute('3*a + log(b)', a=[1, 2], b=[3, 4], grad=1, check='none')\n"
+            "assert 'sympy' not in sys.modules, 'imported'\n"
+            "r = gradcalc.compute('3*a + log(b)', a=[1, 2], b=[3, 4], grad=1)\n"
+            "assert 'sympy' in sys.modules and r.checks['symbolic']['passed'] is True\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_elementwise_programs_are_checked_in_full_at_any_size():
+    n = 200_000
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.uniform(0.5, 2.0, n) for _ in range(3))
+    r = gradcalc.compute("3*a + 2*b*b + log(c)", a=a, b=b, c=c, grad=rng.uniform(-1, 1, n))
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True
+    assert sym["method"] == "elementwise"
+    assert sym["elements_checked"] == sym["elements_total"] == 3 * n
+    assert sym["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
+    assert sym["jacobian_entries_checked"] is None          # the Jacobian is too big to compute
+
+
+def test_broadcast_leaf_is_checked_in_full():
+    r = gradcalc.compute("x * b + b", x=np.ones((400, 3)), b=[1.0, 2.0, 3.0], grad=1)
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True and sym["derivatives"] == {"x": "b", "b": "x + 1"}
+    assert r.grads["b"].tolist() == [800.0, 800.0, 800.0]
+
+
+def test_per_element_path_samples_and_says_how_many():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (300, 20))
+    w = rng.uniform(-1, 1, (20, 3))
+    r = gradcalc.compute("mse_loss(x @ w, zeros(300, 3))", x=x, w=w)
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True
+    assert sym["method"] == "per-element"
+    assert 0 < sym["elements_checked"] < sym["elements_total"] == x.size + w.size
+    assert sym["derivatives_taken"] <= symbolic.MAX_DERIVATIVES
+    assert sym["derivatives"] == {"x": None, "w": None}
+
+
+def test_per_element_path_too_large_is_skipped_with_a_reason():
+    r = gradcalc.compute("sum(softmax(x))", x=np.linspace(-1, 1, 5000))
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is None
+    assert "too large for the per-element symbolic check" in sym["skipped"]
+    assert "--check numeric" in sym["skipped"]
+
+
+def test_small_programs_that_mix_elements_are_checked_exactly():
+    r = gradcalc.compute("softmax(x)", x=[1.0, 2.0, 3.0, 4.0], grad=[1, 0, 0, 0], check="all")
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True and sym["method"] == "per-element"
+    assert sym["elements_checked"] == sym["elements_total"] == 4
+    assert sym["jacobian_entries_checked"] == 16
+    assert r.checks["numeric"]["passed"] is True
+
+
+# ---------------------------------------------------------------- numeric specifics
+def test_numeric_perturbs_a_whole_leaf_at_once_in_elementwise_programs():
+    n = 100_000
+    x = np.linspace(0.1, 2.0, n)
+    r = gradcalc.compute("x * exp(x)", x=x, grad=1, check="numeric")
+    num = r.checks["numeric"]
+    assert num["passed"] is True
+    assert num["elements_checked"] == n
+
+
+def test_numeric_samples_elements_in_programs_that_mix_them():
+    x = np.linspace(-1, 1, 5000)
+    r = gradcalc.compute("sum(softmax(x) * x)", x=x, check="numeric")
+    num = r.checks["numeric"]
+    assert num["passed"] is True
+    assert 0 < num["elements_checked"] < num["elements_total"] == 5000
+
+
+def test_numeric_check_in_float32_uses_float64_differences():
+    r = gradcalc.compute("sum(exp(x))", x=[1.0, 2.0], check="numeric", dtype="float32")
+    num = r.checks["numeric"]
+    assert num["passed"] is True and "nondifferentiable" not in num
+    assert num["max_rel_error"] < 1e-6
+
+
+def test_class_index_targets_are_not_perturbed_into_fractions():
+    r = gradcalc.compute("cross_entropy(x, t)", x=[[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]],
+                         t=[2.0, 0.0], check="all")
+    assert r.checks["symbolic"]["passed"] is True
+    num = r.checks["numeric"]
+    assert num["passed"] is True
+    assert [s["leaf"] for s in num["leaves_not_checked"]] == ["t"]
+
+
+def test_reports_are_strict_json_even_with_infinite_errors(monkeypatch):
+    monkeypatch.setattr(OPS["exp"], "vjps", (lambda g, ans, x: g * np.inf,))
+    code, obj = cli("exp(x)", "x=1,2", "-g", "1", "--check", "all")
+    assert code == 1
+    assert obj["checks"]["symbolic"]["max_abs_error"] == "Infinity"
+    assert obj["checks"]["numeric"]["max_abs_error"] == "Infinity"
