@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import autograd     # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, escape_text
 
 CHECKS = ("symbolic", "numeric", "all", "none")
@@ -221,7 +222,13 @@ def to_plain(arr):
         a = a.astype(np.float64)
     if a.size <= 32:                      # small: test the Python floats, no numpy call
         plain = a.tolist()
-        if all(map(math.isfinite, a.ravel().tolist())):
+        if a.ndim == 1:
+            if all(map(math.isfinite, plain)):
+                return plain
+        elif a.ndim == 0:
+            if math.isfinite(plain):
+                return plain
+        elif all(map(math.isfinite, a.ravel().tolist())):
             return plain
     elif np.isfinite(a).all():
         return a.tolist()
@@ -232,9 +239,12 @@ def to_plain(arr):
     return obj.tolist()
 
 
+_NUMBER_TYPES = {float, int}
+
+
 def _value(v, label, dtype, limits, seed, stdin=None, allow_files=True):
-    if type(v) is list and 0 < len(v) <= min(64, limits.max_elements) and \
-            all(type(x) is float or type(x) is int for x in v):
+    if type(v) is list and 0 < len(v) <= 64 and len(v) <= limits.max_elements and \
+            set(map(type, v)) <= _NUMBER_TYPES:
         try:              # a short flat list of numbers: from_json's own conversion
             return np.array(v, dtype=dtype)
         except (OverflowError, ValueError):
@@ -294,6 +304,7 @@ class ProgramCache:
     def __init__(self):
         self._settings = {}
         self._graphs = {}
+        self._limits = (None, None)     # the Limits last seen and its fields (a stream has one)
 
     def settings(self, text: str) -> Settings:
         hit = self._settings.get(text)
@@ -305,9 +316,13 @@ class ProgramCache:
         return hit
 
     def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits):
+        lim, fields = self._limits
+        if lim is not limits or fields != vars(limits):
+            fields = dict(vars(limits))
+            self._limits = (limits, fields)
+            self._limits_key = tuple(fields.items())
         key = (text, dtype.str, None if s.wrt is None else tuple(s.wrt), s.seed,
-               tuple(vars(limits).items()),
-               tuple((name, v.shape) for name, v in bindings.items()))
+               self._limits_key, *[(name, v.shape) for name, v in bindings.items()])
         hit = self._graphs.get(key)
         if hit is not None:
             template, bound = hit
@@ -318,20 +333,19 @@ class ProgramCache:
                      and eq.value is bindings[eq.name]]
             if len(self._graphs) >= self.MAX_PROGRAMS:
                 self._graphs.clear()
+            autograd.memo(graph)               # rebound copies share this dict
             self._graphs[key] = (graph, bound)
         return graph
 
 
 def rebind(template, bound, bindings):
-    """A copy of a compiled graph whose leaves `bound` (node ids) hold new values."""
-    from .compile import Eq
-    from . import autograd
-    autograd.memo(template)
+    """A copy of a compiled graph whose leaves `bound` (node ids) hold new values. The
+    template's memo must exist already (ProgramCache makes it) for the copy to share it."""
     nodes = list(template.nodes)
     for i in bound:
         old = nodes[i]
-        new = Eq(old.id, old.kind, old.op, old.inputs, old.params, old.shape, old.pos,
-                 old.name, bindings[old.name])
+        new = type(old)(old.id, old.kind, old.op, old.inputs, old.params, old.shape, old.pos,
+                        old.name, bindings[old.name])
         new.requires_grad, new.torch = old.requires_grad, old.torch
         nodes[i] = new
     graph = object.__new__(type(template))      # a shallow copy: shares memo, not nodes
@@ -342,8 +356,6 @@ def rebind(template, bound, bindings):
 
 def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
         allow_files=True, progress=None, cache: ProgramCache | None = None) -> Result:
-    from . import autograd
-
     if not isinstance(text, str):
         raise GradcalcError("usage", "the expression must be a string")
     if len(text) > limits.max_text:

@@ -58,8 +58,8 @@ def sum_to(v, nb: int, batch: tuple, shape: tuple):
 
 def memo(graph: Graph) -> dict:
     """A cache that belongs to the compiled program, shared by every rebinding of it to new
-    leaf values (JSON Lines compiles a program text once): keys "plan:<output>" here, and
-    "symbolic" for the symbolic check's derivation."""
+    leaf values (JSON Lines compiles a program text once): keys ("plan", output) and the
+    like here, and "symbolic" for the symbolic check's derivation."""
     m = graph.__dict__.get("memo")
     if m is None:
         m = graph.memo = {}
@@ -146,7 +146,7 @@ class Plan:
 
 def plan(graph: Graph, output: int) -> Plan:
     m = memo(graph)
-    key = f"plan:{output}"
+    key = ("plan", output)
     p = m.get(key)
     if p is None:
         p = m[key] = Plan(graph, output)
@@ -157,7 +157,7 @@ def elements(graph: Graph, output: int) -> tuple:
     """(elements of every node up to `output`, of those that require grad), remembered per
     compiled program (the memory estimates read them on every run)."""
     m = memo(graph)
-    key = f"elements:{output}"
+    key = ("elements", output)
     hit = m.get(key)
     if hit is None:
         nodes = graph.nodes[: output + 1]
@@ -167,6 +167,34 @@ def elements(graph: Graph, output: int) -> tuple:
 
 def lean_worthwhile(graph: Graph, output: int) -> bool:
     return ECONOMY and elements(graph, output)[0] >= LEAN_MIN
+
+
+def _forward_plain(graph: Graph, last: int):
+    """The plain forward over a remembered schedule (JSON Lines runs it per request)."""
+    m = memo(graph)
+    key = ("forward", last)
+    ops = m.get(key)
+    if ops is None:
+        ops = m[key] = [(eq.id, eq.op.forward, eq.inputs, eq.params)
+                        for eq in graph.nodes[: last + 1] if eq.kind == "op"]
+    nodes = graph.nodes
+    values = [eq.value if eq.kind != "op" else None for eq in nodes[: last + 1]]
+    values += [None] * (len(nodes) - len(values))
+    dtype, ndarray = graph.dtype, np.ndarray
+    with np.errstate(all="ignore"):
+        for k, f, inputs, params in ops:
+            if params:
+                out = f(*[values[i] for i in inputs], **params)
+            elif len(inputs) == 2:
+                out = f(values[inputs[0]], values[inputs[1]])
+            elif len(inputs) == 1:
+                out = f(values[inputs[0]])
+            else:
+                out = f(*[values[i] for i in inputs])
+            if type(out) is not ndarray or (out.dtype is not dtype and out.dtype != dtype):
+                out = np.asarray(out, dtype=dtype)
+            values[k] = out
+    return values
 
 
 class Values(list):
@@ -208,8 +236,10 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
     read, and lets ufuncs write into those dead buffers."""
     nodes = graph.nodes
     last = graph.output if upto is None else upto
-    values = [None] * len(nodes)
     dtype = graph.dtype
+    if not lean and not leaf_values:
+        return _forward_plain(graph, last)
+    values = [None] * len(nodes)
     if lean:
         p = plan(graph, last)
         owned = set()        # ids whose buffer forward allocated and nothing views
@@ -269,7 +299,7 @@ def _steps(graph: Graph, out: int):
     each op node that requires grad with its edges (input id, rule, input shape) that carry
     gradient (the input requires grad and the op has a rule for it)."""
     m = memo(graph)
-    key = f"steps:{out}"
+    key = ("steps", out)
     hit = m.get(key)
     if hit is None:
         nodes = graph.nodes
@@ -318,12 +348,12 @@ def backward(graph: Graph, values, cotangent, output: int | None = None, batch: 
             args = [values[i] for i in eq.inputs]
             params = eq.params
             for i, rule, shape, shared in edges:
-                v = rule(g, ans, *args, **params)
+                v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
                 if v is None:
                     continue
                 if type(v) is not ndarray or v.shape != batch + shape:
                     v = sum_to(v, nb, batch, shape)
-                if v.dtype != dtype:
+                if v.dtype is not dtype and v.dtype != dtype:
                     v = v.astype(dtype)
                 have = ct.get(i)
                 if have is None:
@@ -352,8 +382,8 @@ def backward(graph: Graph, values, cotangent, output: int | None = None, batch: 
 
 # ------------------------------------------------------------------ Jacobians
 def jacobian_entries(graph: Graph, output: int, leaf_ids) -> int:
-    out_size = graph.nodes[output].size
-    return out_size * sum(graph.nodes[i].size for i in leaf_ids)
+    nodes = graph.nodes
+    return nodes[output].size * sum([nodes[i].size for i in leaf_ids])
 
 
 def jacobian_memory(graph: Graph, output: int) -> int:
@@ -401,16 +431,25 @@ def _expand_diagonal(d, o, oshape, dtype):
     return J.reshape(oshape + oshape)
 
 
-def _exact_matrix(m):
+def _exact_matrix(m, product=None, other=None):
     """`m` as the identity batch through a product gives it (sums of one exact term and
     exact zeros, which start from +0.0): None when m holds a non-finite value (0*inf makes
-    NaN there), m itself when it has no zero, else m + 0.0 (-0.0 becomes +0.0)."""
+    NaN there), m itself when it has no zero, else m + 0.0 (-0.0 becomes +0.0).
+
+    `product` = m times the vector `other` (the forward value): when both are finite and
+    `other` has no zero, every term m[i,j]*other[j] was finite, so m is, with no pass over m
+    (an inf or NaN in m makes a non-finite term, and no sum loses one)."""
     if m.size == 0:
         return m
-    lo, hi = float(m.min()), float(m.max())      # NaN-propagating, vectorised, no temporary
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return None
-    if lo > 0 or hi < 0 or not (m == 0).any():
+    known = product is not None and all_finite(product) and all_finite(other) and \
+        bool(np.all(other))
+    if not known:
+        lo, hi = float(m.min()), float(m.max())      # NaN-propagating, vectorised
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        if lo > 0 or hi < 0:
+            return m
+    if not (m == 0).any():
         return m
     return m + 0.0
 
@@ -429,7 +468,7 @@ def identity_seeds(graph: Graph, values, output: int):
         if nodes[ia].requires_grad:
             return None
         if nodes[ib].requires_grad:
-            m = _exact_matrix(A)
+            m = _exact_matrix(A, values[output], B)
             if m is None:
                 return None
             seeds[ib] = m
@@ -437,7 +476,7 @@ def identity_seeds(graph: Graph, values, output: int):
         if nodes[ib].requires_grad:
             return None
         if nodes[ia].requires_grad:
-            m = _exact_matrix(B.T)
+            m = _exact_matrix(B.T, values[output], A)
             if m is None:
                 return None
             seeds[ia] = m
@@ -467,10 +506,26 @@ def identity_seeds(graph: Graph, values, output: int):
 def is_elementwise(graph: Graph, output: int) -> bool:
     """elementwise_path, remembered per compiled program."""
     m = memo(graph)
-    key = f"elementwise:{output}"
+    key = ("elementwise", output)
     hit = m.get(key)
     if hit is None:
         hit = m[key] = elementwise_path(graph, output)
+    return hit
+
+
+_EYES = {}
+
+
+def _eye_below(n, dtype):
+    """A zero row above the n x n identity (read-only; copied for each use)."""
+    key = (n, dtype)
+    hit = _EYES.get(key)
+    if hit is None:
+        hit = np.zeros((n + 1, n), dtype=dtype)
+        hit[1:] = np.eye(n, dtype=dtype)
+        hit.flags.writeable = False
+        if len(_EYES) < 64:
+            _EYES[key] = hit
     return hit
 
 
@@ -485,13 +540,21 @@ def vjp_and_jacobian(graph: Graph, values, cotangent, output: int, leaf_ids):
     dtype = graph.dtype
     n = math.prod(oshape)
     if n < STRUCTURE_MIN:       # small: the batch [v, e_1, ..., e_n] gives J's rows as they are
-        g = np.empty((n + 1, n), dtype=dtype)
-        g[0] = np.reshape(cotangent, -1)
-        g[1:] = np.eye(n, dtype=dtype)
-        rows = backward(graph, values, g.reshape((n + 1,) + oshape), output, batch=(n + 1,))
-        grads = {i: v[0] for i, v in rows.items()}
-        J = {i: rows[i][1:].reshape(oshape + oshape) if i in rows else
-             np.zeros(oshape + graph.nodes[i].shape, dtype=dtype) for i in leaf_ids}
+        g = _eye_below(n, dtype).copy()
+        g[0] = cotangent.reshape(-1)
+        if len(oshape) != 1:
+            g = g.reshape((n + 1,) + oshape)
+        rows = backward(graph, values, g, output, batch=(n + 1,))
+        grads, J, jshape = {}, {}, oshape + oshape
+        for i, v in rows.items():
+            grads[i] = v[0]
+        for i in leaf_ids:
+            v = rows.get(i)
+            if v is None:
+                J[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
+            else:
+                v = v[1:]
+                J[i] = v if v.shape == jshape else v.reshape(jshape)
         return grads, J
     g = np.empty((3,) + oshape, dtype=dtype)
     g[0] = cotangent
@@ -549,11 +612,12 @@ def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None
 def all_finite(a) -> bool:
     """np.isfinite(a).all() without a temporary as large as `a`: a sum is finite only when
     every term is (NaN and inf propagate); an overflowing sum falls back to the exact test."""
-    a = np.asarray(a)
+    if type(a) is not np.ndarray:
+        a = np.asarray(a)
     if a.dtype.kind != "f":
         return True
     if a.size <= 32:                        # Python floats: no numpy call, no warnings
-        return all(map(math.isfinite, a.ravel().tolist()))
+        return all(map(math.isfinite, a.tolist() if a.ndim == 1 else a.ravel().tolist()))
     with np.errstate(all="ignore"):
         if math.isfinite(float(np.add.reduce(a, axis=None))):
             return True

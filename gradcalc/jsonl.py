@@ -30,9 +30,17 @@ def _unique_keys(pairs):
     return obj
 
 
+# one decoder for the whole stream (json.loads builds one per call when given hooks)
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def parse_request(line: str, defaults, limits):
     try:
-        req = json.loads(line, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        if line.startswith("\ufeff"):      # json.loads refuses a BOM: keep its message
+            req = json.loads(line, parse_constant=_reject_constant,
+                             object_pairs_hook=_unique_keys)
+        else:
+            req = _decoder.decode(line)
     except RecursionError:
         raise GradcalcError("usage", "the request is nested too deeply")
     except ValueError as exc:
@@ -52,8 +60,22 @@ def check_fields(req) -> list:
 
 
 # one strict encoder for the whole stream (json.dumps(..., allow_nan=False) builds a new one
-# per call); the same output
-_encode = json.JSONEncoder(allow_nan=False).encode
+# per call); the same text. A result holds no cycles, so the C encoder runs without markers.
+try:
+    from json.encoder import c_make_encoder as _c_make_encoder
+except ImportError:          # pragma: no cover (CPython always has it)
+    _c_make_encoder = None
+if _c_make_encoder is not None:
+    _c_encoder = _c_make_encoder(None, json.JSONEncoder().default,
+                                 json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                                 False, False, False)
+
+    def _encode(obj) -> str:
+        if isinstance(obj, str):
+            return json.encoder.encode_basestring_ascii(obj)
+        return "".join(_c_encoder(obj, 0))
+else:
+    _encode = json.JSONEncoder(allow_nan=False).encode
 
 
 def _echoable(rid) -> bool:

@@ -289,7 +289,8 @@ MATMUL = [
 
 
 @pytest.mark.parametrize("expr,shapes,wrt", MATMUL, ids=[f"{e}-{w}" for e, _, w in MATMUL])
-@pytest.mark.parametrize("matrix", ["finite", "zeros", "negative-zero", "inf", "nan"])
+@pytest.mark.parametrize("matrix", ["finite", "zeros", "negative-zero", "inf", "nan",
+                                    "negative-column", "inf-at-zero", "zero-vector"])
 def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
     rng = np.random.default_rng(5)
     bindings = {k: rng.uniform(-2, 2, size=s) for k, s in shapes.items()}
@@ -301,6 +302,16 @@ def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
         M[0, ...] = -0.0
     elif matrix in ("inf", "nan"):
         M.flat[1] = np.inf if matrix == "inf" else np.nan
+    elif matrix == "negative-column":       # every term of a column's sums is -0.0 or < 0
+        M[...] = -np.abs(M)
+        M[0, ...] = -0.0
+    elif matrix in ("inf-at-zero", "zero-vector"):
+        # the product's other operand is 0 where the matrix is infinite: the forward value
+        # is NaN there (0 * inf), or the operand has a zero and the matrix must be scanned
+        M.flat[0] = np.inf if matrix == "inf-at-zero" else M.flat[0]
+        for k in shapes:
+            if k != const and len(shapes[k]) == 1:
+                bindings[k][0] = 0.0
     graph = Compiler(expr, bindings, wrt=wrt).program(parse_program(expr))
     values = plain_forward(graph, graph.output)
     if matrix == "finite":
