@@ -163,10 +163,27 @@ class Result:
     repeat: int
     dtype: str
     wrt: list
-    nonfinite: dict | None = None
     graph: object = field(default=None, repr=False)
     values: object = field(default=None, repr=False)
     output_id: int = 0
+
+    def __getattr__(self, name):
+        # `nonfinite` (the first node whose value or gradient became non-finite, or None) is
+        # found on first read: it scans every array, which a caller that never asks (an
+        # in-process loop over large arrays) should not pay for
+        if name != "nonfinite":
+            raise AttributeError(name)
+        d = self.__dict__
+        if "graph" not in d:
+            raise AttributeError(name)
+        out = self.output
+        if autograd.all_finite(out) and all(autograd.all_finite(g) for g in self.grads.values()):
+            found = None
+        else:
+            found = describe_nonfinite(self.graph, self.values, self.output_id, self.cotangent,
+                                       self.grads)
+        d["nonfinite"] = found
+        return found
 
     @property
     def passed(self) -> bool:
@@ -476,17 +493,13 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
 
     if lean:
         values = autograd.Values(values, graph, output)
-    if autograd.all_finite(out_val) and all(autograd.all_finite(g) for g in grads.values()):
-        nonfinite = None            # what describe_nonfinite finds, without its temporaries
-    else:
-        nonfinite = describe_nonfinite(graph, values, output, cot, grads)
 
     result = Result(
         expression=text, output_name=out_name, output=out_val, cotangent=cot,
         cotangent_implied=implied, grads=grads,
         leaves={n: graph.nodes[i].value for n, i in leaf_ids.items()}, no_path=no_path,
         jacobian=jac, jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype,
-        wrt=wanted, nonfinite=nonfinite, graph=graph, values=values, output_id=output)
+        wrt=wanted, graph=graph, values=values, output_id=output)   # nonfinite: on first read
 
     kinds = {"symbolic": ["symbolic"], "numeric": ["numeric"], "all": ["symbolic", "numeric"],
              "none": []}[s.check]
