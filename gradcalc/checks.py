@@ -112,7 +112,14 @@ def compare(expected, actual, rtol, atol):
 
 def run(kind, result, grads_once, *, rtol=None, atol=None, limits=None):
     if kind == "numeric":
-        return numeric(result, grads_once, rtol, atol)
+        try:
+            return numeric(result, grads_once, rtol, atol)
+        except MemoryError:
+            return {"passed": None, "skipped": "the numeric check ran out of memory"}
+        except Exception as exc:    # a check that cannot run must not cost the user the grads
+            return {"passed": None, "skipped": f"the numeric check failed "
+                                               f"({type(exc).__name__}: {str(exc)[:200]}); "
+                                               "please report it"}
     from . import symbolic
     return symbolic.check(result, grads_once, rtol=rtol, atol=atol, limits=limits)
 
@@ -228,15 +235,28 @@ KINKS = {
 }
 
 
-# ops whose convention at a kink site defines every derivative through the node, not only
-# the input at the site: binary_cross_entropy's target grad is -logit(x), unclamped, while
-# its forward clamps the log at -100.
-WHOLE_NODE = {"binary_cross_entropy"}
+# Sites where PyTorch's convention defines every derivative through the node, beyond the
+# one-sided range: binary_cross_entropy's target grad is -logit(x), unclamped, while its
+# forward clamps the log at -100; clamp with min == max == x passes gradient 1 to x
+# although the function is constant. op name -> predicate like those of KINKS.
+WHOLE_NODE = {
+    "binary_cross_entropy": lambda x, t, **_: (x <= 0) | (x >= 1),
+    "clamp": lambda x, lo, hi, **_: (x == lo) & (lo == hi),
+}
+
+
+def nan_may_arise(graph, vals, ids, sites):
+    """True when autograd may legitimately produce NaN (0 * inf, inf - inf): a kink site
+    on the path, or a non-finite value anywhere on it."""
+    if sites:
+        return True
+    with np.errstate(all="ignore"):
+        return not all(np.isfinite(np.asarray(vals[i], dtype=np.float64)).all() for i in ids)
 
 
 def kink_sites(graph, vals, ids):
-    """[(node, mask over the node's shape)] for every op node on the path that sits at one
-    of its kinks (KINKS) at the inputs."""
+    """[(node, mask over the node's shape, whole)] for every op node on the path that sits
+    at one of its kinks (KINKS) at the inputs; `whole` when it is a WHOLE_NODE site."""
     sites = []
     with np.errstate(all="ignore"):
         for i in ids:
@@ -254,7 +274,9 @@ def kink_sites(graph, vals, ids):
             except ValueError:              # a mask over the inputs of a loss: the whole node
                 m = np.broadcast_to(m.any(), eq.shape)
             if m.any():
-                sites.append((eq, m))
+                whole = eq.op.name in WHOLE_NODE and bool(np.any(WHOLE_NODE[eq.op.name](
+                    *[np.asarray(vals[j]) for j in eq.inputs], **eq.params)))
+                sites.append((eq, m, whole))
     return sites
 
 
@@ -269,8 +291,8 @@ class Labeller:
         self.per_leaf = {}
         # leaves upstream of a WHOLE_NODE site: every derivative of theirs is convention
         self.whole = set()
-        for eq, _ in sites:
-            if eq.op.name in WHOLE_NODE:
+        for eq, _, whole in sites:
+            if whole:
                 self.whole.update(i for i in ancestors(graph, eq.id)
                                   if graph.nodes[i].kind == "leaf")
 
@@ -279,11 +301,11 @@ class Labeller:
             return None, self.fallback
         if not self.elementwise:
             eq = self.sites[0][0]
-            names = sorted({e.op.name for e, _ in self.sites})
+            names = sorted({e.op.name for e, _, _ in self.sites})
             return ", ".join(names), KINKS[eq.op.name][0]
         if leaf_eq.id not in self.per_leaf:
             masks = []
-            for eq, m in self.sites:
+            for eq, m, _ in self.sites:
                 mo = np.broadcast_to(m, self.out_shape).astype(np.int64)
                 masks.append((eq, sum_to(mo, leaf_eq.shape).reshape(-1) > 0))
             self.per_leaf[leaf_eq.id] = masks
@@ -301,8 +323,11 @@ def _index(shape, k):
 class Tally:
     """Collects the comparisons of one check into its report."""
 
-    def __init__(self, kind, rtol, atol, dtype):
+    def __init__(self, kind, rtol, atol, dtype, nan_ok=False):
         self.kind, self.rtol, self.atol = kind, rtol, atol
+        # an autograd NaN may be IEEE's 0 * inf or inf - inf through a kink site or a
+        # non-finite intermediate (sqrt(z) * 0 at z = 0): then it is excused, and listed
+        self.nan_ok = nan_ok
         self.f32 = dtype == "float32"
         self.passed = True
         self.max_abs = 0.0
@@ -317,14 +342,17 @@ class Tally:
             return e.astype(np.float32).astype(np.float64)
 
     def add(self, leaf, what, expected, actual, shape, *, flagged=None, lo=None, hi=None,
-            scale=None, slack=None, column=None, labeller=None, leaf_eq=None, index_map=None):
+            scale=None, slack=None, column=None, labeller=None, leaf_eq=None, index_map=None,
+            quiet=None):
         """Compare `expected` with autograd's `actual` (same shape). `what` is "grad" (entries
         indexed like the leaf) or "jacobian". `flagged` marks entries at a nondifferentiable
         point, with the range [lo, hi] of the one-sided values there (NaN: undefined);
         `index_map(k)` gives the JSON index of flat entry k. For a Jacobian, `column` gives
         each entry's leaf element: autograd builds rows as VJPs with basis vectors, so in a
-        column holding an infinite partial a zero entry legitimately comes out 0 * inf = NaN
-        (as in torch.autograd.functional.jacobian)."""
+        column holding an infinite partial (or a flagged entry, where PyTorch's convention
+        may be NaN) other entries legitimately come out NaN through a 0 * inf in some rule
+        (as in torch.autograd.functional.jacobian). `quiet` marks flagged entries that are
+        listed only if the two values differ: where the function itself is not finite."""
         e = self._round(np.asarray(expected, dtype=np.float64).reshape(-1))
         a = np.asarray(actual, dtype=np.float64).reshape(-1)
         if callable(scale):
@@ -340,13 +368,35 @@ class Tally:
                 return
         ok, diff, rel = agree(e, a, self.rtol, self.atol, s, sl)
         if column is not None and not ok.all():
+            # a column holding an infinite partial, or a point where the function or its
+            # derivative is undefined (PyTorch's convention may be NaN there)
             column = np.asarray(column, dtype=np.int64).reshape(-1)
             bad = np.zeros(int(column.max()) + 1 if column.size else 0, bool)
-            np.logical_or.at(bad, column, ~np.isfinite(e))
-            zero_inf = (e == 0) & np.isnan(a) & bad[column]
+            odd = ~np.isfinite(e)
+            if flagged is not None:
+                odd |= np.asarray(flagged, dtype=bool).reshape(-1)
+            np.logical_or.at(bad, column, odd)
+            zero_inf = np.isnan(a) & bad[column]
             ok = ok | zero_inf
             diff = np.where(zero_inf, 0.0, diff)
             rel = np.where(zero_inf, 0.0, rel)
+        if self.nan_ok and not ok.all():
+            ieee = np.isnan(a) & ~ok
+            if ieee.any():          # (after the column rule, which names no point)
+                ieee_flag = ieee if flagged is None else ieee & ~np.asarray(flagged).reshape(-1)
+                flagged = ieee_flag if flagged is None else \
+                    np.asarray(flagged).reshape(-1) | ieee_flag
+                lo = np.where(ieee_flag, np.nan, np.nan if lo is None else
+                              np.broadcast_to(np.asarray(lo, dtype=np.float64).reshape(-1),
+                                              e.shape))
+                hi = np.where(ieee_flag, np.nan, np.nan if hi is None else
+                              np.broadcast_to(np.asarray(hi, dtype=np.float64).reshape(-1),
+                                              e.shape))
+                ieee_only = ieee_flag
+            else:
+                ieee_only = None
+        else:
+            ieee_only = None
         index_map = index_map or (lambda k: _index(shape, k))
         f = None if flagged is None else np.asarray(flagged).reshape(-1)
         if f is not None and f.any():
@@ -358,12 +408,19 @@ class Tally:
             # undefined: this method has no value there, or PyTorch's convention is NaN
             undefined = np.isnan(e) | np.isnan(lo) | np.isnan(hi) | np.isnan(a)
             excused = f & (ok | inside | undefined)
+            q = None if quiet is None else np.asarray(quiet, dtype=bool).reshape(-1)
+            listed = f if q is None else f & ~(q & ok)
             if what == "grad":
-                for k in np.flatnonzero(f):
+                for k in np.flatnonzero(listed):
                     self.n_nondiff += 1
                     if len(self.nondiff) >= MAX_LISTED:
                         continue
                     op, conv = labeller.label(leaf_eq, k) if labeller else (None, None)
+                    if q is not None and q[k] and op is None:
+                        conv = "the function's value is not finite here"
+                    if ieee_only is not None and ieee_only[k]:
+                        op, conv = None, ("IEEE arithmetic: 0 * inf = NaN through a kink or a "
+                                          "non-finite value on the path, as in PyTorch")
                     rng = None if np.isnan(lo[k]) or np.isnan(hi[k]) else \
                         [jnum(lo[k]), jnum(hi[k])]
                     self.nondiff.append({"leaf": leaf, "index": index_map(k), "op": op,
@@ -459,7 +516,7 @@ def _classify(f0, fs, hs):
         rounding = 16 * np.finfo(np.float64).eps * (np.abs(fp) + np.abs(fm)) / (hp + hm)
         slack = np.where(flag, 0.0, 8 / 7 * np.abs(central - central8) + rounding)
         slack = np.where(np.isfinite(slack), slack, 0.0)
-    return central, slack, flag, lo, hi
+    return central, slack, flag, lo, hi, singular
 
 
 def numeric(result, grads_once, rtol, atol):
@@ -469,17 +526,25 @@ def numeric(result, grads_once, rtol, atol):
     graph, out = result.graph, result.output_id
     vals = values64(result)
     rtol, atol = default_tolerances("numeric", result.dtype, rtol, atol)
-    tally = Tally("numeric", rtol, atol, result.dtype)
     cot = np.asarray(result.cotangent, dtype=np.float64)
     f0 = np.asarray(vals[out], dtype=np.float64)
     oshape = f0.shape
     ids = ancestors(graph, out)
     elementwise = is_elementwise(graph, ids)
-    labeller = Labeller(graph, kink_sites(graph, vals, ids), oshape, elementwise,
-                        "the one-sided differences disagree")
+    sites = kink_sites(graph, vals, ids)
+    tally = Tally("numeric", rtol, atol, result.dtype, nan_may_arise(graph, vals, ids, sites))
+    labeller = Labeller(graph, sites, oshape, elementwise, "the one-sided differences disagree")
+    # where two kinks meet (a maximum tie feeding a clamp at its bound), PyTorch's
+    # conventions compose and may leave the one-sided range: finite differences then have
+    # nothing to say
+    if elementwise:
+        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64) for _, m, _ in sites),
+                      np.zeros(oshape, np.int64)) >= 2
+    else:
+        stacked = np.full(oshape, len(sites) >= 2)
     leaf_ids = {n: graph.leaves[n] for n in result.wrt}
     total = sum(graph.nodes[i].size for i in leaf_ids.values())
-    cost = max(1, sum(graph.nodes[i].size for i in ids))
+    cost = 4 * max(1, sum(_work(graph, graph.nodes[i]) for i in ids))  # 4 evaluations each
     budget = min(NUMERIC_MAX_PERTURBATIONS, max(16, NUMERIC_MAX_WORK // cost))
     rng = np.random.default_rng(0)
     checked = jac_checked = jac_total = 0
@@ -505,14 +570,14 @@ def numeric(result, grads_once, rtol, atol):
             continue
         try:
             if elementwise:
-                _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller)
+                _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked)
                 checked += n
                 if jac is not None:
                     jac_checked += f0.size * n
                 continue
             share = n if total <= budget else max(1, int(budget * n / total))
             picks = np.arange(n) if share >= n else np.sort(rng.choice(n, share, replace=False))
-            _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks)
+            _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked)
         except GradcalcError as err:          # e.g. a class-index target moved off a whole number
             skipped.append({"leaf": name, "reason": err.message})
             continue
@@ -525,6 +590,14 @@ def numeric(result, grads_once, rtol, atol):
     if skipped:
         extra["leaves_not_checked"] = skipped
     return tally.report(**extra)
+
+
+def _work(graph, eq):
+    """Rough element-operations of one node's forward (a matmul's are m*k*n)."""
+    if eq.kind == "op" and eq.op.name in ("matmul", "dot"):
+        a = graph.nodes[eq.inputs[0]].shape
+        return max(1, eq.size) * (a[-1] if a else 1)
+    return eq.size
 
 
 class Perturbed:
@@ -559,24 +632,44 @@ class Perturbed:
         return np.asarray(new.get(self.out, self.vals[self.out]), dtype=np.float64)
 
 
-def _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller):
+def _unsettled(lo, hi, flag, quiet, stacked):
+    """Where two kinks meet (a tie of max feeding a clamp at its bound), PyTorch's conventions
+    compose and may leave the one-sided range, even where f is flat on both sides: there
+    finite differences say nothing. Such entries become undefined, listed only if the values
+    differ."""
+    cut = np.broadcast_to(stacked, np.shape(flag))
+    if cut.any():
+        quiet = quiet | (cut & ~flag)
+        flag = flag | cut
+        lo, hi = np.where(cut, np.nan, lo), np.where(cut, np.nan, hi)
+    return lo, hi, flag, quiet
+
+
+def _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked):
     """Every element of the leaf moved at once: in an elementwise program output element o
     reads one element of the leaf, so each evaluation gives every partial."""
     oshape = f0.shape
     pts, steps = _step(x0)
     fs = [f_at(eq.id, p) for p in pts]
     hs = [np.broadcast_to(h, oshape) for h in steps]
-    d, slack, flag, lo, hi = _classify(f0, fs, hs)
+    d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
+    lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
     _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller,
-                    src_index(eq.shape, oshape), slack=slack)
+                    src_index(eq.shape, oshape), slack=slack, quiet=quiet)
 
 
-def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src, slack=None):
+def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src, slack=None,
+                    quiet=None):
     """Shared by both checks on elementwise programs: `d` holds, for each output element, its
-    partial derivative by the one leaf element it reads (`src`); `slack` its error bound."""
+    partial derivative by the one leaf element it reads (`src`); `slack` its error bound;
+    `quiet` the flagged output elements where the function itself is not finite."""
     shape = eq.shape
     oshape = d.shape
-    g_flag = g_lo = g_hi = None
+    if labeller is not None and eq.id in labeller.whole:
+        # the op's convention defines every derivative through it there (see WHOLE_NODE)
+        flag = np.ones(oshape, bool)
+        lo, hi = np.full(oshape, np.nan), np.full(oshape, np.nan)
+    g_flag = g_lo = g_hi = g_quiet = None
     with np.errstate(all="ignore"):
         g_slack = None if slack is None else sum_to(np.abs(cot) * slack, shape)
         terms = cot * d
@@ -586,12 +679,14 @@ def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src
             hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
             g_flag = sum_to(flag.astype(np.int64), shape) > 0
             g_lo, g_hi = sum_to(lo_t, shape), sum_to(hi_t, shape)
+            if quiet is not None:            # quiet only if every flag behind it is quiet
+                g_quiet = sum_to((flag & ~np.asarray(quiet)).astype(np.int64), shape) == 0
 
     def scale():
         with np.errstate(all="ignore"):
             return sum_to(np.abs(terms), shape)
     tally.add(name, "grad", exp_g, g, shape, flagged=g_flag, lo=g_lo, hi=g_hi, scale=scale,
-              slack=g_slack, labeller=labeller, leaf_eq=eq)
+              slack=g_slack, labeller=labeller, leaf_eq=eq, quiet=g_quiet)
     if jac is not None:
         n, N = math.prod(shape), math.prod(oshape)
         rows, cols = np.arange(N), np.asarray(src).reshape(-1)
@@ -607,10 +702,10 @@ def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src
                   index_map=jacobian_index(oshape, shape, n))
 
 
-def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks):
+def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked):
     """One leaf element at a time: columns of the Jacobian, and vᵀ times each."""
     oshape = f0.shape
-    rows = [[], [], [], [], []]
+    rows = [[], [], [], [], [], []]
     for k in picks:
         pts, hs = _step(np.float64(x0.flat[k]))
         fs = []
@@ -618,15 +713,17 @@ def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks
             x = x0.copy()
             x.flat[k] = p
             fs.append(f_at(eq.id, x))
-        for row, v in zip(rows, _classify(f0, fs, hs)):
+        d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
+        lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
+        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet)):
             row.append(np.broadcast_to(v, oshape).reshape(-1))
-    cols, slack, flags, los, his = (np.array(r).reshape(len(picks), -1) for r in rows)
+    cols, slack, flags, los, his, quiet = (np.array(r).reshape(len(picks), -1) for r in rows)
     _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags.astype(bool), los, his,
-                   labeller, oshape, slack=slack)
+                   labeller, oshape, slack=slack, quiet=quiet.astype(bool))
 
 
 def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, labeller,
-                   oshape, slack=None):
+                   oshape, slack=None, quiet=None):
     """Shared by both checks on programs that mix elements: row r of `cols` is the column of
     the Jacobian for leaf element picks[r] (over every output element)."""
     n = eq.size
@@ -645,6 +742,7 @@ def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, l
         scale = np.abs(terms).sum(axis=1)
         g_flag = flags.any(axis=1) if flags.size else np.zeros(len(picks), bool)
         g_lo, g_hi = lo_t.sum(axis=1), hi_t.sum(axis=1)
+        g_quiet = None if quiet is None else ~(flags & ~quiet).any(axis=1)
     picks = np.asarray(picks, dtype=np.int64)
     got = np.asarray(g, dtype=np.float64).reshape(-1)[picks]
 
@@ -656,7 +754,8 @@ def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, l
         def label(leaf_eq, r):
             return labeller.label(leaf_eq, int(picks[int(r)]))
     tally.add(name, "grad", exp_g, got, eq.shape, flagged=g_flag, lo=g_lo, hi=g_hi,
-              scale=scale, slack=g_slack, labeller=_Lab, leaf_eq=eq, index_map=leaf_index)
+              scale=scale, slack=g_slack, labeller=_Lab, leaf_eq=eq, index_map=leaf_index,
+              quiet=g_quiet)
     if jac is not None:
         N = math.prod(oshape)
         J = jac.reshape(N, n)[:, picks].T            # (picks, N) like cols

@@ -117,11 +117,18 @@ class _Unevaluated:
 
     def __init__(self, sp):
         self._sp = sp
-        self.Max = functools.partial(sp.Max, evaluate=False)
-        self.Min = functools.partial(sp.Min, evaluate=False)
+        self.Max = functools.partial(_unevaluated, sp.Max)
+        self.Min = functools.partial(_unevaluated, sp.Min)
 
     def __getattr__(self, name):
         return getattr(self._sp, name)
+
+
+def _unevaluated(cls, *args):
+    """Max/Min without the pairwise comparisons, but with repeated arguments dropped: the
+    derivative of an unevaluated Max(e, e, e) would be 3 * Heaviside(0) = 3/2 times e'."""
+    args = list(dict.fromkeys(args))
+    return args[0] if len(args) == 1 else cls(*args, evaluate=False)
 
 
 # ------------------------------------------------------------------ the check
@@ -132,8 +139,10 @@ def _check(ctx, result, grads_once, rtol, atol):
     ids = checks.ancestors(graph, out)
     elementwise = checks.is_elementwise(graph, ids)
     oshape = graph.nodes[out].shape
-    tally = checks.Tally("symbolic", rtol, atol, result.dtype)
-    labeller = checks.Labeller(graph, checks.kink_sites(graph, vals, ids), oshape, elementwise,
+    sites = checks.kink_sites(graph, vals, ids)
+    tally = checks.Tally("symbolic", rtol, atol, result.dtype,
+                         checks.nan_may_arise(graph, vals, ids, sites))
+    labeller = checks.Labeller(graph, sites, oshape, elementwise,
                                "sympy's derivative is undefined or one-sided here")
     run = _elementwise if elementwise else _per_element
     extra = run(ctx, result, grads_once, ids, vals, tally, labeller)
@@ -201,6 +210,7 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
 
     display = {s: sp.Symbol(names[i], real=True) for i, s in leaf_sym.items()}
     cot = np.asarray(result.cotangent, dtype=np.float64)
+    not_finite = _not_finite(vals[out], oshape)
     ev = Evaluator(ctx, env)
     derivatives = {}
     for name in result.wrt:
@@ -212,9 +222,12 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
         d = sp.diff(exprs[out], leaf_sym[eq.id])
         ctx.tick()
         derivatives[name] = _formula(ctx, d, display)
-        D, flag, lo, hi = _evaluate_array(ctx, ev, d, env, oshape)
+        D, flag, lo, hi = _evaluate_array(ctx, ev, d, env, oshape, not_finite)
+        if not_finite is not None:       # the function itself is not finite there
+            flag = flag | not_finite
+            lo, hi = np.where(not_finite, np.nan, lo), np.where(not_finite, np.nan, hi)
         checks._tally_partials(tally, name, eq, g, jac, cot, D, flag, lo, hi, labeller,
-                               checks.src_index(eq.shape, oshape))
+                               checks.src_index(eq.shape, oshape), quiet=not_finite)
         ctx.tick()
     n = sum(graph.nodes[graph.leaves[w]].size for w in result.wrt)
     N = math.prod(oshape)
@@ -224,7 +237,14 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
             "jacobian_entries_total": None if result.jacobian is None else N * n}
 
 
-def _evaluate_array(ctx, ev, d, env, oshape):
+def _not_finite(value, oshape):
+    """Output elements whose value is not finite (log of a negative, an overflow): there a
+    derivative means nothing, whatever sympy's rewritten formula evaluates to."""
+    bad = ~np.isfinite(np.broadcast_to(np.asarray(value, dtype=np.float64), oshape))
+    return bad if bad.any() else None
+
+
+def _evaluate_array(ctx, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
     points (non-finite although the inputs are finite, even in mpmath's arithmetic)."""
@@ -247,6 +267,8 @@ def _evaluate_array(ctx, ev, d, env, oshape):
         syms = [s for s in d.free_symbols if s in env]
         for s in syms:
             bad &= np.broadcast_to(np.isfinite(env[s]), oshape)
+        if not_finite is not None:            # no derivative to refine where f is not finite
+            bad &= ~not_finite
         for k in np.flatnonzero(bad)[:MAX_REFINE]:
             point = {s: float(np.broadcast_to(env[s], oshape).flat[k]) for s in syms}
             v = _refine(ctx, d, point)
@@ -266,7 +288,9 @@ def _refine(ctx, d, point):
     sp = ctx.sp
     ctx.tick()
     try:
-        r = d.evalf(30, subs={s: sp.Float(v, 30) for s, v in point.items()})
+        # substituted, then evaluated: evalf(subs=...) turns an exact zero under a root
+        # into a tiny number (1/sqrt(0) came out 6e79); 40-digit Floats keep powers cheap
+        r = d.xreplace({s: sp.Float(v, 40) for s, v in point.items()}).evalf(30)
         return float(r)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         return math.nan
@@ -304,6 +328,7 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
     N = math.prod(oshape)
     idset = set(ids)
     cot = np.asarray(result.cotangent, dtype=np.float64).reshape(-1)
+    not_finite = _not_finite(vals[out], oshape)
 
     in_path = [graph.leaves[w] for w in result.wrt if graph.leaves[w] in idset]
     sizes = {i: graph.nodes[i].size for i in in_path}
@@ -412,7 +437,8 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
                         F[p, o] = True
                         LO[p, o] = min(v0, v1, col[o])
                         HI[p, o] = max(v0, v1, col[o])
-                if not math.isfinite(col[o]):
+                if not math.isfinite(col[o]) and (not_finite is None
+                                                  or not not_finite.reshape(-1)[o]):
                     point = {s: env[s] for s in d.free_symbols if s in env}
                     if not all(math.isfinite(x) for x in point.values()):
                         continue
@@ -424,8 +450,13 @@ def _per_element(ctx, result, grads_once, ids, vals, tally, labeller):
                         F[p, o] = True
                         LO[p, o] = HI[p, o] = math.nan
         kpicks = np.array([picks[i][r] for r, _ in rows], dtype=np.int64)
+        Q = None
+        if not_finite is not None:       # the function itself is not finite there
+            Q = np.broadcast_to(not_finite.reshape(1, -1), F.shape)
+            F = F | Q
+            LO, HI = np.where(Q, np.nan, LO), np.where(Q, np.nan, HI)
         checks._tally_columns(tally, name, eq, g, jac, cot, kpicks, C, F, LO, HI, labeller,
-                              oshape)
+                              oshape, quiet=Q)
         checked += P
         derivatives[name] = None
         if exact and N == 1 and eq.size == 1:
@@ -525,7 +556,7 @@ def _element_names(sp, graph, syms, picks):
 
 def _objects(part):
     v, idx, ex = part
-    o = v.astype(object)
+    o = v.astype(object, order="C")      # C order: `flat` below must be a view
     flat = o.reshape(-1)
     for k, e in zip(idx, ex):
         flat[k] = e
@@ -591,7 +622,7 @@ def _apply_object(ctx, eq, ins, v, vals):
 # ------------------------------------------------------------------ evaluator
 def _erf(x):
     if np.ndim(x) == 0:
-        return math.erf(float(x))
+        return np.float64(math.erf(float(x)))       # numpy scalars: IEEE division later
     return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
 
 
@@ -614,6 +645,9 @@ def _table(sp):
         sp.asinh: np.arcsinh, sp.acosh: np.arccosh, sp.atanh: np.arctanh,
         sp.erf: _erf, sp.erfc: lambda x: 1 - _erf(x),
         sp.Abs: np.abs, sp.floor: np.floor, sp.ceiling: np.ceil,
+        # of a real argument (a NaN stands for a complex value here)
+        sp.re: lambda x: x, sp.im: lambda x: np.where(np.isnan(x), np.nan, 0.0),
+        sp.arg: lambda x: np.where(x > 0, 0.0, np.where(x < 0, np.pi, np.nan)),
         sp.Max: lambda *v: functools.reduce(np.maximum, v),
         sp.Min: lambda *v: functools.reduce(np.minimum, v),
     }
@@ -653,6 +687,10 @@ class Evaluator:
                 if e in memo:
                     stack.pop()
                     continue
+                if isinstance(e, (self.sp.Derivative, self.sp.Subs)):
+                    raise Unsupported(
+                        f"sympy left the derivative of {type(e.args[0]).__name__}() "
+                        "unevaluated (it cannot tell that its argument is real)")
                 pending = [a for a in e.args if a not in memo]
                 if pending:
                     stack.extend(pending)
@@ -681,25 +719,25 @@ class Evaluator:
         if head is sp.Heaviside:
             x = vals[0]
             h0 = (vals[1] if len(vals) > 1 else 0.5) if self.ties is None else float(self.ties)
-            at = np.asarray(x) == 0
-            v = np.where(x > 0, 1.0, np.where(x < 0, 0.0, np.where(at, h0, np.nan)))
+            at = self._zero(e.args[0], x)
+            v = np.where(at, h0, np.where(x > 0, 1.0, np.where(x < 0, 0.0, np.nan)))
             return v, _or(cand, at)
         if head is sp.sign:
             x = vals[0]
-            at = np.asarray(x) == 0
-            v = np.sign(x)
-            if self.ties is not None:
-                v = np.where(at, 1.0 if self.ties else -1.0, v)
+            at = self._zero(e.args[0], x)
+            v = np.where(at, 0.0 if self.ties is None else (1.0 if self.ties else -1.0),
+                         np.sign(x))
             return v, _or(cand, at)
         if head is sp.DiracDelta:
-            at = np.asarray(vals[0]) == 0
+            at = self._zero(e.args[0], vals[0])
             return np.where(at, np.nan, 0.0), _or(cand, at)
         if head in self.rel:
             lhs, rhs = vals
-            at = np.asarray(lhs == rhs)
+            with np.errstate(all="ignore"):
+                at = np.abs(lhs - rhs) <= _TIE * (np.abs(lhs) + np.abs(rhs))
             v = self.rel[head](lhs, rhs)
-            if self.ties is not None:
-                v = np.where(at, bool(self.ties), v)
+            v = np.where(at, bool(self.ties) if self.ties is not None else
+                         self.rel[head](0.0, 0.0), v)
             return v, _or(cand, at)
         if head in self.eqrel:
             return self.eqrel[head](*vals), cand
@@ -709,6 +747,10 @@ class Evaluator:
             return functools.reduce(np.logical_or, vals), cand
         if head is sp.Not:
             return np.logical_not(vals[0]), cand
+        if head is sp.ITE:                        # nested Piecewise conditions
+            return np.where(np.asarray(vals[0], dtype=bool), vals[1], vals[2]), cand
+        if head is sp.Xor:
+            return functools.reduce(np.logical_xor, vals), cand
         if head is _expr_cond_pair():
             return tuple(vals), cand
         if head is sp.Piecewise:
@@ -719,6 +761,17 @@ class Evaluator:
                 taken = np.logical_or(taken, c)
             return np.where(taken, out, np.nan), cand
         raise Unsupported(f"the symbolic check cannot evaluate sympy's {head.__name__}()")
+
+    def _zero(self, arg, value):
+        """Where `value` (of the expression `arg`) is zero up to the rounding of the sum it
+        came from: sympy rearranges a tie's difference (Min(b, c) - a) into a sum whose
+        terms cancel only to within a few ulps."""
+        v = np.asarray(value, dtype=np.float64)
+        if isinstance(arg, self.sp.Add):
+            mag = sum(np.abs(np.asarray(self.memo[t][0], dtype=np.float64)) for t in arg.args)
+            with np.errstate(all="ignore"):
+                return np.abs(v) <= _TIE * mag
+        return v == 0
 
     def _pow(self, e, b, x):
         ex = e.args[1]
@@ -742,6 +795,8 @@ class Evaluator:
             return np.float64(math.inf)
         if e is sp.S.NegativeInfinity:
             return np.float64(-math.inf)
+        if e is sp.I:                 # a complex value: NaN, as numpy's real arithmetic has it
+            return np.float64(math.nan)
         if e is sp.true:
             return True
         if e is sp.false:
@@ -755,6 +810,9 @@ class Evaluator:
 def _expr_cond_pair():
     from sympy.functions.elementary.piecewise import ExprCondPair
     return ExprCondPair
+
+
+_TIE = 64 * np.finfo(np.float64).eps      # a difference this small next to its terms is 0
 
 
 def _or(a, b):

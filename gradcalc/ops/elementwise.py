@@ -73,7 +73,9 @@ unary("abs", np.abs, lambda g, ans, x: g * sgn(x),
       lambda sp, x: sp.Abs(x), "AbsBackward0")
 # sign has zero gradient everywhere (PyTorch: zeros_like(grad), so 0 even where grad is NaN)
 unary("sign", sgn, lambda g, ans, x: np.zeros_like(g),
-      lambda sp, x: sp.sign(x), "SignBackward0")
+      # sympy form H(x) - H(-x): the same function, 0 at 0, and differentiable by sympy
+      # even where it cannot prove the argument real (sign(log(x)) stays unevaluated)
+      lambda sp, x: sp.Heaviside(x) - sp.Heaviside(-x), "SignBackward0")
 unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
 unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")
 unary("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans),

@@ -82,6 +82,7 @@ def _shift(_at, dim):
 
 
 def _drop(out, dim, keepdim):
+    out = S.obj(out)                  # numpy hands back a bare object for 0-d arithmetic
     if keepdim:
         return out
     return out.reshape(()) if dim is None else np.squeeze(out, axis=dim)

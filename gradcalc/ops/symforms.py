@@ -57,7 +57,7 @@ def _reduce(sp, a, axis, keepdims, fill, npf, combine):
     mask = is_sym(a)
     with np.errstate(all="ignore"):
         num = npf(floats(a, mask, fill), axis=axes, keepdims=keepdims)
-    out = np.asarray(num, dtype=np.float64).astype(object)
+    out = np.asarray(num, dtype=np.float64).astype(object, order="C")
     if mask.any():
         flat = out.reshape(-1)
         rows, mrows = _rows(a, axes), _rows(mask, axes)
