@@ -37,9 +37,11 @@ def median(xs):
 
 
 # ------------------------------------------------------------------ worker side
-def _interleave(floor, subject, reps, warm=1):
+def _interleave(floor, subject, reps, warm=1, ratios=None):
     """Median seconds of floor() and subject(), run alternately after `warm` unmeasured
-    calls of each (first calls fault in code and allocator pages in both)."""
+    calls of each (first calls fault in code and allocator pages in both). `ratios`, a
+    list, receives subject/floor of each adjacent pair: on a shared machine their median
+    is steadier than a ratio of medians."""
     for _ in range(warm):
         floor()
         subject()
@@ -51,7 +53,13 @@ def _interleave(floor, subject, reps, warm=1):
         t0 = time.perf_counter()
         subject()
         ts.append(time.perf_counter() - t0)
+    if ratios is not None:
+        ratios.extend(s / f for f, s in zip(tf, ts))
     return median(tf), median(ts)
+
+
+def _result(floor, subject, ratios, **extra):
+    return {"floor": floor, "subject": subject, "ratio": median(ratios), **extra}
 
 
 def _seed_inputs(n, dtype="float64"):
@@ -84,8 +92,9 @@ def worker_fig3(n, reps):
     def ours():
         return gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="none",
                                 jacobian=False, limits=lim)
-    floor, subject = _interleave(lambda: _seed_by_hand(a, b, c, v), ours, reps)
-    return {"floor": floor, "subject": subject}
+    r = []
+    floor, subject = _interleave(lambda: _seed_by_hand(a, b, c, v), ours, reps, ratios=r)
+    return _result(floor, subject, r)
 
 
 def worker_fig4(n):
@@ -131,8 +140,9 @@ def worker_fig5(n, reps):
     def ours():
         return gradcalc.compute("sin(a)*b + a**2", a=a, b=b, grad=1.0, check="none",
                                 jacobian=True)
-    floor, subject = _interleave(by_hand, ours, reps)
-    return {"floor": floor, "subject": subject}
+    r = []
+    floor, subject = _interleave(by_hand, ours, reps, ratios=r)
+    return _result(floor, subject, r)
 
 
 def worker_fig6(n, reps):
@@ -148,8 +158,9 @@ def worker_fig6(n, reps):
     def ours():
         return gradcalc.compute("W @ tanh(a)", W=W, a=a, wrt=["a"], grad=1.0, check="none",
                                 jacobian=True)
-    floor, subject = _interleave(closed, ours, reps)
-    return {"floor": floor, "subject": subject}
+    r = []
+    floor, subject = _interleave(closed, ours, reps, ratios=r)
+    return _result(floor, subject, r)
 
 
 def worker_fig7(n, reps):
@@ -205,7 +216,7 @@ def worker_fig8_floor(count, reps):
             sink.write(json.dumps({"id": r["id"], "output": y.tolist(), "grads": {
                 "a": ga.tolist(), "b": gb.tolist(), "c": gc.tolist()}}) + "\n")
             sink.flush()
-    loop()
+    loop()                  # warm: the first pass pays for imports and caches
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -220,6 +231,7 @@ def worker_torch(fig, n, reps):
     import torch
     torch.set_default_dtype(torch.float64)
     out = {"torch_version": torch.__version__}
+    fig = str(fig)
     if fig == "3":
         a, b, c, v = _seed_inputs(n)
         ta, tb, tc, tv = (torch.from_numpy(x) for x in (a, b, c, v))
@@ -259,6 +271,8 @@ def worker_torch(fig, n, reps):
         closed = lambda: W * (1 - np.tanh(a) ** 2)  # noqa: E731
         run = lambda: torch.autograd.functional.jacobian(  # noqa: E731
             lambda x: tW @ torch.tanh(x), ta, vectorize=True)
+        for _ in range(3):      # torch's run is tens of seconds: warm only the floor
+            closed()
         floor, subject = _interleave(closed, run, reps, warm=0)
         out.update(floor=floor, subject=subject)
     return out
@@ -270,7 +284,7 @@ def worker_jax(fig, n, reps):
     import jax.numpy as jnp
     jax.config.update("jax_enable_x64", True)
     out = {"jax_version": jax.__version__}
-    if fig == "5":
+    if str(fig) == "5":
         rng = np.random.default_rng(1)
         a, b = jnp.asarray(rng.uniform(-2, 2, n)), jnp.asarray(rng.uniform(-2, 2, n))
         jac = jax.jit(jax.jacfwd(lambda x, y: jnp.sin(x) * y + x ** 2, argnums=(0, 1)))
@@ -327,6 +341,7 @@ def time_process(cmd, stdin_data=None):
 
 
 def cold_pair(floor_cmd, cmd, reps):
+    """(median floor, median gradcalc, median of the pairwise ratios) of whole processes."""
     for _ in range(2):                               # warm the page cache for both
         time_process(floor_cmd)
         time_process(cmd)
@@ -334,7 +349,7 @@ def cold_pair(floor_cmd, cmd, reps):
     for _ in range(reps):
         tf.append(time_process(floor_cmd))
         ts.append(time_process(cmd))
-    return median(tf), median(ts)
+    return median(tf), median(ts), median([s / f for f, s in zip(tf, ts)])
 
 
 def torch_python(arg):
@@ -422,6 +437,8 @@ def main():
 
     def row(fid, figure, floor_text, floor, ours, others="", ratio=None):
         ratio = ours / floor if ratio is None else ratio
+        if isinstance(ratio, dict):
+            ratio = ratio["ratio"]
         rows.append((fid, figure, floor_text, floor, ours, ratio, TARGETS[fid], others))
         print(f"  {fid}: {fmt_t(floor)} vs {fmt_t(ours)} -> {ratio:.2f}x", file=sys.stderr)
 
@@ -445,21 +462,23 @@ def main():
         return "; ".join(parts)
 
     if want("1"):
-        f, s = cold_pair([py, "-c", "import numpy"], gc_cmd + SEED_ARGS + ["--json", "--check",
-                                                                         "none"], 9 if q else 25)
+        f, s, ratio = cold_pair([py, "-c", "import numpy"],
+                                gc_cmd + SEED_ARGS + ["--json", "--check", "none"],
+                                9 if q else 25)
         row("1", "cold one-liner, `--json --check none`, the seed example",
-            "`python -c \"import numpy\"`", f, s)
+            "`python -c \"import numpy\"`", f, s, ratio=ratio)
     if want("2"):
-        f, s = cold_pair([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
-                         gc_cmd + SEED_ARGS, 7 if q else 21)
+        f, s, ratio = cold_pair([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
+                                gc_cmd + SEED_ARGS, 7 if q else 21)
         row("2", "cold one-liner, default human view with the symbolic check",
-            "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`", f, s)
+            "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`", f, s,
+            ratio=ratio)
     if want("3"):
         for fid, n, reps in (("3a", 10**6, 9 if q else 21), ("3b", 10**7, 3 if q else 9)):
             r = spawn("fig3", n, reps)
             row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
                 "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
-                torch_col("3", n, reps))
+                torch_col("3", n, reps), ratio=r)
     if want("4"):
         r = spawn("fig4", 10**7)
         rows.append(("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
@@ -472,12 +491,12 @@ def main():
         r = spawn("fig5", 3000, 3 if q else 9)
         row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
             "two n×n zero matrices filled by hand", r["floor"], r["subject"],
-            torch_col("5", 3000, 2 if q else 3))
+            torch_col("5", 3000, 2 if q else 3), ratio=r)
     if want("6"):
         r = spawn("fig6", 3000, 3 if q else 9)
         row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
             "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"],
-            torch_col("6", 3000, 1))
+            torch_col("6", 3000, 1), ratio=r)
     if want("7"):
         colds, warms, nones = [], [], []
         for _ in range(2 if q else 3):
@@ -491,18 +510,21 @@ def main():
             f"later checks in the same process: {median(warms) / f:.2f}x")
     if want("8"):
         count = 2000 if q else 10000
-        fr = spawn("fig8_floor", count, 3 if q else 5)
+        data = ("\n".join(_requests(count, None)) + "\n").encode()
         for fid, check in (("8a", "none"), ("8b", "symbolic")):
-            data = ("\n".join(_requests(count, None)) + "\n").encode()
             cmd = gc_cmd + ["-", "--check", check]
-            runs = [time_process(cmd, data) for _ in range(2 if q else 3)]
-            per = median(runs) / count
-            empty = median([time_process(cmd, b"") for _ in range(3)])
-            marginal = (median(runs) - empty) / count
+            floors, runs, empties = [], [], []
+            for _ in range(2 if q else 3):      # floor and stream alternately
+                floors.append(spawn("fig8_floor", count, 1)["floor"])
+                runs.append(time_process(cmd, data) / count)
+                empties.append(time_process(cmd, b""))
+            f, per, empty = median(floors), median(runs), median(empties)
+            ratio = median([r / fl for fl, r in zip(floors, runs)])
+            marginal = per - empty / count
             row(fid, f"JSON Lines, {count:,} requests of the seed expression, `--check {check}`"
                      " (whole process, start-up included)",
-                "hand-written loop in one process, per request", fr["floor"], per,
-                f"without start-up ({fmt_t(empty)}): {marginal / fr['floor']:.2f}x")
+                "hand-written loop in one process, per request", f, per,
+                f"without start-up ({fmt_t(empty)}): {marginal / f:.2f}x", ratio=ratio)
 
     total = time.perf_counter() - started
     info = machine()
