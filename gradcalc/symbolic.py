@@ -211,6 +211,10 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
     display = {s: sp.Symbol(names[i], real=True) for i, s in leaf_sym.items()}
     cot = np.asarray(result.cotangent, dtype=np.float64)
     not_finite = _not_finite(vals[out], oshape)
+    at_site = None
+    for _, m, _ in labeller.sites:           # elementwise: each site's mask is per element
+        m = np.broadcast_to(m, oshape)
+        at_site = m if at_site is None else (at_site | m)
     ev = Evaluator(ctx, env)
     derivatives = {}
     for name in result.wrt:
@@ -223,6 +227,12 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
         ctx.tick()
         derivatives[name] = _formula(ctx, d, display)
         D, flag, lo, hi = _evaluate_array(ctx, ev, d, env, oshape, not_finite)
+        if at_site is not None and (at_site & ~flag).any():
+            # an op sits at a kink there, but sympy simplified it away (minimum(x,
+            # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
+            new = at_site & ~flag
+            flag = flag | new
+            lo, hi = np.where(new, np.nan, lo), np.where(new, np.nan, hi)
         if not_finite is not None:       # the function itself is not finite there
             flag = flag | not_finite
             lo, hi = np.where(not_finite, np.nan, lo), np.where(not_finite, np.nan, hi)
@@ -611,7 +621,8 @@ def _apply_object(ctx, eq, ins, v, vals):
                           f"{big:,} elements (at most {MAX_OBJECT_ELEMENTS:,}); use "
                           "--check numeric")
     at = tuple(np.asarray(vals[j], dtype=np.float64) for j in eq.inputs)
-    res = eq.op.sympy(ctx.fast, *[_objects(p) for p in ins], _at=at, **eq.params)
+    with np.errstate(all="ignore"):
+        res = eq.op.sympy(ctx.fast, *[_objects(p) for p in ins], _at=at, **eq.params)
     res = np.asarray(res, dtype=object)
     if res.shape != tuple(eq.shape):
         res = np.broadcast_to(res, eq.shape)
@@ -734,7 +745,8 @@ class Evaluator:
         if head in self.rel:
             lhs, rhs = vals
             with np.errstate(all="ignore"):
-                at = np.abs(lhs - rhs) <= _TIE * (np.abs(lhs) + np.abs(rhs))
+                mag = np.abs(lhs) + np.abs(rhs)
+                at = (lhs == rhs) | (np.isfinite(mag) & (np.abs(lhs - rhs) <= _TIE * mag))
             v = self.rel[head](lhs, rhs)
             v = np.where(at, bool(self.ties) if self.ties is not None else
                          self.rel[head](0.0, 0.0), v)
@@ -770,7 +782,7 @@ class Evaluator:
         if isinstance(arg, self.sp.Add):
             mag = sum(np.abs(np.asarray(self.memo[t][0], dtype=np.float64)) for t in arg.args)
             with np.errstate(all="ignore"):
-                return np.abs(v) <= _TIE * mag
+                return (v == 0) | (np.isfinite(mag) & (np.abs(v) <= _TIE * mag))
         return v == 0
 
     def _pow(self, e, b, x):

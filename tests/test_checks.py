@@ -312,6 +312,32 @@ def test_a_jacobian_row_may_carry_zero_times_inf():
     assert r.checks["symbolic"]["passed"] is True and r.checks["numeric"]["passed"] is True
 
 
+@pytest.mark.parametrize("expr,vars,grad,expected_grads", [
+    # a transpose inside a program that mixes elements keeps its symbolic entries
+    ("sum(M.T @ v)", {"M": [[1.0, 2.0], [3.0, 4.0]], "v": [1.0, -1.0]}, None,
+     {"M": [[1.0, 1.0], [-1.0, -1.0]], "v": [3.0, 7.0]}),
+    # three identical entries tie in a max: the function is that entry, d/dx_i = 1
+    ("max(x * 0 + sum(x))", {"x": [1.0, 2.0, 3.0]}, None, {"x": [1.0, 1.0, 1.0]}),
+    # PyTorch's conventions compose at stacked kinks: 0.75 where the function is x
+    ("minimum(x, maximum(relu(x), x))", {"x": [0.0, 1.0]}, 1, {"x": [0.75, 1.0]}),
+    # the function is NaN where log's argument is negative: no derivative to compare there
+    ("exp(tanh(log(x)))", {"x": [-1.0, 2.0]}, 1, None),
+    # detach(z) * sqrt(z) at z = 0: autograd's 0 * inf is NaN, as PyTorch's
+    ("detach(x) * sqrt(z)", {"x": [0.0, 1.0], "z": [0.0, 4.0]}, 1, None),
+    # sympy cannot differentiate sign(u) for u it cannot prove real; sign's form is
+    # H(u) - H(-u)
+    ("sign(log(x))", {"x": [0.5, 2.0]}, 1, {"x": [0.0, 0.0]}),
+    # an infinite intermediate (a clamp bound of -inf) is no tie
+    ("clamp(erf(x), mean(log(z)), 1)", {"x": [0.0, 0.5], "z": [0.0, 1.0]}, 1, None),
+])
+def test_points_found_by_fuzzing_pass(expr, vars, grad, expected_grads):
+    r = gradcalc.compute(expr, grad=grad, check="all", **vars)
+    for kind, c in r.checks.items():
+        assert c["passed"] is True, (kind, c)
+    for name, g in (expected_grads or {}).items():
+        assert r.grads[name].tolist() == g
+
+
 # ---------------------------------------------------------------- budget, scale, imports
 def test_timeout_reports_skipped_and_never_hangs():
     # each line doubles the tree sympy's diff walks: far beyond any budget
