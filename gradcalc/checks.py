@@ -1,13 +1,14 @@
-"""Cross-checks of autograd's grads and Jacobian: symbolic (symbolic.py: sympy, independent of
-the VJP rules) and numeric (here: central finite differences), and the verdict both share.
+"""The cross-checks of autograd's grads and Jacobian, and the verdict they share: symbolic
+(symbolic.py: sympy, independent of the VJP rules) and numeric (numeric.py: central finite
+differences); where the function is not differentiable, kinks.py.
 
 A check reports {"passed", "max_abs_error", "max_rel_error", ...} as plain JSON-safe data;
 it never raises for a disagreement (that is exit status 1, decided by the caller). At points
 where the function is not differentiable (relu at 0, a max tie, clamp at a bound, sqrt at 0)
-calculus and PyTorch's conventions legitimately part: such points are detected, reported
-under "nondifferentiable" with the value each method gave, and excused only when PyTorch's
-value lies between the one-sided values (or the other method's value is undefined there).
-Nothing here imports sympy.
+calculus and PyTorch's conventions legitimately part: such points are reported under
+"nondifferentiable" with the value each method gave, and excused only when PyTorch's value
+lies between the one-sided values (or the other method's value is undefined there). Nothing
+here imports sympy.
 """
 from __future__ import annotations
 
@@ -15,12 +16,6 @@ import math
 
 import numpy as np
 
-# Numeric check: at most this many leaf elements are perturbed one at a time (programs that
-# mix elements), and at most NUMERIC_MAX_WORK element-evaluations are spent on them; beyond,
-# a seeded sample is checked and the report says how many. Elementwise programs perturb a
-# whole leaf at once, so they are checked in full.
-NUMERIC_MAX_PERTURBATIONS = 2000
-NUMERIC_MAX_WORK = 50_000_000
 MAX_LISTED = 20                     # nondifferentiable points listed in a report
 MAX_DISAGREEMENTS = 5               # disagreeing entries listed in a report
 
@@ -118,6 +113,7 @@ def compare(expected, actual, rtol, atol):
 
 def run(kind, result, grads_once, *, rtol=None, atol=None, limits=None):
     if kind == "numeric":
+        from .numeric import numeric
         try:
             return numeric(result, grads_once, rtol, atol)
         except MemoryError:
@@ -177,148 +173,6 @@ def lifted(graph):
         return {}
     return {eq.id: np.asarray(eq.value, dtype=np.float64) for eq in graph.nodes
             if eq.kind != "op"}
-
-
-# ------------------------------------------------------------------ kinks: where, and which convention
-def _eq0(x, *rest, **_):
-    return x == 0
-
-
-def _extreme_ties(npf):
-    def pred(x, dim=None, keepdim=False, **_):
-        if x.size == 0:
-            return False
-        m = npf(x, axis=dim, keepdims=True)
-        return np.sum(x == m, axis=dim, keepdims=keepdim) > 1
-    return pred
-
-
-def _norm_kinks(x, p=2.0, dim=None, keepdim=False, **_):
-    a = np.abs(x)
-    if a.size == 0 or p == 0:
-        return False
-    if np.isinf(p):
-        m = (np.max if p > 0 else np.min)(a, axis=dim, keepdims=True)
-        return (np.sum(a == m, axis=dim, keepdims=keepdim) > 1) | np.all(
-            a == 0, axis=dim, keepdims=keepdim)
-    if p > 1:                   # differentiable except at the zero vector
-        return np.all(a == 0, axis=dim, keepdims=keepdim)
-    return np.any(a == 0, axis=dim, keepdims=keepdim)
-
-
-# op name -> (PyTorch's convention there, predicate(*input values, **params) -> mask that
-# broadcasts to the op's output). Used to name the op behind a nondifferentiable point.
-KINKS = {
-    "relu": ("relu'(0) = 0 (threshold_backward passes the gradient where the result > 0)", _eq0),
-    "abs": ("abs'(0) = 0 (grad * sgn(x))", _eq0),
-    "sign": ("sign' = 0 everywhere, also at 0", _eq0),
-    "sqrt": ("sqrt'(0) = +inf (grad / (2 * result))", _eq0),
-    "log": ("log'(0) = +inf (grad / x)", _eq0),
-    "log2": ("log2'(0) = +inf", _eq0),
-    "log10": ("log10'(0) = +inf", _eq0),
-    "log1p": ("log1p'(-1) = +inf", lambda x, **_: x == -1),
-    "asin": ("asin'(+-1) = +inf ((1 - x^2).rsqrt())", lambda x, **_: np.abs(x) == 1),
-    "acos": ("acos'(+-1) = -inf (-(1 - x^2).rsqrt())", lambda x, **_: np.abs(x) == 1),
-    "pow": ("x**y at x = 0: the base's partial is 0 where y == 0, grad*y*x**(y-1) elsewhere; "
-            "the exponent's partial is 0 where y >= 0", lambda x, y, **_: x == 0),
-    "div": ("x / 0 in IEEE arithmetic: grad / y and -grad * x / y^2", lambda x, y, **_: y == 0),
-    "maximum": ("a tie gives half the gradient to each side", lambda x, y, **_: x == y),
-    "minimum": ("a tie gives half the gradient to each side", lambda x, y, **_: x == y),
-    "clamp": ("clamp passes gradient 1 to x at its bounds",
-              lambda x, lo, hi, **_: (x == lo) | (x == hi)),
-    "atan2": ("both partials 0 at (0, 0)", lambda y, x, **_: (y == 0) & (x == 0)),
-    "hypot": ("grad * x / result: NaN at (0, 0)", lambda x, y, **_: (x == 0) & (y == 0)),
-    "softplus": ("gradient 1 where beta*x > threshold, sigmoid(beta*x) at and below it",
-                 lambda x, beta=1.0, threshold=20.0, **_: x * beta == threshold),
-    "max": ("a full max splits the gradient evenly over ties; max(dim=) gives it all to the "
-            "first maximal index", _extreme_ties(np.max)),
-    "min": ("a full min splits the gradient evenly over ties; min(dim=) gives it all to the "
-            "first minimal index", _extreme_ties(np.min)),
-    "norm": ("gradient 0 at the zero vector (sgn(x) at zeros for p <= 1; p=inf ties share it)",
-             _norm_kinks),
-    "binary_cross_entropy": ("log clamped at -100; backward divides by max((1 - x) * x, 1e-12)",
-                             lambda x, t, **_: (x <= 0) | (x >= 1)),
-}
-
-
-# Sites where PyTorch's convention defines every derivative through the node, beyond the
-# one-sided range: binary_cross_entropy's target grad is -logit(x), unclamped, while its
-# forward clamps the log at -100; clamp with min == max == x passes gradient 1 to x
-# although the function is constant. op name -> predicate like those of KINKS.
-WHOLE_NODE = {
-    "binary_cross_entropy": lambda x, t, **_: (x <= 0) | (x >= 1),
-    "clamp": lambda x, lo, hi, **_: (x == lo) & (lo == hi),
-}
-
-
-def nan_may_arise(graph, vals, ids, sites):
-    """True when autograd may legitimately produce NaN (0 * inf, inf - inf): a kink site
-    on the path, or a non-finite value anywhere on it."""
-    if sites:
-        return True
-    with np.errstate(all="ignore"):
-        return not all(np.isfinite(np.asarray(vals[i], dtype=np.float64)).all() for i in ids)
-
-
-def kink_sites(graph, vals, ids):
-    """[(node, mask over the node's shape, whole)] for every op node on the path that sits
-    at one of its kinks (KINKS) at the inputs; `whole` when it is a WHOLE_NODE site."""
-    sites = []
-    with np.errstate(all="ignore"):
-        for i in ids:
-            eq = graph.nodes[i]
-            if eq.kind != "op" or eq.op.name not in KINKS:
-                continue
-            try:
-                m = KINKS[eq.op.name][1](*[np.asarray(vals[j]) for j in eq.inputs],
-                                         **eq.params)
-            except Exception:           # a predicate that cannot run names nothing
-                continue
-            m = np.asarray(m, dtype=bool)
-            try:
-                m = np.broadcast_to(m, eq.shape)
-            except ValueError:              # a mask over the inputs of a loss: the whole node
-                m = np.broadcast_to(m.any(), eq.shape)
-            if m.any():
-                whole = eq.op.name in WHOLE_NODE and bool(np.any(WHOLE_NODE[eq.op.name](
-                    *[np.asarray(vals[j]) for j in eq.inputs], **eq.params)))
-                sites.append((eq, m, whole))
-    return sites
-
-
-class Labeller:
-    """Names the op (and PyTorch's convention) behind a flagged leaf element. In an
-    elementwise program a site's mask maps element by element to the leaf; otherwise the
-    first op on the path that sits at a kink anywhere is named."""
-
-    def __init__(self, graph, sites, out_shape, elementwise, fallback):
-        self.sites, self.fallback = sites, fallback
-        self.elementwise, self.out_shape = elementwise, out_shape
-        self.per_leaf = {}
-        # leaves upstream of a WHOLE_NODE site: every derivative of theirs is convention
-        self.whole = set()
-        for eq, _, whole in sites:
-            if whole:
-                self.whole.update(i for i in ancestors(graph, eq.id)
-                                  if graph.nodes[i].kind == "leaf")
-
-    def label(self, leaf_eq, flat_index):
-        if not self.sites:
-            return None, self.fallback
-        if not self.elementwise:
-            eq = self.sites[0][0]
-            names = sorted({e.op.name for e, _, _ in self.sites})
-            return ", ".join(names), KINKS[eq.op.name][0]
-        if leaf_eq.id not in self.per_leaf:
-            masks = []
-            for eq, m, _ in self.sites:
-                mo = np.broadcast_to(m, self.out_shape).astype(np.int64)
-                masks.append((eq, sum_to(mo, leaf_eq.shape).reshape(-1) > 0))
-            self.per_leaf[leaf_eq.id] = masks
-        for eq, m in self.per_leaf[leaf_eq.id]:
-            if m[flat_index]:
-                return eq.op.name, KINKS[eq.op.name][0]
-        return None, self.fallback
 
 
 # ------------------------------------------------------------------ the verdict
@@ -469,201 +323,6 @@ def jacobian_index(out_shape, leaf_shape, n_leaf):
     return index
 
 
-# ------------------------------------------------------------------ numeric: central differences
-def _step(x0):
-    """Steps cbrt(eps) * max(1, |x|) and 8 times smaller, as actually taken after rounding:
-    (x + h, x - h, x + h/8, x - h/8) and (h+, h-, h+/8, h-/8)."""
-    h = np.finfo(np.float64).eps ** (1 / 3) * np.maximum(1.0, np.abs(x0))
-    with np.errstate(all="ignore"):
-        pts = (x0 + h, x0 - h, x0 + h / 8, x0 - h / 8)
-        steps = (pts[0] - x0, x0 - pts[1], pts[2] - x0, x0 - pts[3])
-    return pts, steps
-
-
-def _classify(f0, fs, hs):
-    """From f at x and at x +- h, x +- h/8: the central estimate, its error bound, and the
-    flags of the points where it means nothing, each with the range PyTorch's value may take.
-
-    - a kink: the one-sided slopes differ and keep differing at h/8 (a smooth function's
-      would shrink 8 times): range [left, right];
-    - a jump (sign at 0, atan2 at the origin): f(x +- h/8) is as far from f(x) as f(x +- h):
-      undefined;
-    - a domain edge (sqrt at 0): f is finite at x but not on one side: the finite side's
-      slope, continued to the infinity it points to;
-    - a singular point: f itself is not finite at x: undefined.
-    The error bound is 8/7 |C(h) - C(h/8)|: where the derivative itself has a kink (x*|x|
-    at 0) the central difference converges only linearly."""
-    fp, fm, fp8, fm8 = fs
-    hp, hm, hp8, hm8 = hs
-    with np.errstate(all="ignore"):
-        central = (fp - fm) / (hp + hm)
-        central8 = (fp8 - fm8) / (hp8 + hm8)
-        right, left = (fp - f0) / hp, (f0 - fm) / hm
-        r8, l8 = (fp8 - f0) / hp8, (f0 - fm8) / hm8
-        tiny = 1e3 * np.finfo(np.float64).eps * np.maximum(np.abs(f0), 1e-300)
-        noise = tiny / np.minimum(hp8, hm8)
-        jump = np.abs(right - left)
-        kink = np.isfinite(jump) & (jump > 1e-6 * np.maximum(np.abs(left), np.abs(right))
-                                    + noise) & (np.abs(r8 - l8) > 0.5 * jump)
-        disc = ((np.abs(fp - f0) > tiny) & (np.abs(fp8 - f0) > 0.5 * np.abs(fp - f0))) | (
-            (np.abs(fm - f0) > tiny) & (np.abs(fm8 - f0) > 0.5 * np.abs(fm - f0)))
-        edge = np.isfinite(f0) & ~(np.isfinite(fp) & np.isfinite(fm))
-        singular = ~np.isfinite(f0)
-        disc &= ~edge & ~singular
-        kink &= ~disc
-        lo = np.where(kink, np.minimum(left, right), np.nan)
-        hi = np.where(kink, np.maximum(left, right), np.nan)
-        side = np.where(np.isfinite(fp), right, left)
-        lo = np.where(edge, np.where(side > 0, side, -np.inf), lo)
-        hi = np.where(edge, np.where(side > 0, np.inf, side), hi)
-        flag = kink | disc | edge | singular
-        central = np.where(edge | singular, np.nan, central)
-        # truncation (linear where f' has a kink) and rounding (f large next to its change)
-        rounding = 16 * np.finfo(np.float64).eps * (np.abs(fp) + np.abs(fm)) / (hp + hm)
-        slack = np.where(flag, 0.0, 8 / 7 * np.abs(central - central8) + rounding)
-        slack = np.where(np.isfinite(slack), slack, 0.0)
-    return central, slack, flag, lo, hi, singular
-
-
-def numeric(result, grads_once, rtol, atol):
-    """Central differences in float64, step cbrt(eps) * max(1, |x|), for the grads (vᵀJ) and
-    the Jacobian when it was computed."""
-    from .errors import GradcalcError
-    graph, out = result.graph, result.output_id
-    vals = values64(result)
-    rtol, atol = default_tolerances("numeric", result.dtype, rtol, atol)
-    cot = np.asarray(result.cotangent, dtype=np.float64)
-    f0 = np.asarray(vals[out], dtype=np.float64)
-    oshape = f0.shape
-    ids = ancestors(graph, out)
-    elementwise = is_elementwise(graph, ids)
-    sites = kink_sites(graph, vals, ids)
-    tally = Tally("numeric", rtol, atol, result.dtype, nan_may_arise(graph, vals, ids, sites))
-    labeller = Labeller(graph, sites, oshape, elementwise, "the one-sided differences disagree")
-    # where two kinks meet (a maximum tie feeding a clamp at its bound), PyTorch's
-    # conventions compose and may leave the one-sided range: finite differences then have
-    # nothing to say
-    if elementwise:
-        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64) for _, m, _ in sites),
-                      np.zeros(oshape, np.int64)) >= 2
-    else:
-        stacked = np.full(oshape, len(sites) >= 2)
-    leaf_ids = {n: graph.leaves[n] for n in result.wrt}
-    total = sum(graph.nodes[i].size for i in leaf_ids.values())
-    cost = 4 * max(1, sum(_work(graph, graph.nodes[i]) for i in ids))  # 4 evaluations each
-    budget = min(NUMERIC_MAX_PERTURBATIONS, max(16, NUMERIC_MAX_WORK // cost))
-    rng = np.random.default_rng(0)
-    checked = jac_checked = jac_total = 0
-    skipped = []
-
-    f_at = Perturbed(graph, vals, out, ids)
-
-    for name, i in leaf_ids.items():
-        eq = graph.nodes[i]
-        x0 = np.asarray(eq.value, dtype=np.float64)
-        n = x0.size
-        g = grads_once.get(name)
-        g = np.zeros(x0.shape) if g is None else np.asarray(g, dtype=np.float64)
-        jac = None if result.jacobian is None else np.asarray(result.jacobian[name], np.float64)
-        if jac is not None:
-            jac_total += f0.size * n
-        if i not in ids:                      # no path: every derivative is exactly 0
-            tally.add(name, "grad", np.zeros(x0.shape), g, x0.shape)
-            if jac is not None:
-                tally.add(name, "jacobian", np.zeros(jac.shape), jac, jac.shape)
-                jac_checked += f0.size * n
-            checked += n
-            continue
-        try:
-            if elementwise:
-                _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked)
-                checked += n
-                if jac is not None:
-                    jac_checked += f0.size * n
-                continue
-            share = n if total <= budget else max(1, int(budget * n / total))
-            picks = np.arange(n) if share >= n else np.sort(rng.choice(n, share, replace=False))
-            _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked)
-        except GradcalcError as err:          # e.g. a class-index target moved off a whole number
-            skipped.append({"leaf": name, "reason": err.message})
-            continue
-        checked += len(picks)
-        if jac is not None:
-            jac_checked += f0.size * len(picks)
-    extra = {"elements_checked": checked, "elements_total": total,
-             "jacobian_entries_checked": jac_checked if result.jacobian is not None else None,
-             "jacobian_entries_total": jac_total if result.jacobian is not None else None}
-    if skipped:
-        extra["leaves_not_checked"] = skipped
-    return tally.report(**extra)
-
-
-def _work(graph, eq):
-    """Rough element-operations of one node's forward (a matmul's are m*k*n)."""
-    if eq.kind == "op" and eq.op.name in ("matmul", "dot"):
-        a = graph.nodes[eq.inputs[0]].shape
-        return max(1, eq.size) * (a[-1] if a else 1)
-    return eq.size
-
-
-class Perturbed:
-    """f at the inputs with one leaf replaced, recomputing (in float64) only the nodes that
-    depend on that leaf through an input with a rule: an input whose rule is None (detach)
-    keeps its value, as no derivative flows there in autograd either."""
-
-    def __init__(self, graph, vals, out, ids):
-        self.nodes, self.vals, self.out, self.ids = graph.nodes, vals, out, ids
-        self.down: dict = {}
-
-    def _downstream(self, leaf):
-        if leaf not in self.down:
-            changed, order = {leaf}, []
-            for i in self.ids:
-                eq = self.nodes[i]
-                if eq.kind == "op" and any(j in changed and eq.op.vjp(k) is not None
-                                           for k, j in enumerate(eq.inputs)):
-                    changed.add(i)
-                    order.append(i)
-            self.down[leaf] = order
-        return self.down[leaf]
-
-    def __call__(self, leaf, x):
-        new = {leaf: x}
-        with np.errstate(all="ignore"):
-            for i in self._downstream(leaf):
-                eq = self.nodes[i]
-                args = [new[j] if j in new and eq.op.vjp(k) is not None else self.vals[j]
-                        for k, j in enumerate(eq.inputs)]
-                new[i] = np.asarray(eq.op.forward(*args, **eq.params), dtype=np.float64)
-        return np.asarray(new.get(self.out, self.vals[self.out]), dtype=np.float64)
-
-
-def _unsettled(lo, hi, flag, quiet, stacked):
-    """Where two kinks meet (a tie of max feeding a clamp at its bound), PyTorch's conventions
-    compose and may leave the one-sided range, even where f is flat on both sides: there
-    finite differences say nothing. Such entries become undefined, listed only if the values
-    differ."""
-    cut = np.broadcast_to(stacked, np.shape(flag))
-    if cut.any():
-        quiet = quiet | (cut & ~flag)
-        flag = flag | cut
-        lo, hi = np.where(cut, np.nan, lo), np.where(cut, np.nan, hi)
-    return lo, hi, flag, quiet
-
-
-def _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked):
-    """Every element of the leaf moved at once: in an elementwise program output element o
-    reads one element of the leaf, so each evaluation gives every partial."""
-    oshape = f0.shape
-    pts, steps = _step(x0)
-    fs = [f_at(eq.id, p) for p in pts]
-    hs = [np.broadcast_to(h, oshape) for h in steps]
-    d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
-    lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
-    _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller,
-                    src_index(eq.shape, oshape), slack=slack, quiet=quiet)
-
-
 def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src, slack=None,
                     quiet=None):
     """Shared by both checks on elementwise programs: `d` holds, for each output element, its
@@ -706,26 +365,6 @@ def _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller, src
                   slack=None if slack is None else dense(slack),
                   column=np.broadcast_to(np.arange(n), (N, n)),
                   index_map=jacobian_index(oshape, shape, n))
-
-
-def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked):
-    """One leaf element at a time: columns of the Jacobian, and vᵀ times each."""
-    oshape = f0.shape
-    rows = [[], [], [], [], [], []]
-    for k in picks:
-        pts, hs = _step(np.float64(x0.flat[k]))
-        fs = []
-        for p in pts:
-            x = x0.copy()
-            x.flat[k] = p
-            fs.append(f_at(eq.id, x))
-        d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
-        lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
-        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet)):
-            row.append(np.broadcast_to(v, oshape).reshape(-1))
-    cols, slack, flags, los, his, quiet = (np.array(r).reshape(len(picks), -1) for r in rows)
-    _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags.astype(bool), los, his,
-                   labeller, oshape, slack=slack, quiet=quiet.astype(bool))
 
 
 def _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags, los, his, labeller,

@@ -1,0 +1,238 @@
+"""The numeric check: central finite differences of the program's forward, in float64.
+
+It owns the step (cbrt(eps) * max(1, |x|), and 8 times smaller to tell a kink, a jump or a
+slow convergence from a smooth slope), the perturbation of leaves (a whole leaf at once in
+elementwise programs, one element at a time, sampled, otherwise) and the recomputation of
+only what depends on the perturbed leaf. The verdict is checks.Tally's; nothing here
+imports sympy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import (Tally, _tally_columns, _tally_partials, ancestors, default_tolerances,
+                     is_elementwise, src_index, values64)
+from .kinks import Labeller, kink_sites, nan_may_arise
+
+# At most this many leaf elements are perturbed one at a time (programs that mix elements),
+# and at most NUMERIC_MAX_WORK element-evaluations are spent on them; beyond, a seeded sample
+# is checked and the report says how many. Elementwise programs perturb a whole leaf at
+# once, so they are checked in full.
+NUMERIC_MAX_PERTURBATIONS = 2000
+NUMERIC_MAX_WORK = 50_000_000
+
+
+def _step(x0):
+    """Steps cbrt(eps) * max(1, |x|) and 8 times smaller, as actually taken after rounding:
+    (x + h, x - h, x + h/8, x - h/8) and (h+, h-, h+/8, h-/8)."""
+    h = np.finfo(np.float64).eps ** (1 / 3) * np.maximum(1.0, np.abs(x0))
+    with np.errstate(all="ignore"):
+        pts = (x0 + h, x0 - h, x0 + h / 8, x0 - h / 8)
+        steps = (pts[0] - x0, x0 - pts[1], pts[2] - x0, x0 - pts[3])
+    return pts, steps
+
+
+def _classify(f0, fs, hs):
+    """From f at x and at x +- h, x +- h/8: the central estimate, its error bound, and the
+    flags of the points where it means nothing, each with the range PyTorch's value may take.
+
+    - a kink: the one-sided slopes differ and keep differing at h/8 (a smooth function's
+      would shrink 8 times): range [left, right];
+    - a jump (sign at 0, atan2 at the origin): f(x +- h/8) is as far from f(x) as f(x +- h):
+      undefined;
+    - a domain edge (sqrt at 0): f is finite at x but not on one side: the finite side's
+      slope, continued to the infinity it points to;
+    - a singular point: f itself is not finite at x: undefined.
+    The error bound is 8/7 |C(h) - C(h/8)|: where the derivative itself has a kink (x*|x|
+    at 0) the central difference converges only linearly."""
+    fp, fm, fp8, fm8 = fs
+    hp, hm, hp8, hm8 = hs
+    with np.errstate(all="ignore"):
+        central = (fp - fm) / (hp + hm)
+        central8 = (fp8 - fm8) / (hp8 + hm8)
+        right, left = (fp - f0) / hp, (f0 - fm) / hm
+        r8, l8 = (fp8 - f0) / hp8, (f0 - fm8) / hm8
+        tiny = 1e3 * np.finfo(np.float64).eps * np.maximum(np.abs(f0), 1e-300)
+        noise = tiny / np.minimum(hp8, hm8)
+        jump = np.abs(right - left)
+        kink = np.isfinite(jump) & (jump > 1e-6 * np.maximum(np.abs(left), np.abs(right))
+                                    + noise) & (np.abs(r8 - l8) > 0.5 * jump)
+        disc = ((np.abs(fp - f0) > tiny) & (np.abs(fp8 - f0) > 0.5 * np.abs(fp - f0))) | (
+            (np.abs(fm - f0) > tiny) & (np.abs(fm8 - f0) > 0.5 * np.abs(fm - f0)))
+        edge = np.isfinite(f0) & ~(np.isfinite(fp) & np.isfinite(fm))
+        singular = ~np.isfinite(f0)
+        disc &= ~edge & ~singular
+        kink &= ~disc
+        lo = np.where(kink, np.minimum(left, right), np.nan)
+        hi = np.where(kink, np.maximum(left, right), np.nan)
+        side = np.where(np.isfinite(fp), right, left)
+        lo = np.where(edge, np.where(side > 0, side, -np.inf), lo)
+        hi = np.where(edge, np.where(side > 0, np.inf, side), hi)
+        flag = kink | disc | edge | singular
+        central = np.where(edge | singular, np.nan, central)
+        # truncation (linear where f' has a kink) and rounding (f large next to its change)
+        rounding = 16 * np.finfo(np.float64).eps * (np.abs(fp) + np.abs(fm)) / (hp + hm)
+        slack = np.where(flag, 0.0, 8 / 7 * np.abs(central - central8) + rounding)
+        slack = np.where(np.isfinite(slack), slack, 0.0)
+    return central, slack, flag, lo, hi, singular
+
+
+def numeric(result, grads_once, rtol, atol):
+    """Central differences in float64, step cbrt(eps) * max(1, |x|), for the grads (vᵀJ) and
+    the Jacobian when it was computed."""
+    from .errors import GradcalcError
+    graph, out = result.graph, result.output_id
+    vals = values64(result)
+    rtol, atol = default_tolerances("numeric", result.dtype, rtol, atol)
+    cot = np.asarray(result.cotangent, dtype=np.float64)
+    f0 = np.asarray(vals[out], dtype=np.float64)
+    oshape = f0.shape
+    ids = ancestors(graph, out)
+    elementwise = is_elementwise(graph, ids)
+    sites = kink_sites(graph, vals, ids)
+    tally = Tally("numeric", rtol, atol, result.dtype, nan_may_arise(graph, vals, ids, sites))
+    labeller = Labeller(graph, sites, oshape, elementwise, "the one-sided differences disagree")
+    # where two kinks meet (a maximum tie feeding a clamp at its bound), PyTorch's
+    # conventions compose and may leave the one-sided range: finite differences then have
+    # nothing to say
+    if elementwise:
+        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64) for _, m, _ in sites),
+                      np.zeros(oshape, np.int64)) >= 2
+    else:
+        stacked = np.full(oshape, len(sites) >= 2)
+    leaf_ids = {n: graph.leaves[n] for n in result.wrt}
+    total = sum(graph.nodes[i].size for i in leaf_ids.values())
+    cost = 4 * max(1, sum(_work(graph, graph.nodes[i]) for i in ids))  # 4 evaluations each
+    budget = min(NUMERIC_MAX_PERTURBATIONS, max(16, NUMERIC_MAX_WORK // cost))
+    rng = np.random.default_rng(0)
+    checked = jac_checked = jac_total = 0
+    skipped = []
+
+    f_at = Perturbed(graph, vals, out, ids)
+
+    for name, i in leaf_ids.items():
+        eq = graph.nodes[i]
+        x0 = np.asarray(eq.value, dtype=np.float64)
+        n = x0.size
+        g = grads_once.get(name)
+        g = np.zeros(x0.shape) if g is None else np.asarray(g, dtype=np.float64)
+        jac = None if result.jacobian is None else np.asarray(result.jacobian[name], np.float64)
+        if jac is not None:
+            jac_total += f0.size * n
+        if i not in ids:                      # no path: every derivative is exactly 0
+            tally.add(name, "grad", np.zeros(x0.shape), g, x0.shape)
+            if jac is not None:
+                tally.add(name, "jacobian", np.zeros(jac.shape), jac, jac.shape)
+                jac_checked += f0.size * n
+            checked += n
+            continue
+        try:
+            if elementwise:
+                _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked)
+                checked += n
+                if jac is not None:
+                    jac_checked += f0.size * n
+                continue
+            share = n if total <= budget else max(1, int(budget * n / total))
+            picks = np.arange(n) if share >= n else np.sort(rng.choice(n, share, replace=False))
+            _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked)
+        except GradcalcError as err:          # e.g. a class-index target moved off a whole number
+            skipped.append({"leaf": name, "reason": err.message})
+            continue
+        checked += len(picks)
+        if jac is not None:
+            jac_checked += f0.size * len(picks)
+    extra = {"elements_checked": checked, "elements_total": total,
+             "jacobian_entries_checked": jac_checked if result.jacobian is not None else None,
+             "jacobian_entries_total": jac_total if result.jacobian is not None else None}
+    if skipped:
+        extra["leaves_not_checked"] = skipped
+    return tally.report(**extra)
+
+
+def _work(graph, eq):
+    """Rough element-operations of one node's forward (a matmul's are m*k*n)."""
+    if eq.kind == "op" and eq.op.name in ("matmul", "dot"):
+        a = graph.nodes[eq.inputs[0]].shape
+        return max(1, eq.size) * (a[-1] if a else 1)
+    return eq.size
+
+
+class Perturbed:
+    """f at the inputs with one leaf replaced, recomputing (in float64) only the nodes that
+    depend on that leaf through an input with a rule: an input whose rule is None (detach)
+    keeps its value, as no derivative flows there in autograd either."""
+
+    def __init__(self, graph, vals, out, ids):
+        self.nodes, self.vals, self.out, self.ids = graph.nodes, vals, out, ids
+        self.down: dict = {}
+
+    def _downstream(self, leaf):
+        if leaf not in self.down:
+            changed, order = {leaf}, []
+            for i in self.ids:
+                eq = self.nodes[i]
+                if eq.kind == "op" and any(j in changed and eq.op.vjp(k) is not None
+                                           for k, j in enumerate(eq.inputs)):
+                    changed.add(i)
+                    order.append(i)
+            self.down[leaf] = order
+        return self.down[leaf]
+
+    def __call__(self, leaf, x):
+        new = {leaf: x}
+        with np.errstate(all="ignore"):
+            for i in self._downstream(leaf):
+                eq = self.nodes[i]
+                args = [new[j] if j in new and eq.op.vjp(k) is not None else self.vals[j]
+                        for k, j in enumerate(eq.inputs)]
+                new[i] = np.asarray(eq.op.forward(*args, **eq.params), dtype=np.float64)
+        return np.asarray(new.get(self.out, self.vals[self.out]), dtype=np.float64)
+
+
+def _unsettled(lo, hi, flag, quiet, stacked):
+    """Where two kinks meet (a tie of max feeding a clamp at its bound), PyTorch's conventions
+    compose and may leave the one-sided range, even where f is flat on both sides: there
+    finite differences say nothing. Such entries become undefined, listed only if the values
+    differ."""
+    cut = np.broadcast_to(stacked, np.shape(flag))
+    if cut.any():
+        quiet = quiet | (cut & ~flag)
+        flag = flag | cut
+        lo, hi = np.where(cut, np.nan, lo), np.where(cut, np.nan, hi)
+    return lo, hi, flag, quiet
+
+
+def _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked):
+    """Every element of the leaf moved at once: in an elementwise program output element o
+    reads one element of the leaf, so each evaluation gives every partial."""
+    oshape = f0.shape
+    pts, steps = _step(x0)
+    fs = [f_at(eq.id, p) for p in pts]
+    hs = [np.broadcast_to(h, oshape) for h in steps]
+    d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
+    lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
+    _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller,
+                    src_index(eq.shape, oshape), slack=slack, quiet=quiet)
+
+
+def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked):
+    """One leaf element at a time: columns of the Jacobian, and vᵀ times each."""
+    oshape = f0.shape
+    rows = [[], [], [], [], [], []]
+    for k in picks:
+        pts, hs = _step(np.float64(x0.flat[k]))
+        fs = []
+        for p in pts:
+            x = x0.copy()
+            x.flat[k] = p
+            fs.append(f_at(eq.id, x))
+        d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
+        lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
+        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet)):
+            row.append(np.broadcast_to(v, oshape).reshape(-1))
+    cols, slack, flags, los, his, quiet = (np.array(r).reshape(len(picks), -1) for r in rows)
+    _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags.astype(bool), los, his,
+                   labeller, oshape, slack=slack, quiet=quiet.astype(bool))
+
+

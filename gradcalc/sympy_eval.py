@@ -1,0 +1,222 @@
+"""Evaluates sympy trees over numpy: the symbolic check's own evaluator (no lambdify, whose
+cold start costs ~100 ms and many imports).
+
+It walks a derivative once per shared subtree, over arrays (elementwise programs: every
+element at once) or numpy scalars (IEEE arithmetic: 1/0 is inf, not ZeroDivisionError),
+and marks where a discontinuous function sits on its switch (Heaviside(0), sign(0), a tie
+of an inequality), so the check can re-evaluate with the tie resolved each way. It knows
+the functions the op table's forms and their derivatives produce; anything else is
+Unsupported (the check reports why it skipped).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import operator
+
+import numpy as np
+
+
+class Unsupported(Exception):
+    """The check cannot be run on this program; the message says why (reported as skipped)."""
+
+
+def _erf(x):
+    if np.ndim(x) == 0:
+        return np.float64(math.erf(float(x)))       # numpy scalars: IEEE division later
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _table(sp):
+    """sympy head -> numpy function of the evaluated arguments (the smooth ones)."""
+    add = lambda *v: functools.reduce(operator.add, v)    # noqa: E731
+    mul = lambda *v: functools.reduce(operator.mul, v)    # noqa: E731
+    return {
+        sp.Add: add, sp.Mul: mul,
+        sp.exp: np.exp, sp.log: lambda x, b=None: np.log(x) if b is None else np.log(x) / np.log(b),
+        sp.sin: np.sin, sp.cos: np.cos, sp.tan: np.tan,
+        sp.cot: lambda x: 1 / np.tan(x), sp.sec: lambda x: 1 / np.cos(x),
+        sp.csc: lambda x: 1 / np.sin(x),
+        sp.asin: np.arcsin, sp.acos: np.arccos, sp.atan: np.arctan,
+        sp.acot: lambda x: np.arctan(1 / x), sp.atan2: np.arctan2,
+        sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh,
+        sp.coth: lambda x: 1 / np.tanh(x), sp.sech: lambda x: 1 / np.cosh(x),
+        sp.csch: lambda x: 1 / np.sinh(x),
+        sp.asinh: np.arcsinh, sp.acosh: np.arccosh, sp.atanh: np.arctanh,
+        sp.erf: _erf, sp.erfc: lambda x: 1 - _erf(x),
+        sp.Abs: np.abs, sp.floor: np.floor, sp.ceiling: np.ceil,
+        # of a real argument (a NaN stands for a complex value here)
+        sp.re: lambda x: x, sp.im: lambda x: np.where(np.isnan(x), np.nan, 0.0),
+        sp.arg: lambda x: np.where(x > 0, 0.0, np.where(x < 0, np.pi, np.nan)),
+        sp.Max: lambda *v: functools.reduce(np.maximum, v),
+        sp.Min: lambda *v: functools.reduce(np.minimum, v),
+    }
+
+
+class Evaluator:
+    """Evaluates sympy trees over numpy values of their symbols (arrays or floats), walking
+    each shared subtree once (memo) and without recursion.
+
+    Each value comes with a mask of "tie candidates": elements where a function that is
+    discontinuous in its argument sits exactly on its switch (Heaviside(0), sign(0),
+    DiracDelta(0), an inequality between equal sides). There sympy's choice (Heaviside(0) =
+    1/2) is one convention among several: `ties=0` or `ties=1` re-evaluates with the switch
+    resolved each way, which spans the one-sided values."""
+
+    _REL = None
+
+    def __init__(self, ctx, env, ties=None):
+        self.ctx, self.sp, self.env, self.ties = ctx, ctx.sp, env, ties
+        self.memo: dict = {}
+        self.table = _table(ctx.sp)
+        sp = ctx.sp
+        self.rel = {sp.StrictGreaterThan: operator.gt, sp.GreaterThan: operator.ge,
+                    sp.StrictLessThan: operator.lt, sp.LessThan: operator.le}
+        self.eqrel = {sp.Equality: operator.eq, sp.Unequality: operator.ne}
+
+    def eval(self, expr):
+        """(value, candidate mask or None)."""
+        memo = self.memo
+        if expr in memo:
+            return memo[expr]
+        stack = [expr]
+        steps = 0
+        with np.errstate(all="ignore"):
+            while stack:
+                e = stack[-1]
+                if e in memo:
+                    stack.pop()
+                    continue
+                if isinstance(e, (self.sp.Derivative, self.sp.Subs)):
+                    raise Unsupported(
+                        f"sympy left the derivative of {type(e.args[0]).__name__}() "
+                        "unevaluated (it cannot tell that its argument is real)")
+                pending = [a for a in e.args if a not in memo]
+                if pending:
+                    stack.extend(pending)
+                    continue
+                stack.pop()
+                memo[e] = self._node(e)
+                steps += 1
+                if steps % 512 == 0:
+                    self.ctx.tick()
+        return memo[expr]
+
+    def _node(self, e):
+        sp = self.sp
+        if not e.args:
+            return self._atom(e), None
+        got = [self.memo[a] for a in e.args]
+        vals = [g[0] for g in got]
+        cands = [g[1] for g in got if g[1] is not None]
+        cand = functools.reduce(np.logical_or, cands) if cands else None
+        head = type(e)
+        f = self.table.get(head)
+        if f is not None:
+            return f(*vals), cand
+        if head is sp.Pow:
+            return self._pow(e, *vals), cand
+        if head is sp.Heaviside:
+            x = vals[0]
+            h0 = (vals[1] if len(vals) > 1 else 0.5) if self.ties is None else float(self.ties)
+            at = self._zero(e.args[0], x)
+            v = np.where(at, h0, np.where(x > 0, 1.0, np.where(x < 0, 0.0, np.nan)))
+            return v, _or(cand, at)
+        if head is sp.sign:
+            x = vals[0]
+            at = self._zero(e.args[0], x)
+            v = np.where(at, 0.0 if self.ties is None else (1.0 if self.ties else -1.0),
+                         np.sign(x))
+            return v, _or(cand, at)
+        if head is sp.DiracDelta:
+            at = self._zero(e.args[0], vals[0])
+            return np.where(at, np.nan, 0.0), _or(cand, at)
+        if head in self.rel:
+            lhs, rhs = vals
+            with np.errstate(all="ignore"):
+                mag = np.abs(lhs) + np.abs(rhs)
+                at = (lhs == rhs) | (np.isfinite(mag) & (np.abs(lhs - rhs) <= _TIE * mag))
+            v = self.rel[head](lhs, rhs)
+            v = np.where(at, bool(self.ties) if self.ties is not None else
+                         self.rel[head](0.0, 0.0), v)
+            return v, _or(cand, at)
+        if head in self.eqrel:
+            return self.eqrel[head](*vals), cand
+        if head is sp.And:
+            return functools.reduce(np.logical_and, vals), cand
+        if head is sp.Or:
+            return functools.reduce(np.logical_or, vals), cand
+        if head is sp.Not:
+            return np.logical_not(vals[0]), cand
+        if head is sp.ITE:                        # nested Piecewise conditions
+            return np.where(np.asarray(vals[0], dtype=bool), vals[1], vals[2]), cand
+        if head is sp.Xor:
+            return functools.reduce(np.logical_xor, vals), cand
+        if head is _expr_cond_pair():
+            return tuple(vals), cand
+        if head is sp.Piecewise:
+            out, taken = np.nan, False
+            for v, c in vals:
+                c = np.asarray(c, dtype=bool)
+                out = np.where(c & ~np.asarray(taken), v, out)
+                taken = np.logical_or(taken, c)
+            return np.where(taken, out, np.nan), cand
+        raise Unsupported(f"the symbolic check cannot evaluate sympy's {head.__name__}()")
+
+    def _zero(self, arg, value):
+        """Where `value` (of the expression `arg`) is zero up to the rounding of the sum it
+        came from: sympy rearranges a tie's difference (Min(b, c) - a) into a sum whose
+        terms cancel only to within a few ulps."""
+        v = np.asarray(value, dtype=np.float64)
+        if isinstance(arg, self.sp.Add):
+            mag = sum(np.abs(np.asarray(self.memo[t][0], dtype=np.float64)) for t in arg.args)
+            with np.errstate(all="ignore"):
+                return (v == 0) | (np.isfinite(mag) & (np.abs(v) <= _TIE * mag))
+        return v == 0
+
+    def _pow(self, e, b, x):
+        ex = e.args[1]
+        if ex == -1:
+            return 1.0 / b
+        if ex == 2:
+            return b * b
+        if ex == self.sp.Rational(1, 2):
+            return np.sqrt(b)
+        if ex == self.sp.Rational(-1, 2):
+            return 1.0 / np.sqrt(b)
+        return np.power(np.asarray(b, dtype=np.float64), x)
+
+    def _atom(self, e):
+        sp = self.sp
+        if e in self.env:
+            return self.env[e]
+        if e is sp.nan or e is sp.zoo:
+            return np.float64(math.nan)
+        if e is sp.oo:
+            return np.float64(math.inf)
+        if e is -sp.oo:               # the NegativeInfinity singleton
+            return np.float64(-math.inf)
+        if e is sp.I:                 # a complex value: NaN, as numpy's real arithmetic has it
+            return np.float64(math.nan)
+        if e is sp.true:
+            return True
+        if e is sp.false:
+            return False
+        if e.is_Number or isinstance(e, sp.NumberSymbol):
+            return np.float64(float(e))
+        raise Unsupported(f"the symbolic check cannot evaluate {type(e).__name__}")
+
+
+@functools.lru_cache(maxsize=1)
+def _expr_cond_pair():
+    from sympy.functions.elementary.piecewise import ExprCondPair
+    return ExprCondPair
+
+
+_TIE = 64 * np.finfo(np.float64).eps      # a difference this small next to its terms is 0
+
+
+def _or(a, b):
+    b = np.asarray(b, dtype=bool)
+    return b if a is None else np.logical_or(a, b)
