@@ -41,18 +41,29 @@ def check(result, grads_once, *, rtol=None, atol=None, limits=None):
     budget = DEFAULT_TIMEOUT if budget is None else float(budget)
     state = {"deadline": time.monotonic() + budget, "importing": True}
     box: dict = {}
-    worker = threading.Thread(target=_work, name="gradcalc-symbolic", daemon=True,
-                              args=(box, state, result, grads_once, rtol, atol))
+    worker = _Worker(target=_work, name="gradcalc-symbolic", daemon=True,
+                     args=(box, state, result, grads_once, rtol, atol))
     worker.start()
     worker.join(max(budget, 0.0) + 0.05)
     if worker.is_alive() or box.get("timeout"):
         state["deadline"] = -math.inf           # cooperative stop at the next step
-        if worker.is_alive() and not state["importing"]:
+        if worker.is_alive() and not state["importing"] and "report" not in box:
             _interrupt(worker)                  # and an exception inside sympy's own loops
         return {"passed": None,
                 "skipped": f"the symbolic check ran out of its time budget of {budget:g} s "
                            "(--symbolic-timeout)"}
     return box["report"]
+
+
+class _Worker(threading.Thread):
+    """A thread whose late _Timeout (delivered as it was finishing anyway) ends it quietly
+    instead of printing a traceback through threading.excepthook."""
+
+    def run(self):
+        try:
+            super().run()
+        except _Timeout:
+            pass
 
 
 def _interrupt(thread):
@@ -128,7 +139,7 @@ def _check(ctx, result, grads_once, rtol, atol):
     tally = checks.Tally("symbolic", rtol, atol, result.dtype,
                          nan_may_arise(graph, vals, ids, sites))
     labeller = Labeller(graph, sites, oshape, elementwise,
-                               "sympy's derivative is undefined or one-sided here")
+                        "sympy's derivative is undefined or one-sided here")
     if elementwise:
         run = _elementwise
     else:
