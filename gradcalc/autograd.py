@@ -449,7 +449,7 @@ def _exact_matrix(m, product=None, other=None):
             return None
         if lo > 0 or hi < 0:
             return m
-    if not (m == 0).any():
+    if m.all():                 # no zero (NaN counts as nonzero; finiteness is known)
         return m
     return m + 0.0
 

@@ -197,7 +197,7 @@ def serve(defaults, limits, debug=False):
             # skipped (str.strip() would), it is answered as not JSON
             if line is not None and not line.strip(" \t\r\n"):
                 continue
-        rid, has_id = None, False
+        rid, has_id, strict = None, False, None
         try:
             if too_long:
                 has_id, rid = _leading_id(raw)
@@ -217,7 +217,8 @@ def serve(defaults, limits, debug=False):
                 result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
-            obj = result.to_json()
+            obj = result.to_json(trusting=True)     # checked by the strict encoder below
+            strict = result
             if warnings:
                 obj["warnings"] = warnings
             if not result.passed:
@@ -243,7 +244,15 @@ def serve(defaults, limits, debug=False):
         if has_id:
             obj = {"id": rid, **obj}
         try:
-            line_out = _encode(obj)
+            try:
+                line_out = _encode(obj)
+            except ValueError:
+                if strict is None:
+                    raise
+                # a NaN or an infinity: the strict object writes them as strings and says
+                # which node made them (same keys, same order)
+                obj = {**obj, **strict.to_json()}
+                line_out = _encode(obj)
         except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
             internal = True
             err = {"kind": "internal", "message": f"internal error ({type(exc).__name__}: the "

@@ -490,3 +490,29 @@ def test_cached_json_lines_equal_uncached(check, monkeypatch):
     assert by_id[0]["grads"]["a"] == [0.30000000000000004, 3.0, 0.00030000000000000003]
     assert by_id["prog"]["grads"]["w"] != by_id["prog2"]["grads"]["w"]
     assert by_id["rand"]["output"] == by_id["rand2"]["output"]      # seeded by seed=0
+
+
+def test_json_lines_trusting_writer_equals_strict_objects():
+    """The stream writes arrays without scanning them for NaN and infinity, relying on the
+    strict encoder to refuse them and then writing the strict object: each line must be the
+    strict object of its request (requests with NaN and infinite results included)."""
+    from gradcalc import api
+    from gradcalc.errors import GradcalcError, Limits
+
+    reqs = _requests()
+    status, text = _serve(reqs, (None,) * 9 + (0,))          # --seed 0
+    lines = text.splitlines()
+    assert len(lines) == len(reqs)
+    nonfinite = 0
+    for req, line in zip(reqs, lines):
+        settings = api.Settings(grad=req.get("grad"), wrt=req.get("wrt"), of=req.get("of"),
+                                dtype=req.get("dtype"), seed=0)
+        text_ = req.get("expr", req.get("program"))
+        try:
+            r = api.run(text_, req["vars"], settings, Limits(), allow_files=False)
+            want = {"id": req["id"], **r.to_json()}
+            nonfinite += want["nonfinite"] is not None
+        except GradcalcError as err:
+            want = {"id": req["id"], "error": err.with_source(text_).to_json()}
+        assert line == json.dumps(want, allow_nan=False), req["id"]
+    assert nonfinite == 2          # "nan" and "nan2" took the strict path
