@@ -335,7 +335,7 @@ class ProgramCache:
     def __init__(self):
         self._settings = {}
         self._graphs = {}
-        self._limits = (None, None)     # the Limits last seen and its fields (a stream has one)
+        self._limits = (None, None, None)   # the Limits last seen, its fields, their key
 
     def settings(self, text: str) -> Settings:
         hit = self._settings.get(text)
@@ -346,14 +346,17 @@ class ProgramCache:
             self._settings[text] = hit
         return hit
 
-    def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits):
-        lim, fields = self._limits
+    def _limits_key(self, limits: Limits) -> tuple:
+        lim, fields, key = self._limits
         if lim is not limits or fields != vars(limits):
             fields = dict(vars(limits))
-            self._limits = (limits, fields)
-            self._limits_key = tuple(fields.items())
+            key = tuple(fields.items())
+            self._limits = (limits, fields, key)
+        return key
+
+    def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits):
         key = (text, dtype.str, None if s.wrt is None else tuple(s.wrt), s.seed,
-               self._limits_key, *[(name, v.shape) for name, v in bindings.items()])
+               self._limits_key(limits), *[(name, v.shape) for name, v in bindings.items()])
         hit = self._graphs.get(key)
         if hit is not None:
             template, bound = hit
