@@ -304,7 +304,63 @@ def worker_jax(fig, n, reps):
     return out
 
 
-WORKERS = {"fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
+def worker_profile(fig, top=18):
+    """cProfile of gradcalc's side of a figure (the calls the figure times), top functions
+    by own time, as text."""
+    import cProfile
+    import io
+    import pstats
+    import numpy as np
+    import gradcalc
+    fig = str(fig)
+    if fig in ("3", "3a", "3b"):
+        n = 10**6 if fig != "3b" else 10**7
+        a, b, c, v = _seed_inputs(n)
+        lim = _big_limits()
+        call = lambda: gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v,  # noqa: E731
+                                        check="none", jacobian=False, limits=lim)
+        reps = 10
+    elif fig == "6":
+        rng = np.random.default_rng(2)
+        W = rng.standard_normal((3000, 3000)) / np.sqrt(3000)
+        a = rng.uniform(-2, 2, 3000)
+        call = lambda: gradcalc.compute("W @ tanh(a)", W=W, a=a, wrt=["a"],  # noqa: E731
+                                        grad=1.0, check="none", jacobian=True)
+        reps = 10
+    elif fig in ("8", "8a", "8b"):
+        from gradcalc.api import Settings
+        from gradcalc.errors import Limits
+        from gradcalc.jsonl import serve
+        data = ("\n".join(_requests(2000, None)) + "\n").encode()
+        check = "symbolic" if fig == "8b" else "none"
+
+        def call():
+            class Stdin:
+                buffer = io.BytesIO(data)
+            old = sys.stdin, sys.stdout
+            sys.stdin, sys.stdout = Stdin, io.StringIO()
+            try:
+                serve(Settings(check=check), Limits())
+            finally:
+                sys.stdin, sys.stdout = old
+        reps = 1
+    else:
+        return {"text": f"no profile for figure {fig}"}
+    call()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(reps):
+        call()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(int(top))
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    keep = lines[lines.index(next(ln for ln in lines if "ncalls" in ln)):]
+    return {"text": f"figure {fig}, {reps} run(s):\n" + "\n".join(
+        ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)}
+
+
+WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
            "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
            "jax": worker_jax}
 
@@ -412,6 +468,8 @@ def main():
                                            "them too; 'none' to skip")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--only", help="comma list of figure numbers, e.g. 1,3,8")
+    ap.add_argument("--profile", action="store_true",
+                    help="append a cProfile of gradcalc's side of every target not met")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -442,12 +500,15 @@ def main():
         rows.append((fid, figure, floor_text, floor, ours, ratio, TARGETS[fid], others))
         print(f"  {fid}: {fmt_t(floor)} vs {fmt_t(ours)} -> {ratio:.2f}x", file=sys.stderr)
 
-    def torch_col(fig, n, reps):
+    def torch_col(fig, n, reps, floor):
+        """Other engines' time over the figure's floor, as measured by gradcalc's worker (in
+        torch's own process the numpy floor runs slower: its OpenMP threads spin after each
+        op on the other core)."""
         parts = []
         if has_torch:
             try:
                 r = spawn("torch", fig, n, reps, python=tpy, timeout=1800)
-                parts.append(f"torch {r['torch_version']}: {r['subject'] / r['floor']:.2f}x "
+                parts.append(f"torch {r['torch_version']}: {r['subject'] / floor:.2f}x "
                              f"({fmt_t(r['subject'])})")
             except Exception as exc:  # report, never stop the run
                 parts.append(f"torch failed ({str(exc).splitlines()[0][:60]})")
@@ -456,7 +517,7 @@ def main():
         if has_jax and fig == "5":
             try:
                 r = spawn("jax", fig, n, reps, python=tpy, timeout=1800)
-                parts.append(f"jax jacfwd+jit: {r['subject'] / r['floor']:.2f}x")
+                parts.append(f"jax jacfwd+jit: {r['subject'] / floor:.2f}x")
             except Exception as exc:
                 parts.append(f"jax failed ({str(exc).splitlines()[0][:60]})")
         return "; ".join(parts)
@@ -478,7 +539,7 @@ def main():
             r = spawn("fig3", n, reps)
             row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
                 "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
-                torch_col("3", n, reps), ratio=r)
+                torch_col("3", n, reps, r["floor"]), ratio=r)
     if want("4"):
         r = spawn("fig4", 10**7)
         rows.append(("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
@@ -491,12 +552,12 @@ def main():
         r = spawn("fig5", 3000, 3 if q else 9)
         row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
             "two n×n zero matrices filled by hand", r["floor"], r["subject"],
-            torch_col("5", 3000, 2 if q else 3), ratio=r)
+            torch_col("5", 3000, 2 if q else 3, r["floor"]), ratio=r)
     if want("6"):
         r = spawn("fig6", 3000, 3 if q else 9)
         row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
             "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"],
-            torch_col("6", 3000, 1), ratio=r)
+            torch_col("6", 3000, 1, r["floor"]), ratio=r)
     if want("7"):
         colds, warms, nones = [], [], []
         for _ in range(2 if q else 3):
@@ -543,6 +604,14 @@ def main():
         met = "yes" if ratio <= target else "**no**"
         print(f"| {fid} | {figure} | {ftext} | {ft} | {st} | {ratio:.2f}× | ≤ {target}× | "
               f"{met} | {others} |")
+    if args.profile:
+        missed = [fid for fid, *_rest, ratio, target, _o in rows if ratio > target]
+        for fid in missed:
+            try:
+                text = spawn("profile", fid)["text"]
+            except Exception as exc:
+                text = f"profile of {fid} failed: {exc}"
+            print(f"\n```\n{text}\n```")
     print("\nMachine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".")
     print(f"gradcalc command: `{gc_shown}` (bytecode compiled, as a wheel install has it).")
     if tpy:
