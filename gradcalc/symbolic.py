@@ -181,33 +181,22 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
     sp, graph, out = ctx.sp, result.graph, result.output_id
     oshape = graph.nodes[out].shape
     names = {i: n for n, i in graph.leaves.items()}
-    env, exprs, leaf_sym = {}, {}, {}
+    # the derivation depends on the program alone when every constant in it is one of the
+    # program's own (not a value computed from the leaves, as detach(x) is): then it is
+    # kept in the compiled program's memo, which JSON Lines shares between the requests of
+    # one program, and only the leaves' values are new (autograd.memo)
+    from .autograd import memo
+    key = ("symbolic-elementwise", out, result.dtype, tuple(ids))
+    derived = memo(graph).get(key)
+    if derived is None:
+        derived = _derive_elementwise(ctx, graph, ids, vals, names)
+        if derived[-1]:
+            memo(graph)[key] = derived
+    leaf_sym, exprs, const_env, diffs, _ = derived
+    env = dict(const_env)
+    for i, s in leaf_sym.items():
+        env[s] = np.asarray(vals[i], dtype=np.float64)
 
-    def constant(i):
-        v = np.asarray(vals[i], dtype=np.float64)
-        if v.size and (v.size == 1 or np.all(v == v.flat[0])):
-            return _number(sp, v.flat[0])
-        d = sp.Dummy(f"c{i}", real=True)          # an array constant: a symbol with its value
-        env[d] = v
-        return d
-
-    for i in ids:
-        eq = graph.nodes[i]
-        if eq.kind == "leaf" and i in names:
-            s = sp.Dummy(f"x{i}", real=True)
-            env[s] = np.asarray(vals[i], dtype=np.float64)
-            exprs[i] = leaf_sym[i] = s
-        elif eq.kind != "op":
-            exprs[i] = constant(i)
-        else:
-            args = [exprs[j] if eq.op.vjp(k) is not None else constant(j)
-                    for k, j in enumerate(eq.inputs)]
-            params = {k: _number(sp, v) if isinstance(v, float) else v
-                      for k, v in eq.params.items()}       # softplus(beta=1): x, not 1.0*x
-            exprs[i] = eq.op.sympy(sp, *args, **params)
-        ctx.tick()
-
-    display = {s: sp.Symbol(names[i], real=True) for i, s in leaf_sym.items()}
     cot = np.asarray(result.cotangent, dtype=np.float64)
     not_finite = _not_finite(vals[out], oshape)
     at_site = None
@@ -222,9 +211,13 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
             derivatives[name] = "0"
             _no_path(tally, name, eq, g, jac, oshape)
             continue
-        d = sp.diff(exprs[out], leaf_sym[eq.id])
-        ctx.tick()
-        derivatives[name] = _formula(ctx, d, display)
+        hit = diffs.get(eq.id)
+        if hit is None:
+            d = sp.diff(exprs[out], leaf_sym[eq.id])
+            ctx.tick()
+            display = {s: sp.Symbol(names[i], real=True) for i, s in leaf_sym.items()}
+            hit = diffs[eq.id] = (d, _formula(ctx, d, display))
+        d, derivatives[name] = hit
         D, flag, lo, hi = _evaluate_array(ctx, ev, d, env, oshape, not_finite)
         if at_site is not None and (at_site & ~flag).any():
             # an op sits at a kink there, but sympy simplified it away (minimum(x,
@@ -244,6 +237,40 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
             "elements_checked": n, "elements_total": n,
             "jacobian_entries_checked": None if result.jacobian is None else N * n,
             "jacobian_entries_total": None if result.jacobian is None else N * n}
+
+
+def _derive_elementwise(ctx, graph, ids, vals, names):
+    """(leaf symbols, sympy forms of the nodes, values of the array constants' symbols,
+    {} for the derivatives, whether it all depends on the program alone)."""
+    sp = ctx.sp
+    env, exprs, leaf_sym = {}, {}, {}
+    alone = [True]
+
+    def constant(i):
+        if graph.nodes[i].kind != "const":
+            alone[0] = False                    # a value of this request (detach(x))
+        v = np.asarray(vals[i], dtype=np.float64)
+        if v.size and (v.size == 1 or np.all(v == v.flat[0])):
+            return _number(sp, v.flat[0])
+        d = sp.Dummy(f"c{i}", real=True)          # an array constant: a symbol with its value
+        env[d] = v
+        return d
+
+    for i in ids:
+        eq = graph.nodes[i]
+        if eq.kind == "leaf" and i in names:
+            s = sp.Dummy(f"x{i}", real=True)
+            exprs[i] = leaf_sym[i] = s
+        elif eq.kind != "op":
+            exprs[i] = constant(i)
+        else:
+            args = [exprs[j] if eq.op.vjp(k) is not None else constant(j)
+                    for k, j in enumerate(eq.inputs)]
+            params = {k: _number(sp, v) if isinstance(v, float) else v
+                      for k, v in eq.params.items()}       # softplus(beta=1): x, not 1.0*x
+            exprs[i] = eq.op.sympy(sp, *args, **params)
+        ctx.tick()
+    return leaf_sym, exprs, env, {}, alone[0]
 
 
 def _not_finite(value, oshape):
