@@ -516,3 +516,32 @@ def test_json_lines_trusting_writer_equals_strict_objects():
             want = {"id": req["id"], "error": err.with_source(text_).to_json()}
         assert line == json.dumps(want, allow_nan=False), req["id"]
     assert nonfinite == 2          # "nan" and "nan2" took the strict path
+
+
+def test_json_lines_derive_each_program_once(monkeypatch):
+    """The symbolic check keeps an elementwise program's derivation in the program's memo:
+    twelve requests of the seed program derive once; a program whose constants come from the
+    leaves (detach) derives every time, since its formulas hold this request's values."""
+    from gradcalc import symbolic
+
+    calls = []
+    real = symbolic._derive_elementwise
+
+    def counting(ctx, graph, ids, vals, names):
+        calls.append(graph.source)
+        return real(ctx, graph, ids, vals, names)
+
+    monkeypatch.setattr(symbolic, "_derive_elementwise", counting)
+    reqs = [r for r in _requests() if r["id"] in range(12)]
+    reqs += [{"id": f"d{k}", "expr": "detach(x) * x", "vars": {"x": [k + 1.0, 2.0]}, "grad": 1}
+             for k in range(3)]
+    for r in reqs:
+        r["check"] = "symbolic"
+    status, text = _serve(reqs)
+    assert status == 0
+    assert calls.count("3*a + 2*b*b + log(c)") == 1
+    assert calls.count("detach(x) * x") == 3
+    out = [json.loads(line) for line in text.splitlines()]
+    assert all(o["checks"]["symbolic"]["passed"] is True for o in out)
+    assert out[0]["checks"]["symbolic"]["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
+    assert out[11]["checks"]["symbolic"]["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
