@@ -348,6 +348,45 @@ def worker_profile(fig, top=18):
             finally:
                 sys.stdin, sys.stdout = old
         reps = 1
+    elif fig == "7":
+        import sympy
+        x = sympy.Symbol("x")
+        str((x * x + sympy.log(x)).diff(x))       # sympy's first use, as the figure has it
+        from gradcalc import symbolic
+        a, b, c, v = _seed_inputs(10**6)
+        r = gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="numeric",
+                             jacobian=False)       # a result holding every value
+        once = {k: r.grads[k] for k in r.wrt}
+
+        def call():               # the check's worker body, in this thread so it is seen
+            symbolic._work({}, {"deadline": time.monotonic() + 100, "importing": True}, r,
+                           once, None, None)
+        reps = 1
+        prof = cProfile.Profile()
+        prof.enable()
+        call()                    # the first check of the process
+        prof.disable()
+        return {"text": _stats(prof, top, f"figure 7, the first check (sympy used once "
+                                          f"before)", "tottime")}
+    elif fig == "2":
+        from gradcalc import cli
+
+        def call():
+            old = sys.stdout
+            sys.stdout = io.StringIO()
+            try:
+                cli.main(SEED_ARGS)
+            except SystemExit:
+                pass
+            finally:
+                sys.stdout = old
+        prof = cProfile.Profile()
+        prof.enable()
+        call()                    # cold: every import happens inside
+        prof.disable()
+        return {"text": _stats(prof, top, "figure 2, one cold run in-process (main thread; "
+                                          "the symbolic check's own thread shows as the wait "
+                                          "in check)", "cumulative")}
     else:
         return {"text": f"no profile for figure {fig}"}
     call()
@@ -356,12 +395,18 @@ def worker_profile(fig, top=18):
     for _ in range(reps):
         call()
     prof.disable()
+    return {"text": _stats(prof, top, f"figure {fig}, {reps} run(s)", "tottime")}
+
+
+def _stats(prof, top, title, order):
+    import io
+    import pstats
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(int(top))
+    pstats.Stats(prof, stream=out).sort_stats(order).print_stats(int(top))
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     keep = lines[lines.index(next(ln for ln in lines if "ncalls" in ln)):]
-    return {"text": f"figure {fig}, {reps} run(s):\n" + "\n".join(
-        ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)}
+    return f"{title}, by {order} time:\n" + "\n".join(
+        ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)
 
 
 WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
