@@ -423,8 +423,11 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         output, out_name = graph.names[s.of], s.of
     out_eq = graph.nodes[output]
 
-    # memory of values and grads, before allocating them
-    est = autograd.elements(graph, output)[0] * dtype.itemsize * 3
+    # memory of values and grads, before allocating them: every value kept, one cotangent
+    # per node that requires grad, and a rule's temporaries (twice the largest node)
+    total, needing = autograd.elements(graph, output)
+    largest = max(n.size for n in graph.nodes[: output + 1])
+    est = (total + needing + 2 * largest) * dtype.itemsize
     if est > limits.max_memory:
         from .compile import _fmt_bytes
         raise GradcalcError("limit", f"the calculation needs about {_fmt_bytes(est)}, over the "
@@ -527,6 +530,26 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
             result.checks[kind] = checks.run(kind, result, once, rtol=s.rtol, atol=s.atol,
                                              limits=limits)
     return result
+
+
+# Bytes of JSON text and the Python lists behind it, per number written (json.dumps of
+# tolist(): a float object, a list slot and up to ~24 characters).
+JSON_BYTES_PER_NUMBER = 64
+
+
+def check_json_size(result: "Result", limits: Limits):
+    """Refuse, before building it, a JSON answer that would need more memory than the limit
+    (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array)."""
+    n = result.output.size + np.size(result.cotangent) + sum(g.size for g in result.grads.values())
+    if result.jacobian:
+        n += sum(np.size(j) for j in result.jacobian.values())
+    need = n * JSON_BYTES_PER_NUMBER
+    if need > limits.max_memory:
+        from .compile import _fmt_bytes
+        raise GradcalcError("limit", f"the JSON answer holds {n:,} numbers and would need about "
+                                     f"{_fmt_bytes(need)} to write, over the memory limit of "
+                                     f"{_fmt_bytes(limits.max_memory)} (--max-memory); reduce "
+                                     "it with --no-jacobian, --wrt or --of")
 
 
 def accumulate(g, repeat: int):

@@ -289,6 +289,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             raise GradcalcError("usage", f"--dot: cannot write to {_q(dot)}: "
                                          f"{exc.strerror or type(exc).__name__}")
     if as_json:
+        from .api import check_json_size
+        check_json_size(result, limits)
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
     else:
         from .render import render

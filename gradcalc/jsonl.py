@@ -181,7 +181,7 @@ def settings_of(req, defaults):
 
 
 def serve(defaults, limits, debug=False):
-    from .api import ProgramCache, run
+    from .api import ProgramCache, check_json_size, run
     cache = ProgramCache()      # each distinct program is parsed and compiled once
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
@@ -217,6 +217,7 @@ def serve(defaults, limits, debug=False):
                 result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
+            check_json_size(result, limits)
             obj = result.to_json(trusting=True)     # checked by the strict encoder below
             strict = result
             if warnings:

@@ -159,7 +159,7 @@ def test_memory_default_counts_values_and_grads():
 
 
 def test_memory_option():
-    assert ok(cli(["sum(x*2)", "x=ones(100, 100)", "--max-memory", "1M", "--json",
+    assert ok(cli(["sum(x*2)", "x=ones(100, 100)", "--max-memory", "2M", "--json",
                    "--check", "none"]))
     limit(cli(["sum(x*2)", "x=ones(1000, 1000)", "--max-memory", "1M", "--json"]),
           "--max-memory")
@@ -272,3 +272,22 @@ def test_graph_size_limit_through_the_api():
     with pytest.raises(GradcalcError) as exc:
         compute(prog, y=0.1, check="none", limits=Limits(max_nodes=50))
     assert exc.value.kind == "limit"
+
+
+def test_json_answer_larger_than_the_memory_limit_is_refused_before_it_is_built():
+    """x*2 over 10^6 elements: output, cotangent and grad are 3x10^6 numbers, about 192 MB
+    of JSON work at 64 bytes each: over a 100M limit (exit 2, kind limit), under 1G (exit 0).
+    The human view summarises large arrays and is not affected."""
+    import subprocess
+    import sys
+    args = [sys.executable, "-m", "gradcalc", "x*2", "x=ones(1000000)", "-g", "1",
+            "--check", "none", "--json"]
+    small = subprocess.run(args + ["--max-memory", "100M"], capture_output=True, text=True,
+                           timeout=120)
+    assert small.returncode == 2, small.stderr
+    err = json.loads(small.stdout)["error"]
+    assert err["kind"] == "limit" and "JSON answer holds 3,000,000 numbers" in err["message"]
+    big = subprocess.run(args + ["--max-memory", "1G"], capture_output=True, text=True,
+                         timeout=120)
+    assert big.returncode == 0, big.stderr
+    assert len(json.loads(big.stdout)["grads"]["x"]) == 1_000_000
