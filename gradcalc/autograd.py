@@ -144,25 +144,27 @@ class Plan:
                 self.bw_dead.setdefault(last, []).append(k)
 
 
-def plan(graph: Graph, output: int) -> Plan:
+def remembered(graph: Graph, key, make):
+    """`make()` computed once per compiled program and key (the JSON Lines cache keeps the
+    graph, so a stream pays for it once per distinct program)."""
     m = memo(graph)
-    key = ("plan", output)
-    p = m.get(key)
-    if p is None:
-        p = m[key] = Plan(graph, output)
-    return p
+    hit = m.get(key)
+    if hit is None:
+        hit = m[key] = make()
+    return hit
+
+
+def plan(graph: Graph, output: int) -> Plan:
+    return remembered(graph, ("plan", output), lambda: Plan(graph, output))
 
 
 def elements(graph: Graph, output: int) -> tuple:
     """(elements of every node up to `output`, of those that require grad), remembered per
     compiled program (the memory estimates read them on every run)."""
-    m = memo(graph)
-    key = ("elements", output)
-    hit = m.get(key)
-    if hit is None:
+    def count():
         nodes = graph.nodes[: output + 1]
-        hit = m[key] = (sum(n.size for n in nodes), sum(n.size for n in nodes if n.requires_grad))
-    return hit
+        return sum(n.size for n in nodes), sum(n.size for n in nodes if n.requires_grad)
+    return remembered(graph, ("elements", output), count)
 
 
 def lean_worthwhile(graph: Graph, output: int) -> bool:
@@ -505,12 +507,7 @@ def identity_seeds(graph: Graph, values, output: int):
 
 def is_elementwise(graph: Graph, output: int) -> bool:
     """elementwise_path, remembered per compiled program."""
-    m = memo(graph)
-    key = ("elementwise", output)
-    hit = m.get(key)
-    if hit is None:
-        hit = m[key] = elementwise_path(graph, output)
-    return hit
+    return remembered(graph, ("elementwise", output), lambda: elementwise_path(graph, output))
 
 
 _EYES = {}
