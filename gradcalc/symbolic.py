@@ -5,7 +5,7 @@ It owns the translation of a graph into sympy (from the op table's `sympy` forwa
 never from its VJP rules), the elementwise path (one scalar symbol per leaf, one derivative
 per leaf, evaluated over every element at once by sympy_eval.py), the time budget, and what
 both paths share; programs whose elements mix go to symbolic_mixed.py. Symbols are internal Dummy
-symbols; user text is never handed to sympy (no sympify, parse_expr, S() or lambdify): leaf
+symbols; user text is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
 names only appear in the printed formulas, as Symbols built from validated identifiers.
 sympy is imported here, in the worker thread, only when a symbolic check runs.
 """
@@ -284,15 +284,15 @@ def _evaluate_array(ctx, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
     points (non-finite although the inputs are finite, even in mpmath's arithmetic)."""
-    val, cand = ev.eval(d)
+    val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
     lo = hi = D
     flag = np.zeros(oshape, bool)
     if cand is not None and np.any(cand):
         cand = np.broadcast_to(cand, oshape)
-        d0 = np.broadcast_to(Evaluator(ctx, env, ties=0).eval(d)[0], oshape)
-        d1 = np.broadcast_to(Evaluator(ctx, env, ties=1).eval(d)[0], oshape)
+        d0 = np.broadcast_to(Evaluator(ctx, env, ties=0).evaluate(d)[0], oshape)
+        d1 = np.broadcast_to(Evaluator(ctx, env, ties=1).evaluate(d)[0], oshape)
         kink = cand & ~((d0 == D) & (d1 == D))
         with np.errstate(invalid="ignore"):
             lo = np.where(kink, np.minimum(np.minimum(d0, d1), D), lo)

@@ -110,7 +110,7 @@ def per_element(ctx, result, grads_once, ids, vals, tally, labeller):
         exprs = []
         for o, e in deps.get(s, ()):
             d = _diff(sp, e, s)
-            val, c = ev.eval(d)
+            val, c = ev.evaluate(d)
             col[o] = float(val)
             if c is not None and bool(np.any(c)):
                 cand[o] = True
@@ -145,7 +145,7 @@ def per_element(ctx, result, grads_once, ids, vals, tally, labeller):
             C[p], LO[p], HI[p] = col, col, col
             for o, d in exprs:
                 if cand[o]:
-                    v0, v1 = float(ev0.eval(d)[0]), float(ev1.eval(d)[0])
+                    v0, v1 = float(ev0.evaluate(d)[0]), float(ev1.evaluate(d)[0])
                     if not (v0 == col[o] and v1 == col[o]):
                         F[p, o] = True
                         LO[p, o] = min(v0, v1, col[o])

@@ -75,7 +75,7 @@ class Evaluator:
                     sp.StrictLessThan: operator.lt, sp.LessThan: operator.le}
         self.eqrel = {sp.Equality: operator.eq, sp.Unequality: operator.ne}
 
-    def eval(self, expr):
+    def evaluate(self, expr):
         """(value, candidate mask or None)."""
         memo = self.memo
         if expr in memo:
