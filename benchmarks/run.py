@@ -123,6 +123,17 @@ def worker_fig4(n):
     return out
 
 
+def _fig5_by_hand(a, b):
+    """Figure 5's floor: two n x n zero matrices with their diagonals set by hand."""
+    import numpy as np
+    n = a.size
+    ja = np.zeros((n, n))
+    jb = np.zeros((n, n))
+    np.fill_diagonal(ja, np.cos(a) * b + 2 * a)
+    np.fill_diagonal(jb, np.sin(a))
+    return ja, jb
+
+
 def worker_fig5(n, reps):
     import numpy as np
     import gradcalc
@@ -131,11 +142,7 @@ def worker_fig5(n, reps):
     b = rng.uniform(-2, 2, n)
 
     def by_hand():
-        ja = np.zeros((n, n))
-        jb = np.zeros((n, n))
-        np.fill_diagonal(ja, np.cos(a) * b + 2 * a)
-        np.fill_diagonal(jb, np.sin(a))
-        return ja, jb
+        return _fig5_by_hand(a, b)
 
     def ours():
         return gradcalc.compute("sin(a)*b + a**2", a=a, b=b, grad=1.0, check="none",
@@ -257,11 +264,7 @@ def worker_torch(fig, n, reps):
         b = rng.uniform(-2, 2, n)
 
         def by_hand():
-            ja = np.zeros((n, n))
-            jb = np.zeros((n, n))
-            np.fill_diagonal(ja, np.cos(a) * b + 2 * a)
-            np.fill_diagonal(jb, np.sin(a))
-            return ja, jb
+            return _fig5_by_hand(a, b)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         f = lambda x, y: torch.sin(x) * y + x ** 2  # noqa: E731
         run = lambda: torch.autograd.functional.jacobian(f, (ta, tb), vectorize=True)  # noqa: E731

@@ -559,13 +559,15 @@ def vjp_and_jacobian(graph: Graph, values, cotangent, output: int, leaf_ids):
     g[2] = 0
     three = backward(graph, values, g, output, batch=(3,))
     grads = {i: v[0] for i, v in three.items()}
-    J = {}
-    for i in leaf_ids:
-        if i in three:
-            J[i] = _expand_diagonal(three[i][1], three[i][2], oshape, dtype)
-        else:
-            J[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
-    return grads, J
+    return grads, _diagonal_jacobians(graph, three, 1, leaf_ids, oshape)
+
+
+def _diagonal_jacobians(graph: Graph, rows, k: int, leaf_ids, oshape):
+    """Dense Jacobians of an elementwise program from a batched backward whose rows k and
+    k + 1 were seeded with ones and zeros (the diagonal, and what 0 * inf makes of the rest)."""
+    dtype = graph.dtype
+    return {i: _expand_diagonal(rows[i][k], rows[i][k + 1], oshape, dtype) if i in rows
+            else np.zeros(oshape + graph.nodes[i].shape, dtype=dtype) for i in leaf_ids}
 
 
 def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None = None):
@@ -585,13 +587,7 @@ def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None
             g = np.zeros((2,) + oshape, dtype=dtype)
             g[0] = 1
             two = backward(graph, values, g, output, batch=(2,))
-            out = {}
-            for i in leaf_ids:
-                if i in two:
-                    out[i] = _expand_diagonal(two[i][0], two[i][1], oshape, dtype)
-                else:
-                    out[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
-            return out
+            return _diagonal_jacobians(graph, two, 0, leaf_ids, oshape)
         seeds = identity_seeds(graph, values, output)
         if seeds is not None:
             grads = backward(graph, values, None, output, batch=oshape, seeds=seeds)
