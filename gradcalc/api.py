@@ -362,12 +362,11 @@ class ProgramCache:
             template, bound = hit
             return rebind(template, bound, bindings)
         graph = compile_program(text, bindings, dtype, s, limits)
-        if sum(n.size for n in graph.nodes) <= self.MAX_ELEMENTS and "rand" not in text:
+        if sum(n.size for n in graph.nodes) <= self.MAX_ELEMENTS and not graph.random:
             bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
                      and eq.value is bindings[eq.name]]
             if len(self._graphs) >= self.MAX_PROGRAMS:
                 self._graphs.clear()
-            autograd.memo(graph)               # rebound copies share this dict
             self._graphs[key] = (graph, bound)
         return graph
 

@@ -34,7 +34,6 @@ LEAN_MIN = 1 << 16
 POOL = 2
 # False: api.run takes the plain path everywhere (tests compare the two)
 ECONOMY = True
-_ELEMENTWISE_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow"})
 
 
 def sum_to(v, nb: int, batch: tuple, shape: tuple):
@@ -60,10 +59,7 @@ def memo(graph: Graph) -> dict:
     """A cache that belongs to the compiled program, shared by every rebinding of it to new
     leaf values (JSON Lines compiles a program text once): keys ("plan", output) and the
     like here, and "symbolic" for the symbolic check's derivation."""
-    m = graph.__dict__.get("memo")
-    if m is None:
-        m = graph.memo = {}
-    return m
+    return graph.memo
 
 
 # ------------------------------------------------------------------ what rules read
@@ -406,7 +402,7 @@ def elementwise_path(graph: Graph, output: int) -> bool:
     for eq in reversed(nodes[: output + 1]):
         if eq.id not in need or eq.kind != "op":
             continue
-        if not (eq.op.kind == "elementwise" or eq.op.name in _ELEMENTWISE_OPERATORS):
+        if not eq.op.pointwise:
             return False
         if eq.shape != oshape:
             return False

@@ -19,9 +19,6 @@ import numpy as np
 MAX_LISTED = 20                     # nondifferentiable points listed in a report
 MAX_DISAGREEMENTS = 5               # disagreeing entries listed in a report
 
-# ops whose forward is elementwise (one output element reads one element of each input)
-ELEMENTWISE_OPERATORS = {"add", "sub", "mul", "div", "pow", "neg"}
-
 
 def default_tolerances(kind, dtype, rtol, atol):
     """Defaults: symbolic 1e-7/1e-10 (float64), numeric 1e-5/1e-7 (its own truncation and
@@ -137,7 +134,7 @@ def ancestors(graph, out):
 
 
 def is_elementwise_op(op) -> bool:
-    return op.kind == "elementwise" or op.name in ELEMENTWISE_OPERATORS
+    return op.pointwise
 
 
 def is_elementwise(graph, ids) -> bool:

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import GradcalcError, Limits
-from .ops import OPS, Op
+from .ops import OPS, Op, Site
 from .parser import Node
 
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan,
              "True": 1.0, "False": 0.0}
-_HIDDEN_KINDS = ("operator",)          # ops reachable only through operators, not by name
 
 
 class Eq:
@@ -56,9 +55,10 @@ class Graph:
     dtype: np.dtype
     leaf_order: list = field(default_factory=list)
     folded: dict = field(default_factory=dict)   # const id -> (op name, input ids) folded into it
-
-    def requiring(self):
-        return [n for n in self.nodes if n.requires_grad]
+    random: bool = False         # it drew from the --seed generator: never reuse it
+    # derived data of this compiled program (the engine's schedules, the symbolic check's
+    # derivation), shared by every rebinding of it to new leaf values
+    memo: dict = field(default_factory=dict, repr=False)
 
 
 def _children(node: Node):
@@ -134,7 +134,9 @@ class Compiler:
         if kind == "op":
             eq.requires_grad = any(self.nodes[i].requires_grad and op.vjp(j) is not None
                                    for j, i in enumerate(inputs))
-            eq.torch = op.torch_name([self.nodes[i].kind == "const" for i in inputs], params)
+            ins = [self.nodes[i] for i in inputs]
+            eq.torch = op.torch_name(Site(tuple(n.kind == "const" for n in ins), params,
+                                          tuple(len(n.shape) for n in ins)))
         self.nodes.append(eq)
         return eq.id
 
@@ -170,9 +172,9 @@ class Compiler:
             if err.position is None:
                 err.position = pos
             raise
-        if op.kind == "constructor":
+        if op.family == "constructor":
             params = dict(params, _dtype=self.dtype)
-            if op.name in ("rand", "randn"):
+            if op.random:
                 params["_rng"] = self.rng()
         if all(self.nodes[i].kind == "const" for i in inputs):
             self._account(shape, pos)          # check before allocating
@@ -220,7 +222,8 @@ class Compiler:
             if name not in self.leaves:
                 self.leaf(name, val, None)
         return Graph(self.nodes, dict(self.leaves), dict(self.env), out, out_name, self.source,
-                     self.dtype, list(self.leaf_order), folded=dict(self.folded))
+                     self.dtype, list(self.leaf_order), folded=dict(self.folded),
+                     random=self._rng is not None)
 
     def not_none(self, i: int) -> int:
         """`None` is a placeholder for a left-out argument, never a value (it is held as a NaN
@@ -291,7 +294,7 @@ class Compiler:
             i = self.const(math.nan, node.pos)
             self.none_nodes.add(i)
             return i
-        if name in funcs or (name in OPS and OPS[name].kind not in _HIDDEN_KINDS):
+        if name in funcs or (name in OPS and OPS[name].named):
             raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
         if self.constants_only:
             raise GradcalcError("name", f"unknown name '{name}': a value can use numbers, "
@@ -378,11 +381,11 @@ class Compiler:
             work.append((body, {**env, **bound}, defs, False))
             return None
         op = OPS.get(name)
-        if op is None or op.kind in _HIDDEN_KINDS:
+        if op is None or not op.named:
             if name in env or name in self.bindings:
                 raise GradcalcError("name", f"'{name}' is a variable, not a function", pos)
             near = difflib.get_close_matches(
-                name, [n for n, o in OPS.items() if o.kind not in _HIDDEN_KINDS] + list(funcs), 1)
+                name, [n for n, o in OPS.items() if o.named] + list(funcs), 1)
             hint = f"; did you mean {near[0]}()?" if near else ""
             raise GradcalcError("name", f"unknown function '{name}'{hint}", pos)
         inputs, params = self.bind(op, pos_args, kw_args, node)
@@ -450,7 +453,7 @@ class Compiler:
             raise GradcalcError("call", f"{op.name}() takes at most {n} positional argument"
                                         f"{'s' if n != 1 else ''}{_sig_hint(op)}{extra}",
                                 queue[0][1])
-        if op.kind != "constructor" and not inputs:
+        if op.family != "constructor" and not inputs:
             raise GradcalcError("call", f"{op.name}() needs an array argument{_sig_hint(op)}", pos)
         return inputs, params
 

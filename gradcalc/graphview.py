@@ -57,19 +57,6 @@ def _value_text(result, eq, fmt: Numbers) -> str:
     return fmt.line(v)
 
 
-def torch_name(graph, eq) -> str:
-    """PyTorch's grad_fn name. The op table names matmul MmBackward0 whatever the operands;
-    PyTorch's name depends on their dimensions (torch 2.13: vector @ vector DotBackward0,
-    matrix @ vector MvBackward0, vector @ matrix SqueezeBackward4, batched UnsafeView/Clone)."""
-    name = eq.torch or eq.op.name
-    if eq.op.name == "matmul" and name == "MmBackward0" and len(eq.inputs) == 2:
-        da, db = (len(graph.nodes[i].shape) for i in eq.inputs)
-        name = {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (1, 2): "SqueezeBackward4",
-                (2, 2): "MmBackward0"}.get((da, db), "CloneBackward0" if da == 2
-                                           else "UnsafeViewBackward0")
-    return name
-
-
 def describe(result, eq, fmt: Numbers, names: dict) -> dict:
     """What a node shows: its title, role and details, shared by the tree and DOT."""
     name = names.get(eq.id)
@@ -86,7 +73,7 @@ def describe(result, eq, fmt: Numbers, names: dict) -> dict:
                 "shape": "" if not eq.shape else shape, "value": value}
     op = eq.op.name
     if eq.requires_grad:
-        return {"name": name, "title": torch_name(result.graph, eq), "role": "op",
+        return {"name": name, "title": eq.torch or eq.op.name, "role": "op",
                 "shape": shape, "value": value, "op": op}
     why = ("graph cut: no gradient flows back" if op == "detach"
            else "needs no grad (its inputs require none)")

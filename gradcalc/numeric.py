@@ -96,7 +96,7 @@ def numeric(result, grads_once, rtol, atol):
     # conventions compose and may leave the one-sided range: finite differences then have
     # nothing to say
     if elementwise:
-        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64) for _, m, _ in sites),
+        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64) for _, m, _, _ in sites),
                       np.zeros(oshape, np.int64)) >= 2
     else:
         stacked = np.full(oshape, len(sites) >= 2)
@@ -152,10 +152,9 @@ def numeric(result, grads_once, rtol, atol):
 
 def _work(graph, eq):
     """Rough element-operations of one node's forward (a matmul's are m*k*n)."""
-    if eq.kind == "op" and eq.op.name in ("matmul", "dot"):
-        a = graph.nodes[eq.inputs[0]].shape
-        return max(1, eq.size) * (a[-1] if a else 1)
-    return eq.size
+    if eq.kind != "op":
+        return eq.size
+    return eq.op.work(eq.size, [graph.nodes[i].shape for i in eq.inputs])
 
 
 class Perturbed:

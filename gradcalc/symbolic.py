@@ -200,7 +200,7 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
     cot = np.asarray(result.cotangent, dtype=np.float64)
     not_finite = _not_finite(vals[out], oshape)
     at_site = None
-    for _, m, _ in labeller.sites:           # elementwise: each site's mask is per element
+    for _, m, _, _ in labeller.sites:           # elementwise: each site's mask is per element
         m = np.broadcast_to(m, oshape)
         at_site = m if at_site is None else (at_site | m)
     ev = Evaluator(ctx, env)

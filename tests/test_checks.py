@@ -91,7 +91,7 @@ def _broken(rule):
 # ops whose sample cannot show a scaled rule: sign's rule is 0 everywhere
 _UNBREAKABLE = {"sign"}
 BREAKABLE = [(n, s) for n, s in SAMPLES
-             if OPS[n].kind != "constructor" and n not in _UNBREAKABLE
+             if OPS[n].family != "constructor" and n not in _UNBREAKABLE
              and OPS[n].vjp(0) is not None and s == OPS[n].samples[0]]
 
 
@@ -256,6 +256,9 @@ def _entries(check):
     # in a program that mixes elements
     ("sum(relu(x))", {"x": [0.0, 1.0]}, None, "x", (0,), "relu", 0.0, 0.5),
     ("norm(x, p=1)", {"x": [0.0, 1.0]}, None, "x", (0,), "norm", 0.0, 0.0),
+    # the two ops added as one table entry each: their conventions come from the entry
+    ("leaky_relu(x, negative_slope=0.2)", {"x": [0.0, 1.0]}, 1, "x", (0,), "leaky_relu", 0.2, 0.2),
+    ("elu(x, alpha=0.5)", {"x": [0.0, -1.0]}, 1, "x", (0,), "elu", 0.5, 0.5),
 ])
 def test_kinks_are_reported_and_pass(expr, vars, grad, leaf, index, op, pytorch, sym):
     r = gradcalc.compute(expr, grad=grad, check="all", **vars)
@@ -270,6 +273,17 @@ def test_kinks_are_reported_and_pass(expr, vars, grad, leaf, index, op, pytorch,
     assert entry["pytorch"] == (pytest.approx(pytorch) if isinstance(pytorch, float) else pytorch)
     assert entry["symbolic"] == (pytest.approx(sym) if isinstance(sym, float) else sym)
     assert r.passed
+
+
+def test_a_kink_is_named_only_for_the_leaves_on_its_path():
+    """Output element 0 sits at a kink of both leaky_relu (x = 0) and elu (y = 0): each leaf's
+    entry names the op on its own path, with that op's convention."""
+    r = gradcalc.compute("leaky_relu(x, negative_slope=0.2) + elu(y, alpha=0.5)",
+                         x=[0.0, 1.0], y=[0.0, -1.0], grad=1, check="symbolic")
+    entries = _entries(r.checks["symbolic"])
+    assert entries[("x", (0,))]["op"] == "leaky_relu"
+    assert entries[("y", (0,))]["op"] == "elu"
+    assert entries[("y", (0,))]["convention"].startswith("elu'(0) = alpha")
 
 
 def test_kink_ranges_are_the_one_sided_values():

@@ -23,9 +23,8 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   rules work under leading batch axes).
 - `sympy(sp, *args, **params)`: the forward formula that the symbolic check differentiates
   (it never sees a VJP rule); `sp` is the sympy module, imported only when a check runs.
-  * Elementwise ops (kind "elementwise", and the arithmetic operators add sub mul div pow
-    neg) take sympy scalars and return one expression: the check lets one symbol stand for
-    every element of a leaf, so one derivative per leaf covers an array of any size.
+  * Pointwise ops take sympy scalars and return one expression: the check lets one symbol
+    stand for every element of a leaf, so one derivative per leaf covers an array of any size.
   * Every other op takes numpy object arrays of its inputs' shapes and returns one of its
     output's shape. An entry is a Python float (a constant at the check's point) or a sympy
     expression; `symforms` holds the reductions, maps and matmul that keep the float part in
@@ -35,8 +34,20 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   * Constructors return their numbers (the compiler folds them into constants anyway).
   * An input whose rule is None (detach) is a constant to the check: the builder puts the
     input's value there, so no derivative flows through it, as in autograd.
-- `torch`: the PyTorch backward-node name (a str, or a function of which inputs are
-  constants, for ops such as pow whose node name depends on it).
+- `torch`: the PyTorch backward-node name: a str, or a function of the `Site` (which inputs
+  are constants, the params, the operands' ranks) for ops such as pow and matmul.
+- `family`: the table file the op belongs to (elementwise, reduction, linalg, shape, loss,
+  constructor); the help groups ops by it. It decides nothing else:
+- `pointwise`: output element k depends only on element k of each (broadcast) input. The
+  engine's diagonal Jacobian and the symbolic check's one-symbol-per-leaf derivation rely on
+  it, and read it nowhere but here.
+- `syntax` / `named`: the operator that reaches the op ("+", "x[i]"), and whether it is
+  also callable by name (`add(x, y)` is; `index` is reached only by `x[i]`).
+- `kinks`: `Kink` records, each beside the rule whose convention it states: where the op is
+  not differentiable and the words for PyTorch's convention there. The checks name them.
+- `random`: draws from the `--seed` generator (a program using it is never cached).
+- `cost(out_size, in_shapes)`: element operations of one forward, for the numeric check's
+  budget (default: the output's size).
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
 """
 from __future__ import annotations
@@ -85,6 +96,29 @@ def parse_sig(sig: str) -> tuple[Param, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class Kink:
+    """A point where an op is not differentiable, and the derivative PyTorch 2.13 defines
+    there. `where(*input values, **params)` is a mask that broadcasts to the op's output (or
+    over its inputs, for a loss: then the whole node is flagged). `whole`, where given, marks
+    the sites where PyTorch's convention defines every derivative through the node, beyond
+    the one-sided range calculus allows (clamp with min == max == x)."""
+
+    words: str
+    where: Callable
+    whole: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """What a PyTorch node name may depend on: which inputs are constants, the params, and
+    the inputs' ranks (matmul's name follows its operands' dimensions)."""
+
+    consts: tuple = ()
+    params: dict = field(default_factory=dict)
+    ranks: tuple = ()
+
+
 @dataclass(eq=False)
 class Op:
     name: str
@@ -92,12 +126,18 @@ class Op:
     forward: Callable
     vjps: Any
     infer: Callable
-    torch: Any
-    kind: str
+    torch: Any                          # str, or Site -> str
+    family: str                         # the table file's family: elementwise, reduction, ...
     sympy: Callable | None = None
     samples: tuple = ()
     hint: str = ""                      # shown when the call is misused
     doc: str = ""
+    pointwise: bool = False             # output element k reads element k of each input
+    syntax: str = ""                    # the operator that reaches it ("+", "x[i]", ".T")
+    named: bool = True                  # callable by name, as f(x)
+    kinks: tuple = ()                   # Kink records
+    random: bool = False                # draws from the --seed generator
+    cost: Callable | None = None        # (out_size, in_shapes) -> element operations
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):
@@ -116,12 +156,18 @@ class Op:
             return self.vjps(i)
         return self.vjps[i]
 
-    def torch_name(self, const_flags=(), params=None) -> str:
-        """PyTorch's backward-node name; some depend on which inputs are constants or on
-        the params (sum() is SumBackward0, sum(dim=...) SumBackward1)."""
+    def torch_name(self, site: Site) -> str:
+        """PyTorch's backward-node name at one use of the op (sum() is SumBackward0,
+        sum(dim=...) SumBackward1; A @ v is MvBackward0)."""
         if callable(self.torch):
-            return self.torch(tuple(const_flags), params or {})
+            return self.torch(site)
         return self.torch
+
+    def work(self, out_size: int, in_shapes) -> int:
+        """Rough element operations of one forward (for the numeric check's budget)."""
+        if self.cost is None:
+            return out_size
+        return self.cost(out_size, in_shapes)
 
 
 OPS: dict[str, Op] = {}

@@ -22,12 +22,12 @@ def _shape_infer(name):
     return infer
 
 
-def _const(name, sig, forward, infer, samples=(), doc=""):
+def _const(name, sig, forward, infer, samples=(), doc="", random=False):
     # the sympy form of a constant is its numbers (the compiler folds every constructor into
     # a constant, so the symbolic check sees those; rand/randn would draw again)
     register(Op(name, sig, forward, (), infer, "", "constructor",
                 sympy=lambda sp, **params: constant(forward(**params)),
-                samples=samples, doc=doc))
+                samples=samples, doc=doc, random=random))
 
 
 _const("ones", "*shape:int", lambda shape, _dtype=np.float64: np.ones(shape, _dtype),
@@ -89,8 +89,8 @@ _const("arange", "start:number, end:number?=None, step:number?=None",
 _const("rand", "*shape:int", lambda shape, _rng=None, _dtype=np.float64:
        _rng.random(shape).astype(_dtype, copy=False),
        _shape_infer("rand"), (("x * rand(2, 3)", {"x": (3,)}, (-2.0, 2.0)),),
-       doc="uniform on [0, 1), seeded by --seed")
+       doc="uniform on [0, 1), seeded by --seed", random=True)
 _const("randn", "*shape:int", lambda shape, _rng=None, _dtype=np.float64:
        _rng.standard_normal(shape).astype(_dtype, copy=False),
        _shape_infer("randn"), (("x * randn(2, 3)", {"x": (3,)}, (-2.0, 2.0)),),
-       doc="standard normal, seeded by --seed")
+       doc="standard normal, seeded by --seed", random=True)

@@ -10,16 +10,22 @@ import math
 
 import numpy as np
 
-from . import Op, elementwise_infer, register
+from . import Kink, Op, elementwise_infer, register
 
 LN2 = math.log(2.0)
 LN10 = math.log(10.0)
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc=""):
+def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc="", kinks=()):
     register(Op(name, "x", forward, (rule,), elementwise_infer(name), torch, "elementwise",
-                sympy=sympy, samples=((f"{name}(x)", {"x": (2, 3)}, domain),), doc=doc))
+                sympy=sympy, samples=((f"{name}(x)", {"x": (2, 3)}, domain),), doc=doc,
+                pointwise=True, kinks=kinks))
+
+
+def at_zero(words):
+    """A kink where the (first) input is 0."""
+    return (Kink(words, lambda x, *rest, **_: x == 0),)
 
 
 # erf, vectorised (numpy has none and scipy is not a dependency): W. J. Cody's rational
@@ -113,35 +119,42 @@ def sigmoid(x):
 # --- unary functions ------------------------------------------------------------------
 unary("exp", np.exp, lambda g, ans, x: g * ans, lambda sp, x: sp.exp(x), "ExpBackward0")
 unary("log", np.log, lambda g, ans, x: g / x,   # log'(0) = +inf, as grad.div(self)
-      lambda sp, x: sp.log(x), "LogBackward0", (0.2, 3.0))
+      lambda sp, x: sp.log(x), "LogBackward0", (0.2, 3.0),
+      kinks=at_zero("log'(0) = +inf (grad / x)"))
 unary("log2", np.log2, lambda g, ans, x: g / (x * LN2),
-      lambda sp, x: sp.log(x, 2), "Log2Backward0", (0.2, 3.0))
+      lambda sp, x: sp.log(x, 2), "Log2Backward0", (0.2, 3.0), kinks=at_zero("log2'(0) = +inf"))
 unary("log10", np.log10, lambda g, ans, x: g / (x * LN10),
-      lambda sp, x: sp.log(x, 10), "Log10Backward0", (0.2, 3.0))
+      lambda sp, x: sp.log(x, 10), "Log10Backward0", (0.2, 3.0),
+      kinks=at_zero("log10'(0) = +inf"))
 unary("log1p", np.log1p, lambda g, ans, x: g / (x + 1.0),
-      lambda sp, x: sp.log(1 + x), "Log1PBackward0", (-0.8, 3.0))
+      lambda sp, x: sp.log(1 + x), "Log1PBackward0", (-0.8, 3.0),
+      kinks=(Kink("log1p'(-1) = +inf", lambda x, **_: x == -1),))
 unary("expm1", np.expm1, lambda g, ans, x: g * (ans + 1.0),
       lambda sp, x: sp.exp(x) - 1, "Expm1Backward0")
 # sqrt'(0) = +inf: PyTorch computes grad / (2 * result)
 unary("sqrt", np.sqrt, lambda g, ans, x: g / (2.0 * ans),
-      lambda sp, x: sp.sqrt(x), "SqrtBackward0", (0.2, 3.0))
+      lambda sp, x: sp.sqrt(x), "SqrtBackward0", (0.2, 3.0),
+      kinks=at_zero("sqrt'(0) = +inf (grad / (2 * result))"))
 # abs'(0) = 0: PyTorch computes grad * self.sgn() (and sgn(NaN) = 0)
 unary("abs", np.abs, lambda g, ans, x: g * sgn(x),
-      lambda sp, x: sp.Abs(x), "AbsBackward0")
+      lambda sp, x: sp.Abs(x), "AbsBackward0", kinks=at_zero("abs'(0) = 0 (grad * sgn(x))"))
 # sign has zero gradient everywhere (PyTorch: zeros_like(grad), so 0 even where grad is NaN)
 unary("sign", sgn, lambda g, ans, x: np.zeros_like(g),
       # sympy form H(x) - H(-x): the same function, 0 at 0, and differentiable by sympy
       # even where it cannot prove the argument real (sign(log(x)) stays unevaluated)
-      lambda sp, x: sp.Heaviside(x) - sp.Heaviside(-x), "SignBackward0")
+      lambda sp, x: sp.Heaviside(x) - sp.Heaviside(-x), "SignBackward0",
+      kinks=at_zero("sign' = 0 everywhere, also at 0"))
 unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
 unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")
 unary("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans),
       lambda sp, x: sp.tan(x), "TanBackward0", (-1.2, 1.2))
 # asin/acos: grad * (1 - x^2).rsqrt(), so +-inf at +-1
 unary("asin", np.arcsin, lambda g, ans, x: g / np.sqrt(1.0 - x * x),
-      lambda sp, x: sp.asin(x), "AsinBackward0", (-0.9, 0.9))
+      lambda sp, x: sp.asin(x), "AsinBackward0", (-0.9, 0.9),
+      kinks=(Kink("asin'(+-1) = +inf ((1 - x^2).rsqrt())", lambda x, **_: np.abs(x) == 1),))
 unary("acos", np.arccos, lambda g, ans, x: -g / np.sqrt(1.0 - x * x),
-      lambda sp, x: sp.acos(x), "AcosBackward0", (-0.9, 0.9))
+      lambda sp, x: sp.acos(x), "AcosBackward0", (-0.9, 0.9),
+      kinks=(Kink("acos'(+-1) = -inf (-(1 - x^2).rsqrt())", lambda x, **_: np.abs(x) == 1),))
 unary("atan", np.arctan, lambda g, ans, x: g / (1.0 + x * x),
       lambda sp, x: sp.atan(x), "AtanBackward0")
 unary("sinh", np.sinh, lambda g, ans, x: g * np.cosh(x), lambda sp, x: sp.sinh(x), "SinhBackward0")
@@ -153,42 +166,76 @@ unary("sigmoid", sigmoid, lambda g, ans, x: g * (ans * (1.0 - ans)),
 # relu'(0) = 0: threshold_backward(grad, result, 0) is `result <= 0 ? 0 : grad`, a select,
 # not a product: a NaN/inf grad stays out of masked elements, and a NaN result passes grad
 unary("relu", lambda x: np.maximum(x, 0.0), lambda g, ans, x: np.where(ans <= 0, 0.0, g),
-      lambda sp, x: sp.Max(x, 0), "ReluBackward0")
+      lambda sp, x: sp.Max(x, 0), "ReluBackward0",
+      kinks=at_zero("relu'(0) = 0 (threshold_backward passes the gradient where the result > 0)"))
 unary("erf", erf, lambda g, ans, x: g * (TWO_OVER_SQRT_PI * np.exp(-x * x)),
       lambda sp, x: sp.erf(x), "ErfBackward0")
-unary("neg", np.negative, lambda g, ans, x: -g, lambda sp, x: -x, "NegBackward0")
+register(Op("neg", "x", np.negative, (lambda g, ans, x: -g,), elementwise_infer("neg"),
+            "NegBackward0", "elementwise", sympy=lambda sp, x: -x, pointwise=True, syntax="-x",
+            samples=(("neg(x)", {"x": (2, 3)}, (-2.0, 2.0)),)))
 
 register(Op("softplus", "x, beta:number=1.0, threshold:number=20.0", softplus, (softplus_vjp,),
-            elementwise_infer("softplus"), "SoftplusBackward0", "elementwise",
+            elementwise_infer("softplus"), "SoftplusBackward0", "elementwise", pointwise=True,
+            kinks=(Kink("gradient 1 where beta*x > threshold, sigmoid(beta*x) at and below it",
+                        lambda x, beta=1.0, threshold=20.0, **_: x * beta == threshold),),
             sympy=lambda sp, x, beta=1.0, threshold=20.0: sp.Piecewise(
                 (x, x * beta > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
             samples=(("softplus(x)", {"x": (2, 3)}, (-3.0, 3.0)),
                      ("softplus(x, beta=2)", {"x": (4,)}, (-2.0, 2.0))),
             doc="PyTorch's threshold: linear where beta*x > threshold (default 20)"))
 
+# leaky_relu: leaky_relu_backward is `self > 0 ? grad : grad * negative_slope`, so at 0 the
+# derivative is the slope
+register(Op("leaky_relu", "x, negative_slope:number=0.01",
+            lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
+            (lambda g, ans, x, negative_slope=0.01: g * np.where(x > 0, 1.0, negative_slope),),
+            elementwise_infer("leaky_relu"), "LeakyReluBackward0", "elementwise",
+            sympy=lambda sp, x, negative_slope=0.01: sp.Piecewise(
+                (x, x > 0), (negative_slope * x, True)),
+            samples=(("leaky_relu(x)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("leaky_relu(x, negative_slope=0.2)", {"x": (4,)}, (-2.0, 2.0))),
+            pointwise=True, doc="PyTorch's default slope 0.01",
+            kinks=(Kink("leaky_relu'(0) = negative_slope (the slope of the x <= 0 side)",
+                        lambda x, negative_slope=0.01, **_: (x == 0) & (negative_slope != 1)),)))
+# elu: elu_backward(grad, alpha, 1, 1, is_result=false, self) is
+# `x <= 0 ? grad * alpha * exp(x) : grad`, so at 0 the derivative is alpha
+register(Op("elu", "x, alpha:number=1.0",
+            lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
+            (lambda g, ans, x, alpha=1.0: g * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))),),
+            elementwise_infer("elu"), "EluBackward0", "elementwise",
+            sympy=lambda sp, x, alpha=1.0: sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),
+            samples=(("elu(x)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("elu(x, alpha=0.5)", {"x": (4,)}, (-2.0, 2.0))),
+            pointwise=True, doc="alpha * (exp(x) - 1) for x <= 0",
+            kinks=(Kink("elu'(0) = alpha (the x <= 0 side's slope)",
+                        lambda x, alpha=1.0, **_: (x == 0) & (alpha != 1)),)))
+
 
 # --- binary arithmetic --------------------------------------------------------------
-def binary(name, sig, forward, rules, sympy, torch, samples, kind="elementwise", doc=""):
-    register(Op(name, sig, forward, rules, elementwise_infer(name), torch, kind,
-                sympy=sympy, samples=samples, doc=doc))
+def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=()):
+    register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
+                sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
+                kinks=kinks))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
 binary("add", "x, y", np.add, (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
-       lambda sp, x, y: x + y, "AddBackward0", (("x + y", _XY, (-2.0, 2.0)),), kind="operator")
+       lambda sp, x, y: x + y, "AddBackward0", (("x + y", _XY, (-2.0, 2.0)),), syntax="+")
 binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
        lambda sp, x, y: x - y,
-       lambda consts, params: "RsubBackward1" if consts and consts[0] else "SubBackward0",
-       (("x - y", _XY, (-2.0, 2.0)),), kind="operator")
+       lambda site: "RsubBackward1" if site.consts and site.consts[0] else "SubBackward0",
+       (("x - y", _XY, (-2.0, 2.0)),), syntax="-")
 binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
-       lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), kind="operator")
+       lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*")
 # div: grad / other and -grad * self / (other * other)
 binary("div", "x, y", np.divide,
        (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * x / (y * y)),
        lambda sp, x, y: x / y,
        # torch computes number / tensor as reciprocal(tensor) * number: MulBackward0
-       lambda consts, params: "MulBackward0" if consts and consts[0] else "DivBackward0",
-       (("x / y", _XY, (0.5, 2.0)),), kind="operator")
+       lambda site: "MulBackward0" if site.consts and site.consts[0] else "DivBackward0",
+       (("x / y", _XY, (0.5, 2.0)),), syntax="/",
+       kinks=(Kink("x / 0 in IEEE arithmetic: grad / y and -grad * x / y^2",
+                   lambda x, y, **_: y == 0),))
 
 
 def pow_vjp_base(g, ans, x, y):
@@ -202,18 +249,21 @@ def pow_vjp_exponent(g, ans, x, y):
     return g * np.where((x == 0.0) & (y >= 0.0), 0.0, ans * np.log(x))
 
 
-def _pow_torch(consts, params):
-    if consts and consts[1]:
+def _pow_torch(site):
+    if site.consts and site.consts[1]:
         return "PowBackward0"
-    if consts and consts[0]:
+    if site.consts and site.consts[0]:
         return "PowBackward2"
     return "PowBackward1"
 
 
 binary("pow", "x, y", np.power, (pow_vjp_base, pow_vjp_exponent),
        lambda sp, x, y: x ** y, _pow_torch,
-       (("x ** y", _XY, (0.5, 2.0)), ("pow(x, 3)", {"x": (4,)}, (-2.0, 2.0))),
-       doc="x**y at (0, 0) has both partials 0, as PyTorch defines")
+       (("x ** y", _XY, (0.5, 2.0)), ("pow(x, 3)", {"x": (4,)}, (-2.0, 2.0))), syntax="**",
+       doc="x**y at (0, 0) has both partials 0, as PyTorch defines",
+       kinks=(Kink("x**y at x = 0: the base's partial is 0 where y == 0, grad*y*x**(y-1) "
+                   "elsewhere; the exponent's partial is 0 where y >= 0",
+                   lambda x, y, **_: x == 0),))
 
 
 # atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); PyTorch 2.13 gives 0 for
@@ -232,12 +282,14 @@ def _atan2_rules():
 
 
 binary("atan2", "y, x", np.arctan2, _atan2_rules(), lambda sp, y, x: sp.atan2(y, x),
-       "Atan2Backward0", (("atan2(x, y)", _XY, (0.5, 2.0)),))
+       "Atan2Backward0", (("atan2(x, y)", _XY, (0.5, 2.0)),),
+       kinks=(Kink("both partials 0 at (0, 0)", lambda y, x, **_: (y == 0) & (x == 0)),))
 # hypot: grad * self / result, grad * other / result
 binary("hypot", "x, y", np.hypot,
        (lambda g, ans, x, y: g * (x / ans), lambda g, ans, x, y: g * (y / ans)),
        lambda sp, x, y: sp.sqrt(x * x + y * y), "HypotBackward0",
-       (("hypot(x, y)", _XY, (0.5, 2.0)),))
+       (("hypot(x, y)", _XY, (0.5, 2.0)),),
+       kinks=(Kink("grad * x / result: NaN at (0, 0)", lambda x, y, **_: (x == 0) & (y == 0)),))
 
 
 # maximum/minimum: where(self == other, grad / 2, grad).masked_fill_(self < other, 0) (for
@@ -254,10 +306,12 @@ def _maxmin_rules(loses):
 
 binary("maximum", "x, y", np.maximum, _maxmin_rules(np.less),
        lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
-       (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side")
+       (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
+       kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
 binary("minimum", "x, y", np.minimum, _maxmin_rules(np.greater),
        lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
-       (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side")
+       (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
+       kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
 
 
 # clamp(x, min, max): the bounds are inputs too (constants +-inf when left out).
@@ -275,8 +329,12 @@ register(Op(
      lambda g, ans, x, lo, hi: np.where((x > hi) | (hi < lo), g, 0.0)),
     elementwise_infer("clamp"),
     # torch: number bounds are clamp.Scalar (ClampBackward1), tensor bounds clamp.Tensor
-    lambda consts, params: "ClampBackward1" if all(consts[1:]) else "ClampBackward0",
-    "elementwise",
+    lambda site: "ClampBackward1" if all(site.consts[1:]) else "ClampBackward0",
+    "elementwise", pointwise=True,
+    # clamp with min == max == x passes gradient 1 to x although the function is constant
+    kinks=(Kink("clamp passes gradient 1 to x at its bounds",
+                lambda x, lo, hi, **_: (x == lo) | (x == hi),
+                whole=lambda x, lo, hi, **_: (x == lo) & (lo == hi)),),
     sympy=lambda sp, x, lo, hi: sp.Min(sp.Max(x, lo), hi),
     samples=(("clamp(x, min=-0.5, max=0.5)", {"x": (2, 3)}, (-2.0, 2.0)),
              ("clamp(x, y, 1)", {"x": (2, 3), "y": (3,)}, (-2.0, 2.0))),
@@ -289,5 +347,5 @@ def identity(x):
 
 # detach: the value passes, no gradient flows
 register(Op("detach", "x", identity, (None,), elementwise_infer("detach"), "DetachBackward",
-            "elementwise", sympy=lambda sp, x: x,
+            "elementwise", sympy=lambda sp, x: x, pointwise=True,
             samples=(("detach(x) * x", {"x": (3,)}, (-2.0, 2.0)),)))

@@ -57,12 +57,24 @@ def matmul_vjp_b(g, ans, a, b):
     return np.matmul(_t(a), g)
 
 
-def _matmul_torch(consts, params):
-    return "MmBackward0"
+def _matmul_torch(site):
+    """torch 2.13's grad_fn of a @ b follows the operands' ranks: vector @ vector is a dot,
+    matrix @ vector an mv, vector @ matrix an mm of a view squeezed back; batched products
+    end in a view (UnsafeView), or a clone when a matrix meets a batch."""
+    da, db = site.ranks
+    return {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (1, 2): "SqueezeBackward4",
+            (2, 2): "MmBackward0"}.get((da, db), "CloneBackward0" if da == 2
+                                       else "UnsafeViewBackward0")
+
+
+def _contraction_cost(out_size, in_shapes):
+    """A product's work: each output element sums over the contracted axis."""
+    a = in_shapes[0]
+    return max(1, out_size) * (a[-1] if a else 1)
 
 
 register(Op("matmul", "a, b", np.matmul, (matmul_vjp_a, matmul_vjp_b), matmul_infer,
-            lambda consts, params: params.get("_torch", "MmBackward0"), "linalg",
+            _matmul_torch, "linalg", syntax="@", cost=_contraction_cost,
             sympy=lambda sp, a, b, **_: S.omatmul(sp, a, b),
             samples=(("A @ B", {"A": (2, 3), "B": (3, 4)}, (-2.0, 2.0)),
                      ("A @ v", {"A": (2, 3), "v": (3,)}, (-2.0, 2.0)),
@@ -88,7 +100,7 @@ def _vec_infer(name, n_args=2):
 
 register(Op("dot", "a, b", lambda a, b: np.asarray(np.dot(a, b)),
             (lambda g, ans, a, b: g[..., None] * b, lambda g, ans, a, b: g[..., None] * a),
-            _vec_infer("dot"), "DotBackward0", "linalg",
+            _vec_infer("dot"), "DotBackward0", "linalg", cost=_contraction_cost,
             sympy=lambda sp, a, b, **_: S.omatmul(sp, a, b),
             samples=(("dot(u, v)", {"u": (3,), "v": (3,)}, (-2.0, 2.0)),)))
 register(Op("outer", "a, b", np.outer,

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import Op, broadcast, register
+from . import Kink, Op, broadcast, register
 from . import symforms as S
 from ..errors import GradcalcError
 from .reductions import log_softmax
@@ -92,6 +92,11 @@ def bce_form(sp, x, t, _n=1, **_):
 register(Op("binary_cross_entropy", "input, target", bce, _bce_rules(),
             pair_infer("binary_cross_entropy", same_shape=True), "BinaryCrossEntropyBackward0", "loss",
             sympy=bce_form,
+            # the target's grad is -logit(x), unclamped, while the forward clamps the log at
+            # -100: at x in {0, 1} the convention defines every derivative through the node
+            kinks=(Kink("log clamped at -100; backward divides by max((1 - x) * x, 1e-12)",
+                        lambda x, t, **_: (x <= 0) | (x >= 1),
+                        whole=lambda x, t, **_: (x <= 0) | (x >= 1)),),
             samples=(("binary_cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 0.9)),)))
 
 
@@ -196,6 +201,6 @@ def ce_form(sp, x, t, _probs=False, _n=1, _cdim=0, _at=None, **_):
 
 register(Op("cross_entropy", "input, target", ce, (_ce_x, _ce_t), ce_infer,
             # class probabilities: torch ends with the mean's division (DivBackward1)
-            lambda consts, params: "DivBackward1" if params.get("_probs") else "NllLossBackward0",
+            lambda site: "DivBackward1" if site.params.get("_probs") else "NllLossBackward0",
             "loss", sympy=ce_form,
             samples=(("cross_entropy(x, y)", {"x": (2, 3), "y": (2, 3)}, (0.1, 2.0)),)))

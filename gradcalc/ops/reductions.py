@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Op, call_error, norm_dim, register
+from . import Kink, Op, call_error, norm_dim, register
 from . import symforms as S
 from .elementwise import sgn
 
@@ -65,7 +65,7 @@ def _sample(expr_full, expr_dim, domain=(-2.0, 2.0)):
 
 def by_dim(without, with_dim):
     """Node name that depends on whether a dim was given (sum() vs sum(dim=...))."""
-    return lambda consts, params: without if params.get("dim") is None else with_dim
+    return lambda site: without if site.params.get("dim") is None else with_dim
 
 
 # --- sympy forward forms, on object arrays (see symforms). A shift by a constant (the finite
@@ -214,6 +214,15 @@ def _maxmin(name, npf, argf):
     return forward, rule
 
 
+def _extreme_ties(npf):
+    def pred(x, dim=None, keepdim=False, **_):
+        if x.size == 0:
+            return False
+        m = npf(x, axis=dim, keepdims=True)
+        return np.sum(x == m, axis=dim, keepdims=keepdim) > 1
+    return pred
+
+
 OPS_LOCAL = {}
 for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                                    ("min", np.min, np.argmin, "Min")):
@@ -226,7 +235,10 @@ for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                 samples=_sample(f"{_name}(x)", f"{_name}(x, dim=1)"),
                 hint=f"{_name}(x) reduces; for the elementwise {_name}imum of two arrays use "
                      f"{_name}imum(x, y)",
-                doc="full reduction: ties share the gradient evenly; with dim: first index"))
+                doc="full reduction: ties share the gradient evenly; with dim: first index",
+                kinks=(Kink(f"a full {_name} splits the gradient evenly over ties; {_name}(dim=) "
+                            f"gives it all to the first {_name}imal index",
+                            _extreme_ties(_npf)),)))
     from . import OPS as _OPS
     OPS_LOCAL[_name] = _OPS[_name]
 
@@ -292,8 +304,23 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
     return scaled * scale
 
 
+def _norm_kinks(x, p=2.0, dim=None, keepdim=False, **_):
+    a = np.abs(x)
+    if a.size == 0 or p == 0:
+        return False
+    if np.isinf(p):
+        m = (np.max if p > 0 else np.min)(a, axis=dim, keepdims=True)
+        return (np.sum(a == m, axis=dim, keepdims=keepdim) > 1) | np.all(
+            a == 0, axis=dim, keepdims=keepdim)
+    if p > 1:                   # differentiable except at the zero vector
+        return np.all(a == 0, axis=dim, keepdims=keepdim)
+    return np.any(a == 0, axis=dim, keepdims=keepdim)
+
+
 register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, (norm_vjp,),
             reduce_infer("norm"), "LinalgVectorNormBackward0", "reduction",
+            kinks=(Kink("gradient 0 at the zero vector (sgn(x) at zeros for p <= 1; p=inf ties "
+                        "share it)", _norm_kinks),),
             sympy=lambda sp, x, p=2.0, dim=None, keepdim=False, _at=None:
                 norm_form(sp, x, p, dim, keepdim, _at),
             samples=(("norm(x)", {"x": (2, 3)}, (-2.0, 2.0)),

@@ -42,8 +42,8 @@ def index_vjp(g, ans, x, idx):
 
 
 register(Op("index", "x", lambda x, idx: x[idx], (index_vjp,), index_infer,
-            lambda consts, params: "SelectBackward0" if any(isinstance(i, int) for i in params["idx"])
-            else "SliceBackward0", "operator",
+            lambda site: "SelectBackward0" if any(isinstance(i, int) for i in site.params["idx"])
+            else "SliceBackward0", "shape", syntax="x[i]", named=False,
             sympy=lambda sp, x, idx, **_: x[idx],
             samples=(("x[1]", {"x": (3,)}, (-2.0, 2.0)), ("M[:, 0]", {"M": (2, 3)}, (-2.0, 2.0)),
                      ("x[::2]", {"x": (5,)}, (-2.0, 2.0)), ("M[-1, 1:]", {"M": (2, 3)}, (-2.0, 2.0)))))
@@ -56,7 +56,7 @@ def transpose_vjp(g, ans, x):
 
 register(Op("transpose", "x", lambda x: x.T, (transpose_vjp,),
             lambda shapes, params: (tuple(reversed(shapes[0])), params),
-            lambda consts, params: "PermuteBackward0", "operator",
+            "PermuteBackward0", "shape", syntax="x.T", named=False,
             sympy=lambda sp, x, **_: x.T,
             samples=(("M.T", {"M": (2, 3)}, (-2.0, 2.0)),)))
 

@@ -148,6 +148,8 @@ UNARY = {
     "tanh": (lambda x: torch.tanh(x), [-2.0, -0.3, 0.4, 1.7]),
     "sigmoid": (lambda x: torch.sigmoid(x), [-4.0, -0.5, 0.0, 3.0]),
     "relu": (lambda x: torch.relu(x), [-2.0, -0.5, 0.5, 3.0]),
+    "leaky_relu": (lambda x: F.leaky_relu(x), [-2.0, -0.5, 0.5, 3.0]),
+    "elu": (lambda x: F.elu(x), [-2.0, -0.5, 0.5, 3.0]),
     "softplus": (lambda x: F.softplus(x), [-3.0, -0.5, 0.5, 4.0]),
     "erf": (lambda x: torch.erf(x), [-1.5, -0.2, 0.3, 2.0]),
 }
@@ -539,6 +541,15 @@ E("bc/grad-number-vec", "x * 3", lambda x: x * 3, vars={"x": V3}, grad=0.5)
 # ================================================================ 9. kinks and edges (PyTorch's conventions)
 E("kink/abs-at-0", "abs(x)", lambda x: torch.abs(x), vars={"x": [-1.0, 0.0, 2.0]}, grad=[1.0, 1.0, 1.0])
 E("kink/relu-at-0", "relu(x)", lambda x: torch.relu(x), vars={"x": [-1.0, 0.0, 2.0]}, grad=[1.0, 1.0, 1.0])
+E("kink/leaky_relu-at-0", "leaky_relu(x)", lambda x: F.leaky_relu(x),
+  vars={"x": [-1.0, 0.0, 2.0]}, grad=[1.0, 1.0, 1.0])
+E("kink/leaky_relu-slope-at-0", "leaky_relu(x, negative_slope=0.2)",
+  lambda x: F.leaky_relu(x, negative_slope=0.2), vars={"x": [-3.0, 0.0, 0.5]}, grad=[1.0, 2.0, 1.0])
+E("kink/elu-at-0", "elu(x)", lambda x: F.elu(x), vars={"x": [-1.0, 0.0, 2.0]}, grad=[1.0, 1.0, 1.0])
+E("kink/elu-alpha-at-0", "elu(x, alpha=0.5)", lambda x: F.elu(x, alpha=0.5),
+  vars={"x": [-2.0, 0.0, 0.5]}, grad=[1.0, 2.0, 1.0])
+E("elem/elu/far-left", "sum(elu(x, alpha=2) * leaky_relu(x))",
+  lambda x: torch.sum(F.elu(x, alpha=2.0) * F.leaky_relu(x)), vars={"x": [-40.0, -1.5, 0.25, 3.0]})
 E("kink/sign-at-0", "sign(x) * x", lambda x: torch.sign(x) * x, vars={"x": [-1.0, 0.0, 2.0]},
   grad=[1.0, 1.0, 1.0])
 E("kink/sqrt-at-0", "sqrt(x)", lambda x: torch.sqrt(x), vars={"x": [0.0, 1.0, 4.0]}, grad=[1.0, 1.0, 1.0])

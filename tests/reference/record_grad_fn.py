@@ -3,7 +3,7 @@ whose node name differs), for tests/test_graph.py: --graph and --dot must name n
 PyTorch does.
 
 Run with the torch environment (never imported by the tests):
-    /work/torchenv/bin/python tests/reference/record_grad_fn.py > tests/reference/torch_grad_fn.json
+    /work/refenv/bin/python tests/reference/record_grad_fn.py > tests/reference/torch_grad_fn.json
 """
 import json
 
@@ -22,6 +22,8 @@ def leaves():
 
 # gradcalc expression -> the same computation in torch
 CASES = {
+    "leaky_relu(x)": lambda x, **_: F.leaky_relu(x),
+    "elu(x)": lambda x, **_: F.elu(x),
     "x + y": lambda x, y, **_: x + y,
     "x - y": lambda x, y, **_: x - y,
     "2 - x": lambda x, **_: 2 - x,

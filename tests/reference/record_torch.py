@@ -2,7 +2,7 @@
 
 Run with the torch environment, from anywhere:
 
-    /work/torchenv/bin/python tests/reference/record_torch.py
+    /work/refenv/bin/python tests/reference/record_torch.py
 
 For each case the leaves become tensors (in the case's dtype; those in `wrt` require grad),
 the builder computes the output (or the `of` intermediate), `backward(grad)` runs `repeat`
