@@ -11,10 +11,11 @@ import os
 import sys
 
 import click
-import click.utils
 
 from . import __version__
-from .errors import GradcalcError, Limits, caret_lines, escape_text
+from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
+                     GradcalcError, Limits, as_error, caret_lines, escape_text,
+                     internal_error_json)
 
 EXAMPLES = """\b
 Examples (the worked examples of the PyTorch pages gradcalc grew from):
@@ -102,7 +103,7 @@ class Stdin:
     """@- may be read once per run, and at most `max_chars` characters of it (a VALUE or
     program read from stdin is text under the --max-text limit; /dev/zero must not hang)."""
 
-    def __init__(self, max_chars: int | None = None):
+    def __init__(self, max_chars: int):
         self.used = False
         self.max_chars = max_chars
 
@@ -110,7 +111,7 @@ class Stdin:
         if self.used:
             raise GradcalcError("usage", "standard input can be read only once (@- given twice)")
         self.used = True
-        limit = self.max_chars if self.max_chars is not None else Limits().max_text
+        limit = self.max_chars
         stream = getattr(sys.stdin, "buffer", None)
         if stream is None:                       # a text stream (tests, embedding)
             text = sys.stdin.read(limit + 1)
@@ -177,9 +178,7 @@ def internal_error(exc: BaseException, debug: bool, as_json: bool = False):
         import traceback
         traceback.print_exception(exc)
     if as_json:                  # a pipeline that asked for JSON still receives JSON
-        _write(sys.stdout, json.dumps({"error": {
-            "kind": "internal", "message": f"internal error ({type(exc).__name__}); this is a "
-            "bug in gradcalc, please report it", "position": None}}) + "\n")
+        _write(sys.stdout, json.dumps({"error": internal_error_json(exc)}) + "\n")
     _write(sys.stderr,
         f"gradcalc: internal error ({type(exc).__name__}: {escape_text(str(exc))[:200]}). "
         "This is a bug in gradcalc; please report it with the command that caused it "
@@ -210,15 +209,15 @@ def split_bindings(args):
               help="The cotangent v passed to backward: the output's shape, or one number.")
 @click.option("--wrt", metavar="a,b", help="Leaves that require grad (default: all).")
 @click.option("--of", metavar="NAME", help="Run backward from this named intermediate.")
-@click.option("--repeat", type=int, metavar="N", help="Call backward N times; grads accumulate.")
-@click.option("--check", type=click.Choice(["symbolic", "numeric", "all", "none"]),
+@click.option("--repeat", metavar="N", help="Call backward N times; grads accumulate.")
+@click.option("--check", metavar="[symbolic|numeric|all|none]",
               help="Cross-check (default symbolic).")
-@click.option("--rtol", type=float, help="Relative tolerance of the checks.")
-@click.option("--atol", type=float, help="Absolute tolerance of the checks.")
+@click.option("--rtol", metavar="X", help="Relative tolerance of the checks.")
+@click.option("--atol", metavar="X", help="Absolute tolerance of the checks.")
 @click.option("--jacobian/--no-jacobian", default=None,
               help="Compute the Jacobian (default: when at most 10,000 entries).")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Precision (default float64).")
-@click.option("--seed", type=int, help="Seed for rand/randn.")
+@click.option("--dtype", metavar="[float64|float32]", help="Precision (default float64).")
+@click.option("--seed", metavar="N", help="Seed for rand/randn.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
 @click.option("--dot", metavar="FILE", help="Write the graph as Graphviz DOT.")
@@ -243,10 +242,11 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     gradcalc -f PROGRAM.grad [NAME=VALUE ...]  a program file
     gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
     """
-    from .api import Settings
+    from .settings import CLI, Settings, validate
     limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
                           max_repeat)
-    settings = Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed)
+    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed),
+                        limits, CLI)
     if program_file is None and args and args[0] == "-" :
         if len(args) > 1:
             raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
@@ -289,13 +289,13 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             raise GradcalcError("usage", f"--dot: cannot write to {_q(dot)}: "
                                          f"{exc.strerror or type(exc).__name__}")
     if as_json:
-        from .api import check_json_size
+        from .result import check_json_size
         check_json_size(result, limits)
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
     else:
         from .render import render
         render(result, precision=precision, show_graph=graph)
-    return 0 if result.passed else 1
+    return EXIT_OK if result.passed else EXIT_DISAGREED
 
 
 def _check_writable(path):
@@ -392,45 +392,31 @@ def main(argv=None):
 
 
 def _main(argv, as_json, debug) -> int:
+    """Run the command and map how it ended to an exit status. Click's own `main` is not
+    used: it turns Ctrl-C into a bare newline and `Abort`, and a closed pipe into exit 1,
+    both of which mean something else here."""
     try:
-        status = command.main(argv, prog_name="gradcalc", standalone_mode=False)
-    except GradcalcError as err:
-        report_error(err, as_json)
-        status = 2
+        with command.make_context("gradcalc", argv) as ctx:
+            status = command.invoke(ctx)
     except click.exceptions.Exit as exc:
         status = exc.exit_code
-    except click.UsageError as exc:
-        report_error(GradcalcError("usage", exc.format_message()), as_json)
-        status = 2
     except click.ClickException as exc:
         report_error(GradcalcError("usage", exc.format_message()), as_json)
-        status = 2
-    except click.Abort:
-        status = 2
-    except SystemExit as exc:
-        # click turns a broken pipe (EPIPE) into sys.exit(1) after wrapping the streams; but
-        # 1 means "a check disagreed" here. The reader went away: leave quietly.
-        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
-            _silence_stdout()
-            status = 0
-        else:
-            raise
+        status = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _write(sys.stderr, "gradcalc: interrupted\n")
-        status = 130
+        status = EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
-        status = 0
-    except RecursionError as exc:
-        report_error(GradcalcError("limit", "the input is nested too deeply"), as_json)
-        status = 2
-        del exc
-    except MemoryError:
-        report_error(GradcalcError("limit", "out of memory (see --max-memory)"), as_json)
-        status = 2
-    except Exception as exc:  # a bug: short message, traceback only with --debug
-        internal_error(exc, debug, as_json)
-        status = 3
+        status = EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - bad input is exit 2, anything else a bug
+        err = as_error(exc)
+        if err is not None:
+            report_error(err, as_json)
+            status = EXIT_BAD_INPUT
+        else:             # a bug: short message, traceback only with --debug
+            internal_error(exc, debug, as_json)
+            status = EXIT_INTERNAL
     return status
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GradcalcError, Limits
+from .errors import GradcalcError, Limits, fmt_bytes
 from .ops import OPS, Op, Site
 from .parser import Node
 
@@ -123,7 +123,7 @@ class Compiler:
         self.bytes += size * self.dtype.itemsize
         if self.bytes > self.limits.max_memory:
             raise GradcalcError("limit", "the calculation needs more than the memory limit of "
-                                         f"{_fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
+                                         f"{fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
         if len(self.nodes) >= self.limits.max_nodes:
             raise GradcalcError("limit", f"the program expands to more than "
                                          f"{self.limits.max_nodes:,} operations", pos)
@@ -460,10 +460,3 @@ class Compiler:
 
 def _sig_hint(op: Op) -> str:
     return f": {op.name}({op.sig.replace(':int', '').replace(':number', '').replace(':bool', '').replace('?', '').replace(':array', '')})"
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:g} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1024

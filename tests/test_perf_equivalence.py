@@ -434,9 +434,9 @@ def _serve(reqs, options=()):
     import io
     import sys
 
-    from gradcalc.api import Settings
     from gradcalc.errors import Limits
     from gradcalc.jsonl import serve
+    from gradcalc.settings import Settings
 
     data = "".join(json.dumps(r) + "\n" for r in reqs).encode()
 
@@ -461,27 +461,28 @@ def test_cached_json_lines_equal_uncached(check, monkeypatch):
     """Each distinct program is compiled once and rebound: the stream's output is the one
     compiling every request gives, byte for byte (random programs drawn anew, errors
     repeated, leaves bound in another order kept apart)."""
-    from gradcalc import api
+    from gradcalc import programs
 
     reqs = _requests()
     for r in reqs:
         r["check"] = check
     cached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     compiled = []
-    real = api.compile_program
+    real = programs.compile_program
 
     def counting(*a, **k):
         compiled.append(a[0])
         return real(*a, **k)
 
-    monkeypatch.setattr(api, "compile_program", counting)
+    monkeypatch.setattr(programs, "compile_program", counting)
     again = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     assert cached == again
     # the seed program was compiled once for its 12 requests with 3-element vars
     assert compiled.count("3*a + 2*b*b + log(c)") == 1 + 3    # + 2-element, float32, wrt
     assert compiled.count("sum(x * rand(3))") == 2
-    monkeypatch.setattr(api.ProgramCache, "graph",
-                        lambda self, text, b, d, s, lim: api.compile_program(text, b, d, s, lim))
+    monkeypatch.setattr(programs.ProgramCache, "graph",
+                        lambda self, text, b, d, s, lim: programs.compile_program(text, b, d, s,
+                                                                                  lim))
     uncached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     assert cached == uncached
     lines = cached[1].splitlines()
@@ -498,6 +499,7 @@ def test_json_lines_trusting_writer_equals_strict_objects():
     strict object of its request (requests with NaN and infinite results included)."""
     from gradcalc import api
     from gradcalc.errors import GradcalcError, Limits
+    from gradcalc.settings import Settings
 
     reqs = _requests()
     status, text = _serve(reqs, (None,) * 9 + (0,))          # --seed 0
@@ -505,8 +507,8 @@ def test_json_lines_trusting_writer_equals_strict_objects():
     assert len(lines) == len(reqs)
     nonfinite = 0
     for req, line in zip(reqs, lines):
-        settings = api.Settings(grad=req.get("grad"), wrt=req.get("wrt"), of=req.get("of"),
-                                dtype=req.get("dtype"), seed=0)
+        settings = Settings(grad=req.get("grad"), wrt=req.get("wrt"), of=req.get("of"),
+                            dtype=req.get("dtype"), seed=0)
         text_ = req.get("expr", req.get("program"))
         try:
             r = api.run(text_, req["vars"], settings, Limits(), allow_files=False)
