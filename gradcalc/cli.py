@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import click
 
 from . import __version__
+from .outputs import check_writable, write_text
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
-                     GradcalcError, Limits, as_error, caret_lines, escape_text,
+                     EXIT_OUTPUT, GradcalcError, Limits, OutputError, as_error, caret_lines,
+                     escape_text,
                      internal_error_json)
 
 EXAMPLES = """\b
@@ -200,10 +203,11 @@ def split_bindings(args):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
-                                 "ignore_unknown_options": True, "max_content_width": 100},
+                                 "max_content_width": 100},
                epilog=EXAMPLES)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="EXPRESSION [NAME=VALUE ...]")
 @click.option("-f", "--file", "program_file", metavar="PROGRAM.grad",
+              type=click.Path(dir_okay=False, allow_dash=True),
               help="Read a program from a file (NAME=VALUE still binds leaves).")
 @click.option("-g", "--grad", metavar="VALUE",
               help="The cotangent v passed to backward: the output's shape, or one number.")
@@ -220,7 +224,8 @@ def split_bindings(args):
 @click.option("--seed", metavar="N", help="Seed for rand/randn.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
-@click.option("--dot", metavar="FILE", help="Write the graph as Graphviz DOT.")
+@click.option("--dot", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write the graph as Graphviz DOT (- for stdout, instead of the view).")
 @click.option("--precision", type=click.IntRange(1, 17), default=None, metavar="N",
               help="Significant digits in the human view (default 6).")
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
@@ -277,32 +282,29 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         text, bindings = args[0], split_bindings(args[1:])
         _stdin_once(bindings, grad, False)
     if dot is not None:
-        _check_writable(dot)
+        if dot == "-" and as_json:
+            raise GradcalcError("usage", "--dot - and --json both write to stdout: give --dot a "
+                                         "file name")
+        check_writable(dot, "--dot")
     from .api import run
     result = run(text, bindings, settings, limits, stdin=stdin)
-    if dot is not None:
-        from .graphview import to_dot
-        try:
-            with open(dot, "w", encoding="utf-8") as fh:
-                fh.write(to_dot(result))
-        except OSError as exc:       # a full disk, or the path changed since it was checked
-            raise GradcalcError("usage", f"--dot: cannot write to {_q(dot)}: "
-                                         f"{exc.strerror or type(exc).__name__}")
-    if as_json:
-        from .result import check_json_size
-        check_json_size(result, limits)
-        sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
-    else:
-        from .render import render
-        render(result, precision=precision, show_graph=graph)
+    try:
+        if dot is not None:
+            from .graphview import to_dot
+            write_text(dot, to_dot(result), "--dot")
+        if as_json:
+            from .result import check_json_size
+            check_json_size(result, limits)
+            sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+        elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
+            from .render import render
+            render(result, precision=precision, show_graph=graph)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:       # stdout on a full disk (>/dev/full) or a failing device
+        raise OutputError(exc) from None
     return EXIT_OK if result.passed else EXIT_DISAGREED
-
-
-def _check_writable(path):
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path) or not os.path.isdir(d) or not os.access(d, os.W_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise GradcalcError("usage", f"--dot: cannot write to {_q(path)}")
 
 
 def _q(text: str) -> str:
@@ -379,7 +381,7 @@ def main(argv=None):
         status = _main(argv, as_json, debug)
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:              # the reader went away, or the error JSON met a full disk
         _silence_stdout()
     code = status if isinstance(status, int) else 0
     if owner:
@@ -391,21 +393,59 @@ def main(argv=None):
     sys.exit(code)
 
 
+_SHORT_CLUSTER = re.compile(r"-[A-Za-z]+")
+
+
+def arrange(argv: list, cmd: click.Command) -> list:
+    """The arguments with every option first and every positional argument after `--`.
+
+    An argument that starts with `--`, or is `-` and letters only (`-g`, `-x`), is an option
+    (an unknown one is an error with click's "Did you mean"); the value an option takes is
+    the next argument whatever it looks like (`-g -1`). Any other argument that starts with
+    `-` (`-tanh(x)`, `-2*x`, `-x*y`) is an expression or a VALUE, never a cluster of short
+    options: so `gradcalc '-tanh(x)' x=2 --json` computes instead of printing --help."""
+    takes_value = {name for p in cmd.params if isinstance(p, click.Option)
+                   and not p.is_flag and not p.count for name in p.opts + p.secondary_opts}
+    options, positional = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            positional.extend(it)
+            break
+        if arg.startswith("--") or _SHORT_CLUSTER.fullmatch(arg):
+            options.append(arg)
+            if arg in takes_value or (arg[1] != "-" and "-" + arg[-1] in takes_value):
+                value = next(it, None)
+                if value is not None:
+                    options.append(value)
+        else:
+            positional.append(arg)
+    return options + ["--"] + positional if positional else options
+
+
 def _main(argv, as_json, debug) -> int:
     """Run the command and map how it ended to an exit status. Click's own `main` is not
     used: it turns Ctrl-C into a bare newline and `Abort`, and a closed pipe into exit 1,
     both of which mean something else here."""
     try:
-        with command.make_context("gradcalc", argv) as ctx:
+        with command.make_context("gradcalc", arrange(argv, command)) as ctx:
             status = command.invoke(ctx)
     except click.exceptions.Exit as exc:
         status = exc.exit_code
     except click.ClickException as exc:
-        report_error(GradcalcError("usage", exc.format_message()), as_json)
+        message = exc.format_message()
+        if isinstance(exc, click.NoSuchOption) and _SHORT_CLUSTER.fullmatch(exc.option_name):
+            message += (" (an expression that is a minus and a name only is read as options: "
+                        f"write it as '(-{exc.option_name[1:]})')")
+        report_error(GradcalcError("usage", message), as_json)
         status = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _write(sys.stderr, "gradcalc: interrupted\n")
         status = EXIT_INTERRUPTED
+    except OutputError as exc:
+        _silence_stdout()
+        _write(sys.stderr, f"gradcalc: cannot write the output: {exc}\n")
+        status = EXIT_OUTPUT
     except BrokenPipeError:
         _silence_stdout()
         status = EXIT_OK

@@ -15,6 +15,7 @@ EXIT_OK = 0
 EXIT_DISAGREED = 1          # a cross-check disagreed
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3           # a bug in gradcalc
+EXIT_OUTPUT = 4             # the answer could not be written (a full disk, an I/O error)
 EXIT_INTERRUPTED = 130      # Ctrl-C (128 + SIGINT), as shells report it
 
 
@@ -51,6 +52,13 @@ class GradcalcError(Exception):
         if lc is not None and self.source is not None and "\n" in self.source:
             err["line"], err["column"] = lc
         return err
+
+
+class OutputError(Exception):
+    """The answer could not be written to stdout (a full disk, an I/O error): exit 4."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(exc.strerror or type(exc).__name__)
 
 
 def as_error(exc: BaseException) -> GradcalcError | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
-                     as_error, internal_error_json)
+                     OutputError, as_error, internal_error_json)
 from .settings import JSON, NAMES as SETTING_NAMES, Settings, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
@@ -146,6 +147,25 @@ def settings_of(req, defaults, limits):
     return text, vars_, validate(given, limits, JSON).merged_over(defaults)
 
 
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+def write_whole_line(out, text: str):
+    """Write one answer line whole or not at all: Ctrl-C or SIGTERM arriving mid-write is
+    held until the line is out (a torn line would be invalid JSON for the reader), then
+    acts. A full disk is an OutputError; a reader that went away stops the stream."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        out.write(text + "\n")
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def serve(defaults, limits, debug=False):
     from .api import run
     from .programs import ProgramCache
@@ -219,8 +239,7 @@ def serve(defaults, limits, debug=False):
             internal = True
             err = internal_error_json(exc, ": the result is not JSON")
             line_out = json.dumps({"id": rid, "error": err} if has_id else {"error": err})
-        out.write(line_out + "\n")
-        out.flush()
+        write_whole_line(out, line_out)
     if internal:
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if failed else (EXIT_DISAGREED if disagreed else EXIT_OK)
