@@ -13,7 +13,6 @@ import sys
 
 import click
 
-from . import __version__
 from .outputs import check_writable, write_text
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
                      EXIT_OUTPUT, GradcalcError, Limits, OutputError, as_error, caret_lines,
@@ -27,8 +26,8 @@ Examples (the worked examples of the PyTorch pages gradcalc grew from):
   # y.backward([0.1, 1.0, 0.0001]): each leaf's grad is v^T.J, the rows of the
   # Jacobian J weighted by v and added up: a.grad = [0.3, 3, 0.0003]
   gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1.0,0.0001
-  # the same program from a file that carries its cotangent in a '#:' line
-  gradcalc -f samples/hindi_vjp_weights.grad
+  # a program: statements separated by ';' (or lines of a file, gradcalc -f FILE)
+  gradcalc 'x = ones(2, 2); y = x + 2; out = mean(y * y * 3)'
 
 \b
   # a scalar output needs no gradient: backward() means backward(1)
@@ -48,12 +47,13 @@ Examples (the worked examples of the PyTorch pages gradcalc grew from):
   # JSON Lines: one request per line in, one result per line out
   echo '{"expr": "sum(z**2)", "vars": {"z": "linspace(1,5,5)"}}' | gradcalc -
   # the autograd graph with PyTorch's node names, also as Graphviz DOT
-  gradcalc -f samples/hindi_vjp_weights.grad --graph --dot graph.dot
+  gradcalc 'sum(3*a + 2*b*b + log(c))' a=1,2,3 b=3,4,5 c=6,7,8 --graph --dot graph.dot
 
 \b
 VALUE forms: 2.5 | 1,2,3 | '[[1,2],[3,4]]' | 'linspace(-1,1,5)' | @file.json | @a.npy |
              @table.csv | @- (stdin)
-Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error.
+Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error,
+             4 the output could not be written, 130 interrupted (Ctrl-C).
 More: the README (language reference, JSON schema, limits).
 """
 
@@ -236,7 +236,7 @@ def split_bindings(args):
               help="Characters of an expression, program or text VALUE (default 1,000,000).")
 @click.option("--max-repeat", type=int, metavar="N", help="Largest --repeat (default 10,000).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
-@click.version_option(__version__, "--version", prog_name="gradcalc")
+@click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
             symbolic_timeout, debug, max_text=None, max_repeat=None):

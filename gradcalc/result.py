@@ -74,6 +74,8 @@ class Result:
                        "value": plain(self.output)},
             "cotangent": plain(self.cotangent),
             "grads": {k: plain(v) for k, v in self.grads.items()},
+            # every named leaf's value, so a randn weight or a linspace grid can be recovered
+            "leaves": {k: plain(v) for k, v in self.leaves.items()},
             "jacobian": None if self.jacobian is None else
             {k: plain(v) for k, v in self.jacobian.items()},
         }
@@ -152,6 +154,7 @@ def check_json_size(result: Result, limits: Limits):
     """Refuse, before building it, a JSON answer that would need more memory than the limit
     (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array)."""
     n = result.output.size + np.size(result.cotangent) + sum(g.size for g in result.grads.values())
+    n += sum(np.size(v) for v in result.leaves.values())
     if result.jacobian:
         n += sum(np.size(j) for j in result.jacobian.values())
     need = n * JSON_BYTES_PER_NUMBER
