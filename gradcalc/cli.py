@@ -235,11 +235,13 @@ def split_bindings(args):
 @click.option("--max-text", type=int, metavar="N",
               help="Characters of an expression, program or text VALUE (default 1,000,000).")
 @click.option("--max-repeat", type=int, metavar="N", help="Largest --repeat (default 10,000).")
+@click.option("--claim", multiple=True, metavar="'NAME: FORMULA'",
+              help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug, max_text=None, max_repeat=None):
+            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=()):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -287,7 +289,21 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                          "file name")
         check_writable(dot, "--dot")
     from .api import run
-    result = run(text, bindings, settings, limits, stdin=stdin)
+    if claim and bindings:
+        raise GradcalcError("usage", "--claim judges a derivative without numbers: give no "
+                                     "NAME=VALUE")
+    try:
+        result = run(text, bindings, settings, limits, stdin=stdin)
+    except GradcalcError as err:
+        if err.kind != "name" or bindings:
+            raise
+        status = _derivative(text, claim, limits, as_json)
+        if status is None:
+            raise
+        return status
+    if claim:
+        raise GradcalcError("usage", "--claim judges a derivative without numbers, but every "
+                                     "name of the expression is bound")
     try:
         if dot is not None:
             from .graphview import to_dot
@@ -305,6 +321,26 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     except OSError as exc:       # stdout on a full disk (>/dev/full) or a failing device
         raise OutputError(exc) from None
     return EXIT_OK if result.passed else EXIT_DISAGREED
+
+
+def _derivative(text, claims, limits, as_json) -> int | None:
+    """A derivative without numbers, when the text names variables bound nowhere (None
+    when it does not: then the name error stands)."""
+    from .derive import derive, free_names
+    if not free_names(text, limits):
+        return None
+    try:
+        d = derive(text, limits, claims)
+    except GradcalcError as err:
+        if err.kind == "usage" and not claims:   # not a scalar formula: the name error stands
+            return None
+        raise
+    if as_json:
+        sys.stdout.write(json.dumps(d.to_json(), allow_nan=False) + "\n")
+    else:
+        from .render import render_derivation
+        render_derivation(d)
+    return EXIT_OK if d.passed else EXIT_DISAGREED
 
 
 def _q(text: str) -> str:
@@ -394,12 +430,14 @@ def main(argv=None):
 
 
 _SHORT_CLUSTER = re.compile(r"-[A-Za-z]+")
+_LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.S)
 
 
 def arrange(argv: list, cmd: click.Command) -> list:
     """The arguments with every option first and every positional argument after `--`.
 
-    An argument that starts with `--`, or is `-` and letters only (`-g`, `-x`), is an option
+    An argument that is `--` and a name (`--json`, `--grad=1`), or `-` and letters only
+    (`-g`, `-x`), is an option
     (an unknown one is an error with click's "Did you mean"); the value an option takes is
     the next argument whatever it looks like (`-g -1`). Any other argument that starts with
     `-` (`-tanh(x)`, `-2*x`, `-x*y`) is an expression or a VALUE, never a cluster of short
@@ -412,7 +450,7 @@ def arrange(argv: list, cmd: click.Command) -> list:
         if arg == "--":
             positional.extend(it)
             break
-        if arg.startswith("--") or _SHORT_CLUSTER.fullmatch(arg):
+        if _LONG_OPTION.fullmatch(arg) or _SHORT_CLUSTER.fullmatch(arg):
             options.append(arg)
             if arg in takes_value or (arg[1] != "-" and "-" + arg[-1] in takes_value):
                 value = next(it, None)

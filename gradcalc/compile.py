@@ -91,7 +91,8 @@ _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "ma
 
 class Compiler:
     def __init__(self, source: str, bindings: dict | None = None, *, dtype=np.float64,
-                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False):
+                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False,
+                 free_scalars=False):
         self.source = source
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
@@ -107,6 +108,8 @@ class Compiler:
         self.seed = seed
         self._rng = None
         self.constants_only = constants_only
+        # a name bound nowhere becomes a scalar leaf (a derivative without numbers)
+        self.free_scalars = free_scalars
         self.none_nodes: set[int] = set()
         self.folded: dict[int, tuple] = {}
 
@@ -296,6 +299,9 @@ class Compiler:
             return i
         if name in funcs or (name in OPS and OPS[name].named):
             raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
+        if self.free_scalars:
+            self.bindings[name] = np.asarray(1.0, dtype=self.dtype)
+            return self.lookup(node, env, funcs)
         if self.constants_only:
             raise GradcalcError("name", f"unknown name '{name}': a value can use numbers, "
                                         "constants and functions, not variables", node.pos)
