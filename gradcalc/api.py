@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import autograd     # every run needs the engine (and so the op table)
+from . import engine       # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, escape_text
 
 CHECKS = ("symbolic", "numeric", "all", "none")
@@ -176,12 +176,8 @@ class Result:
         d = self.__dict__
         if "graph" not in d:
             raise AttributeError(name)
-        out = self.output
-        if autograd.all_finite(out) and all(autograd.all_finite(g) for g in self.grads.values()):
-            found = None
-        else:
-            found = describe_nonfinite(self.graph, self.values, self.output_id, self.cotangent,
-                                       self.grads)
+        found = engine.describe_nonfinite(self.graph, self.values, self.output_id,
+                                          self.cotangent, self.grads)
         d["nonfinite"] = found
         return found
 
@@ -325,7 +321,7 @@ class ProgramCache:
     on its text, dtype, wrt, seed, limits and the names and shapes of the bound variables,
     never on their values, so each distinct one is parsed and compiled once and its leaves
     are rebound to every later request's values. The rebound graph shares the compiled
-    one's `autograd.memo`, where derived data (the engine's plan, the symbolic check's
+    one's `memo`, where derived data (the engine's plan, the symbolic check's
     derivation) is kept. Programs that draw random numbers, and large ones, are compiled
     every time."""
 
@@ -424,19 +420,13 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
 
     # memory of values and grads, before allocating them: every value kept, one cotangent
     # per node that requires grad, and a rule's temporaries (twice the largest node)
-    total, needing = autograd.elements(graph, output)
+    total, needing = engine.elements(graph, output)
     largest = max(n.size for n in graph.nodes[: output + 1])
     est = (total + needing + 2 * largest) * dtype.itemsize
     if est > limits.max_memory:
         from .compile import _fmt_bytes
         raise GradcalcError("limit", f"the calculation needs about {_fmt_bytes(est)}, over the "
                                      f"memory limit of {_fmt_bytes(limits.max_memory)} (--max-memory)")
-
-    # lean: drop intermediates no rule reads (large arrays, nothing after backward reads
-    # them; a reader of Result.values gets them back, see autograd.Values)
-    lean = s.check == "none" and autograd.lean_worthwhile(graph, output)
-    values = autograd.forward(graph, upto=output, lean=lean)
-    out_val = values[output]
 
     # the cotangent (SPEC section 1)
     implied = s.grad is None
@@ -470,8 +460,8 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     # backward with nothing after it may free values as it goes
     jac, note, want_jac = None, None, False
     want_ids = [leaf_ids[n] for n in wanted]
-    entries = autograd.jacobian_entries(graph, output, want_ids)
-    mem = autograd.jacobian_memory(graph, output)
+    entries = engine.jacobian_entries(graph, output, want_ids)
+    mem = engine.jacobian_memory(graph, output)
     if s.jacobian is False:
         note = "not computed: --no-jacobian"
     elif not want_ids:
@@ -489,13 +479,13 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     else:
         want_jac = True
 
-    # an elementwise program's grads and Jacobian come from one batched pass
-    both = autograd.vjp_and_jacobian(graph, values, cot, output, want_ids) if want_jac \
-        else None
-    if both is None:
-        grads_once = autograd.backward(graph, values, cot, output, free=lean and not want_jac)
-    else:
-        grads_once, J = both
+    # values may be dropped when no check reads them after the engine (a reader of
+    # Result.values gets them back)
+    answer = engine.differentiate(engine.Request(graph, output, cot, tuple(want_ids),
+                                                 jacobian=want_jac,
+                                                 drop_values=s.check == "none"))
+    grads_once, values = answer.grads, answer.values
+    out_val = values[output]
     grads = {}
     for name in wanted:
         i = leaf_ids[name]
@@ -506,12 +496,7 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     no_path = [n for n in wanted if leaf_ids[n] not in grads_once]
 
     if want_jac:
-        if both is None:
-            J = autograd.jacobian(graph, values, output, want_ids)
-        jac = {n: J[leaf_ids[n]] for n in wanted}
-
-    if lean:
-        values = autograd.Values(values, graph, output)
+        jac = {n: answer.jacobians[leaf_ids[n]] for n in wanted}
 
     result = Result(
         expression=text, output_name=out_name, output=out_val, cotangent=cot,
@@ -561,120 +546,3 @@ def accumulate(g, repeat: int):
             acc += g
         return acc
     return g * g.dtype.type(repeat)
-
-
-def _kind_of(arr) -> str:
-    """The first non-finite kind in an array, as JSON writes it."""
-    a = np.asarray(arr)
-    if np.isnan(a).any():
-        return "NaN"
-    return "Infinity" if np.isposinf(a).any() else "-Infinity"
-
-
-def _where(source: str, pos):
-    """(info fields, " at line L, column C" or " at column C") of a position in the text."""
-    if pos is None or source is None:
-        return {}, ""
-    before = source[:pos]
-    line = before.count("\n") + 1
-    col = pos - (before.rfind("\n") + 1) + 1
-    at = f" at line {line}, column {col}" if "\n" in source else f" at column {col}"
-    return {"position": pos, "line": line, "column": col}, at
-
-
-def describe_nonfinite(graph, values, output, cot, grads):
-    """Name the first graph node whose value or gradient became non-finite (PyTorch's anomaly
-    mode): the first node, in evaluation order, that the output depends on and whose value is
-    non-finite although its inputs are finite (a leaf, a literal such as 1e999 or inf, a
-    constant folded from log(-1), or an op); failing that, the first backward rule that turned
-    finite cotangents into non-finite ones. None when everything is finite."""
-    import re
-    bad_value = not np.isfinite(values[output]).all()
-    bad_grad = any(not np.isfinite(g).all() for g in grads.values())
-    if not (bad_value or bad_grad):
-        return None
-    source = graph.source
-    if bad_value:
-        folded = graph.folded
-
-        def inputs(eq):          # a folded constant's inputs are the constants it came from
-            return eq.inputs if eq.kind == "op" else folded.get(eq.id, ("", ()))[1]
-
-        def value(i):
-            v = values[i]
-            return graph.nodes[i].value if v is None else v
-
-        reach = {output}
-        for eq in reversed(graph.nodes[: output + 1]):
-            if eq.id in reach:
-                reach.update(inputs(eq))
-        culprit = None
-        with np.errstate(all="ignore"):
-            for eq in graph.nodes[: output + 1]:
-                if eq.id not in reach or value(eq.id) is None:
-                    continue
-                if not np.isfinite(value(eq.id)).all() and all(
-                        np.isfinite(value(i)).all() for i in inputs(eq)):
-                    culprit = eq
-                    break
-        if culprit is None:
-            return {"node": None, "in": "value", "message": "the output holds non-finite values"}
-        eq = culprit
-        kind = _kind_of(value(eq.id))
-        where, at = _where(source, eq.pos)
-        if eq.kind == "op" or eq.id in folded:
-            name = eq.op.name if eq.kind == "op" else folded[eq.id][0]
-            info = {"node": name, "op": name, "in": "value", **where}
-            info["message"] = f"{name}() produced a non-finite value{at} ({kind})"
-        elif eq.kind == "leaf":
-            info = {"node": eq.name, "op": None, "in": "value", **where}
-            info["message"] = f"the leaf {eq.name} holds a non-finite value ({kind})"
-        else:
-            m = re.compile(r"[A-Za-z_]\w*|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?").match(
-                source or "", eq.pos or 0) if eq.pos is not None else None
-            shown = f"the number {m.group()}" if m and m.group()[0] in "0123456789." else (
-                f"the constant {m.group()}" if m else "a constant")
-            info = {"node": "const", "op": None, "in": "value", **where}
-            info["message"] = f"{shown}{at} is non-finite ({kind})"
-        info["value"] = kind
-        return info
-    if not np.isfinite(cot).all():
-        return {"node": None, "in": "gradient", "value": _kind_of(cot),
-                "message": f"the cotangent v (--grad) holds non-finite values ({_kind_of(cot)})"}
-    eq, v = _first_bad_rule(graph, values, cot, output)
-    if eq is None:
-        return {"node": None, "in": "gradient",
-                "message": "a gradient overflowed when the contributions to it were added up"}
-    kind = _kind_of(v)
-    where, at = _where(source, eq.pos)
-    info = {"node": eq.torch, "op": eq.op.name, "in": "gradient", **where, "value": kind}
-    # PyTorch's anomaly mode says "Function 'SqrtBackward0' returned nan values"
-    info["message"] = f"{eq.torch}{at} returned {'inf' if kind == 'Infinity' else kind} " \
-                      f"(the gradient of {eq.op.name}())"
-    return info
-
-
-def _first_bad_rule(graph, values, cot, output):
-    """Backward again, watching for the first rule that turns finite cotangents into
-    non-finite ones: (its node, what it returned), or (None, None)."""
-    from .autograd import sum_to
-    nodes = graph.nodes
-    ct = {output: cot}
-    with np.errstate(all="ignore"):
-        for eq in reversed(nodes[: output + 1]):
-            if eq.kind != "op" or eq.id not in ct:
-                continue
-            g = ct.pop(eq.id)
-            args = [values[i] for i in eq.inputs]
-            for j, i in enumerate(eq.inputs):
-                rule = eq.op.vjp(j)
-                if not nodes[i].requires_grad or rule is None:
-                    continue
-                v = rule(g, values[eq.id], *args, **eq.params)
-                if v is None:
-                    continue
-                v = sum_to(v, 0, (), nodes[i].shape)
-                if not np.isfinite(v).all():
-                    return eq, v
-                ct[i] = v if i not in ct else ct[i] + v
-    return None, None
