@@ -327,6 +327,74 @@ def test_one_pass_grads_and_jacobian_equal_two_passes(expr, shapes, domain, dtyp
             assert_same(J[i], want[i], f"{expr}: J of {graph.nodes[i].name}")
 
 
+# ---------------------------------------------------------------- block by block
+def assert_blocked_is_plain(graph, cot, block, what):
+    out = graph.output
+    want = plain_forward(graph, out)
+    ref = plain_backward(graph, want, cot, out)
+    values, grads = economy.run_blocked(graph, out, cot, block)
+    assert_same(values[out], want[out], f"{what}: output (block {block})")
+    assert sorted(grads) == sorted(ref), what
+    for i in ref:
+        assert_same(grads[i], ref[i], f"{what}: grad of {graph.nodes[i].name} (block {block})")
+
+
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype):
+    """A pointwise program run block by block (blocks of 1, 2 and 4 elements, so the last
+    block is often shorter) gives the plain path's output and grads bit for bit."""
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        if not economy.blockable(graph, graph.output):
+            continue
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[graph.output].shape)
+        for block in (1, 2, 4):
+            assert_blocked_is_plain(graph, cot.astype(dtype), block, expr)
+
+
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+@pytest.mark.parametrize("n", [5, 70_000])
+def test_pointwise_programs_take_the_blocked_path(name, k, sample, n):
+    """Each pointwise op on leaves of the output's shape is blockable (so the test above
+    compares the blocked path, not a silent refusal), and gives the plain path's numbers at
+    special values; at 70,000 elements in blocks of BLOCK, numpy's vector loops run at the
+    same alignment as on the whole array, the last block shorter."""
+    expr, shapes, domain = sample
+    same = {v: (n,) for v in shapes}
+    for seed, special in ((0, False), (1, True), (2, True)):
+        graph = compile_with(expr, sample_inputs(same, domain, seed, special))
+        if graph.nodes[graph.output].shape != (n,):
+            pytest.skip("a constant operand changes the output's shape")
+        assert economy.blockable(graph, graph.output), expr
+        cot = np.random.default_rng(seed).normal(size=n)
+        cot[:3] = (0.0, -0.0, np.inf)
+        for block in ((2, 3) if n < 100 else (economy.BLOCK,)):
+            assert_blocked_is_plain(graph, cot, block, expr)
+
+
+@pytest.mark.parametrize("expr,shapes", [
+    ("sum(x * x)", {"x": (4,)}),                      # a reduction
+    ("x * y", {"x": (4,), "y": ()}),                  # a broadcast leaf: its grad is a sum
+    ("x * y", {"x": (4,), "y": (1,)}),
+    ("x * w", {"x": (4,), "w": (3, 4)}),              # the output is larger than x
+    ("x * mean(x)", {"x": (4,)}),                     # every element reads all of x
+    ("A @ x", {"A": (4, 4), "x": (4,)}),
+    ("x.T * 2", {"x": (2, 3)}),
+])
+def test_blocked_path_refuses_programs_whose_elements_interact(expr, shapes):
+    graph = compile_with(expr, sample_inputs(shapes, (0.5, 2.0), 0, False))
+    assert not economy.blockable(graph, graph.output), expr
+
+
+def test_blocked_path_accepts_a_number_without_grad():
+    graph = Compiler("x * y + 2", {"x": np.arange(4.0), "y": np.array(3.0)}, wrt=["x"]) \
+        .program(parse_program("x * y + 2"))
+    assert economy.blockable(graph, graph.output)
+    values, grads = economy.run_blocked(graph, graph.output, np.ones(4), 3)
+    assert values[graph.output].tolist() == [2.0, 5.0, 8.0, 11.0]
+    assert grads[graph.leaves["x"]].tolist() == [3.0, 3.0, 3.0, 3.0]
+
+
 # ---------------------------------------------------------------- through the API and JSON Lines
 API_CASES = [
     ("3*a + 2*b*b + log(c)", {"a": "linspace(-1, 1, 300)", "b": "linspace(0, 2, 300)",
@@ -342,18 +410,23 @@ API_CASES = [
 @pytest.mark.parametrize("expr,vars_,grad", API_CASES, ids=[c[0].replace("\n", ";")
                                                              for c in API_CASES])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_api_economies_change_no_output(expr, vars_, grad, dtype, monkeypatch):
+@pytest.mark.parametrize("jacobian", [True, False])
+def test_api_economies_change_no_output(expr, vars_, grad, dtype, jacobian, monkeypatch):
     """gradcalc.compute with every economy (lean forward above LEAN_MIN, structured and
-    one-pass Jacobians) against the plain path: the same JSON, byte for byte."""
+    one-pass Jacobians; without the Jacobian, pointwise programs block by block) against the
+    plain path: the same JSON, byte for byte."""
     import json
 
     import gradcalc
 
     def run():
-        r = gradcalc.compute(expr, grad=grad, dtype=dtype, check="none", jacobian=True, **vars_)
+        r = gradcalc.compute(expr, grad=grad, dtype=dtype, check="none", jacobian=jacobian,
+                             **vars_)
         return json.dumps(r.to_json(), allow_nan=False), r
 
     monkeypatch.setattr(economy, "LEAN_MIN", 1000)
+    monkeypatch.setattr(economy, "BLOCK_MIN", 50)
+    monkeypatch.setattr(economy, "BLOCK", 64)
     fast, r = run()
     monkeypatch.setattr(engine, "ECONOMY", False)
     plain, _ = run()

@@ -7,6 +7,9 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   buffers instead of fresh pages;
 - cotangents accumulated in place when the engine owns the buffer, and values freed as soon
   as no rule will read them;
+- a pointwise program run block by block: each block of elements goes through the plain
+  forward and backward while its arrays are in cache (issue 15: the backward's passes over
+  memory become passes over cache, and no whole-array intermediate is allocated);
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -31,13 +34,23 @@ STRUCTURE_MIN = 64
 LEAN_MIN = 1 << 16
 # dead buffers a lean forward keeps for later ufunc results
 POOL = 2
+# a pointwise program whose output has this many elements runs block by block, BLOCK
+# elements at a time (a multiple of every SIMD width, so each block takes numpy's loops at
+# the same alignment as the whole array): every pass then reads and writes cache, not memory
+BLOCK_MIN = 1 << 16
+BLOCK = 1 << 14
 
 
 def run(request):
     """The economic way through one request (engine.Request): (values, grads, Jacobians or
-    None). Values are dropped (a lean forward, a backward that frees) only when the request
-    allows it and the program is large enough for that to pay."""
+    None). Values are dropped (a blocked or lean forward, a backward that frees) only when
+    the request allows it and the program is large enough for that to pay."""
     graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
+    if request.drop_values and not request.jacobian and graph.nodes[out].size >= BLOCK_MIN \
+            and blockable(graph, out):
+        done = run_blocked(graph, out, cot, BLOCK)
+        if done is not None:
+            return Values(done[0], graph, out), done[1], None
     lean = request.drop_values and elements(graph, out)[0] >= LEAN_MIN
     values = forward_lean(graph, out) if lean else forward_scheduled(graph, out)
     both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
@@ -132,12 +145,17 @@ def plan(graph, output: int) -> Plan:
 
 
 # ------------------------------------------------------------------ forward
-def forward_scheduled(graph, last: int) -> list:
-    """The plain forward over a schedule remembered per compiled program, with the common
-    arities called directly (JSON Lines runs it per request)."""
-    ops = remembered(graph, ("forward", last), lambda: [
+def _schedule(graph, last: int) -> list:
+    """(id, forward, inputs, params) of each op up to `last`, remembered per program."""
+    return remembered(graph, ("forward", last), lambda: [
         (eq.id, eq.op.forward, eq.inputs, eq.params)
         for eq in graph.nodes[: last + 1] if eq.kind == "op"])
+
+
+def forward_scheduled(graph, last: int) -> list:
+    """The plain forward over a remembered schedule, with the common arities called directly
+    (JSON Lines runs it per request)."""
+    ops = _schedule(graph, last)
     nodes = graph.nodes
     values = [eq.value if eq.kind != "op" else None for eq in nodes[: last + 1]]
     values += [None] * (len(nodes) - len(values))
@@ -320,6 +338,84 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
                 for k in dead.get(eq.id, ()):
                     values[k] = None
     return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+
+
+# ------------------------------------------------------------------ block by block
+def blockable(graph, output: int) -> bool:
+    """True when every element of the output depends on the same element of every value
+    (remembered per program): each op up to `output` is pointwise, draws no random number
+    and has the output's shape, and every other value has the output's shape or is one
+    number (shape ()) that no gradient flows to. Then a block of elements can go through
+    forward and backward alone, with the same arithmetic on each element."""
+    def find():
+        nodes = graph.nodes
+        oshape = nodes[output].shape
+        for eq in nodes[: output + 1]:
+            if eq.kind == "op":
+                if not eq.op.pointwise or eq.op.random or eq.shape != oshape:
+                    return False
+            elif eq.shape != oshape and (eq.shape != () or eq.requires_grad):
+                return False
+        return True
+    return remembered(graph, ("blockable", output), find)
+
+
+def run_blocked(graph, output: int, cotangent, block: int):
+    """(values, grads) of a blockable program, `block` elements at a time: the plain forward
+    and backward on each block, written into whole arrays at the end of it. Values holds the
+    leaves, constants and output only (Values fills in the rest when read). None when the
+    blocks disagree about which leaves the output reaches (then the caller runs whole)."""
+    nodes = graph.nodes
+    oshape = nodes[output].shape
+    n, dtype, ndarray = math.prod(oshape), graph.dtype, np.ndarray
+    ops, steps = _schedule(graph, output), _steps(graph, output)
+    values = [None] * len(nodes)
+    sliced = {}                     # id -> the flat array a block slices
+    for eq in nodes[: output + 1]:
+        if eq.kind != "op":
+            values[eq.id] = eq.value
+            if eq.shape == oshape:
+                sliced[eq.id] = eq.value.reshape(-1)
+    flat_cot = np.asarray(cotangent).reshape(-1)
+    out = np.empty(n, dtype=dtype)
+    grads, reached = {}, None
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            part = (hi - lo,)
+            vals = list(values)
+            for i, flat in sliced.items():
+                vals[i] = flat[lo:hi]
+            for k, f, inputs, params in ops:
+                v = f(*[vals[i] for i in inputs], **params)
+                vals[k] = v if type(v) is ndarray and v.dtype == dtype else \
+                    np.asarray(v, dtype=dtype)
+            out[lo:hi] = vals[output]
+            ct = {output: flat_cot[lo:hi]}
+            for eq, edges in steps:
+                g = ct.pop(eq.id, None)
+                if g is None:
+                    continue
+                args = [vals[i] for i in eq.inputs]
+                for i, rule, _, _ in edges:
+                    v = rule(g, vals[eq.id], *args, **eq.params)
+                    if v is None:
+                        continue
+                    if type(v) is not ndarray or v.shape != part:
+                        v = sum_to(v, 0, (), part)
+                    if v.dtype != dtype:
+                        v = v.astype(dtype)
+                    ct[i] = v if i not in ct else ct[i] + v
+            leaves = {i for i in ct if nodes[i].kind == "leaf"}
+            if reached is None:
+                reached = leaves
+                grads = {i: np.empty(n, dtype=dtype) for i in leaves}
+            elif leaves != reached:
+                return None
+            for i in leaves:
+                grads[i][lo:hi] = ct[i]
+    values[output] = out.reshape(oshape)
+    return values, {i: g.reshape(oshape) for i, g in grads.items()}
 
 
 # ------------------------------------------------------------------ Jacobians
