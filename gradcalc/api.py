@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd     # every run needs the engine (and so the op table)
+from . import engine       # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, fmt_bytes
 from .programs import ProgramCache, compile_program
 from .result import Result
@@ -65,6 +65,42 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         allow_files=True, cache: ProgramCache | None = None) -> Result:
     """One calculation. `settings` were validated by the caller's front end (the `#:` lines
     of the text are validated here and given way to)."""
+    s = _settings(text, settings, limits, cache)
+    dtype = np.dtype(s.dtype)
+    read = lambda v, label: value_of(v, label, dtype, limits, s.seed, stdin,  # noqa: E731
+                                     allow_files)
+    bindings = _bindings(raw_vars, read)
+    graph = (compile_program(text, bindings, dtype, s, limits) if cache is None
+             else cache.graph(text, bindings, dtype, s, limits))
+    output, out_name = _output(graph, s)
+    est = _check_memory(graph, output, limits)
+    cot = _cotangent(graph.nodes[output], s, read)
+    wanted = [n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad]
+    want_ids = tuple(graph.leaves[n] for n in wanted)
+    want_jac, note = _jacobian_wanted(graph, output, want_ids, s.jacobian, est, limits)
+    # values may be dropped when no check reads them after the engine (a reader of
+    # Result.values gets them back)
+    answer = engine.differentiate(engine.Request(graph, output, cot, want_ids,
+                                                 jacobian=want_jac,
+                                                 drop_values=s.check == "none"))
+    once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
+    result = Result(
+        expression=text, output_name=out_name, output=answer.values[output], cotangent=cot,
+        cotangent_implied=s.grad is None,
+        grads={n: accumulate(_or_zeros(g, graph, graph.leaves[n]), s.repeat)
+               for n, g in once.items()},
+        leaves={n: graph.nodes[i].value for n, i in graph.leaves.items()},
+        no_path=[n for n in wanted if once[n] is None],
+        jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if want_jac
+                  else ({} if not want_ids and note is None else None)),
+        jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=wanted,
+        graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
+    _run_checks(result, once, s, limits)
+    return result
+
+
+def _settings(text, settings: Settings, limits: Limits, cache) -> Settings:
+    """The caller's settings over the text's own `#:` lines, defaults filled in."""
     if not isinstance(text, str):
         raise GradcalcError("usage", "the expression must be a string")
     if len(text) > limits.max_text:
@@ -72,53 +108,52 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                                      f"{limits.max_text:,} (--max-text)")
     prog = validate(program_settings(text) if cache is None else cache.settings(text),
                     limits, CLI)
-    s = resolved(settings.merged_over(prog))
-    dtype = np.dtype(s.dtype)
+    return resolved(settings.merged_over(prog))
+
+
+def _bindings(raw_vars: dict, read) -> dict:
     bindings = {}
     for name, v in raw_vars.items():
         if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
             raise GradcalcError("usage", f"{name!r} is not a variable name")
-        bindings[name] = value_of(v, name, dtype, limits, s.seed, stdin, allow_files)
-    if cache is None:
-        graph = compile_program(text, bindings, dtype, s, limits)
-    else:
-        graph = cache.graph(text, bindings, dtype, s, limits)
-    if s.wrt is not None:
-        for w in s.wrt:
-            if w not in graph.leaves:
-                hint = (f"'{w}' is computed by the program, not a leaf" if w in graph.names
-                        else f"no leaf is named '{w}'")
-                raise GradcalcError("usage", f"--wrt: {hint} (leaves: "
-                                             f"{', '.join(graph.leaf_order) or 'none'})")
-    output = graph.output
-    out_name = graph.output_name
-    if s.of is not None:
-        if s.of not in graph.names:
-            raise GradcalcError("usage", f"--of: the program binds no name '{s.of}' (names: "
-                                         f"{', '.join(graph.names) or 'none'})")
-        output, out_name = graph.names[s.of], s.of
-    out_eq = graph.nodes[output]
+        bindings[name] = read(v, name)
+    return bindings
 
-    # memory of values and grads, before allocating them: every value kept, one cotangent
-    # per node that requires grad, and a rule's temporaries (twice the largest node)
-    total, needing = autograd.elements(graph, output)
+
+def _output(graph, s: Settings) -> tuple[int, str | None]:
+    """The node backward starts from (`--of`), after checking `--wrt` names leaves."""
+    for w in s.wrt or ():
+        if w not in graph.leaves:
+            hint = (f"'{w}' is computed by the program, not a leaf" if w in graph.names
+                    else f"no leaf is named '{w}'")
+            raise GradcalcError("usage", f"--wrt: {hint} (leaves: "
+                                         f"{', '.join(graph.leaf_order) or 'none'})")
+    if s.of is None:
+        return graph.output, graph.output_name
+    if s.of not in graph.names:
+        raise GradcalcError("usage", f"--of: the program binds no name '{s.of}' (names: "
+                                     f"{', '.join(graph.names) or 'none'})")
+    return graph.names[s.of], s.of
+
+
+def _check_memory(graph, output: int, limits: Limits) -> int:
+    """Bytes of values and grads, refused before allocating: every value kept, one
+    cotangent per node that requires grad, and a rule's temporaries (twice the largest)."""
+    total, needing = engine.elements(graph, output)
     largest = max(n.size for n in graph.nodes[: output + 1])
-    est = (total + needing + 2 * largest) * dtype.itemsize
+    est = (total + needing + 2 * largest) * graph.dtype.itemsize
     if est > limits.max_memory:
         raise GradcalcError("limit", f"the calculation needs about {fmt_bytes(est)}, over the "
                                      f"memory limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
+    return est
 
-    # lean: drop intermediates no rule reads (large arrays, nothing after backward reads
-    # them; a reader of Result.values gets them back, see autograd.Values)
-    lean = s.check == "none" and autograd.lean_worthwhile(graph, output)
-    values = autograd.forward(graph, upto=output, lean=lean)
-    out_val = values[output]
 
-    # the cotangent (SPEC section 1)
-    implied = s.grad is None
-    if implied:
-        if out_eq.size != 1:      # PyTorch implies a gradient only when numel() == 1
-            shape = out_eq.shape
+def _cotangent(out_eq, s: Settings, read) -> np.ndarray:
+    """The cotangent of SPEC section 1: given, one number broadcast, or implied for a
+    one-element output as PyTorch implies it (numel() == 1)."""
+    shape = out_eq.shape
+    if s.grad is None:
+        if out_eq.size != 1:
             if len(shape) == 1:
                 example = ",".join(["1"] * min(out_eq.size, 4)) + (",..." if out_eq.size > 4 else "")
             else:
@@ -128,82 +163,48 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                          "backward needs one weight per output element (it computes v^T J). "
                          f"Pass --grad with shape {shape}, e.g. --grad {example} "
                          "or --grad 1 for all ones")
-        cot = np.ones(out_eq.shape, dtype=dtype)
-    else:
-        cot = value_of(s.grad, "--grad", dtype, limits, s.seed, stdin, allow_files)
-        if cot.shape != out_eq.shape:
-            if cot.shape == ():
-                cot = np.broadcast_to(cot, out_eq.shape).copy()
-            else:
-                raise GradcalcError("shape", f"--grad has shape {cot.shape} but the output has "
-                                             f"shape {out_eq.shape}; pass one number or an array "
-                                             f"of shape {out_eq.shape}")
+        return np.ones(shape, dtype=np.dtype(s.dtype))
+    cot = read(s.grad, "--grad")
+    if cot.shape == shape:
+        return cot
+    if cot.shape == ():
+        return np.broadcast_to(cot, shape).copy()
+    raise GradcalcError("shape", f"--grad has shape {cot.shape} but the output has shape "
+                                 f"{shape}; pass one number or an array of shape {shape}")
 
-    leaf_ids = {name: i for name, i in graph.leaves.items()}
-    wanted = [name for name in graph.leaf_order if graph.nodes[leaf_ids[name]].requires_grad]
 
-    # whether the Jacobian is computed (SPEC section 4), decided before backward so that a
-    # backward with nothing after it may free values as it goes
-    jac, note, want_jac = None, None, False
-    want_ids = [leaf_ids[n] for n in wanted]
-    entries = autograd.jacobian_entries(graph, output, want_ids)
-    mem = autograd.jacobian_memory(graph, output)
-    if s.jacobian is False:
-        note = "not computed: --no-jacobian"
-    elif not want_ids:
-        jac = {}
-    elif s.jacobian is None and entries > JACOBIAN_AUTO_MAX:
-        note = (f"not computed: {entries:,} entries is more than {JACOBIAN_AUTO_MAX:,}; "
-                "pass --jacobian to compute it anyway")
-    elif est + mem > limits.max_memory:
-        if s.jacobian:
+def _jacobian_wanted(graph, output, want_ids, asked, est, limits) -> tuple[bool, str | None]:
+    """Whether the Jacobian is computed (SPEC section 4), and the note when it is not."""
+    if asked is False:
+        return False, "not computed: --no-jacobian"
+    if not want_ids:
+        return False, None
+    entries = engine.jacobian_entries(graph, output, want_ids)
+    if asked is None and entries > JACOBIAN_AUTO_MAX:
+        return False, (f"not computed: {entries:,} entries is more than "
+                       f"{JACOBIAN_AUTO_MAX:,}; pass --jacobian to compute it anyway")
+    mem = engine.jacobian_memory(graph, output)
+    if est + mem > limits.max_memory:
+        if asked:
             raise GradcalcError("limit", f"the Jacobian needs about {fmt_bytes(mem)}, over the "
                                          f"memory limit of {fmt_bytes(limits.max_memory)} "
                                          "(--max-memory)")
-        note = f"not computed: it would need about {fmt_bytes(mem)} (--max-memory)"
-    else:
-        want_jac = True
+        return False, f"not computed: it would need about {fmt_bytes(mem)} (--max-memory)"
+    return True, None
 
-    # an elementwise program's grads and Jacobian come from one batched pass
-    both = autograd.vjp_and_jacobian(graph, values, cot, output, want_ids) if want_jac \
-        else None
-    if both is None:
-        grads_once = autograd.backward(graph, values, cot, output, free=lean and not want_jac)
-    else:
-        grads_once, J = both
-    grads = {}
-    for name in wanted:
-        i = leaf_ids[name]
-        g = grads_once.get(i)
-        if g is None:
-            g = np.zeros(graph.nodes[i].shape, dtype=dtype)
-        grads[name] = accumulate(g, s.repeat)
-    no_path = [n for n in wanted if leaf_ids[n] not in grads_once]
 
-    if want_jac:
-        if both is None:
-            J = autograd.jacobian(graph, values, output, want_ids)
-        jac = {n: J[leaf_ids[n]] for n in wanted}
+def _or_zeros(g, graph, i):
+    return np.zeros(graph.nodes[i].shape, dtype=graph.dtype) if g is None else g
 
-    if lean:
-        values = autograd.Values(values, graph, output)
 
-    result = Result(
-        expression=text, output_name=out_name, output=out_val, cotangent=cot,
-        cotangent_implied=implied, grads=grads,
-        leaves={n: graph.nodes[i].value for n, i in leaf_ids.items()}, no_path=no_path,
-        jacobian=jac, jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype,
-        wrt=wanted, graph=graph, values=values, output_id=output)   # nonfinite: on first read
-
+def _run_checks(result: Result, once: dict, s: Settings, limits: Limits):
     kinds = {"symbolic": ["symbolic"], "numeric": ["numeric"], "all": ["symbolic", "numeric"],
              "none": []}[s.check]
     if kinds:
         from . import checks
-        once = {n: grads_once.get(leaf_ids[n]) for n in wanted}
         for kind in kinds:
             result.checks[kind] = checks.run(kind, result, once, rtol=s.rtol, atol=s.atol,
                                              limits=limits)
-    return result
 
 
 def accumulate(g, repeat: int):

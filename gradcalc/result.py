@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .autograd import all_finite
-from .diagnose import describe_nonfinite
+from .engine import describe_nonfinite
 from .errors import GradcalcError, Limits, fmt_bytes
 
 
@@ -48,13 +47,8 @@ class Result:
         d = self.__dict__
         if "graph" not in d:
             raise AttributeError(name)
-        out = self.output
-        if all_finite(out) and all(all_finite(g) for g in self.grads.values()):
-            found = None
-        else:
-            found = describe_nonfinite(self.graph, self.values, self.output_id, self.cotangent,
-                                       self.grads)
-        d["nonfinite"] = found
+        found = d["nonfinite"] = describe_nonfinite(self.graph, self.values, self.output_id,
+                                                    self.cotangent, self.grads)
         return found
 
     @property

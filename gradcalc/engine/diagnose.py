@@ -1,15 +1,20 @@
-"""Where a non-finite number came from: PyTorch's anomaly mode, after the fact.
-
-Names the first graph node whose value became non-finite although its inputs were finite,
-or else the first backward rule that turned finite cotangents into non-finite ones, with
-its position in the text. It is run only when a result holds a NaN or an infinity, and
-never changes a number.
+"""Where a non-finite number first appeared (PyTorch's anomaly mode, for JSON's
+`nonfinite` and the human view): the first node whose value became non-finite from finite
+inputs, else the first backward rule that made a non-finite contribution from finite
+cotangents. It watches the plain backward through its hook and never runs a backward loop
+of its own; it only reads values, it never changes one.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from .autograd import sum_to
+from .economy import all_finite
+from .plain import backward
+
+# a name or a number at a constant's position in the text
+_TOKEN = re.compile(r"[A-Za-z_]\w*|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _kind_of(arr) -> str:
@@ -37,9 +42,8 @@ def describe_nonfinite(graph, values, output, cot, grads):
     non-finite although its inputs are finite (a leaf, a literal such as 1e999 or inf, a
     constant folded from log(-1), or an op); failing that, the first backward rule that turned
     finite cotangents into non-finite ones. None when everything is finite."""
-    import re
-    bad_value = not np.isfinite(values[output]).all()
-    bad_grad = any(not np.isfinite(g).all() for g in grads.values())
+    bad_value = not all_finite(values[output])
+    bad_grad = not all(map(all_finite, grads.values()))
     if not (bad_value or bad_grad):
         return None
     source = graph.source
@@ -79,8 +83,7 @@ def describe_nonfinite(graph, values, output, cot, grads):
             info = {"node": eq.name, "op": None, "in": "value", **where}
             info["message"] = f"the leaf {eq.name} holds a non-finite value ({kind})"
         else:
-            m = re.compile(r"[A-Za-z_]\w*|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?").match(
-                source or "", eq.pos or 0) if eq.pos is not None else None
+            m = _TOKEN.match(source or "", eq.pos) if eq.pos is not None else None
             shown = f"the number {m.group()}" if m and m.group()[0] in "0123456789." else (
                 f"the constant {m.group()}" if m else "a constant")
             info = {"node": "const", "op": None, "in": "value", **where}
@@ -104,26 +107,15 @@ def describe_nonfinite(graph, values, output, cot, grads):
 
 
 def _first_bad_rule(graph, values, cot, output):
-    """Backward again, watching for the first rule that turns finite cotangents into
-    non-finite ones: (its node, what it returned), or (None, None)."""
-    nodes = graph.nodes
-    ct = {output: cot}
-    with np.errstate(all="ignore"):
-        for eq in reversed(nodes[: output + 1]):
-            if eq.kind != "op" or eq.id not in ct:
-                continue
-            g = ct.pop(eq.id)
-            args = [values[i] for i in eq.inputs]
-            for j, i in enumerate(eq.inputs):
-                rule = eq.op.vjp(j)
-                if not nodes[i].requires_grad or rule is None:
-                    continue
-                v = rule(g, values[eq.id], *args, **eq.params)
-                if v is None:
-                    continue
-                v = sum_to(v, 0, (), nodes[i].shape)
-                if not np.isfinite(v).all():
-                    return eq, v
-                ct[i] = v if i not in ct else ct[i] + v
-    return None, None
+    """The plain backward, stopped at the first rule that turns finite cotangents into a
+    non-finite contribution: (its node, what it contributed), or (None, None)."""
+    found = []
 
+    def watch(eq, v):
+        if not np.isfinite(v).all():
+            found.append((eq, v))
+            return True
+        return False
+
+    backward(graph, values, cot, output, hook=watch)
+    return found[0] if found else (None, None)
