@@ -1,0 +1,215 @@
+"""Levenberg–Marquardt least squares on a residual vector, and curve_fit's uncertainty report.
+
+The caller supplies r(p) and J(p) over a flat parameter vector (gradcalc's batched autograd
+pass gives the Jacobian exactly); this module owns the damped Gauss–Newton iteration, its
+stopping rules and the report: asymptotic standard errors and the correlation matrix exactly
+as scipy.optimize.curve_fit computes them. It uses numpy only, never differentiates anything
+itself, and never prints; progress goes to the caller's callback.
+
+Damping (Marquardt 1963, with Moré 1978's scaling): each trial step solves
+min |r + J d|^2 + lam |D d|^2, by least squares on [R; sqrt(lam) D] from the QR factors of J
+(never the squared-condition normal equations). D holds each column norm of J, the largest
+seen so far (Moré's running maximum, so a column that fades does not lose its damping; a
+column that starts at zero gets 1), which makes the method blind to the parameters' scales.
+lam starts at 1e-3 and follows the gain ratio rho = actual / predicted reduction (Nielsen
+1999): a step with rho > 0 is taken and lam *= max(1/3, 1 - (2 rho - 1)^3); otherwise lam
+grows by nu, and nu doubles, until a step succeeds or becomes negligible.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import GradcalcError
+
+Residuals = Callable[[np.ndarray], np.ndarray]
+Jacobian = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each named parameter lives in the flat vector LM works on: the names in
+    `--params` order and their shapes (row-major elements, as the correlation is ordered)."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, params: dict[str, np.ndarray]) -> "Layout":
+        return cls(tuple(params), tuple(np.shape(v) for v in params.values()))
+
+    def pack(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.ravel(params[n]).astype(np.float64) for n in self.names])
+
+    def unpack(self, vector: np.ndarray) -> dict[str, np.ndarray]:
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = np.split(np.asarray(vector), np.cumsum(sizes)[:-1])
+        return {n: part.reshape(s) for n, s, part in zip(self.names, self.shapes, parts)}
+
+
+@dataclass(frozen=True)
+class LMOptions:
+    """When to stop. `iterations` is `--epochs` for lm (each iteration takes one step and
+    evaluates one Jacobian); `tol` is `--tol`: stop when the sum of squared residuals falls
+    by less than tol relative, actual and predicted; `xtol`: stop when a step moves the
+    parameters by at most xtol relative (|d| <= xtol (|p| + xtol))."""
+
+    iterations: int = 100
+    tol: float = 1e-15
+    xtol: float = 1e-10
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise GradcalcError("usage", f"--epochs must be at least 1, got {self.iterations}")
+        if not self.tol >= 0:
+            raise GradcalcError("usage", f"--tol must be 0 or more, got {self.tol}")
+
+
+@dataclass(frozen=True)
+class LMIteration:
+    """What the callback sees after each taken step."""
+
+    iteration: int
+    ssr: float
+    params: np.ndarray
+    damping: float
+
+
+@dataclass(frozen=True)
+class LMResult:
+    """The fit. `stopped` is SPEC 10's word ("tol", "epochs" or "nonfinite"); `reason` says
+    which rule fired. `covariance` is curve_fit's pcov: inv(J^T J) * SSR / (n - p) at the
+    final parameters; with n <= p, or J^T J singular, it is all +inf as in curve_fit, the
+    standard errors are +inf and the correlation NaN (undefined)."""
+
+    params: np.ndarray
+    ssr: float
+    iterations: int
+    evaluations: int            # residual evaluations, trial steps included
+    covariance: np.ndarray
+    stderr: np.ndarray
+    correlation: np.ndarray
+    stopped: str
+    reason: str
+
+
+def covariance(jac: np.ndarray, ssr: float) -> np.ndarray:
+    """curve_fit's pcov (absolute_sigma=False): inv(J^T J) from the QR factor R of J, as
+    scipy's leastsq inverts MINPACK's R, scaled by s^2 = SSR / (n - p)."""
+    n, p = jac.shape
+    if n <= p:
+        return np.full((p, p), np.inf)
+    r = np.linalg.qr(jac, mode="r")
+    try:
+        inv_r = np.linalg.inv(r)
+    except np.linalg.LinAlgError:
+        return np.full((p, p), np.inf)
+    pcov = (inv_r @ inv_r.T) * (ssr / (n - p))
+    return np.full((p, p), np.inf) if np.isnan(pcov).any() else pcov
+
+
+def uncertainty(pcov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standard errors sqrt(diag(pcov)) and the correlation pcov_ij / (s_i s_j)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stderr = np.sqrt(np.diag(pcov))
+        return stderr, pcov / np.outer(stderr, stderr)
+
+
+@dataclass
+class _State:
+    """The current point of the iteration: p, r(p), SSR, and J's QR factors there."""
+
+    params: np.ndarray
+    res: np.ndarray
+    ssr: float
+    q: np.ndarray | None = None
+    r: np.ndarray | None = None
+    qtr: np.ndarray | None = None
+
+    def factor(self, jac: np.ndarray) -> None:
+        self.q, self.r = np.linalg.qr(jac)
+        self.qtr = self.q.T @ self.res
+
+
+def _finite(x) -> bool:
+    return bool(np.all(np.isfinite(x)))
+
+
+def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray,
+                        options: LMOptions = LMOptions(),
+                        on_iteration: Callable[[LMIteration], None] | None = None) -> LMResult:
+    """Minimise |r(p)|^2 from p0. `jacobian(p)` is only called with the p of the latest
+    `residuals(p)` call, so a caller may reuse that forward pass."""
+    p = np.array(p0, dtype=np.float64).ravel()
+    res = np.asarray(residuals(p), dtype=np.float64).ravel()
+    evaluations = 1
+    state = _State(p, res, float(res @ res))
+    if not _finite(state.ssr):
+        return _finish(state, None, 0, evaluations, "nonfinite", "residuals at the start")
+    jac = np.asarray(jacobian(p), dtype=np.float64).reshape(res.size, p.size)
+    scale = np.zeros(p.size)
+    lam, nu = 1e-3, 2.0
+    for iteration in range(1, options.iterations + 1):
+        if not _finite(jac):
+            return _finish(state, None, iteration - 1, evaluations, "nonfinite",
+                           "Jacobian at the current parameters")
+        state.factor(jac)
+        scale = np.maximum(scale, np.linalg.norm(jac, axis=0))
+        damp = np.where(scale > 0, scale, 1.0)
+        if state.ssr == 0 or not np.any(jac.T @ state.res):
+            return _finish(state, jac, iteration - 1, evaluations, "tol", "gradient is zero")
+        while True:
+            step = _damped_step(state, damp, lam)
+            small = np.linalg.norm(step) <= options.xtol * (np.linalg.norm(state.params)
+                                                            + options.xtol)
+            trial = state.params + step
+            trial_res = np.asarray(residuals(trial), dtype=np.float64).ravel()
+            evaluations += 1
+            trial_ssr = float(trial_res @ trial_res)
+            fitted = state.qtr + state.r @ step
+            predicted = float(state.qtr @ state.qtr - fitted @ fitted)
+            actual = state.ssr - trial_ssr if _finite(trial_ssr) else -np.inf
+            rho = actual / predicted if predicted > 0 else -np.inf
+            if rho > 0:
+                break
+            # a step that does not lower the sum (or leaves the finite region) is refused
+            lam, nu = lam * nu, nu * 2
+            if small or not np.isfinite(lam):
+                return _finish(state, jac, iteration - 1, evaluations, "tol",
+                               "no step lowers the sum of squares")
+        lam *= max(1 / 3, 1 - (2 * rho - 1) ** 3)
+        nu = 2.0
+        old = state.ssr
+        state = _State(trial, trial_res, trial_ssr)
+        jac = np.asarray(jacobian(trial), dtype=np.float64).reshape(res.size, p.size)
+        if on_iteration is not None:
+            on_iteration(LMIteration(iteration, trial_ssr, trial.copy(), lam))
+        if small:
+            return _finish(state, jac, iteration, evaluations, "tol",
+                           f"relative step below xtol {options.xtol:g}")
+        if actual <= options.tol * old and predicted <= options.tol * old:
+            return _finish(state, jac, iteration, evaluations, "tol",
+                           f"relative reduction below tol {options.tol:g}")
+    return _finish(state, jac, options.iterations, evaluations, "epochs",
+                   f"{options.iterations} iterations")
+
+
+def _damped_step(state: _State, damp: np.ndarray, lam: float) -> np.ndarray:
+    """argmin |R d + Q^T r|^2 + lam |D d|^2, by least squares on the stacked system."""
+    a = np.vstack([state.r, np.sqrt(lam) * np.diag(damp)])
+    b = np.concatenate([-state.qtr, np.zeros(damp.size)])
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def _finish(state: _State, jac: np.ndarray | None, iterations: int, evaluations: int,
+            stopped: str, reason: str) -> LMResult:
+    p = state.params.size
+    pcov = (covariance(jac, state.ssr) if jac is not None
+            else np.full((p, p), np.nan))
+    stderr, corr = uncertainty(pcov)
+    if jac is not None and not np.all(np.isfinite(pcov)):
+        corr = np.full((p, p), np.nan)
+    return LMResult(state.params, state.ssr, iterations, evaluations, pcov, stderr, corr,
+                    stopped, reason)
