@@ -7,13 +7,15 @@ as scipy.optimize.curve_fit computes them. It uses numpy only, never differentia
 itself, and never prints; progress goes to the caller's callback.
 
 Damping (Marquardt 1963, with Moré 1978's scaling): each trial step solves
-min |r + J d|^2 + lam |D d|^2, by least squares on [R; sqrt(lam) D] from the QR factors of J
-(never the squared-condition normal equations). D holds each column norm of J, the largest
-seen so far (Moré's running maximum, so a column that fades does not lose its damping; a
-column that starts at zero gets 1), which makes the method blind to the parameters' scales.
-lam starts at 1e-3 and follows the gain ratio rho = actual / predicted reduction (Nielsen
-1999): a step with rho > 0 is taken and lam *= max(1/3, 1 - (2 rho - 1)^3); otherwise lam
-grows by nu, and nu doubles, until a step succeeds or becomes negligible.
+(J^T J + lam D^2) d = -J^T r. D^2 holds each squared column norm of J, the largest seen so far
+(Moré's running maximum, so a column that fades keeps its damping; a zero column gets 1),
+which makes the method blind to the parameters' scales. lam starts at 1e-3 and follows the
+gain ratio rho = actual / predicted reduction (Nielsen 1999): a step with rho > 0 is taken
+and lam *= max(1/3, 1 - (2 rho - 1)^3); otherwise lam grows by nu, and nu doubles, until a
+step succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two
+passes over a tall J (numpy's QR of it costs ten times more); their squared condition number
+can only slow the iteration, as r and J^T r are evaluated exactly at every point. The
+covariance, whose accuracy is the report, comes from the QR factor R of J, as in scipy.
 """
 from __future__ import annotations
 
@@ -119,57 +121,58 @@ def uncertainty(pcov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _State:
-    """The current point of the iteration: p, r(p), SSR, and J's QR factors there."""
+    """The current point of the iteration: p, r(p), SSR, and J^T J and J^T r there."""
 
     params: np.ndarray
     res: np.ndarray
     ssr: float
-    q: np.ndarray | None = None
-    r: np.ndarray | None = None
-    qtr: np.ndarray | None = None
+    jtj: np.ndarray | None = None
+    grad: np.ndarray | None = None
 
-    def factor(self, jac: np.ndarray) -> None:
-        self.q, self.r = np.linalg.qr(jac)
-        self.qtr = self.q.T @ self.res
+    def linearise(self, jac: np.ndarray) -> None:
+        self.jtj, self.grad = jac.T @ jac, jac.T @ self.res
 
 
 def _finite(x) -> bool:
     return bool(np.all(np.isfinite(x)))
 
 
+def _jacobian(jacobian: Jacobian, p: np.ndarray, rows: int) -> np.ndarray:
+    return np.asarray(jacobian(p), dtype=np.float64).reshape(rows, p.size)
+
+
 def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray,
                         options: LMOptions = LMOptions(),
                         on_iteration: Callable[[LMIteration], None] | None = None) -> LMResult:
-    """Minimise |r(p)|^2 from p0. `jacobian(p)` is only called with the p of the latest
-    `residuals(p)` call, so a caller may reuse that forward pass."""
+    """Minimise |r(p)|^2 from p0 (in float64 whatever the caller's dtype). `jacobian(p)` is
+    only called with the p of the latest `residuals(p)` call, so a caller may reuse that
+    forward pass."""
     p = np.array(p0, dtype=np.float64).ravel()
     res = np.asarray(residuals(p), dtype=np.float64).ravel()
     evaluations = 1
     state = _State(p, res, float(res @ res))
     if not _finite(state.ssr):
         return _finish(state, None, 0, evaluations, "nonfinite", "residuals at the start")
-    jac = np.asarray(jacobian(p), dtype=np.float64).reshape(res.size, p.size)
+    jac = _jacobian(jacobian, p, res.size)
     scale = np.zeros(p.size)
     lam, nu = 1e-3, 2.0
     for iteration in range(1, options.iterations + 1):
         if not _finite(jac):
             return _finish(state, None, iteration - 1, evaluations, "nonfinite",
                            "Jacobian at the current parameters")
-        state.factor(jac)
-        scale = np.maximum(scale, np.linalg.norm(jac, axis=0))
+        state.linearise(jac)
+        scale = np.maximum(scale, np.diag(state.jtj))   # squared column norms of J
         damp = np.where(scale > 0, scale, 1.0)
-        if state.ssr == 0 or not np.any(jac.T @ state.res):
+        if state.ssr == 0 or not np.any(state.grad):
             return _finish(state, jac, iteration - 1, evaluations, "tol", "gradient is zero")
         while True:
-            step = _damped_step(state, damp, lam)
+            step, predicted = _damped_step(state, damp, lam)
             small = np.linalg.norm(step) <= options.xtol * (np.linalg.norm(state.params)
                                                             + options.xtol)
             trial = state.params + step
             trial_res = np.asarray(residuals(trial), dtype=np.float64).ravel()
             evaluations += 1
             trial_ssr = float(trial_res @ trial_res)
-            fitted = state.qtr + state.r @ step
-            predicted = float(state.qtr @ state.qtr - fitted @ fitted)
             actual = state.ssr - trial_ssr if _finite(trial_ssr) else -np.inf
             rho = actual / predicted if predicted > 0 else -np.inf
             if rho > 0:
@@ -183,7 +186,7 @@ def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray
         nu = 2.0
         old = state.ssr
         state = _State(trial, trial_res, trial_ssr)
-        jac = np.asarray(jacobian(trial), dtype=np.float64).reshape(res.size, p.size)
+        jac = _jacobian(jacobian, trial, res.size)
         if on_iteration is not None:
             on_iteration(LMIteration(iteration, trial_ssr, trial.copy(), lam))
         if small:
@@ -196,11 +199,15 @@ def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray
                    f"{options.iterations} iterations")
 
 
-def _damped_step(state: _State, damp: np.ndarray, lam: float) -> np.ndarray:
-    """argmin |R d + Q^T r|^2 + lam |D d|^2, by least squares on the stacked system."""
-    a = np.vstack([state.r, np.sqrt(lam) * np.diag(damp)])
-    b = np.concatenate([-state.qtr, np.zeros(damp.size)])
-    return np.linalg.lstsq(a, b, rcond=None)[0]
+def _damped_step(state: _State, damp: np.ndarray, lam: float) -> tuple[np.ndarray, float]:
+    """The step d solving (J^T J + lam D^2) d = -J^T r, and the reduction of |r|^2 that the
+    linear model predicts for it, -(2 g.d + d^T J^T J d)."""
+    system = state.jtj + np.diag(lam * damp)
+    try:
+        step = np.linalg.solve(system, -state.grad)
+    except np.linalg.LinAlgError:       # only with lam underflowed: refuse, lam grows
+        return np.zeros_like(state.grad), 0.0
+    return step, float(-(2 * state.grad @ step + step @ state.jtj @ step))
 
 
 def _finish(state: _State, jac: np.ndarray | None, iterations: int, evaluations: int,
