@@ -5,17 +5,6 @@ pass gives the Jacobian exactly); this module owns the damped Gauss–Newton ite
 stopping rules and the report: asymptotic standard errors and the correlation matrix exactly
 as scipy.optimize.curve_fit computes them. It uses numpy only, never differentiates anything
 itself, and never prints; progress goes to the caller's callback.
-
-Damping (Marquardt 1963, with Moré 1978's scaling): each trial step solves
-(J^T J + lam D^2) d = -J^T r. D^2 holds each squared column norm of J, the largest seen so far
-(Moré's running maximum, so a column that fades keeps its damping; a zero column gets 1),
-which makes the method blind to the parameters' scales. lam starts at 1e-3 and follows the
-gain ratio rho = actual / predicted reduction (Nielsen 1999): a step with rho > 0 is taken
-and lam *= max(1/3, 1 - (2 rho - 1)^3); otherwise lam grows by nu, and nu doubles, until a
-step succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two
-passes over a tall J (numpy's QR of it costs ten times more); their squared condition number
-can only slow the iteration, as r and J^T r are evaluated exactly at every point. The
-covariance, whose accuracy is the report, comes from the QR factor R of J, as in scipy.
 """
 from __future__ import annotations
 
@@ -146,7 +135,19 @@ def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray
                         on_iteration: Callable[[LMIteration], None] | None = None) -> LMResult:
     """Minimise |r(p)|^2 from p0 (in float64 whatever the caller's dtype). `jacobian(p)` is
     only called with the p of the latest `residuals(p)` call, so a caller may reuse that
-    forward pass."""
+    forward pass.
+
+    Damping (Marquardt 1963, with Moré 1978's scaling): each trial step solves (J^T J + lam D^2)
+    d = -J^T r. D^2 holds each squared column norm of J, the largest seen so far (Moré's running
+    maximum, so a column that fades keeps its damping; a zero column gets 1), which makes the
+    method blind to the parameters' scales. lam starts at 1e-3 and follows the gain ratio rho =
+    actual / predicted reduction (Nielsen 1999): a step with rho > 0 is taken and lam *=
+    max(1/3, 1 - (2 rho - 1)^3); otherwise lam grows by nu, and nu doubles, until a step
+    succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two passes
+    over a tall J (numpy's QR of it costs ten times more); their squared condition number can
+    only slow the iteration, as r and J^T r are evaluated exactly at every point. The
+    covariance, whose accuracy is the report, comes from the QR factor R of J, as in scipy.
+    """
     p = np.array(p0, dtype=np.float64).ravel()
     res = np.asarray(residuals(p), dtype=np.float64).ravel()
     evaluations = 1

@@ -1,4 +1,4 @@
-"""Record the references of `gradcalc fit`'s numerical core: torch optimizers, curve_fit, the German fit.
+"""Record the references of `gradcalc fit`'s core: torch optimizers, curve_fit, the German fit.
 
 Run with the torch environment, from anywhere:
 
