@@ -127,6 +127,19 @@ def test_options_of_another_optimizer_and_unknown_names_are_usage_errors():
         make_optimizer("rmsprop")
 
 
+def test_a_gradient_of_another_shape_is_a_shape_error_and_scalars_update_in_place():
+    params = {"w": np.zeros(2), "b": np.array(1.0)}
+    with pytest.raises(GradcalcError, match="gradient of w has shape \\(3,\\)") as err:
+        make_optimizer("sgd", lr=0.5).step(params, {"w": np.ones(3), "b": 1.0})
+    assert err.value.kind == "shape"
+    sgd = make_optimizer("sgd", lr=0.5, momentum=0.5, weight_decay=1.0)
+    b = params["b"]
+    for _ in range(2):
+        sgd.step({"b": b}, {"b": 1.0})
+    # by hand: g1 = 1 + 1 = 2, buf 2, b = 0; g2 = 1 + 0 = 1, buf = 0.5*2 + 1 = 2, b = -1
+    assert params["b"] is b and float(b) == -1.0
+
+
 def test_reports_every_hyper_parameter_by_torchs_name():
     assert make_optimizer("adamw", lr=0.1, amsgrad=True).hyper() == {
         "lr": 0.1, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": True}

@@ -36,8 +36,8 @@ def _same_dtype(name: str, param: np.ndarray, grad: np.ndarray) -> np.ndarray:
     # in place needs an ndarray: a numpy scalar (what arithmetic on 0-d arrays returns)
     # would be rebound, not updated
     assert isinstance(param, np.ndarray), f"parameter {name} must be an ndarray"
-    if grad.shape != param.shape:
-        raise GradcalcError("shape", f"gradient of {name} has shape {grad.shape}, "
+    if np.shape(grad) != param.shape:
+        raise GradcalcError("shape", f"gradient of {name} has shape {np.shape(grad)}, "
                             f"the parameter {param.shape}")
     return np.asarray(grad, dtype=param.dtype)
 
