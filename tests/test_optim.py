@@ -311,6 +311,17 @@ def test_lm_stops_at_the_iteration_limit_and_on_a_nonfinite_start():
     assert bad.stopped == "nonfinite" and bad.iterations == 0
 
 
+def test_lm_at_an_exact_fit_stops_with_zero_errors_and_undefined_correlation():
+    got = levenberg_marquardt(lambda p: np.array([p[0] - 3, 2 * (p[0] - 3)]),
+                              lambda p: np.array([[1.0], [2.0]]), np.array([3.0]))
+    assert (got.ssr, got.iterations, got.reason) == (0.0, 0, "gradient is zero")
+    # pcov = inv(J^T J) * 0 / (2 - 1): zero errors, and a correlation of 0/0
+    assert got.stderr.tolist() == [0.0] and np.isnan(got.correlation).all()
+    near = levenberg_marquardt(lambda p: np.array([p[0] - 3, 2 * (p[0] - 3)]),
+                               lambda p: np.array([[1.0], [2.0]]), np.array([0.0]))
+    np.testing.assert_allclose(near.params, [3.0], rtol=1e-14)
+
+
 @pytest.mark.parametrize("options,option", [({"iterations": 0}, "--epochs"),
                                             ({"tol": -1.0}, "--tol")])
 def test_lm_bad_options_are_usage_errors(options, option):

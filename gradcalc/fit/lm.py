@@ -73,7 +73,8 @@ class LMResult:
     """The fit. `stopped` is SPEC 10's word ("tol", "epochs" or "nonfinite"); `reason` says
     which rule fired. `covariance` is curve_fit's pcov: inv(J^T J) * SSR / (n - p) at the
     final parameters; with n <= p, or J^T J singular, it is all +inf as in curve_fit, the
-    standard errors are +inf and the correlation NaN (undefined)."""
+    standard errors are +inf and the correlation NaN (undefined); an exact fit (SSR 0) has
+    standard errors 0 and, as 0/0, a NaN correlation too."""
 
     params: np.ndarray
     ssr: float
