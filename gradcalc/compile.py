@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GradcalcError, Limits
+from .errors import GradcalcError, Limits, clip
 from .ops import OPS, Op, Site
 from .parser import Node
 
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan,
+             "NaN": math.nan,         # as gradcalc writes it in JSON (SPEC 4)
              "True": 1.0, "False": 0.0}
 
 
@@ -294,16 +295,17 @@ class Compiler:
             i = self.const(math.nan, node.pos)
             self.none_nodes.add(i)
             return i
+        shown = clip(name)
         if name in funcs or (name in OPS and OPS[name].named):
-            raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
+            raise GradcalcError("name", f"'{shown}' is a function: call it, e.g. {shown}(x)", node.pos)
         if self.constants_only:
-            raise GradcalcError("name", f"unknown name '{name}': a value can use numbers, "
+            raise GradcalcError("name", f"unknown name '{shown}': a value can use numbers, "
                                         "constants and functions, not variables", node.pos)
         known = list(env) + list(self.bindings) + list(CONSTANTS)
         near = difflib.get_close_matches(name, known, 1)
-        hint = f"; did you mean '{near[0]}'?" if near else \
-            "; bind it on the command line, e.g. " + f"{name}=1.0"
-        raise GradcalcError("name", f"unknown name '{name}'{hint}", node.pos)
+        hint = f"; did you mean '{clip(near[0])}'?" if near else \
+            "; bind it on the command line, e.g. " + f"{shown}=1.0"
+        raise GradcalcError("name", f"unknown name '{shown}'{hint}", node.pos)
 
     def _scalar(self, i, what, pos, kind="number"):
         eq = self.nodes[i]
@@ -358,6 +360,7 @@ class Compiler:
 
     def call(self, node, args, env, funcs, work):
         name, pos = node.a, node.pos
+        shown = clip(name)
         nkw = len(node.c)
         pos_args = args[: len(args) - nkw] if nkw else args
         kw_args = dict(zip((kname for kname, _, _ in node.c), args[len(args) - nkw:])) if nkw else {}
@@ -366,28 +369,28 @@ class Compiler:
             if kw_args:
                 bad = next(iter(kw_args))
                 if bad not in params or len(pos_args) + len(kw_args) != len(params):
-                    raise GradcalcError("call", f"{name}() takes {len(params)} arguments "
+                    raise GradcalcError("call", f"{shown}() takes {len(params)} arguments "
                                                 f"({', '.join(params)})", pos)
             if len(pos_args) + len(kw_args) != len(params):
-                raise GradcalcError("call", f"{name}() takes {len(params)} argument"
+                raise GradcalcError("call", f"{shown}() takes {len(params)} argument"
                                             f"{'s' if len(params) != 1 else ''} "
                                             f"({', '.join(params)}), got {len(pos_args) + len(kw_args)}",
                                     pos)
             bound = dict(zip(params, pos_args))
             for kname, v in kw_args.items():
                 if kname in bound:
-                    raise GradcalcError("call", f"{name}(): '{kname}' given twice", pos)
+                    raise GradcalcError("call", f"{shown}(): '{clip(kname)}' given twice", pos)
                 bound[kname] = v
             work.append((body, {**env, **bound}, defs, False))
             return None
         op = OPS.get(name)
         if op is None or not op.named:
             if name in env or name in self.bindings:
-                raise GradcalcError("name", f"'{name}' is a variable, not a function", pos)
+                raise GradcalcError("name", f"'{shown}' is a variable, not a function", pos)
             near = difflib.get_close_matches(
                 name, [n for n, o in OPS.items() if o.named] + list(funcs), 1)
             hint = f"; did you mean {near[0]}()?" if near else ""
-            raise GradcalcError("name", f"unknown function '{name}'{hint}", pos)
+            raise GradcalcError("name", f"unknown function '{shown}'{hint}", pos)
         inputs, params = self.bind(op, pos_args, kw_args, node)
         return self.apply(op, inputs, params, pos)
 
@@ -403,7 +406,7 @@ class Compiler:
             if kname not in names or op.params and any(
                     p.name == kname and p.kind in ("arrays", "ints") for p in op.params):
                 raise GradcalcError("call", f"{op.name}() got an unexpected keyword argument "
-                                            f"'{kname}'{_sig_hint(op)}", kw_pos[kname])
+                                            f"'{clip(kname)}'{_sig_hint(op)}", kw_pos[kname])
         for p in op.params:
             if p.kind == "arrays":
                 inputs.extend(i for i, _ in queue)

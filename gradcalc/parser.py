@@ -7,7 +7,7 @@ chains such as `a+a+...+a` are built by a loop, not by recursion.
 """
 from __future__ import annotations
 
-from .errors import GradcalcError
+from .errors import GradcalcError, clip
 from .lexer import Token, tokenize
 
 
@@ -69,7 +69,7 @@ def _what(tok: Token) -> str:
         return "end of input"
     if tok.kind == "sep":
         return "end of statement" if tok.text == "\n" else "';'"
-    return f"'{tok.text}'"
+    return f"'{clip(tok.text)}'"
 
 
 class Parser:
@@ -199,7 +199,7 @@ class Parser:
                     self.next()
                     self.next()
                     if tok.text in seen:
-                        raise GradcalcError("call", f"keyword argument '{tok.text}' given twice", tok.pos)
+                        raise GradcalcError("call", f"keyword argument '{clip(tok.text)}' given twice", tok.pos)
                     seen.add(tok.text)
                     kwargs.append((tok.text, self.expr(), tok.pos))
                 else:
@@ -242,7 +242,7 @@ class Parser:
             if e.kind == "call" and not e.c and all(a.kind == "name" for a in e.b):
                 params = [a.a for a in e.b]
                 if len(set(params)) != len(params):
-                    raise GradcalcError("syntax", f"repeated parameter name in {e.a}(...)", e.pos)
+                    raise GradcalcError("syntax", f"repeated parameter name in {clip(e.a)}(...)", e.pos)
                 return Node("funcdef", e.pos, e.a, params, self.expr())
             raise GradcalcError(
                 "syntax", "can only assign to a name or define a function f(x, y) = ...", eq.pos)

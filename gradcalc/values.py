@@ -22,6 +22,8 @@ _NUM = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\Z", re.ASCII
 _CSV_NUM = re.compile(r"\s*[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan|infinity)\s*\Z",
                       re.IGNORECASE | re.ASCII)
 _ASCII_SPACE = " \t\r\n\f\v"
+# how gradcalc writes non-finite numbers in JSON (SPEC 4): read back exactly these, no others
+JSON_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def _err(label, message, kind="value"):
@@ -30,7 +32,8 @@ def _err(label, message, kind="value"):
 
 def nested_shape(obj, label=""):
     """Shape of a JSON-style nested list of numbers; raises a value error for ragged arrays,
-    booleans, strings, null or anything else. Iterative: depth is not a recursion."""
+    booleans, strings (other than "NaN", "Infinity", "-Infinity"), null or anything else.
+    Iterative: depth is not a recursion."""
     shape = []
     level = [obj]
     while True:
@@ -48,7 +51,7 @@ def nested_shape(obj, label=""):
             level = [y for x in level for y in x]
         elif not any(is_list):
             for x in level:
-                if type(x) not in (int, float):
+                if type(x) not in (int, float) and not (type(x) is str and x in JSON_NONFINITE):
                     what = {bool: "a boolean", str: "a string", type(None): "null",
                             dict: "an object"}.get(type(x), type(x).__name__)
                     raise _err(label, f"arrays hold numbers only, found {what}")
@@ -66,13 +69,15 @@ def from_json(obj, label="", *, dtype=np.float64, limits: Limits | None = None, 
             return np.asarray(float(obj), dtype=dtype)
         except OverflowError:
             raise _err(label, "number too large")
+    if type(obj) is str and obj in JSON_NONFINITE:
+        return np.asarray(JSON_NONFINITE[obj], dtype=dtype)
     if type(obj) is list:
         shape = nested_shape(obj, label)
         size = math.prod(shape)
         if size > limits.max_elements:
             raise _err(label, f"{size:,} elements is over the limit of {limits.max_elements:,} "
                               "(--max-elements)", "limit")
-        try:
+        try:      # numpy reads "NaN"/"Infinity" itself; nested_shape let no other string by
             return np.array(obj, dtype=dtype)
         except (OverflowError, ValueError) as exc:
             raise _err(label, f"not an array of numbers ({exc})")
