@@ -90,3 +90,170 @@ def test_huge_unknown_name_is_echoed_short():
     r = run(f"{name}(1)")
     r.assert_error("name")
     assert len(r.err) < 1500 and "unknown function" in r.message
+
+
+# ------------------------------------------------------ issue 13.4: the inputs people have
+def grads_of(*args):
+    return ok(run(*args, "--json", "--check", "none")).json()
+
+
+@pytest.mark.parametrize("name,text", [
+    ("header.csv", "x,y\n1,2\n3,4\n"),
+    ("quoted.csv", '"1","2"\n"3", "4"\n'),
+    ("semicolon.csv", "x;y\n1;2\n# a comment\n\n3;4\n"),
+    ("tabs.tsv", "x\ty\n1\t2\n3\t4\n"),
+    ("bom.csv", "\ufeffx,y\n1,2\n3,4\n"),
+    ("bom.json", "\ufeff[[1, 2], [3, 4]]"),
+])
+def test_table_forms_read_the_same_matrix(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_bytes(text.encode("utf-8"))
+    # sum(T * [[1, 10], [100, 1000]]) = 1 + 20 + 300 + 4000; its gradient is the weights
+    obj = grads_of("sum(T * [[1, 10], [100, 1000]])", f"T=@{p}")
+    assert obj["output"]["value"] == 4321.0
+    assert obj["grads"]["T"] == [[1.0, 10.0], [100.0, 1000.0]]
+
+
+@pytest.mark.parametrize("text,words", [
+    ("x,y\n1,2\n3\n", "line 3: 1 cell, where the first row has 2"),
+    ("x,y\n1,2,\n", "line 2: 3 cells, where the first row has 2 (a separator at the end"),
+    ("1,2\n3,x\n", "line 2, column 2: 'x' is not a number"),
+    ("x;y\n1,5;2\n", "line 2, column 1: '1,5' is not a number (gradcalc reads '.' as the decimal"),
+    ("1,\n", "line 1, column 2: the cell is empty"),
+    ('1,"2\n', "line 1: cannot split it into cells"),
+    ("x,y\n", "holds no numbers (only a header row)"),
+    ("x,1\n2,3\n", "line 1, column 1: 'x' is not a number (a header row holds names only"),
+])
+def test_table_errors_say_what_is_wrong(tmp_path, text, words):
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    r = run("sum(T)", f"T=@{p}")
+    r.assert_error("value")
+    assert words in r.message, r.message
+    assert "Error" not in r.message
+
+
+def test_program_file_with_a_bom(tmp_path):
+    p = tmp_path / "p.grad"
+    p.write_bytes("\ufeff# from a Windows editor\nx = 3\ny = x * x\n".encode("utf-8"))
+    obj = grads_of("-f", str(p))
+    assert obj["output"]["value"] == 9.0 and obj["grads"]["x"] == 6.0     # d(x*x)/dx = 2x
+
+
+def test_npz_with_one_array_is_an_at_file(tmp_path):
+    p = tmp_path / "w.npz"
+    np.savez_compressed(p, w=np.array([1.0, 2.0, 3.0]))
+    obj = grads_of("sum(w*w)", f"w=@{p}")
+    assert obj["output"]["value"] == 14.0 and obj["grads"]["w"] == [2.0, 4.0, 6.0]
+    np.savez(p, a=np.zeros(2), b=np.ones(2))
+    r = run("sum(w)", f"w=@{p}")
+    r.assert_error("value")
+    assert "holds 2 arrays (a, b)" in r.message
+    p.write_bytes(b"PK\x03\x04 not really a zip")
+    r = run("sum(w)", f"w=@{p}")
+    r.assert_error("value")
+    assert "is not an .npz file" in r.message
+
+
+# ------------------------------------------------------ issue 14.7: .npy without a map
+def test_npy_errors_are_words_not_exception_names(tmp_path):
+    good = tmp_path / "g.npy"
+    np.save(good, np.arange(1000.0))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:600])
+    r = run("sum(x)", f"x=@{cut}")
+    r.assert_error("value")
+    assert "is shorter than its header says" in r.message and "Error" not in r.message
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    r = run("sum(x)", f"x=@{junk}")
+    r.assert_error("value")
+    assert "is not a .npy file" in r.message and "Error" not in r.message
+    text = tmp_path / "t.npy"
+    np.save(text, np.array(["a"]))
+    r = run("sum(x)", f"x=@{text}")
+    r.assert_error("value")
+    assert "does not hold a real numeric array (it holds text)" in r.message
+    r = run("sum(x)", f"x=@{good}", "--max-elements", "999")
+    r.assert_error("limit")
+    assert "(--max-elements)" in r.message
+
+
+def test_npy_is_read_without_a_memory_map(tmp_path, monkeypatch):
+    """A mapped file rewritten while it is read kills the process (SIGBUS): the reader must
+    not map it. Fortran order and big-endian files still read right."""
+    import mmap
+    from gradcalc.values import parse_value
+
+    def no_map(*a, **k):
+        raise AssertionError("the .npy was memory-mapped")
+    monkeypatch.setattr(mmap, "mmap", no_map)
+    monkeypatch.setattr(np, "memmap", no_map)
+    p = tmp_path / "f.npy"
+    m = np.arange(6.0).reshape(2, 3)
+    np.save(p, np.asfortranarray(m))
+    assert np.array_equal(parse_value(f"@{p}"), m)
+    np.save(p, m.astype(">i4"))
+    assert np.array_equal(parse_value(f"@{p}"), m)
+
+
+# ------------------------------------------------------ SPEC 12: the --data reader
+def test_data_file_forms(tmp_path):
+    from gradcalc.datafile import read_data
+    csv_ = tmp_path / "d.csv"
+    csv_.write_text('\ufeffx;"y"\n1;2\n3;"4"\n')
+    got = read_data(str(csv_))
+    assert list(got) == ["x", "y"]
+    assert got["x"].tolist() == [1.0, 3.0] and got["y"].tolist() == [2.0, 4.0]
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("a\tb\n1\t2\n")
+    assert {k: v.tolist() for k, v in read_data(str(tsv)).items()} == {"a": [1.0], "b": [2.0]}
+    js = tmp_path / "d.json"
+    js.write_text('{"W": [[1, 2], [3, "Infinity"]], "b": -1, "c": "NaN"}')
+    got = read_data(str(js), dtype=np.float32)
+    assert got["W"].dtype == np.float32 and got["W"].tolist() == [[1, 2], [3, math.inf]]
+    assert got["b"].shape == () and got["b"] == -1 and math.isnan(got["c"])
+    npz = tmp_path / "d.npz"
+    np.savez(npz, p=np.eye(2), q=np.array(5.0))
+    got = read_data(str(npz))
+    assert got["p"].tolist() == [[1, 0], [0, 1]] and got["q"] == 5.0
+
+
+@pytest.mark.parametrize("name,text,words", [
+    ("d.csv", "1,2\n3,4\n", "has no header row"),
+    ("d.csv", "x,x\n1,2\n", "names two columns 'x'"),
+    ("d.csv", "my x,y\n1,2\n", "names an array 'my x', which is not a name"),
+    ("d.json", "[1, 2]", "must hold a JSON object of arrays"),
+    ("d.json", '{"x": "linspace(0, 1, 5)"}', "'x' is a string"),
+    ("d.json", '{"x": "@/etc/passwd"}', "'x' is a string"),
+    ("d.json", '{"x": [1, [2]]}', "not rectangular"),
+    ("d.txt", "1,2", "a data file is .csv, .tsv, .json or .npz"),
+])
+def test_data_file_errors(tmp_path, name, text, words):
+    from gradcalc.datafile import read_data
+    from gradcalc.errors import GradcalcError
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(GradcalcError) as info:
+        read_data(str(p))
+    assert info.value.kind == "value" and words in info.value.message, info.value.message
+    assert info.value.message.startswith("--data")
+
+
+def test_data_file_limits(tmp_path):
+    from gradcalc.datafile import read_data
+    from gradcalc.errors import GradcalcError, Limits
+    p = tmp_path / "d.csv"
+    p.write_text("x,y\n" + "1,2\n" * 10)
+    assert read_data(str(p), limits=Limits(max_elements=20))["x"].shape == (10,)
+    with pytest.raises(GradcalcError) as info:
+        read_data(str(p), limits=Limits(max_elements=19))
+    assert info.value.kind == "limit" and "--max-elements" in info.value.message
+    with pytest.raises(GradcalcError) as info:      # 44 bytes > max_memory // 16
+        read_data(str(p), limits=Limits(max_memory=16 * 40))
+    assert info.value.kind == "limit" and "--max-memory" in info.value.message
+    npz = tmp_path / "d.npz"
+    np.savez_compressed(npz, z=np.zeros(1000))     # 8 KB of zeros, a few bytes compressed
+    with pytest.raises(GradcalcError) as info:
+        read_data(str(npz), limits=Limits(max_memory=4000))
+    assert info.value.kind == "limit" and "--max-memory" in info.value.message
