@@ -257,3 +257,37 @@ def test_data_file_limits(tmp_path):
     with pytest.raises(GradcalcError) as info:
         read_data(str(npz), limits=Limits(max_memory=4000))
     assert info.value.kind == "limit" and "--max-memory" in info.value.message
+
+
+# ------------------------------------------------------ issue 14.15: --max-depth is the limit
+def test_thousand_deep_nest_runs_under_a_raised_depth_limit():
+    n = 1000
+    text = "sin(" * n + "x" + ")" * n
+    value, grad = 1.0, 1.0                 # the chain rule by hand: d sin(u) = cos(u) du
+    for _ in range(n):
+        grad *= math.cos(value)
+        value = math.sin(value)
+    obj = ok(run(text, "x=1", "--max-depth", "2000", "--json", "--check", "none")).json()
+    assert obj["output"]["value"] == pytest.approx(value, rel=1e-12)
+    assert obj["grads"]["x"] == pytest.approx(grad, rel=1e-12)
+    # the checks too: sympy cannot nest that deep, so the symbolic check says it skipped
+    # (not a failure); the numeric check runs and agrees
+    r = ok(run(text, "x=1", "--max-depth", "2000", "--json", "--check", "all"))
+    checks = r.json()["checks"]
+    assert checks["symbolic"]["passed"] is None and "nested too deeply" in checks["symbolic"]["skipped"]
+    assert checks["numeric"]["passed"] is True
+    r = run(text, "x=1", "--max-depth", "999", "--json")
+    r.assert_error("limit", json_too=True)
+    assert "--max-depth" in r.message and r.json()["error"]["position"] == 4 * 999
+
+
+@pytest.mark.parametrize("text,x,value,grad", [
+    ("-" * 1001 + "x", "2", -2.0, -1.0),                       # an odd number of minus signs
+    ("x" + "**1" * 1000, "2", 2.0, 1.0),                       # x**1**1... = x**1 = x
+    ("sum(" * 1000 + "x" + ", dim=0)" * 1000, "2", 2.0, 1.0),  # a keyword at every level
+    ("(" * 1000 + "x[0:1][0]" + ")" * 1000, "2,3", 2.0, [1.0, 0.0]),
+], ids=["unary", "power", "call-keyword", "paren-slice"])
+def test_other_deep_nestings(text, x, value, grad):
+    obj = ok(run(text, f"x={x}", "--max-depth", "2000", "--json", "--check", "none")).json()
+    assert obj["output"]["value"] == value
+    assert obj["grads"]["x"] == grad
