@@ -87,6 +87,22 @@ def _children(node: Node):
     raise GradcalcError("syntax", f"unexpected {k}", node.pos)
 
 
+def _min_nodes(root: Node, funcs: dict, cap: int) -> int:
+    """A lower bound of the graph nodes that compiling `root` adds, with every call of a user
+    function in `funcs` counted as its body's bound (its 4th field): each number, operator,
+    index, transpose, array literal and built-in call adds at least one node; names and a
+    unary plus may add none. Capped just above `cap`, so that the numbers stay small."""
+    total, work = 0, [root]
+    while work and total <= cap:
+        node = work.pop()
+        work.extend(_children(node))
+        if node.kind == "call" and node.a in funcs:
+            total += funcs[node.a][3]
+        elif node.kind != "name" and not (node.kind == "unary" and node.a == "+"):
+            total += 1
+    return min(total, cap + 1)
+
+
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
 
 
@@ -126,8 +142,20 @@ class Compiler:
             raise GradcalcError("limit", "the calculation needs more than the memory limit of "
                                          f"{_fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
         if len(self.nodes) >= self.limits.max_nodes:
-            raise GradcalcError("limit", f"the program expands to more than "
-                                         f"{self.limits.max_nodes:,} operations", pos)
+            raise self.too_many_nodes(pos)
+
+    def too_many_nodes(self, pos, estimated=False) -> GradcalcError:
+        about = " (counted before inlining its functions)" if estimated else ""
+        return GradcalcError("limit", f"the program expands to more than "
+                                      f"{self.limits.max_nodes:,} operations{about}", pos)
+
+    def expand_bounded(self, node: Node, funcs: dict):
+        """Refuse an expression before inlining it if it surely makes too many nodes: a
+        program of functions that each call the previous one twice doubles at every line, and
+        expanding 2**30 nodes only to hit the limit would take minutes."""
+        if len(self.nodes) + _min_nodes(node, funcs, self.limits.max_nodes) > \
+                self.limits.max_nodes:
+            raise self.too_many_nodes(node.pos, estimated=True)
 
     def add(self, kind, op, inputs, params, shape, pos, value=None, name=None) -> int:
         self._account(shape, pos)
@@ -203,8 +231,10 @@ class Compiler:
         out, out_name = None, None
         for st in stmts:
             if st.kind == "funcdef":
-                self.funcs[st.a] = (st.b, st.c, dict(self.funcs))
+                cost = _min_nodes(st.c, self.funcs, self.limits.max_nodes)
+                self.funcs[st.a] = (st.b, st.c, dict(self.funcs), cost)
                 continue
+            self.expand_bounded(st.b if st.kind == "assign" else st.a, self.funcs)
             if st.kind == "assign":
                 refs = self.var_refs
                 value = self.not_none(self.expr(st.b))
@@ -365,7 +395,7 @@ class Compiler:
         pos_args = args[: len(args) - nkw] if nkw else args
         kw_args = dict(zip((kname for kname, _, _ in node.c), args[len(args) - nkw:])) if nkw else {}
         if name in funcs:
-            params, body, defs = funcs[name]
+            params, body, defs, _ = funcs[name]
             if kw_args:
                 bad = next(iter(kw_args))
                 if bad not in params or len(pos_args) + len(kw_args) != len(params):

@@ -291,3 +291,40 @@ def test_other_deep_nestings(text, x, value, grad):
     obj = ok(run(text, f"x={x}", "--max-depth", "2000", "--json", "--check", "none")).json()
     assert obj["output"]["value"] == value
     assert obj["grads"]["x"] == grad
+
+
+# ------------------------------------------------------ issue 14.16: doubling functions
+def _doubling(n, out="y = f{n}(x)"):
+    lines = ["f1(x) = sin(x) * 2"] + [f"f{i}(x) = f{i - 1}(f{i - 1}(x))" for i in range(2, n + 1)]
+    return "\n".join(lines + [out.format(n=n)]) + "\n"
+
+
+def test_doubling_functions_are_refused_before_they_are_expanded(tmp_path):
+    import resource
+    p = tmp_path / "double.grad"
+    p.write_text(_doubling(30))               # 3 * 2**29 nodes if it were expanded
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    r = run("-f", str(p), "x=1", "--json")
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before
+    r.assert_error("limit", json_too=True)
+    assert "more than 1,000,000 operations" in r.message
+    assert r.json()["error"]["line"] == 31      # the statement that would expand
+    assert cpu < 3.0, f"{cpu:.1f} s of CPU to refuse it"
+
+
+def test_node_estimate_never_refuses_a_program_that_fits():
+    """The estimate is a lower bound: a program of exactly max_nodes nodes compiles."""
+    from gradcalc.compile import Compiler
+    from gradcalc.errors import GradcalcError, Limits
+    from gradcalc.parser import parse_program
+    text = _doubling(8, "y = sum(f{n}(x) + [1, 2] * -x.T[0:2]) + f2(3)")
+
+    def compile_with(max_nodes):
+        return Compiler(text, {"x": np.ones(2)}, limits=Limits(max_nodes=max_nodes)).program(
+            parse_program(text))
+    n = len(compile_with(10**6).nodes)
+    assert n > 3 * 2**7                       # f8 alone inlines 2**7 copies of sin(x) * 2
+    assert len(compile_with(n).nodes) == n
+    with pytest.raises(GradcalcError) as info:
+        compile_with(n - 1)
+    assert info.value.kind == "limit"
