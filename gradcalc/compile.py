@@ -327,7 +327,8 @@ class Compiler:
             return i
         shown = clip(name)
         if name in funcs or (name in OPS and OPS[name].named):
-            raise GradcalcError("name", f"'{shown}' is a function: call it, e.g. {shown}(x)", node.pos)
+            raise GradcalcError("name", f"'{shown}' is a function: call it, e.g. {shown}(x)",
+                                node.pos)
         if self.constants_only:
             raise GradcalcError("name", f"unknown name '{shown}': a value can use numbers, "
                                         "constants and functions, not variables", node.pos)

@@ -297,7 +297,8 @@ class Parser:
             if e.kind == "call" and not e.c and all(a.kind == "name" for a in e.b):
                 params = [a.a for a in e.b]
                 if len(set(params)) != len(params):
-                    raise GradcalcError("syntax", f"repeated parameter name in {clip(e.a)}(...)", e.pos)
+                    raise GradcalcError("syntax", f"repeated parameter name in {clip(e.a)}(...)",
+                                        e.pos)
                 return Node("funcdef", e.pos, e.a, params, self.expr())
             raise GradcalcError(
                 "syntax", "can only assign to a name or define a function f(x, y) = ...", eq.pos)

@@ -180,8 +180,8 @@ def read_file(path: str, label="", *, dtype=np.float64, limits=None, seed=None, 
     if ext == ".npz":
         arrays = read_npz(src, dtype, limits)
         if len(arrays) != 1:
-            raise _err(label, f"{src.shown} holds {len(arrays)} arrays "
-                              f"({_name_list(arrays)}); @file takes a file of one array")
+            raise src.error(f"{{}} holds {len(arrays)} arrays ({_name_list(arrays)}); an @file "
+                            "gives one array (--data binds every array of a file by name)")
         return next(iter(arrays.values()))
     text = read_text(src, limits)
     if ext == ".json":
