@@ -25,35 +25,57 @@ class Node:
 
 
 def sexpr(node) -> str:
-    """S-expression of a node, for golden tests: `2**3**2` -> `(** 2 (** 3 2))`."""
-    if node is None:
-        return "_"
+    """S-expression of a node, for golden tests: `2**3**2` -> `(** 2 (** 3 2))`. A loop over
+    an explicit stack, like the parser, so any nesting the parser accepts can be shown."""
+    out: list[str] = []
+    work: list = [node]
+    while work:
+        item = work.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif item is None:
+            out.append("_")
+        else:
+            work.extend(reversed(_sexpr_parts(item)))
+    return "".join(out)
+
+
+def _sexpr_parts(node) -> list:
+    """The text pieces (str) and child nodes (Node or None) of one node's S-expression."""
     k = node.kind
-    if k == "num":
-        return node.a
-    if k == "name":
-        return node.a
+    if k in ("num", "name"):
+        return [node.a]
     if k == "unary":
-        return f"({node.a} {sexpr(node.b)})"
+        return [f"({node.a} ", node.b, ")"]
     if k == "binary":
-        return f"({node.a} {sexpr(node.b)} {sexpr(node.c)})"
+        return [f"({node.a} ", node.b, " ", node.c, ")"]
     if k == "call":
-        parts = [sexpr(x) for x in node.b] + [f"{n}={sexpr(v)}" for n, v, _ in node.c]
-        return f"({node.a}{''.join(' ' + p for p in parts)})"
+        parts = [f"({node.a}"]
+        for x in node.b:
+            parts += [" ", x]
+        for n, v, _ in node.c:
+            parts += [f" {n}=", v]
+        return parts + [")"]
     if k == "index":
-        return f"([] {sexpr(node.a)}{''.join(' ' + sexpr(x) for x in node.b)})"
+        parts = ["([] ", node.a]
+        for x in node.b:
+            parts += [" ", x]
+        return parts + [")"]
     if k == "slice":
-        return f"(: {sexpr(node.a)} {sexpr(node.b)} {sexpr(node.c)})"
+        return ["(: ", node.a, " ", node.b, " ", node.c, ")"]
     if k == "attr":
-        return f"(. {sexpr(node.a)} {node.b})"
+        return ["(. ", node.a, f" {node.b})"]
     if k == "array":
-        return f"[{' '.join(sexpr(x) for x in node.a)}]"
+        parts = ["["]
+        for i, x in enumerate(node.a):
+            parts += [" " if i else "", x]
+        return parts + ["]"]
     if k == "assign":
-        return f"(= {node.a} {sexpr(node.b)})"
+        return [f"(= {node.a} ", node.b, ")"]
     if k == "funcdef":
-        return f"(def {node.a} ({' '.join(node.b)}) {sexpr(node.c)})"
+        return [f"(def {node.a} ({' '.join(node.b)}) ", node.c, ")"]
     if k == "expr":
-        return sexpr(node.a)
+        return [node.a]
     raise AssertionError(k)
 
 
