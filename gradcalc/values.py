@@ -9,7 +9,6 @@ problem is a GradcalcError of kind "value" (or "limit"); nothing here raises any
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -342,8 +341,7 @@ def read_table(src: Source, text: str, dtype, limits: Limits) -> Table:
     number) is the header. Blank lines and lines starting with '#' are skipped."""
     sep = "\t" if src.ext == ".tsv" else _csv_separator(text)
     # a comment is blanked, not dropped, so that line numbers in messages stay right
-    lines = ("\n" if ln.lstrip(_ASCII_SPACE).startswith("#") else ln
-             for ln in io.StringIO(text, newline=""))
+    lines = ("\n" if ln.lstrip(_ASCII_SPACE).startswith("#") else ln for ln in _lines(text))
     reader = csv.reader(lines, delimiter=sep, skipinitialspace=True, strict=True)
     names, rows, width = None, [], None
     try:
@@ -365,6 +363,17 @@ def read_table(src: Source, text: str, dtype, limits: Limits) -> Table:
     if not rows:
         raise src.error("{} holds no numbers" + (" (only a header row)" if names else ""))
     return Table(names, np.array(rows, dtype=dtype))
+
+
+def _lines(text: str):
+    """The lines of `text` with their endings, one at a time (io.StringIO would hold a copy
+    of the whole text at 4 bytes a character)."""
+    start, n = 0, len(text)
+    while start < n:
+        end = text.find("\n", start)
+        end = n if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _csv_separator(text: str) -> str:

@@ -103,6 +103,7 @@ def grads_of(*args):
     ("semicolon.csv", "x;y\n1;2\n# a comment\n\n3;4\n"),
     ("tabs.tsv", "x\ty\n1\t2\n3\t4\n"),
     ("bom.csv", "\ufeffx,y\n1,2\n3,4\n"),
+    ("crlf.csv", "x,y\r\n1,2\r\n3,4\r\n"),
     ("bom.json", "\ufeff[[1, 2], [3, 4]]"),
 ])
 def test_table_forms_read_the_same_matrix(tmp_path, name, text):
