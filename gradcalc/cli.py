@@ -269,7 +269,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             text = stdin()
         else:
             try:
-                with open(program_file, encoding="utf-8") as fh:
+                # utf-8-sig: a byte-order mark from a Windows editor is not program text
+                with open(program_file, encoding="utf-8-sig") as fh:
                     text = fh.read(limits.max_text + 1)   # bounded: -f /dev/zero must not hang
             except UnicodeDecodeError:
                 raise GradcalcError("usage", f"cannot read {_q(program_file)}: it is not UTF-8 "

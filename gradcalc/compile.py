@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GradcalcError, Limits, fmt_bytes
+from .errors import GradcalcError, Limits, clip, fmt_bytes
 from .ops import OPS, Op, Site
 from .parser import Node
 
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan,
+             "NaN": math.nan,         # as gradcalc writes it in JSON (SPEC 4)
              "True": 1.0, "False": 0.0}
 
 
@@ -86,6 +87,22 @@ def _children(node: Node):
     raise GradcalcError("syntax", f"unexpected {k}", node.pos)
 
 
+def _min_nodes(root: Node, funcs: dict, cap: int) -> int:
+    """A lower bound of the graph nodes that compiling `root` adds, with every call of a user
+    function in `funcs` counted as its body's bound (its 4th field): each number, operator,
+    index, transpose, array literal and built-in call adds at least one node; names and a
+    unary plus may add none. Capped just above `cap`, so that the numbers stay small."""
+    total, work = 0, [root]
+    while work and total <= cap:
+        node = work.pop()
+        work.extend(_children(node))
+        if node.kind == "call" and node.a in funcs:
+            total += funcs[node.a][3]
+        elif node.kind != "name" and not (node.kind == "unary" and node.a == "+"):
+            total += 1
+    return min(total, cap + 1)
+
+
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
 
 
@@ -128,8 +145,20 @@ class Compiler:
             raise GradcalcError("limit", "the calculation needs more than the memory limit of "
                                          f"{fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
         if len(self.nodes) >= self.limits.max_nodes:
-            raise GradcalcError("limit", f"the program expands to more than "
-                                         f"{self.limits.max_nodes:,} operations", pos)
+            raise self.too_many_nodes(pos)
+
+    def too_many_nodes(self, pos, estimated=False) -> GradcalcError:
+        about = " (counted before inlining its functions)" if estimated else ""
+        return GradcalcError("limit", f"the program expands to more than "
+                                      f"{self.limits.max_nodes:,} operations{about}", pos)
+
+    def expand_bounded(self, node: Node, funcs: dict):
+        """Refuse an expression before inlining it if it surely makes too many nodes: a
+        program of functions that each call the previous one twice doubles at every line, and
+        expanding 2**30 nodes only to hit the limit would take minutes."""
+        if len(self.nodes) + _min_nodes(node, funcs, self.limits.max_nodes) > \
+                self.limits.max_nodes:
+            raise self.too_many_nodes(node.pos, estimated=True)
 
     def add(self, kind, op, inputs, params, shape, pos, value=None, name=None) -> int:
         self._account(shape, pos)
@@ -205,8 +234,10 @@ class Compiler:
         out, out_name = None, None
         for st in stmts:
             if st.kind == "funcdef":
-                self.funcs[st.a] = (st.b, st.c, dict(self.funcs))
+                cost = _min_nodes(st.c, self.funcs, self.limits.max_nodes)
+                self.funcs[st.a] = (st.b, st.c, dict(self.funcs), cost)
                 continue
+            self.expand_bounded(st.b if st.kind == "assign" else st.a, self.funcs)
             if st.kind == "assign":
                 refs = self.var_refs
                 value = self.not_none(self.expr(st.b))
@@ -297,19 +328,21 @@ class Compiler:
             i = self.const(math.nan, node.pos)
             self.none_nodes.add(i)
             return i
+        shown = clip(name)
         if name in funcs or (name in OPS and OPS[name].named):
-            raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
+            raise GradcalcError("name", f"'{shown}' is a function: call it, e.g. {shown}(x)",
+                                node.pos)
         if self.free_scalars:
             self.bindings[name] = np.asarray(1.0, dtype=self.dtype)
             return self.lookup(node, env, funcs)
         if self.constants_only:
-            raise GradcalcError("name", f"unknown name '{name}': a value can use numbers, "
+            raise GradcalcError("name", f"unknown name '{shown}': a value can use numbers, "
                                         "constants and functions, not variables", node.pos)
         known = list(env) + list(self.bindings) + list(CONSTANTS)
         near = difflib.get_close_matches(name, known, 1)
-        hint = f"; did you mean '{near[0]}'?" if near else \
-            "; bind it on the command line, e.g. " + f"{name}=1.0"
-        raise GradcalcError("name", f"unknown name '{name}'{hint}", node.pos)
+        hint = f"; did you mean '{clip(near[0])}'?" if near else \
+            "; bind it on the command line, e.g. " + f"{shown}=1.0"
+        raise GradcalcError("name", f"unknown name '{shown}'{hint}", node.pos)
 
     def _scalar(self, i, what, pos, kind="number"):
         eq = self.nodes[i]
@@ -364,36 +397,37 @@ class Compiler:
 
     def call(self, node, args, env, funcs, work):
         name, pos = node.a, node.pos
+        shown = clip(name)
         nkw = len(node.c)
         pos_args = args[: len(args) - nkw] if nkw else args
         kw_args = dict(zip((kname for kname, _, _ in node.c), args[len(args) - nkw:])) if nkw else {}
         if name in funcs:
-            params, body, defs = funcs[name]
+            params, body, defs, _ = funcs[name]
             if kw_args:
                 bad = next(iter(kw_args))
                 if bad not in params or len(pos_args) + len(kw_args) != len(params):
-                    raise GradcalcError("call", f"{name}() takes {len(params)} arguments "
+                    raise GradcalcError("call", f"{shown}() takes {len(params)} arguments "
                                                 f"({', '.join(params)})", pos)
             if len(pos_args) + len(kw_args) != len(params):
-                raise GradcalcError("call", f"{name}() takes {len(params)} argument"
+                raise GradcalcError("call", f"{shown}() takes {len(params)} argument"
                                             f"{'s' if len(params) != 1 else ''} "
                                             f"({', '.join(params)}), got {len(pos_args) + len(kw_args)}",
                                     pos)
             bound = dict(zip(params, pos_args))
             for kname, v in kw_args.items():
                 if kname in bound:
-                    raise GradcalcError("call", f"{name}(): '{kname}' given twice", pos)
+                    raise GradcalcError("call", f"{shown}(): '{clip(kname)}' given twice", pos)
                 bound[kname] = v
             work.append((body, {**env, **bound}, defs, False))
             return None
         op = OPS.get(name)
         if op is None or not op.named:
             if name in env or name in self.bindings:
-                raise GradcalcError("name", f"'{name}' is a variable, not a function", pos)
+                raise GradcalcError("name", f"'{shown}' is a variable, not a function", pos)
             near = difflib.get_close_matches(
                 name, [n for n, o in OPS.items() if o.named] + list(funcs), 1)
             hint = f"; did you mean {near[0]}()?" if near else ""
-            raise GradcalcError("name", f"unknown function '{name}'{hint}", pos)
+            raise GradcalcError("name", f"unknown function '{shown}'{hint}", pos)
         inputs, params = self.bind(op, pos_args, kw_args, node)
         return self.apply(op, inputs, params, pos)
 
@@ -409,7 +443,7 @@ class Compiler:
             if kname not in names or op.params and any(
                     p.name == kname and p.kind in ("arrays", "ints") for p in op.params):
                 raise GradcalcError("call", f"{op.name}() got an unexpected keyword argument "
-                                            f"'{kname}'{_sig_hint(op)}", kw_pos[kname])
+                                            f"'{clip(kname)}'{_sig_hint(op)}", kw_pos[kname])
         for p in op.params:
             if p.kind == "arrays":
                 inputs.extend(i for i, _ in queue)

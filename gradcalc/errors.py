@@ -119,6 +119,12 @@ def escape_text(text: str) -> str:
     return "".join(out)
 
 
+def clip(text: str, width: int = 200) -> str:
+    """A name or token echoed inside a message: at most `width` characters of it, then "...",
+    like the line shown under a caret (a 100 KB name must not become 200 KB of stderr)."""
+    return text if len(text) <= width else text[:width] + "..."
+
+
 def caret_lines(source: str, position: int, width: int = 200) -> tuple[str, str]:
     """The line of `source` holding `position` (escaped, at most `width` chars around it)
     and a caret line under the offending character."""

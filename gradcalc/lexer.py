@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .errors import GradcalcError
+from .errors import GradcalcError, clip
 
 
 class Token(NamedTuple):
@@ -55,7 +55,7 @@ def tokenize(text: str) -> list[Token]:
             m = _NUMBER.match(text, i)
             end = m.end()
             if end < n and (text[end].isalpha() or text[end] == "_") and text[end].isascii():
-                raise GradcalcError("syntax", f"invalid number '{text[i:end + 1]}'", i)
+                raise GradcalcError("syntax", f"invalid number '{clip(text[i:end + 1])}'", i)
             tokens.append(Token("num", m.group(), i))
             i = end
             continue

@@ -2,12 +2,12 @@
 
 The parser owns the grammar of SPEC sections 2 and 3: binding powers, calls with keyword
 arguments, indexing and slicing, `.T`, array literals, assignments and function definitions.
-It never evaluates anything and recursion is bounded by the nesting-depth limit; long flat
-chains such as `a+a+...+a` are built by a loop, not by recursion.
+It never evaluates anything and never recurses per nesting level: nesting is an explicit
+stack of frames bounded by --max-depth alone, and flat chains such as `a+a+...+a` are a loop.
 """
 from __future__ import annotations
 
-from .errors import GradcalcError
+from .errors import GradcalcError, clip
 from .lexer import Token, tokenize
 
 
@@ -25,35 +25,57 @@ class Node:
 
 
 def sexpr(node) -> str:
-    """S-expression of a node, for golden tests: `2**3**2` -> `(** 2 (** 3 2))`."""
-    if node is None:
-        return "_"
+    """S-expression of a node, for golden tests: `2**3**2` -> `(** 2 (** 3 2))`. A loop over
+    an explicit stack, like the parser, so any nesting the parser accepts can be shown."""
+    out: list[str] = []
+    work: list = [node]
+    while work:
+        item = work.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif item is None:
+            out.append("_")
+        else:
+            work.extend(reversed(_sexpr_parts(item)))
+    return "".join(out)
+
+
+def _sexpr_parts(node) -> list:
+    """The text pieces (str) and child nodes (Node or None) of one node's S-expression."""
     k = node.kind
-    if k == "num":
-        return node.a
-    if k == "name":
-        return node.a
+    if k in ("num", "name"):
+        return [node.a]
     if k == "unary":
-        return f"({node.a} {sexpr(node.b)})"
+        return [f"({node.a} ", node.b, ")"]
     if k == "binary":
-        return f"({node.a} {sexpr(node.b)} {sexpr(node.c)})"
+        return [f"({node.a} ", node.b, " ", node.c, ")"]
     if k == "call":
-        parts = [sexpr(x) for x in node.b] + [f"{n}={sexpr(v)}" for n, v, _ in node.c]
-        return f"({node.a}{''.join(' ' + p for p in parts)})"
+        parts = [f"({node.a}"]
+        for x in node.b:
+            parts += [" ", x]
+        for n, v, _ in node.c:
+            parts += [f" {n}=", v]
+        return parts + [")"]
     if k == "index":
-        return f"([] {sexpr(node.a)}{''.join(' ' + sexpr(x) for x in node.b)})"
+        parts = ["([] ", node.a]
+        for x in node.b:
+            parts += [" ", x]
+        return parts + [")"]
     if k == "slice":
-        return f"(: {sexpr(node.a)} {sexpr(node.b)} {sexpr(node.c)})"
+        return ["(: ", node.a, " ", node.b, " ", node.c, ")"]
     if k == "attr":
-        return f"(. {sexpr(node.a)} {node.b})"
+        return ["(. ", node.a, f" {node.b})"]
     if k == "array":
-        return f"[{' '.join(sexpr(x) for x in node.a)}]"
+        parts = ["["]
+        for i, x in enumerate(node.a):
+            parts += [" " if i else "", x]
+        return parts + ["]"]
     if k == "assign":
-        return f"(= {node.a} {sexpr(node.b)})"
+        return [f"(= {node.a} ", node.b, ")"]
     if k == "funcdef":
-        return f"(def {node.a} ({' '.join(node.b)}) {sexpr(node.c)})"
+        return [f"(def {node.a} ({' '.join(node.b)}) ", node.c, ")"]
     if k == "expr":
-        return sexpr(node.a)
+        return [node.a]
     raise AssertionError(k)
 
 
@@ -69,7 +91,23 @@ def _what(tok: Token) -> str:
         return "end of input"
     if tok.kind == "sep":
         return "end of statement" if tok.text == "\n" else "';'"
-    return f"'{tok.text}'"
+    return f"'{clip(tok.text)}'"
+
+
+class Frame:
+    """What to do with a sub-expression once it is parsed: finish a unary or binary operator,
+    close a parenthesis, or add an item to an array literal, a call or an index. `tok` is the
+    token that opened it and `rbp` the binding power to resume with."""
+
+    __slots__ = ("kind", "tok", "rbp", "left", "items", "kwargs", "keyword", "seen", "parts",
+                 "k", "start")
+
+    def __init__(self, kind, tok, rbp, left=None, items=None, kwargs=None):
+        self.kind, self.tok, self.rbp, self.left = kind, tok, rbp, left
+        self.items, self.kwargs = items, kwargs
+        self.keyword = self.parts = self.start = None
+        self.seen = set()          # keyword names of a call so far
+        self.k = 0
 
 
 class Parser:
@@ -77,7 +115,6 @@ class Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
-        self.depth = 0
         self.max_depth = max_depth
 
     # -- token helpers -------------------------------------------------------------
@@ -100,136 +137,176 @@ class Parser:
         where = f" {context}" if context else ""
         raise GradcalcError("syntax", f"expected '{text}'{where} but found {_what(tok)}", tok.pos)
 
-    def enter(self, pos: int):
-        self.depth += 1
-        if self.depth > self.max_depth:
-            raise GradcalcError(
-                "limit", f"nesting depth exceeds the limit of {self.max_depth} (--max-depth)", pos)
-
     # -- expressions -----------------------------------------------------------------
+    # A Pratt parser whose recursion is an explicit stack: where a textbook Pratt parser calls
+    # itself for an operand, an argument or a bracketed item, this one pushes a Frame saying
+    # what to do with the sub-expression once it is parsed, so the nesting depth is bounded by
+    # --max-depth alone and never by Python's recursion limit. `expr` alternates two states:
+    # `left is None` (a prefix is needed) and `left` set (extend it with infix and postfix
+    # operators binding tighter than `rbp`, or hand it to the innermost frame).
     def expr(self, rbp: int = 0) -> Node:
-        tok = self.peek()
-        self.enter(tok.pos)
-        try:
-            left = self.prefix()
-            while True:
-                tok = self.peek()
-                if tok.kind != "op":
-                    break
-                t = tok.text
-                if t in _INFIX:
-                    lbp = _INFIX[t]
-                    if lbp <= rbp:
-                        break
-                    self.next()
-                    right = self.expr(lbp - 1 if t in _RIGHT else lbp)
-                    left = Node("binary", tok.pos, "**" if t == "^" else t, left, right)
-                elif t in "([." and _POSTFIX_BP > rbp:
-                    left = self.postfix(left)
-                else:
-                    break
-            return left
-        finally:
-            self.depth -= 1
+        frames: list[Frame] = []
+        self.check_depth(frames)
+        left = None
+        while True:
+            if left is None:
+                left, rbp = self.prefix(frames, rbp)
+                continue
+            tok = self.peek()
+            t = tok.text if tok.kind == "op" else None
+            if t in _INFIX and _INFIX[t] > rbp:
+                self.next()
+                self.push(frames, Frame("binary", tok, rbp, left=left))
+                left, rbp = None, _INFIX[t] - 1 if t in _RIGHT else _INFIX[t]
+            elif t is not None and t in "([." and _POSTFIX_BP > rbp:
+                left, rbp = self.postfix(frames, left, rbp)
+            elif not frames:
+                return left
+            else:
+                left, rbp = self.resume(frames, frames.pop(), left)
 
-    def prefix(self) -> Node:
+    def check_depth(self, frames):
+        """A new sub-expression starts at the next token: one level deeper than `frames`."""
+        if len(frames) + 1 > self.max_depth:
+            raise GradcalcError(
+                "limit", f"nesting depth exceeds the limit of {self.max_depth} (--max-depth)",
+                self.peek().pos)
+
+    def push(self, frames, frame):
+        frames.append(frame)
+        self.check_depth(frames)
+
+    def need(self, frames, frame):
+        """Wait for a bracketed sub-expression (binding power 0) to finish `frame`."""
+        self.push(frames, frame)
+        return None, 0
+
+    def prefix(self, frames, rbp):
         tok = self.next()
         if tok.kind == "num":
-            return Node("num", tok.pos, tok.text)
+            return Node("num", tok.pos, tok.text), rbp
         if tok.kind == "name":
-            return Node("name", tok.pos, tok.text)
+            return Node("name", tok.pos, tok.text), rbp
         if tok.kind == "op":
             if tok.text in "+-":
-                operand = self.expr(_PREFIX_BP)
-                return Node("unary", tok.pos, tok.text, operand)
+                self.push(frames, Frame("unary", tok, rbp))
+                return None, _PREFIX_BP
             if tok.text == "(":
-                inner = self.expr()
-                self.expect(")", "to close '(' at column %d" % (tok.pos + 1))
-                return inner
+                return self.need(frames, Frame("paren", tok, rbp))
             if tok.text == "[":
-                return self.array(tok)
+                frame = Frame("array", tok, rbp, items=[])
+                if not self.at("]"):
+                    return self.need(frames, frame)
+                return self.close_array(frame)
         raise GradcalcError("syntax", f"expected an expression but found {_what(tok)}", tok.pos)
 
-    def array(self, open_tok: Token) -> Node:
-        items = []
-        if not self.at("]"):
-            while True:
-                items.append(self.expr())
-                if self.at(","):
-                    self.next()
-                    if self.at("]"):
-                        break
-                    continue
-                break
-        self.expect("]", "to close '[' at column %d" % (open_tok.pos + 1))
-        return Node("array", open_tok.pos, items)
-
-    def postfix(self, left: Node) -> Node:
+    def postfix(self, frames, left, rbp):
         tok = self.next()
         if tok.text == "(":
             if left.kind != "name":
                 raise GradcalcError("syntax", "only a function name can be called", tok.pos)
-            args, kwargs = self.call_args(tok)
-            return Node("call", left.pos, left.a, args, kwargs)
+            frame = Frame("call", tok, rbp, left=left, items=[], kwargs=[])
+            if not self.at(")"):
+                return self.call_arg(frames, frame)
+            return self.close_call(frame)
         if tok.text == "[":
-            items = []
-            while True:
-                items.append(self.index_item())
-                if self.at(","):
-                    self.next()
-                    continue
-                break
-            self.expect("]", "to close '[' at column %d" % (tok.pos + 1))
-            return Node("index", tok.pos, left, items)
+            return self.index_item(frames, Frame("index", tok, rbp, left=left, items=[]))
         # "."
         name = self.peek()
         if name.kind == "name" and name.text == "T":
             self.next()
-            return Node("attr", tok.pos, left, "T")
+            return Node("attr", tok.pos, left, "T"), rbp
         raise GradcalcError("syntax", "the only attribute is '.T' (transpose)",
                             name.pos if name.kind != "eof" else tok.pos)
 
-    def call_args(self, open_tok: Token):
-        args, kwargs, seen = [], [], set()
-        if not self.at(")"):
-            while True:
-                tok = self.peek()
-                nxt = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
-                if tok.kind == "name" and nxt is not None and nxt.kind == "op" and nxt.text == "=":
-                    self.next()
-                    self.next()
-                    if tok.text in seen:
-                        raise GradcalcError("call", f"keyword argument '{tok.text}' given twice", tok.pos)
-                    seen.add(tok.text)
-                    kwargs.append((tok.text, self.expr(), tok.pos))
-                else:
-                    if kwargs:
-                        raise GradcalcError(
-                            "syntax", "a positional argument cannot follow a keyword argument", tok.pos)
-                    args.append(self.expr())
-                if self.at(","):
-                    self.next()
-                    if self.at(")"):
-                        break
-                    continue
-                break
-        self.expect(")", "to close '(' at column %d" % (open_tok.pos + 1))
-        return args, kwargs
-
-    def index_item(self) -> Node:
-        start_pos = self.peek().pos
-        parts = [None, None, None]
-        k = 0
-        if not self.at(":"):
-            parts[0] = self.expr()
+    def resume(self, frames, f, sub):
+        """Finish or continue frame `f` now that its sub-expression `sub` is parsed."""
+        k = f.kind
+        if k == "unary":
+            return Node("unary", f.tok.pos, f.tok.text, sub), f.rbp
+        if k == "binary":
+            op = "**" if f.tok.text == "^" else f.tok.text
+            return Node("binary", f.tok.pos, op, f.left, sub), f.rbp
+        if k == "paren":
+            self.expect(")", "to close '(' at column %d" % (f.tok.pos + 1))
+            return sub, f.rbp
+        if k == "array":
+            f.items.append(sub)
+            if self.at(","):
+                self.next()
+                if not self.at("]"):
+                    return self.need(frames, f)
+            return self.close_array(f)
+        if k == "call":
+            if f.keyword is None:
+                f.items.append(sub)
+            else:
+                f.kwargs.append((f.keyword.text, sub, f.keyword.pos))
+            if self.at(","):
+                self.next()
+                if not self.at(")"):
+                    return self.call_arg(frames, f)
+            return self.close_call(f)
+        # an index item: its first part, or a slice bound
+        if f.parts is None:
             if not self.at(":"):
-                return parts[0]
-        while self.at(":") and k < 2:
+                return self.index_done(frames, f, sub)
+            f.parts, f.k = [sub, None, None], 0
+        else:
+            f.parts[f.k] = sub
+        return self.slice_parts(frames, f)
+
+    def close_array(self, f):
+        self.expect("]", "to close '[' at column %d" % (f.tok.pos + 1))
+        return Node("array", f.tok.pos, f.items), f.rbp
+
+    def call_arg(self, frames, f):
+        """Start the next argument of a call: `name=` before it makes it a keyword."""
+        tok = self.peek()
+        nxt = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
+        if tok.kind == "name" and nxt is not None and nxt.kind == "op" and nxt.text == "=":
             self.next()
-            k += 1
+            self.next()
+            if tok.text in f.seen:
+                raise GradcalcError("call", f"keyword argument '{clip(tok.text)}' given twice",
+                                    tok.pos)
+            f.seen.add(tok.text)
+            f.keyword = tok
+        else:
+            if f.kwargs:
+                raise GradcalcError(
+                    "syntax", "a positional argument cannot follow a keyword argument", tok.pos)
+            f.keyword = None
+        return self.need(frames, f)
+
+    def close_call(self, f):
+        self.expect(")", "to close '(' at column %d" % (f.tok.pos + 1))
+        return Node("call", f.left.pos, f.left.a, f.items, f.kwargs), f.rbp
+
+    def index_item(self, frames, f):
+        """Start the next item of `x[...]`: an index, or a slice `a:b:c` (parts optional)."""
+        f.start = self.peek().pos
+        f.parts = None
+        if not self.at(":"):
+            return self.need(frames, f)
+        f.parts, f.k = [None, None, None], 0
+        return self.slice_parts(frames, f)
+
+    def slice_parts(self, frames, f):
+        while self.at(":") and f.k < 2:
+            self.next()
+            f.k += 1
             if not (self.at(":") or self.at(",") or self.at("]")):
-                parts[k] = self.expr()
-        return Node("slice", start_pos, *parts)
+                return self.need(frames, f)
+        return self.index_done(frames, f, Node("slice", f.start, *f.parts))
+
+    def index_done(self, frames, f, item):
+        f.items.append(item)
+        if self.at(","):
+            self.next()
+            return self.index_item(frames, f)
+        self.expect("]", "to close '[' at column %d" % (f.tok.pos + 1))
+        return Node("index", f.tok.pos, f.left, f.items), f.rbp
 
     # -- statements -----------------------------------------------------------------
     def statement(self) -> Node:
@@ -242,7 +319,8 @@ class Parser:
             if e.kind == "call" and not e.c and all(a.kind == "name" for a in e.b):
                 params = [a.a for a in e.b]
                 if len(set(params)) != len(params):
-                    raise GradcalcError("syntax", f"repeated parameter name in {e.a}(...)", e.pos)
+                    raise GradcalcError("syntax", f"repeated parameter name in {clip(e.a)}(...)",
+                                        e.pos)
                 return Node("funcdef", e.pos, e.a, params, self.expr())
             raise GradcalcError(
                 "syntax", "can only assign to a name or define a function f(x, y) = ...", eq.pos)

@@ -1,5 +1,6 @@
 """Turn user VALUEs into arrays: numbers, comma lists, nested lists, constant expressions,
-@files (.json, .npy, .csv, anything else as VALUE text) and @- (stdin).
+@files (.json, .npy, .npz, .csv/.tsv, anything else as VALUE text) and @- (stdin); and the
+readers of those file formats, which the --data reader (datafile.py) shares.
 
 A VALUE is data, never code: JSON goes through `json.loads` and a strict type walk,
 anything else through gradcalc's own parser with names restricted to constants. Every
@@ -7,10 +8,14 @@ problem is a GradcalcError of kind "value" (or "limit"); nothing here raises any
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
 import re
+import zipfile
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +27,8 @@ _NUM = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\Z", re.ASCII
 _CSV_NUM = re.compile(r"\s*[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan|infinity)\s*\Z",
                       re.IGNORECASE | re.ASCII)
 _ASCII_SPACE = " \t\r\n\f\v"
+# how gradcalc writes non-finite numbers in JSON (SPEC 4): read back exactly these, no others
+JSON_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def _err(label, message, kind="value"):
@@ -30,7 +37,8 @@ def _err(label, message, kind="value"):
 
 def nested_shape(obj, label=""):
     """Shape of a JSON-style nested list of numbers; raises a value error for ragged arrays,
-    booleans, strings, null or anything else. Iterative: depth is not a recursion."""
+    booleans, strings (other than "NaN", "Infinity", "-Infinity"), null or anything else.
+    Iterative: depth is not a recursion."""
     shape = []
     level = [obj]
     while True:
@@ -48,7 +56,7 @@ def nested_shape(obj, label=""):
             level = [y for x in level for y in x]
         elif not any(is_list):
             for x in level:
-                if type(x) not in (int, float):
+                if type(x) not in (int, float) and not (type(x) is str and x in JSON_NONFINITE):
                     what = {bool: "a boolean", str: "a string", type(None): "null",
                             dict: "an object"}.get(type(x), type(x).__name__)
                     raise _err(label, f"arrays hold numbers only, found {what}")
@@ -66,13 +74,15 @@ def from_json(obj, label="", *, dtype=np.float64, limits: Limits | None = None, 
             return np.asarray(float(obj), dtype=dtype)
         except OverflowError:
             raise _err(label, "number too large")
+    if type(obj) is str and obj in JSON_NONFINITE:
+        return np.asarray(JSON_NONFINITE[obj], dtype=dtype)
     if type(obj) is list:
         shape = nested_shape(obj, label)
         size = math.prod(shape)
         if size > limits.max_elements:
             raise _err(label, f"{size:,} elements is over the limit of {limits.max_elements:,} "
                               "(--max-elements)", "limit")
-        try:
+        try:      # numpy reads "NaN"/"Infinity" itself; nested_shape let no other string by
             return np.array(obj, dtype=dtype)
         except (OverflowError, ValueError) as exc:
             raise _err(label, f"not an array of numbers ({exc})")
@@ -156,88 +166,275 @@ def _short(text, n=60):
 
 
 def read_file(path: str, label="", *, dtype=np.float64, limits=None, seed=None, stdin=None):
+    """The array in @path: .json, .npy, .npz (one array), .csv/.tsv, or VALUE text."""
     limits = limits or Limits()
     if path == "-":
         if stdin is None:
             raise GradcalcError("usage", f"{label}: @- (standard input) is not available here")
         return parse_value(stdin(), label, dtype=dtype, limits=limits, seed=seed)
-    shown = _short(path)
-    try:
-        size = os.path.getsize(path)
-        if os.path.isdir(path):
-            raise IsADirectoryError(21, "Is a directory")
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _err(label, f"cannot read @{shown[1:-1]}: {reason.lower()}") from None
-    except ValueError:        # a NUL byte, or a lone surrogate the file system cannot encode
-        raise _err(label, f"cannot read @{shown[1:-1]}: not a valid file name") from None
-    ext = os.path.splitext(path)[1].lower()
+    src = Source(path, label)
+    ext = src.ext
     if ext == ".npy":
-        return _read_npy(path, label, dtype, limits)
-    if ext in (".json", ".csv", ".tsv"):
+        return _read_npy(src, dtype, limits)
+    if ext == ".npz":
+        arrays = read_npz(src, dtype, limits)
+        if len(arrays) != 1:
+            raise src.error(f"{{}} holds {len(arrays)} arrays ({_name_list(arrays)}); an @file "
+                            "gives one array (--data binds every array of a file by name)")
+        return next(iter(arrays.values()))
+    text = read_text(src, limits)
+    if ext == ".json":
+        return from_json(parse_json(src, text), label, dtype=dtype, limits=limits, seed=seed,
+                         allow_files=False)
+    if ext in (".csv", ".tsv"):
+        table = read_table(src, text, dtype, limits)
+        arr = table.values
+        if arr.shape[0] == 1 or arr.shape[1] == 1:
+            arr = arr.reshape(-1)          # one row or one column: a vector
+        return arr
+    return parse_value(text, label, dtype=dtype, limits=limits, seed=seed)
+
+
+class Source:
+    """A file named by the user: its path, the label of what it binds, its name as shown in
+    messages (escaped, short), its lower-case extension. Creating one checks it exists."""
+
+    def __init__(self, path: str, label: str = "", prefix: str = "@"):
+        self.path, self.label = path, label
+        self.shown = prefix + _short(path)[1:-1]
+        self.ext = os.path.splitext(path)[1].lower()
+        try:
+            self.size = os.path.getsize(path)
+            if os.path.isdir(path):
+                raise IsADirectoryError(21, "Is a directory")
+        except OSError as exc:
+            raise self.cannot(exc) from None
+        except ValueError:    # a NUL byte, or a lone surrogate the file system cannot encode
+            raise self.error("cannot read {}: not a valid file name") from None
+
+    def error(self, message: str, kind: str = "value") -> GradcalcError:
+        """An error about this file: `message` with its first "{}" (always before any echoed
+        text, which may hold braces itself) replaced by the file's name."""
+        return _err(self.label, message.replace("{}", self.shown, 1), kind)
+
+    def cannot(self, exc: OSError) -> GradcalcError:
+        reason = exc.strerror or type(exc).__name__
+        return self.error(f"cannot read {{}}: {reason.lower()}")
+
+
+def _name_list(names, n=5):
+    names = [_short(k, 40)[1:-1] for k in names]
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
+def read_text(src: Source, limits: Limits) -> str:
+    """The UTF-8 text of a file (a leading byte-order mark dropped), within the limits: a
+    data file (.json, .csv, .tsv) up to the file limit, anything else up to --max-text."""
+    if src.ext in (".json", ".csv", ".tsv"):
         # parsing holds each number as a Python object: up to ~16 bytes per character
         cap = min(limits.max_file, limits.max_memory // 16)
         what = f"{cap:,} bytes (--max-memory)"
     else:
         cap, what = limits.max_text, f"{limits.max_text:,} characters (--max-text)"
-    if size > cap:
-        raise _err(label, f"@{shown[1:-1]} is larger than {what}", "limit")
+    if src.size > cap:
+        raise src.error(f"{{}} is larger than {what}", "limit")
     try:
-        # a bounded read: a device or pipe (/dev/zero) reports size 0 and never ends
-        with open(path, "r", encoding="utf-8") as fh:
+        # a bounded read: a device or pipe (/dev/zero) reports size 0 and never ends;
+        # utf-8-sig: spreadsheets and Windows editors start UTF-8 files with a BOM
+        with open(src.path, "r", encoding="utf-8-sig") as fh:
             text = fh.read(cap + 1)
     except UnicodeDecodeError:
-        raise _err(label, f"cannot read @{shown[1:-1]}: it is not UTF-8 text") from None
+        raise src.error("cannot read {}: it is not UTF-8 text") from None
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _err(label, f"cannot read @{shown[1:-1]}: {reason.lower()}") from None
+        raise src.cannot(exc) from None
     if len(text) > cap:
-        raise _err(label, f"@{shown[1:-1]} is larger than {what}", "limit")
-    if ext == ".json":
-        try:
-            obj = json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise _err(label, f"@{shown[1:-1]} is not valid JSON ({str(exc)[:80]})") from None
-        return from_json(obj, label, dtype=dtype, limits=limits, seed=seed, allow_files=False)
-    if ext in (".csv", ".tsv"):
-        return _parse_csv(text, "," if ext == ".csv" else "\t", label, shown, dtype)
-    return parse_value(text, label, dtype=dtype, limits=limits, seed=seed)
+        raise src.error(f"{{}} is larger than {what}", "limit")
+    return text
 
 
-def _read_npy(path, label, dtype, limits):
+def parse_json(src: Source, text: str):
+    """The JSON value in a file's text (strict: no bare NaN or Infinity)."""
     try:
-        arr = np.load(path, allow_pickle=False, mmap_mode="r")
-    except Exception as exc:  # numpy raises several kinds for a broken file
-        raise _err(label, f"cannot read @{_short(path)[1:-1]} as .npy "
-                          f"({type(exc).__name__})") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise _err(label, f"@{_short(path)[1:-1]} does not hold a real numeric array")
-    if arr.ndim > limits.max_ndim:
-        raise _err(label, f"an array with {arr.ndim} dimensions is over the limit of "
-                          f"{limits.max_ndim}", "limit")
-    if arr.size > limits.max_elements:
-        raise _err(label, f"{arr.size:,} elements is over the limit of {limits.max_elements:,} "
-                          "(--max-elements)", "limit")
-    if arr.size * np.dtype(dtype).itemsize > limits.max_memory:
-        raise _err(label, f"{arr.size:,} elements need more than the memory limit of "
-                          f"{limits.max_memory:,} bytes (--max-memory)", "limit")
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise src.error(f"{{}} is not valid JSON ({str(exc)[:80]})") from None
+
+
+def _read_npy(src: Source, dtype, limits):
+    """A .npy read into memory (never mapped: a file rewritten while mapped kills the process
+    with SIGBUS), its header checked against the limits before the data is read."""
+    try:
+        with open(src.path, "rb") as fh:
+            return read_npy_stream(fh, os.fstat(fh.fileno()).st_size, src.shown, src.label,
+                                   dtype, limits)
+    except OSError as exc:
+        raise src.cannot(exc) from None
+
+
+def read_npy_stream(fh, total, shown, label, dtype, limits):
+    """One array in .npy format from the binary stream `fh` of `total` bytes (a file, or a
+    member of an .npz), as an ndarray of `dtype`; `shown` names it in messages."""
+    stored, shape, fortran = _npy_header(fh, shown, label)
+    nbytes = math.prod(shape) * stored.itemsize
+    # before the limits: a header that promises more than the file holds is a broken file
+    if total - fh.tell() < nbytes:
+        raise _err(label, f"{shown} is shorter than its header says (truncated?)")
+    _check_array_header(stored, shape, label, shown, dtype, limits)
+    data = fh.read(nbytes)
+    if len(data) != nbytes:          # the file shrank while it was read
+        raise _err(label, f"{shown} changed while it was read (it is now shorter)")
+    arr = np.frombuffer(data, dtype=stored).reshape(shape, order="F" if fortran else "C")
     return np.array(arr, dtype=dtype)
 
 
-def _parse_csv(text, sep, label, shown, dtype):
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        cells = line.split(sep)
-        if not all(_CSV_NUM.match(c) for c in cells):
-            raise _err(label, f"@{shown[1:-1]} line {lineno}: not a row of numbers")
-        rows.append([float(c) for c in cells])
+def _npy_header(fh, shown, label):
+    """(dtype, shape, fortran_order) from a .npy header, or a value error saying why not."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, stored = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, stored = fmt.read_array_header_2_0(fh)
+        else:            # 3.0 only exists for structured dtypes, which are not numbers anyway
+            raise _err(label, f"{shown} is a .npy file of version {version[0]}.{version[1]}, "
+                              "which gradcalc does not read (save it with numpy.save)")
+    except (ValueError, EOFError):   # numpy's words for a bad magic, a short or odd header
+        raise _err(label, f"{shown} is not a .npy file (its header is missing or damaged)") \
+            from None
+    return stored, shape, fortran
+
+
+def _check_array_header(stored, shape, label, shown, dtype, limits):
+    """Limits of an array known by its dtype and shape, before any element is read."""
+    if stored.kind not in "biuf":
+        what = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects",
+                "M": "dates", "m": "time spans"}.get(stored.kind, "records")
+        raise _err(label, f"{shown} does not hold a real numeric array (it holds {what})")
+    if len(shape) > limits.max_ndim:
+        raise _err(label, f"an array with {len(shape)} dimensions is over the limit of "
+                          f"{limits.max_ndim}", "limit")
+    size = math.prod(shape)
+    if size > limits.max_elements:
+        raise _err(label, f"{size:,} elements is over the limit of {limits.max_elements:,} "
+                          "(--max-elements)", "limit")
+    if size * (stored.itemsize + np.dtype(dtype).itemsize) > limits.max_memory:
+        raise _err(label, f"{size:,} elements need more than the memory limit of "
+                          f"{limits.max_memory:,} bytes (--max-memory)", "limit")
+
+
+@dataclass
+class Table:
+    """A CSV/TSV file read by `read_table`: the header's names (None without a header row)
+    and the numbers as a 2-D array, one row per data line."""
+
+    names: list | None
+    values: np.ndarray
+
+
+def read_table(src: Source, text: str, dtype, limits: Limits) -> Table:
+    """The numbers of a CSV or TSV text. The standard `csv` module splits cells (quoted
+    cells, spaces after the separator); every cell must then be a number in the strict
+    grammar (inf and nan allowed). The separator is a tab for .tsv; for .csv it is decided
+    by the first line that is not blank or a comment: ';' if it holds one (the spreadsheet
+    export of locales with a decimal comma), else ','. A first line of names only (no cell a
+    number) is the header. Blank lines and lines starting with '#' are skipped."""
+    sep = "\t" if src.ext == ".tsv" else _csv_separator(text)
+    # a comment is blanked, not dropped, so that line numbers in messages stay right
+    lines = ("\n" if ln.lstrip(_ASCII_SPACE).startswith("#") else ln for ln in _lines(text))
+    reader = csv.reader(lines, delimiter=sep, skipinitialspace=True, strict=True)
+    names, rows, width = None, [], None
+    try:
+        for row in reader:
+            if not any(c.strip(_ASCII_SPACE) for c in row):
+                continue
+            if width is None:
+                width = len(row)
+                if not any(_CSV_NUM.match(c) for c in row):
+                    names = [c.strip(_ASCII_SPACE) for c in row]
+                    continue
+            rows.append(_csv_row(src, row, reader.line_num, width, sep, first=not rows))
+            if len(rows) * width > limits.max_elements:
+                raise src.error(f"{{}} holds more than {limits.max_elements:,} numbers "
+                                "(--max-elements)", "limit")
+    except csv.Error as exc:       # bad quoting, a NUL byte: csv's own words
+        raise src.error(f"{{}} line {reader.line_num}: cannot split it into cells ({exc}; "
+                        "an unclosed quote?)") from None
     if not rows:
-        raise _err(label, f"@{shown[1:-1]} holds no numbers")
-    if len({len(r) for r in rows}) != 1:
-        raise _err(label, f"@{shown[1:-1]}: rows have different lengths")
-    arr = np.array(rows, dtype=dtype)
-    if arr.shape[0] == 1 or arr.shape[1] == 1:
-        arr = arr.reshape(-1)          # one row or one column: a vector
-    return arr
+        raise src.error("{} holds no numbers" + (" (only a header row)" if names else ""))
+    return Table(names, np.array(rows, dtype=dtype))
+
+
+def _lines(text: str):
+    """The lines of `text` with their endings, one at a time (io.StringIO would hold a copy
+    of the whole text at 4 bytes a character)."""
+    start, n = 0, len(text)
+    while start < n:
+        end = text.find("\n", start)
+        end = n if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _csv_separator(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip(_ASCII_SPACE)
+        if line and not line.startswith("#"):
+            return ";" if ";" in line else ","
+    return ","
+
+
+def _csv_row(src, row, line, width, sep, first):
+    if len(row) != width:
+        end = " (a separator at the end of the line?)" if len(row) > width and \
+            not row[-1].strip(_ASCII_SPACE) else ""
+        raise src.error(f"{{}} line {line}: {len(row)} cell{'s' if len(row) != 1 else ''}, "
+                        f"where the first row has {width}{end}")
+    for col, cell in enumerate(row, 1):
+        if not _CSV_NUM.match(cell):
+            raise src.error(f"{{}} line {line}, column {col}: {_cell_problem(cell, sep, first)}")
+    return [float(c) for c in row]
+
+
+def _cell_problem(cell, sep, first):
+    if not cell.strip(_ASCII_SPACE):
+        return "the cell is empty"
+    why = f"{_short(cell, 40)} is not a number"
+    if sep == ";" and _CSV_NUM.match(cell.replace(",", ".", 1)):
+        why += " (gradcalc reads '.' as the decimal point, not ',')"
+    elif first:
+        why += " (a header row holds names only, a data row numbers only)"
+    return why
+
+
+def read_npz(src: Source, dtype, limits: Limits) -> dict:
+    """The arrays of an .npz archive by name, each read like a .npy (in memory, its header
+    checked against the limits first); the archive's declared sizes are checked together
+    against --max-memory before anything is decompressed."""
+    try:
+        with zipfile.ZipFile(src.path) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > limits.max_memory:
+                raise src.error(f"{{}} holds {total:,} bytes of arrays, over the memory limit "
+                                f"of {limits.max_memory:,} bytes (--max-memory)", "limit")
+            arrays = {}
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise src.error(f"{{}} holds {_short(info.filename, 40)}, which is not an "
+                                    "array (an .npz holds .npy members)")
+                name = info.filename[:-4]
+                with zf.open(info) as fh:
+                    arrays[name] = read_npy_stream(fh, info.file_size,
+                                                   f"{src.shown}[{_short(name, 40)}]",
+                                                   src.label, dtype, limits)
+    except OSError as exc:
+        raise src.cannot(exc) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        raise src.error("{} is not an .npz file (not a zip archive, or a damaged one)") from None
+    except (NotImplementedError, RuntimeError):     # compression or encryption zipfile lacks
+        raise src.error("{} uses a zip feature gradcalc does not read (save it with "
+                        "numpy.savez)") from None
+    if not arrays:
+        raise src.error("{} holds no arrays")
+    return arrays

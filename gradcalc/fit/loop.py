@@ -1,0 +1,266 @@
+"""The training loop of `gradcalc fit` (SPEC 10): a compiled loss, its data, an optimizer.
+
+`fit(FitRequest)` compiles the program once per batch shape (the short last batch has its
+own), rebinds each batch's rows and the current parameters to it, runs the engine for the
+parameters' grads and steps the optimizer, epoch after epoch; or, for `lm`, hands the
+residual vector and its exact Jacobian to Levenberg–Marquardt. It reports through callbacks
+(progress, one history entry per epoch) and never prints. A non-finite loss stops the fit
+and names where it arose; Ctrl-C stops it with the parameters so far.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..engine import Request, describe_nonfinite, differentiate
+from ..errors import GradcalcError, Limits
+from ..programs import ProgramCache
+from ..settings import Settings
+from .batches import plan_batches
+from .lm import Layout, LMOptions, levenberg_marquardt
+from .optimizers import make_optimizer
+
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
+
+
+@dataclass
+class FitRequest:
+    """One fit: the program, its leaves' values (data and start values, already read), the
+    parameters to optimise in order, and how."""
+
+    text: str
+    values: dict                    # name -> ndarray of every bound leaf
+    params: list                    # names of the leaves to optimise, in --params order
+    optimizer: str = "adam"
+    hyper: dict = field(default_factory=dict)     # torch's names: lr, betas, ...
+    epochs: int = 10
+    batch_size: int | None = None
+    shuffle: bool = False
+    seed: int = 0
+    tol: float | None = None
+    dtype: str = "float64"
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass
+class Epoch:
+    epoch: int
+    loss: float
+
+    def to_json(self) -> dict:
+        return {"epoch": self.epoch, "loss": _num(self.loss)}
+
+
+@dataclass
+class FitResult:
+    params: dict                    # name -> ndarray, the fitted values
+    loss: float                     # over all the data at the final parameters (lm: SSR)
+    history: list                   # Epoch records
+    optimizer: dict                 # {"name": ..., every hyper-parameter used}
+    epochs: int                     # epochs (lm: iterations) run
+    stopped: str                    # epochs | tol | nonfinite | interrupted
+    dtype: str
+    nonfinite: dict | None = None
+    stderr: dict | None = None      # lm only: name -> array of the parameter's shape
+    correlation: np.ndarray | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        from ..result import to_plain
+        obj = {"params": {k: to_plain(v) for k, v in self.params.items()},
+               "loss": _num(self.loss), "history": [h.to_json() for h in self.history],
+               "optimizer": {k: (list(v) if isinstance(v, tuple) else v)
+                             for k, v in self.optimizer.items()},
+               "epochs": self.epochs, "stopped": self.stopped, "dtype": self.dtype}
+        if self.nonfinite is not None:
+            obj["nonfinite"] = self.nonfinite
+        if self.stderr is not None:
+            obj["stderr"] = {k: to_plain(v) for k, v in self.stderr.items()}
+            obj["correlation"] = to_plain(self.correlation)
+        return obj
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a fit: carries the result so far."""
+
+    def __init__(self, result: FitResult):
+        super().__init__("interrupted")
+        self.result = result
+
+
+def _num(v):
+    v = float(v)
+    if math.isfinite(v):
+        return v
+    return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+
+
+class Loss:
+    """The compiled loss with data and parameters rebound per call (one compile per batch
+    shape, through the program cache)."""
+
+    def __init__(self, req: FitRequest):
+        self.req = req
+        self.dtype = np.dtype(req.dtype)
+        self.cache = ProgramCache()
+        self.settings = Settings(wrt=list(req.params), dtype=req.dtype, seed=req.seed)
+
+    def run(self, bindings: dict, *, jacobian: bool = False):
+        """(graph, engine answer) for these leaf values; the param leaves' grads (or, with
+        `jacobian`, the Jacobian of the output) come with it."""
+        graph = self.cache.graph(self.req.text, bindings, self.dtype, self.settings,
+                                 self.req.limits)
+        out = graph.output
+        ids = tuple(graph.leaves[p] for p in self.req.params)
+        shape = graph.nodes[out].shape
+        if not jacobian and shape != ():
+            raise GradcalcError("usage", f"the loss must be a scalar, but the output has shape "
+                                         f"{shape}: reduce it (mean(...), mse_loss(...)), or use "
+                                         "--optimizer lm for a residual vector")
+        cot = np.ones(shape, dtype=self.dtype)
+        answer = differentiate(Request(graph, out, cot, ids, jacobian=jacobian))
+        return graph, answer
+
+
+def fit(req: FitRequest, *, on_epoch: Callable[[Epoch], None] | None = None,
+        on_step: Callable[[int, int, float], None] | None = None) -> FitResult:
+    """Run the fit. `on_step(epoch, batch, loss)` after every optimizer step (progress);
+    `on_epoch(Epoch)` after every epoch (history). Ctrl-C raises Interrupted."""
+    _check(req)
+    if req.optimizer == "lm":
+        return _fit_lm(req, on_epoch)
+    return _fit_gradient(req, on_epoch, on_step)
+
+
+def _check(req: FitRequest):
+    if req.optimizer not in OPTIMIZER_NAMES:
+        raise GradcalcError("usage", f"--optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, "
+                                     f"got '{req.optimizer}'")
+    if not req.params:
+        raise GradcalcError("usage", "--params names the leaves to optimise, e.g. --params w "
+                                     "or --params w=0,0")
+    for p in req.params:
+        if p not in req.values:
+            raise GradcalcError("usage", f"--params: no value for '{p}': give it as "
+                                         f"--params {p}=VALUE or {p}=VALUE")
+    if req.epochs < 1:
+        raise GradcalcError("usage", f"--epochs must be at least 1, got {req.epochs}")
+    if req.tol is not None and not req.tol >= 0:
+        raise GradcalcError("usage", f"--tol must be 0 or more, got {req.tol}")
+
+
+def _start(req: FitRequest):
+    dtype = np.dtype(req.dtype)
+    params = {p: np.array(req.values[p], dtype=dtype) for p in req.params}
+    data = {k: np.asarray(v, dtype=dtype) for k, v in req.values.items() if k not in params}
+    return params, data
+
+
+def _fit_gradient(req, on_epoch, on_step) -> FitResult:
+    params, data = _start(req)
+    opt = make_optimizer(req.optimizer, **req.hyper)
+    plan = plan_batches(data, req.batch_size, shuffle=req.shuffle, seed=req.seed)
+    loss_fn = Loss(req)
+    history, stopped, nonfinite, epoch = [], "epochs", None, 0
+    result = lambda: _result(req, params, data, loss_fn, history, opt.hyper(),  # noqa: E731
+                             epoch, stopped, nonfinite)
+    try:
+        for epoch in range(1, req.epochs + 1):
+            total, rows = 0.0, 0
+            for batch in plan.epoch(epoch):
+                bindings = {**plan.take(data, batch), **params}
+                graph, answer = loss_fn.run(bindings)
+                loss = float(answer.values[graph.output])
+                if not math.isfinite(loss):
+                    stopped = "nonfinite"
+                    nonfinite = _where(graph, answer, epoch, batch.number)
+                    return result()
+                grads = {p: answer.grads.get(graph.leaves[p], np.zeros_like(params[p]))
+                         for p in req.params}
+                opt.step(params, grads)
+                total += loss * batch.rows
+                rows += batch.rows
+                if on_step is not None:
+                    on_step(epoch, batch.number, loss)
+            history.append(Epoch(epoch, total / rows))
+            if on_epoch is not None:
+                on_epoch(history[-1])
+            if req.tol is not None and len(history) > 1 and abs(
+                    history[-1].loss - history[-2].loss) <= req.tol * abs(history[-2].loss):
+                stopped = "tol"
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        raise Interrupted(result()) from None
+    return result()
+
+
+def _where(graph, answer, epoch, batch) -> dict:
+    found = describe_nonfinite(graph, answer.values, graph.output,
+                               np.ones(graph.nodes[graph.output].shape), answer.grads) or {}
+    return {"epoch": epoch, "batch": batch, "node": found.get("node"),
+            "message": found.get("message", "the loss is not finite")}
+
+
+def _result(req, params, data, loss_fn, history, hyper, epochs, stopped, nonfinite):
+    loss = float("nan")
+    if stopped != "nonfinite":
+        graph, answer = loss_fn.run({**data, **params})
+        loss = float(answer.values[graph.output])
+    return FitResult(params={k: v.copy() for k, v in params.items()}, loss=loss,
+                     history=list(history), optimizer={"name": req.optimizer, **hyper},
+                     epochs=epochs, stopped=stopped, dtype=req.dtype, nonfinite=nonfinite)
+
+
+def _fit_lm(req, on_epoch) -> FitResult:
+    """Levenberg–Marquardt on the output as a residual vector, its Jacobian from the engine's
+    batched pass; every data row at once (lm takes no batches)."""
+    params, data = _start(req)
+    layout = Layout.of(params)
+    loss_fn = Loss(req)
+    dtype = np.dtype(req.dtype)
+    last = {}
+
+    def bind(p):
+        return {**data, **{k: v.astype(dtype) for k, v in layout.unpack(p).items()}}
+
+    def residuals(p):
+        graph, answer = loss_fn.run(bind(p), jacobian=True)
+        last["p"], last["graph"], last["answer"] = p, graph, answer
+        return np.asarray(answer.values[graph.output], dtype=np.float64).ravel()
+
+    def jacobian(p):
+        graph, answer = last["graph"], last["answer"]
+        n = graph.nodes[graph.output].size
+        return np.concatenate([np.asarray(answer.jacobians[graph.leaves[name]],
+                                          dtype=np.float64).reshape(n, -1)
+                               for name in layout.names], axis=1)
+
+    history = []
+
+    def iteration(it):
+        history.append(Epoch(it.iteration, it.ssr))
+        if on_epoch is not None:
+            on_epoch(history[-1])
+
+    options = LMOptions(iterations=req.epochs, **({} if req.tol is None else {"tol": req.tol}))
+    try:
+        out = levenberg_marquardt(residuals, jacobian, layout.pack(params), options, iteration)
+    except KeyboardInterrupt:
+        p = last.get("p", layout.pack(params))
+        raise Interrupted(FitResult(params=layout.unpack(p), loss=float("nan"), history=history,
+                                    optimizer={"name": "lm"}, epochs=len(history),
+                                    stopped="interrupted", dtype=req.dtype)) from None
+    fitted = {k: v.astype(dtype) for k, v in layout.unpack(out.params).items()}
+    stderr = {k: v for k, v in layout.unpack(out.stderr).items()}
+    nonfinite = {"epoch": out.iterations, "batch": 1, "node": None,
+                 "message": out.reason} if out.stopped == "nonfinite" else None
+    return FitResult(params=fitted, loss=out.ssr, history=history,
+                     optimizer={"name": "lm", "max_iterations": req.epochs,
+                                "tol": options.tol, "xtol": options.xtol},
+                     epochs=out.iterations, stopped=out.stopped, dtype=req.dtype,
+                     nonfinite=nonfinite, stderr=stderr, correlation=out.correlation,
+                     reason=out.reason)
