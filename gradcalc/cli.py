@@ -307,14 +307,14 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                      "name of the expression is bound")
     try:
         if dot is not None:
-            from .graphview import to_dot
+            from .view.graph import to_dot
             write_text(dot, to_dot(result), "--dot")
         if as_json:
             from .result import check_json_size
             check_json_size(result, limits)
             sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
         elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
-            from .render import render
+            from .view.human import render
             render(result, precision=precision, show_graph=graph)
         sys.stdout.flush()
     except BrokenPipeError:
@@ -339,7 +339,7 @@ def _derivative(text, claims, limits, as_json) -> int | None:
     if as_json:
         sys.stdout.write(json.dumps(d.to_json(), allow_nan=False) + "\n")
     else:
-        from .render import render_derivation
+        from .view.human import render_derivation
         render_derivation(d)
     return EXIT_OK if d.passed else EXIT_DISAGREED
 

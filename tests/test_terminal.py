@@ -161,3 +161,19 @@ def test_json_lines_answers_before_an_interrupt_are_whole_lines():
     assert json.loads(line)["id"] == 1
     assert rest == b""
     assert p.returncode == 130
+
+
+# ---------------------------------------------------------------- a reader that goes away
+@pytest.mark.parametrize("extra", [[], ["--json"]], ids=["human", "json"])
+def test_a_closed_pipe_is_exit_0_and_nothing_on_stderr(extra):
+    """`gradcalc -f ... | head -1`: rich answered a broken pipe with exit 1 ("a check
+    disagreed"); the reader went away, which is no error."""
+    p = subprocess.Popen([sys.executable, "-m", "gradcalc", "-f",
+                          "samples/chinese_logistic_layer.grad", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT, COLUMNS="100"))
+    p.stdout.read(1)
+    p.stdout.close()              # the reader went away after the first byte
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 0
+    assert err == b""

@@ -2,14 +2,19 @@
 aligned multi-line forms, and summaries (shape, structure, min/max, a corner of values) for
 arrays too large to show whole.
 
-It owns no output stream and imports nothing but numpy, so it is cheap to test. It never
-changes a value: -0 is shown as 0, but the JSON output keeps every bit.
+It owns no output stream and imports nothing of the view (numpy and the error module's
+escaping only), so it is cheap to test. It never turns more elements into text than it
+shows (a summary of 10^7 values formats a corner of them), and never changes a value: -0
+is shown as 0, but the JSON output keeps every bit.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+
+from ..errors import escape_text
 
 DEFAULT_PRECISION = 6
 
@@ -49,13 +54,21 @@ class Numbers:
         return "[" + ", ".join(parts) + "]"
 
     def line_fitting(self, a, width: int) -> str:
-        """The one-line form, shortened (per-axis ellipses) until it fits `width`."""
+        """The one-line form, shortened (per-axis ellipses) until it fits `width`; when even
+        two entries per axis do not fit (2^ndim numbers), `flat [first, ..., last]` in
+        memory order. Only the entries of the candidate forms are formatted: a line of c
+        numbers is at least 3c characters ("0, " each), so the forms that cannot fit are
+        skipped unwritten."""
         a = np.asarray(a)
-        text = self.line(a)
         k = max(a.shape) if a.ndim else 1
+        while k > 2 and 3 * math.prod(min(n, k) for n in a.shape) > width:
+            k = _shorter(k)
+        text = self.line(a, k)
         while len(text) > width and k > 2:
-            k = max(2, k // 2 if k > 8 else k - 1)
+            k = _shorter(k)
             text = self.line(a, k)
+        if len(text) > width and a.ndim > 1:
+            return "flat " + self.line_fitting(a.reshape(-1), width - 5)
         return text
 
     # -- several lines -----------------------------------------------------------------
@@ -64,9 +77,7 @@ class Numbers:
         [[ 1, 20],
          [30,  4]]"""
         a = np.asarray(a)
-        if a.ndim < 2:
-            return self.line(a)
-        if a.ndim > 2:
+        if a.ndim != 2:
             return self.line(a)
         cells = [[self.num(x) for x in row] for row in a]
         if not cells or not cells[0]:
@@ -79,32 +90,45 @@ class Numbers:
         return max(len(s) for s in self.block(a).split("\n"))
 
 
+def _shorter(k: int) -> int:
+    """The next number of entries per axis to try: halve while many, then one by one."""
+    return max(2, k // 2 if k > 8 else k - 1)
+
+
 # -- structure ---------------------------------------------------------------------------
 
-def as_matrix(a, out_shape=None):
-    """A Jacobian (out.shape + leaf.shape) as an (out.size, leaf.size) matrix."""
-    a = np.asarray(a)
-    if out_shape is None:
-        return a.reshape(1, -1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
-    m = math.prod(out_shape)
-    return a.reshape(m, -1)
+class Extent(NamedTuple):
+    """The least and greatest value of an array and its count of non-finite values."""
+    lo: float
+    hi: float
+    bad: int
 
 
-def structure(a, matrix: bool = False, fmt: Numbers | None = None) -> str | None:
+def extent(a) -> Extent:
+    """The Extent of a non-empty array, in two passes when every value is finite: min and max
+    are finite only then (NaN propagates, an inf is an extreme)."""
+    a = np.asarray(a, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    if math.isfinite(lo) and math.isfinite(hi):
+        return Extent(lo, hi, 0)
+    return Extent(lo, hi, a.size - int(np.count_nonzero(np.isfinite(a))))
+
+
+def structure(a, matrix: bool = False, fmt: Numbers | None = None,
+              ext: Extent | None = None) -> str | None:
     """A few words about the pattern of `a` ("all zero", "diagonal, 3 on the diagonal",
-    "4 of 25 nonzero"), or None when it has none worth naming."""
+    "4 of 25 nonzero"), or None when it has none worth naming. `ext`: its extent, when the
+    caller has it already."""
     fmt = fmt or Numbers()
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0:
         return "empty"
-    finite = np.isfinite(a)
-    bad = a.size - int(finite.sum())
+    lo, hi, bad = ext or extent(a)
     note = f"{bad:,} non-finite" if bad else None
-    if bad == 0 and not a.any():
+    if bad == 0 and lo == hi == 0:
         return "all zero"
-    flat = a.reshape(-1)
-    if a.size > 1 and bad == 0 and np.all(flat == flat[0]):
-        return f"every entry {fmt.num(flat[0])}"
+    if a.size > 1 and bad == 0 and lo == hi:
+        return f"every entry {fmt.num(lo)}"
     words = []
     if matrix and a.ndim == 2 and a.shape[0] == a.shape[1] and a.shape[0] > 1:
         off = a - np.diag(np.diag(a))
@@ -131,18 +155,22 @@ def is_diagonal(m) -> bool:
     return bool(np.isfinite(off).all() and not off.any())
 
 
-def min_max(a, fmt: Numbers) -> str:
+def min_max(a, fmt: Numbers, ext: Extent | None = None) -> str:
     a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return ""
+    lo, hi, bad = ext or extent(a)
+    if not bad:
+        return f"min {fmt.num(lo)}, max {fmt.num(hi)}"
     fin = a[np.isfinite(a)]
     parts = []
     if fin.size:
         parts.append(f"min {fmt.num(fin.min())}, max {fmt.num(fin.max())}")
     nan = int(np.isnan(a).sum())
-    inf = int(np.isinf(a).sum())
     if nan:
         parts.append(f"{nan:,} nan")
-    if inf:
-        parts.append(f"{inf:,} inf")
+    if bad > nan:
+        parts.append(f"{bad - nan:,} inf")
     return ", ".join(parts)
 
 
@@ -158,13 +186,14 @@ def summary(a, fmt: Numbers, width: int = 60, matrix: bool = False) -> list[str]
     and last values."""
     a = np.asarray(a)
     head = f"shape {shape_text(a.shape)}, {a.size:,} values"
-    s = structure(a, matrix=matrix, fmt=fmt)
+    ext = extent(a) if a.size else None         # one pass for the words and the range
+    s = structure(a, matrix=matrix, fmt=fmt, ext=ext)
     if s:
         head += f", {s}"
     if s and (s.startswith("every entry") or s == "all zero"):
         return [head]
     lines = [head]
-    mm = min_max(a, fmt)
+    mm = min_max(a, fmt, ext)
     if mm:
         lines.append(mm)
     lines.append("values: " + fmt.line_fitting(a, max(20, width - 8)))
@@ -183,6 +212,5 @@ def fits(a, fmt: Numbers, width: int, max_lines: int = 12, max_items: int = 64) 
 
 def formula(text) -> str:
     """sympy's str() form made readable: `4*b**2` -> `4·b^2` (control characters escaped)."""
-    from .errors import escape_text
     s = escape_text(str(text))
     return s.replace("**", "^").replace("*", "\u00b7")
