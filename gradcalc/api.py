@@ -449,7 +449,8 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                 example = "'ones(" + ", ".join(map(str, shape)) + ")'"
             raise GradcalcError(
                 "usage", f"the output has shape {shape}, so a gradient cannot be implied: "
-                         "backward needs one weight per output element (it computes v^T J). "
+                         "grad can be implicitly created only for scalar outputs, as in torch "
+                         "(backward computes v^T J, one weight per output element). "
                          f"Pass --grad with shape {shape}, e.g. --grad {example} "
                          "or --grad 1 for all ones")
         cot = np.ones(out_eq.shape, dtype=dtype)

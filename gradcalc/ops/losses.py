@@ -42,13 +42,16 @@ def mse(x, t, _n=1):
 
 
 def _mse_rules():
+    # mse_loss_backward: norm * (input - target) * grad, norm = 2 / numel, in that order: at
+    # 1e308 the gradient is finite where 2 * (input - target) would overflow (an empty input
+    # has norm inf and multiplies nothing)
     def rx(g, ans, x, t, _n=1):
-        d = x - t
-        return _g(g, d.ndim) * (2.0 * d / _n)
+        norm = 2.0 / _n if _n else math.inf
+        return norm * (x - t) * _g(g, np.ndim(x - t))
 
     def rt(g, ans, x, t, _n=1):
-        d = x - t
-        return _g(g, d.ndim) * (-2.0 * d / _n)
+        norm = 2.0 / _n if _n else math.inf
+        return norm * (t - x) * _g(g, np.ndim(x - t))
     return rx, rt
 
 
@@ -62,7 +65,16 @@ register(Op("mse_loss", "input, target", mse, _mse_rules(), pair_infer("mse_loss
             samples=(("mse_loss(x, y)", {"x": (2, 3), "y": (2, 3)}, (-2.0, 2.0)),)))
 
 
+def _unit_interval(what, v):
+    # binary_cross_entropy's kernel checks 0 <= v <= 1 for input and target (NaN fails it)
+    if not np.all((v >= 0) & (v <= 1)):
+        raise GradcalcError("value", f"binary_cross_entropy: all elements of {what} should be "
+                                     "between 0 and 1 (torch raises)")
+
+
 def bce(x, t, _n=1):
+    _unit_interval("input", x)
+    _unit_interval("target", t)
     lx = np.maximum(np.log(x), -100.0)
     l1x = np.maximum(np.log1p(-x), -100.0)
     return np.asarray(np.mean(-(t * lx + (1.0 - t) * l1x)))
