@@ -343,6 +343,19 @@ binary("hypot", "x, y", np.hypot,
        kinks=(Kink("grad * x / result: NaN at (0, 0)", lambda x, y, **_: (x == 0) & (y == 0)),))
 
 
+# maximum/minimum as torch's scalar loop computes them: NaN if either is NaN, else
+# std::max(x, y) = (x < y) ? y : x and std::min(x, y) = (y < x) ? y : x, so a tie keeps x:
+# maximum(-0.0, 0.0) is -0.0. (torch's SIMD loop, which takes blocks of 8 or 16 elements
+# depending on the CPU, keeps y there instead: on a tie of signed zeros in a longer array,
+# torch's sign depends on the machine; under 8 elements it is the scalar loop's everywhere.)
+def maximum(x, y):
+    return np.where(np.isnan(y) | (x < y), y, x)
+
+
+def minimum(x, y):
+    return np.where(np.isnan(y) | (y < x), y, x)
+
+
 # maximum/minimum: where(self == other, grad / 2, grad).masked_fill_(self < other, 0) (for
 # maximum; `>` for minimum). masked_fill, not a product: the losing side gets exactly 0 even
 # when grad is NaN/inf, and at a NaN (every comparison false) both sides get the whole grad.
@@ -355,11 +368,11 @@ def _maxmin_rules(loses):
     return rx, ry
 
 
-binary("maximum", "x, y", np.maximum, _maxmin_rules(np.less),
+binary("maximum", "x, y", maximum, _maxmin_rules(np.less),
        lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
        (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
        kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
-binary("minimum", "x, y", np.minimum, _maxmin_rules(np.greater),
+binary("minimum", "x, y", minimum, _maxmin_rules(np.greater),
        lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
        (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
        kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
@@ -372,11 +385,9 @@ binary("minimum", "x, y", np.minimum, _maxmin_rules(np.greater),
 # x > max or max < min. All select with where(mask, grad, 0), so a NaN grad stays out of
 # masked elements.
 def clamp(x, lo, hi, _absent=()):
-    # std::min(std::max(x, min), max) in torch's scalar loop: x is kept on a tie (clamp(-0.0,
-    # min=0) is -0.0, as torch's number-bound kernel gives in every loop), a NaN bound makes NaN
-    y = np.where(x < lo, lo, x)
-    y = np.where(y > hi, hi, y)
-    return np.where(np.isnan(lo) | np.isnan(hi), np.nan, y)
+    # std::min(std::max(x, min), max), torch's scalar loop: x is kept on a tie (clamp(-0.0,
+    # min=0) is -0.0, as torch's number-bound kernel gives in every loop), a NaN bound is NaN
+    return minimum(maximum(x, lo), hi)
 
 
 def clamp_infer(shapes, params):

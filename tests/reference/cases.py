@@ -969,8 +969,10 @@ BINARY = {
     "clamp-max": ("clamp(x, max=y)", lambda x, y: torch.clamp(x, max=y)),
 }
 # maximum, minimum and clamp with tensor bounds return, on a tie of 0.0 and -0.0, the second
-# operand in torch's SIMD loop and the first in its scalar loop (a 0-d array, and the tail of
-# a vector past the last full block): torch defines no sign there, so their pairs leave -0.0 out
+# operand in torch's SIMD loop (blocks of 8 or 16 elements, by CPU) and the first in its
+# scalar loop (arrays under 8 elements, and the tail past the last block): in these 100-element
+# pairs the sign would be the machine's, so they leave -0.0 out; the ties are recorded below
+# on arrays under 8 elements, where every CPU runs the scalar loop
 SIGNED_ZERO_TIES_UNDEFINED = ("maximum", "minimum", "clamp-min", "clamp-max")
 _B_NO_NEG_ZERO = [b for b in _B if not (b == 0 and math.copysign(1, b) < 0)]
 for _name, (_expr, _f) in BINARY.items():
@@ -985,6 +987,16 @@ for _name, (_expr, _f) in BINARY.items():
          vars={"x": [], "y": []}, grad=1.0)
     EDGE(f"{_name}/empty-scalar", _expr, (lambda f: lambda x, y: f(x, y))(_f),
          vars={"x": [], "y": 2.0}, grad=1.0)
+_ZX, _ZY = [-0.0, 0.0, -0.0, 0.0], [0.0, -0.0, -0.0, 0.0]
+for _name in SIGNED_ZERO_TIES_UNDEFINED:
+    _expr, _f = BINARY[_name]
+    EDGE(f"{_name}/signed-zero-ties", _expr, (lambda f: lambda x, y: f(x, y))(_f),
+         vars={"x": _ZX, "y": _ZY}, grad=[1.0, 2.0, 3.0, 4.0])
+    EDGE(f"{_name}/signed-zero-tie-0d", _expr, (lambda f: lambda x, y: f(x, y))(_f),
+         vars={"x": -0.0, "y": 0.0})
+EDGE("clamp/signed-zero-ties-both", "clamp(x, lo, hi)", lambda x, lo, hi: torch.clamp(x, lo, hi),
+     vars={"x": [-0.0, 0.0, -0.0, 0.0], "lo": [0.0, -0.0, -1.0, -1.0], "hi": [1.0, 1.0, 0.0, -0.0]},
+     grad=1.0)
 EDGE("div/same-leaf-tiny", "s / s", lambda s: s / s, vars={"s": 1e-300})
 EDGE("div/tiny-over-small", "x / y", lambda x, y: x / y, vars={"x": 1e-300, "y": 1e-170})
 EDGE("div/huge-cotangent", "x / y", lambda x, y: x / y, vars={"x": 2.0, "y": 4.0}, grad=1e308)
