@@ -1152,6 +1152,13 @@ EDGE("stack/empty", "stack(a, b)", lambda a, b: torch.stack([a, b]), vars={"a": 
      grad=1.0)
 EDGE("cat/empty", "cat(a, b)", lambda a, b: torch.cat([a, b]), vars={"a": [], "b": [-0.0, 1e308]},
      grad=1.0)
+EDGE("shape/range", "cat(reshape(x, 3, 4).T[0], stack(x[1], x[-1]), x[::5])",
+     lambda x: torch.cat([torch.reshape(x, (3, 4)).T[0], torch.stack([x[1], x[-1]]), x[::5]]),
+     vars={"x": X_EDGE}, grad=[1e308, -1e308, 5e-324, -0.0, 1e-300, 2.0, -5e-324, 1e300])
+EDGE("detach/range", "detach(x) * x", lambda x: x.detach() * x, vars={"x": X_EDGE}, grad=1.0)
+EDGE("constructors/range", "x * full(3, value=1e308) + linspace(0, 1e-300, 3) + arange(0, 3e-300, 1e-300)",
+     lambda x: x * torch.full((3,), 1e308) + torch.linspace(0, 1e-300, 3)
+     + torch.arange(0, 3e-300, 1e-300), vars={"x": [5e-324, -0.0, 2.0]}, grad=1.0)
 EDGE("detach/empty", "detach(x) * x", lambda x: x.detach() * x, vars={"x": []}, grad=1.0)
 EDGE("constructors/empty", "x * ones(0) + zeros(0) + full(0, value=2) + linspace(0, 1, 0) + arange(0)",
      lambda x: x * torch.ones(0) + torch.zeros(0) + torch.full((0,), 2.0) + torch.linspace(0, 1, 0)
