@@ -92,7 +92,7 @@ def _bce_rules():
     def rt(g, ans, x, t, _n=1):
         # binary_cross_entropy_target_backward: -logit(x) * grad, logit(x) = log(x / (1 - x))
         with np.errstate(divide="ignore"):
-            d = -np.log(x / (1.0 - x)) + np.zeros_like(t)   # t's shape; 0*t is NaN at inf
+            d = -np.log(x / (1.0 - x))      # t has x's shape (pair_infer)
         return d * _g(g, d.ndim) / _n
     return rx, rt
 
@@ -134,8 +134,8 @@ def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
 register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
             # binary_cross_entropy_with_logits_backward: (sigmoid(x) - t) * grad, and
             # -x * grad for the target, each then divided by numel (the mean)
-            (lambda g, ans, x, t, _n=1: (sigmoid(x) - t) * _g(g, np.ndim(x - t)) / _n,
-             lambda g, ans, x, t, _n=1: (-x + np.zeros_like(t)) * _g(g, np.ndim(x - t)) / _n),
+            (lambda g, ans, x, t, _n=1: (sigmoid(x) - t) * _g(g, np.ndim(x)) / _n,
+             lambda g, ans, x, t, _n=1: -x * _g(g, np.ndim(x)) / _n),     # t has x's shape
             pair_infer("binary_cross_entropy_with_logits", same_shape=True),
             "BinaryCrossEntropyWithLogitsBackward0", "loss", sympy=bce_logits_form,
             samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},

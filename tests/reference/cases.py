@@ -1127,6 +1127,8 @@ EDGE("mse_loss/huge-mean", "mse_loss(x, y)", lambda x, y: F.mse_loss(x, y),
 EDGE("mse_loss/empty", "mse_loss(x, y)", lambda x, y: F.mse_loss(x, y), vars={"x": [], "y": []})
 EDGE("bce/tiny", "binary_cross_entropy(p, t)", lambda p, t: F.binary_cross_entropy(p, t),
      vars={"p": [5e-324, 1e-300, 1.0, -0.0], "t": [1.0, 0.0, 5e-324, 1.0]})
+EDGE("bce/target-grad-at-half", "binary_cross_entropy(p, t)",
+     lambda p, t: F.binary_cross_entropy(p, t), vars={"p": [0.5, 0.25, 0.5], "t": [1.0, 0.0, 0.0]})
 EDGE("bce/empty", "binary_cross_entropy(p, t)", lambda p, t: F.binary_cross_entropy(p, t),
      vars={"p": [], "t": []})
 EDGE("bce_logits/huge", "binary_cross_entropy_with_logits(z, t)",
@@ -1141,6 +1143,9 @@ EDGE("cross_entropy/huge-indices", "cross_entropy(z, [1, 0])",
      vars={"z": [[1e308, -1e308, 1e-300], [5e-324, 0.0, -0.0]]})
 EDGE("cross_entropy/empty-batch", "cross_entropy(c[3:], q[3:])",
      lambda c, q: F.cross_entropy(c[3:], q[3:]), vars={"c": M33, "q": M33})
+EDGE("cross_entropy/empty-batch-indices", "cross_entropy(c[3:], t[3:])",
+     lambda c, t: F.cross_entropy(c[3:], t[3:].long()), vars={"c": M33, "t": [0.0, 2.0, 1.0]},
+     wrt=["c"])
 
 # shape ops and constructors on empty arrays and signed zeros
 EDGE("index/empty-slice", "x[1:1]", lambda x: x[1:1], vars={"x": [1.0, -0.0]}, grad=1.0)
@@ -1175,6 +1180,12 @@ F32_TWINS = [
     "kink/abs-at-0", "kink/sqrt-at-0", "kink/max-dim-tie-first", "kink/maximum-tie",
     "kink/clamp-tensor-at-bounds", "kink/pow-0-0-tensor", "kink/norm-zero-p2", "nonfinite/recip-zero",
     "prog/attention", "of/vector-intermediate", "kink/bce-input-zero-target-one",
+    # the edges in float32 (1e308 is inf there, a double subnormal 0)
+    "edge/div/pairs", "edge/mul/pairs", "edge/pow/pairs", "edge/atan2/pairs", "edge/hypot/pairs",
+    "edge/maximum/signed-zero-ties", "edge/clamp/min-zero", "edge/pow/half-scalar",
+    "edge/pow/minus-half-scalar", "edge/pow/scalars", "edge/div/tiny-over-small",
+    "edge/mse_loss/huge-mean", "edge/bce_logits/huge", "edge/softmax/0d-inf",
+    "edge/norm-p2/tiny", "edge/logsumexp/huge", "edge/softmax/empty",
 ]
 _by_id = {c.id: c for c in CASES}
 for _id in F32_TWINS:
