@@ -1087,6 +1087,11 @@ for _red in ("sum", "mean", "prod", "logsumexp", "softmax", "log_softmax"):
         EDGE(f"{_red}/empty-slice-dim0", f"{_red}(c[3:], dim=0)", _f0, vars={"c": M33}, grad=1.0)
 EDGE("norm/empty-slice-dim0", "norm(c[3:], dim=0)", lambda c: t_norm(c[3:], dim=0),
      vars={"c": M33}, grad=1.0)
+EDGE("norm/empty-slice-pinf-dim1", "norm(c[3:], p=inf, dim=1)",
+     lambda c: t_norm(c[3:], INF, dim=1), vars={"c": M33}, grad=1.0)
+for _name, _f in (("softmax", torch and torch.softmax), ("log_softmax", torch and torch.log_softmax)):
+    EDGE(f"{_name}/empty-slice-dim0", f"{_name}(c[3:], dim=0)",
+         (lambda f: lambda c: f(c[3:], dim=0))(_f), vars={"c": M33}, grad=1.0)
 for _name, _f in (("softmax", torch and torch.softmax), ("log_softmax", torch and torch.log_softmax)):
     for _k, _v in (("nan", math.nan), ("inf", INF), ("neg-inf", -INF)):
         EDGE(f"{_name}/0d-{_k}", f"{_name}(k) + k * 0",
