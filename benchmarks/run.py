@@ -335,9 +335,9 @@ def worker_profile(fig, top=18):
                                         grad=1.0, check="none", jacobian=True)
         reps = 10
     elif fig in ("8", "8a", "8b"):
-        from gradcalc.api import Settings
         from gradcalc.errors import Limits
         from gradcalc.jsonl import serve
+        from gradcalc.settings import Settings
         data = ("\n".join(_requests(2000, None)) + "\n").encode()
         check = "symbolic" if fig == "8b" else "none"
 

@@ -1,29 +1,46 @@
 """gradcalc: a command-line gradient calculator with PyTorch's autograd semantics.
 
 The public API is `compute(...)`, returning a `Result`, and `GradcalcError`. This module
-imports nothing heavy: numpy, sympy and rich load only when the work needs them.
+imports nothing heavy: numpy, sympy and rich load only when the work needs them, and the
+version is read from the installed metadata only when asked for.
 """
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .errors import GradcalcError, Limits  # noqa: E402
+from typing import TYPE_CHECKING, Any
+
+from .errors import GradcalcError, Limits
+
+if TYPE_CHECKING:          # pragma: no cover
+    from .result import Result
 
 __all__ = ["compute", "Result", "GradcalcError", "Limits", "__version__"]
 
 
-def compute(*args, **kwargs):
-    from .api import compute as _compute
-    return _compute(*args, **kwargs)
+def compute(text: str, *, grad: Any = None, wrt: list[str] | str | None = None,
+            of: str | None = None, repeat: int | None = None, check: str | None = None,
+            rtol: float | None = None, atol: float | None = None, jacobian: bool | None = None,
+            dtype: str | None = None, seed: int | None = None, limits: Limits | None = None,
+            **vars: Any) -> "Result":
+    """Evaluate `text` (an expression or a program), run backward with the cotangent `grad`,
+    compute the Jacobian and the cross-checks. Variables are keyword arguments: numbers,
+    nested lists, numpy arrays, or strings in VALUE syntax ("1,2,3", "linspace(-1, 1, 5)").
+    `Result.to_json()` is the object of SPEC section 4; a bad argument raises GradcalcError.
+
+    >>> gradcalc.compute("3*a + 2*b*b + log(c)", a=[1, 2, 3], b=[3, 4, 5], c=[6, 7, 8],
+    ...                  grad=[0.1, 1, 1e-4]).grads["a"]
+    array([3.e-01, 3.e+00, 3.e-04])
+    """
+    from .api import compute as run_compute
+    return run_compute(text, grad=grad, wrt=wrt, of=of, repeat=repeat, check=check, rtol=rtol,
+                       atol=atol, jacobian=jacobian, dtype=dtype, seed=seed, limits=limits,
+                       **vars)
 
 
-compute.__doc__ = """compute(text, *, grad=None, wrt=None, of=None, repeat=None, check=None,
-rtol=None, atol=None, jacobian=None, dtype=None, seed=None, limits=None, **vars) -> Result
-
-Evaluate an expression or program, run backward with the cotangent `grad`, compute the
-Jacobian and the cross-checks. `Result.to_json()` is the object of SPEC section 4."""
-
-
-def __getattr__(name):
+def __getattr__(name: str):
     if name == "Result":
-        from .api import Result
+        from .result import Result
         return Result
+    if name == "__version__":       # one source: the installed package's metadata
+        from importlib.metadata import version
+        return version("gradcalc")
     raise AttributeError(name)

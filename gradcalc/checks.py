@@ -151,8 +151,8 @@ def src_index(shape, out_shape):
 
 
 def sum_to(v, shape):
-    from .autograd import sum_to as _sum_to
-    return np.asarray(_sum_to(v, 0, (), tuple(shape)))
+    from .engine import sum_to as engine_sum_to
+    return np.asarray(engine_sum_to(v, 0, (), tuple(shape)))
 
 
 def values64(result):
@@ -160,8 +160,8 @@ def values64(result):
     float32 would be noise)."""
     if result.graph.dtype == np.float64:
         return result.values
-    from . import autograd
-    return autograd.forward(_as64(result.graph), lifted(result.graph), upto=result.output_id)
+    from .engine import forward
+    return forward(_as64(result.graph), lifted(result.graph), upto=result.output_id)
 
 
 def lifted(graph):

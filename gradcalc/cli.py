@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import click
-import click.utils
 
-from . import __version__
-from .errors import GradcalcError, Limits, caret_lines, escape_text
+from .outputs import check_writable, write_text
+from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK,
+                     EXIT_OUTPUT, GradcalcError, Limits, OutputError, as_error, caret_lines,
+                     escape_text,
+                     internal_error_json)
 
 EXAMPLES = """\b
 Examples (the worked examples of the PyTorch pages gradcalc grew from):
@@ -23,8 +26,8 @@ Examples (the worked examples of the PyTorch pages gradcalc grew from):
   # y.backward([0.1, 1.0, 0.0001]): each leaf's grad is v^T.J, the rows of the
   # Jacobian J weighted by v and added up: a.grad = [0.3, 3, 0.0003]
   gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1.0,0.0001
-  # the same program from a file that carries its cotangent in a '#:' line
-  gradcalc -f samples/hindi_vjp_weights.grad
+  # a program: statements separated by ';' (or lines of a file, gradcalc -f FILE)
+  gradcalc 'x = ones(2, 2); y = x + 2; out = mean(y * y * 3)'
 
 \b
   # a scalar output needs no gradient: backward() means backward(1)
@@ -44,12 +47,13 @@ Examples (the worked examples of the PyTorch pages gradcalc grew from):
   # JSON Lines: one request per line in, one result per line out
   echo '{"expr": "sum(z**2)", "vars": {"z": "linspace(1,5,5)"}}' | gradcalc -
   # the autograd graph with PyTorch's node names, also as Graphviz DOT
-  gradcalc -f samples/hindi_vjp_weights.grad --graph --dot graph.dot
+  gradcalc 'sum(3*a + 2*b*b + log(c))' a=1,2,3 b=3,4,5 c=6,7,8 --graph --dot graph.dot
 
 \b
 VALUE forms: 2.5 | 1,2,3 | '[[1,2],[3,4]]' | 'linspace(-1,1,5)' | @file.json | @a.npy |
              @table.csv | @- (stdin)
-Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error.
+Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error,
+             4 the output could not be written, 130 interrupted (Ctrl-C).
 More: the README (language reference, JSON schema, limits).
 """
 
@@ -102,7 +106,7 @@ class Stdin:
     """@- may be read once per run, and at most `max_chars` characters of it (a VALUE or
     program read from stdin is text under the --max-text limit; /dev/zero must not hang)."""
 
-    def __init__(self, max_chars: int | None = None):
+    def __init__(self, max_chars: int):
         self.used = False
         self.max_chars = max_chars
 
@@ -110,7 +114,7 @@ class Stdin:
         if self.used:
             raise GradcalcError("usage", "standard input can be read only once (@- given twice)")
         self.used = True
-        limit = self.max_chars if self.max_chars is not None else Limits().max_text
+        limit = self.max_chars
         stream = getattr(sys.stdin, "buffer", None)
         if stream is None:                       # a text stream (tests, embedding)
             text = sys.stdin.read(limit + 1)
@@ -177,9 +181,7 @@ def internal_error(exc: BaseException, debug: bool, as_json: bool = False):
         import traceback
         traceback.print_exception(exc)
     if as_json:                  # a pipeline that asked for JSON still receives JSON
-        _write(sys.stdout, json.dumps({"error": {
-            "kind": "internal", "message": f"internal error ({type(exc).__name__}); this is a "
-            "bug in gradcalc, please report it", "position": None}}) + "\n")
+        _write(sys.stdout, json.dumps({"error": internal_error_json(exc)}) + "\n")
     _write(sys.stderr,
         f"gradcalc: internal error ({type(exc).__name__}: {escape_text(str(exc))[:200]}). "
         "This is a bug in gradcalc; please report it with the command that caused it "
@@ -201,27 +203,29 @@ def split_bindings(args):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
-                                 "ignore_unknown_options": True, "max_content_width": 100},
+                                 "max_content_width": 100},
                epilog=EXAMPLES)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="EXPRESSION [NAME=VALUE ...]")
 @click.option("-f", "--file", "program_file", metavar="PROGRAM.grad",
+              type=click.Path(dir_okay=False, allow_dash=True),
               help="Read a program from a file (NAME=VALUE still binds leaves).")
 @click.option("-g", "--grad", metavar="VALUE",
               help="The cotangent v passed to backward: the output's shape, or one number.")
 @click.option("--wrt", metavar="a,b", help="Leaves that require grad (default: all).")
 @click.option("--of", metavar="NAME", help="Run backward from this named intermediate.")
-@click.option("--repeat", type=int, metavar="N", help="Call backward N times; grads accumulate.")
-@click.option("--check", type=click.Choice(["symbolic", "numeric", "all", "none"]),
+@click.option("--repeat", metavar="N", help="Call backward N times; grads accumulate.")
+@click.option("--check", metavar="[symbolic|numeric|all|none]",
               help="Cross-check (default symbolic).")
-@click.option("--rtol", type=float, help="Relative tolerance of the checks.")
-@click.option("--atol", type=float, help="Absolute tolerance of the checks.")
+@click.option("--rtol", metavar="X", help="Relative tolerance of the checks.")
+@click.option("--atol", metavar="X", help="Absolute tolerance of the checks.")
 @click.option("--jacobian/--no-jacobian", default=None,
               help="Compute the Jacobian (default: when at most 10,000 entries).")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="Precision (default float64).")
-@click.option("--seed", type=int, help="Seed for rand/randn.")
+@click.option("--dtype", metavar="[float64|float32]", help="Precision (default float64).")
+@click.option("--seed", metavar="N", help="Seed for rand/randn.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
-@click.option("--dot", metavar="FILE", help="Write the graph as Graphviz DOT.")
+@click.option("--dot", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write the graph as Graphviz DOT (- for stdout, instead of the view).")
 @click.option("--precision", type=click.IntRange(1, 17), default=None, metavar="N",
               help="Significant digits in the human view (default 6).")
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
@@ -231,11 +235,13 @@ def split_bindings(args):
 @click.option("--max-text", type=int, metavar="N",
               help="Characters of an expression, program or text VALUE (default 1,000,000).")
 @click.option("--max-repeat", type=int, metavar="N", help="Largest --repeat (default 10,000).")
+@click.option("--claim", multiple=True, metavar="'NAME: FORMULA'",
+              help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
-@click.version_option(__version__, "--version", prog_name="gradcalc")
+@click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug, max_text=None, max_repeat=None):
+            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=()):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -243,10 +249,11 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     gradcalc -f PROGRAM.grad [NAME=VALUE ...]  a program file
     gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
     """
-    from .api import Settings
+    from .settings import CLI, Settings, validate
     limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
                           max_repeat)
-    settings = Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed)
+    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed),
+                        limits, CLI)
     if program_file is None and args and args[0] == "-" :
         if len(args) > 1:
             raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
@@ -277,32 +284,63 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         text, bindings = args[0], split_bindings(args[1:])
         _stdin_once(bindings, grad, False)
     if dot is not None:
-        _check_writable(dot)
+        if dot == "-" and as_json:
+            raise GradcalcError("usage", "--dot - and --json both write to stdout: give --dot a "
+                                         "file name")
+        check_writable(dot, "--dot")
     from .api import run
-    result = run(text, bindings, settings, limits, stdin=stdin)
-    if dot is not None:
-        from .graphview import to_dot
-        try:
-            with open(dot, "w", encoding="utf-8") as fh:
-                fh.write(to_dot(result))
-        except OSError as exc:       # a full disk, or the path changed since it was checked
-            raise GradcalcError("usage", f"--dot: cannot write to {_q(dot)}: "
-                                         f"{exc.strerror or type(exc).__name__}")
+    if claim and bindings:
+        raise GradcalcError("usage", "--claim judges a derivative without numbers: give no "
+                                     "NAME=VALUE")
+    try:
+        result = run(text, bindings, settings, limits, stdin=stdin)
+    except GradcalcError as err:
+        if err.kind != "name" or bindings:
+            raise
+        status = _derivative(text, claim, limits, as_json)
+        if status is None:
+            raise
+        return status
+    if claim:
+        raise GradcalcError("usage", "--claim judges a derivative without numbers, but every "
+                                     "name of the expression is bound")
+    try:
+        if dot is not None:
+            from .graphview import to_dot
+            write_text(dot, to_dot(result), "--dot")
+        if as_json:
+            from .result import check_json_size
+            check_json_size(result, limits)
+            sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+        elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
+            from .render import render
+            render(result, precision=precision, show_graph=graph)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:       # stdout on a full disk (>/dev/full) or a failing device
+        raise OutputError(exc) from None
+    return EXIT_OK if result.passed else EXIT_DISAGREED
+
+
+def _derivative(text, claims, limits, as_json) -> int | None:
+    """A derivative without numbers, when the text names variables bound nowhere (None
+    when it does not: then the name error stands)."""
+    from .derive import derive, free_names
+    if not free_names(text, limits):
+        return None
+    try:
+        d = derive(text, limits, claims)
+    except GradcalcError as err:
+        if err.kind == "usage" and not claims:   # not a scalar formula: the name error stands
+            return None
+        raise
     if as_json:
-        from .api import check_json_size
-        check_json_size(result, limits)
-        sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+        sys.stdout.write(json.dumps(d.to_json(), allow_nan=False) + "\n")
     else:
-        from .render import render
-        render(result, precision=precision, show_graph=graph)
-    return 0 if result.passed else 1
-
-
-def _check_writable(path):
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path) or not os.path.isdir(d) or not os.access(d, os.W_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise GradcalcError("usage", f"--dot: cannot write to {_q(path)}")
+        from .render import render_derivation
+        render_derivation(d)
+    return EXIT_OK if d.passed else EXIT_DISAGREED
 
 
 def _q(text: str) -> str:
@@ -379,7 +417,7 @@ def main(argv=None):
         status = _main(argv, as_json, debug)
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:              # the reader went away, or the error JSON met a full disk
         _silence_stdout()
     code = status if isinstance(status, int) else 0
     if owner:
@@ -391,46 +429,72 @@ def main(argv=None):
     sys.exit(code)
 
 
+_SHORT_CLUSTER = re.compile(r"-[A-Za-z]+")
+_LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.S)
+
+
+def arrange(argv: list, cmd: click.Command) -> list:
+    """The arguments with every option first and every positional argument after `--`.
+
+    An argument that is `--` and a name (`--json`, `--grad=1`), or `-` and letters only
+    (`-g`, `-x`), is an option
+    (an unknown one is an error with click's "Did you mean"); the value an option takes is
+    the next argument whatever it looks like (`-g -1`). Any other argument that starts with
+    `-` (`-tanh(x)`, `-2*x`, `-x*y`) is an expression or a VALUE, never a cluster of short
+    options: so `gradcalc '-tanh(x)' x=2 --json` computes instead of printing --help."""
+    takes_value = {name for p in cmd.params if isinstance(p, click.Option)
+                   and not p.is_flag and not p.count for name in p.opts + p.secondary_opts}
+    options, positional = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            positional.extend(it)
+            break
+        if _LONG_OPTION.fullmatch(arg) or _SHORT_CLUSTER.fullmatch(arg):
+            options.append(arg)
+            if arg in takes_value or (arg[1] != "-" and "-" + arg[-1] in takes_value):
+                value = next(it, None)
+                if value is not None:
+                    options.append(value)
+        else:
+            positional.append(arg)
+    return options + ["--"] + positional if positional else options
+
+
 def _main(argv, as_json, debug) -> int:
+    """Run the command and map how it ended to an exit status. Click's own `main` is not
+    used: it turns Ctrl-C into a bare newline and `Abort`, and a closed pipe into exit 1,
+    both of which mean something else here."""
     try:
-        status = command.main(argv, prog_name="gradcalc", standalone_mode=False)
-    except GradcalcError as err:
-        report_error(err, as_json)
-        status = 2
+        with command.make_context("gradcalc", arrange(argv, command)) as ctx:
+            status = command.invoke(ctx)
     except click.exceptions.Exit as exc:
         status = exc.exit_code
-    except click.UsageError as exc:
-        report_error(GradcalcError("usage", exc.format_message()), as_json)
-        status = 2
     except click.ClickException as exc:
-        report_error(GradcalcError("usage", exc.format_message()), as_json)
-        status = 2
-    except click.Abort:
-        status = 2
-    except SystemExit as exc:
-        # click turns a broken pipe (EPIPE) into sys.exit(1) after wrapping the streams; but
-        # 1 means "a check disagreed" here. The reader went away: leave quietly.
-        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
-            _silence_stdout()
-            status = 0
-        else:
-            raise
+        message = exc.format_message()
+        if isinstance(exc, click.NoSuchOption) and _SHORT_CLUSTER.fullmatch(exc.option_name):
+            message += (" (an expression that is a minus and a name only is read as options: "
+                        f"write it as '(-{exc.option_name[1:]})')")
+        report_error(GradcalcError("usage", message), as_json)
+        status = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _write(sys.stderr, "gradcalc: interrupted\n")
-        status = 130
+        status = EXIT_INTERRUPTED
+    except OutputError as exc:
+        _silence_stdout()
+        _write(sys.stderr, f"gradcalc: cannot write the output: {exc}\n")
+        status = EXIT_OUTPUT
     except BrokenPipeError:
         _silence_stdout()
-        status = 0
-    except RecursionError as exc:
-        report_error(GradcalcError("limit", "the input is nested too deeply"), as_json)
-        status = 2
-        del exc
-    except MemoryError:
-        report_error(GradcalcError("limit", "out of memory (see --max-memory)"), as_json)
-        status = 2
-    except Exception as exc:  # a bug: short message, traceback only with --debug
-        internal_error(exc, debug, as_json)
-        status = 3
+        status = EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - bad input is exit 2, anything else a bug
+        err = as_error(exc)
+        if err is not None:
+            report_error(err, as_json)
+            status = EXIT_BAD_INPUT
+        else:             # a bug: short message, traceback only with --debug
+            internal_error(exc, debug, as_json)
+            status = EXIT_INTERNAL
     return status
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GradcalcError, Limits
+from .errors import GradcalcError, Limits, fmt_bytes
 from .ops import OPS, Op, Site
 from .parser import Node
 
@@ -91,7 +91,8 @@ _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "ma
 
 class Compiler:
     def __init__(self, source: str, bindings: dict | None = None, *, dtype=np.float64,
-                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False):
+                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False,
+                 free_scalars=False):
         self.source = source
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
@@ -107,6 +108,8 @@ class Compiler:
         self.seed = seed
         self._rng = None
         self.constants_only = constants_only
+        # a name bound nowhere becomes a scalar leaf (a derivative without numbers)
+        self.free_scalars = free_scalars
         self.none_nodes: set[int] = set()
         self.folded: dict[int, tuple] = {}
 
@@ -123,7 +126,7 @@ class Compiler:
         self.bytes += size * self.dtype.itemsize
         if self.bytes > self.limits.max_memory:
             raise GradcalcError("limit", "the calculation needs more than the memory limit of "
-                                         f"{_fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
+                                         f"{fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
         if len(self.nodes) >= self.limits.max_nodes:
             raise GradcalcError("limit", f"the program expands to more than "
                                          f"{self.limits.max_nodes:,} operations", pos)
@@ -300,6 +303,9 @@ class Compiler:
             return i
         if name in funcs or (name in OPS and OPS[name].named):
             raise GradcalcError("name", f"'{name}' is a function: call it, e.g. {name}(x)", node.pos)
+        if self.free_scalars:
+            self.bindings[name] = np.asarray(1.0, dtype=self.dtype)
+            return self.lookup(node, env, funcs)
         if self.constants_only:
             raise GradcalcError("name", f"unknown name '{name}': a value can use numbers, "
                                         "constants and functions, not variables", node.pos)
@@ -468,10 +474,3 @@ class Compiler:
 
 def _sig_hint(op: Op) -> str:
     return f": {op.name}({op.sig.replace(':int', '').replace(':number', '').replace(':bool', '').replace('?', '').replace(':array', '')})"
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:g} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1024

@@ -10,6 +10,14 @@ from dataclasses import dataclass
 
 KINDS = ("syntax", "name", "call", "shape", "value", "limit", "usage")
 
+# exit statuses (SPEC section 1), the same for one calculation and a JSON Lines stream
+EXIT_OK = 0
+EXIT_DISAGREED = 1          # a cross-check disagreed
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3           # a bug in gradcalc
+EXIT_OUTPUT = 4             # the answer could not be written (a full disk, an I/O error)
+EXIT_INTERRUPTED = 130      # Ctrl-C (128 + SIGINT), as shells report it
+
 
 class GradcalcError(Exception):
     """A bad input: exit status 2, never a traceback."""
@@ -44,6 +52,32 @@ class GradcalcError(Exception):
         if lc is not None and self.source is not None and "\n" in self.source:
             err["line"], err["column"] = lc
         return err
+
+
+class OutputError(Exception):
+    """The answer could not be written to stdout (a full disk, an I/O error): exit 4."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(exc.strerror or type(exc).__name__)
+
+
+def as_error(exc: BaseException) -> GradcalcError | None:
+    """What a failure is reported as: a bad input as itself; Python running out of stack or
+    memory as the limit it is; None for anything else, which is a bug in gradcalc."""
+    if isinstance(exc, GradcalcError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return GradcalcError("limit", "the input is nested too deeply")
+    if isinstance(exc, MemoryError):
+        return GradcalcError("limit", "out of memory (see --max-memory)")
+    return None
+
+
+def internal_error_json(exc: BaseException, detail: str = "") -> dict:
+    """The error object of a bug, for a pipeline that asked for JSON."""
+    return {"kind": "internal", "message": f"internal error ({type(exc).__name__}{detail}); "
+                                           "this is a bug in gradcalc, please report it",
+            "position": None}
 
 
 @dataclass
@@ -101,3 +135,11 @@ def caret_lines(source: str, position: int, width: int = 200) -> tuple[str, str]
     shown_before = escape_text(source[lo:position]).replace("\t", " ")
     text = prefix + shown_before + escape_text(source[position:hi]).replace("\t", " ") + suffix
     return text, " " * (len(prefix) + len(shown_before)) + "^"
+
+
+def fmt_bytes(n: int) -> str:
+    """A byte count for a limit message: 512 B, 1.5 KiB, 2 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024

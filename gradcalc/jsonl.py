@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 
-from .errors import GradcalcError
+from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
+                     OutputError, as_error, internal_error_json)
+from .settings import JSON, NAMES as SETTING_NAMES, Settings, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
           "seed", "jacobian", "rtol", "atol"}
@@ -126,8 +129,9 @@ def read_lines(stream, max_line: int):
             yield raw, False
 
 
-def settings_of(req, defaults):
-    from .api import Settings
+def settings_of(req, defaults, limits):
+    """(text, vars, settings) of one request: its fields validated as JSON values, over the
+    command line's defaults."""
     has_expr, has_prog = "expr" in req, "program" in req
     if has_expr == has_prog:
         raise GradcalcError("usage", "a request needs exactly one of \"expr\" or \"program\"")
@@ -139,49 +143,33 @@ def settings_of(req, defaults):
         vars_ = {}
     if not isinstance(vars_, dict):
         raise GradcalcError("usage", "\"vars\" must be an object of name: value")
-    s = Settings()
-    for key in ("grad", "of", "check", "dtype"):
-        v = req.get(key)
-        if v is None:
-            continue
-        if key != "grad" and not isinstance(v, str):
-            raise GradcalcError("usage", f"\"{key}\" must be a string")
-        setattr(s, key, v)
-    if req.get("check") is not None and req["check"] not in ("symbolic", "numeric", "all", "none"):
-        raise GradcalcError("usage", "\"check\" must be symbolic, numeric, all or none")
-    if req.get("dtype") is not None and req["dtype"] not in ("float64", "float32"):
-        raise GradcalcError("usage", "\"dtype\" must be float64 or float32")
-    wrt = req.get("wrt")
-    if wrt is not None:
-        if isinstance(wrt, str):
-            wrt = [w.strip() for w in wrt.split(",") if w.strip()]
-        if not isinstance(wrt, list) or not all(isinstance(w, str) for w in wrt):
-            raise GradcalcError("usage", "\"wrt\" must be a list of names")
-        s.wrt = wrt
-    for key in ("repeat", "seed"):
-        v = req.get(key)
-        if v is None:
-            continue
-        if type(v) is not int:
-            raise GradcalcError("usage", f"\"{key}\" must be a whole number")
-        setattr(s, key, v)
-    for key in ("rtol", "atol"):
-        v = req.get(key)
-        if v is None:
-            continue
-        if type(v) not in (int, float):
-            raise GradcalcError("usage", f"\"{key}\" must be a number")
-        setattr(s, key, float(v))
-    jac = req.get("jacobian")
-    if jac is not None:
-        if type(jac) is not bool:
-            raise GradcalcError("usage", "\"jacobian\" must be true or false")
-        s.jacobian = jac
-    return text, vars_, s.merged_over(defaults)
+    given = Settings(**{k: req.get(k) for k in SETTING_NAMES})
+    return text, vars_, validate(given, limits, JSON).merged_over(defaults)
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+def write_whole_line(out, text: str):
+    """Write one answer line whole or not at all: Ctrl-C or SIGTERM arriving mid-write is
+    held until the line is out (a torn line would be invalid JSON for the reader), then
+    acts. A full disk is an OutputError; a reader that went away stops the stream."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        out.write(text + "\n")
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def serve(defaults, limits, debug=False):
-    from .api import ProgramCache, check_json_size, run
+    from .api import run
+    from .programs import ProgramCache
+    from .result import check_json_size
     cache = ProgramCache()      # each distinct program is parsed and compiled once
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
@@ -212,7 +200,7 @@ def serve(defaults, limits, debug=False):
                                                  "echoed (a number too large for a float is not)")
                 has_id, rid = True, req["id"]
             warnings = check_fields(req)
-            text, vars_, settings = settings_of(req, defaults)
+            text, vars_, settings = settings_of(req, defaults, limits)
             try:
                 result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
             except GradcalcError as err:
@@ -224,24 +212,17 @@ def serve(defaults, limits, debug=False):
                 obj["warnings"] = warnings
             if not result.passed:
                 disagreed = True
-        except GradcalcError as err:
-            failed = True
-            obj = {"error": err.to_json()}
-        except RecursionError:
-            failed = True
-            obj = {"error": {"kind": "limit", "message": "the input is nested too deeply",
-                             "position": None}}
-        except MemoryError:
-            failed = True
-            obj = {"error": {"kind": "limit", "message": "out of memory (see --max-memory)",
-                             "position": None}}
-        except Exception as exc:  # a bug in gradcalc: say so, keep the stream going
-            internal = True
-            if debug:
-                import traceback
-                traceback.print_exception(exc)
-            obj = {"error": {"kind": "internal", "message": f"internal error "
-                             f"({type(exc).__name__}); please report it", "position": None}}
+        except Exception as exc:  # noqa: BLE001 - every failure is one answer line
+            err = as_error(exc)
+            if err is not None:
+                failed = True
+                obj = {"error": err.to_json()}
+            else:                 # a bug in gradcalc: say so, keep the stream going
+                internal = True
+                if debug:
+                    import traceback
+                    traceback.print_exception(exc)
+                obj = {"error": internal_error_json(exc)}
         if has_id:
             obj = {"id": rid, **obj}
         try:
@@ -256,11 +237,9 @@ def serve(defaults, limits, debug=False):
                 line_out = _encode(obj)
         except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
             internal = True
-            err = {"kind": "internal", "message": f"internal error ({type(exc).__name__}: the "
-                   "result is not JSON); please report it", "position": None}
+            err = internal_error_json(exc, ": the result is not JSON")
             line_out = json.dumps({"id": rid, "error": err} if has_id else {"error": err})
-        out.write(line_out + "\n")
-        out.flush()
+        write_whole_line(out, line_out)
     if internal:
-        return 3
-    return 2 if failed else (1 if disagreed else 0)
+        return EXIT_INTERNAL
+    return EXIT_BAD_INPUT if failed else (EXIT_DISAGREED if disagreed else EXIT_OK)

@@ -430,3 +430,23 @@ def render(result, precision=None, show_graph=False, console: Console | None = N
             f"gradcalc: the {' and '.join(failed)} check disagreed with autograd "
             "(exit status 1)"))
     return view
+
+
+def render_derivation(d, console: Console | None = None):
+    """A derivative without numbers: the formula, each partial derivative, each claim."""
+    console = console or make_console()
+    g = UNICODE if (console.encoding or "").lower().startswith("utf") else ASCII
+    console.print(user("y = " + d.output, STYLE["head"]))
+    for name, formula in d.derivatives.items():
+        console.print(Text.assemble((f"{g['d']}y/{g['d']}{name} = ", STYLE["name"]),
+                                    user(formula, STYLE["formula"])))
+    for c in d.claims:
+        verdict = {True: (g["ok"] + " right", STYLE["ok"]), False: (g["bad"] + " wrong", STYLE["bad"]),
+                   None: (g["warn"] + " undecided", STYLE["warn"])}[c.right]
+        line = Text.assemble(f"claim {g['d']}y/{g['d']}{c.leaf} = ", user(c.text), ": ", verdict,
+                             f" ({c.how})")
+        if c.counterexample:
+            at = ", ".join(f"{k}={v:.6g}" for k, v in c.counterexample["at"].items())
+            line.append(f"; at {at} the claim gives {c.counterexample['claim']:.6g}, the "
+                        f"derivative {c.counterexample['derivative']:.6g}")
+        console.print(line)

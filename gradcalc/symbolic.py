@@ -184,14 +184,13 @@ def _elementwise(ctx, result, grads_once, ids, vals, tally, labeller):
     # the derivation depends on the program alone when every constant in it is one of the
     # program's own (not a value computed from the leaves, as detach(x) is): then it is
     # kept in the compiled program's memo, which JSON Lines shares between the requests of
-    # one program, and only the leaves' values are new (autograd.memo)
-    from .autograd import memo
+    # one program, and only the leaves' values are new
     key = ("symbolic-elementwise", out, result.dtype, tuple(ids))
-    derived = memo(graph).get(key)
+    derived = graph.memo.get(key)
     if derived is None:
         derived = _derive_elementwise(ctx, graph, ids, vals, names)
         if derived[-1]:
-            memo(graph)[key] = derived
+            graph.memo[key] = derived
     leaf_sym, exprs, const_env, diffs, _ = derived
     env = dict(const_env)
     for i, s in leaf_sym.items():

@@ -49,9 +49,10 @@ VARS = {"x": "1,2,3", "y": "0.5", "M": "[[1,2],[3,4]]", "s": "0"}
 
 
 def _api_ok_or_error(text, **settings_kw):
-    from gradcalc.api import Settings, run
+    from gradcalc.api import run
+    from gradcalc.settings import Settings, validate
     try:
-        r = run(text, dict(VARS), Settings(**settings_kw), LIMITS)
+        r = run(text, dict(VARS), validate(Settings(**settings_kw), LIMITS), LIMITS)
     except GradcalcError as err:
         assert err.kind in ("syntax", "name", "call", "shape", "value", "limit", "usage")
         if err.position is not None:

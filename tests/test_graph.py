@@ -248,7 +248,8 @@ GRAD_FN = json.loads((ROOT / "tests" / "reference" / "torch_grad_fn.json").read_
 def test_output_node_has_pytorchs_grad_fn_name(case):
     """The root of --graph is named as PyTorch names `out.grad_fn` (recorded from torch by
     tests/reference/record_grad_fn.py)."""
-    from gradcalc.api import Settings, run
+    from gradcalc.api import run
+    from gradcalc.settings import Settings
     from gradcalc.errors import Limits
     names = set(re.findall(r"[A-Za-z_]\w*", case["expr"]))
     bindings = {k: v for k, v in GRAD_FN["vars"].items() if k in names}

@@ -47,8 +47,10 @@ def test_help_shows_the_seed_example_and_exit_codes():
     text = help_text()
     assert "gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1.0,0.0001" in text
     assert "a.grad = [0.3, 3, 0.0003]" in text
-    assert "gradcalc -f samples/hindi_vjp_weights.grad" in text
-    assert "0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error" in text
+    # every example runs after a plain `pip install` (no file of the repository needed)
+    assert "samples/" not in text
+    assert ("0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error, 4 the output "
+            "could not be written, 130 interrupted") in " ".join(text.split())
 
 
 def example_commands():

@@ -192,8 +192,8 @@ CASES = [
     C("name-near-miss", ["sumx(x)", *X], "name", has=("did you mean",)),
     C("name-variable-called", ["x(1)", *X], "name", has=("variable",)),
     C("name-function-uncalled", ["exp * 2"], "name", has=("function",)),
-    C("name-NaN", ["NaN"], "name", position=0),
-    C("name-Infinity", ["Infinity * 2"], "name", position=0),
+    C("name-NaN", ["NaN", *X], "name", position=0),
+    C("name-Infinity", ["Infinity * 2", *X], "name", position=0),
     C("name-recursion", ["f(x) = f(x); f(1)"], "name", position=7),
     C("name-mutual-recursion", ["f(x) = g(x); g(x) = f(x); f(1)"], "name"),
     C("name-program-line3", ["-f", "{d}/name2.grad"], "name", position=17,
@@ -357,7 +357,7 @@ CASES = [
     C("inj-compile", ["compile(x)", *X], "name"),
     C("inj-open", ["open(x)", *X], "name"),
     C("inj-globals", ["globals()"], "name"),
-    C("inj-builtins", ["__builtins__"], "name"),
+    C("inj-builtins", ["__builtins__", *X], "name"),
     C("inj-lambda", ["lambda: 0"], "syntax"),
     C("inj-lambda-x", ["lambda x: x"], "syntax"),
     C("inj-dunder-attr", ["x.__dict__", *X], "syntax"),
@@ -951,7 +951,8 @@ def test_no_path_from_text_to_eval_pickle_or_a_shell():
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module or ""]
                 for mod in mods:
-                    if mod.split(".")[0] in banned_modules:
+                    # importlib.metadata reads the installed package's version, runs nothing
+                    if mod.split(".")[0] in banned_modules and mod != "importlib.metadata":
                         problems.append(f"{where} imports {mod}")
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sympy"):
                     for a in node.names:

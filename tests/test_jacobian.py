@@ -1,6 +1,6 @@
 """The batched Jacobian against the row-by-row one, for every op of the table.
 
-`autograd.jacobian` runs backward once, with the identity as a batch of cotangents in front
+The engine's Jacobian runs backward once, with the identity as a batch of cotangents in front
 of the output's shape; every VJP rule must carry those leading batch axes through. Here the
 same Jacobian is built the slow way, one backward per basis cotangent, and the two must agree
 to 1e-12 (they do the same arithmetic in another order). Then vᵀJ, contracted by hand, must
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import gradcalc
-from gradcalc import autograd
+from gradcalc.engine import economy, plain
 from gradcalc.compile import Compiler
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
@@ -42,7 +42,7 @@ def row_by_row(graph, values, output, leaf_ids):
     for k in range(n):
         e = np.zeros(n, dtype=graph.dtype)
         e[k] = 1.0
-        grads = autograd.backward(graph, values, e.reshape(oshape), output)
+        grads = plain.backward(graph, values, e.reshape(oshape), output)
         for i in leaf_ids:
             g = grads.get(i)
             if g is None:
@@ -54,21 +54,21 @@ def row_by_row(graph, values, output, leaf_ids):
 
 def check_graph(graph, seed, dtype="float64", output=None):
     output = graph.output if output is None else output
-    values = autograd.forward(graph)
+    values = plain.forward(graph)
     leaf_ids = sorted(graph.leaves.values())
     oshape = graph.nodes[output].shape
-    J = autograd.jacobian(graph, values, output, leaf_ids, structure=False)
+    J = economy.jacobian(graph, values, output, leaf_ids, structure=False)
     slow = row_by_row(graph, values, output, leaf_ids)
     # the structured shortcuts (a diagonal for elementwise programs, the matrix itself for an
     # identity batch through a product at the output) must give the same numbers, NaN
     # positions included
-    S = autograd.jacobian(graph, values, output, leaf_ids, structure=True)
+    S = economy.jacobian(graph, values, output, leaf_ids, structure=True)
     for i in leaf_ids:
         np.testing.assert_allclose(S[i], slow[i], **TOL[dtype],
                                    err_msg=f"structured Jacobian for {graph.nodes[i].name}")
     rng = np.random.default_rng(seed + 1000)
     v = rng.normal(size=oshape).astype(dtype)
-    grads = autograd.backward(graph, values, v, output)
+    grads = economy.backward(graph, values, v, output)
     for i in leaf_ids:
         leaf = graph.nodes[i]
         assert J[i].shape == oshape + leaf.shape, (leaf.name, J[i].shape)

@@ -1,71 +1,40 @@
 """Every economy of the engine (issue 6) against the plain path, on every op of the table.
 
-The plain path is written out here, as the engine had it before any optimisation: a forward
-that keeps every value, a backward that adds cotangents into fresh arrays, a Jacobian that
-pushes the whole identity through every rule. The engine's lean forward (dead intermediates
-dropped, ufuncs writing into dead buffers), its in-place accumulation, its backward that
-frees values, and its structured Jacobians (diagonal for elementwise programs, the matrix
-itself for an identity batch through a product) must give the same numbers bit for bit:
-NaN where NaN, the sign of every zero, the dtype. Inputs include 0, -0.0, inf and NaN, where
-a zero cotangent times an infinite derivative makes NaN off the diagonal.
+The plain path is the engine's plain interpreter (gradcalc/engine/plain.py), as the engine
+had it before any optimisation: a forward that keeps every value, a backward that adds
+cotangents into fresh arrays, a Jacobian that pushes the whole identity through every rule.
+The economies (gradcalc/engine/economy.py) are compared with it directly: the lean forward
+(dead intermediates dropped, ufuncs writing into dead buffers), the scheduled forward, the
+in-place accumulation, the backward that frees values, and the structured Jacobians
+(diagonal for elementwise programs, the matrix itself for an identity batch through a
+product) must give the same numbers bit for bit: NaN where NaN, the sign of every zero, the
+dtype. Inputs include 0, -0.0, inf and NaN, where a zero cotangent times an infinite
+derivative makes NaN off the diagonal.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
-from gradcalc import autograd
-from gradcalc.autograd import sum_to
+from gradcalc import engine
 from gradcalc.compile import Compiler
+from gradcalc.engine import economy, plain
 from gradcalc.errors import GradcalcError
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
 
 
 # ---------------------------------------------------------------- the plain path
+# the engine's own plain interpreter (gradcalc/engine/plain.py) is the definition: a forward
+# that keeps every value, a backward that adds cotangents into fresh arrays, a Jacobian that
+# pushes the whole identity through every rule
 def plain_forward(graph, upto):
-    values = [None] * len(graph.nodes)
-    with np.errstate(all="ignore"):
-        for eq in graph.nodes[: upto + 1]:
-            if eq.kind != "op":
-                values[eq.id] = eq.value
-                continue
-            out = eq.op.forward(*[values[i] for i in eq.inputs], **eq.params)
-            values[eq.id] = np.asarray(out, dtype=graph.dtype)
-    return values
+    return plain.forward(graph, upto=upto)
 
 
-def plain_backward(graph, values, cotangent, output, batch=()):
-    nodes, nb = graph.nodes, len(batch)
-    ct = {output: cotangent}
-    with np.errstate(all="ignore"):
-        for eq in reversed(nodes[: output + 1]):
-            if eq.kind != "op" or eq.id not in ct:
-                continue
-            g = ct.pop(eq.id)
-            args = [values[i] for i in eq.inputs]
-            for j, i in enumerate(eq.inputs):
-                rule = eq.op.vjp(j)
-                if not nodes[i].requires_grad or rule is None:
-                    continue
-                v = rule(g, values[eq.id], *args, **eq.params)
-                if v is None:
-                    continue
-                v = sum_to(v, nb, batch, nodes[i].shape).astype(graph.dtype)
-                ct[i] = v if i not in ct else ct[i] + v
-    return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
-
-
-def plain_jacobian(graph, values, output, leaf_ids):
-    oshape = graph.nodes[output].shape
-    n = math.prod(oshape)
-    eye = np.eye(n, dtype=graph.dtype).reshape(oshape + oshape)
-    grads = plain_backward(graph, values, eye, output, batch=oshape)
-    return {i: grads.get(i, np.zeros(oshape + graph.nodes[i].shape, graph.dtype))
-            for i in leaf_ids}
+plain_backward = plain.backward
+plain_jacobian = plain.jacobian
 
 
 def assert_same(got, want, what):
@@ -130,7 +99,7 @@ def refused(graph) -> bool:
         plain_forward(graph, graph.output)
     except GradcalcError as err:
         with pytest.raises(GradcalcError) as lean:
-            autograd.forward(graph, upto=graph.output, lean=True)
+            economy.forward_lean(graph, graph.output)
         assert (lean.value.kind, lean.value.message) == (err.kind, err.message)
         return True
     return False
@@ -151,9 +120,9 @@ def test_lean_forward_and_freeing_backward_equal_the_plain_path(expr, shapes, do
     for graph, seed in graphs_of(expr, shapes, domain, dtype):
         out = graph.output
         want = plain_forward(graph, out)
-        lean = autograd.forward(graph, upto=out, lean=True)
+        lean = economy.forward_lean(graph, out)
         assert_same(lean[out], want[out], f"{expr}: output")
-        p = autograd.plan(graph, out)
+        p = economy.plan(graph, out)
         for eq in graph.nodes[: out + 1]:
             if lean[eq.id] is not None:
                 assert_same(lean[eq.id], want[eq.id], f"{expr}: value of node {eq.id}")
@@ -162,12 +131,16 @@ def test_lean_forward_and_freeing_backward_equal_the_plain_path(expr, shapes, do
         cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
         ref = plain_backward(graph, want, cot, out)
         for free in (False, True):
-            got = autograd.backward(graph, lean, cot, out, free=free)
+            got = economy.backward(graph, lean, cot, out, free=free)
             assert sorted(got) == sorted(ref), expr
             for i in ref:
                 assert_same(got[i], ref[i], f"{expr}: grad of {graph.nodes[i].name}")
+        # the scheduled forward keeps every value, as the plain one does
+        scheduled = economy.forward_scheduled(graph, out)
+        for eq in graph.nodes[: out + 1]:
+            assert_same(scheduled[eq.id], want[eq.id], f"{expr}: scheduled value {eq.id}")
         # the full-values backward (no lean forward) too: in-place accumulation alone
-        got = autograd.backward(graph, plain_forward(graph, out), cot, out)
+        got = economy.backward(graph, scheduled, cot, out)
         for i in ref:
             assert_same(got[i], ref[i], f"{expr}: grad of {graph.nodes[i].name} (full values)")
 
@@ -177,7 +150,7 @@ def test_lean_forward_drops_and_reuses():
     the grad of b, and the output) and writes a later ufunc into a dead buffer."""
     n = 5
     graph = compile_with("3*a + 2*b*b + log(c)", {k: np.full(n, 2.0) for k in "abc"})
-    values = autograd.forward(graph, lean=True)
+    values = economy.forward_lean(graph, graph.output)
     kept = [eq for eq in graph.nodes if eq.kind == "op" and values[eq.id] is not None]
     assert [(eq.op.name, eq.id == graph.output) for eq in kept] == [("mul", False),
                                                                       ("add", True)]
@@ -209,7 +182,7 @@ def test_rule_reads_only_what_its_code_says(name, k, expr, shapes, domain):
             rule = eq.op.vjp(j)
             if rule is None:
                 continue
-            reads = autograd.rule_reads(rule)
+            reads = economy.rule_reads(rule)
             if reads is None:
                 continue
             ans, args = values[eq.id], [values[i] for i in eq.inputs]
@@ -232,9 +205,9 @@ def test_rule_reads_sees_through_closures_and_helpers():
     def rule(g, ans, x, y, dim=None):
         return g * helper(y)
 
-    assert autograd.rule_reads(rule) == frozenset({0, 3})
-    assert autograd.rule_reads(lambda g, ans, x: (lambda: g * x)()) == frozenset({0, 2})
-    assert autograd.rule_reads(lambda g, ans, *xs: g) is None        # variadic: keep all
+    assert economy.rule_reads(rule) == frozenset({0, 3})
+    assert economy.rule_reads(lambda g, ans, x: (lambda: g * x)()) == frozenset({0, 2})
+    assert economy.rule_reads(lambda g, ans, *xs: g) is None        # variadic: keep all
 
 
 # ---------------------------------------------------------------- structured Jacobians
@@ -247,7 +220,7 @@ def test_structured_jacobian_equals_the_dense_batched_one(expr, shapes, domain, 
         leaf_ids = sorted(graph.leaves.values())
         want = plain_jacobian(graph, values, out, leaf_ids)
         for structure in (False, True):
-            got = autograd.jacobian(graph, values, out, leaf_ids, structure=structure)
+            got = economy.jacobian(graph, values, out, leaf_ids, structure=structure)
             for i in leaf_ids:
                 assert_same(got[i], want[i], f"{expr}: J of {graph.nodes[i].name} "
                                              f"(structure={structure})")
@@ -268,13 +241,13 @@ def test_elementwise_programs_take_the_diagonal_path(name, k, sample):
     graph = compile_with(expr, sample_inputs(same, domain, 0, False))
     if graph.nodes[graph.output].shape != (n,):
         pytest.skip("a constant operand changes the output's shape")
-    assert autograd.elementwise_path(graph, graph.output), expr
+    assert economy.elementwise_path(graph, graph.output), expr
     for seed in range(3):
         graph = compile_with(expr, sample_inputs(same, domain, seed, True))
         values = plain_forward(graph, graph.output)
         leaf_ids = sorted(graph.leaves.values())
         want = plain_jacobian(graph, values, graph.output, leaf_ids)
-        got = autograd.jacobian(graph, values, graph.output, leaf_ids, structure=True)
+        got = economy.jacobian(graph, values, graph.output, leaf_ids, structure=True)
         for i in leaf_ids:
             assert_same(got[i], want[i], f"{expr} at {graph.nodes[i].value}")
 
@@ -284,7 +257,7 @@ def test_diagonal_path_off_diagonal_nan_and_negative_zero():
         graph = compile_with(expr, {"x": np.array(x)})
         values = plain_forward(graph, graph.output)
         (leaf,) = graph.leaves.values()
-        got = autograd.jacobian(graph, values, graph.output, [leaf], structure=True)[leaf]
+        got = economy.jacobian(graph, values, graph.output, [leaf], structure=True)[leaf]
         assert_same(got, plain_jacobian(graph, values, graph.output, [leaf])[leaf], expr)
         return got
 
@@ -332,10 +305,10 @@ def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
     graph = Compiler(expr, bindings, wrt=wrt).program(parse_program(expr))
     values = plain_forward(graph, graph.output)
     if matrix == "finite":
-        assert autograd.identity_seeds(graph, values, graph.output) is not None
+        assert economy.identity_seeds(graph, values, graph.output) is not None
     leaf_ids = [graph.leaves[w] for w in wrt]
     want = plain_jacobian(graph, values, graph.output, leaf_ids)
-    got = autograd.jacobian(graph, values, graph.output, leaf_ids, structure=True)
+    got = economy.jacobian(graph, values, graph.output, leaf_ids, structure=True)
     for i in leaf_ids:
         assert_same(got[i], want[i], f"{expr} wrt {graph.nodes[i].name} ({matrix})")
 
@@ -344,7 +317,7 @@ def test_all_finite_is_isfinite_all():
     big = np.full(10, 1e308)                       # the sum overflows, the values do not
     for a in (np.zeros(0), np.arange(5.0), big, np.array([1.0, np.nan]),
               np.array([np.inf, -np.inf]), np.float32([3e38, 3e38]), np.array(np.inf)):
-        assert autograd.all_finite(a) == bool(np.isfinite(a).all()), a
+        assert economy.all_finite(a) == bool(np.isfinite(a).all()), a
 
 
 @pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
@@ -357,8 +330,8 @@ def test_one_pass_grads_and_jacobian_equal_two_passes(expr, shapes, domain, dtyp
         values = plain_forward(graph, out)
         leaf_ids = sorted(graph.leaves.values())
         cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
-        both = autograd.vjp_and_jacobian(graph, values, cot, out, leaf_ids)
-        if not autograd.elementwise_path(graph, out):
+        both = economy.vjp_and_jacobian(graph, values, cot, out, leaf_ids)
+        if not economy.elementwise_path(graph, out):
             assert both is None
             continue
         grads, J = both
@@ -369,6 +342,74 @@ def test_one_pass_grads_and_jacobian_equal_two_passes(expr, shapes, domain, dtyp
         want = plain_jacobian(graph, values, out, leaf_ids)
         for i in leaf_ids:
             assert_same(J[i], want[i], f"{expr}: J of {graph.nodes[i].name}")
+
+
+# ---------------------------------------------------------------- block by block
+def assert_blocked_is_plain(graph, cot, block, what):
+    out = graph.output
+    want = plain_forward(graph, out)
+    ref = plain_backward(graph, want, cot, out)
+    values, grads = economy.run_blocked(graph, out, cot, block)
+    assert_same(values[out], want[out], f"{what}: output (block {block})")
+    assert sorted(grads) == sorted(ref), what
+    for i in ref:
+        assert_same(grads[i], ref[i], f"{what}: grad of {graph.nodes[i].name} (block {block})")
+
+
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype):
+    """A pointwise program run block by block (blocks of 1, 2 and 4 elements, so the last
+    block is often shorter) gives the plain path's output and grads bit for bit."""
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        if not economy.blockable(graph, graph.output):
+            continue
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[graph.output].shape)
+        for block in (1, 2, 4):
+            assert_blocked_is_plain(graph, cot.astype(dtype), block, expr)
+
+
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+@pytest.mark.parametrize("n", [5, 70_000])
+def test_pointwise_programs_take_the_blocked_path(name, k, sample, n):
+    """Each pointwise op on leaves of the output's shape is blockable (so the test above
+    compares the blocked path, not a silent refusal), and gives the plain path's numbers at
+    special values; at 70,000 elements in blocks of BLOCK, numpy's vector loops run at the
+    same alignment as on the whole array, the last block shorter."""
+    expr, shapes, domain = sample
+    same = {v: (n,) for v in shapes}
+    for seed, special in ((0, False), (1, True), (2, True)):
+        graph = compile_with(expr, sample_inputs(same, domain, seed, special))
+        if graph.nodes[graph.output].shape != (n,):
+            pytest.skip("a constant operand changes the output's shape")
+        assert economy.blockable(graph, graph.output), expr
+        cot = np.random.default_rng(seed).normal(size=n)
+        cot[:3] = (0.0, -0.0, np.inf)
+        for block in ((2, 3) if n < 100 else (economy.BLOCK,)):
+            assert_blocked_is_plain(graph, cot, block, expr)
+
+
+@pytest.mark.parametrize("expr,shapes", [
+    ("sum(x * x)", {"x": (4,)}),                      # a reduction
+    ("x * y", {"x": (4,), "y": ()}),                  # a broadcast leaf: its grad is a sum
+    ("x * y", {"x": (4,), "y": (1,)}),
+    ("x * w", {"x": (4,), "w": (3, 4)}),              # the output is larger than x
+    ("x * mean(x)", {"x": (4,)}),                     # every element reads all of x
+    ("A @ x", {"A": (4, 4), "x": (4,)}),
+    ("x.T * 2", {"x": (2, 3)}),
+])
+def test_blocked_path_refuses_programs_whose_elements_interact(expr, shapes):
+    graph = compile_with(expr, sample_inputs(shapes, (0.5, 2.0), 0, False))
+    assert not economy.blockable(graph, graph.output), expr
+
+
+def test_blocked_path_accepts_a_number_without_grad():
+    graph = Compiler("x * y + 2", {"x": np.arange(4.0), "y": np.array(3.0)}, wrt=["x"]) \
+        .program(parse_program("x * y + 2"))
+    assert economy.blockable(graph, graph.output)
+    values, grads = economy.run_blocked(graph, graph.output, np.ones(4), 3)
+    assert values[graph.output].tolist() == [2.0, 5.0, 8.0, 11.0]
+    assert grads[graph.leaves["x"]].tolist() == [3.0, 3.0, 3.0, 3.0]
 
 
 # ---------------------------------------------------------------- through the API and JSON Lines
@@ -386,23 +427,28 @@ API_CASES = [
 @pytest.mark.parametrize("expr,vars_,grad", API_CASES, ids=[c[0].replace("\n", ";")
                                                              for c in API_CASES])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_api_economies_change_no_output(expr, vars_, grad, dtype, monkeypatch):
+@pytest.mark.parametrize("jacobian", [True, False])
+def test_api_economies_change_no_output(expr, vars_, grad, dtype, jacobian, monkeypatch):
     """gradcalc.compute with every economy (lean forward above LEAN_MIN, structured and
-    one-pass Jacobians) against the plain path: the same JSON, byte for byte."""
+    one-pass Jacobians; without the Jacobian, pointwise programs block by block) against the
+    plain path: the same JSON, byte for byte."""
     import json
 
     import gradcalc
 
     def run():
-        r = gradcalc.compute(expr, grad=grad, dtype=dtype, check="none", jacobian=True, **vars_)
+        r = gradcalc.compute(expr, grad=grad, dtype=dtype, check="none", jacobian=jacobian,
+                             **vars_)
         return json.dumps(r.to_json(), allow_nan=False), r
 
-    monkeypatch.setattr(autograd, "LEAN_MIN", 1000)
+    monkeypatch.setattr(economy, "LEAN_MIN", 1000)
+    monkeypatch.setattr(economy, "BLOCK_MIN", 50)
+    monkeypatch.setattr(economy, "BLOCK", 64)
     fast, r = run()
-    monkeypatch.setattr(autograd, "ECONOMY", False)
+    monkeypatch.setattr(engine, "ECONOMY", False)
     plain, _ = run()
     assert fast == plain
-    monkeypatch.setattr(autograd, "ECONOMY", True)
+    monkeypatch.setattr(engine, "ECONOMY", True)
     # a reader of Result.values sees every intermediate, dropped or not
     full = plain_forward(r.graph, r.output_id)
     for i, v in enumerate(full):
@@ -451,9 +497,9 @@ def _serve(reqs, options=()):
     import io
     import sys
 
-    from gradcalc.api import Settings
     from gradcalc.errors import Limits
     from gradcalc.jsonl import serve
+    from gradcalc.settings import Settings
 
     data = "".join(json.dumps(r) + "\n" for r in reqs).encode()
 
@@ -478,27 +524,28 @@ def test_cached_json_lines_equal_uncached(check, monkeypatch):
     """Each distinct program is compiled once and rebound: the stream's output is the one
     compiling every request gives, byte for byte (random programs drawn anew, errors
     repeated, leaves bound in another order kept apart)."""
-    from gradcalc import api
+    from gradcalc import programs
 
     reqs = _requests()
     for r in reqs:
         r["check"] = check
     cached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     compiled = []
-    real = api.compile_program
+    real = programs.compile_program
 
     def counting(*a, **k):
         compiled.append(a[0])
         return real(*a, **k)
 
-    monkeypatch.setattr(api, "compile_program", counting)
+    monkeypatch.setattr(programs, "compile_program", counting)
     again = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     assert cached == again
     # the seed program was compiled once for its 12 requests with 3-element vars
     assert compiled.count("3*a + 2*b*b + log(c)") == 1 + 3    # + 2-element, float32, wrt
     assert compiled.count("sum(x * rand(3))") == 2
-    monkeypatch.setattr(api.ProgramCache, "graph",
-                        lambda self, text, b, d, s, lim: api.compile_program(text, b, d, s, lim))
+    monkeypatch.setattr(programs.ProgramCache, "graph",
+                        lambda self, text, b, d, s, lim: programs.compile_program(text, b, d, s,
+                                                                                  lim))
     uncached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     assert cached == uncached
     lines = cached[1].splitlines()
@@ -515,6 +562,7 @@ def test_json_lines_trusting_writer_equals_strict_objects():
     strict object of its request (requests with NaN and infinite results included)."""
     from gradcalc import api
     from gradcalc.errors import GradcalcError, Limits
+    from gradcalc.settings import Settings
 
     reqs = _requests()
     status, text = _serve(reqs, (None,) * 9 + (0,))          # --seed 0
@@ -522,8 +570,8 @@ def test_json_lines_trusting_writer_equals_strict_objects():
     assert len(lines) == len(reqs)
     nonfinite = 0
     for req, line in zip(reqs, lines):
-        settings = api.Settings(grad=req.get("grad"), wrt=req.get("wrt"), of=req.get("of"),
-                                dtype=req.get("dtype"), seed=0)
+        settings = Settings(grad=req.get("grad"), wrt=req.get("wrt"), of=req.get("of"),
+                            dtype=req.get("dtype"), seed=0)
         text_ = req.get("expr", req.get("program"))
         try:
             r = api.run(text_, req["vars"], settings, Limits(), allow_files=False)

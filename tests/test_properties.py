@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import gradcalc
-from gradcalc import autograd
+from gradcalc.engine import plain
 from gradcalc.parser import parse_program, sexpr
 
 SETTINGS = settings(max_examples=120, derandomize=True, deadline=None, database=None,
@@ -252,8 +252,8 @@ def finite_difference_jacobian(graph, output, leaf_id):
         xp, xm = x0.copy(), x0.copy()
         xp.flat[k] += h
         xm.flat[k] -= h
-        fp = autograd.forward(graph, {leaf_id: xp}, upto=output)[output]
-        fm = autograd.forward(graph, {leaf_id: xm}, upto=output)[output]
+        fp = plain.forward(graph, {leaf_id: xp}, upto=output)[output]
+        fm = plain.forward(graph, {leaf_id: xm}, upto=output)[output]
         cols.append(np.ravel((fp - fm) / (2 * h)))
     J = np.array(cols).T if cols else np.zeros((math.prod(oshape), 0))
     return J.reshape(oshape + x0.shape)

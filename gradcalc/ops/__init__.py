@@ -17,7 +17,7 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   use negative axes, `matmul`, `swapaxes(-1, -2)`), so that backward with a batch of basis
   cotangents yields a whole Jacobian in one pass. A rule may return something that merely
   broadcasts to batch + ans.shape; summing a broadcast operand back to its own shape is done
-  once, in the engine (autograd.sum_to). `None` means "no gradient flows here".
+  once, in the engine (engine.plain.sum_to). `None` means "no gradient flows here".
 - `infer(shapes, params) -> (out_shape, params)`: validates arguments (raising
   GradcalcError kind "call" or "shape") and normalises params (dims become negative, so that
   rules work under leading batch axes).

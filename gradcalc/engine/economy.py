@@ -1,21 +1,21 @@
-"""Forward evaluation and reverse-mode backward over a compiled graph.
+"""The engine's economies, none of which may change a number: each gives what plain.py gives,
+bit for bit (tests/test_perf_equivalence.py holds each to the plain path on every op).
 
-The engine owns two loops: `forward` walks `graph.nodes` in order, `backward` walks them in
-reverse, reading and accumulating cotangents in a dict, and reducing a broadcast cotangent
-back to its operand's shape in one place (`sum_to`). Cotangents may carry leading batch
-axes: backward with an identity batch gives whole Jacobians in one pass. It never parses,
-prints or knows about the CLI.
-
-It also owns the engine's economies, none of which may change a number (tests/
-test_perf_equivalence.py holds each to the plain path on every op of the table):
 - a *plan* per compiled program: which values the backward rules read (found in the rules'
   own code, as PyTorch's codegen finds saved tensors in derivatives.yaml), so a lean forward
   drops every intermediate nobody will read again and writes ufunc results into such dead
   buffers instead of fresh pages;
-- cotangents accumulated in place when the engine owns the buffer;
+- cotangents accumulated in place when the engine owns the buffer, and values freed as soon
+  as no rule will read them;
+- a pointwise program run block by block: each block of elements goes through the plain
+  forward and backward while its arrays are in cache (issue 15: the backward's passes over
+  memory become passes over cache, and no whole-array intermediate is allocated);
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
-  expanded at the end; an identity batch through a matrix product is the matrix itself.
+  expanded at the end, or together with the grads in one pass; an identity batch through a
+  matrix product is the matrix itself.
+The engine calls `run` alone; the other public functions are the parts the equivalence tests
+hold to the plain path one by one.
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ import math
 
 import numpy as np
 
-from .compile import Graph
+from .plain import forward as plain_forward
+from .plain import sum_to
+from .sizes import elements, remembered
 
 # below this many elements in the output, the Jacobian is one dense batched pass (cheaper
 # than finding structure); tests force either path on every op
@@ -32,34 +34,32 @@ STRUCTURE_MIN = 64
 LEAN_MIN = 1 << 16
 # dead buffers a lean forward keeps for later ufunc results
 POOL = 2
-# False: api.run takes the plain path everywhere (tests compare the two)
-ECONOMY = True
+# a pointwise program whose output has this many elements runs block by block, BLOCK
+# elements at a time (a multiple of every SIMD width, so each block takes numpy's loops at
+# the same alignment as the whole array): every pass then reads and writes cache, not memory
+BLOCK_MIN = 1 << 16
+BLOCK = 1 << 14
 
 
-def sum_to(v, nb: int, batch: tuple, shape: tuple):
-    """Reduce `v` (broadcastable to batch + some out shape) to batch + `shape`: PyTorch's
-    sum_to for broadcast operands, done once here instead of in every rule."""
-    v = np.asarray(v)
-    if v.shape == batch + shape:
-        return v
-    lead = v.ndim - nb - len(shape)
-    if lead < 0:
-        return np.broadcast_to(v, batch + shape)
-    axes = tuple(range(nb, nb + lead)) + tuple(
-        nb + lead + i for i, s in enumerate(shape) if s == 1 and v.shape[nb + lead + i] != 1)
-    if axes:
-        v = v.sum(axis=axes, keepdims=True)
-    v = v.reshape(v.shape[:nb] + v.shape[nb + lead:]) if lead else v
-    if v.shape != batch + shape:
-        v = np.broadcast_to(v, batch + shape)
-    return v
-
-
-def memo(graph: Graph) -> dict:
-    """A cache that belongs to the compiled program, shared by every rebinding of it to new
-    leaf values (JSON Lines compiles a program text once): keys ("plan", output) and the
-    like here, and "symbolic" for the symbolic check's derivation."""
-    return graph.memo
+def run(request):
+    """The economic way through one request (engine.Request): (values, grads, Jacobians or
+    None). Values are dropped (a blocked or lean forward, a backward that frees) only when
+    the request allows it and the program is large enough for that to pay."""
+    graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
+    if request.drop_values and not request.jacobian and graph.nodes[out].size >= BLOCK_MIN \
+            and blockable(graph, out):
+        done = run_blocked(graph, out, cot, BLOCK)
+        if done is not None:
+            return Values(done[0], graph, out), done[1], None
+    lean = request.drop_values and elements(graph, out)[0] >= LEAN_MIN
+    values = forward_lean(graph, out) if lean else forward_scheduled(graph, out)
+    both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
+    if both is None:
+        grads = backward(graph, values, cot, out, free=lean and not request.jacobian)
+        jac = jacobian(graph, values, out, leaves) if request.jacobian else None
+    else:
+        grads, jac = both
+    return (Values(values, graph, out) if lean else values), grads, jac
 
 
 # ------------------------------------------------------------------ what rules read
@@ -97,7 +97,7 @@ class Plan:
     """Liveness of one program's values for one output: what backward reads, when forward
     and backward use each value for the last time."""
 
-    def __init__(self, graph: Graph, output: int):
+    def __init__(self, graph, output: int):
         nodes = graph.nodes
         self.output = output
         # nodes whose backward may run: reached from the output through rules that exist
@@ -140,41 +140,22 @@ class Plan:
                 self.bw_dead.setdefault(last, []).append(k)
 
 
-def remembered(graph: Graph, key, make):
-    """`make()` computed once per compiled program and key (the JSON Lines cache keeps the
-    graph, so a stream pays for it once per distinct program)."""
-    m = memo(graph)
-    hit = m.get(key)
-    if hit is None:
-        hit = m[key] = make()
-    return hit
-
-
-def plan(graph: Graph, output: int) -> Plan:
+def plan(graph, output: int) -> Plan:
     return remembered(graph, ("plan", output), lambda: Plan(graph, output))
 
 
-def elements(graph: Graph, output: int) -> tuple:
-    """(elements of every node up to `output`, of those that require grad), remembered per
-    compiled program (the memory estimates read them on every run)."""
-    def count():
-        nodes = graph.nodes[: output + 1]
-        return sum(n.size for n in nodes), sum(n.size for n in nodes if n.requires_grad)
-    return remembered(graph, ("elements", output), count)
+# ------------------------------------------------------------------ forward
+def _schedule(graph, last: int) -> list:
+    """(id, forward, inputs, params) of each op up to `last`, remembered per program."""
+    return remembered(graph, ("forward", last), lambda: [
+        (eq.id, eq.op.forward, eq.inputs, eq.params)
+        for eq in graph.nodes[: last + 1] if eq.kind == "op"])
 
 
-def lean_worthwhile(graph: Graph, output: int) -> bool:
-    return ECONOMY and elements(graph, output)[0] >= LEAN_MIN
-
-
-def _forward_plain(graph: Graph, last: int):
-    """The plain forward over a remembered schedule (JSON Lines runs it per request)."""
-    m = memo(graph)
-    key = ("forward", last)
-    ops = m.get(key)
-    if ops is None:
-        ops = m[key] = [(eq.id, eq.op.forward, eq.inputs, eq.params)
-                        for eq in graph.nodes[: last + 1] if eq.kind == "op"]
+def forward_scheduled(graph, last: int) -> list:
+    """The plain forward over a remembered schedule, with the common arities called directly
+    (JSON Lines runs it per request)."""
+    ops = _schedule(graph, last)
     nodes = graph.nodes
     values = [eq.value if eq.kind != "op" else None for eq in nodes[: last + 1]]
     values += [None] * (len(nodes) - len(values))
@@ -195,67 +176,21 @@ def _forward_plain(graph: Graph, last: int):
     return values
 
 
-class Values(list):
-    """Node values after a lean pass dropped some intermediates: the first read of a dropped
-    entry recomputes the full forward once, so a reader (a check, the graph view) never sees
-    a hole. The engine itself works on plain lists."""
-
-    def __init__(self, values, graph: Graph, upto: int):
-        super().__init__(values)
-        self._refill_from = (graph, upto)
-
-    def _refill(self):
-        if self._refill_from is None:
-            return
-        graph, upto = self._refill_from
-        self._refill_from = None
-        for i, v in enumerate(forward(graph, upto=upto)):
-            if v is not None and list.__getitem__(self, i) is None:
-                list.__setitem__(self, i, v)
-
-    def __getitem__(self, i):
-        v = list.__getitem__(self, i)
-        if self._refill_from is not None and (v is None or isinstance(i, slice)):
-            self._refill()
-            v = list.__getitem__(self, i)
-        return v
-
-    def __iter__(self):
-        self._refill()
-        return list.__iter__(self)
-
-
-# ------------------------------------------------------------------ forward
-def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = None,
-            lean: bool = False):
-    """Values of every node (a list indexed by node id). `leaf_values` maps node id to a
-    replacement value (the numeric check perturbs leaves this way). `lean` drops (sets to
-    None) every intermediate that neither a later node nor a backward rule from `upto` will
-    read, and lets ufuncs write into those dead buffers."""
+def forward_lean(graph, last: int) -> list:
+    """The forward that drops (sets to None) every intermediate that neither a later node nor
+    a backward rule from `last` will read, and lets ufuncs write into those dead buffers."""
     nodes = graph.nodes
-    last = graph.output if upto is None else upto
     dtype = graph.dtype
-    if not lean and not leaf_values:
-        return _forward_plain(graph, last)
     values = [None] * len(nodes)
-    if lean:
-        p = plan(graph, last)
-        owned = set()        # ids whose buffer forward allocated and nothing views
-        spare = []           # dead owned buffers not yet written again (at most POOL)
+    p = plan(graph, last)
+    owned = set()        # ids whose buffer forward allocated and nothing views
+    spare = []           # dead owned buffers not yet written again (at most POOL)
     with np.errstate(all="ignore"):
         for eq in nodes[: last + 1]:
             if eq.kind != "op":
                 values[eq.id] = eq.value
-                if leaf_values and eq.id in leaf_values:
-                    values[eq.id] = leaf_values[eq.id]
                 continue
             args = [values[i] for i in eq.inputs]
-            if not lean:
-                out = eq.op.forward(*args, **eq.params)
-                if not isinstance(out, np.ndarray) or out.dtype != dtype:
-                    out = np.asarray(out, dtype=dtype)
-                values[eq.id] = out
-                continue
             dead = p.fw_dead.get(eq.id, ())
             out = None
             f = eq.op.forward
@@ -291,15 +226,42 @@ def forward(graph: Graph, leaf_values: dict | None = None, upto: int | None = No
     return values
 
 
+class Values(list):
+    """Node values after a lean pass dropped some intermediates: the first read of a dropped
+    entry recomputes the full forward once, so a reader (a check, the graph view) never sees
+    a hole. The engine itself works on plain lists."""
+
+    def __init__(self, values, graph, upto: int):
+        super().__init__(values)
+        self._refill_from = (graph, upto)
+
+    def _refill(self):
+        if self._refill_from is None:
+            return
+        graph, upto = self._refill_from
+        self._refill_from = None
+        for i, v in enumerate(plain_forward(graph, upto=upto)):
+            if v is not None and list.__getitem__(self, i) is None:
+                list.__setitem__(self, i, v)
+
+    def __getitem__(self, i):
+        v = list.__getitem__(self, i)
+        if self._refill_from is not None and (v is None or isinstance(i, slice)):
+            self._refill()
+            v = list.__getitem__(self, i)
+        return v
+
+    def __iter__(self):
+        self._refill()
+        return list.__iter__(self)
+
+
 # ------------------------------------------------------------------ backward
-def _steps(graph: Graph, out: int):
+def _steps(graph, out: int):
     """The backward schedule from `out`, remembered per compiled program: in reverse order,
     each op node that requires grad with its edges (input id, rule, input shape) that carry
     gradient (the input requires grad and the op has a rule for it)."""
-    m = memo(graph)
-    key = ("steps", out)
-    hit = m.get(key)
-    if hit is None:
+    def make():
         nodes = graph.nodes
         steps, fan_in = [], {}
         for eq in reversed(nodes[: out + 1]):
@@ -314,12 +276,12 @@ def _steps(graph: Graph, out: int):
             if edges:
                 steps.append((eq, edges))
         # whether a cotangent may receive a second contribution (then ownership matters)
-        hit = m[key] = [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
-                        for eq, edges in steps]
-    return hit
+        return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
+                for eq, edges in steps]
+    return remembered(graph, ("steps", out), make)
 
 
-def backward(graph: Graph, values, cotangent, output: int | None = None, batch: tuple = (),
+def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
              free: bool = False, seeds: dict | None = None):
     """Cotangents of every node that requires grad, after pulling `cotangent` (shape
     batch + output shape) back from `output`. Returns a dict node id -> array of shape
@@ -378,21 +340,86 @@ def backward(graph: Graph, values, cotangent, output: int | None = None, batch: 
     return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
 
 
-# ------------------------------------------------------------------ Jacobians
-def jacobian_entries(graph: Graph, output: int, leaf_ids) -> int:
+# ------------------------------------------------------------------ block by block
+def blockable(graph, output: int) -> bool:
+    """True when every element of the output depends on the same element of every value
+    (remembered per program): each op up to `output` is pointwise, draws no random number
+    and has the output's shape, and every other value has the output's shape or is one
+    number (shape ()) that no gradient flows to. Then a block of elements can go through
+    forward and backward alone, with the same arithmetic on each element."""
+    def find():
+        nodes = graph.nodes
+        oshape = nodes[output].shape
+        for eq in nodes[: output + 1]:
+            if eq.kind == "op":
+                if not eq.op.pointwise or eq.op.random or eq.shape != oshape:
+                    return False
+            elif eq.shape != oshape and (eq.shape != () or eq.requires_grad):
+                return False
+        return True
+    return remembered(graph, ("blockable", output), find)
+
+
+def run_blocked(graph, output: int, cotangent, block: int):
+    """(values, grads) of a blockable program, `block` elements at a time: the plain forward
+    and backward on each block, written into whole arrays at the end of it. Values holds the
+    leaves, constants and output only (Values fills in the rest when read). None when the
+    blocks disagree about which leaves the output reaches (then the caller runs whole)."""
     nodes = graph.nodes
-    return nodes[output].size * sum([nodes[i].size for i in leaf_ids])
+    oshape = nodes[output].shape
+    n, dtype, ndarray = math.prod(oshape), graph.dtype, np.ndarray
+    ops, steps = _schedule(graph, output), _steps(graph, output)
+    values = [None] * len(nodes)
+    sliced = {}                     # id -> the flat array a block slices
+    for eq in nodes[: output + 1]:
+        if eq.kind != "op":
+            values[eq.id] = eq.value
+            if eq.shape == oshape:
+                sliced[eq.id] = eq.value.reshape(-1)
+    flat_cot = np.asarray(cotangent).reshape(-1)
+    out = np.empty(n, dtype=dtype)
+    grads, reached = {}, None
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            part = (hi - lo,)
+            vals = list(values)
+            for i, flat in sliced.items():
+                vals[i] = flat[lo:hi]
+            for k, f, inputs, params in ops:
+                v = f(*[vals[i] for i in inputs], **params)
+                vals[k] = v if type(v) is ndarray and v.dtype == dtype else \
+                    np.asarray(v, dtype=dtype)
+            out[lo:hi] = vals[output]
+            ct = {output: flat_cot[lo:hi]}
+            for eq, edges in steps:
+                g = ct.pop(eq.id, None)
+                if g is None:
+                    continue
+                args = [vals[i] for i in eq.inputs]
+                for i, rule, _, _ in edges:
+                    v = rule(g, vals[eq.id], *args, **eq.params)
+                    if v is None:
+                        continue
+                    if type(v) is not ndarray or v.shape != part:
+                        v = sum_to(v, 0, (), part)
+                    if v.dtype != dtype:
+                        v = v.astype(dtype)
+                    ct[i] = v if i not in ct else ct[i] + v
+            leaves = {i for i in ct if nodes[i].kind == "leaf"}
+            if reached is None:
+                reached = leaves
+                grads = {i: np.empty(n, dtype=dtype) for i in leaves}
+            elif leaves != reached:
+                return None
+            for i in leaves:
+                grads[i][lo:hi] = ct[i]
+    values[output] = out.reshape(oshape)
+    return values, {i: g.reshape(oshape) for i, g in grads.items()}
 
 
-def jacobian_memory(graph: Graph, output: int) -> int:
-    """Bytes of the batched backward: an out-sized batch of cotangents at every node that
-    requires grad (an upper bound, counted before anything is allocated)."""
-    out_size = graph.nodes[output].size
-    total = elements(graph, output)[1]
-    return 2 * out_size * total * graph.dtype.itemsize
-
-
-def elementwise_path(graph: Graph, output: int) -> bool:
+# ------------------------------------------------------------------ Jacobians
+def elementwise_path(graph, output: int) -> bool:
     """True when every node between the output and the leaves that backward reaches is an
     elementwise op of the output's shape: then row i of the Jacobian is the cotangent e_i
     pulled back position by position, nonzero only at i (up to 0*inf)."""
@@ -452,7 +479,7 @@ def _exact_matrix(m, product=None, other=None):
     return m + 0.0
 
 
-def identity_seeds(graph: Graph, values, output: int):
+def identity_seeds(graph, values, output: int):
     """Cotangents of the output's inputs when the identity batch goes through a matrix
     product at the output: the op's matrix itself, without multiplying by the identity.
     None when the output is not such a product (or one input cannot take the shortcut)."""
@@ -501,7 +528,7 @@ def identity_seeds(graph: Graph, values, output: int):
     return seeds
 
 
-def is_elementwise(graph: Graph, output: int) -> bool:
+def is_elementwise(graph, output: int) -> bool:
     """elementwise_path, remembered per compiled program."""
     return remembered(graph, ("elementwise", output), lambda: elementwise_path(graph, output))
 
@@ -522,12 +549,12 @@ def _eye_below(n, dtype):
     return hit
 
 
-def vjp_and_jacobian(graph: Graph, values, cotangent, output: int, leaf_ids):
+def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
     """(backward(cotangent), jacobian) in one pass when the program is elementwise: the batch
     [v, ones, zeros] gives v's grads, the diagonal and the off-diagonal columns (small
     outputs: [v, identity] gives the rows themselves), each position computed exactly as the
     separate passes compute it. None otherwise."""
-    if not ECONOMY or not is_elementwise(graph, output):
+    if not is_elementwise(graph, output):
         return None
     oshape = graph.nodes[output].shape
     dtype = graph.dtype
@@ -558,7 +585,7 @@ def vjp_and_jacobian(graph: Graph, values, cotangent, output: int, leaf_ids):
     return grads, _diagonal_jacobians(graph, three, 1, leaf_ids, oshape)
 
 
-def _diagonal_jacobians(graph: Graph, rows, k: int, leaf_ids, oshape):
+def _diagonal_jacobians(graph, rows, k: int, leaf_ids, oshape):
     """Dense Jacobians of an elementwise program from a batched backward whose rows k and
     k + 1 were seeded with ones and zeros (the diagonal, and what 0 * inf makes of the rest)."""
     dtype = graph.dtype
@@ -566,7 +593,7 @@ def _diagonal_jacobians(graph: Graph, rows, k: int, leaf_ids, oshape):
             else np.zeros(oshape + graph.nodes[i].shape, dtype=dtype) for i in leaf_ids}
 
 
-def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None = None):
+def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None):
     """Every leaf's Jacobian. Layout output.shape + leaf.shape, as
     torch.autograd.functional.jacobian, rows the VJPs with the basis vectors. Dense: the
     identity as a batch of cotangents, one pass. Structured (default for larger outputs,
@@ -576,7 +603,7 @@ def jacobian(graph: Graph, values, output: int, leaf_ids, structure: bool | None
     n = math.prod(oshape)
     dtype = graph.dtype
     if structure is None:
-        structure = ECONOMY and n >= STRUCTURE_MIN
+        structure = n >= STRUCTURE_MIN
     grads = None
     if structure and n > 1:
         if is_elementwise(graph, output):

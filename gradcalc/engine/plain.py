@@ -1,0 +1,89 @@
+"""The plain interpreter of a compiled graph: forward, backward and the dense Jacobian.
+
+`forward` walks `graph.nodes` in order and keeps every value; `backward` walks them in
+reverse, keeping cotangents in a dict and reducing a broadcast cotangent to its operand's
+shape in one place (`sum_to`); `jacobian` is backward with the identity as a batch of
+cotangents. This is the definition every economy (economy.py) must reproduce bit for bit, so
+it must never take a shortcut, reuse a buffer or remember anything between calls.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def sum_to(v, nb: int, batch: tuple, shape: tuple):
+    """Reduce `v` (broadcastable to batch + some out shape) to batch + `shape`: PyTorch's
+    sum_to for broadcast operands, done once here instead of in every rule."""
+    v = np.asarray(v)
+    if v.shape == batch + shape:
+        return v
+    lead = v.ndim - nb - len(shape)
+    if lead < 0:
+        return np.broadcast_to(v, batch + shape)
+    axes = tuple(range(nb, nb + lead)) + tuple(
+        nb + lead + i for i, s in enumerate(shape) if s == 1 and v.shape[nb + lead + i] != 1)
+    if axes:
+        v = v.sum(axis=axes, keepdims=True)
+    v = v.reshape(v.shape[:nb] + v.shape[nb + lead:]) if lead else v
+    if v.shape != batch + shape:
+        v = np.broadcast_to(v, batch + shape)
+    return v
+
+
+def forward(graph, leaf_values: dict | None = None, upto: int | None = None) -> list:
+    """Values of every node up to `upto` (default the output), a list indexed by node id.
+    `leaf_values` maps a node id to a replacement value (the numeric check perturbs leaves)."""
+    last = graph.output if upto is None else upto
+    replaced = leaf_values or {}
+    values = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for eq in graph.nodes[: last + 1]:
+            if eq.kind != "op":
+                values[eq.id] = replaced.get(eq.id, eq.value)
+                continue
+            out = eq.op.forward(*[values[i] for i in eq.inputs], **eq.params)
+            values[eq.id] = np.asarray(out, dtype=graph.dtype)
+    return values
+
+
+def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
+             hook=None) -> dict:
+    """Cotangents of the leaves after pulling `cotangent` (shape batch + output shape) back
+    from `output`: node id -> array of shape batch + leaf shape; a leaf the output does not
+    reach is absent. `hook(eq, v)` sees every contribution `v` a rule of node `eq` makes
+    (already summed to its input's shape); when it returns True the walk stops there."""
+    nodes = graph.nodes
+    out = graph.output if output is None else output
+    nb = len(batch)
+    ct = {out: cotangent}
+    with np.errstate(all="ignore"):
+        for eq in reversed(nodes[: out + 1]):
+            if eq.kind != "op" or eq.id not in ct:
+                continue
+            g = ct.pop(eq.id)
+            args = [values[i] for i in eq.inputs]
+            for j, i in enumerate(eq.inputs):
+                rule = eq.op.vjp(j)
+                if rule is None or not nodes[i].requires_grad:
+                    continue
+                v = rule(g, values[eq.id], *args, **eq.params)
+                if v is None:
+                    continue
+                v = sum_to(v, nb, batch, nodes[i].shape).astype(graph.dtype)
+                if hook is not None and hook(eq, v):
+                    return {}
+                ct[i] = v if i not in ct else ct[i] + v
+    return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+
+
+def jacobian(graph, values, output: int, leaf_ids) -> dict:
+    """Every leaf's Jacobian, laid out output.shape + leaf.shape as
+    torch.autograd.functional.jacobian: its rows are the VJPs with the basis vectors, so one
+    backward with the identity as a batch of cotangents gives them all."""
+    oshape = graph.nodes[output].shape
+    eye = np.eye(math.prod(oshape), dtype=graph.dtype).reshape(oshape + oshape)
+    grads = backward(graph, values, eye, output, batch=oshape)
+    return {i: grads[i] if i in grads else np.zeros(oshape + graph.nodes[i].shape, graph.dtype)
+            for i in leaf_ids}

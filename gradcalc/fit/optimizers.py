@@ -1,0 +1,221 @@
+"""PyTorch 2.13's SGD, Adam and AdamW update rules on numpy arrays, step for step.
+
+Each optimizer is a frozen record of hyper-parameters, named and defaulted as torch names
+and defaults them, plus per-parameter state; `step(params, grads)` updates the arrays in
+place in the order of torch's single-tensor (`foreach=False`) code, in the parameter's own
+dtype, with torch's scalar arithmetic (bias corrections and step size are Python floats,
+rounded to the dtype only where a kernel takes them). torch's CPU kernels fuse some
+multiply-adds (FMA) where numpy rounds twice, so trajectories agree to an ulp or so per
+step, not bit for bit. It never computes gradients, never reads data and knows nothing of
+the command line beyond the option names in its messages.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from ..errors import GradcalcError
+
+# torch's name of each hyper-parameter -> the `gradcalc fit` option that sets it
+OPTION = {"lr": "--lr", "momentum": "--momentum", "dampening": "--dampening",
+          "weight_decay": "--weight-decay", "nesterov": "--nesterov", "betas": "--betas",
+          "eps": "--eps", "amsgrad": "--amsgrad"}
+
+
+def _usage(message: str) -> GradcalcError:
+    return GradcalcError("usage", message)
+
+
+def _require(ok: bool, name: str, rule: str, value) -> None:
+    if not ok:
+        raise _usage(f"{OPTION[name]} {rule}, got {value}")
+
+
+def _same_dtype(name: str, param: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    # in place needs an ndarray: a numpy scalar (what arithmetic on 0-d arrays returns)
+    # would be rebound, not updated
+    assert isinstance(param, np.ndarray), f"parameter {name} must be an ndarray"
+    if np.shape(grad) != param.shape:
+        raise GradcalcError("shape", f"gradient of {name} has shape {np.shape(grad)}, "
+                            f"the parameter {param.shape}")
+    return np.asarray(grad, dtype=param.dtype)
+
+
+@dataclass(frozen=True)
+class SGDOptions:
+    """torch.optim.SGD's hyper-parameters and defaults (torch 2.13: lr=1e-3)."""
+
+    lr: float = 1e-3
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self):
+        # the checks and their order are torch's SGD.__init__
+        _require(self.lr >= 0.0, "lr", "must be >= 0", self.lr)
+        _require(self.momentum >= 0.0, "momentum", "must be >= 0", self.momentum)
+        _require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0", self.weight_decay)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise _usage("--nesterov needs a --momentum above 0 and --dampening 0")
+
+
+@dataclass(frozen=True)
+class AdamOptions:
+    """torch.optim.Adam's hyper-parameters and defaults; AdamW differs in weight_decay."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+
+    def __post_init__(self):
+        # the checks and their order are torch's Adam.__init__
+        _require(self.lr >= 0.0, "lr", "must be >= 0", self.lr)
+        _require(self.eps >= 0.0, "eps", "must be >= 0", self.eps)
+        _require(len(self.betas) == 2, "betas", "takes two numbers B1,B2", self.betas)
+        for beta in self.betas:
+            _require(0.0 <= beta < 1.0, "betas", "must each lie in [0, 1)", self.betas)
+        _require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0", self.weight_decay)
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+
+@dataclass(frozen=True)
+class AdamWOptions(AdamOptions):
+    """torch.optim.AdamW: Adam's options with weight_decay=1e-2 by default."""
+
+    weight_decay: float = 1e-2
+
+
+@dataclass
+class SGD:
+    """torch.optim.SGD; state per parameter: its momentum buffer (None before the first step)."""
+
+    options: SGDOptions = field(default_factory=SGDOptions)
+    momentum_buffer: dict[str, np.ndarray] = field(default_factory=dict)
+
+    name = "sgd"
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """One `optimizer.step()` of torch's `_single_tensor_sgd`, params updated in place."""
+        o = self.options
+        for name, param in params.items():
+            grad = _same_dtype(name, param, grads[name])
+            f = param.dtype.type      # a Python float as a kernel takes it: in the dtype
+            if o.weight_decay != 0:
+                grad = grad + f(o.weight_decay) * param          # grad.add(param, alpha=wd)
+            if o.momentum != 0:
+                buf = self.momentum_buffer.get(name)
+                if buf is None:                                  # first step: no dampening
+                    buf = self.momentum_buffer[name] = np.array(grad)   # a copy, 0-d too
+                else:
+                    buf *= f(o.momentum)
+                    buf += f(1 - o.dampening) * grad
+                grad = grad + f(o.momentum) * buf if o.nesterov else buf
+            param += f(-o.lr) * grad                             # param.add_(grad, alpha=-lr)
+
+    def hyper(self) -> dict:
+        """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
+        return asdict(self.options)
+
+
+@dataclass
+class AdamSlot:
+    """torch's per-parameter Adam state: step count and running moments."""
+
+    step: int
+    exp_avg: np.ndarray
+    exp_avg_sq: np.ndarray
+    max_exp_avg_sq: np.ndarray | None
+
+
+@dataclass
+class Adam:
+    """torch.optim.Adam (L2 weight decay added to the gradient)."""
+
+    options: AdamOptions = field(default_factory=AdamOptions)
+    state: dict[str, AdamSlot] = field(default_factory=dict)
+
+    name = "adam"
+    decoupled = False
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """One `optimizer.step()` of torch's `_single_tensor_adam`, params updated in place."""
+        o = self.options
+        beta1, beta2 = o.betas
+        for name, param in params.items():
+            grad = _same_dtype(name, param, grads[name])
+            f = param.dtype.type
+            slot = self.state.get(name)
+            if slot is None:
+                zeros = np.zeros_like(param)
+                slot = self.state[name] = AdamSlot(
+                    0, zeros, zeros.copy(), zeros.copy() if o.amsgrad else None)
+            slot.step += 1
+            if o.weight_decay != 0:
+                if self.decoupled:
+                    param *= f(1 - o.lr * o.weight_decay)
+                else:
+                    grad = grad + f(o.weight_decay) * param
+            _lerp(slot.exp_avg, grad, f(1 - beta1))
+            slot.exp_avg_sq *= f(beta2)
+            slot.exp_avg_sq += f(1 - beta2) * grad * grad        # addcmul_: (value*t1)*t2
+            # torch reads the step back as a Python float: these are double-precision
+            # scalars, rounded to the dtype only as kernel arguments below
+            step = float(slot.step)
+            bias_correction1 = 1 - beta1 ** step
+            bias_correction2 = 1 - beta2 ** step
+            step_size = o.lr / bias_correction1
+            bias_correction2_sqrt = bias_correction2 ** 0.5
+            if o.amsgrad:
+                np.maximum(slot.max_exp_avg_sq, slot.exp_avg_sq, out=slot.max_exp_avg_sq)
+                second = slot.max_exp_avg_sq
+            else:
+                second = slot.exp_avg_sq
+            denom = np.sqrt(second) / f(bias_correction2_sqrt)
+            denom += f(o.eps)
+            param += f(-step_size) * slot.exp_avg / denom       # addcdiv_: (value*t1)/t2
+
+    def hyper(self) -> dict:
+        """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
+        hyper = asdict(self.options)
+        hyper["betas"] = list(hyper["betas"])
+        return hyper
+
+
+@dataclass
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with the weight decay applied to the parameter first."""
+
+    options: AdamOptions = field(default_factory=AdamWOptions)
+
+    name = "adamw"
+    decoupled = True
+
+
+def _lerp(start: np.ndarray, end: np.ndarray, weight) -> None:
+    """start.lerp_(end, weight) in place, with ATen's two branches (they round differently)."""
+    if abs(weight) < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (weight.dtype.type(1) - weight)
+
+
+OPTIMIZERS = {"sgd": (SGD, SGDOptions), "adam": (Adam, AdamOptions),
+              "adamw": (AdamW, AdamWOptions)}
+
+
+def make_optimizer(name: str, **hyper) -> SGD | Adam | AdamW:
+    """The optimizer `name` with the given hyper-parameters (torch's names), torch's defaults
+    for the rest. A hyper-parameter the optimizer does not take is a usage error naming its
+    option, as is a value torch would refuse."""
+    if name not in OPTIMIZERS:
+        raise _usage(f"--optimizer must be one of {', '.join([*OPTIMIZERS, 'lm'])}, got {name}")
+    kind, options = OPTIMIZERS[name]
+    known = {f.name for f in fields(options)}
+    for key in hyper:
+        if key not in known:
+            raise _usage(f"{OPTION.get(key, key)} does not apply to --optimizer {name}")
+    return kind(options(**hyper))

@@ -1,0 +1,92 @@
+"""Compiled programs for a stream of requests: each distinct program is compiled once.
+
+A program's graph depends on its text, dtype, wrt, seed, limits and the names and shapes of
+the bound variables, never on their values, so JSON Lines (and repeated API calls) keep the
+compiled graph and rebind its leaves to each request's values. Derived data lives in the
+graph's own `memo`, which rebound copies share. It never evaluates anything.
+"""
+from __future__ import annotations
+
+from .compile import Compiler
+from .errors import GradcalcError, Limits
+from .parser import parse_program
+from .settings import Settings, program_settings
+
+
+def compile_program(text: str, bindings: dict, dtype, s: Settings, limits: Limits):
+    """Parse and compile `text` with its leaves bound; errors carry the text for a caret."""
+    stmts = parse_program(text, limits.max_depth)
+    try:
+        return Compiler(text, bindings, dtype=dtype, wrt=s.wrt, seed=s.seed,
+                        limits=limits).program(stmts)
+    except GradcalcError as err:
+        raise err.with_source(text)
+
+
+class ProgramCache:
+    """Compiled programs, for a stream of requests (JSON Lines): a program's graph depends
+    on its text, dtype, wrt, seed, limits and the names and shapes of the bound variables,
+    never on their values, so each distinct one is parsed and compiled once and its leaves
+    are rebound to every later request's values. The rebound graph shares the compiled
+    one's `memo`, where derived data (the engine's plan, the symbolic check's
+    derivation) is kept. Programs that draw random numbers, and large ones, are compiled
+    every time."""
+
+    MAX_PROGRAMS = 256
+    MAX_ELEMENTS = 1 << 16
+
+    def __init__(self):
+        self._settings = {}
+        self._graphs = {}
+        self._limits = (None, None, None)   # the Limits last seen, its fields, their key
+
+    def settings(self, text: str) -> Settings:
+        hit = self._settings.get(text)
+        if hit is None:
+            hit = program_settings(text)
+            if len(self._settings) >= self.MAX_PROGRAMS:
+                self._settings.clear()
+            self._settings[text] = hit
+        return hit
+
+    def _limits_key(self, limits: Limits) -> tuple:
+        lim, fields, key = self._limits
+        if lim is not limits or fields != vars(limits):
+            fields = dict(vars(limits))
+            key = tuple(fields.items())
+            self._limits = (limits, fields, key)
+        return key
+
+    def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits):
+        key = (text, dtype.str, None if s.wrt is None else tuple(s.wrt), s.seed,
+               self._limits_key(limits), *[(name, v.shape) for name, v in bindings.items()])
+        hit = self._graphs.get(key)
+        if hit is not None:
+            template, bound = hit
+            return rebind(template, bound, bindings)
+        graph = compile_program(text, bindings, dtype, s, limits)
+        if sum(n.size for n in graph.nodes) <= self.MAX_ELEMENTS and not graph.random:
+            bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
+                     and eq.value is bindings[eq.name]]
+            if len(self._graphs) >= self.MAX_PROGRAMS:
+                self._graphs.clear()
+            self._graphs[key] = (graph, bound)
+        return graph
+
+
+def rebind(template, bound, bindings):
+    """A copy of a compiled graph whose leaves `bound` (node ids) hold new values. The
+    template's memo must exist already (ProgramCache makes it) for the copy to share it."""
+    nodes = list(template.nodes)
+    for i in bound:
+        old = nodes[i]
+        new = type(old)(old.id, old.kind, old.op, old.inputs, old.params, old.shape, old.pos,
+                        old.name, bindings[old.name])
+        new.requires_grad, new.torch = old.requires_grad, old.torch
+        nodes[i] = new
+    graph = object.__new__(type(template))      # a shallow copy: shares memo, not nodes
+    graph.__dict__.update(template.__dict__)
+    graph.nodes = nodes
+    return graph
+
+

@@ -1,0 +1,161 @@
+"""The result of one calculation as plain data, and its JSON object (SPEC section 4).
+
+`Result` holds the output, cotangent, grads, Jacobians and check reports; `to_json()` turns
+them into strict RFC 8259 data (non-finite numbers as "NaN"/"Infinity"/"-Infinity").
+The first non-finite node is diagnosed only when asked for. It computes no gradient and
+imports nothing heavy beyond numpy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import describe_nonfinite
+from .errors import GradcalcError, Limits, fmt_bytes
+
+
+@dataclass
+class Result:
+    """One calculation, as plain data. `to_json()` is the object of SPEC section 4."""
+
+    expression: str
+    output_name: str | None
+    output: np.ndarray
+    cotangent: np.ndarray
+    cotangent_implied: bool
+    grads: dict                       # name -> array (accumulated over repeat)
+    leaves: dict                      # name -> value of every named leaf
+    no_path: list
+    jacobian: dict | None
+    jacobian_note: str | None
+    checks: dict
+    repeat: int
+    dtype: str
+    wrt: list
+    graph: object = field(default=None, repr=False)
+    values: object = field(default=None, repr=False)
+    output_id: int = 0
+
+    def __getattr__(self, name):
+        # `nonfinite` (the first node whose value or gradient became non-finite, or None) is
+        # found on first read: it scans every array, which a caller that never asks (an
+        # in-process loop over large arrays) should not pay for
+        if name != "nonfinite":
+            raise AttributeError(name)
+        d = self.__dict__
+        if "graph" not in d:
+            raise AttributeError(name)
+        found = d["nonfinite"] = describe_nonfinite(self.graph, self.values, self.output_id,
+                                                    self.cotangent, self.grads)
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return all(c.get("passed") is not False for c in self.checks.values())
+
+    def to_json(self, trusting: bool = False) -> dict:
+        """The object of SPEC section 4. `trusting` skips every finiteness scan: arrays
+        become lists as they are and "nonfinite" is None unless already known. Only for a
+        writer that refuses NaN and infinity (json with allow_nan=False) and then asks for
+        the strict object instead: whenever it succeeds, the text is the strict one (finite
+        output and grads are exactly the case nonfinite is None)."""
+        plain = _tolist if trusting else to_plain
+        obj = {
+            "expression": self.expression,
+            "output": {"name": self.output_name, "shape": list(self.output.shape),
+                       "value": plain(self.output)},
+            "cotangent": plain(self.cotangent),
+            "grads": {k: plain(v) for k, v in self.grads.items()},
+            # every named leaf's value, so a randn weight or a linspace grid can be recovered
+            "leaves": {k: plain(v) for k, v in self.leaves.items()},
+            "jacobian": None if self.jacobian is None else
+            {k: plain(v) for k, v in self.jacobian.items()},
+        }
+        if self.jacobian_note:
+            obj["jacobian_note"] = self.jacobian_note
+        obj["checks"] = json_safe(self.checks)
+        obj["repeat"] = self.repeat
+        obj["dtype"] = self.dtype
+        obj["no_path"] = list(self.no_path)
+        obj["nonfinite"] = self.__dict__.get("nonfinite") if trusting else self.nonfinite
+        return obj
+
+
+def json_safe(obj):
+    """A report (checks, notes) as strict JSON: non-finite floats as "NaN"/"Infinity"/
+    "-Infinity" (an error of inf must not make the whole output invalid JSON), numpy
+    scalars and arrays as plain numbers and lists."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_plain(obj)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        if math.isfinite(f):
+            return f
+        return "NaN" if f != f else ("Infinity" if f > 0 else "-Infinity")
+    return obj
+
+
+def _tolist(arr):
+    """to_plain without its finiteness test (see Result.to_json(trusting=True))."""
+    a = np.asarray(arr)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    return a.tolist()
+
+
+def to_plain(arr):
+    """An array as nested lists of floats, non-finite numbers as "NaN"/"Infinity"/"-Infinity"
+    strings, so the JSON is strict RFC 8259."""
+    a = np.asarray(arr)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    if a.size <= 32:                      # small: test the Python floats, no numpy call
+        plain = a.tolist()
+        if a.ndim == 1:
+            if all(map(math.isfinite, plain)):
+                return plain
+        elif a.ndim == 0:
+            if math.isfinite(plain):
+                return plain
+        elif all(map(math.isfinite, a.ravel().tolist())):
+            return plain
+    elif np.isfinite(a).all():
+        return a.tolist()
+    obj = a.astype(object)
+    obj[np.isnan(a)] = "NaN"
+    obj[np.isposinf(a)] = "Infinity"
+    obj[np.isneginf(a)] = "-Infinity"
+    return obj.tolist()
+
+
+
+# Bytes of JSON text and the Python lists behind it, per number written (json.dumps of
+# tolist(): a float object, a list slot and up to ~24 characters).
+JSON_BYTES_PER_NUMBER = 64
+
+
+def check_json_size(result: Result, limits: Limits):
+    """Refuse, before building it, a JSON answer that would need more memory than the limit
+    (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array)."""
+    n = result.output.size + np.size(result.cotangent) + sum(g.size for g in result.grads.values())
+    n += sum(np.size(v) for v in result.leaves.values())
+    if result.jacobian:
+        n += sum(np.size(j) for j in result.jacobian.values())
+    need = n * JSON_BYTES_PER_NUMBER
+    if need > limits.max_memory:
+        raise GradcalcError("limit", f"the JSON answer holds {n:,} numbers and would need about "
+                                     f"{fmt_bytes(need)} to write, over the memory limit of "
+                                     f"{fmt_bytes(limits.max_memory)} (--max-memory); reduce "
+                                     "it with --no-jacobian, --wrt or --of")
+
+

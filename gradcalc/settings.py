@@ -1,0 +1,190 @@
+"""The options that shape one calculation, and their one validation.
+
+`Settings` holds what the user asked for (None: not given), from any of the three front
+ends: the command line and a program's `#:` lines (text), a JSON Lines request (JSON
+values), the Python API (Python values). `validate` is the only place that checks and
+converts them; it names an option the way its source spells it (`--repeat`, `"repeat"`,
+`repeat=`). It never reads a VALUE (values.py does) and imports nothing heavy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+from .errors import GradcalcError, Limits, escape_text
+
+CHECKS = ("symbolic", "numeric", "all", "none")
+DTYPES = ("float64", "float32")
+# options that may appear in a program's `#:` lines (SPEC section 3)
+PROGRAM_OPTIONS = {"--grad": "grad", "-g": "grad", "--wrt": "wrt", "--of": "of",
+                   "--repeat": "repeat", "--check": "check", "--rtol": "rtol", "--atol": "atol",
+                   "--dtype": "dtype", "--seed": "seed", "--jacobian": "jacobian",
+                   "--no-jacobian": "jacobian"}
+
+
+@dataclass
+class Settings:
+    """Everything that shapes one calculation. None means "not given"."""
+
+    grad: object = None
+    wrt: object = None
+    of: object = None
+    repeat: object = None
+    check: object = None
+    rtol: object = None
+    atol: object = None
+    jacobian: object = None
+    dtype: object = None
+    seed: object = None
+
+    def merged_over(self, base: "Settings") -> "Settings":
+        """These settings where given, `base` elsewhere (the command line over `#:` lines)."""
+        merged = dict(base.__dict__)     # (JSON Lines merges twice per request: no getattr)
+        merged.update((k, v) for k, v in self.__dict__.items() if v is not None)
+        out = Settings.__new__(Settings)
+        out.__dict__.update(merged)
+        return out
+
+
+NAMES = tuple(f.name for f in fields(Settings))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where settings came from: how to name an option in a message, and whether a value
+    may still be text to convert (`--repeat 3` and `#: --repeat 3` are; JSON's "3" is not)."""
+
+    style: str          # "cli", "json" or "api"
+    text: bool
+
+    def name(self, field: str) -> str:
+        if self.style == "json":
+            return f'"{field}"'
+        if self.style == "api":
+            return f"{field}="
+        return "--" + field
+
+
+CLI = Source("cli", True)
+JSON = Source("json", False)
+API = Source("api", False)
+
+
+def program_settings(text: str) -> Settings:
+    """Options from a program's `#:` lines, as text (validate converts them)."""
+    import shlex
+    s = Settings()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped.startswith("#:"):
+            continue
+        try:
+            words = shlex.split(stripped[2:], comments=False)
+        except ValueError as exc:
+            raise GradcalcError("usage", f"line {lineno}: cannot read the #: options ({exc})")
+        i = 0
+        while i < len(words):
+            word = words[i]
+            key, _, inline = word.partition("=")
+            if key not in PROGRAM_OPTIONS:
+                raise GradcalcError("usage", f"line {lineno}: '{escape_text(word)[:200]}' is not "
+                                             "allowed in a #: line (allowed: " + " ".join(
+                                                 k for k in PROGRAM_OPTIONS if k.startswith("--"))
+                                    + ")")
+            name = PROGRAM_OPTIONS[key]
+            if name == "jacobian":
+                s.jacobian = key == "--jacobian"
+                i += 1
+                continue
+            if inline:
+                val, i = inline, i + 1
+            elif i + 1 < len(words):
+                val, i = words[i + 1], i + 2
+            else:
+                raise GradcalcError("usage", f"line {lineno}: {key} needs a value")
+            setattr(s, name, val)
+    return s
+
+
+def validate(s: Settings, limits: Limits, source: Source = API) -> Settings:
+    """The given settings checked and converted (numbers from text, `wrt` as a list); what
+    was not given stays None. grad stays a VALUE for values.py to read."""
+    out = replace(s)
+    out.check = _choice(s.check, CHECKS, "check", source)
+    out.dtype = _choice(s.dtype, DTYPES, "dtype", source)
+    rep = out.repeat = _whole(s.repeat, "repeat", source)
+    if rep is not None and rep < 1:
+        raise GradcalcError("usage", f"{source.name('repeat')} must be at least 1, got {rep}")
+    if rep is not None and rep > limits.max_repeat:
+        raise GradcalcError("limit", f"{source.name('repeat')} {rep} is over the limit of "
+                                     f"{limits.max_repeat:,} (--max-repeat)")
+    seed = out.seed = _whole(s.seed, "seed", source)
+    if seed is not None and seed < 0:
+        raise GradcalcError("usage", f"{source.name('seed')} takes a whole number >= 0, got {seed}")
+    out.rtol = _tolerance(s.rtol, "rtol", source)
+    out.atol = _tolerance(s.atol, "atol", source)
+    out.wrt = _names(s.wrt, source)
+    if s.of is not None and not isinstance(s.of, str):
+        raise GradcalcError("usage", f"{source.name('of')} must be a name")
+    if s.jacobian is not None and not isinstance(s.jacobian, bool):
+        raise GradcalcError("usage", f"{source.name('jacobian')} must be true or false")
+    return out
+
+
+def resolved(s: Settings) -> Settings:
+    """Validated settings with the defaults of what was not given: check, dtype and repeat
+    always hold a value afterwards."""
+    return replace(s, check=s.check or "symbolic", dtype=s.dtype or "float64",
+                   repeat=1 if s.repeat is None else s.repeat)
+
+
+def _choice(v, choices, field, source):
+    if v is None:
+        return None
+    if v not in choices:
+        shown = escape_text(v)[:60] if isinstance(v, str) else type(v).__name__
+        raise GradcalcError("usage", f"{source.name(field)} must be one of {', '.join(choices)}, "
+                                     f"got {shown!r}")
+    return v
+
+
+def _whole(v, field, source):
+    """A whole number: an int (never a bool), or text of ASCII digits from a text source
+    (int() would also read "\\uff11\\uff10" and "1_0")."""
+    if v is None:
+        return None
+    if isinstance(v, str) and source.text:
+        t = v.strip()
+        if t.lstrip("+-").isdigit() and t.isascii() and "_" not in t:
+            return int(t)
+    elif type(v) is int:
+        return v
+    elif type(v) is float and source.style == "api" and v.is_integer():
+        return int(v)
+    shown = escape_text(v)[:60] if isinstance(v, str) else type(v).__name__
+    raise GradcalcError("usage", f"{source.name(field)} takes a whole number, got {shown!r}")
+
+
+def _tolerance(v, field, source):
+    if v is None:
+        return None
+    if isinstance(v, str) and source.text and v.isascii():
+        try:
+            v = float(v)
+        except ValueError:
+            pass
+    if type(v) not in (int, float) or not v >= 0:
+        shown = escape_text(v)[:60] if isinstance(v, str) else v
+        raise GradcalcError("usage", f"{source.name(field)} must be a number >= 0, "
+                                     f"got {shown!r}")
+    return float(v)
+
+
+def _names(v, source):
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [w.strip() for w in v.split(",") if w.strip()]
+    if isinstance(v, (list, tuple)) and all(isinstance(w, str) for w in v):
+        return list(v)
+    raise GradcalcError("usage", f"{source.name('wrt')} must be a list of names")
