@@ -160,7 +160,8 @@ def _cotangent(out_eq, s: Settings, read) -> np.ndarray:
                 example = "'ones(" + ", ".join(map(str, shape)) + ")'"
             raise GradcalcError(
                 "usage", f"the output has shape {shape}, so a gradient cannot be implied: "
-                         "backward needs one weight per output element (it computes v^T J). "
+                         "grad can be implicitly created only for scalar outputs, as in torch "
+                         "(backward computes v^T J, one weight per output element). "
                          f"Pass --grad with shape {shape}, e.g. --grad {example} "
                          "or --grad 1 for all ones")
         return np.ones(shape, dtype=np.dtype(s.dtype))

@@ -166,11 +166,13 @@ class Compiler:
         if kind == "op":
             eq.requires_grad = any(self.nodes[i].requires_grad and op.vjp(j) is not None
                                    for j, i in enumerate(inputs))
-            ins = [self.nodes[i] for i in inputs]
-            eq.torch = op.torch_name(Site(tuple(n.kind == "const" for n in ins), params,
-                                          tuple(len(n.shape) for n in ins)))
+            eq.torch = op.torch_name(self._site(inputs, params))
         self.nodes.append(eq)
         return eq.id
+
+    def _site(self, inputs, params) -> Site:
+        ins = [self.nodes[i] for i in inputs]
+        return Site(tuple(n.kind == "const" for n in ins), params, tuple(len(n.shape) for n in ins))
 
     def const(self, value, pos) -> int:
         value = np.asarray(value, dtype=self.dtype)
@@ -204,6 +206,8 @@ class Compiler:
             if err.position is None:
                 err.position = pos
             raise
+        if op.at_site is not None:
+            params = dict(params, **op.at_site(self._site(inputs, params)))
         if op.family == "constructor":
             params = dict(params, _dtype=self.dtype)
             if op.random:
@@ -461,10 +465,7 @@ class Compiler:
             elif p.name in kw_args:
                 i, ap = kw_args[p.name], kw_pos[p.name]
             elif p.optional:
-                if p.kind == "array":
-                    inputs.append(self.const(p.default, pos))
-                else:
-                    params[p.name] = p.default
+                self._left_out(p, inputs, params, pos)
                 continue
             else:
                 raise GradcalcError("call", f"{op.name}() is missing its argument "
@@ -473,10 +474,7 @@ class Compiler:
                 if not p.optional:
                     raise GradcalcError("call", f"{op.name}() argument '{p.name}' cannot be None",
                                         ap)
-                if p.kind == "array":
-                    inputs.append(self.const(p.default, pos))
-                else:
-                    params[p.name] = p.default
+                self._left_out(p, inputs, params, pos)
                 continue
             if p.kind == "array":
                 inputs.append(i)
@@ -496,6 +494,16 @@ class Compiler:
         if op.family != "constructor" and not inputs:
             raise GradcalcError("call", f"{op.name}() needs an array argument{_sig_hint(op)}", pos)
         return inputs, params
+
+    def _left_out(self, p, inputs, params, pos):
+        """A parameter left out (or None) takes its default. An array input becomes a constant
+        and its name is listed in the internal param `_absent`: torch's rule for clamp with
+        min only differs from its rule with both bounds, even where max is +inf."""
+        if p.kind != "array":
+            params[p.name] = p.default
+            return
+        inputs.append(self.const(p.default, pos))
+        params["_absent"] = params.get("_absent", ()) + (p.name,)
 
 
 def _sig_hint(op: Op) -> str:

@@ -152,7 +152,7 @@ def structural(draw, shape, depth):
         if choice == 4:
             return f"({sub((2,))} @ {sub((2, 3))})"
         if choice == 5:
-            return f"({sub((3,))})[::-1]"
+            return f"({sub((3,))})[-3::1]"      # a negative step is refused, as in torch
         if choice == 6:
             return f"cat({sub((2,))}, ({sub((3,))})[1:2])"
         return f"reshape({sub((2, 3))}, 6)[::2]"

@@ -46,6 +46,10 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `kinks`: `Kink` records, each beside the rule whose convention it states: where the op is
   not differentiable and the words for PyTorch's convention there. The checks name them.
 - `random`: draws from the `--seed` generator (a program using it is never cached).
+- `at_site(Site) -> dict`: internal params fixed by the call site, for ops whose torch kernel
+  depends on it (`x ** 0.5` with a number exponent is torch's pow.Tensor_Scalar, computed as
+  sqrt). An optional array input left out is listed in the internal param `_absent` (torch's
+  clamp with min only is another rule than clamp with both bounds, even where max is +inf).
 - `cost(out_size, in_shapes)`: element operations of one forward, for the numeric check's
   budget (default: the output's size).
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
@@ -138,6 +142,7 @@ class Op:
     kinks: tuple = ()                   # Kink records
     random: bool = False                # draws from the --seed generator
     cost: Callable | None = None        # (out_size, in_shapes) -> element operations
+    at_site: Callable | None = None     # Site -> internal params the call site fixes
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):

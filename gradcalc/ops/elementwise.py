@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import Kink, Op, elementwise_infer, register
+from ..errors import GradcalcError
 
 LN2 = math.log(2.0)
 LN10 = math.log(10.0)
@@ -86,7 +87,9 @@ def erf(x):
             den = (den + _ERF_B[i]) * z
         out[small] = t * (num + _ERF_A[3]) / (den + _ERF_B[3])
         big = ~small & np.isfinite(y)
-        out[big] = np.copysign(1.0 - _erfc_tail(y[big]), xf[big])
+        # erfc underflows to 0 past 26.6 (Cody's XBIG), and the tail's y * 16 overflows near
+        # DBL_MAX/16: past 27, erf is +-1, as torch's is
+        out[big] = np.copysign(1.0 - _erfc_tail(np.minimum(y[big], 27.0)), xf[big])
         out[np.isinf(y)] = np.sign(xf[np.isinf(y)])
         out[np.isnan(y)] = np.nan
     return out.astype(dtype, copy=False)
@@ -99,10 +102,10 @@ def softplus(x, beta=1.0, threshold=20.0):
 
 
 def softplus_vjp(g, ans, x, beta=1.0, threshold=20.0):
-    # softplus_backward: z = exp(x*beta); grad * z / (z + 1), or grad where x*beta > threshold
+    # softplus_backward: z = exp(x*beta); (grad * z) / (z + 1), or grad where x*beta > threshold
     bx = x * beta
     z = np.exp(np.minimum(bx, threshold))
-    return g * np.where(bx > threshold, 1.0, z / (z + 1.0))
+    return np.where(bx > threshold, g, g * z / (z + 1.0))
 
 
 def sgn(x):
@@ -111,9 +114,10 @@ def sgn(x):
 
 
 def sigmoid(x):
-    # numerically stable in both tails
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    # torch's kernel, 1 / (1 + exp(-x)): where exp(-x) overflows the result is 0, not the
+    # subnormal a stabler formula gives (float32 sigmoid(-100) is 0 in torch)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 # --- unary functions ------------------------------------------------------------------
@@ -149,10 +153,10 @@ unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), 
 unary("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans),
       lambda sp, x: sp.tan(x), "TanBackward0", (-1.2, 1.2))
 # asin/acos: grad * (1 - x^2).rsqrt(), so +-inf at +-1
-unary("asin", np.arcsin, lambda g, ans, x: g / np.sqrt(1.0 - x * x),
+unary("asin", np.arcsin, lambda g, ans, x: g * (1.0 / np.sqrt(1.0 - x * x)),
       lambda sp, x: sp.asin(x), "AsinBackward0", (-0.9, 0.9),
       kinks=(Kink("asin'(+-1) = +inf ((1 - x^2).rsqrt())", lambda x, **_: np.abs(x) == 1),))
-unary("acos", np.arccos, lambda g, ans, x: -g / np.sqrt(1.0 - x * x),
+unary("acos", np.arccos, lambda g, ans, x: g * -(1.0 / np.sqrt(1.0 - x * x)),
       lambda sp, x: sp.acos(x), "AcosBackward0", (-0.9, 0.9),
       kinks=(Kink("acos'(+-1) = -inf (-(1 - x^2).rsqrt())", lambda x, **_: np.abs(x) == 1),))
 unary("atan", np.arctan, lambda g, ans, x: g / (1.0 + x * x),
@@ -161,11 +165,13 @@ unary("sinh", np.sinh, lambda g, ans, x: g * np.cosh(x), lambda sp, x: sp.sinh(x
 unary("cosh", np.cosh, lambda g, ans, x: g * np.sinh(x), lambda sp, x: sp.cosh(x), "CoshBackward0")
 unary("tanh", np.tanh, lambda g, ans, x: g * (1.0 - ans * ans),
       lambda sp, x: sp.tanh(x), "TanhBackward0")
-unary("sigmoid", sigmoid, lambda g, ans, x: g * (ans * (1.0 - ans)),
+# sigmoid_backward: grad * (1 - result) * result, in that order
+unary("sigmoid", sigmoid, lambda g, ans, x: g * (1.0 - ans) * ans,
       lambda sp, x: 1 / (1 + sp.exp(-x)), "SigmoidBackward0")
+# relu is clamp_min(x, 0), which keeps x unless x < 0: relu(-0.0) = -0.0, relu(NaN) = NaN.
 # relu'(0) = 0: threshold_backward(grad, result, 0) is `result <= 0 ? 0 : grad`, a select,
 # not a product: a NaN/inf grad stays out of masked elements, and a NaN result passes grad
-unary("relu", lambda x: np.maximum(x, 0.0), lambda g, ans, x: np.where(ans <= 0, 0.0, g),
+unary("relu", lambda x: np.where(x < 0, 0.0, x), lambda g, ans, x: np.where(ans <= 0, 0.0, g),
       lambda sp, x: sp.Max(x, 0), "ReluBackward0",
       kinks=at_zero("relu'(0) = 0 (threshold_backward passes the gradient where the result > 0)"))
 unary("erf", erf, lambda g, ans, x: g * (TWO_OVER_SQRT_PI * np.exp(-x * x)),
@@ -197,11 +203,13 @@ register(Op("leaky_relu", "x, negative_slope:number=0.01",
             pointwise=True, doc="PyTorch's default slope 0.01",
             kinks=(Kink("leaky_relu'(0) = negative_slope (the slope of the x <= 0 side)",
                         lambda x, negative_slope=0.01, **_: (x == 0) & (negative_slope != 1)),)))
-# elu: elu_backward(grad, alpha, 1, 1, is_result=false, self) is
-# `x <= 0 ? grad * alpha * exp(x) : grad`, so at 0 the derivative is alpha
+# elu: `x <= 0 ? expm1(x) * alpha : x`, so elu(-0.0) = -0.0 and elu(NaN) = NaN;
+# elu_backward(grad, alpha, 1, 1, is_result=false, self) is
+# `x <= 0 ? grad * alpha * exp(x) : grad`, so at 0 the derivative is alpha (and at NaN, grad)
 register(Op("elu", "x, alpha:number=1.0",
-            lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
-            (lambda g, ans, x, alpha=1.0: g * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))),),
+            lambda x, alpha=1.0: np.where(x <= 0, np.expm1(np.where(x <= 0, x, 0.0)) * alpha, x),
+            (lambda g, ans, x, alpha=1.0:
+                np.where(x <= 0, g * alpha * np.exp(np.where(x <= 0, x, 0.0)), g),),
             elementwise_infer("elu"), "EluBackward0", "elementwise",
             sympy=lambda sp, x, alpha=1.0: sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),
             samples=(("elu(x)", {"x": (2, 3)}, (-2.0, 2.0)),
@@ -212,10 +220,11 @@ register(Op("elu", "x, alpha:number=1.0",
 
 
 # --- binary arithmetic --------------------------------------------------------------
-def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=()):
+def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=(),
+           at_site=None):
     register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
-                kinks=kinks))
+                kinks=kinks, at_site=at_site))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
@@ -227,23 +236,59 @@ binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y:
        (("x - y", _XY, (-2.0, 2.0)),), syntax="-")
 binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
        lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*")
-# div: grad / other and -grad * self / (other * other)
+# div: div_tensor_self_backward is grad / other; div_tensor_other_backward is
+# -grad * ((self / other) / other), an order that neither overflows nor underflows where the
+# gradient is a float (s/s at 1e-300 has grad 0, not -grad * s / s^2 = -inf)
 binary("div", "x, y", np.divide,
-       (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * x / (y * y)),
+       (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ((x / y) / y)),
        lambda sp, x, y: x / y,
        # torch computes number / tensor as reciprocal(tensor) * number: MulBackward0
        lambda site: "MulBackward0" if site.consts and site.consts[0] else "DivBackward0",
        (("x / y", _XY, (0.5, 2.0)),), syntax="/",
-       kinks=(Kink("x / 0 in IEEE arithmetic: grad / y and -grad * x / y^2",
+       kinks=(Kink("x / 0 in IEEE arithmetic: grad / y and -grad * ((x / y) / y)",
                    lambda x, y, **_: y == 0),))
 
 
-def pow_vjp_base(g, ans, x, y):
+def pow_number(x, e: float):
+    """x ** e for a number e as torch's pow.Tensor_Scalar computes it (Pow.cpp, PowKernel.cpp):
+    0 fills ones, 1 copies, 0.5 is sqrt, -0.5 rsqrt (1 / sqrt), -1 reciprocal, 2 x*x, 3 x*x*x,
+    -2 1 / (x*x), anything else pow(). They differ from pow() at -0.0 and -inf (sqrt(-0.0) is
+    -0.0, rsqrt(-inf) NaN) and in rounding."""
+    with np.errstate(all="ignore"):
+        if e == 0:
+            return np.ones_like(x)
+        if e == 1:
+            return np.array(x, copy=True)
+        if e == 0.5:
+            return np.sqrt(x)
+        if e == -0.5:
+            return 1.0 / np.sqrt(x)
+        if e == -1:
+            return 1.0 / x
+        if e == 2:
+            return x * x
+        if e == 3:
+            return x * x * x
+        if e == -2:
+            return 1.0 / (x * x)
+        return np.power(x, e)
+
+
+def pow_forward(x, y, _number_exponent=False):
+    return pow_number(x, float(y)) if _number_exponent else np.power(x, y)
+
+
+def pow_vjp_base(g, ans, x, y, _number_exponent=False):
+    if _number_exponent:
+        # pow_backward: zeros where exponent == 0, else grad * (exponent * self.pow(exponent - 1)),
+        # that pow by the same kernel (so x**0.5 at -0.0 has grad -inf, through rsqrt)
+        e = float(y)
+        return np.zeros_like(x) if e == 0 else g * (e * pow_number(x, e - 1.0))
     # pow_backward_self: where(exponent == 0, 0, grad * exponent * self ** (exponent - 1))
     return np.where(y == 0.0, 0.0, g * (y * np.power(x, y - 1.0)))
 
 
-def pow_vjp_exponent(g, ans, x, y):
+def pow_vjp_exponent(g, ans, x, y, _number_exponent=False):
     # pow_backward_exponent: grad * where(self == 0 & exponent >= 0, 0, result * log(self));
     # grad multiplies the select, so a NaN grad stays NaN even where the partial is 0
     return g * np.where((x == 0.0) & (y >= 0.0), 0.0, ans * np.log(x))
@@ -257,13 +302,19 @@ def _pow_torch(site):
     return "PowBackward1"
 
 
-binary("pow", "x, y", np.power, (pow_vjp_base, pow_vjp_exponent),
-       lambda sp, x, y: x ** y, _pow_torch,
+def _pow_site(site):
+    # a number exponent (a 0-d constant) is torch's pow.Tensor_Scalar, with its own kernel
+    return {"_number_exponent": bool(site.consts and site.consts[1] and site.ranks[1] == 0)}
+
+
+binary("pow", "x, y", pow_forward, (pow_vjp_base, pow_vjp_exponent),
+       lambda sp, x, y, **_: x ** y, _pow_torch,
        (("x ** y", _XY, (0.5, 2.0)), ("pow(x, 3)", {"x": (4,)}, (-2.0, 2.0))), syntax="**",
        doc="x**y at (0, 0) has both partials 0, as PyTorch defines",
        kinks=(Kink("x**y at x = 0: the base's partial is 0 where y == 0, grad*y*x**(y-1) "
                    "elsewhere; the exponent's partial is 0 where y >= 0",
-                   lambda x, y, **_: x == 0),))
+                   lambda x, y, **_: x == 0),),
+       at_site=_pow_site)
 
 
 # atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); PyTorch 2.13 gives 0 for
@@ -274,22 +325,35 @@ def _atan2_rules():
         return np.where(d == 0, 0.0, 1.0 / np.where(d == 0, 1.0, d))
 
     def dy(g, ans, y, x):
-        return g * (x * _recip(y, x))
+        return g * x * _recip(y, x)         # grad * other * recip, in that order
 
     def dx(g, ans, y, x):
-        return g * (-y * _recip(y, x))
+        return g * -y * _recip(y, x)        # grad * -self * recip
     return dy, dx
 
 
 binary("atan2", "y, x", np.arctan2, _atan2_rules(), lambda sp, y, x: sp.atan2(y, x),
        "Atan2Backward0", (("atan2(x, y)", _XY, (0.5, 2.0)),),
        kinks=(Kink("both partials 0 at (0, 0)", lambda y, x, **_: (y == 0) & (x == 0)),))
-# hypot: grad * self / result, grad * other / result
+# hypot: grad * self / result, grad * other / result, in that order
 binary("hypot", "x, y", np.hypot,
-       (lambda g, ans, x, y: g * (x / ans), lambda g, ans, x, y: g * (y / ans)),
+       (lambda g, ans, x, y: g * x / ans, lambda g, ans, x, y: g * y / ans),
        lambda sp, x, y: sp.sqrt(x * x + y * y), "HypotBackward0",
        (("hypot(x, y)", _XY, (0.5, 2.0)),),
        kinks=(Kink("grad * x / result: NaN at (0, 0)", lambda x, y, **_: (x == 0) & (y == 0)),))
+
+
+# maximum/minimum as torch's scalar loop computes them: NaN if either is NaN, else
+# std::max(x, y) = (x < y) ? y : x and std::min(x, y) = (y < x) ? y : x, so a tie keeps x:
+# maximum(-0.0, 0.0) is -0.0. (torch's SIMD loop, which takes blocks of 8 or 16 elements
+# depending on the CPU, keeps y there instead: on a tie of signed zeros in a longer array,
+# torch's sign depends on the machine; under 8 elements it is the scalar loop's everywhere.)
+def maximum(x, y):
+    return np.where(np.isnan(y) | (x < y), y, x)
+
+
+def minimum(x, y):
+    return np.where(np.isnan(y) | (y < x), y, x)
 
 
 # maximum/minimum: where(self == other, grad / 2, grad).masked_fill_(self < other, 0) (for
@@ -304,30 +368,51 @@ def _maxmin_rules(loses):
     return rx, ry
 
 
-binary("maximum", "x, y", np.maximum, _maxmin_rules(np.less),
+binary("maximum", "x, y", maximum, _maxmin_rules(np.less),
        lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
        (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
        kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
-binary("minimum", "x, y", np.minimum, _maxmin_rules(np.greater),
+binary("minimum", "x, y", minimum, _maxmin_rules(np.greater),
        lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
        (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
        kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
 
 
-# clamp(x, min, max): the bounds are inputs too (constants +-inf when left out).
-# PyTorch 2.13 clamp_backward_min_max: x gets grad where min <= x <= max (1 at the bounds);
-# min gets grad where x < min and min < max; max gets grad where x > max or max < min.
-# All three select with where(mask, grad, 0), so a NaN grad stays out of masked elements.
-def clamp(x, lo, hi):
-    return np.minimum(np.maximum(x, lo), hi)
+# clamp(x, min, max): the bounds are inputs too (constants +-inf when left out, and then
+# listed in `_absent`). PyTorch 2.13's clamp_backward / clamp_backward_min_max, with one bound:
+# x gets grad where x >= min (x <= max), the bound where x < min (x > max); with both: x gets
+# grad where min <= x <= max (1 at the bounds), min where x < min and min < max, max where
+# x > max or max < min. All select with where(mask, grad, 0), so a NaN grad stays out of
+# masked elements.
+def clamp(x, lo, hi, _absent=()):
+    # std::min(std::max(x, min), max), torch's scalar loop: x is kept on a tie (clamp(-0.0,
+    # min=0) is -0.0, as torch's number-bound kernel gives in every loop), a NaN bound is NaN
+    return minimum(maximum(x, lo), hi)
+
+
+def clamp_infer(shapes, params):
+    if len(params.get("_absent", ())) == 2:
+        raise GradcalcError("call", "clamp(): at least one of 'min' or 'max' must be given "
+                                    "(torch.clamp raises)")
+    return elementwise_infer("clamp")(shapes, params)
+
+
+def _clamp_rules():
+    def rx(g, ans, x, lo, hi, _absent=()):
+        return np.where((x >= lo) & (x <= hi), g, 0.0)
+
+    def rlo(g, ans, x, lo, hi, _absent=()):
+        one_bound = "max" in _absent
+        return np.where((x < lo) & (one_bound | (lo < hi)), g, 0.0)
+
+    def rhi(g, ans, x, lo, hi, _absent=()):
+        one_bound = "min" in _absent
+        return np.where((x > hi) | (~one_bound & (hi < lo)), g, 0.0)
+    return rx, rlo, rhi
 
 
 register(Op(
-    "clamp", "x, min:array?=-inf, max:array?=inf", clamp,
-    (lambda g, ans, x, lo, hi: np.where((x >= lo) & (x <= hi), g, 0.0),
-     lambda g, ans, x, lo, hi: np.where((x < lo) & (lo < hi), g, 0.0),
-     lambda g, ans, x, lo, hi: np.where((x > hi) | (hi < lo), g, 0.0)),
-    elementwise_infer("clamp"),
+    "clamp", "x, min:array?=-inf, max:array?=inf", clamp, _clamp_rules(), clamp_infer,
     # torch: number bounds are clamp.Scalar (ClampBackward1), tensor bounds clamp.Tensor
     lambda site: "ClampBackward1" if all(site.consts[1:]) else "ClampBackward0",
     "elementwise", pointwise=True,
@@ -335,10 +420,10 @@ register(Op(
     kinks=(Kink("clamp passes gradient 1 to x at its bounds",
                 lambda x, lo, hi, **_: (x == lo) | (x == hi),
                 whole=lambda x, lo, hi, **_: (x == lo) & (lo == hi)),),
-    sympy=lambda sp, x, lo, hi: sp.Min(sp.Max(x, lo), hi),
+    sympy=lambda sp, x, lo, hi, **_: sp.Min(sp.Max(x, lo), hi),
     samples=(("clamp(x, min=-0.5, max=0.5)", {"x": (2, 3)}, (-2.0, 2.0)),
              ("clamp(x, y, 1)", {"x": (2, 3), "y": (3,)}, (-2.0, 2.0))),
-    doc="bounds positional or by keyword; the gradient passes at the bounds"))
+    doc="bounds positional or by keyword (at least one); the gradient passes at the bounds"))
 
 
 def identity(x):

@@ -12,6 +12,7 @@ import numpy as np
 from . import Kink, Op, broadcast, register
 from . import symforms as S
 from ..errors import GradcalcError
+from .elementwise import sigmoid
 from .reductions import log_softmax
 
 # PyTorch's binary_cross_entropy_backward clamps (1 - x) x at a float 1e-12, which is
@@ -42,13 +43,16 @@ def mse(x, t, _n=1):
 
 
 def _mse_rules():
+    # mse_loss_backward: norm * (input - target) * grad, norm = 2 / numel, in that order: at
+    # 1e308 the gradient is finite where 2 * (input - target) would overflow (an empty input
+    # has norm inf and multiplies nothing)
     def rx(g, ans, x, t, _n=1):
-        d = x - t
-        return _g(g, d.ndim) * (2.0 * d / _n)
+        norm = 2.0 / _n if _n else math.inf
+        return norm * (x - t) * _g(g, np.ndim(x - t))
 
     def rt(g, ans, x, t, _n=1):
-        d = x - t
-        return _g(g, d.ndim) * (-2.0 * d / _n)
+        norm = 2.0 / _n if _n else math.inf
+        return norm * (t - x) * _g(g, np.ndim(x - t))
     return rx, rt
 
 
@@ -62,22 +66,34 @@ register(Op("mse_loss", "input, target", mse, _mse_rules(), pair_infer("mse_loss
             samples=(("mse_loss(x, y)", {"x": (2, 3), "y": (2, 3)}, (-2.0, 2.0)),)))
 
 
+def _unit_interval(what, v):
+    # binary_cross_entropy's kernel checks 0 <= v <= 1 for input and target (NaN fails it)
+    if not np.all((v >= 0) & (v <= 1)):
+        raise GradcalcError("value", f"binary_cross_entropy: all elements of {what} should be "
+                                     "between 0 and 1 (torch raises)")
+
+
 def bce(x, t, _n=1):
+    _unit_interval("input", x)
+    _unit_interval("target", t)
+    # torch's kernel: (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100)
     lx = np.maximum(np.log(x), -100.0)
     l1x = np.maximum(np.log1p(-x), -100.0)
-    return np.asarray(np.mean(-(t * lx + (1.0 - t) * l1x)))
+    return np.asarray(np.mean((t - 1.0) * l1x - t * lx))
 
 
 def _bce_rules():
+    # the mean's division by numel comes last in both, as torch's div_
     def rx(g, ans, x, t, _n=1):
         # binary_cross_entropy_backward: grad * (x - t) / max((1 - x) * x, EPSILON)
         d = x - t
-        return _g(g, d.ndim) * (d / np.maximum((1.0 - x) * x, EPSILON) / _n)
+        return _g(g, d.ndim) * d / np.maximum((1.0 - x) * x, EPSILON) / _n
 
     def rt(g, ans, x, t, _n=1):
-        # binary_cross_entropy_target_backward: -logit(x) * grad
-        d = np.log1p(-x) - np.log(x) + np.zeros_like(t)     # t's shape; 0*t is NaN at inf
-        return _g(g, d.ndim) * (d / _n)
+        # binary_cross_entropy_target_backward: -logit(x) * grad, logit(x) = log(x / (1 - x))
+        with np.errstate(divide="ignore"):
+            d = -np.log(x / (1.0 - x))      # t has x's shape (pair_infer)
+        return d * _g(g, d.ndim) / _n
     return rx, rt
 
 
@@ -106,11 +122,6 @@ def bce_logits(x, t, _n=1):
     return np.asarray(np.mean((1.0 - t) * x - log_sig))
 
 
-def _sig(x):
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
 def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
     # (1 - t) * x + log(1 + exp(-x)); where x < 0 at the check's point, log(1 + exp(-x)) is
     # written as the same function log(1 + exp(x)) - x, so that exp() stays finite
@@ -121,8 +132,10 @@ def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
 
 
 register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
-            (lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((_sig(x) - t) / _n),
-             lambda g, ans, x, t, _n=1: _g(g, np.ndim(x - t)) * ((-x + np.zeros_like(t)) / _n)),
+            # binary_cross_entropy_with_logits_backward: (sigmoid(x) - t) * grad, and
+            # -x * grad for the target, each then divided by numel (the mean)
+            (lambda g, ans, x, t, _n=1: (sigmoid(x) - t) * _g(g, np.ndim(x)) / _n,
+             lambda g, ans, x, t, _n=1: -x * _g(g, np.ndim(x)) / _n),     # t has x's shape
             pair_infer("binary_cross_entropy_with_logits", same_shape=True),
             "BinaryCrossEntropyWithLogitsBackward0", "loss", sympy=bce_logits_form,
             samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},

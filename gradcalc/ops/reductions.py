@@ -7,9 +7,12 @@ axes of the cotangent. A full max/min reduction splits the gradient evenly over 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from . import Kink, Op, call_error, norm_dim, register
+from . import Kink, Op, norm_dim, register
+from ..errors import GradcalcError
 from . import symforms as S
 from .elementwise import sgn
 
@@ -191,10 +194,26 @@ reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim),
           _sample("prod(x)", "prod(x, dim=0)"))
 
 
+def nonempty_infer(op_name, what):
+    """reduce_infer, refusing as torch does a reduction with no identity over no element: a
+    full one of an empty array, or one along a dim of size 0 (max(c[3:], dim=1) of a (0, 3)
+    slice is an empty result, as in torch)."""
+    base = reduce_infer(op_name)
+
+    def infer(shapes, params):
+        out, params = base(shapes, params)
+        (shape,) = shapes
+        dim = params["dim"]
+        if math.prod(shape) == 0 and (dim is None or shape[dim] == 0):
+            where = "an empty array" if dim is None else f"dim {dim + len(shape)} of size 0"
+            raise GradcalcError("call", f"{op_name}(): cannot compute {what} over {where}: "
+                                        "it has no identity (torch raises)")
+        return out, params
+    return infer
+
+
 def _maxmin(name, npf, argf):
     def forward(x, dim=None, keepdim=False):
-        if x.size == 0:
-            raise call_error(OPS_LOCAL[name], "cannot reduce an empty array")
         return npf(x, axis=_axis(dim), keepdims=keepdim)
 
     def rule(g, ans, x, dim=None, keepdim=False):
@@ -223,13 +242,13 @@ def _extreme_ties(npf):
     return pred
 
 
-OPS_LOCAL = {}
 for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                                    ("min", np.min, np.argmin, "Min")):
     _f, _r = _maxmin(_name, _npf, _argf)
     # dim by keyword only: SPEC 2 makes a second positional argument an error, since
     # max(x, 0) written for an elementwise maximum would otherwise reduce over dim 0
-    register(Op(_name, "x, *, dim:int?=None, keepdim:bool=False", _f, (_r,), reduce_infer(_name),
+    register(Op(_name, "x, *, dim:int?=None, keepdim:bool=False", _f, (_r,),
+                nonempty_infer(_name, f"the {_name}imum"),
                 by_dim(f"{_torch}Backward1", f"{_torch}Backward0"), "reduction",
                 sympy=_maxmin_form(_name),
                 samples=_sample(f"{_name}(x)", f"{_name}(x, dim=1)"),
@@ -239,8 +258,6 @@ for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                 kinks=(Kink(f"a full {_name} splits the gradient evenly over ties; {_name}(dim=) "
                             f"gives it all to the first {_name}imal index",
                             _extreme_ties(_npf)),)))
-    from . import OPS as _OPS
-    OPS_LOCAL[_name] = _OPS[_name]
 
 
 def logsumexp(x, dim=None, keepdim=False):
@@ -270,7 +287,7 @@ def norm(x, p=2.0, dim=None, keepdim=False):
     if p == 1:
         return np.sum(a, axis=ax, keepdims=keepdim)
     if p == np.inf:
-        return np.max(a, axis=ax, keepdims=keepdim) if a.size else np.zeros(())
+        return np.max(a, axis=ax, keepdims=keepdim)
     if p == -np.inf:
         return np.min(a, axis=ax, keepdims=keepdim)
     if p == 0:
@@ -279,10 +296,11 @@ def norm(x, p=2.0, dim=None, keepdim=False):
 
 
 def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
+    if p == 0:
+        # the count of nonzeros: linalg_vector_norm_backward returns zeros, whatever grad is
+        return np.zeros(g.shape[: g.ndim - ans.ndim] + x.shape, dtype=np.result_type(g, x))
     gu = unreduce(g, ans, x, dim, keepdim)
     n = _kd(ans, x, dim, keepdim)
-    if p == 0:
-        return gu * np.zeros_like(x)
     if p == 1:
         return gu * sgn(x)             # self.sgn() * grad; sgn(NaN) = 0
     if p == 2:
@@ -317,8 +335,14 @@ def _norm_kinks(x, p=2.0, dim=None, keepdim=False, **_):
     return np.any(a == 0, axis=dim, keepdims=keepdim)
 
 
+def norm_infer(shapes, params):
+    if np.isinf(params.get("p", 2.0)):
+        return nonempty_infer("norm", "the inf-norm")(shapes, params)
+    return reduce_infer("norm")(shapes, params)
+
+
 register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, (norm_vjp,),
-            reduce_infer("norm"), "LinalgVectorNormBackward0", "reduction",
+            norm_infer, "LinalgVectorNormBackward0", "reduction",
             kinks=(Kink("gradient 0 at the zero vector (sgn(x) at zeros for p <= 1; p=inf ties "
                         "share it)", _norm_kinks),),
             sympy=lambda sp, x, p=2.0, dim=None, keepdim=False, _at=None:
@@ -337,19 +361,22 @@ def softmax_infer(op_name):
     return infer
 
 
+def _shifted(x, dim):
+    """x minus its max along dim, unmasked as PyTorch subtracts it: an infinite element makes
+    its slice NaN, also in a 0-d array (one slice of one element: softmax(inf) is NaN, not 1).
+    An empty slice has nothing to shift."""
+    x1 = x.reshape(x.shape or (1,))
+    return x1 - np.max(x1, axis=dim, keepdims=True, initial=-np.inf)
+
+
 def softmax(x, dim=-1):
-    if x.ndim == 0:
-        return np.ones_like(x)
-    # PyTorch subtracts the max unmasked: an infinite input makes the whole slice nan
-    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    return e / np.sum(e, axis=dim, keepdims=True)
+    e = np.exp(_shifted(x, dim))
+    return (e / np.sum(e, axis=dim, keepdims=True)).reshape(x.shape)
 
 
 def log_softmax(x, dim=-1):
-    if x.ndim == 0:
-        return np.zeros_like(x)
-    shifted = x - np.max(x, axis=dim, keepdims=True)       # unmasked, as PyTorch
-    return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+    shifted = _shifted(x, dim)
+    return (shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))).reshape(x.shape)
 
 
 def _dimsum(v, dim, x):

@@ -29,8 +29,10 @@ def index_infer(shapes, params):
         if isinstance(i, int) and not -n <= i < n:
             raise GradcalcError("call", f"index {i} is out of range for dimension {axis} "
                                         f"of size {n}")
-        if isinstance(i, slice) and i.step == 0:
-            raise GradcalcError("call", "slice step cannot be zero")
+        if isinstance(i, slice) and i.step is not None and i.step <= 0:
+            # numpy would reverse; torch raises, so x[::-1] is refused, not reinterpreted
+            raise GradcalcError("call", f"slice step must be greater than zero (got {i.step}; "
+                                        "torch raises)")
     return _view(tuple(shape))[idx].shape, params
 
 

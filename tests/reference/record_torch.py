@@ -124,12 +124,15 @@ def record_case(case):
             return pick_output(case, case.fn(**env))
 
         jac = {}
-        if wrt:
-            js = torch.autograd.functional.jacobian(f, tuple(fixed[n] for n in wrt))
-            for n, j in zip(wrt, js):
-                expect = tuple(out.shape) + tuple(leaves[n].shape)
-                assert tuple(j.shape) == expect, f"{case.id}: jacobian {n} {tuple(j.shape)} != {expect}"
-                jac[n] = tensor_json(j)
+        if wrt and out.numel() == 0:
+            # torch's jacobian() cannot stack zero rows: an empty output's Jacobian is empty
+            js = tuple(torch.zeros(tuple(out.shape) + tuple(leaves[n].shape)) for n in wrt)
+        else:
+            js = torch.autograd.functional.jacobian(f, tuple(fixed[n] for n in wrt)) if wrt else ()
+        for n, j in zip(wrt, js):
+            expect = tuple(out.shape) + tuple(leaves[n].shape)
+            assert tuple(j.shape) == expect, f"{case.id}: jacobian {n} {tuple(j.shape)} != {expect}"
+            jac[n] = tensor_json(j)
 
         request = {}
         if case.expr is not None:
