@@ -310,9 +310,11 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             from .view.graph import to_dot
             write_text(dot, to_dot(result), "--dot")
         if as_json:
+            from .jsontext import dump
             from .result import check_json_size
             check_json_size(result, limits)
-            sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+            dump(result.to_json(arrays=True), sys.stdout)
+            sys.stdout.write("\n")
         elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
             from .view.human import render
             render(result, precision=precision, show_graph=graph)

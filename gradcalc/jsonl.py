@@ -13,6 +13,7 @@ import sys
 
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
                      OutputError, as_error, internal_error_json)
+from .jsontext import encode
 from .settings import JSON, NAMES as SETTING_NAMES, Settings, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
@@ -62,31 +63,12 @@ def check_fields(req) -> list:
             for k in sorted(k for k in req if k not in FIELDS)]
 
 
-# one strict encoder for the whole stream (json.dumps(..., allow_nan=False) builds a new one
-# per call); the same text. A result holds no cycles, so the C encoder runs without markers.
-try:
-    from json.encoder import c_make_encoder as _c_make_encoder
-except ImportError:          # pragma: no cover (CPython always has it)
-    _c_make_encoder = None
-if _c_make_encoder is not None:
-    _c_encoder = _c_make_encoder(None, json.JSONEncoder().default,
-                                 json.encoder.encode_basestring_ascii, None, ": ", ", ",
-                                 False, False, False)
-
-    def _encode(obj) -> str:
-        if isinstance(obj, str):
-            return json.encoder.encode_basestring_ascii(obj)
-        return "".join(_c_encoder(obj, 0))
-else:
-    _encode = json.JSONEncoder(allow_nan=False).encode
-
-
 def _echoable(rid) -> bool:
     """An id is echoed exactly; a number that overflows to infinity (1e400) cannot be."""
     if rid is None or type(rid) in (int, str, bool):     # always JSON
         return True
     try:
-        _encode(rid)
+        encode(rid)
         return True
     except (ValueError, RecursionError):
         return False
@@ -206,7 +188,7 @@ def serve(defaults, limits, debug=False):
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
             check_json_size(result, limits)
-            obj = result.to_json(trusting=True)     # checked by the strict encoder below
+            obj = result.to_json(trusting=True, arrays=True)   # checked by the strict encoder
             strict = result
             if warnings:
                 obj["warnings"] = warnings
@@ -227,14 +209,14 @@ def serve(defaults, limits, debug=False):
             obj = {"id": rid, **obj}
         try:
             try:
-                line_out = _encode(obj)
+                line_out = encode(obj)
             except ValueError:
                 if strict is None:
                     raise
                 # a NaN or an infinity: the strict object writes them as strings and says
                 # which node made them (same keys, same order)
-                obj = {**obj, **strict.to_json()}
-                line_out = _encode(obj)
+                obj = {**obj, **strict.to_json(arrays=True)}
+                line_out = encode(obj)
         except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
             internal = True
             err = internal_error_json(exc, ": the result is not JSON")
