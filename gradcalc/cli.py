@@ -235,13 +235,16 @@ def split_bindings(args):
 @click.option("--max-text", type=int, metavar="N",
               help="Characters of an expression, program or text VALUE (default 1,000,000).")
 @click.option("--max-repeat", type=int, metavar="N", help="Largest --repeat (default 10,000).")
+@click.option("--data", "data", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Bind the arrays of a CSV/TSV (header row), JSON object or .npz file "
+                   "(repeatable; NAME=VALUE overrides).")
 @click.option("--claim", multiple=True, metavar="'NAME: FORMULA'",
               help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=()):
+            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=()):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -260,7 +263,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                          "NAME=VALUE arguments belong inside each request")
         from .jsonl import serve
         _long_running()
-        return serve(settings, limits, debug)
+        return serve(settings, limits, debug, data=read_data_files(data, settings, limits))
     stdin = Stdin(limits.max_text)
     if program_file is not None:
         bindings = split_bindings(args)
@@ -284,6 +287,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                          "Lines (see gradcalc --help)")
         text, bindings = args[0], split_bindings(args[1:])
         _stdin_once(bindings, grad, False)
+    if data:
+        bindings = {**read_data_files(data, settings, limits), **bindings}
     if dot is not None:
         if dot == "-" and as_json:
             raise GradcalcError("usage", "--dot - and --json both write to stdout: give --dot a "
@@ -322,6 +327,18 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     except OSError as exc:       # stdout on a full disk (>/dev/full) or a failing device
         raise OutputError(exc) from None
     return EXIT_OK if result.passed else EXIT_DISAGREED
+
+
+def read_data_files(paths, settings, limits) -> dict:
+    """--data FILE ...: every named array of the files, later files over earlier ones."""
+    if not paths:
+        return {}
+    import numpy as np
+    from .datafile import read_data
+    out = {}
+    for path in paths:
+        out.update(read_data(path, dtype=np.dtype(settings.dtype or "float64"), limits=limits))
+    return out
 
 
 def _derivative(text, claims, limits, as_json) -> int | None:
@@ -466,9 +483,13 @@ def _main(argv, as_json, debug) -> int:
     """Run the command and map how it ended to an exit status. Click's own `main` is not
     used: it turns Ctrl-C into a bare newline and `Abort`, and a closed pipe into exit 1,
     both of which mean something else here."""
+    cmd, name = command, "gradcalc"
+    if argv and argv[0] == "fit":           # `gradcalc fit ...`; an expression `fit` is `(fit)`
+        from .fitcli import fit_command
+        cmd, name, argv = fit_command, "gradcalc fit", argv[1:]
     try:
-        with command.make_context("gradcalc", arrange(argv, command)) as ctx:
-            status = command.invoke(ctx)
+        with cmd.make_context(name, arrange(argv, cmd)) as ctx:
+            status = cmd.invoke(ctx)
     except click.exceptions.Exit as exc:
         status = exc.exit_code
     except click.ClickException as exc:

@@ -166,7 +166,9 @@ def write_whole_line(out, text: str):
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def serve(defaults, limits, debug=False):
+def serve(defaults, limits, debug=False, data=None):
+    """Answer each request line; `data` (from --data) are default variables of every
+    request, which its own "vars" override."""
     from .api import run
     from .programs import ProgramCache
     from .result import check_json_size
@@ -201,6 +203,8 @@ def serve(defaults, limits, debug=False):
                 has_id, rid = True, req["id"]
             warnings = check_fields(req)
             text, vars_, settings = settings_of(req, defaults, limits)
+            if data:
+                vars_ = {**data, **vars_}
             try:
                 result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
             except GradcalcError as err:
