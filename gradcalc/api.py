@@ -524,10 +524,12 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
              "none": []}[s.check]
     if kinds:
         from . import checks
-        once = {n: grads_once.get(leaf_ids[n]) for n in wanted}
+        context = checks.Context(
+            graph=graph, values=values, output_id=output, cotangent=cot, wrt=tuple(wanted),
+            grads={n: grads_once.get(leaf_ids[n]) for n in wanted}, jacobian=jac,
+            dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
         for kind in kinds:
-            result.checks[kind] = checks.run(kind, result, once, rtol=s.rtol, atol=s.atol,
-                                             limits=limits)
+            result.checks[kind] = checks.run(kind, context)
     return result
 
 

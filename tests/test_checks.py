@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 import gradcalc
-from gradcalc import symbolic_mixed
+from gradcalc.checks import mixed
 from gradcalc.cli import main
 from gradcalc.compile import Compiler
 from gradcalc.errors import Limits
@@ -416,7 +416,7 @@ def test_per_element_path_samples_and_says_how_many():
     assert sym["passed"] is True
     assert sym["method"] == "per-element"
     assert 0 < sym["elements_checked"] < sym["elements_total"] == x.size + w.size
-    assert sym["derivatives_taken"] <= symbolic_mixed.MAX_DERIVATIVES
+    assert sym["derivatives_taken"] <= mixed.MAX_DERIVATIVES
     assert sym["derivatives"] == {"x": None, "w": None}
 
 
