@@ -135,12 +135,12 @@ def _choose_columns(session, out_part, syms, order):
     deps: dict = {}
     cost: dict = {}          # sympy differentiations a symbol's column needs (terms of sums)
     for o, e in zip(out_idx, out_ex):
+        session.afford(e)
         for s in e.free_symbols:
             deps.setdefault(s, []).append((int(o), e))
         for t in (e.args if isinstance(e, sp.Add) else (e,)):
             for s in t.free_symbols:
                 cost[s] = cost.get(s, 0) + 1
-        session.tick()
     chosen, count = [], 0
     for i, r in order:
         n = cost.get(syms[i][r], 0)
@@ -160,6 +160,7 @@ def _columns(session, ev, chosen, syms, deps, N):
         cand = np.zeros(N, bool)
         exprs = []
         for o, e in deps.get(s, ()):
+            session.afford(e)
             d = _diff(session.sp, e, s)
             val, c = ev.evaluate(d)
             col[o] = float(val)
