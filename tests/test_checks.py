@@ -536,3 +536,61 @@ def test_reports_are_strict_json_even_with_infinite_errors(monkeypatch):
     assert code == 1
     assert obj["checks"]["symbolic"]["max_abs_error"] == "Infinity"
     assert obj["checks"]["numeric"]["max_abs_error"] == "Infinity"
+
+
+# ---------------------------------------------------------------- references that round
+def test_an_overflow_in_sympys_float_formula_is_refined_not_a_disagreement(monkeypatch):
+    """Issue 14 item 13: `hypot(x, 3)` at 1e300: sympy's x/sqrt(x**2 + 9) is 0 in float64
+    (x**2 overflows); refined in mpmath it is 1, torch's and autograd's value. A rule off
+    by 1.5 at that very point still fails, against the refined 1."""
+    code, obj = cli("hypot(x, 3)", "x=1e300")
+    sym = obj["checks"]["symbolic"]
+    assert code == 0 and sym["passed"] is True, sym
+    assert obj["grads"]["x"] == 1.0 and sym["max_abs_error"] == 0.0
+    rule = OPS["hypot"].vjps
+    monkeypatch.setattr(OPS["hypot"], "vjps", (_broken(rule[0]), rule[1]))
+    code, obj = cli("hypot(x, 3)", "x=1e300")
+    sym = obj["checks"]["symbolic"]
+    assert code == 1
+    assert sym["disagreements"][0] == {"leaf": "x", "in": "grad", "index": [],
+                                       "autograd": 1.5, "symbolic": 1.0}
+
+
+LOST = ("the finite difference is lost here: the input is not finite, or the function's "
+        "rounding near the largest float hides the step")
+
+
+def test_a_finite_difference_lost_near_the_largest_float_is_unverifiable(monkeypatch):
+    """`1e308 + s`: f(s +- h) is 1e308 whatever h, so the difference says 0 for a slope of 1;
+    the point is listed as unverifiable, and the check passes. A wrong add rule still fails
+    where the difference can be taken (element 1)."""
+    code, obj = cli("1e308 + s", "s=0.5", "--check", "numeric")
+    num = obj["checks"]["numeric"]
+    assert code == 0 and num["passed"] is True, num
+    assert num["unverifiable"] == [{"leaf": "s", "index": [], "reason": LOST,
+                                    "pytorch": 1.0, "numeric": 0.0}]
+    monkeypatch.setattr(OPS["add"], "vjps", (_broken(OPS["add"].vjps[0]), OPS["add"].vjps[1]))
+    code, obj = cli("c + s", "c=1e308,1", "s=0.5,0.5", "--check", "numeric", "-g", "1")
+    num = obj["checks"]["numeric"]
+    assert code == 1 and num["passed"] is False
+    assert [(d["leaf"], d["in"], d["index"]) for d in num["disagreements"]] == [
+        ("c", "grad", [1]), ("c", "jacobian", [1, 1])]
+    assert [(u["leaf"], u["index"]) for u in num["unverifiable"]] == [("c", [0]), ("s", [0])]
+
+
+def test_a_finite_difference_at_a_nan_input_is_unverifiable(monkeypatch):
+    """`sign(x)` at NaN: torch's sign is 0 there and its gradient 0; no step can be taken
+    from NaN, so the point is unverifiable, not a disagreement. A rule giving 1 still fails
+    at the finite point."""
+    code, obj = cli("sign(x)", "x=nan", "--check", "numeric")
+    num = obj["checks"]["numeric"]
+    assert code == 0 and num["passed"] is True, num
+    assert num["unverifiable"] == [{"leaf": "x", "index": [], "reason": LOST,
+                                    "pytorch": 0.0, "numeric": "NaN"}]
+    monkeypatch.setattr(OPS["sign"], "vjps", (lambda g, ans, x: g * np.ones_like(x),))
+    code, obj = cli("sign(x)", "x=nan,1", "--check", "numeric", "-g", "1")
+    num = obj["checks"]["numeric"]
+    assert code == 1
+    assert [(d["in"], d["index"]) for d in num["disagreements"]] == [
+        ("grad", [1]), ("jacobian", [1, 1])]
+    assert [u["index"] for u in num["unverifiable"]] == [[0]]

@@ -75,11 +75,15 @@ class Evaluator:
     def __init__(self, session, env, ties=None):
         self.session, self.sp, self.env, self.ties = session, session.sp, env, ties
         self.memo: dict = {}
+        self.lost: dict = {}         # expr -> mask where float64 overflowed on its way, or None
         self.table = _table(session.sp)
         sp = session.sp
         self.rel = {sp.StrictGreaterThan: operator.gt, sp.GreaterThan: operator.ge,
                     sp.StrictLessThan: operator.lt, sp.LessThan: operator.le}
         self.eqrel = {sp.Equality: operator.eq, sp.Unequality: operator.ne}
+        # heads whose values are truth values or condition pairs, not numbers
+        self._logic = (sp.Piecewise, sp.ITE, sp.And, sp.Or, sp.Not, sp.Xor,
+                       sp.Heaviside, sp.DiracDelta, *self.rel, *self.eqrel)
 
     def evaluate(self, expr):
         """(value, candidate mask or None)."""
@@ -104,10 +108,32 @@ class Evaluator:
                     continue
                 stack.pop()
                 memo[e] = self._node(e)
+                self._track_overflow(e)
                 steps += 1
                 if steps % 512 == 0:
                     self.session.tick()
         return memo[expr]
+
+    def overflowed(self, expr):
+        """Where the float64 value of an evaluated `expr` passed through an overflow (a
+        non-finite value from finite arguments: exp(800), x**2 at 1e300), or None: there
+        the value may be wrong although finite (1e300/sqrt(inf) is 0), so the check refines
+        it in mpmath or calls it unverifiable."""
+        return self.lost.get(expr)
+
+    def _track_overflow(self, e):
+        lost = [self.lost.get(a) for a in e.args]
+        lost = functools.reduce(_or, [m for m in lost if m is not None], None)
+        v = self.memo[e][0]
+        if e.args and not isinstance(v, tuple) and not isinstance(e, self._logic):
+            bad = ~np.isfinite(np.asarray(v, dtype=np.float64))
+            if bad.any():                 # the usual case, all finite, costs one pass
+                for a in e.args:
+                    if not isinstance(self.memo[a][0], tuple):
+                        bad = bad & np.isfinite(np.asarray(self.memo[a][0], dtype=np.float64))
+                if bad.any():
+                    lost = _or(lost, bad)
+        self.lost[e] = lost
 
     def _node(self, e):
         sp = self.sp

@@ -164,6 +164,8 @@ def _columns(session, ev, chosen, syms, deps, N):
             d = _diff(session.sp, e, s)
             val, c = ev.evaluate(d)
             col[o] = float(val)
+            if ev.overflowed(d) is not None and math.isfinite(col[o]):
+                col[o] = math.inf        # finite only through an overflow: refined below
             if c is not None and bool(np.any(c)):
                 cand[o] = True
             exprs.append((o, d))

@@ -17,6 +17,9 @@ from ..errors import GradcalcError
 from .context import Context, Leaf
 from .verdict import Partials, Verdict
 
+LOST = ("the finite difference is lost here: the input is not finite, or the function's "
+        "rounding near the largest float hides the step")
+
 # At most this many leaf elements are perturbed one at a time (programs that mix elements),
 # and at most NUMERIC_MAX_WORK element-evaluations are spent on them; beyond, a seeded sample
 # is checked and the report says how many. Elementwise programs perturb a whole leaf at
@@ -47,7 +50,8 @@ def _classify(f0, fs, hs):
       slope, continued to the infinity it points to;
     - a singular point: f itself is not finite at x: undefined.
     The error bound is 8/7 |C(h) - C(h/8)|: where the derivative itself has a kink (x*|x|
-    at 0) the central difference converges only linearly."""
+    at 0) the central difference converges only linearly. Last, the mask of the points where
+    the difference is lost (LOST): no finite step, or an error bound beyond float64."""
     fp, fm, fp8, fm8 = fs
     hp, hm, hp8, hm8 = hs
     with np.errstate(all="ignore"):
@@ -76,8 +80,11 @@ def _classify(f0, fs, hs):
         # truncation (linear where f' has a kink) and rounding (f large next to its change)
         rounding = 16 * np.finfo(np.float64).eps * (np.abs(fp) + np.abs(fm)) / (hp + hm)
         slack = np.where(flag, 0.0, 8 / 7 * np.abs(central - central8) + rounding)
+        # lost: no step could be taken (the input is not finite), or the rounding of f
+        # around x is beyond float64 (f near the largest float): no difference to compare
+        lost = ~(np.isfinite(hp) & np.isfinite(hm)) | (~flag & ~np.isfinite(slack))
         slack = np.where(np.isfinite(slack), slack, 0.0)
-    return central, slack, flag, lo, hi, singular
+    return central, slack, flag, lo, hi, singular, lost
 
 
 @dataclass
@@ -204,16 +211,17 @@ def _elementwise(leaf: Leaf, probe: _Probe) -> Partials:
     pts, steps = _step(np.asarray(leaf.eq.value, dtype=np.float64))
     fs = [probe.f_at(leaf.eq.id, p) for p in pts]
     hs = [np.broadcast_to(h, oshape) for h in steps]
-    d, slack, flag, lo, hi, quiet = _classify(probe.f0, fs, hs)
+    d, slack, flag, lo, hi, quiet, lost = _classify(probe.f0, fs, hs)
     lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, probe.stacked)
-    return Partials(leaf, d, flag, lo, hi, slack=slack, quiet=quiet)
+    return Partials(leaf, d, flag, lo, hi, slack=slack, quiet=quiet,
+                    unverifiable=np.broadcast_to(lost, oshape), reason=LOST)
 
 
 def _columns(leaf: Leaf, probe: _Probe, picks) -> Partials:
     """One leaf element at a time: columns of the Jacobian, and vᵀ times each."""
     oshape = probe.f0.shape
     x0 = np.asarray(leaf.eq.value, dtype=np.float64)
-    rows = [[], [], [], [], [], []]
+    rows = [[], [], [], [], [], [], []]
     for k in picks:
         pts, hs = _step(np.float64(x0.flat[k]))
         fs = []
@@ -221,10 +229,12 @@ def _columns(leaf: Leaf, probe: _Probe, picks) -> Partials:
             x = x0.copy()
             x.flat[k] = p
             fs.append(probe.f_at(leaf.eq.id, x))
-        d, slack, flag, lo, hi, quiet = _classify(probe.f0, fs, hs)
+        d, slack, flag, lo, hi, quiet, lost = _classify(probe.f0, fs, hs)
         lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, probe.stacked)
-        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet)):
+        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet, lost)):
             row.append(np.broadcast_to(v, oshape).reshape(-1))
-    cols, slack, flags, los, his, quiet = (np.array(r).reshape(len(picks), -1) for r in rows)
+    cols, slack, flags, los, his, quiet, lost = (np.array(r).reshape(len(picks), -1)
+                                                 for r in rows)
     return Partials(leaf, cols, flags.astype(bool), los, his, slack=slack,
-                    quiet=quiet.astype(bool), picks=picks)
+                    quiet=quiet.astype(bool), picks=picks, unverifiable=lost.astype(bool),
+                    reason=LOST)

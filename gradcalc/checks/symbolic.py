@@ -42,6 +42,8 @@ POLL = 0.05                     # seconds between the caller's looks at the work
 # (free_symbols) and 5-800 us (diff) per tree node on the 2-core machine; 1 us is a lower
 # bound for a diff, so a tree this costly is known not to fit before sympy starts on it
 SYMPY_SECONDS_PER_NODE = 1e-6
+OVERFLOW = ("sympy's derivative overflows float64 here, and more points than the check "
+            "refines in mpmath need it")
 
 
 class OutOfTime(BaseException):
@@ -255,7 +257,8 @@ def _elementwise(session, context, verdict):
             display = {s: sp.Symbol(names[i], real=True) for i, s in derived.leaf_sym.items()}
             hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
         d, derivatives[name] = hit
-        D, flag, lo, hi = _evaluate_array(session, ev, d, env, oshape, not_finite)
+        D, flag, lo, hi, unverifiable = _evaluate_array(session, ev, d, env, oshape,
+                                                        not_finite)
         if at_site is not None and (at_site & ~flag).any():
             # an op sits at a kink there, but sympy simplified it away (minimum(x,
             # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
@@ -265,7 +268,8 @@ def _elementwise(session, context, verdict):
         if not_finite is not None:       # the function itself is not finite there
             flag = flag | not_finite
             lo, hi = np.where(not_finite, np.nan, lo), np.where(not_finite, np.nan, hi)
-        verdict.feed(Partials(leaf, D, flag, lo, hi, quiet=not_finite))
+        verdict.feed(Partials(leaf, D, flag, lo, hi, quiet=not_finite,
+                              unverifiable=unverifiable, reason=OVERFLOW))
         session.tick()
     n = context.leaves_total
     N = math.prod(oshape)
@@ -327,7 +331,9 @@ def derive_elementwise(session, context) -> Derivation:
 def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
-    points (non-finite although the inputs are finite, even in mpmath's arithmetic)."""
+    points (non-finite although the inputs are finite, even in mpmath's arithmetic); and
+    the points where float64 overflowed on the way, refined in mpmath up to MAX_REFINE,
+    beyond it unverifiable."""
     val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
@@ -342,7 +348,12 @@ def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
             lo = np.where(kink, np.minimum(np.minimum(d0, d1), D), lo)
             hi = np.where(kink, np.maximum(np.maximum(d0, d1), D), hi)
         flag |= kink
-    bad = ~np.isfinite(D)
+    bad = np.array(~np.isfinite(D), dtype=bool)   # an array even when 0-d: written below
+    lost = ev.overflowed(d)
+    unverifiable = None
+    if lost is not None:                  # finite, but through an overflow: refine it too
+        lost = np.array(np.broadcast_to(lost, oshape) & ~bad, dtype=bool)
+        bad |= lost
     if bad.any():
         syms = [s for s in d.free_symbols if s in env]
         for s in syms:
@@ -357,9 +368,12 @@ def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
                     D, lo, hi = np.array(D), np.array(lo), np.array(hi)
                 D.flat[k] = lo.flat[k] = hi.flat[k] = v
                 bad.flat[k] = False
+        if lost is not None:                  # finite past the refinement cap: unverifiable
+            unverifiable = bad & lost
+            bad = bad & ~lost
         lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention
         hi = np.where(bad, np.nan, hi)
         flag |= bad
-    return D, flag, lo, hi
+    return D, flag, lo, hi, unverifiable
 
 

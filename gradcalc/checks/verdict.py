@@ -19,6 +19,7 @@ from .kinks import Labeller, kink_sites, nan_may_arise
 
 MAX_LISTED = 20                     # nondifferentiable points listed in a report
 MAX_DISAGREEMENTS = 5               # disagreeing entries listed in a report
+MAX_UNVERIFIABLE = 20               # unverifiable entries listed in a report
 
 
 def jnum(v):
@@ -41,7 +42,10 @@ class Partials:
     output). `flag` marks entries at a nondifferentiable point, with the range [lo, hi] of
     the one-sided values there (NaN: undefined); `slack` is an absolute error bound of `d`
     (finite differences); `quiet` marks flagged entries where the function itself is not
-    finite (listed only if the values differ)."""
+    finite (listed only if the values differ). `unverifiable` marks entries where the method's
+own reference cannot be trusted (a float64 overflow in sympy's formula beyond what mpmath
+refined, a finite difference lost below the spacing of the floats), for `reason`: there a
+difference is reported as unverifiable, not as a disagreement."""
 
     leaf: Leaf
     d: np.ndarray
@@ -51,6 +55,8 @@ class Partials:
     slack: np.ndarray | None = None
     quiet: np.ndarray | None = None
     picks: np.ndarray | None = None
+    unverifiable: np.ndarray | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -77,6 +83,8 @@ class Entries:
     column: Any = None
     label: Callable | None = None
     quiet: Any = None
+    unverifiable: Any = None
+    reason: str | None = None
 
 
 def agree(expected, actual, rtol, atol, scale=None, slack=None):
@@ -167,6 +175,7 @@ class Verdict:
         self.max_rel = 0.0
         self.disagreements, self.n_disagree = [], 0
         self.nondiff, self.n_nondiff = [], 0
+        self.unverifiable, self.n_unverifiable = [], 0
 
     # ---------------------------------------------------------------- what the methods feed
     def no_path(self, leaf: Leaf):
@@ -197,7 +206,9 @@ class Verdict:
         leaf, eq, cot = p.leaf, p.leaf.eq, self.cot
         shape, oshape = eq.shape, np.shape(p.d)
         flag, lo, hi, slack, quiet = p.flag, p.lo, p.hi, p.slack, p.quiet
-        g_flag = g_lo = g_hi = g_quiet = None
+        g_flag = g_lo = g_hi = g_quiet = g_unv = None
+        if p.unverifiable is not None and p.unverifiable.any():
+            g_unv = sum_to(p.unverifiable.astype(np.int64), shape) > 0
         with np.errstate(all="ignore"):
             g_slack = None if slack is None else sum_to(np.abs(cot) * slack, shape)
             terms = cot * p.d
@@ -215,7 +226,8 @@ class Verdict:
                 return sum_to(np.abs(terms), shape)
         self.compare(Entries(leaf.name, "grad", exp_g, leaf.grad, flat_index(shape),
                              flagged=g_flag, lo=g_lo, hi=g_hi, scale=scale, slack=g_slack,
-                             label=lambda k: self.labeller.label(eq, k), quiet=g_quiet))
+                             label=lambda k: self.labeller.label(eq, k), quiet=g_quiet,
+                             unverifiable=g_unv, reason=p.reason))
         if leaf.jac is None:
             return
         n, N = math.prod(shape), math.prod(oshape)
@@ -232,7 +244,9 @@ class Verdict:
         self.compare(Entries(leaf.name, "jacobian", dense(p.d), leaf.jac.reshape(N, n), index,
                              flagged=dense(flag, False).astype(bool), lo=dense(lo),
                              hi=dense(hi), slack=None if slack is None else dense(slack),
-                             column=np.broadcast_to(np.arange(n), (N, n))))
+                             column=np.broadcast_to(np.arange(n), (N, n)),
+                             unverifiable=None if g_unv is None else
+                             dense(p.unverifiable, False).astype(bool), reason=p.reason))
 
     def _feed_columns(self, p: Partials):
         """Row r of `p.d` is the column of the Jacobian for leaf element picks[r] (over every
@@ -252,12 +266,14 @@ class Verdict:
             g_flag = flags.any(axis=1) if flags.size else np.zeros(len(picks), bool)
             g_lo, g_hi = lo_t.sum(axis=1), hi_t.sum(axis=1)
             g_quiet = None if quiet is None else ~(flags & ~quiet).any(axis=1)
+        unv = p.unverifiable
+        g_unv = None if unv is None or not unv.any() else unv.any(axis=1)
         got = leaf.grad.reshape(-1)[picks]
         self.compare(Entries(leaf.name, "grad", exp_g, got,
                              lambda r: _index(eq.shape, picks[int(r)]),
                              flagged=g_flag, lo=g_lo, hi=g_hi, scale=scale, slack=g_slack,
                              label=lambda r: self.labeller.label(eq, int(picks[int(r)])),
-                             quiet=g_quiet))
+                             quiet=g_quiet, unverifiable=g_unv, reason=p.reason))
         if leaf.jac is None:
             return
         oshape = self.context.out_shape
@@ -269,7 +285,8 @@ class Verdict:
             return _index(oshape, o) + _index(eq.shape, picks[r])
         self.compare(Entries(leaf.name, "jacobian", cols, J, index, flagged=flags, lo=los,
                              hi=his, slack=slack,
-                             column=np.broadcast_to(np.arange(len(picks))[:, None], cols.shape)))
+                             column=np.broadcast_to(np.arange(len(picks))[:, None], cols.shape),
+                             unverifiable=None if g_unv is None else unv, reason=p.reason))
 
     # ---------------------------------------------------------------- the comparison
     def _round(self, e):
@@ -287,7 +304,7 @@ class Verdict:
         s = (lambda: _flat(scale())) if callable(scale) else _flat(scale)
         sl = _flat(en.slack)
         flagged, lo, hi = en.flagged, en.lo, en.hi
-        if flagged is None or not np.any(flagged):
+        if (flagged is None or not np.any(flagged)) and en.unverifiable is None:
             quick = _all_close(e, a, self.rtol, self.atol, sl)
             if quick is not None:                 # everything agrees: only the maxima matter
                 self.max_abs = max(self.max_abs, quick[0])
@@ -320,7 +337,15 @@ class Verdict:
                 self._list_nondiff(en, np.flatnonzero(listed), e, a, lo, hi, q, ieee_only)
             ok = ok | excused
             counted = ~f | ~ok
-            diff, rel = diff[counted], rel[counted]
+        else:
+            counted = np.ones(ok.shape, bool)
+        if en.unverifiable is not None and not ok.all():
+            unv = np.asarray(en.unverifiable, dtype=bool).reshape(-1) & ~ok
+            if en.what == "grad":
+                self._list_unverifiable(en, np.flatnonzero(unv), e, a)
+            ok = ok | unv
+            counted &= ~unv
+        diff, rel = diff[counted], rel[counted]
         if not ok.all():
             self.passed = False
             bad = np.flatnonzero(~ok)
@@ -362,6 +387,14 @@ class Verdict:
                                  "convention": conv, "pytorch": jnum(a[k]),
                                  self.kind: jnum(e[k]), "range": rng})
 
+    def _list_unverifiable(self, en, listed, e, a):
+        for k in listed:
+            self.n_unverifiable += 1
+            if len(self.unverifiable) < MAX_UNVERIFIABLE:
+                self.unverifiable.append({"leaf": en.leaf, "index": en.index(k),
+                                          "reason": en.reason, "pytorch": jnum(a[k]),
+                                          self.kind: jnum(e[k])})
+
     def report(self, **extra):
         out = {"passed": bool(self.passed), "max_abs_error": jnum(self.max_abs),
                "max_rel_error": jnum(self.max_rel)}
@@ -371,6 +404,10 @@ class Verdict:
             out["nondifferentiable"] = self.nondiff
             if self.n_nondiff > len(self.nondiff):
                 out["nondifferentiable_total"] = self.n_nondiff
+        if self.n_unverifiable:
+            out["unverifiable"] = self.unverifiable
+            if self.n_unverifiable > len(self.unverifiable):
+                out["unverifiable_total"] = self.n_unverifiable
         if self.n_disagree:
             out["disagreements"] = self.disagreements
             if self.n_disagree > len(self.disagreements):
