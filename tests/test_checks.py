@@ -539,21 +539,49 @@ def test_reports_are_strict_json_even_with_infinite_errors(monkeypatch):
 
 
 # ---------------------------------------------------------------- references that round
+OVERFLOW = ("float64 overflows in the derivative's formula here: the exact value (mpmath) "
+            "and a float64 implementation's may differ")
+
+
 def test_an_overflow_in_sympys_float_formula_is_refined_not_a_disagreement(monkeypatch):
     """Issue 14 item 13: `hypot(x, 3)` at 1e300: sympy's x/sqrt(x**2 + 9) is 0 in float64
-    (x**2 overflows); refined in mpmath it is 1, torch's and autograd's value. A rule off
-    by 1.5 at that very point still fails, against the refined 1."""
+    (x**2 overflows); refined in mpmath it is 1, torch's and autograd's value: verified. A
+    rule off by 1.5 fails where float64 holds (x = 2); at 1e300 it is unverifiable."""
     code, obj = cli("hypot(x, 3)", "x=1e300")
     sym = obj["checks"]["symbolic"]
     assert code == 0 and sym["passed"] is True, sym
     assert obj["grads"]["x"] == 1.0 and sym["max_abs_error"] == 0.0
+    assert "unverifiable" not in sym                 # the refined value agrees
     rule = OPS["hypot"].vjps
     monkeypatch.setattr(OPS["hypot"], "vjps", (_broken(rule[0]), rule[1]))
-    code, obj = cli("hypot(x, 3)", "x=1e300")
+    code, obj = cli("hypot(x, 3)", "x=1e300,2", "-g", "1")
     sym = obj["checks"]["symbolic"]
     assert code == 1
-    assert sym["disagreements"][0] == {"leaf": "x", "in": "grad", "index": [],
-                                       "autograd": 1.5, "symbolic": 1.0}
+    assert sym["disagreements"][0] == {"leaf": "x", "in": "grad", "index": [1],
+                                       "autograd": pytest.approx(1.5 * 2 / 13 ** 0.5),
+                                       "symbolic": pytest.approx(2 / 13 ** 0.5)}
+    assert sym["unverifiable"] == [{"leaf": "x", "index": [0], "reason": OVERFLOW,
+                                    "pytorch": 1.5, "symbolic": 1.0}]
+
+
+def test_logsumexp_at_the_largest_floats_is_unverifiable_not_a_disagreement(monkeypatch):
+    """`logsumexp(x)` at [1e308, 1e308]: torch's grad exp(x - result) is [1, 1] (the result
+    1e308 + log 2 rounds to 1e308); the exact derivative is [1/2, 1/2]. sympy's float
+    formula overflows there, so the point is unverifiable. A wrong rule still fails at
+    ordinary points of the same leaf."""
+    code, obj = cli("logsumexp(x)", "x=1e308,1e308")
+    sym = obj["checks"]["symbolic"]
+    assert code == 0 and sym["passed"] is True, sym
+    assert obj["grads"]["x"] == [1.0, 1.0]
+    assert sym["unverifiable"] == [
+        {"leaf": "x", "index": [k], "reason": OVERFLOW, "pytorch": 1.0, "symbolic": 0.5}
+        for k in (0, 1)]
+    monkeypatch.setattr(OPS["logsumexp"], "vjps",
+                        tuple(_broken(r) for r in OPS["logsumexp"].vjps))
+    code, obj = cli("logsumexp(x)", "x=1,2")
+    sym = obj["checks"]["symbolic"]
+    assert code == 1 and "unverifiable" not in sym
+    assert {tuple(d["index"]) for d in sym["disagreements"] if d["in"] == "grad"} == {(0,), (1,)}
 
 
 LOST = ("the finite difference is lost here: the input is not finite, or the function's "

@@ -7,8 +7,10 @@ function is not differentiable, from the op entries' `kinks`. The caller builds 
 `Context` (context.py). A check reports {"passed", "max_abs_error", "max_rel_error", ...} as
 plain JSON-safe data and never raises for a disagreement (exit status 1 is the caller's
 decision); at nondifferentiable points PyTorch's value is excused only when it lies between
-the one-sided values, or a method's value is undefined there. Nothing here imports sympy
-until a symbolic check runs.
+the one-sided values, or a method's value is undefined there; where a method's own
+reference cannot be trusted (float64 overflow in sympy's formula, a finite difference lost at
+the float range's edge) a differing value is listed as "unverifiable", not as a
+disagreement. Nothing here imports sympy until a symbolic check runs.
 """
 from __future__ import annotations
 

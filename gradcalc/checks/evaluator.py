@@ -21,6 +21,12 @@ import numpy as np
 
 MAX_REFINE = 32                 # non-finite float64 entries re-evaluated with mpmath
 MAX_FORMULA_NODES = 400         # a longer derivative is not printed ("derivatives": null)
+# Where float64 overflows on the way to a derivative, the check's float reference cannot be
+# trusted, and a float64 implementation (PyTorch's) may round away from the exact value
+# (logsumexp at [1e308, 1e308]: 1 and 1, exactly 1/2 and 1/2): the point is refined in
+# mpmath, and a value that still differs is reported as unverifiable, not as a disagreement
+OVERFLOW = ("float64 overflows in the derivative's formula here: the exact value (mpmath) "
+            "and a float64 implementation's may differ")
 
 
 class Unsupported(Exception):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..ops import symforms
 from .context import src_index
-from .evaluator import MAX_REFINE, Evaluator, Unsupported, formula, refine
+from .evaluator import MAX_REFINE, OVERFLOW, Evaluator, Unsupported, formula, refine
 from .verdict import Partials
 
 # Caps (documented in the README):
@@ -152,25 +152,26 @@ def _choose_columns(session, out_part, syms, order):
 
 
 def _columns(session, ev, chosen, syms, deps, N):
-    """{(leaf, symbol number): (column values, tie candidates, [(output entry, derivative)])}."""
+    """{(leaf, symbol number): (column values, tie candidates, [(output entry, derivative)],
+    entries whose float64 value passed through an overflow)}."""
     cols = {}
     for i, r in chosen:
         s = syms[i][r]
         col = np.zeros(N)
         cand = np.zeros(N, bool)
+        over = np.zeros(N, bool)
         exprs = []
         for o, e in deps.get(s, ()):
             session.afford(e)
             d = _diff(session.sp, e, s)
             val, c = ev.evaluate(d)
             col[o] = float(val)
-            if ev.overflowed(d) is not None and math.isfinite(col[o]):
-                col[o] = math.inf        # finite only through an overflow: refined below
+            over[o] = ev.overflowed(d) is not None    # perhaps wrong though finite
             if c is not None and bool(np.any(c)):
                 cand[o] = True
             exprs.append((o, d))
             session.tick()
-        cols[(i, r)] = (col, cand, exprs)
+        cols[(i, r)] = (col, cand, exprs, over)
     return cols
 
 
@@ -185,8 +186,9 @@ def _partials(session, context, leaf, rows, leaf_picks, env, ties, refined):
     C = np.zeros((P, N))
     F = np.zeros((P, N), bool)
     LO, HI = np.zeros((P, N)), np.zeros((P, N))
-    for p, (_, (col, cand, exprs)) in enumerate(rows):
-        C[p], LO[p], HI[p] = col, col, col
+    U = np.zeros((P, N), bool)
+    for p, (_, (col, cand, exprs, over)) in enumerate(rows):
+        C[p], LO[p], HI[p], U[p] = col, col, col, over
         for o, d in exprs:
             if cand[o]:
                 v0, v1 = (float(ev.evaluate(d)[0]) for ev in ties)
@@ -194,7 +196,7 @@ def _partials(session, context, leaf, rows, leaf_picks, env, ties, refined):
                     F[p, o] = True
                     LO[p, o] = min(v0, v1, col[o])
                     HI[p, o] = max(v0, v1, col[o])
-            if not math.isfinite(col[o]) and (nf is None or not nf[o]):
+            if (over[o] or not math.isfinite(col[o])) and (nf is None or not nf[o]):
                 point = {s: env[s] for s in d.free_symbols if s in env}
                 if not all(math.isfinite(x) for x in point.values()):
                     continue
@@ -212,7 +214,8 @@ def _partials(session, context, leaf, rows, leaf_picks, env, ties, refined):
         Q = np.broadcast_to(not_finite.reshape(1, -1), F.shape)
         F = F | Q
         LO, HI = np.where(Q, np.nan, LO), np.where(Q, np.nan, HI)
-    return Partials(leaf, C, F, LO, HI, quiet=Q, picks=kpicks)
+    return Partials(leaf, C, F, LO, HI, quiet=Q, picks=kpicks, unverifiable=U,
+                    reason=OVERFLOW)
 
 
 def _diff(sp, e, s):

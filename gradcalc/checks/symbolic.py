@@ -31,7 +31,7 @@ import numpy as np
 
 from . import mixed
 from .context import Context
-from .evaluator import MAX_REFINE, Evaluator, Unsupported, formula, refine
+from .evaluator import MAX_REFINE, OVERFLOW, Evaluator, Unsupported, formula, refine
 from .verdict import Partials, Verdict
 
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
@@ -42,8 +42,6 @@ POLL = 0.05                     # seconds between the caller's looks at the work
 # (free_symbols) and 5-800 us (diff) per tree node on the 2-core machine; 1 us is a lower
 # bound for a diff, so a tree this costly is known not to fit before sympy starts on it
 SYMPY_SECONDS_PER_NODE = 1e-6
-OVERFLOW = ("sympy's derivative overflows float64 here, and more points than the check "
-            "refines in mpmath need it")
 
 
 class OutOfTime(BaseException):
@@ -332,8 +330,8 @@ def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
     points (non-finite although the inputs are finite, even in mpmath's arithmetic); and
-    the points where float64 overflowed on the way, refined in mpmath up to MAX_REFINE,
-    beyond it unverifiable."""
+    the points where float64 overflowed on the way: refined in mpmath up to MAX_REFINE, and
+    unverifiable (see evaluator.OVERFLOW)."""
     val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
@@ -349,10 +347,11 @@ def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
             hi = np.where(kink, np.maximum(np.maximum(d0, d1), D), hi)
         flag |= kink
     bad = np.array(~np.isfinite(D), dtype=bool)   # an array even when 0-d: written below
-    lost = ev.overflowed(d)
-    unverifiable = None
-    if lost is not None:                  # finite, but through an overflow: refine it too
-        lost = np.array(np.broadcast_to(lost, oshape) & ~bad, dtype=bool)
+    over = ev.overflowed(d)
+    lost = unverifiable = None
+    if over is not None:                  # through an overflow: refined, and unverifiable
+        unverifiable = np.array(np.broadcast_to(over, oshape), dtype=bool)
+        lost = unverifiable & ~bad        # finite, but perhaps wrong (1e300/sqrt(inf) = 0)
         bad |= lost
     if bad.any():
         syms = [s for s in d.free_symbols if s in env]
@@ -369,8 +368,7 @@ def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
                 D.flat[k] = lo.flat[k] = hi.flat[k] = v
                 bad.flat[k] = False
         if lost is not None:                  # finite past the refinement cap: unverifiable
-            unverifiable = bad & lost
-            bad = bad & ~lost
+            bad &= ~lost
         lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention
         hi = np.where(bad, np.nan, hi)
         flag |= bad
