@@ -363,15 +363,16 @@ def worker_profile(fig, top=18):
         import sympy
         x = sympy.Symbol("x")
         str((x * x + sympy.log(x)).diff(x))       # sympy's first use, as the figure has it
-        from gradcalc import symbolic
+        from gradcalc.checks import Context, symbolic
         a, b, c, v = _seed_inputs(10**6)
         r = gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="numeric",
                              jacobian=False)       # a result holding every value
-        once = {k: r.grads[k] for k in r.wrt}
+        context = Context(graph=r.graph, values=r.values, output_id=r.output_id,
+                          cotangent=r.cotangent, wrt=tuple(r.wrt), grads=dict(r.grads),
+                          jacobian=None, dtype=r.dtype)
 
         def call():               # the check's worker body, in this thread so it is seen
-            symbolic._work({}, {"deadline": time.monotonic() + 100, "importing": True}, r,
-                           once, None, None)
+            symbolic.run_here(context, symbolic.Budget(100))
         reps = 1
         prof = cProfile.Profile()
         prof.enable()

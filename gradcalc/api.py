@@ -203,9 +203,12 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits):
              "none": []}[s.check]
     if kinds:
         from . import checks
+        context = checks.Context(
+            graph=result.graph, values=result.values, output_id=result.output_id,
+            cotangent=result.cotangent, wrt=tuple(result.wrt), grads=once,
+            jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
         for kind in kinds:
-            result.checks[kind] = checks.run(kind, result, once, rtol=s.rtol, atol=s.atol,
-                                             limits=limits)
+            result.checks[kind] = checks.run(kind, context)
 
 
 def accumulate(g, repeat: int):

@@ -212,8 +212,8 @@ FAKE_SYMBOLIC = {"passed": True, "max_abs_error": 0.0, "max_rel_error": 0.0,
 
 
 def test_formulas_beside_grads(monkeypatch):
-    import gradcalc.symbolic
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: dict(FAKE_SYMBOLIC))
+    import gradcalc.checks.symbolic
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: dict(FAKE_SYMBOLIC))
     out = view(["-f", SEED], columns=120)
     assert re.search(r"^b\s+\(3,\)\s+\[3, 4, 5\]\s+\[1\.2, 16, 0\.002\]\s+4·b\s*$", out, re.M)
     assert re.search(r"^c\s+.*\s1/c\s*$", out, re.M)
@@ -238,10 +238,10 @@ def test_formulas_from_the_real_symbolic_check():
 
 
 def test_unusual_check_reports_render(monkeypatch):
-    import gradcalc.symbolic
+    import gradcalc.checks.symbolic
     odd = {"passed": False, "max_abs_error": 2.5, "derivatives": {"a": None, "b": "oops"},
            "nondifferentiable": [{"leaf": "a", "at": "relu at 0"}], "note": "[bold]x[/bold]"}
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: odd)
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: odd)
     runner = CliRunner()
     res = runner.invoke(command, ["relu(a)*b", "a=0", "b=2"], env={"COLUMNS": "100"},
                         standalone_mode=False)
@@ -252,12 +252,12 @@ def test_unusual_check_reports_render(monkeypatch):
     assert "[bold]x[/bold]" in res.stdout            # never read as markup
     assert "(per element)" in res.stdout               # a: no single formula
     many = {"passed": True, "disagreements": [{"leaf": "a", "index": [i]} for i in range(9)]}
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: many)
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: many)
     out = view(["a*2", "a=1"])
     assert "  disagreements: leaf a, index [4]" in out
     assert "  disagreements: leaf a, index [5]" not in out
     assert "... 4 more disagreements (all of them: --json)" in out
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: {"derivatives": "junk"})
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: {"derivatives": "junk"})
     assert "symbolic check: skipped" in view(["a*2", "a=1"])
 
 
@@ -296,8 +296,8 @@ def test_ascii_console_falls_back_to_ascii_symbols():
 
 
 def test_failed_check_is_reported_on_stderr(monkeypatch):
-    import gradcalc.symbolic
-    monkeypatch.setattr(gradcalc.symbolic, "check",
+    import gradcalc.checks.symbolic
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check",
                         lambda *a, **k: {"passed": False, "max_abs_error": 1.0})
     runner = CliRunner()
     res = runner.invoke(command, ["a*2", "a=1"], env={"COLUMNS": "100"}, standalone_mode=False)
