@@ -444,17 +444,23 @@ class Compiler:
             raise GradcalcError("name", f"unknown function '{shown}'{hint}", pos)
         inputs, params = self.bind(op, pos_args, kw_args, node)
         if name in self.externs:
-            params = self.extern_params(op, inputs)
+            params = self.extern_params(op, inputs, pos)
         return self.apply(op, inputs, params, pos)
 
-    def extern_params(self, op: Op, inputs) -> dict:
+    def extern_params(self, op: Op, inputs, pos) -> dict:
         """An extern's output shape is what its first call answers (SPEC 11), so it is
-        called once here with its inputs' values; its params tell its VJP which inputs
-        require grad (one backward perturbs them all in one batch)."""
+        called once here with its inputs' values (a failure points at this call); its
+        params tell its VJP which inputs require grad (one backward perturbs them all in
+        one batch)."""
         for i in inputs:
             self.not_none(i)
         params = {"_wrt": tuple(self.nodes[i].requires_grad for i in inputs)}
-        op.forward(*self.values_of(inputs), **params)
+        try:
+            op.forward(*self.values_of(inputs), **params)
+        except GradcalcError as err:
+            if err.position is None:
+                err.position = pos
+            raise
         return params
 
     def values_of(self, ids) -> list:

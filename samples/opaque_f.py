@@ -4,10 +4,15 @@
 The page computes f(x, w) = 2*x*w[0] + x**2*w[1] one element at a time outside autograd
 (through text and eval), so PyTorch cannot differentiate it and the page writes a backward
 by finite differences. Here the same function is a separate process that gradcalc cannot see
-into; it needs only the standard library (and no eval):
+into; it needs only the standard library (and no eval). The page's first training step
+(samples/german_fit_first_batch.grad, with the page's random batch fixed as a linspace):
 
-    gradcalc 'mse_loss(f(x, w), y)' --extern f='python3 samples/opaque_f.py' \
-        x=0.1,0.2,0.3 w=0,0 y=...
+    gradcalc 'mse_loss(f(x, w), y)' --extern f='python3 samples/opaque_f.py' --wrt w \
+        x='linspace(0.1, 1, 10)' w=0,0 y='2.4*linspace(0.1, 1, 10) - 3.4*linspace(0.1, 1, 10)**2'
+
+gives loss 0.2092948 and w.grad [0.418, 0.270644] (PyTorch's exact numbers, to about 1e-10
+from central differences); tests/test_extern.py checks it and trains the page's Model2
+through it.
 
 Protocol: one JSON line per call on stdin, {"args": [x, w]}; one answer line on stdout,
 {"value": f(x, w)} with x's shape, or {"error": "message"}. It exits at the end of stdin.

@@ -353,8 +353,10 @@ def test_an_error_answer_keeps_the_child_usable(tmp_path):
     serve(lambda n, x: json.dumps({"error": "no"}) if x < 0 else value(2 * x))
     '''
     with Externs([("f", script(tmp_path, body))]) as ex:
-        with pytest.raises(GradcalcError, match="with the error \"no\"; its stderr is empty"):
-            compile_with(ex, "f(x)", x=-1.0)
+        with pytest.raises(GradcalcError, match="with the error \"no\"; its stderr is empty") \
+                as info:
+            compile_with(ex, "1 + f(x)", x=-1.0)
+        assert info.value.position == 4          # the caret goes under the call that failed
         graph = compile_with(ex, "f(x)", x=3.0)
         assert engine.forward(graph)[graph.output] == 6.0
 
