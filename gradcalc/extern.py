@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GradcalcError, escape_text
+from .errors import GradcalcError, Limits, escape_text, fmt_bytes
 from .ops import Op
 from .values import nested_shape
 
@@ -464,8 +464,10 @@ class Extern:
     arguments), the output shape each argument shape fixed, and the finite-difference
     Jacobian of the last point asked (so the rules of one backward share one batch)."""
 
-    def __init__(self, backend, fd: FiniteDifference = FiniteDifference()):
+    def __init__(self, backend, fd: FiniteDifference = FiniteDifference(),
+                 limits: Limits | None = None):
         self.backend, self.fd, self.name = backend, fd, backend.name
+        self.limits = limits or Limits()
         self.shapes: dict[tuple, tuple] = {}       # argument shapes -> output shape
         self._memo: dict[bytes, np.ndarray] = {}
         self._jac = (None, None)
@@ -546,6 +548,13 @@ class Extern:
                     t[e] = old
 
         n = sum((2 if central else 1) * x.size for _, x, *_ in plan)
+        # the answers kept and the Jacobians, checked before any call is made
+        need = 8 * (n + sum(x.size for _, x, *_ in plan)) * max(1, np.size(ans))
+        if need > self.limits.max_memory:
+            raise GradcalcError("limit", f"extern '{self.name}': its finite-difference Jacobian "
+                                         f"({n:,} calls) needs about {fmt_bytes(need)}, over the "
+                                         f"memory limit of {fmt_bytes(self.limits.max_memory)} "
+                                         "(--max-memory)")
         got = self._answers(points(), n, [a.shape for a in args], lines()) if n else []
         base = self._memo.get(key[0])
         base = np.asarray(ans, np.float64) if base is None else base
@@ -628,19 +637,21 @@ class Externs:
     SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, specs=(), *, functions=None, timeout: float = DEFAULT_TIMEOUT,
-                 diff: str = "central", step: float | None = None):
+                 diff: str = "central", step: float | None = None,
+                 limits: Limits | None = None):
         """`specs`: "NAME=COMMAND" strings or (name, command) pairs; `functions`: name ->
-        Python callable (the API's form)."""
+        Python callable (the API's form); `limits.max_memory` bounds a finite-difference
+        Jacobian."""
         fd = FiniteDifference(diff, step)
         timeout = check_timeout(timeout)
         self.externs: dict[str, Extern] = {}
         pairs = [parse_spec(s) if isinstance(s, str) else tuple(s) for s in specs]
         for name, command in pairs:
-            self._add(name, Extern(CoProcess(name, command, timeout), fd))
+            self._add(name, Extern(CoProcess(name, command, timeout), fd, limits))
         for name, fn in (functions or {}).items():
             if not callable(fn):
                 raise GradcalcError("usage", f"extern '{name}': not callable")
-            self._add(name, Extern(Function(name, fn), fd))
+            self._add(name, Extern(Function(name, fn), fd, limits))
         self.ops: dict[str, Op] = {name: extern_op(e) for name, e in self.externs.items()}
         self._previous = {}
 

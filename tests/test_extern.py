@@ -234,6 +234,19 @@ def test_a_batch_of_200_points_is_streamed(tmp_path):
     np.testing.assert_allclose(got["x"], np.full(100, np.sum(v * c)), rtol=1e-7)
 
 
+def test_a_finite_difference_jacobian_over_the_memory_limit(tmp_path):
+    from gradcalc.errors import Limits
+    with Externs([("g", script(tmp_path, SMOOTH))], limits=Limits(max_memory=10_000)) as ex:
+        graph = compile_with(ex, "sum(g(a, b))", wrt=["a"], a=np.ones(30), b=np.ones(30))
+        with pytest.raises(GradcalcError, match=r"extern 'g': its finite-difference Jacobian "
+                                                r"\(60 calls\) needs about 21.1 KiB, over the "
+                                                r"memory limit of 9.77 KiB \(--max-memory\)") \
+                as info:
+            grads(graph)
+        assert info.value.kind == "limit"
+        assert ex.externs["g"].backend.calls == 1
+
+
 def test_nan_and_infinity_cross_as_strings(tmp_path):
     body = '''
     def answer(n, x):
