@@ -561,16 +561,17 @@ class Extern:
         jac, at = {}, 0
         for k, x, up, down, den in plan:
             m = x.size
+            if m == 0:
+                jac[k] = np.zeros((base.size, 0))
+                continue
             if central:
-                hi = np.stack([v.ravel() for v in got[at: at + 2 * m: 2]], axis=1) if m else None
-                lo = np.stack([v.ravel() for v in got[at + 1: at + 2 * m: 2]], axis=1) if m else None
+                hi, lo = _columns(got[at: at + 2 * m: 2]), _columns(got[at + 1: at + 2 * m: 2])
                 at += 2 * m
             else:
-                hi = np.stack([v.ravel() for v in got[at: at + m]], axis=1) if m else None
-                lo = base.reshape(-1, 1)
+                hi, lo = _columns(got[at: at + m]), base.reshape(-1, 1)
                 at += m
             with np.errstate(all="ignore"):
-                jac[k] = (hi - lo) / den if m else np.zeros((base.size, 0))
+                jac[k] = (hi - lo) / den
         use = (self.fd.diff, H, wrt)
         self.finite_differences[use] = self.finite_differences.get(use, 0) + 1
         self._jac = (key, jac)
@@ -578,6 +579,10 @@ class Extern:
 
     def close(self, polite: bool = True) -> None:
         self.backend.close(polite)
+
+
+def _columns(answers) -> np.ndarray:
+    return np.stack([v.ravel() for v in answers], axis=1)
 
 
 def _float_dtype(args) -> np.dtype:

@@ -9,7 +9,6 @@ extern and quotes its stderr, and that no process of it survives.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -116,6 +115,14 @@ def test_sample_opaque_f_gives_the_pages_gradient():
     assert calls == 5
 
 
+def test_the_default_step_is_the_cube_root_of_epsilon():
+    assert FiniteDifference().h(np.float64) == pytest.approx(6.055454452393343e-06, rel=1e-15)
+    assert FiniteDifference().h(np.float32) == pytest.approx(4.921566601151848e-03, rel=1e-7)
+    assert FiniteDifference("forward", 0.5).h(np.float32) == 0.5
+    assert FiniteDifference().describe(np.float64) == \
+        "central differences, step 6.06e-06 (cbrt(eps) of float64) * max(1, |x|)"
+
+
 def test_the_op_says_what_it_is():
     with Externs([("f", f"{sys.executable} {OPAQUE_F}")], diff="forward", step=1e-4) as ex:
         op = ex.ops["f"]
@@ -179,6 +186,18 @@ def test_batched_jacobian_of_a_vector_output(tmp_path):
                                atol=1e-12)
     np.testing.assert_allclose(jac[graph.leaves["b"]], np.diag(np.exp(a)), rtol=1e-8,
                                atol=1e-12)
+
+
+def test_an_empty_argument_has_an_empty_jacobian(tmp_path):
+    body = '''
+    serve(lambda n, a, b: value([3 * ai for ai in a]))
+    '''
+    with Externs([("g", script(tmp_path, body))]) as ex:
+        graph = compile_with(ex, "sum(g(a, b))", a=[1.0, 2.0], b=np.zeros(0))
+        _, got = grads(graph)
+        assert ex.externs["g"].backend.calls == 1 + 4
+    np.testing.assert_allclose(got["a"], [3.0, 3.0], rtol=1e-9)
+    assert got["b"].shape == (0,)
 
 
 def test_float32_uses_the_float32_step(tmp_path):
