@@ -4,8 +4,10 @@ It owns the co-process (started without a shell in its own process group, one JS
 way per call, a batch of calls streamed by a writer thread, a per-call timeout, the child's
 stderr kept for error messages), the shapes each extern's first calls fix, the finite-
 difference Jacobian that stands in for the VJP, and the `Op` entry made for each extern at
-run time. It never evaluates anything it is sent and never leaves a child running: `Externs`
-owns every child of a run, and Ctrl-C, SIGTERM, SIGHUP and interpreter exit end them.
+run time. It never runs a command through a shell, reads answers as anything but JSON, or
+leaves a child running: `Externs` owns every child of a run, and an error, Ctrl-C, SIGTERM,
+SIGHUP, a broken stdout pipe and interpreter exit end them (a SIGKILLed gradcalc can only
+leave its children the EOF on their stdin).
 
 Signals: each child runs in a session of its own (`start_new_session`), so a Ctrl-C typed in
 a terminal reaches gradcalc only; gradcalc then ends its children itself (EOF, then SIGTERM,
@@ -61,8 +63,8 @@ class FiniteDifference:
         if self.diff not in DIFFS:
             raise GradcalcError("usage", f"--extern-diff: expected central or forward, got "
                                          f"{escape_text(str(self.diff))!r}")
-        if self.step is not None and not (isinstance(self.step, (int, float))
-                                          and math.isfinite(self.step) and self.step > 0):
+        if self.step is not None and not (_is_number(self.step) and math.isfinite(self.step)
+                                          and self.step > 0):
             raise GradcalcError("usage", f"--extern-step: expected a positive number, got "
                                          f"{self.step!r}")
 
@@ -79,19 +81,27 @@ class FiniteDifference:
         return f"{self.diff} differences, step {size} * max(1, |x|)"
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def parse_spec(text: str) -> tuple[str, str]:
     """`NAME=COMMAND` (the --extern option) -> (name, command)."""
     name, eq, command = text.partition("=")
-    name = name.strip()
     if not eq or not command.strip():
         raise GradcalcError("usage", f"--extern: expected NAME=COMMAND, got {escape_text(text)!r}")
-    if not (name.isascii() and name.isidentifier()):
-        raise GradcalcError("usage", f"--extern: {escape_text(name)!r} is not a function name")
-    return name, command
+    return check_name(name.strip()), command
+
+
+def check_name(name) -> str:
+    if not (isinstance(name, str) and name.isascii() and name.isidentifier()):
+        raise GradcalcError("usage", f"--extern: {escape_text(str(name))!r} is not a function "
+                                     "name")
+    return name
 
 
 def check_timeout(timeout) -> float:
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+    if not (_is_number(timeout) and math.isfinite(timeout) and timeout > 0):
         raise GradcalcError("usage", f"--extern-timeout: expected a positive number of seconds, "
                                      f"got {timeout!r}")
     return float(timeout)
@@ -652,18 +662,20 @@ class Externs:
         self.externs: dict[str, Extern] = {}
         pairs = [parse_spec(s) if isinstance(s, str) else tuple(s) for s in specs]
         for name, command in pairs:
-            self._add(name, Extern(CoProcess(name, command, timeout), fd, limits))
+            self._new(name)
+            self.externs[name] = Extern(CoProcess(name, command, timeout), fd, limits)
         for name, fn in (functions or {}).items():
+            self._new(name)
             if not callable(fn):
                 raise GradcalcError("usage", f"extern '{name}': not callable")
-            self._add(name, Extern(Function(name, fn), fd, limits))
+            self.externs[name] = Extern(Function(name, fn), fd, limits)
         self.ops: dict[str, Op] = {name: extern_op(e) for name, e in self.externs.items()}
         self._previous = {}
 
-    def _add(self, name, ext):
+    def _new(self, name):
+        check_name(name)
         if name in self.externs:
             raise GradcalcError("usage", f"--extern: '{name}' is declared twice")
-        self.externs[name] = ext
 
     def __enter__(self) -> "Externs":
         if threading.current_thread() is threading.main_thread():

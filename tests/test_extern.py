@@ -458,6 +458,12 @@ def test_names(tmp_path):
     assert parse_spec("sim=./simulate --quiet a=b") == ("sim", "./simulate --quiet a=b")
     with pytest.raises(GradcalcError, match="declared twice"):
         Externs(["f=cat", "f=cat"])
+    with pytest.raises(GradcalcError, match="declared twice"):
+        Externs(["f=cat"], functions={"f": abs})
+    with pytest.raises(GradcalcError, match="'a b' is not a function name"):
+        Externs([("a b", "cat")])
+    with pytest.raises(GradcalcError, match="--extern-step"):
+        Externs(["f=cat"], step=True)
     with Externs([("sum", "cat")]) as ex:          # cat never gets a call here
         with pytest.raises(GradcalcError, match="'sum' is already a function of gradcalc") \
                 as info:
