@@ -238,13 +238,23 @@ def split_bindings(args):
 @click.option("--data", "data", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
               help="Bind the arrays of a CSV/TSV (header row), JSON object or .npz file "
                    "(repeatable; NAME=VALUE overrides).")
+@click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
+              help="Make NAME(...) call COMMAND, an opaque program (one JSON line each way), "
+                   "differentiated by finite differences (repeatable).")
+@click.option("--extern-diff", metavar="[central|forward]", default="central",
+              help="Finite differences of the externs (default central).")
+@click.option("--extern-step", type=float, metavar="H",
+              help="Their step: H*max(1,|x|) (default the cube root of the dtype's eps).")
+@click.option("--extern-timeout", type=float, default=30.0, metavar="S",
+              help="Seconds an extern may take to answer one call (default 30).")
 @click.option("--claim", multiple=True, metavar="'NAME: FORMULA'",
               help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=()):
+            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=(),
+            externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -263,7 +273,9 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                          "NAME=VALUE arguments belong inside each request")
         from .jsonl import serve
         _long_running()
-        return serve(settings, limits, debug, data=read_data_files(data, settings, limits))
+        data_values = read_data_files(data, settings, limits)
+        with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+            return serve(settings, limits, debug, data=data_values, externs=ex)
     stdin = Stdin(limits.max_text)
     if program_file is not None:
         bindings = split_bindings(args)
@@ -298,18 +310,34 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     if claim and bindings:
         raise GradcalcError("usage", "--claim judges a derivative without numbers: give no "
                                      "NAME=VALUE")
-    try:
-        result = run(text, bindings, settings, limits, stdin=stdin)
-    except GradcalcError as err:
-        if err.kind != "name" or bindings:
-            raise
-        status = _derivative(text, claim, limits, as_json)
-        if status is None:
-            raise
-        return status
-    if claim:
-        raise GradcalcError("usage", "--claim judges a derivative without numbers, but every "
-                                     "name of the expression is bound")
+    with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+        try:
+            result = run(text, bindings, settings, limits, stdin=stdin, externs=ex)
+        except GradcalcError as err:
+            if err.kind != "name" or bindings:
+                raise
+            status = _derivative(text, claim, limits, as_json)
+            if status is None:
+                raise
+            return status
+        if claim:
+            raise GradcalcError("usage", "--claim judges a derivative without numbers, but "
+                                         "every name of the expression is bound")
+        return _write_result(result, limits, as_json, dot, precision, graph)
+
+
+def open_externs(specs, diff, step, timeout, limits):
+    """The run's opaque functions (--extern), started on entering, ended on leaving; a
+    context that holds none when no --extern was given."""
+    if not specs:
+        import contextlib
+        return contextlib.nullcontext()
+    from .extern import Externs
+    return Externs(specs, timeout=timeout, diff=diff, step=step, limits=limits)
+
+
+def _write_result(result, limits, as_json, dot, precision, graph) -> int:
+    """The answer on stdout (and the graph in --dot), as the options ask."""
     try:
         if dot is not None:
             from .view.graph import to_dot

@@ -81,12 +81,21 @@ def _floats(text, option, n=None):
               help="Write the fitted parameters as a --data file.")
 @click.option("--plot", metavar="FILE.svg|.png", type=click.Path(dir_okay=False),
               help="Write the loss curve as an image (needs the plot extra).")
+@click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
+              help="An opaque program callable as NAME(...), differentiated by finite "
+                   "differences (repeatable; see gradcalc --help).")
+@click.option("--extern-diff", metavar="[central|forward]", default="central",
+              help="Finite differences of the externs (default central).")
+@click.option("--extern-step", type=float, metavar="H", help="Their relative step.")
+@click.option("--extern-timeout", type=float, default=30.0, metavar="S",
+              help="Seconds an extern may take to answer one call (default 30).")
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
 @click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampening, nesterov,
                 weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle, seed, tol,
-                dtype, as_json, history, save_params, plot, max_elements, max_memory, debug):
+                dtype, as_json, history, save_params, plot, max_elements, max_memory, debug,
+                externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0):
     """Fit the leaves named by --params so that the expression's output, the loss, falls:
     PyTorch's optimizers step for step, or Levenberg-Marquardt on a residual vector.
 
@@ -94,8 +103,18 @@ def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampe
     gradcalc fit EXPRESSION [NAME=VALUE ...] --params w [OPTIONS]
     gradcalc fit -f PROGRAM.grad [NAME=VALUE ...] --params w [OPTIONS]
     """
-    from .cli import build_limits, split_bindings
+    from .cli import build_limits, open_externs
     limits = build_limits(max_elements, max_memory, None, None)
+    with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+        return _fit(args, program_file, params, data, optimizer, lr, momentum, dampening,
+                    nesterov, weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle,
+                    seed, tol, dtype, as_json, history, save_params, plot, limits,
+                    None if ex is None else ex.ops)
+
+
+def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, nesterov,
+         weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle, seed, tol, dtype,
+         as_json, history, save_params, plot, limits, externs):
     text, bindings = _text_and_bindings(args, program_file, limits)
     names, starts = _params(params)
     for path in (p for p in (save_params, plot) if p):
@@ -105,7 +124,7 @@ def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampe
     hyper = _hyper(optimizer, lr, momentum, dampening, nesterov, weight_decay, betas, eps,
                    amsgrad)
     req = _request(text, bindings, data, names, starts, optimizer, hyper, epochs, batch_size,
-                   shuffle, seed, tol, dtype, limits)
+                   shuffle, seed, tol, dtype, limits, externs)
     from .fit.loop import Interrupted, fit
     from .view.fit import Progress, render_fit
     stream = _History(history)
@@ -185,7 +204,7 @@ def _hyper(optimizer, lr, momentum, dampening, nesterov, weight_decay, betas, ep
 
 
 def _request(text, bindings, data_files, names, starts, optimizer, hyper, epochs, batch_size,
-             shuffle, seed, tol, dtype, limits):
+             shuffle, seed, tol, dtype, limits, externs):
     """Every leaf's value: --data files, then NAME=VALUE, then --params w=VALUE, and the
     program's own leaves (compiled once to find them)."""
     import numpy as np
@@ -204,13 +223,13 @@ def _request(text, bindings, data_files, names, starts, optimizer, hyper, epochs
     read = lambda v, label: value_of(v, label, dt, limits, seed)  # noqa: E731
     values.update({k: read(v, k) for k, v in bindings.items()})
     values.update({k: read(v, f"--params {k}") for k, v in starts.items()})
-    graph = compile_program(text, values, dt, Settings(seed=seed), limits)
+    graph = compile_program(text, values, dt, Settings(seed=seed), limits, externs)
     for name in graph.leaf_order:            # leaves the program binds itself (w = [0, 0])
         values.setdefault(name, graph.nodes[graph.leaves[name]].value)
     return FitRequest(text=text, values=values, params=names, optimizer=optimizer, hyper=hyper,
                       epochs=epochs or (100 if optimizer == "lm" else 10),
                       batch_size=batch_size, shuffle=shuffle, seed=seed, tol=tol, dtype=dtype,
-                      limits=limits)
+                      limits=limits, externs=externs)
 
 
 def _spans_decades(history) -> bool:

@@ -544,8 +544,8 @@ def test_cached_json_lines_equal_uncached(check, monkeypatch):
     assert compiled.count("3*a + 2*b*b + log(c)") == 1 + 3    # + 2-element, float32, wrt
     assert compiled.count("sum(x * rand(3))") == 2
     monkeypatch.setattr(programs.ProgramCache, "graph",
-                        lambda self, text, b, d, s, lim: programs.compile_program(text, b, d, s,
-                                                                                  lim))
+                        lambda self, text, b, d, s, lim, ext=None: programs.compile_program(
+                            text, b, d, s, lim, ext))
     uncached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     assert cached == uncached
     lines = cached[1].splitlines()
