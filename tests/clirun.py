@@ -152,6 +152,17 @@ def answer(args, stdin: bytes | str = b"", **options):
     return cli([*args, "--json", "--check", "none"], stdin, **options).ok().json()
 
 
+def human(args, stdin: bytes | str = b"", *, columns: int = 100, env: dict | None = None,
+          **options) -> str:
+    """stdout of the human view of `gradcalc ARGS` at `columns`, on a pipe of a plain terminal
+    (no colour asked for or refused), asserting a clean exit 0 or 1."""
+    plain = {"COLUMNS": str(columns), "NO_COLOR": None, "FORCE_COLOR": None, "TERM": "dumb"}
+    r = cli(args, stdin, env={**plain, **(env or {})}, **options)
+    r.assert_clean()
+    assert r.status in (0, 1), f"exit {r.status} for {args!r}\nstderr: {r.stderr[-2000:]}"
+    return r.stdout
+
+
 def _subprocess(args, stdin: bytes, timeout: float, env, cwd, exe, stdout) -> Run:
     e = dict(os.environ)
     for k in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
