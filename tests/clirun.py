@@ -177,7 +177,7 @@ def _subprocess(args, stdin: bytes, timeout: float, env, cwd, exe, stdout) -> Ru
     t0 = time.monotonic()
     try:
         p = subprocess.run([*(exe or [sys.executable, "-m", "gradcalc"]), *args], input=stdin,
-                           stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE,
                            timeout=timeout, env=e, cwd=cwd or ROOT, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"gradcalc {args!r} did not finish in {timeout} s")
