@@ -129,6 +129,15 @@ class Run:
         return self
 
 
+def _set(environ, changes: dict):
+    """Set each variable of `changes` in `environ`; a value of None unsets it."""
+    for k, v in changes.items():
+        if v is None:
+            environ.pop(k, None)
+        else:
+            environ[k] = v
+
+
 def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
@@ -155,7 +164,7 @@ def answer(args, stdin: bytes | str = b"", **options):
 def human(args, stdin: bytes | str = b"", *, columns: int = 100, env: dict | None = None,
           **options) -> str:
     """stdout of the human view of `gradcalc ARGS` at `columns`, on a pipe of a plain terminal
-    (no colour asked for or refused), asserting a clean exit 0 or 1."""
+    (neither NO_COLOR nor FORCE_COLOR set), asserting a clean exit 0 or 1."""
     plain = {"COLUMNS": str(columns), "NO_COLOR": None, "FORCE_COLOR": None, "TERM": "dumb"}
     r = cli(args, stdin, env={**plain, **(env or {})}, **options)
     r.assert_clean()
@@ -169,16 +178,13 @@ def _subprocess(args, stdin: bytes, timeout: float, env, cwd, exe, stdout) -> Ru
         e.pop(k, None)
     # this tree's gradcalc, whatever the working directory
     e["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, e.get("PYTHONPATH")) if p)
-    for k, v in (env or {}).items():
-        if v is None:
-            e.pop(k, None)
-        else:
-            e[k] = v
+    _set(e, env or {})
     t0 = time.monotonic()
     try:
         p = subprocess.run([*(exe or [sys.executable, "-m", "gradcalc"]), *args], input=stdin,
-                           stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE,
-                           timeout=timeout, env=e, cwd=cwd or ROOT, preexec_fn=_limit_memory)
+                           stdout=subprocess.PIPE if stdout is None else stdout,
+                           stderr=subprocess.PIPE, timeout=timeout, env=e, cwd=cwd or ROOT,
+                           preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"gradcalc {args!r} did not finish in {timeout} s")
     return Run(args, p.returncode, p.stdout or b"", p.stderr, time.monotonic() - t0)
@@ -203,11 +209,7 @@ def _in_process(args, stdin: bytes, timeout: float, env, cwd, click: bool) -> Ru
     status = None
     t0 = time.monotonic()
     try:
-        for k, v in (env or {}).items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set(os.environ, env or {})
         if cwd:
             os.chdir(cwd)
         try:
@@ -236,11 +238,7 @@ def _in_process(args, stdin: bytes, timeout: float, env, cwd, click: bool) -> Ru
             except Exception:
                 pass
         sys.stdin, sys.stdout, sys.stderr = saved
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set(os.environ, saved_env)
         os.chdir(saved_cwd)
     if status is None:
         raise AssertionError(f"gradcalc {args!r} returned without an exit status")

@@ -85,7 +85,7 @@ def test_json_is_strict_and_non_finite_numbers_are_strings():
 
 
 def test_json_via_click_command():
-    # the click command itself (standalone mode), as CliRunner users call it
+    # the click command itself (standalone mode), as click users call it
     r = cli([*SEED, "--json", "--check", "none"], click=True)
     assert r.status == 0, r.stderr
     assert_seed_example(r.json())
