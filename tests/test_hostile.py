@@ -848,17 +848,15 @@ def test_internal_error_in_jsonl_keeps_the_stream(monkeypatch):
 
 def test_closed_stdout_is_not_a_traceback():
     """`gradcalc ... | head -c0`: the reader went away; no BrokenPipeError traceback."""
-    import subprocess
-    import sys
     for args in (["x*", "x=1", "--json"], ["x*2", "x=1", "--json"], ["-"]):
         r, w = os.pipe()
         os.close(r)                                    # nobody will read stdout
-        p = subprocess.Popen([sys.executable, "-m", "gradcalc", *args], stdin=subprocess.PIPE,
-                             stdout=w, stderr=subprocess.PIPE, cwd=os.path.dirname(__file__))
-        os.close(w)
-        _, err = p.communicate((GOOD + b"\n") * 2000, timeout=60)
-        assert b"Traceback" not in err and b"Exception ignored" not in err, err[-2000:]
-        assert p.returncode in (0, 2), (args, p.returncode, err[-500:])
+        try:
+            p = cli(args, (GOOD + b"\n") * 2000, isolate=True, stdout=w, timeout=60)
+        finally:
+            os.close(w)
+        assert b"Traceback" not in p.err and b"Exception ignored" not in p.err, p.err[-2000:]
+        assert p.status in (0, 2), (args, p.status, p.err[-500:])
 
 
 def test_numpy_warnings_do_not_reach_stderr():
@@ -872,7 +870,8 @@ def test_numpy_warnings_do_not_reach_stderr():
 
 def _run_on_a_terminal(args, env_extra):
     """Run the command with a pseudo-terminal as stdin, stdout and stderr: what a person
-    sees. Returns (exit status, everything written)."""
+    sees. Returns (exit status, everything written). (Popen, not the shared runner: the
+    output is read from the terminal's master side while the process runs.)"""
     import pty
     import subprocess
     import sys
@@ -919,6 +918,7 @@ def test_no_color_terminal_gets_no_escape_bytes():
     (">&- 2>&-", ["x*", "x=1"], 2),              # nowhere to say it, still exit 2
 ])
 def test_closed_standard_streams(redirect, args, status):
+    # bash, not the shared runner: only a shell starts a process with a stream closed
     import shlex
     import subprocess
     import sys
