@@ -192,6 +192,7 @@ def _subprocess(args, stdin: bytes, timeout: float, env, cwd, exe, stdout) -> Ru
 
 def _in_process(args, stdin: bytes, timeout: float, env, cwd, click: bool) -> Run:
     from gradcalc import cli as cli_mod
+    from gradcalc.cli import calc
     out_b, err_b = io.BytesIO(), io.BytesIO()
     saved = sys.stdin, sys.stdout, sys.stderr
     saved_env = {k: os.environ.get(k) for k in (env or {})}
@@ -214,7 +215,7 @@ def _in_process(args, stdin: bytes, timeout: float, env, cwd, click: bool) -> Ru
             os.chdir(cwd)
         try:
             if click:
-                cli_mod.command.main(args, prog_name="gradcalc")
+                calc.command.main(args, prog_name="gradcalc")
             else:
                 cli_mod.main(args)
         except SystemExit as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from clirun import cli, human
-from gradcalc.cli import EXAMPLES, command
+from gradcalc.cli.calc import EXAMPLES, command
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

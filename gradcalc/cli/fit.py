@@ -12,9 +12,10 @@ import sys
 
 import click
 
-from .errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
-                     escape_text)
-from .outputs import check_writable, write_text
+from ..errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
+                      escape_text)
+from ..outputs import check_writable, write_text
+from .options import build_limits, open_externs, split_bindings
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lm")
 
@@ -103,7 +104,6 @@ def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampe
     gradcalc fit EXPRESSION [NAME=VALUE ...] --params w [OPTIONS]
     gradcalc fit -f PROGRAM.grad [NAME=VALUE ...] --params w [OPTIONS]
     """
-    from .cli import build_limits, open_externs
     limits = build_limits(max_elements, max_memory, None, None)
     with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
         return _fit(args, program_file, params, data, optimizer, lr, momentum, dampening,
@@ -125,8 +125,8 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
                    amsgrad)
     req = _request(text, bindings, data, names, starts, optimizer, hyper, epochs, batch_size,
                    shuffle, seed, tol, dtype, limits, externs)
-    from .fit.loop import Interrupted, fit
-    from .view.fit import Progress, render_fit
+    from ..fit.loop import Interrupted, fit
+    from ..view.fit import Progress, render_fit
     stream = _History(history)
     status = EXIT_OK
     with Progress(req.epochs, enabled=not as_json and sys.stderr.isatty()) as progress:
@@ -140,11 +140,11 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
     if result.stopped == "nonfinite":
         status = EXIT_DISAGREED
     if save_params:
-        from .result import to_plain
+        from ..result import to_plain
         write_text(save_params, json.dumps({k: to_plain(v) for k, v in result.params.items()})
                    + "\n", "--save-params")
     if plot:
-        from .view.plot import loss_curve_file
+        from ..view.plot import loss_curve_file
         loss_curve_file(result.history, plot, log=_spans_decades(result.history))
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
@@ -156,7 +156,6 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
 
 
 def _text_and_bindings(args, program_file, limits: Limits):
-    from .cli import split_bindings
     if program_file is not None:
         try:
             with open(program_file, encoding="utf-8-sig") as fh:
@@ -208,11 +207,11 @@ def _request(text, bindings, data_files, names, starts, optimizer, hyper, epochs
     """Every leaf's value: --data files, then NAME=VALUE, then --params w=VALUE, and the
     program's own leaves (compiled once to find them)."""
     import numpy as np
-    from .api import value_of
-    from .datafile import read_data
-    from .fit.loop import FitRequest
-    from .programs import compile_program
-    from .settings import Settings
+    from ..api import value_of
+    from ..datafile import read_data
+    from ..fit.loop import FitRequest
+    from ..programs import compile_program
+    from ..settings import Settings
     if not names:
         raise GradcalcError("usage", "--params names the leaves to optimise, e.g. --params w "
                                      "or --params w=0,0")
