@@ -7,7 +7,6 @@ import ast
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
 
