@@ -37,6 +37,8 @@ class Result:
     graph: object = field(default=None, repr=False)
     values: object = field(default=None, repr=False)
     output_id: int = 0
+    # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
+    finite_differences: dict = field(default_factory=dict)
 
     def __getattr__(self, name):
         # `nonfinite` (the first node whose value or gradient became non-finite, or None) is
@@ -84,6 +86,8 @@ class Result:
         obj["dtype"] = self.dtype
         obj["no_path"] = list(self.no_path)
         obj["nonfinite"] = self.__dict__.get("nonfinite") if trusting else self.nonfinite
+        if self.finite_differences:
+            obj["finite_differences"] = self.finite_differences
         return obj
 
 
