@@ -16,22 +16,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import gradcalc
 from gradcalc import jsontext, result as result_mod
-from gradcalc.cli import main
 from gradcalc.result import to_plain
-
-
-def run_main(args, input=None) -> str:
-    """stdout of `gradcalc ARGS` run in-process (as tests/test_cli.py runs it)."""
-    with CliRunner().isolation(input=input) as (out, _err, _):
-        try:
-            main(args)
-        except SystemExit:
-            pass
-    return out.getvalue().decode()
 
 
 def same(got: str, want: str):
@@ -184,23 +172,23 @@ def test_trusting_arrays_refuse_non_finite_as_lists_do(bulk_all):
         fine.to_json(), allow_nan=False)
 
 
-def test_json_option_prints_what_json_dumps_printed(chunk):
+def test_json_option_prints_what_json_dumps_printed(chunk, cli):
     args = ["sum(x**2) + sum(y)", "x=linspace(-1e-3, 1e-3, 2001)", "y=1e20,-0.0,3",
             "--check", "none"]
-    out = run_main(args + ["--json"])
+    out = cli(args + ["--json"]).stdout
     r = gradcalc.compute("sum(x**2) + sum(y)", x="linspace(-1e-3, 1e-3, 2001)",
                          y=[1e20, -0.0, 3], check="none")
     same(out, json.dumps(r.to_json(), allow_nan=False) + "\n")
 
 
-def test_json_lines_lines_byte_for_byte(chunk):
+def test_json_lines_lines_byte_for_byte(chunk, cli):
     big = np.linspace(-2, 2, 1500)
     reqs = [{"id": 1, "expr": "x*2", "vars": {"x": [1.0, -0.0]}, "grad": 1},
             {"id": 2, "expr": "log(x)", "vars": {"x": big.tolist()}, "grad": 1},   # NaN, -inf
             {"id": 3, "expr": "sum(x**3)", "vars": {"x": (big * 1e-3).tolist()}},
             {"expr": "x*1e20", "vars": {"x": big.tolist()}, "grad": 1, "dtype": "float32"}]
     stream = "".join(json.dumps({**q, "check": "none"}) + "\n" for q in reqs)
-    got = run_main(["-"], input=stream.encode()).splitlines()
+    got = cli(["-"], stream).stdout.splitlines()
     assert len(got) == len(reqs)
     for q, line in zip(reqs, got):
         r = gradcalc.compute(q["expr"], **q["vars"], grad=q.get("grad"),
