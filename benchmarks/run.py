@@ -1,5 +1,6 @@
-"""The performance figures of issue 6 (and figure 9, issue 13's human view of a large array),
-each a ratio against a floor measured in the same run.
+"""The performance figures of issue 6 (and figure 9, issue 13's human view of a large array;
+figure 10, issue 15's `--json` of a large array), each a ratio against a floor measured in
+the same run.
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
 
@@ -29,7 +30,7 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
-    "8a": 4.0, "8b": 10.0, "9": 1.5,
+    "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
 }
 # figure 9's floor: the same forward and VJP written by hand, printed, as one process
 BIG_VIEW_N = 10**7
@@ -38,6 +39,28 @@ BIG_VIEW_BY_HAND = ("import numpy as np\n"
                     "y = (x ** 2).sum()\n"
                     "grad = 2 * x * 1.0\n"
                     "print(y, grad)\n")
+# figure 10's floor: the same numbers, the same object of SPEC 4, written with orjson
+# (which writes NaN as null: non-finite arrays go through strings, as SPEC 4 requires)
+BIG_JSON_BY_HAND = (
+    "import sys\n"
+    "import numpy as np\n"
+    "import orjson\n"
+    "def arr(a):\n"
+    "    if np.isfinite(a).all():\n"
+    "        return a\n"
+    "    o = a.astype(object)\n"
+    "    o[np.isnan(a)] = 'NaN'\n"
+    "    o[np.isposinf(a)] = 'Infinity'\n"
+    "    o[np.isneginf(a)] = '-Infinity'\n"
+    "    return o.tolist()\n"
+    f"x = np.linspace(0, 1, {BIG_VIEW_N})\n"
+    "y = (x ** 2).sum()\n"
+    "grad = 2 * x * 1.0\n"
+    "obj = {'expression': 'sum(x**2)', 'output': {'name': None, 'shape': [], 'value': float(y)},\n"
+    "       'cotangent': 1.0, 'grads': {'x': arr(grad)}, 'leaves': {'x': arr(x)},\n"
+    "       'jacobian': None, 'checks': {}, 'repeat': 1, 'dtype': 'float64', 'no_path': [],\n"
+    "       'nonfinite': None}\n"
+    "sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b'\\n')\n")
 
 
 def median(xs):
@@ -658,6 +681,14 @@ def main():
         row("9", "human view of `sum(x**2)` at n = 10^7, `--check none` (whole process, "
                  "start-up included)",
             "`python -c` forward + VJP by hand in numpy, printed", f, s, ratio=ratio)
+    if want("10"):
+        f, s, ratio = cold_pair([py, "-c", BIG_JSON_BY_HAND],
+                                gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
+                                          "--check", "none", "--json"], 3 if q else 9)
+        row("10", "`--json` of `sum(x**2)` at n = 10^7 (2 x 10^7 numbers), `--check none` "
+                  "(whole process, start-up included)",
+            "`python -c` forward + VJP by hand in numpy, the same object written by orjson",
+            f, s, ratio=ratio)
 
     total = time.perf_counter() - started
     info = machine()
