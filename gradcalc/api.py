@@ -18,6 +18,11 @@ from .settings import API, CLI, Settings, program_settings, resolved, validate
 
 JACOBIAN_AUTO_MAX = 10_000
 
+# compute()'s compiled programs, kept for the process (bounded): a repeated call rebinds the
+# compiled program to its values instead of parsing and compiling it again, which was most
+# of a call on small arrays. Calls with externs compile every time (their functions differ).
+PROGRAMS = ProgramCache()
+
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
             atol=None, jacobian=None, dtype=None, seed=None, limits: Limits | None = None,
@@ -33,7 +38,7 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
                                  seed), limits, API)
     if not externs:
-        return run(text, vars, settings, limits)
+        return run(text, vars, settings, limits, cache=PROGRAMS)
     from .extern import Externs
     with Externs(functions=externs, limits=limits) as ex:
         return run(text, vars, settings, limits, externs=ex)

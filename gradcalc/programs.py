@@ -31,8 +31,8 @@ class ProgramCache:
     never on their values, so each distinct one is parsed and compiled once and its leaves
     are rebound to every later request's values. The rebound graph shares the compiled
     one's `memo`, where derived data (the engine's plan, the symbolic check's
-    derivation) is kept. Programs that draw random numbers, and large ones, are compiled
-    every time."""
+    derivation) is kept. Programs that draw random numbers, and ones whose text makes large
+    constants, are compiled every time."""
 
     MAX_PROGRAMS = 256
     MAX_ELEMENTS = 1 << 16
@@ -70,13 +70,31 @@ class ProgramCache:
             template, bound = hit
             return rebind(template, bound, bindings)
         graph = compile_program(text, bindings, dtype, s, limits, externs)
-        if sum(n.size for n in graph.nodes) <= self.MAX_ELEMENTS and not graph.random:
-            bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
-                     and eq.value is bindings[eq.name]]
+        if graph.random:
+            return graph
+        bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
+                 and eq.value is bindings[eq.name]]
+        # the cache keeps the values compiled from the text (a program's own ones(10**6)),
+        # never the bound ones: the program's size in bound elements does not matter
+        bound_ids = set(bound)
+        fixed = [eq for eq in graph.nodes
+                 if eq.kind in ("const", "leaf") and eq.id not in bound_ids]
+        if sum(eq.size for eq in fixed) <= self.MAX_ELEMENTS:
             if len(self._graphs) >= self.MAX_PROGRAMS:
                 self._graphs.clear()
-            self._graphs[key] = (graph, bound)
+            self._graphs[key] = (_template(graph, bound, fixed), bound)
         return graph
+
+
+def _template(graph, bound, fixed):
+    """What the cache keeps of a compiled program, so that no call's values reach another:
+    the bound leaves hold None (a rebound copy gets each call's; the caller's arrays are not
+    kept), and the values compiled from the text (`fixed`: constants, leaves the text
+    assigns), which every copy shares, are read-only: a caller writing into a result's array
+    gets an error instead of changing the next call's program."""
+    for eq in fixed:
+        eq.value.flags.writeable = False
+    return rebind(graph, bound, dict.fromkeys(graph.nodes[i].name for i in bound))
 
 
 def rebind(template, bound, bindings):
