@@ -10,7 +10,6 @@ over `Graph.nodes`.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 
@@ -23,6 +22,13 @@ from .parser import Node
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan,
              "NaN": math.nan,         # as gradcalc writes it in JSON (SPEC 4)
              "True": 1.0, "False": 0.0}
+
+
+def close_match(name: str, known: list) -> list:
+    """The known name nearest to a misspelt one ([] or one name), for "did you mean". Only an
+    error needs it, so difflib (and heapq) load only then, not in every run's start-up."""
+    import difflib
+    return difflib.get_close_matches(name, known, 1)
 
 
 class Eq:
@@ -353,7 +359,7 @@ class Compiler:
             raise GradcalcError("name", f"unknown name '{shown}': a value can use numbers, "
                                         "constants and functions, not variables", node.pos)
         known = list(env) + list(self.bindings) + list(CONSTANTS)
-        near = difflib.get_close_matches(name, known, 1)
+        near = close_match(name, known)
         hint = f"; did you mean '{clip(near[0])}'?" if near else \
             "; bind it on the command line, e.g. " + f"{shown}=1.0"
         raise GradcalcError("name", f"unknown name '{shown}'{hint}", node.pos)
@@ -438,8 +444,7 @@ class Compiler:
         if op is None or not op.named:
             if name in env or name in self.bindings:
                 raise GradcalcError("name", f"'{shown}' is a variable, not a function", pos)
-            near = difflib.get_close_matches(
-                name, [n for n, o in OPS.items() if o.named] + list(funcs), 1)
+            near = close_match(name, [n for n, o in OPS.items() if o.named] + list(funcs))
             hint = f"; did you mean {near[0]}()?" if near else ""
             raise GradcalcError("name", f"unknown function '{shown}'{hint}", pos)
         inputs, params = self.bind(op, pos_args, kw_args, node)

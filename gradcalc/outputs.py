@@ -12,7 +12,6 @@ import errno
 import os
 import stat
 import sys
-import tempfile
 
 from .errors import GradcalcError, escape_text
 
@@ -53,6 +52,7 @@ def write_bytes(path: str, data: bytes, option: str):
 
 
 def _write_replacing(path: str, data: bytes):
+    import tempfile          # only a run that writes a file pays for it (and shutil, random)
     where = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=where, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")

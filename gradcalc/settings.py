@@ -72,12 +72,12 @@ API = Source("api", False)
 
 def program_settings(text: str) -> Settings:
     """Options from a program's `#:` lines, as text (validate converts them)."""
-    import shlex
     s = Settings()
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped.startswith("#:"):
             continue
+        import shlex         # only a text with #: lines needs it
         try:
             words = shlex.split(stripped[2:], comments=False)
         except ValueError as exc:

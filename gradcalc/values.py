@@ -8,13 +8,10 @@ problem is a GradcalcError of kind "value" (or "limit"); nothing here raises any
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -339,6 +336,7 @@ def read_table(src: Source, text: str, dtype, limits: Limits) -> Table:
     by the first line that is not blank or a comment: ';' if it holds one (the spreadsheet
     export of locales with a decimal comma), else ','. A first line of names only (no cell a
     number) is the header. Blank lines and lines starting with '#' are skipped."""
+    import csv               # a run without a CSV file does not load it
     sep = "\t" if src.ext == ".tsv" else _csv_separator(text)
     # a comment is blanked, not dropped, so that line numbers in messages stay right
     lines = ("\n" if ln.lstrip(_ASCII_SPACE).startswith("#") else ln for ln in _lines(text))
@@ -411,6 +409,8 @@ def read_npz(src: Source, dtype, limits: Limits) -> dict:
     """The arrays of an .npz archive by name, each read like a .npy (in memory, its header
     checked against the limits first); the archive's declared sizes are checked together
     against --max-memory before anything is decompressed."""
+    import zipfile           # with pathlib and urllib.parse: 4 ms a run without .npz skips
+    import zlib
     try:
         with zipfile.ZipFile(src.path) as zf:
             infos = zf.infolist()
