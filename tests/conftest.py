@@ -16,6 +16,15 @@ import pytest
 import clirun
 
 
+@pytest.fixture(autouse=True)
+def fresh_programs(monkeypatch):
+    """Each test starts with compute()'s program cache (api.PROGRAMS) empty: a test that
+    patches the op table (a deliberately wrong rule) must not meet a program compiled and
+    planned, in an earlier test, with the real one."""
+    from gradcalc import api, programs
+    monkeypatch.setattr(api, "PROGRAMS", programs.ProgramCache())
+
+
 @pytest.fixture
 def cli():
     """`cli(args, stdin=b"", *, isolate=False, click=False, env=None, cwd=None, timeout=20,
