@@ -17,6 +17,8 @@ from .result import Result
 from .settings import API, CLI, Settings, program_settings, resolved, validate
 
 JACOBIAN_AUTO_MAX = 10_000
+CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symbolic", "numeric"),
+               "none": ()}
 
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
@@ -68,10 +70,12 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
 
 
 def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
-        allow_files=True, cache: ProgramCache | None = None, externs=None) -> Result:
+        allow_files=True, cache: ProgramCache | None = None, externs=None,
+        defer_checks: bool = False) -> Result:
     """One calculation. `settings` were validated by the caller's front end (the `#:` lines
     of the text are validated here and given way to); `externs` (extern.Externs, entered)
-    are the run's opaque functions."""
+    are the run's opaque functions. With `defer_checks` the cross-checks are left to
+    `result.finish_checks()`, so a front end can show the answer first."""
     s = _settings(text, settings, limits, cache)
     dtype = np.dtype(s.dtype)
     read = lambda v, label: value_of(v, label, dtype, limits, s.seed, stdin,  # noqa: E731
@@ -105,7 +109,10 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
     if externs is not None:
         result.finite_differences = externs.finite_difference(graph, output)
-    _run_checks(result, once, s, limits)
+    result.check_kinds = CHECK_KINDS[s.check]
+    result.pending_checks = lambda: _run_checks(result, once, s, limits)
+    if not defer_checks:
+        result.finish_checks()
     return result
 
 
@@ -208,9 +215,10 @@ def _or_zeros(g, graph, i):
     return np.zeros(graph.nodes[i].shape, dtype=graph.dtype) if g is None else g
 
 
-def _run_checks(result: Result, once: dict, s: Settings, limits: Limits):
-    kinds = {"symbolic": ["symbolic"], "numeric": ["numeric"], "all": ["symbolic", "numeric"],
-             "none": []}[s.check]
+def _run_checks(result: Result, once: dict, s: Settings, limits: Limits) -> dict:
+    """The cross-checks' reports, by kind (computed, not yet stored in the result)."""
+    kinds = CHECK_KINDS[s.check]
+    reports = {}
     if kinds:
         from . import checks
         opaque = _opaque_calls(result.graph, result.output_id)
@@ -220,12 +228,13 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits):
             jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
         for kind in kinds:
             if kind == "symbolic" and opaque:
-                result.checks[kind] = {
+                reports[kind] = {
                     "passed": None, "skipped": f"the program calls the opaque extern "
                     f"{', '.join(sorted(opaque))}: sympy cannot see into it, so there is no "
                     "formula to differentiate; --check numeric covers it"}
                 continue
-            result.checks[kind] = checks.run(kind, context)
+            reports[kind] = checks.run(kind, context)
+    return reports
 
 
 def _opaque_calls(graph, output: int) -> set:

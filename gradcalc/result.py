@@ -39,6 +39,21 @@ class Result:
     output_id: int = 0
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
+    # the cross-checks asked for, and those still to run (api.run(defer_checks=True))
+    check_kinds: tuple = ()
+    pending_checks: object = field(default=None, repr=False)
+
+    def finish_checks(self):
+        """Run the checks that api.run left for later (a no-op when none are pending)."""
+        pending, self.pending_checks = self.pending_checks, None
+        if pending is not None:
+            self.checks.update(pending())
+
+    def skip_checks(self, reason: str):
+        """Report every check not yet run as skipped (the user pressed Ctrl-C during it)."""
+        self.pending_checks = None
+        for kind in self.check_kinds:
+            self.checks.setdefault(kind, {"passed": None, "skipped": reason})
 
     def __getattr__(self, name):
         # `nonfinite` (the first node whose value or gradient became non-finite, or None) is

@@ -172,3 +172,43 @@ def test_a_closed_pipe_is_exit_0_and_nothing_on_stderr(extra):
     err = p.stderr.read()
     assert p.wait(timeout=60) == 0
     assert err == b""
+
+
+# ---------------------------------------------------------------- feedback while it works
+def test_brief_is_the_output_each_grad_and_the_verdict():
+    r = cli(["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,0.0001",
+             "--brief"], isolate=True, env={"COLUMNS": "80"})
+    assert r.status == 0
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["y = [22.7918, 39.9459, 61.0794]", "a.grad = [0.3, 3, 0.0003]",
+                         "b.grad = [1.2, 16, 0.002]", "c.grad = [0.0166667, 0.142857, 1.25e-05]"]
+    assert lines[4].startswith("symbolic check: ✓ agrees with autograd")
+    assert len(lines) <= 8
+
+
+SLOW_CHECK = ("import sys, time\n"
+              "import gradcalc.checks as checks\n"
+              "real = checks.run\n"
+              "def slow(kind, context):\n"
+              "    time.sleep(60)\n"
+              "    return real(kind, context)\n"
+              "checks.run = slow\n"
+              "from gradcalc.cli import main\n"
+              "main(sys.argv[1:])\n")
+
+
+def test_ctrl_c_during_a_slow_check_keeps_the_answer():
+    """A check still running after a moment no longer holds the answer back; Ctrl-C skips
+    it, the answer stands, and the exit status is that of an answer without a check."""
+    p = subprocess.Popen([sys.executable, "-c", SLOW_CHECK, "3*a + 2*b*b", "a=1", "b=2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT, COLUMNS="100"))
+    time.sleep(4)                   # past the view's patience: the answer went out
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    out = out.decode()
+    assert p.returncode == 0, err.decode()
+    assert "a.grad" in out or "grad = vᵀ·J" in out
+    assert "symbolic check: skipped: interrupted (Ctrl-C): the answer above stands unchecked" \
+        in " ".join(out.split())
+    assert out.index("Why these grads") < out.index("symbolic check")
