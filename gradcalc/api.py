@@ -253,3 +253,33 @@ def accumulate(g, repeat: int):
             acc += g
         return acc
     return g * g.dtype.type(repeat)
+
+
+def curve(result: Result) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(leaf name, x, y, dy/dx) for `--plot`: the output and its derivative over a 1-D grid
+    leaf, when the program is elementwise in it (y[i] depends on x[i] alone, so dy/dx is
+    the Jacobian's diagonal, one backward with v = 1). Otherwise a usage error that says
+    what --plot needs."""
+    graph, out = result.graph, result.output_id
+    grids = [n for n in result.wrt if np.ndim(result.leaves[n]) == 1
+             and np.size(result.leaves[n]) >= 2]
+    others = [n for n in result.wrt if n not in grids]
+    oshape = graph.nodes[out].shape
+    if len(grids) != 1 or any(np.size(result.leaves[n]) != 1 for n in others) or \
+            oshape != np.shape(result.leaves[grids[0]]):
+        raise GradcalcError("usage", "--plot draws y and dy/dx over one 1-D grid leaf (e.g. "
+                                     "x='linspace(-3,3,200)') with an output of the same "
+                                     "shape; bind the other leaves to single numbers")
+    name = grids[0]
+    leaf = graph.leaves[name]
+    ancestors = {out}
+    for eq in reversed(graph.nodes[: out + 1]):
+        if eq.id in ancestors and eq.kind == "op":
+            if not eq.op.pointwise:
+                raise GradcalcError("usage", f"--plot needs an elementwise expression of "
+                                             f"{name}; {eq.op.name}() mixes its elements")
+            ancestors.update(eq.inputs)
+    ones = np.ones(oshape, dtype=graph.dtype)
+    answer = engine.differentiate(engine.Request(graph, out, ones, (leaf,)))
+    dydx = answer.grads.get(leaf, np.zeros(oshape, dtype=graph.dtype))
+    return name, np.asarray(result.leaves[name]), np.asarray(result.output), np.asarray(dydx)

@@ -212,3 +212,35 @@ def test_ctrl_c_during_a_slow_check_keeps_the_answer():
     assert "symbolic check: skipped: interrupted (Ctrl-C): the answer above stands unchecked" \
         in " ".join(out.split())
     assert out.index("Why these grads") < out.index("symbolic check")
+
+
+# ---------------------------------------------------------------- pictures
+def test_plot_draws_y_and_its_derivative_over_a_grid():
+    r = cli(["x*sin(x)", "x=linspace(-3,3,200)", "--plot", "--brief"], isolate=True,
+            env={"COLUMNS": "90"})
+    assert r.status == 0, r.stderr
+    out = r.stdout
+    assert "y over x" in out and "∂y/∂x over x" in out
+    assert out.index("y over x") < out.index("∂y/∂x over x") < out.index("x.grad = ")
+    assert max(len(line) for line in out.splitlines()) <= 90
+
+
+def test_plot_writes_an_image(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = cli(["tanh(x)", "x=linspace(-3,3,50)", "--plot", str(tmp_path / "d.svg"), "--brief"],
+            isolate=True)
+    assert r.status == 0, r.stderr
+    assert (tmp_path / "d.svg").read_bytes().lstrip().startswith(b"<?xml")
+    assert "y over x" not in r.stdout
+
+
+def test_plot_needs_a_grid_and_an_elementwise_output():
+    r = cli(["sum(x)", "x=linspace(-3,3,20)", "--plot"], isolate=True)
+    r.assert_error("usage")
+    assert "1-D grid leaf" in r.stderr
+
+
+def test_dot_leaves_carry_their_grads():
+    r = cli(["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,0.0001",
+             "--dot", "-"], isolate=True)
+    assert "grad [0.3, 3, 0.0003]" in r.stdout and "grad [1.2, 16, 0.002]" in r.stdout
