@@ -86,7 +86,10 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
              else cache.graph(text, bindings, dtype, s, limits, ops))
     output, out_name = _output(graph, s)
     est = _check_memory(graph, output, limits)
-    cot = _cotangent(graph.nodes[output], s, read)
+    out_eq = graph.nodes[output]
+    # --jacobian without --grad for a non-scalar output: J alone, no backward(v) to report
+    jacobian_only = s.grad is None and out_eq.size != 1 and s.jacobian is True
+    cot = np.zeros(out_eq.shape, dtype=dtype) if jacobian_only else _cotangent(out_eq, s, read)
     wanted = [n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad]
     want_ids = tuple(graph.leaves[n] for n in wanted)
     want_jac, note = _jacobian_wanted(graph, output, want_ids, s.jacobian, est, limits)
@@ -97,10 +100,10 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                                                  drop_values=s.check == "none"))
     once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
     result = Result(
-        expression=text, output_name=out_name, output=answer.values[output], cotangent=cot,
-        cotangent_implied=s.grad is None,
-        grads={n: accumulate(_or_zeros(g, graph, graph.leaves[n]), s.repeat)
-               for n, g in once.items()},
+        expression=text, output_name=out_name, output=answer.values[output],
+        cotangent=None if jacobian_only else cot, cotangent_implied=s.grad is None,
+        grads={} if jacobian_only else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]),
+                                                      s.repeat) for n, g in once.items()},
         leaves={n: graph.nodes[i].value for n, i in graph.leaves.items()},
         no_path=[n for n in wanted if once[n] is None],
         jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if want_jac
@@ -109,8 +112,12 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
     if externs is not None:
         result.finite_differences = externs.finite_difference(graph, output)
+    if jacobian_only:
+        result.grads_note = (f"not computed: no --grad, and {out_name or 'the output'} has "
+                             f"{out_eq.size} elements; --jacobian gives J alone (a grad is vᵀ·J "
+                             "for a v you choose)")
     result.check_kinds = CHECK_KINDS[s.check]
-    result.pending_checks = lambda: _run_checks(result, once, s, limits)
+    result.pending_checks = lambda: _run_checks(result, once, s, limits, cot)
     if not defer_checks:
         result.finish_checks()
     return result
@@ -215,7 +222,7 @@ def _or_zeros(g, graph, i):
     return np.zeros(graph.nodes[i].shape, dtype=graph.dtype) if g is None else g
 
 
-def _run_checks(result: Result, once: dict, s: Settings, limits: Limits) -> dict:
+def _run_checks(result: Result, once: dict, s: Settings, limits: Limits, cot) -> dict:
     """The cross-checks' reports, by kind (computed, not yet stored in the result)."""
     kinds = CHECK_KINDS[s.check]
     reports = {}
@@ -224,7 +231,7 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits) -> dict
         opaque = _opaque_calls(result.graph, result.output_id)
         context = checks.Context(
             graph=result.graph, values=result.values, output_id=result.output_id,
-            cotangent=result.cotangent, wrt=tuple(result.wrt), grads=once,
+            cotangent=cot, wrt=tuple(result.wrt), grads=once,
             jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
         for kind in kinds:
             if kind == "symbolic" and opaque:

@@ -39,6 +39,8 @@ class Result:
     output_id: int = 0
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
+    # why `grads` is empty (--jacobian without --grad), else None
+    grads_note: str | None = None
     # the cross-checks asked for, and those still to run (api.run(defer_checks=True))
     check_kinds: tuple = ()
     pending_checks: object = field(default=None, repr=False)
@@ -64,8 +66,9 @@ class Result:
         d = self.__dict__
         if "graph" not in d:
             raise AttributeError(name)
+        cot = self.cotangent if self.cotangent is not None else np.zeros(np.shape(self.output))
         found = d["nonfinite"] = describe_nonfinite(self.graph, self.values, self.output_id,
-                                                    self.cotangent, self.grads)
+                                                    cot, self.grads)
         return found
 
     @property
@@ -83,7 +86,7 @@ class Result:
             "expression": self.expression,
             "output": {"name": self.output_name, "shape": list(self.output.shape),
                        "value": plain(self.output)},
-            "cotangent": plain(self.cotangent),
+            "cotangent": None if self.cotangent is None else plain(self.cotangent),
             "grads": {k: plain(v) for k, v in self.grads.items()},
             # every named leaf's value, so a randn weight or a linspace grid can be recovered
             "leaves": {k: plain(v) for k, v in self.leaves.items()},
@@ -92,6 +95,8 @@ class Result:
         }
         if self.jacobian_note:
             obj["jacobian_note"] = self.jacobian_note
+        if self.grads_note:
+            obj["grads_note"] = self.grads_note
         obj["checks"] = json_safe(self.checks)
         obj["repeat"] = self.repeat
         obj["dtype"] = self.dtype

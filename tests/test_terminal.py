@@ -244,3 +244,25 @@ def test_dot_leaves_carry_their_grads():
     r = cli(["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,0.0001",
              "--dot", "-"], isolate=True)
     assert "grad [0.3, 3, 0.0003]" in r.stdout and "grad [1.2, 16, 0.002]" in r.stdout
+
+
+def test_jacobian_without_a_cotangent_gives_the_jacobian_alone():
+    """--jacobian asks for J: no --grad is needed for it (issue 13, item 6)."""
+    r = cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2", "--jacobian", "--json"],
+            isolate=True)
+    assert r.status == 0, r.stderr
+    obj = r.json()
+    assert obj["cotangent"] is None and obj["grads"] == {}
+    assert obj["grads_note"].startswith("not computed: no --grad")
+    import numpy as np
+    W, x = np.array([[1.0, 2], [3, 4], [5, 6]]), np.array([0.1, -0.2])
+    d = 1 - np.tanh(W @ x) ** 2           # J_x = diag(1 - tanh^2) W
+    np.testing.assert_allclose(obj["jacobian"]["x"], d[:, None] * W, rtol=1e-14)
+    assert obj["checks"]["symbolic"]["passed"] is True
+    human = cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2", "--jacobian"],
+                isolate=True, env={"COLUMNS": "100"})
+    assert human.status == 0
+    assert "J = ∂y/∂x" in human.stdout and "not computed: no --grad" in human.stdout
+    # without --jacobian the missing cotangent stays the error PyTorch gives
+    cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2"], isolate=True).assert_error(
+        "usage")

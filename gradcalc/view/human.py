@@ -209,6 +209,13 @@ class View:
 
     def cotangent(self):
         r = self.r
+        if r.cotangent is None:           # --jacobian without --grad: J alone
+            self.print(styled("v", style=STYLE["v"] + " bold") + styled(
+                f", the gradient argument of {self.y}.backward(v): none given", STYLE["head"]))
+            self.note(styled(f"the Jacobian was asked for (--jacobian), so it is shown alone; "
+                             f"pass --grad v for the grads {self.vtj()}", style=STYLE["note"]))
+            self.print()
+            return
         v = np.asarray(r.cotangent)
         y = self.y
         head = styled("v", style=STYLE["v"] + " bold") + styled(
@@ -243,7 +250,9 @@ class View:
         rows = []
         for n in names:
             val = self.array_lines(np.asarray(r.leaves[n]), budget)
-            if n not in r.grads:
+            if r.grads_note and n in r.wrt:
+                grad = styled("not computed: no --grad", style=STYLE["note"])
+            elif n not in r.grads:
                 grad = styled("none: a constant (not in --wrt)", style=STYLE["note"])
             elif n in r.no_path:
                 grad = styled(self.fmt.block(r.grads[n]) if fits(r.grads[n], self.fmt, budget)
@@ -285,7 +294,7 @@ class View:
 
     def jacobians(self):
         r = self.r
-        shown = [n for n in r.grads if n not in r.no_path]
+        shown = [n for n in (r.wrt if r.grads_note else r.grads) if n not in r.no_path]
         if r.jacobian is None:
             note = r.jacobian_note or "not computed"
             self.hang(styled("Jacobian J: ", style=STYLE["head"]) + user(note, STYLE["note"]), 2)
@@ -293,7 +302,7 @@ class View:
                             "computes it without forming J.", style=STYLE["note"]))
             self.print()
             return
-        if shown:
+        if shown and r.cotangent is not None:
             s = self.s
             self.print(styled(f"Why these grads: {self.y}.backward(v) returns {self.vtj()}",
                             style=STYLE["head"]))
