@@ -17,6 +17,8 @@ from .result import Result
 from .settings import API, CLI, Settings, program_settings, resolved, validate
 
 JACOBIAN_AUTO_MAX = 10_000
+CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symbolic", "numeric"),
+               "none": ()}
 
 # compute()'s compiled programs, kept for the process (bounded): a repeated call rebinds the
 # compiled program to its values instead of parsing and compiling it again, which was most
@@ -73,10 +75,12 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
 
 
 def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
-        allow_files=True, cache: ProgramCache | None = None, externs=None) -> Result:
+        allow_files=True, cache: ProgramCache | None = None, externs=None,
+        defer_checks: bool = False) -> Result:
     """One calculation. `settings` were validated by the caller's front end (the `#:` lines
     of the text are validated here and given way to); `externs` (extern.Externs, entered)
-    are the run's opaque functions."""
+    are the run's opaque functions. With `defer_checks` the cross-checks are left to
+    `result.finish_checks()`, so a front end can show the answer first."""
     s = _settings(text, settings, limits, cache)
     dtype = np.dtype(s.dtype)
     read = lambda v, label: value_of(v, label, dtype, limits, s.seed, stdin,  # noqa: E731
@@ -87,7 +91,10 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
              else cache.graph(text, bindings, dtype, s, limits, ops))
     output, out_name = _output(graph, s)
     est = _check_memory(graph, output, limits)
-    cot = _cotangent(graph.nodes[output], s, read)
+    out_eq = graph.nodes[output]
+    # --jacobian without --grad for a non-scalar output: J alone, no backward(v) to report
+    jacobian_only = s.grad is None and out_eq.size != 1 and s.jacobian is True
+    cot = np.zeros(out_eq.shape, dtype=dtype) if jacobian_only else _cotangent(out_eq, s, read)
     wanted = [n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad]
     want_ids = tuple(graph.leaves[n] for n in wanted)
     want_jac, note = _jacobian_wanted(graph, output, want_ids, s.jacobian, est, limits)
@@ -98,10 +105,10 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                                                  drop_values=s.check == "none"))
     once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
     result = Result(
-        expression=text, output_name=out_name, output=answer.values[output], cotangent=cot,
-        cotangent_implied=s.grad is None,
-        grads={n: accumulate(_or_zeros(g, graph, graph.leaves[n]), s.repeat)
-               for n, g in once.items()},
+        expression=text, output_name=out_name, output=answer.values[output],
+        cotangent=None if jacobian_only else cot, cotangent_implied=s.grad is None,
+        grads={} if jacobian_only else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]),
+                                                      s.repeat) for n, g in once.items()},
         leaves={n: graph.nodes[i].value for n, i in graph.leaves.items()},
         no_path=[n for n in wanted if once[n] is None],
         jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if want_jac
@@ -110,7 +117,14 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
     if externs is not None:
         result.finite_differences = externs.finite_difference(graph, output)
-    _run_checks(result, once, s, limits)
+    if jacobian_only:
+        result.grads_note = (f"not computed: no --grad, and {out_name or 'the output'} has "
+                             f"{out_eq.size} elements; --jacobian gives J alone (a grad is vᵀ·J "
+                             "for a v you choose)")
+    result.check_kinds = CHECK_KINDS[s.check]
+    result.pending_checks = lambda: _run_checks(result, once, s, limits, cot)
+    if not defer_checks:
+        result.finish_checks()
     return result
 
 
@@ -213,24 +227,26 @@ def _or_zeros(g, graph, i):
     return np.zeros(graph.nodes[i].shape, dtype=graph.dtype) if g is None else g
 
 
-def _run_checks(result: Result, once: dict, s: Settings, limits: Limits):
-    kinds = {"symbolic": ["symbolic"], "numeric": ["numeric"], "all": ["symbolic", "numeric"],
-             "none": []}[s.check]
+def _run_checks(result: Result, once: dict, s: Settings, limits: Limits, cot) -> dict:
+    """The cross-checks' reports, by kind (computed, not yet stored in the result)."""
+    kinds = CHECK_KINDS[s.check]
+    reports = {}
     if kinds:
         from . import checks
         opaque = _opaque_calls(result.graph, result.output_id)
         context = checks.Context(
             graph=result.graph, values=result.values, output_id=result.output_id,
-            cotangent=result.cotangent, wrt=tuple(result.wrt), grads=once,
+            cotangent=cot, wrt=tuple(result.wrt), grads=once,
             jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
         for kind in kinds:
             if kind == "symbolic" and opaque:
-                result.checks[kind] = {
+                reports[kind] = {
                     "passed": None, "skipped": f"the program calls the opaque extern "
                     f"{', '.join(sorted(opaque))}: sympy cannot see into it, so there is no "
                     "formula to differentiate; --check numeric covers it"}
                 continue
-            result.checks[kind] = checks.run(kind, context)
+            reports[kind] = checks.run(kind, context)
+    return reports
 
 
 def _opaque_calls(graph, output: int) -> set:
@@ -249,3 +265,33 @@ def accumulate(g, repeat: int):
             acc += g
         return acc
     return g * g.dtype.type(repeat)
+
+
+def curve(result: Result) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(leaf name, x, y, dy/dx) for `--plot`: the output and its derivative over a 1-D grid
+    leaf, when the program is elementwise in it (y[i] depends on x[i] alone, so dy/dx is
+    the Jacobian's diagonal, one backward with v = 1). Otherwise a usage error that says
+    what --plot needs."""
+    graph, out = result.graph, result.output_id
+    grids = [n for n in result.wrt if np.ndim(result.leaves[n]) == 1
+             and np.size(result.leaves[n]) >= 2]
+    others = [n for n in result.wrt if n not in grids]
+    oshape = graph.nodes[out].shape
+    if len(grids) != 1 or any(np.size(result.leaves[n]) != 1 for n in others) or \
+            oshape != np.shape(result.leaves[grids[0]]):
+        raise GradcalcError("usage", "--plot draws y and dy/dx over one 1-D grid leaf (e.g. "
+                                     "x='linspace(-3,3,200)') with an output of the same "
+                                     "shape; bind the other leaves to single numbers")
+    name = grids[0]
+    leaf = graph.leaves[name]
+    ancestors = {out}
+    for eq in reversed(graph.nodes[: out + 1]):
+        if eq.id in ancestors and eq.kind == "op":
+            if not eq.op.pointwise:
+                raise GradcalcError("usage", f"--plot needs an elementwise expression of "
+                                             f"{name}; {eq.op.name}() mixes its elements")
+            ancestors.update(eq.inputs)
+    ones = np.ones(oshape, dtype=graph.dtype)
+    answer = engine.differentiate(engine.Request(graph, out, ones, (leaf,)))
+    dydx = answer.grads.get(leaf, np.zeros(oshape, dtype=graph.dtype))
+    return name, np.asarray(result.leaves[name]), np.asarray(result.output), np.asarray(dydx)

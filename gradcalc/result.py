@@ -39,6 +39,23 @@ class Result:
     output_id: int = 0
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
+    # why `grads` is empty (--jacobian without --grad), else None
+    grads_note: str | None = None
+    # the cross-checks asked for, and those still to run (api.run(defer_checks=True))
+    check_kinds: tuple = ()
+    pending_checks: object = field(default=None, repr=False)
+
+    def finish_checks(self):
+        """Run the checks that api.run left for later (a no-op when none are pending)."""
+        pending, self.pending_checks = self.pending_checks, None
+        if pending is not None:
+            self.checks.update(pending())
+
+    def skip_checks(self, reason: str):
+        """Report every check not yet run as skipped (the user pressed Ctrl-C during it)."""
+        self.pending_checks = None
+        for kind in self.check_kinds:
+            self.checks.setdefault(kind, {"passed": None, "skipped": reason})
 
     def __getattr__(self, name):
         # `nonfinite` (the first node whose value or gradient became non-finite, or None) is
@@ -49,8 +66,9 @@ class Result:
         d = self.__dict__
         if "graph" not in d:
             raise AttributeError(name)
+        cot = self.cotangent if self.cotangent is not None else np.zeros(np.shape(self.output))
         found = d["nonfinite"] = describe_nonfinite(self.graph, self.values, self.output_id,
-                                                    self.cotangent, self.grads)
+                                                    cot, self.grads)
         return found
 
     @property
@@ -72,7 +90,7 @@ class Result:
             "expression": self.expression,
             "output": {"name": self.output_name, "shape": list(self.output.shape),
                        "value": plain(self.output)},
-            "cotangent": plain(self.cotangent),
+            "cotangent": None if self.cotangent is None else plain(self.cotangent),
             "grads": {k: plain(v) for k, v in self.grads.items()},
             # every named leaf's value, so a randn weight or a linspace grid can be recovered
             "leaves": {k: plain(v) for k, v in self.leaves.items()},
@@ -81,6 +99,8 @@ class Result:
         }
         if self.jacobian_note:
             obj["jacobian_note"] = self.jacobian_note
+        if self.grads_note:
+            obj["grads_note"] = self.grads_note
         obj["checks"] = json_safe(self.checks)
         obj["repeat"] = self.repeat
         obj["dtype"] = self.dtype

@@ -2,9 +2,9 @@
 
 Run it with the PyTorch environment, not with gradcalc's:
 
-    /work/torchenv/bin/python samples/record_torch.py          # print the numbers
-    /work/torchenv/bin/python samples/record_torch.py --write  # (re)write the `#=` lines
-    /work/torchenv/bin/python samples/record_torch.py --check  # verify the `#=` lines
+    /work/refenv/bin/python samples/record_torch.py          # print the numbers
+    /work/refenv/bin/python samples/record_torch.py --write  # (re)write the `#=` lines
+    /work/refenv/bin/python samples/record_torch.py --check  # verify the `#=` lines
 
 Each sample has a torch function below, written by hand from the seed page's code: the sample
 text is never evaluated. A function returns its results in order, output first, as
@@ -301,8 +301,56 @@ PAGE = {
 }
 
 
+# --- `gradcalc fit` samples (samples/fit/*.grad): the trained parameters and final loss ----------
+FIT_SAMPLES: dict = {}
+
+
+def fit_sample(name):
+    def register(fn):
+        FIT_SAMPLES[name] = fn
+        return fn
+
+    return register
+
+
+@fit_sample("german_training")
+def _():
+    import csv
+    with open(HERE / "german_points.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    x = torch.tensor([float(r["x"]) for r in rows], dtype=torch.float32)
+    y = torch.tensor([float(r["y"]) for r in rows], dtype=torch.float32)
+    w = torch.zeros(2, dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10)
+    for _ in range(20):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(2 * xb * w[0] + xb ** 2 * w[1], yb)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        final = torch.nn.functional.mse_loss(2 * x * w[0] + x ** 2 * w[1], y)
+    return {"w": w, "loss": final}
+
+
+@fit_sample("chinese_logistic_training")
+def _():
+    x, y = torch.ones(5), torch.zeros(3)
+    w, b = leaf(LOGISTIC_W), leaf(LOGISTIC_B)
+    opt = torch.optim.SGD([w, b], lr=0.5)
+    for _ in range(5):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        final = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y)
+    return {"w": w, "b": b, "loss": final}
+
+
 def record(name):
-    results = SAMPLES[name]()
+    results = (SAMPLES.get(name) or FIT_SAMPLES[name])()
     return {key: t.detach().tolist() for key, t in results.items()}
 
 
@@ -340,13 +388,18 @@ def close(a, b, rtol, atol):
 def main(argv):
     mode = argv[1] if len(argv) > 1 else "--print"
     files = {p.stem: p for p in sorted(HERE.glob("*.grad"))}
+    fits = {p.stem: p for p in sorted((HERE / "fit").glob("*.grad"))}
     problems = []
-    if set(files) != set(SAMPLES):
+    if set(fits) != set(FIT_SAMPLES):
+        problems.append(f"fit samples and torch functions differ: {sorted(fits)} vs "
+                        f"{sorted(FIT_SAMPLES)}")
+    files.update(fits)
+    if set(files) - set(fits) != set(SAMPLES):
         problems.append(
             f"samples without a torch function: {sorted(set(files) - set(SAMPLES))}; "
             f"torch functions without a sample: {sorted(set(SAMPLES) - set(files))}"
         )
-    for name in SAMPLES:
+    for name in [*SAMPLES, *FIT_SAMPLES]:
         results = record(name)
         for key, value in PAGE.get(name, {}).items():
             if not close(results[key], value, rtol=1e-3, atol=1e-4):

@@ -154,3 +154,27 @@ def test_ctrl_c_stops_with_the_parameters_so_far():
     assert obj["stopped"] == "interrupted"
     assert isinstance(obj["params"]["w"], float)
     assert "interrupted" in err.decode()
+
+
+FIT_SAMPLES = sorted((Path(ROOT) / "samples" / "fit").glob("*.grad"))
+
+
+@pytest.mark.parametrize("path", FIT_SAMPLES, ids=lambda p: p.stem)
+def test_every_fit_sample_gives_pytorchs_trained_parameters(path):
+    """Each samples/fit/*.grad carries its command (`#$`) and PyTorch's trained parameters
+    and final loss (`#=`, recorded by samples/record_torch.py)."""
+    import shlex
+    text = path.read_text()
+    (command,) = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("#$")]
+    args = shlex.split(command)
+    assert args[:2] == ["gradcalc", "fit"]
+    expected = {k.strip(): json.loads(v) for k, _, v in
+                (ln[2:].partition("=") for ln in text.splitlines() if ln.startswith("#="))}
+    r = fit(*args[1:], "--json", cwd=ROOT)
+    assert r.status == 0, r.stderr
+    obj = r.json()
+    float32 = "--dtype" in args and args[args.index("--dtype") + 1] == "float32"
+    for name, value in expected.items():
+        got = obj["loss"] if name == "loss" else obj["params"][name]
+        np.testing.assert_allclose(got, value, rtol=1e-5 if float32 else 1e-12,
+                                   atol=1e-10 if name == "loss" else 0)

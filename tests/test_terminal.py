@@ -172,3 +172,97 @@ def test_a_closed_pipe_is_exit_0_and_nothing_on_stderr(extra):
     err = p.stderr.read()
     assert p.wait(timeout=60) == 0
     assert err == b""
+
+
+# ---------------------------------------------------------------- feedback while it works
+def test_brief_is_the_output_each_grad_and_the_verdict():
+    r = cli(["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,0.0001",
+             "--brief"], isolate=True, env={"COLUMNS": "80"})
+    assert r.status == 0
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["y = [22.7918, 39.9459, 61.0794]", "a.grad = [0.3, 3, 0.0003]",
+                         "b.grad = [1.2, 16, 0.002]", "c.grad = [0.0166667, 0.142857, 1.25e-05]"]
+    assert lines[4].startswith("symbolic check: ✓ agrees with autograd")
+    assert len(lines) <= 8
+
+
+SLOW_CHECK = ("import sys, time\n"
+              "import gradcalc.checks as checks\n"
+              "real = checks.run\n"
+              "def slow(kind, context):\n"
+              "    time.sleep(60)\n"
+              "    return real(kind, context)\n"
+              "checks.run = slow\n"
+              "from gradcalc.cli import main\n"
+              "main(sys.argv[1:])\n")
+
+
+def test_ctrl_c_during_a_slow_check_keeps_the_answer():
+    """A check still running after a moment no longer holds the answer back; Ctrl-C skips
+    it, the answer stands, and the exit status is that of an answer without a check."""
+    p = subprocess.Popen([sys.executable, "-c", SLOW_CHECK, "3*a + 2*b*b", "a=1", "b=2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT, COLUMNS="100"))
+    time.sleep(4)                   # past the view's patience: the answer went out
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    out = out.decode()
+    assert p.returncode == 0, err.decode()
+    assert "a.grad" in out or "grad = vᵀ·J" in out
+    assert "symbolic check: skipped: interrupted (Ctrl-C): the answer above stands unchecked" \
+        in " ".join(out.split())
+    assert out.index("Why these grads") < out.index("symbolic check")
+
+
+# ---------------------------------------------------------------- pictures
+def test_plot_draws_y_and_its_derivative_over_a_grid():
+    r = cli(["x*sin(x)", "x=linspace(-3,3,200)", "--plot", "--brief"], isolate=True,
+            env={"COLUMNS": "90"})
+    assert r.status == 0, r.stderr
+    out = r.stdout
+    assert "y over x" in out and "∂y/∂x over x" in out
+    assert out.index("y over x") < out.index("∂y/∂x over x") < out.index("x.grad = ")
+    assert max(len(line) for line in out.splitlines()) <= 90
+
+
+def test_plot_writes_an_image(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = cli(["tanh(x)", "x=linspace(-3,3,50)", "--plot", str(tmp_path / "d.svg"), "--brief"],
+            isolate=True)
+    assert r.status == 0, r.stderr
+    assert (tmp_path / "d.svg").read_bytes().lstrip().startswith(b"<?xml")
+    assert "y over x" not in r.stdout
+
+
+def test_plot_needs_a_grid_and_an_elementwise_output():
+    r = cli(["sum(x)", "x=linspace(-3,3,20)", "--plot"], isolate=True)
+    r.assert_error("usage")
+    assert "1-D grid leaf" in r.stderr
+
+
+def test_dot_leaves_carry_their_grads():
+    r = cli(["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,0.0001",
+             "--dot", "-"], isolate=True)
+    assert "grad [0.3, 3, 0.0003]" in r.stdout and "grad [1.2, 16, 0.002]" in r.stdout
+
+
+def test_jacobian_without_a_cotangent_gives_the_jacobian_alone():
+    """--jacobian asks for J: no --grad is needed for it (issue 13, item 6)."""
+    r = cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2", "--jacobian", "--json"],
+            isolate=True)
+    assert r.status == 0, r.stderr
+    obj = r.json()
+    assert obj["cotangent"] is None and obj["grads"] == {}
+    assert obj["grads_note"].startswith("not computed: no --grad")
+    import numpy as np
+    W, x = np.array([[1.0, 2], [3, 4], [5, 6]]), np.array([0.1, -0.2])
+    d = 1 - np.tanh(W @ x) ** 2           # J_x = diag(1 - tanh^2) W
+    np.testing.assert_allclose(obj["jacobian"]["x"], d[:, None] * W, rtol=1e-14)
+    assert obj["checks"]["symbolic"]["passed"] is True
+    human = cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2", "--jacobian"],
+                isolate=True, env={"COLUMNS": "100"})
+    assert human.status == 0
+    assert "J = ∂y/∂x" in human.stdout and "not computed: no --grad" in human.stdout
+    # without --jacobian the missing cotangent stays the error PyTorch gives
+    cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2"], isolate=True).assert_error(
+        "usage")

@@ -133,11 +133,15 @@ def check(context: Context):
     worker = threading.Thread(target=lambda: box.setdefault("report", run_here(context, budget)),
                               name="gradcalc-symbolic", daemon=True)
     worker.start()
-    while worker.is_alive():
-        worker.join(POLL)
-        if worker.is_alive() and budget.overrun():
-            budget.stopped = True               # it ends at its next tick
-            break
+    try:
+        while worker.is_alive():
+            worker.join(POLL)
+            if worker.is_alive() and budget.overrun():
+                budget.stopped = True           # it ends at its next tick
+                break
+    except BaseException:                       # Ctrl-C: nobody waits for the report any more
+        budget.stopped = True
+        raise
     return box.get("report") or _out_of_time(budget)
 
 

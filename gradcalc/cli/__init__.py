@@ -128,6 +128,7 @@ def main(argv=None):
 
 _SHORT_CLUSTER = re.compile(r"-[A-Za-z]+")
 _LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.S)
+_FILE_NAME = re.compile(r"[\w./~-]+\.(png|svg|pdf)", re.I)
 
 
 def arrange(argv: list, cmd: click.Command) -> list:
@@ -140,19 +141,24 @@ def arrange(argv: list, cmd: click.Command) -> list:
     `-` (`-tanh(x)`, `-2*x`, `-x*y`) is an expression or a VALUE, never a cluster of short
     options: so `gradcalc '-tanh(x)' x=2 --json` computes instead of printing --help."""
     takes_value = {name for p in cmd.params if isinstance(p, click.Option)
-                   and not p.is_flag and not p.count for name in p.opts + p.secondary_opts}
+                   and not p.is_flag and not p.count and not p._flag_needs_value
+                   for name in p.opts + p.secondary_opts}
+    # an option whose value may be left out (--plot [FILE]) takes the next argument only
+    # when it is neither an option, a NAME=VALUE, nor an expression
+    maybe_value = {name for p in cmd.params if isinstance(p, click.Option)
+                   and p._flag_needs_value for name in p.opts}
     options, positional = [], []
-    it = iter(argv)
-    for arg in it:
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
         if arg == "--":
-            positional.extend(it)
+            positional += rest
             break
         if _LONG_OPTION.fullmatch(arg) or _SHORT_CLUSTER.fullmatch(arg):
             options.append(arg)
-            if arg in takes_value or (arg[1] != "-" and "-" + arg[-1] in takes_value):
-                value = next(it, None)
-                if value is not None:
-                    options.append(value)
+            takes = arg in takes_value or (arg[1] != "-" and "-" + arg[-1] in takes_value)
+            if rest and (takes or (arg in maybe_value and _FILE_NAME.fullmatch(rest[0]))):
+                options.append(rest.pop(0))
         else:
             positional.append(arg)
     return options + ["--"] + positional if positional else options

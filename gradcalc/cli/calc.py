@@ -80,6 +80,10 @@ More: the README (language reference, JSON schema, limits).
 @click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
 @click.option("--dot", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write the graph as Graphviz DOT (- for stdout, instead of the view).")
+@click.option("--plot", "plot", is_flag=False, flag_value="-", metavar="[FILE.png|.svg]",
+              help="Draw y and dy/dx over a 1-D grid leaf in the terminal, or into FILE.")
+@click.option("--brief", is_flag=True,
+              help="Only the output, each grad and the checks' verdicts.")
 @click.option("--precision", type=click.IntRange(1, 17), default=None, metavar="N",
               help="Significant digits in the human view (default 6).")
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
@@ -108,7 +112,8 @@ More: the README (language reference, JSON schema, limits).
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
             symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=(),
-            externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0):
+            externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0,
+            brief=False, plot=None):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -117,6 +122,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
     """
     from ..settings import CLI, Settings, validate
+    if plot is not None and grad is None:
+        grad = "1"            # --plot: v = 1 makes each grad element the derivative there
     limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
                           max_repeat)
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed),
@@ -166,7 +173,10 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                      "NAME=VALUE")
     with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
         try:
-            result = run(text, bindings, settings, limits, stdin=stdin, externs=ex)
+            # the human view shows the answer before a slow check finishes
+            human = not as_json and dot != "-"
+            result = run(text, bindings, settings, limits, stdin=stdin, externs=ex,
+                         defer_checks=human)
         except GradcalcError as err:
             if err.kind != "name" or bindings:
                 raise
@@ -177,10 +187,29 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         if claim:
             raise GradcalcError("usage", "--claim judges a derivative without numbers, but "
                                          "every name of the expression is bound")
-        return _write_result(result, limits, as_json, dot, precision, graph)
+        if plot is not None:
+            _plot(result, plot)
+        return _write_result(result, limits, as_json, dot, precision, graph, brief)
 
 
-def _write_result(result, limits, as_json, dot, precision, graph) -> int:
+def _plot(result, path):
+    """--plot: y and dy/dx over the grid leaf, in the terminal (before the view) or a file."""
+    from ..api import curve
+    name, x, y, dydx = curve(result)
+    if path != "-":
+        from ..view.plot import derivative_file
+        derivative_file(name, x, y, dydx, path)
+        return
+    from ..view.plot import derivative_lines
+    from ..view.style import glyphs, make_console
+    console = make_console()
+    for line in derivative_lines(name, x, y, dydx, width=min(console.width, 100),
+                                 ascii_only=glyphs(console)["d"] == "d"):
+        console.print(line, highlight=False, markup=False)
+    console.print()
+
+
+def _write_result(result, limits, as_json, dot, precision, graph, brief) -> int:
     """The answer on stdout (and the graph in --dot), as the options ask."""
     try:
         if dot is not None:
@@ -194,7 +223,7 @@ def _write_result(result, limits, as_json, dot, precision, graph) -> int:
             sys.stdout.write("\n")
         elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
             from ..view.human import render
-            render(result, precision=precision, show_graph=graph)
+            render(result, precision=precision, show_graph=graph, brief=brief)
         sys.stdout.flush()
     except BrokenPipeError:
         raise

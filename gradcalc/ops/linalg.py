@@ -84,7 +84,7 @@ register(Op("matmul", "a, b", np.matmul, (matmul_vjp_a, matmul_vjp_b), matmul_in
             doc="numpy/PyTorch matmul rules, 1-D operands included; also the @ operator"))
 
 
-def _vec_infer(name, n_args=2):
+def _vec_infer(name):
     def infer(shapes, params):
         if any(len(s) != 1 for s in shapes):
             raise GradcalcError("shape", f"{name}: expects 1-D arrays, got shapes "

@@ -67,8 +67,10 @@ def describe(result, eq, fmt: Numbers, names: dict) -> dict:
     value = _value_text(result, eq, fmt)
     if eq.kind == "leaf":
         if eq.requires_grad:
+            grad = result.grads.get(eq.name)
+            small = grad is not None and np.size(grad) <= SMALL_VALUE
             return {"name": name, "title": "AccumulateGrad", "role": "leaf", "shape": shape,
-                    "value": value}
+                    "value": value, "grad": fmt.line(np.asarray(grad)) if small else ""}
         return {"name": name, "title": "constant leaf", "role": "nograd", "shape": shape,
                 "value": value, "why": "not in --wrt: no grad"}
     if eq.kind == "const":
@@ -190,6 +192,8 @@ def to_dot(result, fmt: Numbers | None = None) -> str:
             parts.append(d["name"])
         parts.append(d["title"])
         parts.append("  ".join(p for p in (d["shape"], d.get("value")) if p))
+        if d.get("grad"):
+            parts.append(f"grad {d['grad']}")
         if d.get("why"):
             parts.append(d["why"])
         attrs = style[d["role"]]

@@ -9,6 +9,8 @@ lets user text be read as markup: every user string goes into a rich Text, escap
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -91,6 +93,11 @@ class View:
 
     # -- sections ----------------------------------------------------------------------
     def render(self, show_graph=False):
+        self.answer()
+        self.verdict(show_graph)
+
+    def answer(self):
+        """Everything but the checks: what is known as soon as backward has run."""
         self.source()
         self.output()
         self.nonfinite()
@@ -98,6 +105,12 @@ class View:
         self.leaves()
         self.jacobians()
         self.finite_differences()
+
+    def verdict(self, show_graph=False):
+        """The checks (with sympy's formulas when the leaves table went out without them),
+        the graph, and the closing note."""
+        if not self.derivs:
+            self.late_formulas()
         self.checks()
         if show_graph:
             self.print(styled(f"autograd graph: from the output {self.y} back to the leaves, "
@@ -108,6 +121,27 @@ class View:
             self.note(styled(f"Arrays too large for {self.width} columns are summarised; "
                             "--json prints every value (add --jacobian to compute a "
                             "Jacobian that was skipped).", style=STYLE["note"]), indent=0)
+
+    def late_formulas(self):
+        """sympy's derivative formulas, when the check finished after the leaves table."""
+        sym = self.r.checks.get("symbolic")
+        d = sym.get("derivatives") if isinstance(sym, dict) else None
+        if not isinstance(d, dict) or not any(d.values()):
+            return
+        parts = [f"{self.d(n)} = {formula(f)}" for n, f in d.items() if f is not None]
+        self.hang(styled("sympy: ", style=STYLE["head"]) + styled("; ".join(parts),
+                                                              style=STYLE["formula"]), 2)
+
+    def brief(self):
+        """--brief: the output, each grad and the checks' verdicts, one line each."""
+        r = self.r
+        out = self.fmt.line_fitting(np.asarray(r.output), max(20, self.width - 4 - len(self.y)))
+        self.print(styled(f"{self.y} = ", style=STYLE["name"]) + Text(out))
+        for n, g in r.grads.items():
+            text = self.fmt.line_fitting(np.asarray(g), max(20, self.width - 9 - len(n)))
+            self.print(styled(f"{n}.grad = ", style=STYLE["name"]) + styled(text, STYLE["grad"]))
+        for kind, c in r.checks.items():
+            self.hang(check_line(kind, c, self.s, self.fmt)[0], 2)
 
     def finite_differences(self):
         """Which grads rest on an opaque extern's finite differences, and with what step."""
@@ -175,6 +209,13 @@ class View:
 
     def cotangent(self):
         r = self.r
+        if r.cotangent is None:           # --jacobian without --grad: J alone
+            self.print(styled("v", style=STYLE["v"] + " bold") + styled(
+                f", the gradient argument of {self.y}.backward(v): none given", STYLE["head"]))
+            self.note(styled(f"the Jacobian was asked for (--jacobian), so it is shown alone; "
+                             f"pass --grad v for the grads {self.vtj()}", style=STYLE["note"]))
+            self.print()
+            return
         v = np.asarray(r.cotangent)
         y = self.y
         head = styled("v", style=STYLE["v"] + " bold") + styled(
@@ -209,7 +250,9 @@ class View:
         rows = []
         for n in names:
             val = self.array_lines(np.asarray(r.leaves[n]), budget)
-            if n not in r.grads:
+            if r.grads_note and n in r.wrt:
+                grad = styled("not computed: no --grad", style=STYLE["note"])
+            elif n not in r.grads:
                 grad = styled("none: a constant (not in --wrt)", style=STYLE["note"])
             elif n in r.no_path:
                 grad = styled(self.fmt.block(r.grads[n]) if fits(r.grads[n], self.fmt, budget)
@@ -251,7 +294,7 @@ class View:
 
     def jacobians(self):
         r = self.r
-        shown = [n for n in r.grads if n not in r.no_path]
+        shown = [n for n in (r.wrt if r.grads_note else r.grads) if n not in r.no_path]
         if r.jacobian is None:
             note = r.jacobian_note or "not computed"
             self.hang(styled("Jacobian J: ", style=STYLE["head"]) + user(note, STYLE["note"]), 2)
@@ -259,7 +302,7 @@ class View:
                             "computes it without forming J.", style=STYLE["note"]))
             self.print()
             return
-        if shown:
+        if shown and r.cotangent is not None:
             s = self.s
             self.print(styled(f"Why these grads: {self.y}.backward(v) returns {self.vtj()}",
                             style=STYLE["head"]))
@@ -361,17 +404,96 @@ def _item(value, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def render(result, precision=None, show_graph=False, console: Console | None = None):
-    """Print the human view of `result` to stdout (or `console`)."""
-    view = View(result, precision, console)
-    view.render(show_graph=show_graph)
+# a check that has not finished after this many seconds no longer holds the answer back
+# (long enough that an ordinary check, sympy's import included, keeps its formulas in the
+# leaves table on a busy machine; the slow ones users waited for took 10 s)
+PATIENCE = 2.0
+SKIPPED_BY_USER = "interrupted (Ctrl-C): the answer above stands unchecked"
+
+
+def render(result, precision=None, show_graph=False, console: Console | None = None,
+           brief: bool = False):
+    """Print the human view of `result` to stdout (or `console`). Checks still pending run
+    here: when they take longer than PATIENCE the answer is shown first and the checks
+    follow under a status line on stderr; Ctrl-C during them skips them and keeps the
+    answer (their verdict is then "skipped", which changes no exit status)."""
+    if brief:
+        _checks_interruptible(result)
+        view = View(result, precision, console)
+        view.brief()
+    else:
+        waiting = PendingChecks(result)
+        if waiting.done_within(PATIENCE):
+            view = View(result, precision, console)
+            view.render(show_graph=show_graph)
+        else:
+            view = View(result, precision, console)
+            view.answer()
+            waiting.wait_with_status()
+            view.verdict(show_graph)
+    _say_failed(result)
+    return view
+
+
+class PendingChecks:
+    """The result's pending checks run in a helper thread, so that the answer need not wait
+    for them. Their reports are stored in the result only when they finish; after Ctrl-C
+    they are skipped and whatever the thread still computes is dropped."""
+
+    def __init__(self, result):
+        import threading
+        self.result = result
+        self.box = {}
+        self.worker = None
+        pending, result.pending_checks = result.pending_checks, None
+        if pending is not None:
+            self.worker = threading.Thread(target=lambda: self.box.setdefault("reports", pending()),
+                                           name="gradcalc-checks", daemon=True)
+            self.worker.start()
+
+    def done_within(self, seconds: float) -> bool:
+        if self.worker is None:
+            return True
+        self.worker.join(seconds)
+        if self.worker.is_alive():
+            return False
+        self.result.checks.update(self.box.get("reports", {}))
+        return True
+
+    def wait_with_status(self):
+        """Wait under a status line on stderr (a terminal only); Ctrl-C skips the checks."""
+        kinds = self.result.check_kinds
+        status = None
+        if sys.stderr.isatty():
+            status = make_console(stderr=True).status(
+                f"{' and '.join(kinds)} check{'s' if len(kinds) > 1 else ''}... "
+                "Ctrl-C skips it")
+            status.start()
+        try:
+            while self.worker.is_alive():
+                self.worker.join(0.1)
+            self.result.checks.update(self.box.get("reports", {}))
+        except KeyboardInterrupt:
+            self.result.skip_checks(SKIPPED_BY_USER)
+        finally:
+            if status is not None:
+                status.stop()
+
+
+def _checks_interruptible(result):
+    try:
+        result.finish_checks()
+    except KeyboardInterrupt:
+        result.skip_checks(SKIPPED_BY_USER)
+
+
+def _say_failed(result):
     if not result.passed:
         failed = [k for k, c in result.checks.items()
                   if isinstance(c, dict) and c.get("passed") is False]
         make_console(stderr=True).print(Text(
             f"gradcalc: the {' and '.join(failed)} check disagreed with autograd "
             "(exit status 1)"))
-    return view
 
 
 def render_derivation(d, console: Console | None = None):
@@ -379,9 +501,9 @@ def render_derivation(d, console: Console | None = None):
     console = console or make_console()
     g = glyphs(console)
     console.print(user("y = " + d.output, STYLE["head"]))
-    for name, formula in d.derivatives.items():
+    for name, text in d.derivatives.items():
         console.print(Text.assemble((f"{g['d']}y/{g['d']}{name} = ", STYLE["name"]),
-                                    user(formula, STYLE["formula"])))
+                                    user(text, STYLE["formula"])))
     for c in d.claims:
         verdict = {True: (g["ok"] + " right", STYLE["ok"]), False: (g["bad"] + " wrong", STYLE["bad"]),
                    None: (g["warn"] + " undecided", STYLE["warn"])}[c.right]

@@ -45,10 +45,11 @@ def jacobian_block(view, name: str, J, full: bool = True):
     leaf_shape = tuple(np.shape(r.leaves[name]))
     m, n = math.prod(out_shape), math.prod(leaf_shape)
     M = np.asarray(J, dtype=np.float64).reshape(m, n)
-    v = np.asarray(r.cotangent, dtype=np.float64).reshape(m)
+    alone = r.cotangent is None           # --jacobian without --grad: no v, no vᵀ·J
+    v = np.zeros(m) if alone else np.asarray(r.cotangent, dtype=np.float64).reshape(m)
     with np.errstate(all="ignore"):
         vtj = (v @ M).reshape(leaf_shape) if m else np.zeros(leaf_shape)
-    grad = np.asarray(r.grads[name], dtype=np.float64)
+    grad = vtj if alone else np.asarray(r.grads[name], dtype=np.float64)
 
     title = styled("J = ", style=STYLE["head"]) + styled(view.d(name), style=STYLE["head"])
     title += styled(f"  {m}{s['times']}{n}", style=STYLE["note"])
@@ -66,6 +67,9 @@ def jacobian_block(view, name: str, J, full: bool = True):
         view.print()
         return
 
+    if alone:
+        _alone(view, name, M, out_shape, leaf_shape)
+        return
     if m == 0 or n == 0:
         what = f"{view.y} has no elements" if m == 0 else f"{name} has no elements"
         view.note(styled(f"J is empty ({what}), so {name}.grad has nothing to add up: "
@@ -104,6 +108,34 @@ def jacobian_block(view, name: str, J, full: bool = True):
     if not np.allclose(vtj * r.repeat, grad, rtol=1e-4, atol=1e-6, equal_nan=True):
         view.note(styled(f"note: {name}.grad from backward differs from the sum above "
                         "(non-finite or rounded terms)", style=STYLE["warn"]))
+    view.print()
+
+
+def _alone(view, name, M, out_shape, leaf_shape):
+    """J without a cotangent: its rows and columns, nothing weighted or added up."""
+    s, fmt = view.s, view.fmt
+    m, n = M.shape
+    rows, k = _pick(m, MAX_J_ROWS), n
+    while True:
+        cols = _pick(n, k)
+        t = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
+        t.add_column("", no_wrap=True)
+        for j in cols:
+            t.add_column(s["hdots"] if j is None else _index(name, leaf_shape, j),
+                         justify="right", no_wrap=True)
+        for i in rows:
+            if i is None:
+                t.add_row(s["vdots"], *[s["vdots"] for _ in cols])
+                continue
+            t.add_row(styled(_index(view.y, out_shape, i), style=STYLE["note"]),
+                      *[s["hdots"] if j is None else fmt.num(M[i, j]) for j in cols])
+        if k <= 2 or needed_width(view.c, t) <= view.width:
+            break
+        k = k - 1 if k <= 12 else min(k // 2, 12)
+    view.table(t)
+    if len(rows) < m or len(cols) < n:
+        view.note(styled(f"shown: a corner ({min_max(M, fmt)}); all of it: --json "
+                         f"(jacobian.{name})", style=STYLE["note"]))
     view.print()
 
 

@@ -69,3 +69,28 @@ def loss_curve_file(history, path: str, *, log: bool = False):
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     write_figure(path, "--plot", draw)
+
+
+def derivative_lines(name, x, y, dydx, *, width=80, ascii_only=False) -> list[str]:
+    """--plot in the terminal: y and dy/dx over the grid, one chart each."""
+    import numpy as np
+    finite = np.isfinite(y) & np.isfinite(dydx) & np.isfinite(x)
+    xs = x[finite]
+    lines = curve_lines(xs, [y[finite]], title=f"y over {name}", width=width, height=10,
+                        ascii_only=ascii_only)
+    d = "d" if ascii_only else "\u2202"
+    lines += [""] + curve_lines(xs, [dydx[finite]], title=f"{d}y/{d}{name} over {name}",
+                                width=width, height=10, ascii_only=ascii_only)
+    return lines
+
+
+def derivative_file(name, x, y, dydx, path: str):
+    """--plot FILE: y and dy/dx over the grid, as an image."""
+    def draw(ax):
+        ax.plot(x, y, label="y")
+        ax.plot(x, dydx, label=f"dy/d{name}")
+        ax.set_xlabel(name)
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+    write_figure(path, "--plot", draw)
