@@ -154,7 +154,7 @@ def serve(defaults, limits, debug=False, data=None, externs=None):
     are callable in every request."""
     from .api import run
     from .programs import ProgramCache
-    from .result import check_json_size
+    from .result import BULK, check_json_size
     cache = ProgramCache()      # each distinct program is parsed and compiled once
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
@@ -193,8 +193,10 @@ def serve(defaults, limits, debug=False, data=None, externs=None):
                              externs=externs)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
-            check_json_size(result, limits)
-            obj = result.to_json(trusting=True, arrays=True)   # checked by the strict encoder
+            # checked by the strict encoder below; arrays only when one can be large (the
+            # test per array costs a few per cent of a small request)
+            numbers = check_json_size(result, limits)
+            obj = result.to_json(trusting=True, arrays=numbers >= BULK)
             strict = result
             if warnings:
                 obj["warnings"] = warnings

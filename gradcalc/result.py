@@ -192,9 +192,10 @@ def to_plain(arr):
 JSON_BYTES_PER_NUMBER = 64
 
 
-def check_json_size(result: Result, limits: Limits):
+def check_json_size(result: Result, limits: Limits) -> int:
     """Refuse, before building it, a JSON answer that would need more memory than the limit
-    (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array)."""
+    (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array); else
+    the count of numbers it holds."""
     n = result.output.size + np.size(result.cotangent) + sum(g.size for g in result.grads.values())
     n += sum(np.size(v) for v in result.leaves.values())
     if result.jacobian:
@@ -205,5 +206,6 @@ def check_json_size(result: Result, limits: Limits):
                                      f"{fmt_bytes(need)} to write, over the memory limit of "
                                      f"{fmt_bytes(limits.max_memory)} (--max-memory); reduce "
                                      "it with --no-jacobian, --wrt or --of")
+    return n
 
 
