@@ -12,8 +12,22 @@ from .lexer import Token, tokenize
 
 
 class Node:
-    """An AST node: `kind` is one of num, name, unary, binary, call, index, attr, array,
-    slice; statements are assign, funcdef, expr."""
+    """An AST node. Three slots hold its parts, read through the names of its kind:
+
+    | kind    | a            | b                     | c                          |
+    | num     | text         |                       |                            |
+    | name    | name         |                       |                            |
+    | unary   | op           | operand               |                            |
+    | binary  | op           | left                  | right                      |
+    | call    | name         | args                  | kwargs: [(name, node, pos)]|
+    | index   | target       | items                 |                            |
+    | slice   | start        | stop                  | step                       |
+    | attr    | target       | attribute             |                            |
+    | array   | items        |                       |                            |
+    | assign  | name         | value                 |                            |
+    | funcdef | name         | params                | body                       |
+    | expr    | value        |                       |                            |
+    """
 
     __slots__ = ("kind", "pos", "a", "b", "c")
 
@@ -22,6 +36,24 @@ class Node:
 
     def __repr__(self):
         return sexpr(self)
+
+    # the parts by name (see the table above)
+    text = property(lambda self: self.a)
+    name = property(lambda self: self.a)
+    op = property(lambda self: self.a)
+    operand = property(lambda self: self.b)
+    left = property(lambda self: self.b)
+    right = property(lambda self: self.c)
+    args = property(lambda self: self.b)
+    kwargs = property(lambda self: self.c)
+    target = property(lambda self: self.a)
+    items = property(lambda self: self.a if self.kind == "array" else self.b)
+    start = property(lambda self: self.a)
+    stop = property(lambda self: self.b)
+    step = property(lambda self: self.c)
+    params = property(lambda self: self.b)
+    body = property(lambda self: self.c)
+    value = property(lambda self: self.b if self.kind == "assign" else self.a)
 
 
 def sexpr(node) -> str:
