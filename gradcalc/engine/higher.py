@@ -1,0 +1,112 @@
+"""Derivatives past the first: HVP, Hessian, J·u and Taylor coefficients, from traced programs.
+
+Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
+the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
+cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
+Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. The
+first-order path never comes here. Sizes are checked against the limits before a dense
+Hessian is allocated.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import GradcalcError, Limits, fmt_bytes
+from . import plain
+from .traced import Traced, dot
+
+# the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
+COTANGENT = "#v"
+
+
+def _leaf_ids(graph, names):
+    return {n: graph.leaves[n] for n in names if n in graph.leaves}
+
+
+def _grads_dot(t: Traced, cotangent, output, tangent: dict):
+    grads = t.backward(cotangent, output)
+    pairs = [(grads[n], u) for n, u in tangent.items() if n in grads]
+    return dot(t.b, pairs)
+
+
+def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | None = None):
+    """{leaf: H·u} for the scalar vᵀy (v = `cotangent`); H·u has the leaf's shape."""
+    t = Traced(graph, limits)
+    s = _grads_dot(t, cotangent, output, tangent)
+    prog, values = t.program(s)
+    got = plain.backward(prog, values, np.ones((), graph.dtype))
+    ids = _leaf_ids(prog, leaves)
+    return {n: got.get(i, np.zeros(prog.nodes[i].shape, graph.dtype)) for n, i in ids.items()}
+
+
+def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1):
+    """A program whose output is J·u of `graph`'s node `output` (its leaves and values)."""
+    t = Traced(graph, limits)
+    oshape = graph.nodes[output].shape
+    v = t.leaf(f"{COTANGENT}{level}", np.zeros(oshape, graph.dtype))
+    s = _grads_dot(t, v, output, tangent)
+    prog, values = t.program(s)
+    second = Traced(prog, limits)
+    got = second.backward(np.ones((), graph.dtype))
+    ju = got.get(v_name(level))
+    out = second.b.lift(ju if ju is not None else np.zeros(oshape, graph.dtype))
+    return second.program(out)
+
+
+def v_name(level):
+    return f"{COTANGENT}{level}"
+
+
+def jvp(graph, output: int, tangent: dict, limits: Limits | None = None):
+    """J·u, of the output's shape."""
+    prog, values = jvp_program(graph, output, tangent, limits)
+    return values[prog.output]
+
+
+def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
+    """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program."""
+    out, prog = [], graph
+    for k in range(1, order + 1):
+        prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k)
+        out.append(values[prog.output])
+    return out
+
+
+def hessian_bytes(graph, leaves) -> int:
+    n = sum(graph.nodes[i].size for i in _leaf_ids(graph, leaves).values())
+    return n * n * graph.dtype.itemsize
+
+
+def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None):
+    """{a: {b: H_ab}} with H_ab of shape a.shape + b.shape (torch's hessian layout): the
+    Jacobian of the traced gradient, all leaves' grads flattened into one vector."""
+    limits = limits or Limits()
+    need = hessian_bytes(graph, leaves)
+    if need > limits.max_memory:
+        raise GradcalcError("limit", f"the Hessian needs {fmt_bytes(need)}, over the memory "
+                                     f"limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
+    t = Traced(graph, limits)
+    grads = t.backward(cotangent, output)
+    b = t.b
+    ids = _leaf_ids(graph, leaves)
+    flat = []
+    for n, i in ids.items():
+        g = grads.get(n)
+        g = b.lift(g if g is not None else np.zeros(graph.nodes[i].shape, graph.dtype))
+        flat.append(b.apply("reshape", [g], {"shape": (graph.nodes[i].size,)}))
+    if not flat:
+        return {}
+    vec = flat[0] if len(flat) == 1 else b.apply("cat", flat, {"dim": -1})
+    prog, values = t.program(vec)
+    pids = _leaf_ids(prog, leaves)
+    jac = plain.jacobian(prog, values, prog.output, list(pids.values()))
+    out, row = {}, 0
+    for a, i in ids.items():
+        sa = graph.nodes[i].shape
+        na = math.prod(sa)
+        out[a] = {bn: jac[pids[bn]][row:row + na].reshape(sa + graph.nodes[j].shape)
+                  for bn, j in ids.items()}
+        row += na
+    return out
