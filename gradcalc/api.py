@@ -20,16 +20,17 @@ JACOBIAN_AUTO_MAX = 10_000
 
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
-            atol=None, jacobian=None, dtype=None, seed=None, limits: Limits | None = None,
-            **vars) -> Result:
+            atol=None, jacobian=None, dtype=None, seed=None, tangent=None, hessian=None,
+            hvp=None, taylor=None, limits: Limits | None = None, **vars) -> Result:
     """Evaluate `text` (an expression or a program), run backward and the checks.
 
     Variables are keyword arguments: numbers, nested lists, numpy arrays, or strings in
-    VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`).
+    VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`). `tangent` and `hvp` map leaf names
+    to directions, `hessian` is a bool, `taylor` an order (SPEC 9).
     """
     limits = limits or Limits()
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
-                                 seed), limits, API)
+                                 seed, tangent, hessian, hvp, taylor), limits, API)
     return run(text, vars, settings, limits)
 
 
@@ -74,6 +75,9 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
              else cache.graph(text, bindings, dtype, s, limits))
     output, out_name = _output(graph, s)
     est = _check_memory(graph, output, limits)
+    if higher_only(graph.nodes[output], s):
+        from .higher import forward_only
+        return forward_only(text, graph, output, out_name, s, read, limits)
     cot = _cotangent(graph.nodes[output], s, read)
     wanted = [n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad]
     want_ids = tuple(graph.leaves[n] for n in wanted)
@@ -96,7 +100,21 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=wanted,
         graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
     _run_checks(result, once, s, limits)
+    if wants_higher(s):
+        from .higher import attach
+        attach(result, s, read, limits)
     return result
+
+
+def wants_higher(s: Settings) -> bool:
+    return any(v is not None and v is not False for v in (s.tangent, s.hessian, s.hvp, s.taylor))
+
+
+def higher_only(out_eq, s: Settings) -> bool:
+    """J·u and Taylor need no cotangent (SPEC 9): asked alone of an output that implies none,
+    only they are computed."""
+    return (s.grad is None and out_eq.size != 1 and (s.tangent is not None or s.taylor)
+            and not s.hessian and s.hvp is None)
 
 
 def _settings(text, settings: Settings, limits: Limits, cache) -> Settings:

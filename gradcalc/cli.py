@@ -222,6 +222,13 @@ def split_bindings(args):
               help="Compute the Jacobian (default: when at most 10,000 entries).")
 @click.option("--dtype", metavar="[float64|float32]", help="Precision (default float64).")
 @click.option("--seed", metavar="N", help="Seed for rand/randn.")
+@click.option("-t", "--tangent", multiple=True, metavar="NAME=VALUE",
+              help="Forward mode: J·u along this leaf tangent (repeatable; others get 0).")
+@click.option("--hessian", is_flag=True, default=None,
+              help="The Hessian of a scalar output (or v^T y with --grad v).")
+@click.option("--hvp", multiple=True, metavar="NAME=VALUE",
+              help="Hessian-vector product H·u without forming H (repeatable).")
+@click.option("--taylor", metavar="N", help="Derivatives of order 1..N along the tangent.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
 @click.option("--dot", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
@@ -241,7 +248,8 @@ def split_bindings(args):
 @click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
 def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=()):
+            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), tangent=(),
+            hessian=None, hvp=(), taylor=None):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -252,7 +260,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     from .settings import CLI, Settings, validate
     limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
                           max_repeat)
-    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed),
+    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
+                                 list(tangent) or None, hessian, list(hvp) or None, taylor),
                         limits, CLI)
     if program_file is None and args and args[0] == "-" :
         if len(args) > 1:

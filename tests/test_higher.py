@@ -151,3 +151,74 @@ def test_hessian_over_the_memory_limit_is_refused_before_allocating():
     with pytest.raises(GradcalcError, match="Hessian needs") as exc:
         higher.hessian(g, g.output, np.ones(()), ["x"], Limits(max_memory=1_000_000))
     assert exc.value.kind == "limit"
+
+
+# ---------------------------------------------------------------- through real processes
+def gradcalc(*args, stdin=None):
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    p = subprocess.run([sys.executable, "-m", "gradcalc", *args], input=stdin,
+                       capture_output=True, text=True, env=env, timeout=120)
+    return p.returncode, (json.loads(p.stdout) if "--json" in args else p.stdout), p.stderr
+
+
+SEED = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,1e-4"]
+
+
+def test_cli_done_when_examples():
+    rc, out, _ = gradcalc("sin(x)*exp(x)", "x=0.5", "--taylor", "3", "--json")
+    assert rc == 0
+    e = math.exp(0.5)
+    want = [e * (math.sin(0.5) + math.cos(0.5)), 2 * e * math.cos(0.5),
+            2 * e * (math.cos(0.5) - math.sin(0.5))]
+    np.testing.assert_allclose(out["taylor"], want, rtol=1e-14)
+    rc, out, _ = gradcalc("sum(x**3)", "x=1,2", "--hessian", "--json")
+    assert rc == 0 and out["hessian"] == {"x": {"x": [[6.0, 0.0], [0.0, 12.0]]}}
+    rc, out, _ = gradcalc(*SEED, "-t", "a=1", "-t", "b=1", "--tangent", "c=1", "--hvp", "b=1",
+                          "--hvp", "c=2", "--json")
+    assert rc == 0
+    np.testing.assert_allclose(out["jvp"], [3 + 12 + 1 / 6, 3 + 16 + 1 / 7, 3 + 20 + 1 / 8])
+    # H·u of vᵀy: b gets 4·v·u_b, c gets -v·u_c/c², a nothing
+    assert out["hvp"]["a"] == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(out["hvp"]["b"], [0.4, 4.0, 4e-4])
+    np.testing.assert_allclose(out["hvp"]["c"], [-0.2 / 36, -2 / 49, -2e-4 / 64])
+
+
+def test_cli_tangent_alone_needs_no_grad_and_the_human_view_explains():
+    rc, out, _ = gradcalc("3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-t", "c=1")
+    assert rc == 0
+    assert "how fast y moves" in out and "0.166667" in out
+    rc, out, _ = gradcalc("sum(x**3)", "x=1,2", "--hessian")
+    assert "(diagonal, symmetric)" in out and "x[1]" in out
+
+
+def test_program_lines_and_json_lines():
+    program = "#: --hessian --hvp x=1,0 -t x=0,1\ny = sum(x**3)\n"
+    rc, out, _ = gradcalc("-f", "-", "x=1,2", "--json", stdin=program)
+    assert rc == 0
+    assert out["hessian"]["x"]["x"] == [[6.0, 0.0], [0.0, 12.0]]
+    assert out["hvp"] == {"x": [6.0, 0.0]} and out["jvp"] == 12.0
+    import json
+    req = {"id": 1, "expr": "sum(where(x > 0, x**3, -x))", "vars": {"x": [-1, 2]},
+           "hessian": True, "hvp": {"x": [1, 1]}, "tangent": {"x": [1, 1]}, "taylor": 2}
+    rc, out, _ = gradcalc("-", stdin=json.dumps(req) + "\n")
+    line = json.loads(out.splitlines()[0])
+    assert line["hessian"] == {"x": {"x": [[0.0, 0.0], [0.0, 12.0]]}}
+    assert line["hvp"] == {"x": [0.0, 12.0]} and line["jvp"] == 11.0
+    assert line["taylor"] == [11.0, 12.0]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["sum(x)", "x=1,2", "--taylor", "0"], "--taylor takes an order from 1"),
+    (["sum(x)", "x=1,2", "--tangent", "q=1"], "no leaf is named 'q'"),
+    (["sum(x)", "x=1,2", "--hvp", "x"], "--hvp takes NAME=VALUE"),
+    (["sum(x)", "x=1,2", "--tangent", "x=1,2,3"], "has shape (3,)"),
+    (["sum(x*y)", "x=1,2", "y=1,2", "--taylor", "2"], "--taylor needs a direction"),
+])
+def test_cli_refusals(args, words):
+    rc, _, err = gradcalc(*args)
+    assert rc == 2 and words in err and "Traceback" not in err

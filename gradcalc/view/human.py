@@ -16,6 +16,7 @@ from rich.text import Text
 
 from ..errors import caret_lines, escape_text
 from .graph import tree
+from .higher import render_higher
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
 from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, styled,
@@ -93,10 +94,12 @@ class View:
     def render(self, show_graph=False):
         self.source()
         self.output()
-        self.nonfinite()
-        self.cotangent()
-        self.leaves()
-        self.jacobians()
+        if self.r.cotangent is not None:      # None: only J·u was asked for (SPEC 9)
+            self.nonfinite()
+            self.cotangent()
+            self.leaves()
+            self.jacobians()
+        render_higher(self)
         self.checks()
         if show_graph:
             self.print(styled(f"autograd graph: from the output {self.y} back to the leaves, "
