@@ -32,13 +32,36 @@ def _grads_dot(t: Traced, cotangent, output, tangent: dict):
 
 
 def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | None = None):
-    """{leaf: H·u} for the scalar vᵀy (v = `cotangent`); H·u has the leaf's shape."""
+    """{leaf: H·u} for the scalar vᵀy (v = `cotangent`), each of the leaf's shape: the
+    derivative of the traced gradient along u, as torch's hvp (where torch's conventions
+    make H asymmetric, H·u and not uᵀ·H)."""
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
+    if not layout:
+        return {}
+    flat = jvp(prog, prog.output, tangent, limits)
+    return {n: flat[start:start + math.prod(shape)].reshape(shape)
+            for n, (start, shape) in layout.items()}
+
+
+def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None):
+    """The traced gradient of vᵀy as one program whose output is every leaf's grad flattened
+    and joined, its values, and {leaf: (offset, shape)} in that vector."""
     t = Traced(graph, limits)
-    s = _grads_dot(t, cotangent, output, tangent)
-    prog, values = t.program(s)
-    got = plain.backward(prog, values, np.ones((), graph.dtype))
-    ids = _leaf_ids(prog, leaves)
-    return {n: got.get(i, np.zeros(prog.nodes[i].shape, graph.dtype)) for n, i in ids.items()}
+    grads = t.backward(cotangent, output)
+    b = t.b
+    flat, layout, start = [], {}, 0
+    for n, i in _leaf_ids(graph, leaves).items():
+        shape = graph.nodes[i].shape
+        g = grads.get(n)
+        g = b.lift(g if g is not None else np.zeros(shape, graph.dtype))
+        flat.append(b.apply("reshape", [g], {"shape": (math.prod(shape),)}))
+        layout[n] = (start, shape)
+        start += math.prod(shape)
+    if not flat:
+        return None, None, {}
+    vec = flat[0] if len(flat) == 1 else b.apply("cat", flat, {"dim": -1})
+    prog, values = t.program(vec)
+    return prog, values, layout
 
 
 def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1):
@@ -87,26 +110,11 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
     if need > limits.max_memory:
         raise GradcalcError("limit", f"the Hessian needs {fmt_bytes(need)}, over the memory "
                                      f"limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
-    t = Traced(graph, limits)
-    grads = t.backward(cotangent, output)
-    b = t.b
-    ids = _leaf_ids(graph, leaves)
-    flat = []
-    for n, i in ids.items():
-        g = grads.get(n)
-        g = b.lift(g if g is not None else np.zeros(graph.nodes[i].shape, graph.dtype))
-        flat.append(b.apply("reshape", [g], {"shape": (graph.nodes[i].size,)}))
-    if not flat:
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
+    if not layout:
         return {}
-    vec = flat[0] if len(flat) == 1 else b.apply("cat", flat, {"dim": -1})
-    prog, values = t.program(vec)
-    pids = _leaf_ids(prog, leaves)
+    pids = _leaf_ids(prog, layout)
     jac = plain.jacobian(prog, values, prog.output, list(pids.values()))
-    out, row = {}, 0
-    for a, i in ids.items():
-        sa = graph.nodes[i].shape
-        na = math.prod(sa)
-        out[a] = {bn: jac[pids[bn]][row:row + na].reshape(sa + graph.nodes[j].shape)
-                  for bn, j in ids.items()}
-        row += na
-    return out
+    return {a: {bn: jac[pids[bn]][sa:sa + math.prod(shape_a)].reshape(shape_a + shape_b)
+                for bn, (_, shape_b) in layout.items()}
+            for a, (sa, shape_a) in layout.items()}

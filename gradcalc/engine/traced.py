@@ -167,6 +167,8 @@ class Tracer:
             return self.b.apply("mul", [inputs[0], inputs[0]])
         if ufunc is np.matmul:
             return self.b.apply("matmul", inputs)
+        if ufunc in CONSTANT_UFUNCS:       # derivative 0 wherever defined: a constant here
+            return ufunc(*[_value(a) for a in inputs], **kwargs)
         name = UFUNCS.get(ufunc)
         if name is None:
             raise Untraceable(f"numpy's {ufunc.__name__}")
@@ -194,6 +196,8 @@ class Tracer:
     def astype(self, dtype, copy=True):
         if np.dtype(dtype) == self.b.dtype:
             return self
+        if np.dtype(dtype).kind in "biu":       # indices and masks carry no derivative
+            return self.value.astype(dtype)
         raise Untraceable(f"a cast to {np.dtype(dtype)}")
 
     def swapaxes(self, a, c):
@@ -286,11 +290,22 @@ def _broadcast_to(b, x, shape):
 
 def _transpose(b, x, axes=None):
     x = b.lift(x)
-    if axes is None or tuple(a % max(x.ndim, 1) for a in axes) == tuple(reversed(range(x.ndim))):
+    n = x.ndim
+    axes = None if axes is None else tuple(a % max(n, 1) for a in axes)
+    if axes is None or axes == tuple(reversed(range(n))):
         return b.apply("transpose", [x])
-    if tuple(axes) == tuple(range(x.ndim)):
+    if axes == tuple(range(n)):
         return x
-    raise Untraceable(f"a permutation {tuple(axes)} of a {x.ndim}-D array")
+    if axes == tuple(range(n - 2)) + (n - 1, n - 2):
+        # a batch of matrices transposed: each matrix by the table's transpose, stacked
+        lead = x.shape[:-2]
+        flat = _reshape(b, x, (-1,) + x.shape[-2:]) if len(lead) != 1 else x
+        mats = [b.apply("transpose", [_getitem(b, flat, (k,))]) for k in range(flat.shape[0])]
+        if not mats:
+            raise Untraceable("a transpose of an empty batch")
+        out = b.apply("stack", mats, {"dim": -3})
+        return _reshape(b, out, lead + (x.shape[-1], x.shape[-2]))
+    raise Untraceable(f"a permutation {axes} of a {n}-D array")
 
 
 def _swapaxes(b, x, a, c):
@@ -340,9 +355,17 @@ def _where(b, c, x, y):
 
 
 def _take(b, x, i, axis=None):
-    if axis is None or not isinstance(i, (int, np.integer)):
-        raise Untraceable("np.take beyond one index along an axis")
-    return _getitem(b, x, (slice(None),) * (axis % x.ndim) + (int(i),))
+    """np.take of one index, or of consecutive ones (a range, [0]): an index or a slice."""
+    if axis is None:
+        raise Untraceable("np.take without an axis")
+    lead = (slice(None),) * (axis % x.ndim)
+    if isinstance(i, (int, np.integer)):
+        return _getitem(b, x, lead + (int(i),))
+    i = list(i)
+    if i != list(range(i[0], i[0] + len(i))) if i else False:
+        raise Untraceable("np.take of indices that are not consecutive")
+    start = i[0] if i else 0
+    return _getitem(b, x, lead + (slice(start, start + len(i)),))
 
 
 def _extreme(name):
@@ -381,8 +404,12 @@ FUNCTIONS = {
     np.count_nonzero: _on_value(np.count_nonzero), np.argmax: _on_value(np.argmax),
     np.argmin: _on_value(np.argmin), np.ndim: _on_value(np.ndim), np.shape: _on_value(np.shape),
     np.result_type: _on_value(np.result_type), np.any: _on_value(np.any),
-    np.all: _on_value(np.all), np.size: _on_value(np.size),
+    np.all: _on_value(np.all), np.size: _on_value(np.size), np.round: _on_value(np.round),
 }
+
+
+# ufuncs whose derivative is 0 wherever it is defined: computed from the values
+CONSTANT_UFUNCS = {np.isfinite, np.isinf, np.rint, np.floor, np.ceil, np.trunc, np.signbit}
 
 
 # -- programs --------------------------------------------------------------------------

@@ -103,8 +103,10 @@ def softplus(x, beta=1.0, threshold=20.0):
 
 def softplus_vjp(g, ans, x, beta=1.0, threshold=20.0):
     # softplus_backward: z = exp(x*beta); (grad * z) / (z + 1), or grad where x*beta > threshold
+    # (min(bx, threshold) as a select: differentiated again, the threshold side is a
+    # constant, so softplus''(threshold) = 0 as torch's double backward gives)
     bx = x * beta
-    z = np.exp(np.minimum(bx, threshold))
+    z = np.exp(np.where(bx >= threshold, threshold, bx))
     return np.where(bx > threshold, g, g * z / (z + 1.0))
 
 
@@ -208,8 +210,10 @@ register(Op("leaky_relu", "x, negative_slope:number=0.01",
 # `x <= 0 ? grad * alpha * exp(x) : grad`, so at 0 the derivative is alpha (and at NaN, grad)
 register(Op("elu", "x, alpha:number=1.0",
             lambda x, alpha=1.0: np.where(x <= 0, np.expm1(np.where(x <= 0, x, 0.0)) * alpha, x),
+            # (exp of where(x < 0, x, 0): the same numbers, and differentiated again it gives
+            # torch's elu_double_backward, which masks with x < 0, so elu''(0) = 0)
             (lambda g, ans, x, alpha=1.0:
-                np.where(x <= 0, g * alpha * np.exp(np.where(x <= 0, x, 0.0)), g),),
+                np.where(x <= 0, g * alpha * np.exp(np.where(x < 0, x, 0.0)), g),),
             elementwise_infer("elu"), "EluBackward0", "elementwise",
             sympy=lambda sp, x, alpha=1.0: sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),
             samples=(("elu(x)", {"x": (2, 3)}, (-2.0, 2.0)),
