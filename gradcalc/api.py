@@ -21,17 +21,24 @@ JACOBIAN_AUTO_MAX = 10_000
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
             atol=None, jacobian=None, dtype=None, seed=None, tangent=None, hessian=None,
-            hvp=None, taylor=None, limits: Limits | None = None, **vars) -> Result:
+            hvp=None, taylor=None, limits: Limits | None = None,
+            externs: dict | None = None, **vars) -> Result:
     """Evaluate `text` (an expression or a program), run backward and the checks.
 
     Variables are keyword arguments: numbers, nested lists, numpy arrays, or strings in
-    VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`). `tangent` and `hvp` map leaf names
-    to directions, `hessian` is a bool, `taylor` an order (SPEC 9).
+    VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`). `externs` maps a name to a Python
+    callable (arrays in, an array out) that the text may call as an opaque function,
+    differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
+    names to directions, `hessian` is a bool, `taylor` an order (SPEC 9).
     """
     limits = limits or Limits()
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
                                  seed, tangent, hessian, hvp, taylor), limits, API)
-    return run(text, vars, settings, limits)
+    if not externs:
+        return run(text, vars, settings, limits)
+    from .extern import Externs
+    with Externs(functions=externs, limits=limits) as ex:
+        return run(text, vars, settings, limits, externs=ex)
 
 
 _NUMBER_TYPES = {float, int}
@@ -63,16 +70,18 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
 
 
 def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
-        allow_files=True, cache: ProgramCache | None = None) -> Result:
+        allow_files=True, cache: ProgramCache | None = None, externs=None) -> Result:
     """One calculation. `settings` were validated by the caller's front end (the `#:` lines
-    of the text are validated here and given way to)."""
+    of the text are validated here and given way to); `externs` (extern.Externs, entered)
+    are the run's opaque functions."""
     s = _settings(text, settings, limits, cache)
     dtype = np.dtype(s.dtype)
     read = lambda v, label: value_of(v, label, dtype, limits, s.seed, stdin,  # noqa: E731
                                      allow_files)
     bindings = _bindings(raw_vars, read)
-    graph = (compile_program(text, bindings, dtype, s, limits) if cache is None
-             else cache.graph(text, bindings, dtype, s, limits))
+    ops = None if externs is None else externs.ops
+    graph = (compile_program(text, bindings, dtype, s, limits, ops) if cache is None
+             else cache.graph(text, bindings, dtype, s, limits, ops))
     output, out_name = _output(graph, s)
     est = _check_memory(graph, output, limits)
     if higher_only(graph.nodes[output], s):
@@ -99,6 +108,8 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
                   else ({} if not want_ids and note is None else None)),
         jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=wanted,
         graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
+    if externs is not None:
+        result.finite_differences = externs.finite_difference(graph, output)
     _run_checks(result, once, s, limits)
     if wants_higher(s):
         from .higher import attach
@@ -221,9 +232,25 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits):
              "none": []}[s.check]
     if kinds:
         from . import checks
+        opaque = _opaque_calls(result.graph, result.output_id)
+        context = checks.Context(
+            graph=result.graph, values=result.values, output_id=result.output_id,
+            cotangent=result.cotangent, wrt=tuple(result.wrt), grads=once,
+            jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
         for kind in kinds:
-            result.checks[kind] = checks.run(kind, result, once, rtol=s.rtol, atol=s.atol,
-                                             limits=limits)
+            if kind == "symbolic" and opaque:
+                result.checks[kind] = {
+                    "passed": None, "skipped": f"the program calls the opaque extern "
+                    f"{', '.join(sorted(opaque))}: sympy cannot see into it, so there is no "
+                    "formula to differentiate; --check numeric covers it"}
+                continue
+            result.checks[kind] = checks.run(kind, context)
+
+
+def _opaque_calls(graph, output: int) -> set:
+    """Names of the ops on the output's path that have no sympy form (the externs)."""
+    return {eq.op.name for eq in graph.nodes[: output + 1]
+            if eq.kind == "op" and eq.op.sympy is None}
 
 
 def accumulate(g, repeat: int):

@@ -1,9 +1,10 @@
 """Compile a parsed program into a flat, ordered graph of equations.
 
-The compiler owns name resolution (variables, constants, user functions, built-in ops),
-argument binding against the op table's signatures, shape inference before allocation,
-constant folding, the leaf rule of SPEC section 3, and the element/memory/node limits. It
-walks expressions with an explicit stack, so `a+a+...+a` of any length never recurses.
+The compiler owns name resolution (variables, constants, user functions, built-in ops and
+the externs of one run), argument binding against the op table's signatures, shape
+inference before allocation, constant folding, the leaf rule of SPEC section 3, and the
+element/memory/node limits. It walks expressions with an explicit stack, so `a+a+...+a` of
+any length never recurses.
 Every later feature (forward, backward, Jacobian, symbolic form, graph display) is a loop
 over `Graph.nodes`.
 """
@@ -110,8 +111,14 @@ _BINOPS = {op.syntax: op.name for op in OPS.values() if op.syntax and "x" not in
 class Compiler:
     def __init__(self, source: str, bindings: dict | None = None, *, dtype=np.float64,
                  wrt=None, seed=None, limits: Limits | None = None, constants_only=False,
-                 free_scalars=False):
+                 free_scalars=False, externs: dict[str, Op] | None = None):
         self.source = source
+        # ops of this run only (--extern), looked up before the table
+        self.externs = dict(externs or {})
+        for name in self.externs:
+            if name in OPS:
+                raise GradcalcError("usage", f"--extern: '{name}' is already a function of "
+                                             "gradcalc; give the extern another name")
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
         self.limits = limits or Limits()
@@ -239,6 +246,9 @@ class Compiler:
         out, out_name = None, None
         for st in stmts:
             if st.kind == "funcdef":
+                if st.a in self.externs:
+                    raise GradcalcError("name", f"'{st.a}' is an extern (--extern); the program "
+                                                "cannot define it again", st.pos)
                 cost = _min_nodes(st.c, self.funcs, self.limits.max_nodes)
                 self.funcs[st.a] = (st.b, st.c, dict(self.funcs), cost)
                 continue
@@ -334,7 +344,7 @@ class Compiler:
             self.none_nodes.add(i)
             return i
         shown = clip(name)
-        if name in funcs or (name in OPS and OPS[name].named):
+        if name in funcs or name in self.externs or (name in OPS and OPS[name].named):
             raise GradcalcError("name", f"'{shown}' is a function: call it, e.g. {shown}(x)",
                                 node.pos)
         if self.free_scalars:
@@ -425,7 +435,7 @@ class Compiler:
                 bound[kname] = v
             work.append((body, {**env, **bound}, defs, False))
             return None
-        op = OPS.get(name)
+        op = self.externs.get(name) or OPS.get(name)
         if op is None or not op.named:
             if name in env or name in self.bindings:
                 raise GradcalcError("name", f"'{shown}' is a variable, not a function", pos)
@@ -434,7 +444,40 @@ class Compiler:
             hint = f"; did you mean {near[0]}()?" if near else ""
             raise GradcalcError("name", f"unknown function '{shown}'{hint}", pos)
         inputs, params = self.bind(op, pos_args, kw_args, node)
+        if name in self.externs:
+            params = self.extern_params(op, inputs, pos)
         return self.apply(op, inputs, params, pos)
+
+    def extern_params(self, op: Op, inputs, pos) -> dict:
+        """An extern's output shape is what its first call answers (SPEC 11), so it is
+        called once here with its inputs' values (a failure points at this call); its
+        params tell its VJP which inputs require grad (one backward perturbs them all in
+        one batch)."""
+        for i in inputs:
+            self.not_none(i)
+        params = {"_wrt": tuple(self.nodes[i].requires_grad for i in inputs)}
+        try:
+            op.forward(*self.values_of(inputs), **params)
+        except GradcalcError as err:
+            if err.position is None:
+                err.position = pos
+            raise
+        return params
+
+    def values_of(self, ids) -> list:
+        """Forward values of some nodes, computed from the leaves and constants (the
+        table's random ops are constructors, folded already: this draws nothing)."""
+        need = set(ids)
+        for eq in reversed(self.nodes[: max(ids) + 1]):
+            if eq.id in need and eq.kind == "op":
+                need.update(eq.inputs)
+        vals = {}
+        with np.errstate(all="ignore"):
+            for eq in self.nodes[: max(ids) + 1]:
+                if eq.id in need:
+                    vals[eq.id] = eq.value if eq.kind != "op" else np.asarray(
+                        eq.op.forward(*[vals[i] for i in eq.inputs], **eq.params), self.dtype)
+        return [vals[i] for i in ids]
 
     def bind(self, op: Op, pos_args, kw_args, node):
         """Match a call's arguments to the op's signature: array inputs and constant params."""

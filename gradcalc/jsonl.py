@@ -166,7 +166,10 @@ def write_whole_line(out, text: str):
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def serve(defaults, limits, debug=False):
+def serve(defaults, limits, debug=False, data=None, externs=None):
+    """Answer each request line; `data` (from --data) are default variables of every
+    request, which its own "vars" override; `externs` (from --extern, never from a request)
+    are callable in every request."""
     from .api import run
     from .programs import ProgramCache
     from .result import check_json_size
@@ -201,8 +204,11 @@ def serve(defaults, limits, debug=False):
                 has_id, rid = True, req["id"]
             warnings = check_fields(req)
             text, vars_, settings = settings_of(req, defaults, limits)
+            if data:
+                vars_ = {**data, **vars_}
             try:
-                result = run(text, vars_, settings, limits, allow_files=False, cache=cache)
+                result = run(text, vars_, settings, limits, allow_files=False, cache=cache,
+                             externs=externs)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
             check_json_size(result, limits)

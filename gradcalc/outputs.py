@@ -32,28 +32,34 @@ def write_text(path: str, text: str, option: str):
     if path == "-":
         sys.stdout.write(text)
         return
+    write_bytes(path, text.encode("utf-8"), option)
+
+
+def write_bytes(path: str, data: bytes, option: str):
+    """Write `data` to the file `path` whole."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         mode = None
     try:
         if mode is not None and not stat.S_ISREG(mode):
-            _write_special(path, text)
+            _write_special(path, data)
         else:
-            _write_replacing(path, text)
+            _write_replacing(path, data)
     except OSError as exc:
         reason = "nobody is reading it" if exc.errno == errno.ENXIO else (
             exc.strerror or type(exc).__name__)
         raise GradcalcError("usage", f"{option}: cannot write to {_q(path)}: {reason}")
 
 
-def _write_replacing(path: str, text: str):
+def _write_replacing(path: str, data: bytes):
     where = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=where, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        os.fchmod(fd, _mode_for(path))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -65,12 +71,22 @@ def _write_replacing(path: str, text: str):
         raise
 
 
-def _write_special(path: str, text: str):
+def _mode_for(path: str) -> int:
+    """The permissions `open()` would give: the old file's, else 0666 less the umask (a
+    temporary file starts at 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _write_special(path: str, data: bytes):
     """A FIFO or device: opened without blocking (ENXIO when a FIFO has no reader)."""
     fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     try:
         os.set_blocking(fd, True)
-        data = text.encode("utf-8")
         while data:
             data = data[os.write(fd, data):]
     finally:

@@ -13,12 +13,14 @@ from .parser import parse_program
 from .settings import Settings, program_settings
 
 
-def compile_program(text: str, bindings: dict, dtype, s: Settings, limits: Limits):
-    """Parse and compile `text` with its leaves bound; errors carry the text for a caret."""
+def compile_program(text: str, bindings: dict, dtype, s: Settings, limits: Limits,
+                    externs: dict | None = None):
+    """Parse and compile `text` with its leaves bound (and the run's extern ops callable);
+    errors carry the text for a caret."""
     stmts = parse_program(text, limits.max_depth)
     try:
         return Compiler(text, bindings, dtype=dtype, wrt=s.wrt, seed=s.seed,
-                        limits=limits).program(stmts)
+                        limits=limits, externs=externs).program(stmts)
     except GradcalcError as err:
         raise err.with_source(text)
 
@@ -57,14 +59,17 @@ class ProgramCache:
             self._limits = (limits, fields, key)
         return key
 
-    def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits):
+    def graph(self, text: str, bindings: dict, dtype, s: Settings, limits: Limits,
+              externs: dict | None = None):
+        """The compiled program for these bindings (externs are fixed for the cache's life:
+        one run's, declared on the command line)."""
         key = (text, dtype.str, None if s.wrt is None else tuple(s.wrt), s.seed,
                self._limits_key(limits), *[(name, v.shape) for name, v in bindings.items()])
         hit = self._graphs.get(key)
         if hit is not None:
             template, bound = hit
             return rebind(template, bound, bindings)
-        graph = compile_program(text, bindings, dtype, s, limits)
+        graph = compile_program(text, bindings, dtype, s, limits, externs)
         if sum(n.size for n in graph.nodes) <= self.MAX_ELEMENTS and not graph.random:
             bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
                      and eq.value is bindings[eq.name]]

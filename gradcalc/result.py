@@ -43,6 +43,8 @@ class Result:
     hessian: object = None
     hvp: object = None
     taylor: object = None
+    # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
+    finite_differences: dict = field(default_factory=dict)
 
     def __getattr__(self, name):
         # `nonfinite` (the first node whose value or gradient became non-finite, or None) is
@@ -87,6 +89,8 @@ class Result:
         obj["no_path"] = list(self.no_path)
         obj["nonfinite"] = self.__dict__.get("nonfinite") if trusting else self.nonfinite
         obj.update(self.higher_json(plain))
+        if self.finite_differences:
+            obj["finite_differences"] = self.finite_differences
         return obj
 
     def higher_json(self, plain=None) -> dict:

@@ -1,13 +1,18 @@
-"""Run the gradcalc command for the hostile-input tests and read what came out.
+"""The one way tests run the gradcalc command and read what came out (tests/conftest.py
+exposes it as fixtures); no test module writes its own runner. It never decides what a test
+expects: it captures, bounds in time and memory, and parses.
 
 Two ways, same result type:
 
 - `cli(args, ...)` calls `gradcalc.cli.main` in this process with its own stdin, stdout and
   stderr (bytes in, bytes out, UTF-8 like a real run), under a SIGALRM time bound. Fast
-  enough for a corpus of hundreds of cases.
-- `cli(args, ..., isolate=True)` runs `python -m gradcalc` in a subprocess whose address
-  space is capped with RLIMIT_AS, so that a regression in a memory limit fails a test (a
-  MemoryError, or a kill) instead of taking the machine down; and under a wall-clock timeout.
+  enough for a corpus of hundreds of cases, and the way for a test that monkeypatches.
+  `click=True` calls the click command itself in standalone mode instead, as click users do.
+- `cli(args, ..., isolate=True)` runs `python -m gradcalc` (or `exe`, e.g. the console
+  script) of this tree in a subprocess whose address space is capped with RLIMIT_AS, so
+  that a regression in a memory limit fails a test (a MemoryError, or a kill) instead of
+  taking the machine down; and under a wall-clock timeout. `stdout=` sends its output to a
+  file (e.g. /dev/full) instead of capturing it.
 
 `Run` then answers the questions every case asks: the exit status, the error kind (from
 stderr's first line, and from the JSON on stdout when JSON was asked for), whether a
@@ -73,6 +78,13 @@ class Run:
         m = ERROR_LINE.match(first)
         return m.group(2) if m else first
 
+    def ok(self):
+        """Exit 0, and clean (see assert_clean); the run, for chaining."""
+        self.assert_clean()
+        assert self.status == 0, (f"exit {self.status} for {self.args!r}\n"
+                                  f"stdout: {self.stdout[:500]}\nstderr: {self.stderr[-2000:]}")
+        return self
+
     def json(self):
         """The one JSON object on stdout (--json)."""
         text = self.stdout
@@ -117,34 +129,70 @@ class Run:
         return self
 
 
+def _set(environ, changes: dict):
+    """Set each variable of `changes` in `environ`; a value of None unsets it."""
+    for k, v in changes.items():
+        if v is None:
+            environ.pop(k, None)
+        else:
+            environ[k] = v
+
+
 def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
 def cli(args, stdin: bytes | str = b"", *, timeout: float = 20.0, isolate: bool = False,
-        env: dict | None = None, cwd: str | None = None) -> Run:
-    """Run `gradcalc ARGS` with `stdin`; see the module docstring."""
+        env: dict | None = None, cwd: str | None = None, click: bool = False,
+        exe: list | None = None, stdout=None) -> Run:
+    """Run `gradcalc ARGS` with `stdin`; see the module docstring. `env` values of None
+    unset a variable."""
     args = [str(a) for a in args]
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
     if isolate:
-        e = dict(os.environ)
-        for k in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
-            e.pop(k, None)
-        e.update(env or {})
-        t0 = time.monotonic()
-        try:
-            p = subprocess.run([sys.executable, "-m", "gradcalc", *args], input=stdin,
-                               capture_output=True, timeout=timeout, env=e,
-                               cwd=cwd or ROOT, preexec_fn=_limit_memory)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"gradcalc {args!r} did not finish in {timeout} s")
-        return Run(args, p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
-    return _in_process(args, stdin, timeout, env, cwd)
+        return _subprocess(args, stdin, timeout, env, cwd, exe, stdout)
+    assert exe is None and stdout is None, "exe and stdout= are for isolate=True"
+    return _in_process(args, stdin, timeout, env, cwd, click)
 
 
-def _in_process(args, stdin: bytes, timeout: float, env, cwd) -> Run:
+def answer(args, stdin: bytes | str = b"", **options):
+    """The object of `gradcalc ARGS --json --check none`, asserting a clean exit 0."""
+    return cli([*args, "--json", "--check", "none"], stdin, **options).ok().json()
+
+
+def human(args, stdin: bytes | str = b"", *, columns: int = 100, env: dict | None = None,
+          **options) -> str:
+    """stdout of the human view of `gradcalc ARGS` at `columns`, on a pipe of a plain terminal
+    (neither NO_COLOR nor FORCE_COLOR set), asserting a clean exit 0 or 1."""
+    plain = {"COLUMNS": str(columns), "NO_COLOR": None, "FORCE_COLOR": None, "TERM": "dumb"}
+    r = cli(args, stdin, env={**plain, **(env or {})}, **options)
+    r.assert_clean()
+    assert r.status in (0, 1), f"exit {r.status} for {args!r}\nstderr: {r.stderr[-2000:]}"
+    return r.stdout
+
+
+def _subprocess(args, stdin: bytes, timeout: float, env, cwd, exe, stdout) -> Run:
+    e = dict(os.environ)
+    for k in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
+        e.pop(k, None)
+    # this tree's gradcalc, whatever the working directory
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, e.get("PYTHONPATH")) if p)
+    _set(e, env or {})
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([*(exe or [sys.executable, "-m", "gradcalc"]), *args], input=stdin,
+                           stdout=subprocess.PIPE if stdout is None else stdout,
+                           stderr=subprocess.PIPE, timeout=timeout, env=e, cwd=cwd or ROOT,
+                           preexec_fn=_limit_memory)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"gradcalc {args!r} did not finish in {timeout} s")
+    return Run(args, p.returncode, p.stdout or b"", p.stderr, time.monotonic() - t0)
+
+
+def _in_process(args, stdin: bytes, timeout: float, env, cwd, click: bool) -> Run:
     from gradcalc import cli as cli_mod
+    from gradcalc.cli import calc
     out_b, err_b = io.BytesIO(), io.BytesIO()
     saved = sys.stdin, sys.stdout, sys.stderr
     saved_env = {k: os.environ.get(k) for k in (env or {})}
@@ -162,15 +210,14 @@ def _in_process(args, stdin: bytes, timeout: float, env, cwd) -> Run:
     status = None
     t0 = time.monotonic()
     try:
-        for k, v in (env or {}).items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set(os.environ, env or {})
         if cwd:
             os.chdir(cwd)
         try:
-            cli_mod.main(args)
+            if click:
+                calc.command.main(args, prog_name="gradcalc")
+            else:
+                cli_mod.main(args)
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Timeout:
@@ -192,11 +239,7 @@ def _in_process(args, stdin: bytes, timeout: float, env, cwd) -> Run:
             except Exception:
                 pass
         sys.stdin, sys.stdout, sys.stderr = saved
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set(os.environ, saved_env)
         os.chdir(saved_cwd)
     if status is None:
         raise AssertionError(f"gradcalc {args!r} returned without an exit status")

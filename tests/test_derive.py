@@ -8,12 +8,8 @@ import pytest
 from clirun import cli
 
 
-def run(*args):
-    return cli(list(args), isolate=True)
-
-
 def test_the_issue_example_prints_the_derivative_formula():
-    r = run("x*sin(x)**2")
+    r = cli(["x*sin(x)**2"], isolate=True)
     assert r.status == 0, r.stderr
     assert r.stdout.splitlines() == ["y = x*sin(x)**2",
                                      "∂y/∂x = 2*x*sin(x)*cos(x) + sin(x)**2"]
@@ -26,7 +22,7 @@ def test_the_issue_example_prints_the_derivative_formula():
     ("sqrt(x) * pi", {"x": "pi/(2*sqrt(x))"}),
 ])
 def test_partial_derivatives_in_json(expr, expected):
-    r = run(expr, "--json")
+    r = cli([expr, "--json"], isolate=True)
     assert r.status == 0, r.stderr
     obj = r.json()
     assert obj["expression"] == expr
@@ -35,8 +31,8 @@ def test_partial_derivatives_in_json(expr, expected):
 
 
 def test_claims_right_by_proof_wrong_by_a_counterexample():
-    r = run("x*sin(x)**2", "--claim", "x: sin(2*x)*x + sin(x)**2", "--claim", "x: 2*x*sin(x)",
-            "--json")
+    r = cli(["x*sin(x)**2", "--claim", "x: sin(2*x)*x + sin(x)**2", "--claim", "x: 2*x*sin(x)",
+             "--json"], isolate=True)
     assert r.status == 1                          # a wrong claim is a disagreement
     right, wrong = r.json()["claims"]
     assert (right["right"], right["how"]) == (True, "symbolic")
@@ -49,26 +45,26 @@ def test_claims_right_by_proof_wrong_by_a_counterexample():
 
 
 def test_a_claim_about_a_name_the_expression_lacks_is_a_usage_error():
-    run("x*sin(x)", "--claim", "q: 1").assert_error("usage")
+    cli(["x*sin(x)", "--claim", "q: 1"], isolate=True).assert_error("usage")
 
 
 def test_a_claim_with_values_bound_is_a_usage_error():
-    run("x*sin(x)", "x=1", "--claim", "x: 1").assert_error("usage")
+    cli(["x*sin(x)", "x=1", "--claim", "x: 1"], isolate=True).assert_error("usage")
 
 
 def test_an_expression_that_needs_values_keeps_the_name_error():
-    r = run("sum(q)")
+    r = cli(["sum(q)"], isolate=True)
     r.assert_error("name")
     assert "unknown name 'q'" in r.stderr
 
 
 def test_a_partly_bound_expression_keeps_the_name_error():
-    run("x*y", "x=1").assert_error("name")
+    cli(["x*y", "x=1"], isolate=True).assert_error("name")
 
 
 def test_claim_text_never_reaches_sympy_parsers():
     """A claim is read by gradcalc's parser: Python in it is a syntax or name error."""
-    r = run("x*2", "--claim", "x: __import__('os').system('true')")
+    r = cli(["x*2", "--claim", "x: __import__('os').system('true')"], isolate=True)
     r.assert_error("syntax")
     assert r.stderr.splitlines()[1:] == ["  __import__('os').system('true')", "             ^"]
-    run("x*2", "--claim", "x: __import__(x)").assert_error("name")
+    cli(["x*2", "--claim", "x: __import__(x)"], isolate=True).assert_error("name")

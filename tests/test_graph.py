@@ -14,20 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gradcalc.cli import command
+from clirun import cli, human
 from gradcalc.view.graph import dot_quote
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "samples" / "hindi_vjp_weights.grad")
-
-
-def invoke(args, columns=120):
-    res = CliRunner().invoke(command, list(args), env={"COLUMNS": str(columns), "NO_COLOR": "1"},
-                             catch_exceptions=False, standalone_mode=False)
-    assert res.return_value in (0, 1), res.output
-    return res.output
 
 
 def tree_part(out):
@@ -37,7 +29,7 @@ def tree_part(out):
 # -- the tree ----------------------------------------------------------------------------
 
 def test_seed_tree_has_pytorch_names_from_output_to_leaves():
-    out = tree_part(invoke(["-f", SEED, "--graph"]))
+    out = tree_part(human(["-f", SEED, "--graph"], columns=120))
     lines = out.splitlines()
     assert lines[0] == ("autograd graph: from the output y back to the leaves, with PyTorch's "
                         "grad_fn names")
@@ -54,7 +46,7 @@ def test_seed_tree_has_pytorch_names_from_output_to_leaves():
 
 
 def test_tree_depth_follows_indentation():
-    out = tree_part(invoke(["-f", SEED, "--graph"]))
+    out = tree_part(human(["-f", SEED, "--graph"], columns=120))
     depth = {}
     for ln in out.splitlines()[1:]:
         m = re.search(r"[A-Za-z]", ln)
@@ -66,15 +58,15 @@ def test_tree_depth_follows_indentation():
 
 
 def test_shared_node_is_expanded_once():
-    out = tree_part(invoke(["s = exp(x); y = sum(s*s)", "x=1,2", "--graph"]))
+    out = tree_part(human(["s = exp(x); y = sum(s*s)", "x=1,2", "--graph"], columns=120))
     assert out.count("s = ExpBackward0") == 2
     assert out.count("x  AccumulateGrad") == 1
     assert "(same node as above)" in out
 
 
 def test_nodes_without_grad_are_shown_not_expanded():
-    out = tree_part(invoke(["sum(a*detach(b*2) + c)", "a=1,2", "b=3,4", "c=1", "--wrt", "a,b",
-                          "--graph"]))
+    out = tree_part(human(["sum(a*detach(b*2) + c)", "a=1,2", "b=3,4", "c=1", "--wrt", "a,b",
+                         "--graph"], columns=120))
     assert "detach  (2,)  [6, 8]  (graph cut: no gradient flows back)" in out
     assert "c  constant leaf  scalar  1  (not in --wrt: no grad)" in out
     assert "b  AccumulateGrad" not in out          # behind detach: PyTorch's graph ends there
@@ -82,8 +74,8 @@ def test_nodes_without_grad_are_shown_not_expanded():
 
 
 def test_torch_names_of_common_ops():
-    out = tree_part(invoke(["mean(relu(W @ x) ** 2) + sum(x[0:1])", "W=[[1,2],[3,4]]", "x=1,-1",
-                          "--graph"]))
+    out = tree_part(human(["mean(relu(W @ x) ** 2) + sum(x[0:1])", "W=[[1,2],[3,4]]", "x=1,-1",
+                         "--graph"], columns=120))
     for name in ("MeanBackward0", "PowBackward0", "ReluBackward0", "SumBackward0",
                  "SliceBackward0", "AddBackward0"):
         assert name in out, name
@@ -91,8 +83,8 @@ def test_torch_names_of_common_ops():
 
 def test_deep_graph_is_cut_with_a_count_not_a_crash():
     expr = "x" + "+x" * 2000
-    out = tree_part(invoke([expr, "x=1", "--graph", "--no-jacobian", "--check", "none"],
-                           columns=80))
+    out = tree_part(human([expr, "x=1", "--graph", "--no-jacobian", "--check", "none"],
+                          columns=80))
     m = re.search(r"\.\.\. ([\d,]+) more nodes not shown \(all of them: --dot FILE\)", out)
     assert m and int(m.group(1).replace(",", "")) > 1000
     assert max(len(ln) for ln in out.splitlines()) <= 80
@@ -169,7 +161,7 @@ def parse_dot(text):
 @pytest.fixture(scope="module")
 def seed_dot(tmp_path_factory):
     path = tmp_path_factory.mktemp("dot") / "seed.dot"
-    invoke(["-f", SEED, "--dot", str(path)])
+    human(["-f", SEED, "--dot", str(path)], columns=120)
     return path
 
 
@@ -201,9 +193,7 @@ def test_dot_renders_with_graphviz(seed_dot, tmp_path):
 
 def test_dot_with_json_keeps_stdout_json(tmp_path):
     path = tmp_path / "g.dot"
-    res = CliRunner().invoke(command, ["-f", SEED, "--json", "--dot", str(path)],
-                             standalone_mode=False)
-    obj = json.loads(res.stdout)
+    obj = cli(["-f", SEED, "--json", "--dot", str(path)]).json()
     assert obj["grads"]["a"] == pytest.approx([0.3, 3.0, 0.0003])
     parse_dot(path.read_text())
 
@@ -216,22 +206,22 @@ def test_dot_quotes_are_escaped():
 
 def test_dot_of_a_deep_graph_is_complete(tmp_path):
     path = tmp_path / "deep.dot"
-    invoke(["x" + "+x" * 300, "x=1", "--dot", str(path), "--check", "none"])
+    human(["x" + "+x" * 300, "x=1", "--dot", str(path), "--check", "none"], columns=120)
     nodes, edges = parse_dot(path.read_text())
     assert sum("AddBackward0" in v["label"] for v in nodes.values()) == 300
     assert len(edges) == 600
 
 
 def test_dot_to_an_unwritable_path_is_a_usage_error(tmp_path):
-    res = subprocess.run(["python", "-m", "gradcalc", "a*2", "a=1", "--dot",
-                          str(tmp_path / "no" / "such" / "dir" / "g.dot")],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert res.returncode == 2
+    res = cli(["a*2", "a=1", "--dot", str(tmp_path / "no" / "such" / "dir" / "g.dot")],
+              isolate=True)
+    assert res.status == 2
     assert "usage error: --dot: cannot write to" in res.stderr
 
 
 def test_json_and_dot_do_not_import_rich(tmp_path):
-    """Start-up time: rich is for the human view only."""
+    """Start-up time: rich is for the human view only. (Not the shared runner: the check of
+    sys.modules runs inside the process, after main.)"""
     code = ("import sys\nfrom gradcalc.cli import main\n"
             f"sys.argv = ['gradcalc', 'a*2', 'a=1', '--json', '--dot', {str(tmp_path / 'g.dot')!r}]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"

@@ -7,24 +7,24 @@ writes.
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gradcalc.cli import EXAMPLES, command
+from clirun import cli, human
+from gradcalc.cli.calc import EXAMPLES, command
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def help_text():
-    res = CliRunner().invoke(command, ["--help"], env={"COLUMNS": "100"})
-    assert res.exit_code == 0
-    return res.output
+    # the click command itself in standalone mode: --help is click's own
+    r = cli(["--help"], env={"COLUMNS": "100"}, click=True)
+    assert r.status == 0
+    return r.stdout
 
 
 def option_names():
@@ -71,18 +71,14 @@ def example_commands():
 def test_every_help_example_runs(argv, stdin, tmp_path, monkeypatch):
     argv = [str(ROOT / a) if a.startswith("samples/") else a for a in argv]
     monkeypatch.chdir(tmp_path)                    # --dot graph.dot writes here
-    res = CliRunner().invoke(command, argv, input=stdin, env={"COLUMNS": "100"},
-                             catch_exceptions=False, standalone_mode=False)
-    assert res.return_value == 0, res.output
-    assert res.stdout.strip()
+    r = cli(argv, stdin or b"", env={"COLUMNS": "100"})
+    assert r.status == 0, r.stdout + r.stderr
+    assert r.stdout.strip()
 
 
 def test_help_examples_numbers_are_what_gradcalc_prints():
-    runner = CliRunner()
-
     def grads(argv):
-        res = runner.invoke(command, argv + ["--json"], standalone_mode=False)
-        return json.loads(res.stdout)["grads"]
+        return cli(argv + ["--json"]).json()["grads"]
 
     assert grads(["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g",
                   "0.1,1.0,0.0001"])["a"] == pytest.approx([0.3, 3, 0.0003])
@@ -107,9 +103,9 @@ def test_readme_seed_output_is_what_gradcalc_prints():
     columns. (Regenerate the README's blocks when the view changes.)"""
     cmd = "$ gradcalc -f samples/hindi_vjp_weights.grad\n"
     block = README.split(cmd, 1)[1].split("```", 1)[0]
-    res = CliRunner().invoke(command, ["-f", str(ROOT / "samples" / "hindi_vjp_weights.grad")],
-                             env={"COLUMNS": "90", "NO_COLOR": "1"}, standalone_mode=False)
-    actual = {ln.rstrip() for ln in res.stdout.splitlines()}
+    out = human(["-f", str(ROOT / "samples" / "hindi_vjp_weights.grad")], columns=90,
+                env={"NO_COLOR": "1"})
+    actual = {ln.rstrip() for ln in out.splitlines()}
     key = re.compile(r"^(y\[\d\]|vᵀ·J|[abc]\.grad =|\s+= |output y|    \[)")
     lines = [ln for ln in block.splitlines() if key.match(ln)]
     assert len(lines) >= 15
@@ -126,8 +122,7 @@ def test_readme_language_reference_names_every_function():
 
 
 def test_readme_json_schema_names_every_key():
-    res = CliRunner().invoke(command, ["3*a", "a=1", "--json"], standalone_mode=False)
-    keys = set(json.loads(res.stdout))
+    keys = set(cli(["3*a", "a=1", "--json"]).json())
     schema = README[README.index("## JSON output"):]
     missing = [k for k in keys if f'"{k}"' not in schema]
     assert not missing, f"--json keys missing from the README's schema: {missing}"

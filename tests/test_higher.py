@@ -153,16 +153,14 @@ def test_hessian_over_the_memory_limit_is_refused_before_allocating():
 
 
 # ---------------------------------------------------------------- through real processes
-def gradcalc(*args, stdin=None):
+def gradcalc(*args, stdin=""):
+    """A real `python -m gradcalc` (the shared runner): status, stdout (parsed with --json),
+    stderr."""
     import json
-    import os
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root)
-    p = subprocess.run([sys.executable, "-m", "gradcalc", *args], input=stdin,
-                       capture_output=True, text=True, env=env, timeout=120)
-    return p.returncode, (json.loads(p.stdout) if "--json" in args else p.stdout), p.stderr
+    from clirun import cli
+    r = cli(list(args), stdin, isolate=True, timeout=120)
+    r.assert_clean()
+    return r.status, (json.loads(r.stdout) if "--json" in args else r.stdout), r.stderr
 
 
 SEED = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,1e-4"]

@@ -10,17 +10,12 @@ at kinks (relu'' = 0, abs'' = 0, clamp'' = 0, sqrt'' and log'' at 0).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from test_reference import assert_close
 
-ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).resolve().parent / "reference" / "higher_reference.json"
 CASES = [c for c in json.loads(REFERENCE.read_text())["cases"] if "expected" in c]
 
@@ -107,15 +102,10 @@ KNOWN = {**FORWARD_MODE_CONVENTIONS, **DOUBLE_BACKWARD_FORMULAS}
 
 @pytest.fixture(scope="module")
 def answers():
+    from clirun import cli
     lines = "".join(json.dumps(dict(c["request"], id=c["id"])) + "\n" for c in CASES)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "gradcalc", "-"], input=lines, text=True,
-                       capture_output=True, env=env, timeout=900)
-    out = {}
-    for line in p.stdout.splitlines():
-        obj = json.loads(line)
-        out[obj.get("id")] = obj
-    return out
+    run = cli(["-"], lines, isolate=True, timeout=900)
+    return {obj.get("id"): obj for obj in run.json_lines()}
 
 
 def test_every_op_of_the_table_is_covered():

@@ -13,40 +13,32 @@ import math
 import numpy as np
 import pytest
 
-from clirun import cli
+from clirun import answer, cli
 
-
-def run(*args, stdin=b""):
-    return cli(list(args), stdin, isolate=True, timeout=60)
-
-
-def ok(r):
-    r.assert_clean()
-    assert r.status == 0, r.stderr
-    return r
+REAL = {"isolate": True, "timeout": 60}       # a real `python -m gradcalc` process
 
 
 # ------------------------------------------------------ issue 13.3: reading its own JSON
 def test_json_file_nonfinite_strings_are_numbers(tmp_path):
     p = tmp_path / "x.json"
     p.write_text('[1, "NaN", "Infinity", "-Infinity"]')
-    obj = ok(run("x*2", f"x=@{p}", "-g", "1", "--json", "--check", "none")).json()
+    obj = answer(["x*2", f"x=@{p}", "-g", "1"], **REAL)
     # 2*[1, nan, inf, -inf]; d(2x)/dx = 2 everywhere
     assert obj["output"]["value"] == [2.0, "NaN", "Infinity", "-Infinity"]
     assert obj["grads"]["x"] == [2.0, 2.0, 2.0, 2.0]
 
 
 def test_round_trip_of_its_own_output(tmp_path):
-    first = ok(run("1/x", "x=[0, 1, -0.0]", "-g", "1", "--json", "--check", "none")).json()
+    first = answer(["1/x", "x=[0, 1, -0.0]", "-g", "1"], **REAL)
     assert first["output"]["value"] == ["Infinity", 1.0, "-Infinity"]
     p = tmp_path / "out.json"
     p.write_text(json.dumps(first["output"]["value"]))
     # exp(-inf) = 0, exp(1) = e, exp(inf) = inf
-    obj = ok(run("exp(-y)", f"y=@{p}", "-g", "1", "--json", "--check", "none")).json()
+    obj = answer(["exp(-y)", f"y=@{p}", "-g", "1"], **REAL)
     assert obj["output"]["value"] == [0.0, pytest.approx(math.exp(-1)), "Infinity"]
     scalar = tmp_path / "s.json"
     scalar.write_text('"-Infinity"')
-    assert ok(run("(-y)", f"y=@{scalar}", "--json", "--check", "none")).json()["output"]["value"] \
+    assert answer(["(-y)", f"y=@{scalar}"], **REAL)["output"]["value"] \
         == "Infinity"
 
 
@@ -54,7 +46,7 @@ def test_round_trip_of_its_own_output(tmp_path):
 def test_other_strings_in_arrays_stay_value_errors(tmp_path, bad):
     p = tmp_path / "x.json"
     p.write_text(f"[1, {bad}]")
-    r = run("x*2", f"x=@{p}", "--json")
+    r = cli(["x*2", f"x=@{p}", "--json"], **REAL)
     r.assert_error("value", json_too=True)
     assert "found a string" in r.message
 
@@ -62,41 +54,38 @@ def test_other_strings_in_arrays_stay_value_errors(tmp_path, bad):
 def test_jsonl_vars_read_nonfinite_strings():
     req = {"id": 1, "expr": "sum(x*x)", "vars": {"x": [[3, "Infinity"], ["-Infinity", "NaN"]]},
            "check": "none"}
-    r = ok(run("-", stdin=json.dumps(req) + "\n"))
+    r = cli(["-"], json.dumps(req) + "\n", **REAL).ok()
     (line,) = r.json_lines()
     # d/dx sum(x*x) = 2x
     assert line["grads"]["x"] == [[6.0, "Infinity"], ["-Infinity", "NaN"]]
     bad = dict(req, vars={"x": [1, "infinity"]})
-    r = run("-", stdin=json.dumps(bad) + "\n")
+    r = cli(["-"], json.dumps(bad) + "\n", **REAL)
     assert r.status == 2 and r.json_lines()[0]["error"]["kind"] == "value"
 
 
 def test_language_knows_NaN():
-    obj = ok(run("x + NaN", "x=1", "--json", "--check", "none")).json()
+    obj = answer(["x + NaN", "x=1"], **REAL)
     assert obj["output"]["value"] == "NaN"
     assert obj["grads"]["x"] == 1.0          # d(x + c)/dx = 1 whatever c is
-    obj = ok(run("x*2", "x=[1, NaN]", "-g", "1", "--json", "--check", "none")).json()
+    obj = answer(["x*2", "x=[1, NaN]", "-g", "1"], **REAL)
     assert obj["output"]["value"] == [2.0, "NaN"]
 
 
 # ------------------------------------------------------ issue 14.17: short echoes
 def test_huge_unknown_name_is_echoed_short():
     name = "a" * 100_000
-    r = run(f"{name} + x", "x=1", "--json")     # x bound: not a derivative without numbers
+    # x bound: not a derivative without numbers
+    r = cli([f"{name} + x", "x=1", "--json"], **REAL)
     r.assert_error("name", json_too=True)
     assert len(r.err) < 1500, len(r.err)
     assert len(r.out) < 1500, len(r.out)
     assert "unknown name 'aaaa" in r.message and "..." in r.message
-    r = run(f"{name}(1)")
+    r = cli([f"{name}(1)"], **REAL)
     r.assert_error("name")
     assert len(r.err) < 1500 and "unknown function" in r.message
 
 
 # ------------------------------------------------------ issue 13.4: the inputs people have
-def grads_of(*args):
-    return ok(run(*args, "--json", "--check", "none")).json()
-
-
 @pytest.mark.parametrize("name,text", [
     ("header.csv", "x,y\n1,2\n3,4\n"),
     ("quoted.csv", '"1","2"\n"3", "4"\n'),
@@ -110,7 +99,7 @@ def test_table_forms_read_the_same_matrix(tmp_path, name, text):
     p = tmp_path / name
     p.write_bytes(text.encode("utf-8"))
     # sum(T * [[1, 10], [100, 1000]]) = 1 + 20 + 300 + 4000; its gradient is the weights
-    obj = grads_of("sum(T * [[1, 10], [100, 1000]])", f"T=@{p}")
+    obj = answer(["sum(T * [[1, 10], [100, 1000]])", f"T=@{p}"], **REAL)
     assert obj["output"]["value"] == 4321.0
     assert obj["grads"]["T"] == [[1.0, 10.0], [100.0, 1000.0]]
 
@@ -128,7 +117,7 @@ def test_table_forms_read_the_same_matrix(tmp_path, name, text):
 def test_table_errors_say_what_is_wrong(tmp_path, text, words):
     p = tmp_path / "t.csv"
     p.write_text(text)
-    r = run("sum(T)", f"T=@{p}")
+    r = cli(["sum(T)", f"T=@{p}"], **REAL)
     r.assert_error("value")
     assert words in r.message, r.message
     assert "Error" not in r.message
@@ -137,21 +126,21 @@ def test_table_errors_say_what_is_wrong(tmp_path, text, words):
 def test_program_file_with_a_bom(tmp_path):
     p = tmp_path / "p.grad"
     p.write_bytes("\ufeff# from a Windows editor\nx = 3\ny = x * x\n".encode("utf-8"))
-    obj = grads_of("-f", str(p))
+    obj = answer(["-f", str(p)], **REAL)
     assert obj["output"]["value"] == 9.0 and obj["grads"]["x"] == 6.0     # d(x*x)/dx = 2x
 
 
 def test_npz_with_one_array_is_an_at_file(tmp_path):
     p = tmp_path / "w.npz"
     np.savez_compressed(p, w=np.array([1.0, 2.0, 3.0]))
-    obj = grads_of("sum(w*w)", f"w=@{p}")
+    obj = answer(["sum(w*w)", f"w=@{p}"], **REAL)
     assert obj["output"]["value"] == 14.0 and obj["grads"]["w"] == [2.0, 4.0, 6.0]
     np.savez(p, a=np.zeros(2), b=np.ones(2))
-    r = run("sum(w)", f"w=@{p}")
+    r = cli(["sum(w)", f"w=@{p}"], **REAL)
     r.assert_error("value")
     assert "holds 2 arrays (a, b)" in r.message
     p.write_bytes(b"PK\x03\x04 not really a zip")
-    r = run("sum(w)", f"w=@{p}")
+    r = cli(["sum(w)", f"w=@{p}"], **REAL)
     r.assert_error("value")
     assert "is not an .npz file" in r.message
 
@@ -162,20 +151,20 @@ def test_npy_errors_are_words_not_exception_names(tmp_path):
     np.save(good, np.arange(1000.0))
     cut = tmp_path / "cut.npy"
     cut.write_bytes(good.read_bytes()[:600])
-    r = run("sum(x)", f"x=@{cut}")
+    r = cli(["sum(x)", f"x=@{cut}"], **REAL)
     r.assert_error("value")
     assert "is shorter than its header says" in r.message and "Error" not in r.message
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"\x93NUMPY\x01\x00garbage")
-    r = run("sum(x)", f"x=@{junk}")
+    r = cli(["sum(x)", f"x=@{junk}"], **REAL)
     r.assert_error("value")
     assert "is not a .npy file" in r.message and "Error" not in r.message
     text = tmp_path / "t.npy"
     np.save(text, np.array(["a"]))
-    r = run("sum(x)", f"x=@{text}")
+    r = cli(["sum(x)", f"x=@{text}"], **REAL)
     r.assert_error("value")
     assert "does not hold a real numeric array (it holds text)" in r.message
-    r = run("sum(x)", f"x=@{good}", "--max-elements", "999")
+    r = cli(["sum(x)", f"x=@{good}", "--max-elements", "999"], **REAL)
     r.assert_error("limit")
     assert "(--max-elements)" in r.message
 
@@ -268,17 +257,17 @@ def test_thousand_deep_nest_runs_under_a_raised_depth_limit():
     for _ in range(n):
         grad *= math.cos(value)
         value = math.sin(value)
-    obj = ok(run(text, "x=1", "--max-depth", "2000", "--json", "--check", "none")).json()
+    obj = answer([text, "x=1", "--max-depth", "2000"], **REAL)
     assert obj["output"]["value"] == pytest.approx(value, rel=1e-12)
     assert obj["grads"]["x"] == pytest.approx(grad, rel=1e-12)
     # the checks too: sympy cannot nest that deep, so the symbolic check says it skipped
     # (not a failure); the numeric check runs and agrees
-    r = ok(run(text, "x=1", "--max-depth", "2000", "--json", "--check", "all"))
+    r = cli([text, "x=1", "--max-depth", "2000", "--json", "--check", "all"], **REAL).ok()
     checks = r.json()["checks"]
     assert checks["symbolic"]["passed"] is None
     assert "nested too deeply" in checks["symbolic"]["skipped"]
     assert checks["numeric"]["passed"] is True
-    r = run(text, "x=1", "--max-depth", "999", "--json")
+    r = cli([text, "x=1", "--max-depth", "999", "--json"], **REAL)
     r.assert_error("limit", json_too=True)
     assert "--max-depth" in r.message and r.json()["error"]["position"] == 4 * 999
 
@@ -290,7 +279,7 @@ def test_thousand_deep_nest_runs_under_a_raised_depth_limit():
     ("(" * 1000 + "x[0:1][0]" + ")" * 1000, "2,3", 2.0, [1.0, 0.0]),
 ], ids=["unary", "power", "call-keyword", "paren-slice"])
 def test_other_deep_nestings(text, x, value, grad):
-    obj = ok(run(text, f"x={x}", "--max-depth", "2000", "--json", "--check", "none")).json()
+    obj = answer([text, f"x={x}", "--max-depth", "2000"], **REAL)
     assert obj["output"]["value"] == value
     assert obj["grads"]["x"] == grad
 
@@ -306,7 +295,7 @@ def test_doubling_functions_are_refused_before_they_are_expanded(tmp_path):
     p = tmp_path / "double.grad"
     p.write_text(_doubling(30))               # 3 * 2**29 nodes if it were expanded
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    r = run("-f", str(p), "x=1", "--json")
+    r = cli(["-f", str(p), "x=1", "--json"], **REAL)
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before
     r.assert_error("limit", json_too=True)
     assert "more than 1,000,000 operations" in r.message

@@ -23,34 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from gradcalc.cli import main
+from clirun import cli, strict_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _reject(token):
-    raise AssertionError(f"bare {token} in the output: not strict JSON")
-
-
-def strict(line: str):
-    return json.loads(line, parse_constant=_reject)
-
-
 def stream(lines, *options):
-    """Run `gradcalc - OPTIONS` in-process on `lines` (dicts are dumped, strings sent as is).
-    Returns (exit status, [result objects], stderr)."""
+    """Run `gradcalc - OPTIONS` in-process (the shared runner) on `lines` (dicts are dumped,
+    strings sent as is). Returns (exit status, [result objects], stderr)."""
     text = "".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines)
-    runner = CliRunner()
-    with runner.isolation(input=text.encode()) as (out, err, _):
-        try:
-            main(["-", *options])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-    results = [strict(ln) for ln in out.getvalue().decode().splitlines()]
-    return code, results, err.getvalue().decode()
+    r = cli(["-", *options], text)
+    return r.status, r.json_lines(), r.stderr
 
 
 def one(req, *options):
@@ -78,12 +62,7 @@ def test_seed_request_of_spec_5():
 
 def test_result_is_the_json_object_plus_id():
     # the same calculation through `--json` gives the same object, without the id
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        with pytest.raises(SystemExit) as exc:
-            main(["sum(x*w)", "x=1,2", "w=3,4", "--json", "--check", "none"])
-    assert exc.value.code == 0
-    single = strict(out.getvalue().decode())
+    single = cli(["sum(x*w)", "x=1,2", "w=3,4", "--json", "--check", "none"]).ok().json()
     _, r = one({"id": "q", "expr": "sum(x*w)", "vars": {"x": [1, 2], "w": [3, 4]},
                 "check": "none"})
     assert r.pop("id") == "q"
@@ -162,12 +141,9 @@ def test_error_position_in_request_text():
 
 def test_invalid_utf8_line_is_answered():
     req = json.dumps({"id": 2, "expr": "x*2", "vars": {"x": 1}, "check": "none"}).encode()
-    runner = CliRunner()
-    with runner.isolation(input=b"\xff\xfe\n" + req + b"\n") as (out, err, _):
-        with pytest.raises(SystemExit) as exc:
-            main(["-"])
-    lines = [strict(ln) for ln in out.getvalue().decode().splitlines()]
-    assert exc.value.code == 2
+    r = cli(["-"], b"\xff\xfe\n" + req + b"\n")
+    lines = r.json_lines()
+    assert r.status == 2
     assert lines[0]["error"]["kind"] == "usage"
     assert lines[1]["id"] == 2 and lines[1]["grads"] == {"x": 2.0}
 
@@ -219,13 +195,10 @@ def test_repeated_program_sees_each_requests_values():
 
 
 def test_last_line_without_newline():
-    runner = CliRunner()
     data = json.dumps({"id": 4, "expr": "x*2", "vars": {"x": 1}, "check": "none"})
-    with runner.isolation(input=data.encode()) as (out, err, _):
-        with pytest.raises(SystemExit) as exc:
-            main(["-"])
-    assert exc.value.code == 0
-    assert strict(out.getvalue().decode())["id"] == 4
+    r = cli(["-"], data)
+    assert r.status == 0
+    assert r.json()["id"] == 4
 
 
 # ---------------------------------------------------------------- fields and defaults
@@ -316,11 +289,8 @@ def test_command_line_options_are_defaults():
 
 
 def test_name_value_arguments_are_refused():
-    runner = CliRunner()
-    with runner.isolation(input=b"") as (out, err, _):
-        with pytest.raises(SystemExit) as exc:
-            main(["-", "x=1"])
-    assert exc.value.code == 2 and "request" in err.getvalue().decode()
+    r = cli(["-", "x=1"], b"")
+    assert r.status == 2 and "request" in r.stderr
 
 
 # ---------------------------------------------------------------- exit statuses
@@ -351,6 +321,7 @@ def test_non_finite_results_are_strings():
 
 # ---------------------------------------------------------------- a real process
 def _popen(*options):
+    """Popen, not the shared runner: the test writes each request after reading an answer."""
     env = dict(os.environ, NO_COLOR="1")
     return subprocess.Popen([sys.executable, "-m", "gradcalc", "-", *options],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -378,15 +349,15 @@ def test_subprocess_flushes_line_by_line():
         for i, x in enumerate([1.0, 2.0, 3.0]):
             proc.stdin.write(json.dumps({"id": i, "expr": "x*x", "vars": {"x": x}}) + "\n")
             proc.stdin.flush()
-            r = strict(_readline(proc))
+            r = strict_json(_readline(proc))
             assert r["id"] == i and r["grads"]["x"] == 2 * x       # d(x^2)/dx = 2x
         # a bad line in the middle is answered at once, and the stream goes on
         proc.stdin.write("{oops\n")
         proc.stdin.flush()
-        assert strict(_readline(proc))["error"]["kind"] == "usage"
+        assert strict_json(_readline(proc))["error"]["kind"] == "usage"
         proc.stdin.write(json.dumps({"id": 0, "expr": "x*5", "vars": {"x": 1}}) + "\n")
         proc.stdin.flush()
-        r = strict(_readline(proc))
+        r = strict_json(_readline(proc))
         assert r == {**r, "id": 0} and r["grads"]["x"] == 5.0
         proc.stdin.close()
         assert proc.wait(timeout=30) == 2                 # one request failed
@@ -404,11 +375,9 @@ def test_subprocess_stream_of_mixed_requests():
         json.dumps({"id": "", "expr": "x*"}),
         json.dumps({"id": False, "expr": "sum(x)", "vars": {"x": [1, 2]}}),
     ]
-    p = subprocess.run([sys.executable, "-m", "gradcalc", "-", "--check", "none"],
-                       input="\n".join(lines) + "\n", capture_output=True, text=True,
-                       timeout=60, cwd=ROOT)
-    assert p.returncode == 2
-    out = [strict(ln) for ln in p.stdout.splitlines()]
+    p = cli(["-", "--check", "none"], "\n".join(lines) + "\n", isolate=True, timeout=60)
+    assert p.status == 2
+    out = p.json_lines()
     assert [r["id"] for r in out] == [0, "", False]
     # sum(z^2) over z = 1..5: 55; grad 2z
     assert out[0]["output"]["value"] == 55.0
@@ -421,13 +390,10 @@ def test_subprocess_stream_of_mixed_requests():
 def test_unknown_fields_run_and_are_named_in_warnings():
     """A field gradcalc does not know is ignored, and the result says so: a misspelt
     "grads" runs with the implied cotangent 1 (x*3 at x=2 -> grad 3) and is named."""
-    import subprocess
-    import sys
     line = '{"id": "u", "expr": "x*3", "vars": {"x": 2}, "grads": 5, "note": "mine"}\n'
-    proc = subprocess.run([sys.executable, "-m", "gradcalc", "-"], input=line,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    r = json.loads(proc.stdout)
+    proc = cli(["-"], line, isolate=True, timeout=60)
+    assert proc.status == 0, proc.stderr
+    r = proc.json()
     assert r["id"] == "u" and r["grads"] == {"x": 3.0}
     assert len(r["warnings"]) == 2
     assert r["warnings"][0].startswith('unknown field "grads" ignored')

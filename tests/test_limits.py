@@ -281,16 +281,11 @@ def test_json_answer_larger_than_the_memory_limit_is_refused_before_it_is_built(
     numbers, about 256 MB of JSON work at 64 bytes each: over a 100M limit (exit 2, kind
     limit), under 1G (exit 0).
     The human view summarises large arrays and is not affected."""
-    import subprocess
-    import sys
-    args = [sys.executable, "-m", "gradcalc", "x*2", "x=ones(1000000)", "-g", "1",
-            "--check", "none", "--json"]
-    small = subprocess.run(args + ["--max-memory", "100M"], capture_output=True, text=True,
-                           timeout=120)
-    assert small.returncode == 2, small.stderr
-    err = json.loads(small.stdout)["error"]
+    args = ["x*2", "x=ones(1000000)", "-g", "1", "--check", "none", "--json"]
+    small = cli(args + ["--max-memory", "100M"], isolate=True, timeout=120)
+    assert small.status == 2, small.stderr
+    err = small.json()["error"]
     assert err["kind"] == "limit" and "JSON answer holds 4,000,000 numbers" in err["message"]
-    big = subprocess.run(args + ["--max-memory", "1G"], capture_output=True, text=True,
-                         timeout=120)
-    assert big.returncode == 0, big.stderr
-    assert len(json.loads(big.stdout)["grads"]["x"]) == 1_000_000
+    big = cli(args + ["--max-memory", "1G"], isolate=True, timeout=120)
+    assert big.status == 0, big.stderr
+    assert len(big.json()["grads"]["x"]) == 1_000_000

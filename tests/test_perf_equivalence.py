@@ -544,8 +544,8 @@ def test_cached_json_lines_equal_uncached(check, monkeypatch):
     assert compiled.count("3*a + 2*b*b + log(c)") == 1 + 3    # + 2-element, float32, wrt
     assert compiled.count("sum(x * rand(3))") == 2
     monkeypatch.setattr(programs.ProgramCache, "graph",
-                        lambda self, text, b, d, s, lim: programs.compile_program(text, b, d, s,
-                                                                                  lim))
+                        lambda self, text, b, d, s, lim, ext=None: programs.compile_program(
+                            text, b, d, s, lim, ext))
     uncached = _serve(reqs, (None, None, None, None, None, None, None, None, None, 0))
     assert cached == uncached
     lines = cached[1].splitlines()
@@ -587,16 +587,16 @@ def test_json_lines_derive_each_program_once(monkeypatch):
     """The symbolic check keeps an elementwise program's derivation in the program's memo:
     twelve requests of the seed program derive once; a program whose constants come from the
     leaves (detach) derives every time, since its formulas hold this request's values."""
-    from gradcalc import symbolic
+    from gradcalc.checks import symbolic
 
     calls = []
-    real = symbolic._derive_elementwise
+    real = symbolic.derive_elementwise
 
-    def counting(ctx, graph, ids, vals, names):
-        calls.append(graph.source)
-        return real(ctx, graph, ids, vals, names)
+    def counting(session, context):
+        calls.append(context.graph.source)
+        return real(session, context)
 
-    monkeypatch.setattr(symbolic, "_derive_elementwise", counting)
+    monkeypatch.setattr(symbolic, "derive_elementwise", counting)
     reqs = [r for r in _requests() if r["id"] in range(12)]
     reqs += [{"id": f"d{k}", "expr": "detach(x) * x", "vars": {"x": [k + 1.0, 2.0]}, "grad": 1}
              for k in range(3)]

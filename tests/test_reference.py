@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from clirun import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).resolve().parent / "reference" / "torch_reference.json"
@@ -148,13 +147,7 @@ def check_result(case, result):
 def stream():
     """Run every case through one `python -m gradcalc -` process; results by id."""
     lines = "".join(json.dumps(request_for(c), allow_nan=False) + "\n" for c in CASES)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("NO_COLOR", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "gradcalc", "-"],
-        input=lines, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900,
-    )
+    proc = cli(["-"], lines, isolate=True, timeout=900)
     results = {}
     bad_lines = []
     for line in proc.stdout.splitlines():
@@ -174,7 +167,7 @@ def stream():
 
 def _stream_context(stream) -> str:
     proc = stream["proc"]
-    return (f"exit status {proc.returncode}; {len(stream['results'])} result lines of "
+    return (f"exit status {proc.status}; {len(stream['results'])} result lines of "
             f"{len(CASES)}; stderr: {proc.stderr[-1500:]!r}")
 
 
@@ -194,7 +187,7 @@ def test_stream_is_clean(stream):
     assert ids == CASE_IDS, f"results out of order or missing ({_stream_context(stream)})"
     failed = [i for i, r in stream["results"].items() if "error" in r]
     assert not failed, f"{len(failed)} requests failed: {failed[:20]}"
-    assert proc.returncode == 0, _stream_context(stream)
+    assert proc.status == 0, _stream_context(stream)
 
 
 def test_reference_file_is_from_torch():

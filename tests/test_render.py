@@ -1,8 +1,8 @@
 """The human view (issue 3): what a person reads on the terminal.
 
-Each test runs the real command (click's CliRunner on gradcalc.cli:command, or a subprocess
-where stderr, exit status or a pipe matters) and asserts the numbers and words on screen:
-the grads, the rows of vᵀ·J with v beside them, the formulas, the notes for an implied
+Each test runs the real command through the shared runner (tests/clirun.py: in-process, or
+a subprocess where stderr, exit status or a pipe matters) and asserts the numbers and words on
+screen: the grads, the rows of vᵀ·J with v beside them, the formulas, the notes for an implied
 cotangent, --repeat, no path, non-finite values and large arrays, and terminal manners.
 """
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from gradcalc.cli import command
+from clirun import cli, human
 from gradcalc.view.numbers import Numbers, summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,25 +25,7 @@ SEED = str(ROOT / "samples" / "hindi_vjp_weights.grad")
 SEED_ARGS = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1.0,0.0001"]
 ANSI = re.compile(r"\x1b\[")
 COLOUR = re.compile(r"\x1b\[[0-9;]*(?:3[0-7]|9[0-7]|38;[25])[;m0-9]")
-
-
-def view(args, columns=100, env=None, **kw):
-    """stdout of `gradcalc ARGS` (the human view), with exit status 0 or 1."""
-    runner = CliRunner()
-    e = {"COLUMNS": str(columns), "NO_COLOR": None, "FORCE_COLOR": None, "TERM": "dumb"}
-    e.update(env or {})
-    res = runner.invoke(command, list(args), env=e, catch_exceptions=False, **kw)
-    assert res.exit_code in (0, 1), res.output
-    return res.output
-
-
-def run(args, env=None, input=None):
-    e = dict(os.environ)
-    for k in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
-        e.pop(k, None)
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "gradcalc", *args], capture_output=True,
-                          text=True, env=e, input=input, cwd=ROOT, timeout=120)
+REAL = {"isolate": True, "timeout": 120}      # a real `python -m gradcalc` process
 
 
 def lines_matching(out, pattern):
@@ -55,7 +36,7 @@ def lines_matching(out, pattern):
 
 @pytest.fixture(scope="module")
 def seed_view():
-    return view(["-f", SEED], columns=140)
+    return human(["-f", SEED], columns=140)
 
 
 def test_seed_output_and_cotangent(seed_view):
@@ -99,13 +80,13 @@ def test_seed_vjp_rows_weighted_by_v(seed_view):
 
 
 def test_seed_inline_expression_same_numbers():
-    out = view(SEED_ARGS)
+    out = human(SEED_ARGS)
     assert "3*a + 2*b*b + log(c)" in out.splitlines()[0]
     assert "a.grad = 0.1·[3, 0, 0] + 1·[0, 3, 0] + 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]" in out
 
 
 def test_scalar_output_says_v_is_implied():
-    out = view(["-f", str(ROOT / "samples" / "hindi_scalar_backward.grad")])
+    out = human(["-f", str(ROOT / "samples" / "hindi_scalar_backward.grad")])
     assert "implied: y is a scalar, so y.backward() means y.backward(1)" in out
     assert re.search(r"^a\s+scalar\s+0\.1\s+3(\s+3)?\s*$", out, re.M)
     assert re.search(r"^b\s+scalar\s+1\s+4(\s+4·b)?\s*$", out, re.M)
@@ -114,13 +95,13 @@ def test_scalar_output_says_v_is_implied():
 
 
 def test_one_element_output_implied_like_numel_1():
-    out = view(["x*3", "x=[2]"])
+    out = human(["x*3", "x=[2]"])
     assert "implied: y has one element (shape (1,))" in out
     assert "numel() == 1" in out
 
 
 def test_repeat_says_grads_accumulate():
-    out = view(["-f", str(ROOT / "samples" / "hindi_accumulate_two_calls.grad")])
+    out = human(["-f", str(ROOT / "samples" / "hindi_accumulate_two_calls.grad")])
     assert "grad (2 calls)" in out
     assert "accumulated over 2 backward calls" in out
     assert re.search(r"^a\s+scalar\s+1\s+6(\s+3)?\s*$", out, re.M)
@@ -131,7 +112,7 @@ def test_repeat_says_grads_accumulate():
 
 
 def test_repeat_on_large_diagonal_shows_elementwise_product():
-    out = view(["-f", str(ROOT / "samples" / "chinese_eye_second_call.grad")], columns=120)
+    out = human(["-f", str(ROOT / "samples" / "chinese_eye_second_call.grad")], columns=120)
     assert "J = ∂out/∂inp  25×25, diagonal" in out
     assert "inp.grad = vᵀ·J = v ⊙ diagonal of J (element by element), accumulated over 2" in out
     # the diagonal of J is 4 where inp is 1 and 2 elsewhere; two calls give 8 and 4
@@ -142,28 +123,28 @@ def test_repeat_on_large_diagonal_shows_elementwise_product():
 
 def test_onehot_cotangent_picks_one_row():
     # Hindi page: z = 2*x, z.backward([[1, 0, 0, 0]]) gives the first row of J
-    out = view(["-f", str(ROOT / "samples" / "hindi_onehot_first.grad")])
+    out = human(["-f", str(ROOT / "samples" / "hindi_onehot_first.grad")])
     assert re.search(r"x\.grad = 1·\[\[2, 0, 0, 0\]\] \+ 0·\[\[0, 2, 0, 0\]\] \+ "
                      r"0·\[\[0, 0, 2, 0\]\] \+ 0·\[\[0, 0, 0, 2\]\] = \[\[2, 0, 0, 0\]\]", out)
 
 
 def test_precision_option():
-    assert "[0.0167, 0.143, 1.25e-05]" in view(SEED_ARGS + ["--precision", "3"])
-    assert "[0.0166666666667, 0.142857142857, 1.25e-05]" in view(
+    assert "[0.0167, 0.143, 1.25e-05]" in human(SEED_ARGS + ["--precision", "3"])
+    assert "[0.0166666666667, 0.142857142857, 1.25e-05]" in human(
         SEED_ARGS + ["--precision", "12"], columns=200)
 
 
 def test_no_path_and_constant_leaves():
-    out = view(["a*2", "a=1", "b=3"])
+    out = human(["a*2", "a=1", "b=3"])
     assert re.search(r"^b\s+scalar\s+3\s+0(\s+0)?\s*$", out, re.M)
     assert "no path: y does not depend on b" in out
-    out = view(["a*b", "a=1", "b=3", "--wrt", "a"])
+    out = human(["a*b", "a=1", "b=3", "--wrt", "a"])
     assert "none: a constant (not in --wrt)" in out
     assert "J = ∂y/∂b" not in out
 
 
 def test_nonfinite_report_with_caret():
-    out = view(["y = log(a) + 1", "a=-1"])
+    out = human(["y = log(a) + 1", "a=-1"])
     assert "non-finite numbers: log() produced a non-finite value at column 5" in out
     after = out.split("non-finite numbers:")[1].splitlines()
     text, caret = after[1], after[2]
@@ -172,15 +153,15 @@ def test_nonfinite_report_with_caret():
 
 
 def test_jacobian_not_computed_note():
-    out = view(SEED_ARGS + ["--no-jacobian"])
+    out = human(SEED_ARGS + ["--no-jacobian"])
     assert "Jacobian J: not computed: --no-jacobian" in out
     assert "J = ∂y/∂a" not in out
-    big = view(["x*2", "x=ones(200)", "-g", "1"])
+    big = human(["x*2", "x=ones(200)", "-g", "1"])
     assert "not computed: 40,000 entries is more than 10,000; pass --jacobian" in big
 
 
 def test_large_arrays_are_summarised_not_dropped():
-    out = view(["x*2", "x=linspace(0,1,500)", "-g", "1", "--jacobian"], columns=80)
+    out = human(["x*2", "x=linspace(0,1,500)", "-g", "1", "--jacobian"], columns=80)
     assert "shape (500,), 500 values" in out
     assert "min 0, max 2" in out                      # the output
     assert "J = ∂y/∂x  500×500, diagonal: 2 × identity" in out
@@ -193,14 +174,14 @@ def test_large_arrays_are_summarised_not_dropped():
 def test_widths_follow_the_terminal(columns):
     for args in (["-f", SEED], ["-f", str(ROOT / "samples" / "chinese_logistic_layer.grad")],
                  ["-f", str(ROOT / "samples" / "chinese_eye_second_call.grad")]):
-        out = view(args, columns=columns)
+        out = human(args, columns=columns)
         too_long = [ln for ln in out.splitlines() if len(ln) > columns]
         assert not too_long, too_long
         assert "grad" in out
 
 
 def test_narrow_terminal_lists_leaves_one_by_one():
-    out = view(["-f", SEED], columns=50)
+    out = human(["-f", SEED], columns=50)
     assert "  grad   [0.0166667, 0.142857, 1.25e-05]" in out
     assert "+ 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]" in " ".join(out.split())
 
@@ -212,9 +193,9 @@ FAKE_SYMBOLIC = {"passed": True, "max_abs_error": 0.0, "max_rel_error": 0.0,
 
 
 def test_formulas_beside_grads(monkeypatch):
-    import gradcalc.symbolic
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: dict(FAKE_SYMBOLIC))
-    out = view(["-f", SEED], columns=120)
+    import gradcalc.checks.symbolic
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: dict(FAKE_SYMBOLIC))
+    out = human(["-f", SEED], columns=120)
     assert re.search(r"^b\s+\(3,\)\s+\[3, 4, 5\]\s+\[1\.2, 16, 0\.002\]\s+4·b\s*$", out, re.M)
     assert re.search(r"^c\s+.*\s1/c\s*$", out, re.M)
     assert "J = ∂y/∂b  3×3, diagonal; sympy: ∂y/∂b = 4·b" in out
@@ -224,9 +205,9 @@ def test_formulas_beside_grads(monkeypatch):
 def test_formulas_from_the_real_symbolic_check():
     """Whatever the symbolic check reports in --json shows up in the human view."""
     import json
-    res = run(["-f", SEED, "--json"])
+    res = cli(["-f", SEED, "--json"], **REAL)
     sym = json.loads(res.stdout)["checks"]["symbolic"]
-    out = run(["-f", SEED], env={"COLUMNS": "140"}).stdout
+    out = cli(["-f", SEED], env={"COLUMNS": "140"}, **REAL).stdout
     if sym.get("passed") is None:
         assert "symbolic check: skipped" in out
     else:
@@ -238,70 +219,67 @@ def test_formulas_from_the_real_symbolic_check():
 
 
 def test_unusual_check_reports_render(monkeypatch):
-    import gradcalc.symbolic
+    import gradcalc.checks.symbolic
     odd = {"passed": False, "max_abs_error": 2.5, "derivatives": {"a": None, "b": "oops"},
            "nondifferentiable": [{"leaf": "a", "at": "relu at 0"}], "note": "[bold]x[/bold]"}
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: odd)
-    runner = CliRunner()
-    res = runner.invoke(command, ["relu(a)*b", "a=0", "b=2"], env={"COLUMNS": "100"},
-                        standalone_mode=False)
-    assert res.return_value == 1                       # exit status 1: a check disagreed
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: odd)
+    res = cli(["relu(a)*b", "a=0", "b=2"], env={"COLUMNS": "100"})
+    assert res.status == 1                             # exit status 1: a check disagreed
     assert "symbolic check: ✗ DISAGREES with autograd (exit status 1)" in res.stdout
     assert "max abs error 2.5" in res.stdout
     assert re.search(r"^  nondifferentiable: leaf a, at relu at 0$", res.stdout, re.M)
     assert "[bold]x[/bold]" in res.stdout            # never read as markup
     assert "(per element)" in res.stdout               # a: no single formula
     many = {"passed": True, "disagreements": [{"leaf": "a", "index": [i]} for i in range(9)]}
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: many)
-    out = view(["a*2", "a=1"])
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: many)
+    out = human(["a*2", "a=1"])
     assert "  disagreements: leaf a, index [4]" in out
     assert "  disagreements: leaf a, index [5]" not in out
     assert "... 4 more disagreements (all of them: --json)" in out
-    monkeypatch.setattr(gradcalc.symbolic, "check", lambda *a, **k: {"derivatives": "junk"})
-    assert "symbolic check: skipped" in view(["a*2", "a=1"])
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check", lambda *a, **k: {"derivatives": "junk"})
+    assert "symbolic check: skipped" in human(["a*2", "a=1"])
 
 
 # -- terminal manners ------------------------------------------------------------------------
 
 def test_piped_output_is_plain_text():
-    res = run(["-f", SEED, "--graph"], env={"TERM": "xterm-256color"})
-    assert res.returncode == 0
+    res = cli(["-f", SEED, "--graph"], env={"TERM": "xterm-256color"}, **REAL)
+    assert res.status == 0
     assert not ANSI.search(res.stdout)
     assert "a.grad = 0.1·[3, 0, 0]" in res.stdout
     assert res.stderr == ""
 
 
 def test_colour_only_without_no_color():
-    coloured = run(["-f", SEED], env={"FORCE_COLOR": "1", "TERM": "xterm-256color"}).stdout
+    coloured = cli(["-f", SEED], env={"FORCE_COLOR": "1", "TERM": "xterm-256color"}, **REAL).stdout
     assert COLOUR.search(coloured), "a terminal gets colour"
-    plain = run(["-f", SEED], env={"FORCE_COLOR": "1", "NO_COLOR": "1",
-                                   "TERM": "xterm-256color"}).stdout
+    plain = cli(["-f", SEED], env={"FORCE_COLOR": "1", "NO_COLOR": "1",
+                                   "TERM": "xterm-256color"}, **REAL).stdout
     assert not COLOUR.search(plain), "NO_COLOR: no colour codes"
     assert "a.grad = 0.1·[3, 0, 0]" in re.sub(r"\x1b\[[0-9;]*m", "", plain)
 
 
 def test_user_text_is_never_markup_and_control_characters_are_escaped():
     prog = "y = a*2  # [bold red]look[/bold red] \x1b[31mred\n"
-    out = view(["-f", "-", "a=1"], input=prog)
+    out = human(["-f", "-", "a=1"], stdin=prog)
     assert "[bold red]look[/bold red]" in out
     assert "\\x1b[31mred" in out
     assert "\x1b" not in out
 
 
 def test_ascii_console_falls_back_to_ascii_symbols():
-    res = run(["-f", SEED], env={"PYTHONIOENCODING": "ascii"})
-    assert res.returncode == 0, res.stderr
+    res = cli(["-f", SEED], env={"PYTHONIOENCODING": "ascii"}, **REAL)
+    assert res.status == 0, res.stderr
     assert "a.grad = 0.1*[3, 0, 0] + 1*[0, 3, 0] + 0.0001*[0, 0, 3] = [0.3, 3, 0.0003]" in res.stdout
     assert "v^T*J" in res.stdout
 
 
 def test_failed_check_is_reported_on_stderr(monkeypatch):
-    import gradcalc.symbolic
-    monkeypatch.setattr(gradcalc.symbolic, "check",
+    import gradcalc.checks.symbolic
+    monkeypatch.setattr(gradcalc.checks.symbolic, "check",
                         lambda *a, **k: {"passed": False, "max_abs_error": 1.0})
-    runner = CliRunner()
-    res = runner.invoke(command, ["a*2", "a=1"], env={"COLUMNS": "100"}, standalone_mode=False)
-    assert res.return_value == 1
+    res = cli(["a*2", "a=1"], env={"COLUMNS": "100"})
+    assert res.status == 1
     assert "gradcalc: the symbolic check disagreed with autograd (exit status 1)" in res.stderr
     assert "gradcalc: the symbolic check disagreed" not in res.stdout
 
@@ -311,8 +289,8 @@ def test_failed_check_is_reported_on_stderr(monkeypatch):
 @pytest.mark.parametrize("expr, col", [("3*a+", 4), ("(a+b", 4), ("a + $ b", 4), ("sum(a,", 6),
                                        ("a ** * 2", 5)])
 def test_syntax_error_caret_under_the_column(expr, col):
-    res = run([expr, "a=1", "b=2"])
-    assert res.returncode == 2
+    res = cli([expr, "a=1", "b=2"], **REAL)
+    assert res.status == 2
     assert res.stdout == ""
     first, text, caret = res.stderr.splitlines()[:3]
     assert first.startswith("gradcalc: syntax error: ")
@@ -325,43 +303,43 @@ def test_syntax_error_caret_under_the_column(expr, col):
 def test_syntax_error_in_a_program_names_line_and_column(tmp_path):
     p = tmp_path / "bad.grad"
     p.write_text("a = 1\nb = a +\n")
-    res = run(["-f", str(p)])
-    assert res.returncode == 2
+    res = cli(["-f", str(p)], **REAL)
+    assert res.status == 2
     first, text, caret = res.stderr.splitlines()[:3]
     assert "(line 2, column 8)" in first
     assert text == "  b = a +" and caret == "         ^"
 
 
 def test_shape_error_names_the_operation_and_both_shapes():
-    res = run(["a + b", "a=1,2", "b=1,2,3"])
-    assert res.returncode == 2
+    res = cli(["a + b", "a=1,2", "b=1,2,3"], **REAL)
+    assert res.status == 2
     assert "shape error: add: shapes (2,) and (3,) cannot be broadcast together" in res.stderr
     assert res.stderr.splitlines()[2] == "    ^"
 
 
 def test_missing_cotangent_explains_and_shows_a_grad_that_works():
-    res = run(["a*2", "a=1,2,3"])
-    assert res.returncode == 2
+    res = cli(["a*2", "a=1,2,3"], **REAL)
+    assert res.status == 2
     msg = res.stderr
     assert "the output has shape (3,), so a gradient cannot be implied" in msg
     assert "--grad 1,1,1" in msg
-    ok = run(["a*2", "a=1,2,3", "--grad", "1,1,1"])
-    assert ok.returncode == 0 and "[2, 2, 2]" in ok.stdout
+    ok = cli(["a*2", "a=1,2,3", "--grad", "1,1,1"], **REAL)
+    assert ok.status == 0 and "[2, 2, 2]" in ok.stdout
 
 
 def test_error_echo_escapes_control_characters():
-    res = run(["a+\x1b[31mb", "a=1", "b=2"])
-    assert res.returncode == 2
+    res = cli(["a+\x1b[31mb", "a=1", "b=2"], **REAL)
+    assert res.status == 2
     assert "\x1b" not in res.stderr
     assert "  a+\\x1b[31mb" in res.stderr
 
 
 def test_empty_output_and_empty_leaf():
-    out = view(["x[3:]", "x=1,2,3", "-g", "1", "--check", "none"])
+    out = human(["x[3:]", "x=1,2,3", "-g", "1", "--check", "none"])
     assert "output y, shape (0,)" in out
     assert "J = ∂y/∂x  0×3, empty" in out
     assert "J is empty (y has no elements), so x.grad has nothing to add up: [0, 0, 0]" in out
-    out = view(["sum(x)*a", "x=zeros(0)", "a=2", "--check", "none"])
+    out = human(["sum(x)*a", "x=zeros(0)", "a=2", "--check", "none"])
     assert re.search(r"^x\s+\(0,\)\s+\[\]\s+\[\]", out, re.M)
     assert "a.grad = 1·0 = 0" in out
 
@@ -417,7 +395,8 @@ def test_a_summary_formats_a_corner_not_every_element():
 
 def _peak_rss_kib(args):
     """stdout and peak resident memory (KiB) of `gradcalc ARGS` run by a wrapper process,
-    whose RUSAGE_CHILDREN then holds that one child only."""
+    whose RUSAGE_CHILDREN then holds that one child only. (Not the shared runner: this
+    process's RUSAGE_CHILDREN holds every gradcalc the suite started.)"""
     code = ("import resource, subprocess, sys\n"
             "p = subprocess.run([sys.executable, '-m', 'gradcalc', *sys.argv[1:]], "
             "capture_output=True, text=True)\n"
@@ -449,12 +428,13 @@ def test_human_view_of_a_million_elements_shows_the_corner_in_little_memory():
 @pytest.mark.parametrize("columns", ["0", "3"])
 def test_a_width_it_cannot_use_falls_back_to_80(columns):
     """COLUMNS=0 printed nothing at all and exited 0 (issue 14 item 4)."""
-    res = run(["3*a", "a=2", "--check", "none"], env={"COLUMNS": columns})
-    assert res.returncode == 0 and res.stderr == ""
+    res = cli(["3*a", "a=2", "--check", "none"], env={"COLUMNS": columns}, **REAL)
+    assert res.status == 0 and res.stderr == ""
     assert res.stdout.startswith("y = 3*a\n\noutput y, a scalar\n    6\n")
     assert ("  J = ∂y/∂leaf has one row per element of y and one column per element of the\n"
             "  leaf. v weights") in res.stdout              # wrapped at 80 columns
-    assert res.stdout == run(["3*a", "a=2", "--check", "none"], env={"COLUMNS": "80"}).stdout
+    assert res.stdout == cli(["3*a", "a=2", "--check", "none"], env={"COLUMNS": "80"},
+                             **REAL).stdout
 
 
 @pytest.mark.parametrize("columns", [60, 100])
@@ -463,11 +443,12 @@ def test_no_line_ends_in_blanks_and_wrapped_notes_hang(columns):
     long 'Jacobian J: not computed' line or program statement wrapped to column 0 with a
     blank before the break."""
     env = {"COLUMNS": str(columns)}
-    seed = run(["-f", SEED], env=env).stdout
+    seed = cli(["-f", SEED], env=env, **REAL).stdout
     if columns == 100:              # wide enough for the leaf table
         assert re.search(r"^a +\(3,\) +\[1, 2, 3\] +\[0\.3, 3, 0\.0003\] +3$", seed, re.M), seed
-    big = run(["sum(x**2)", "x=linspace(0,1,100000)", "--check", "none"], env=env).stdout
-    layer = run(["-f", str(ROOT / "samples" / "chinese_logistic_layer.grad")], env=env).stdout
+    big = cli(["sum(x**2)", "x=linspace(0,1,100000)", "--check", "none"], env=env, **REAL).stdout
+    layer = cli(["-f", str(ROOT / "samples" / "chinese_logistic_layer.grad")], env=env,
+                **REAL).stdout
     for out in (seed, big, layer):
         lines = out.splitlines()
         assert not [ln for ln in lines if ln != ln.rstrip()], out
@@ -483,7 +464,7 @@ def test_a_many_axed_array_too_wide_even_for_its_corner_is_shown_flat():
     """Two entries per axis of a 4-d array are 16 numbers: at 60 columns that line ran past
     the edge and wrapped; the summary (and the sum under J) now give the flat first and last
     values."""
-    out = view(["sum(A)", "A=linspace(0,1,7)+zeros(4,5,6,7)", "--check", "none"], columns=60)
+    out = human(["sum(A)", "A=linspace(0,1,7)+zeros(4,5,6,7)", "--check", "none"], columns=60)
     assert "shape (4, 5, 6, 7), 840 values" in out
     assert re.search(r"^ +values: flat \[0, 0\.166667, 0\.333333, 0\.5, …, 1\]$", out, re.M), out
     assert re.search(r"^ += flat \[1, 1, 1, .*…, 1\]$", out, re.M), out    # A.grad = 1·J = ...

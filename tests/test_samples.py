@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from clirun import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -122,18 +121,6 @@ def assert_close(what, got, expected):
     )
 
 
-def run_cli(path: Path):
-    env = dict(os.environ, NO_COLOR="1")
-    return subprocess.run(
-        [sys.executable, "-m", "gradcalc", "-f", str(path), "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_samples_exist():
     assert SAMPLE_FILES, f"no samples in {SAMPLES}"
 
@@ -154,9 +141,9 @@ def test_sample_is_well_formed(path):
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.stem)
 def test_sample_matches_pytorch(path):
     _, outputs, grads = parse_sample(path)
-    proc = run_cli(path)
-    assert proc.returncode == 0, (
-        f"gradcalc -f {path.name} --json exited {proc.returncode}\n"
+    proc = cli(["-f", path, "--json"], isolate=True, timeout=300, env={"NO_COLOR": "1"})
+    assert proc.status == 0, (
+        f"gradcalc -f {path.name} --json exited {proc.status}\n"
         f"stderr: {proc.stderr.strip()}\nstdout: {proc.stdout.strip()[:2000]}"
     )
     try:

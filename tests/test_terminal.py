@@ -15,10 +15,6 @@ import pytest
 from clirun import ROOT, cli
 
 
-def proc(args, **kw):
-    return cli(args, isolate=True, **kw)
-
-
 # ---------------------------------------------------------------- options are not data
 @pytest.mark.parametrize("args,says", [
     (["3*a", "a=1", "--jsno"], "No such option '--jsno'"),
@@ -27,7 +23,7 @@ def proc(args, **kw):
     (["-x", "x=1"], "No such option '-x'"),
 ])
 def test_a_mistyped_option_is_an_option_error(args, says):
-    r = proc(args)
+    r = cli(args, isolate=True)
     r.assert_error("usage")
     assert says in r.stderr
 
@@ -39,7 +35,7 @@ def test_a_mistyped_option_is_an_option_error(args, says):
     ("-2*x", -4.0, -2.0),
 ])
 def test_an_expression_that_starts_with_a_minus_is_never_an_option(expr, value, grad):
-    r = proc([expr, "x=2", "--json", "--check", "none"])
+    r = cli([expr, "x=2", "--json", "--check", "none"], isolate=True)
     assert r.status == 0, r.stderr
     obj = r.json()
     assert obj["output"]["value"] == pytest.approx(value, rel=1e-15)
@@ -47,13 +43,13 @@ def test_an_expression_that_starts_with_a_minus_is_never_an_option(expr, value, 
 
 
 def test_an_option_value_may_start_with_a_minus():
-    obj = proc(["2*x", "x=1", "-g", "-1", "--json", "--check", "none"]).json()
+    obj = cli(["2*x", "x=1", "-g", "-1", "--json", "--check", "none"], isolate=True).json()
     assert obj["grads"]["x"] == -2.0
 
 
 # ---------------------------------------------------------------- --dot
 def test_dot_dash_writes_the_graph_to_stdout(tmp_path):
-    r = proc(["3*a + log(c)", "a=1", "c=2", "--dot", "-"], cwd=str(tmp_path))
+    r = cli(["3*a + log(c)", "a=1", "c=2", "--dot", "-"], cwd=str(tmp_path), isolate=True)
     assert r.status == 0
     assert r.stdout.startswith("digraph gradcalc {") and r.stdout.rstrip().endswith("}")
     assert "AddBackward0" in r.stdout
@@ -61,13 +57,13 @@ def test_dot_dash_writes_the_graph_to_stdout(tmp_path):
 
 
 def test_dot_dash_with_json_is_a_usage_error():
-    proc(["3*a", "a=1", "--dot", "-", "--json"]).assert_error("usage", json_too=True)
+    cli(["3*a", "a=1", "--dot", "-", "--json"], isolate=True).assert_error("usage", json_too=True)
 
 
 def test_dot_replaces_the_file_whole_and_keeps_no_temporary(tmp_path):
     target = tmp_path / "g.dot"
     target.write_text("old\n")
-    r = proc(["3*a", "a=1", "--dot", str(target), "--check", "none", "--json"])
+    r = cli(["3*a", "a=1", "--dot", str(target), "--check", "none", "--json"], isolate=True)
     assert r.status == 0
     assert target.read_text().startswith("digraph gradcalc {")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.dot"]
@@ -75,6 +71,7 @@ def test_dot_replaces_the_file_whole_and_keeps_no_temporary(tmp_path):
 
 def test_many_processes_writing_one_dot_path_leave_a_whole_file(tmp_path):
     target = tmp_path / "g.dot"
+    # Popen, not the shared runner: the eight processes must run at the same time
     env = dict(os.environ, PYTHONPATH=ROOT)
     procs = [subprocess.Popen([sys.executable, "-m", "gradcalc", f"{k}*a + sin(a)", "a=1",
                                "--dot", str(target), "--check", "none", "--json"],
@@ -91,7 +88,7 @@ def test_many_processes_writing_one_dot_path_leave_a_whole_file(tmp_path):
 def test_dot_to_a_fifo_nobody_reads_is_an_error_not_a_hang(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    r = proc(["3*a", "a=1", "--dot", str(fifo), "--check", "none"], timeout=20)
+    r = cli(["3*a", "a=1", "--dot", str(fifo), "--check", "none"], timeout=20, isolate=True)
     r.assert_error("usage")
     assert "nobody is reading it" in r.stderr
 
@@ -99,6 +96,7 @@ def test_dot_to_a_fifo_nobody_reads_is_an_error_not_a_hang(tmp_path):
 def test_dot_in_a_deleted_working_directory_is_a_usage_error(tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()
+    # not the shared runner: the working directory is deleted inside the process, after start
     code = ("import os, sys, runpy; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
             "sys.argv = ['gradcalc', '3*a', 'a=1', '--dot', 'g.dot', '--check', 'none']; "
             "runpy.run_module('gradcalc', run_name='__main__')")
@@ -112,27 +110,23 @@ def test_dot_in_a_deleted_working_directory_is_a_usage_error(tmp_path):
 # ---------------------------------------------------------------- output that cannot be written
 @pytest.mark.parametrize("extra", [["--json"], []], ids=["json", "human"])
 def test_a_full_disk_on_stdout_is_one_line_and_exit_4(extra):
-    with open("/dev/full", "w") as full:
-        p = subprocess.run([sys.executable, "-m", "gradcalc", "3*a", "a=2", *extra],
-                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
-                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
-    assert p.returncode == 4
-    assert p.stderr == "gradcalc: cannot write the output: No space left on device\n"
+    with open("/dev/full", "wb") as full:
+        r = cli(["3*a", "a=2", *extra], isolate=True, stdout=full, timeout=60)
+    assert r.status == 4
+    assert r.stderr == "gradcalc: cannot write the output: No space left on device\n"
 
 
 def test_a_full_disk_under_json_lines_is_exit_4():
-    with open("/dev/full", "w") as full:
-        p = subprocess.run([sys.executable, "-m", "gradcalc", "-"],
-                           input='{"expr": "x", "vars": {"x": 1}}\n', stdout=full,
-                           stderr=subprocess.PIPE, text=True, timeout=60,
-                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
-    assert p.returncode == 4
-    assert "No space left on device" in p.stderr and "Traceback" not in p.stderr
+    with open("/dev/full", "wb") as full:
+        r = cli(["-"], '{"expr": "x", "vars": {"x": 1}}\n', isolate=True, stdout=full, timeout=60)
+    assert r.status == 4
+    assert "No space left on device" in r.stderr and "Traceback" not in r.stderr
 
 
 # ---------------------------------------------------------------- signals
 def _started(args, **kw):
-    """A real gradcalc waiting on its stdin (a pipe kept open), ready for a signal."""
+    """A real gradcalc waiting on its stdin (a pipe kept open), ready for a signal. (Popen,
+    not the shared runner, which waits for the end: the signal comes while it runs.)"""
     p = subprocess.Popen([sys.executable, "-m", "gradcalc", *args], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, **kw)
@@ -167,7 +161,8 @@ def test_json_lines_answers_before_an_interrupt_are_whole_lines():
 @pytest.mark.parametrize("extra", [[], ["--json"]], ids=["human", "json"])
 def test_a_closed_pipe_is_exit_0_and_nothing_on_stderr(extra):
     """`gradcalc -f ... | head -1`: rich answered a broken pipe with exit 1 ("a check
-    disagreed"); the reader went away, which is no error."""
+    disagreed"); the reader went away, which is no error. (Popen, not the shared runner:
+    the pipe is closed while the process writes.)"""
     p = subprocess.Popen([sys.executable, "-m", "gradcalc", "-f",
                           "samples/chinese_logistic_layer.grad", *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,

@@ -43,6 +43,7 @@ class FitRequest:
     tol: float | None = None
     dtype: str = "float64"
     limits: Limits = field(default_factory=Limits)
+    externs: dict | None = None     # name -> Op of the run's opaque functions (--extern)
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Loss:
         """(graph, engine answer) for these leaf values; the param leaves' grads (or, with
         `jacobian`, the Jacobian of the output) come with it."""
         graph = self.cache.graph(self.req.text, bindings, self.dtype, self.settings,
-                                 self.req.limits)
+                                 self.req.limits, self.req.externs)
         out = graph.output
         ids = tuple(graph.leaves[p] for p in self.req.params)
         shape = graph.nodes[out].shape

@@ -99,6 +99,7 @@ class View:
             self.cotangent()
             self.leaves()
             self.jacobians()
+            self.finite_differences()
         render_higher(self)
         self.checks()
         if show_graph:
@@ -110,6 +111,17 @@ class View:
             self.note(styled(f"Arrays too large for {self.width} columns are summarised; "
                             "--json prints every value (add --jacobian to compute a "
                             "Jacobian that was skipped).", style=STYLE["note"]), indent=0)
+
+    def finite_differences(self):
+        """Which grads rest on an opaque extern's finite differences, and with what step."""
+        for leaf, through in getattr(self.r, "finite_differences", {}).items():
+            how = "; ".join(f"{t['extern']}: {t['diff']} differences, step "
+                            f"{t['step']:.3g}·max(1, |x|)" for t in through)
+            self.note(styled(f"{self.s['warn']} {leaf}.grad rests on finite differences "
+                             f"through the opaque extern ({how}); everything around it is "
+                             "exact autograd", style=STYLE["warn"]), indent=0)
+        if getattr(self.r, "finite_differences", None):
+            self.print()
 
     def source(self):
         text = self.r.expression

@@ -1,12 +1,14 @@
 """Evaluates sympy trees over numpy: the symbolic check's own evaluator (no lambdify, whose
-cold start costs ~100 ms and many imports).
+cold start costs ~100 ms and many imports), its mpmath refinement of a single point, and the
+printing of a derivative for the report.
 
 It walks a derivative once per shared subtree, over arrays (elementwise programs: every
 element at once) or numpy scalars (IEEE arithmetic: 1/0 is inf, not ZeroDivisionError),
 and marks where a discontinuous function sits on its switch (Heaviside(0), sign(0), a tie
 of an inequality), so the check can re-evaluate with the tie resolved each way. It knows
 the functions the op table's forms and their derivatives produce; anything else is
-Unsupported (the check reports why it skipped).
+Unsupported (the check reports why it skipped). It is handed the check's session (sympy
+as `sp`, and `tick()`, the budget's checkpoint) and never imports sympy itself.
 """
 from __future__ import annotations
 
@@ -15,6 +17,16 @@ import math
 import operator
 
 import numpy as np
+
+
+MAX_REFINE = 32                 # non-finite float64 entries re-evaluated with mpmath
+MAX_FORMULA_NODES = 400         # a longer derivative is not printed ("derivatives": null)
+# Where float64 overflows on the way to a derivative, the check's float reference cannot be
+# trusted, and a float64 implementation (PyTorch's) may round away from the exact value
+# (logsumexp at [1e308, 1e308]: 1 and 1, exactly 1/2 and 1/2): the point is refined in
+# mpmath, and a value that still differs is reported as unverifiable, not as a disagreement
+OVERFLOW = ("float64 overflows in the derivative's formula here: the exact value (mpmath) "
+            "and a float64 implementation's may differ")
 
 
 class Unsupported(Exception):
@@ -66,14 +78,18 @@ class Evaluator:
 
     _REL = None
 
-    def __init__(self, ctx, env, ties=None):
-        self.ctx, self.sp, self.env, self.ties = ctx, ctx.sp, env, ties
+    def __init__(self, session, env, ties=None):
+        self.session, self.sp, self.env, self.ties = session, session.sp, env, ties
         self.memo: dict = {}
-        self.table = _table(ctx.sp)
-        sp = ctx.sp
+        self.lost: dict = {}         # expr -> mask where float64 overflowed on its way, or None
+        self.table = _table(session.sp)
+        sp = session.sp
         self.rel = {sp.StrictGreaterThan: operator.gt, sp.GreaterThan: operator.ge,
                     sp.StrictLessThan: operator.lt, sp.LessThan: operator.le}
         self.eqrel = {sp.Equality: operator.eq, sp.Unequality: operator.ne}
+        # heads whose values are truth values or condition pairs, not numbers
+        self._logic = (sp.Piecewise, sp.ITE, sp.And, sp.Or, sp.Not, sp.Xor,
+                       sp.Heaviside, sp.DiracDelta, *self.rel, *self.eqrel)
 
     def evaluate(self, expr):
         """(value, candidate mask or None)."""
@@ -98,10 +114,32 @@ class Evaluator:
                     continue
                 stack.pop()
                 memo[e] = self._node(e)
+                self._track_overflow(e)
                 steps += 1
                 if steps % 512 == 0:
-                    self.ctx.tick()
+                    self.session.tick()
         return memo[expr]
+
+    def overflowed(self, expr):
+        """Where the float64 value of an evaluated `expr` passed through an overflow (a
+        non-finite value from finite arguments: exp(800), x**2 at 1e300), or None: there
+        the value may be wrong although finite (1e300/sqrt(inf) is 0), so the check refines
+        it in mpmath or calls it unverifiable."""
+        return self.lost.get(expr)
+
+    def _track_overflow(self, e):
+        lost = [self.lost.get(a) for a in e.args]
+        lost = functools.reduce(_or, [m for m in lost if m is not None], None)
+        v = self.memo[e][0]
+        if e.args and not isinstance(v, tuple) and not isinstance(e, self._logic):
+            bad = ~np.isfinite(np.asarray(v, dtype=np.float64))
+            if bad.any():                 # the usual case, all finite, costs one pass
+                for a in e.args:
+                    if not isinstance(self.memo[a][0], tuple):
+                        bad = bad & np.isfinite(np.asarray(self.memo[a][0], dtype=np.float64))
+                if bad.any():
+                    lost = _or(lost, bad)
+        self.lost[e] = lost
 
     def _node(self, e):
         sp = self.sp
@@ -220,3 +258,37 @@ _TIE = 64 * np.finfo(np.float64).eps      # a difference this small next to its 
 def _or(a, b):
     b = np.asarray(b, dtype=bool)
     return b if a is None else np.logical_or(a, b)
+
+
+def refine(session, d, point):
+    """`d` at `point` in mpmath's arithmetic (no float64 overflow); NaN if undefined."""
+    sp = session.sp
+    session.tick()
+    try:
+        # substituted, then evaluated: evalf(subs=...) turns an exact zero under a root
+        # into a tiny number (1/sqrt(0) came out 6e79); 40-digit Floats keep powers cheap
+        r = d.xreplace({s: sp.Float(v, 40) for s, v in point.items()}).evalf(30)
+        return float(r)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return math.nan
+
+
+def formula(session, d, display):
+    """sympy's printing of a derivative with the leaves' names, or None when it involves
+    something without a name (an array constant) or is too long to read."""
+    if not d.free_symbols <= set(display):
+        return None
+    if _tree_size(d, MAX_FORMULA_NODES) > MAX_FORMULA_NODES:
+        return None
+    session.tick()
+    return session.sp.sstr(d.xreplace(display), full_prec=False)
+
+
+def _tree_size(expr, cap):
+    """Nodes of the printed tree (shared subtrees count each time), stopping past `cap`."""
+    size, stack = 0, [expr]
+    while stack and size <= cap:
+        e = stack.pop()
+        size += 1
+        stack.extend(e.args)
+    return size

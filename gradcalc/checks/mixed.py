@@ -5,7 +5,7 @@ many as NaN-propagation shows affordable); every node is its float64 value plus 
 that depend on a symbol, as sympy expressions built by the op table's forms over numpy
 object arrays. Jacobian columns of the chosen elements are differentiated entry by entry
 (at most MAX_DERIVATIVES sympy differentiations) and give the grads as vᵀ times each column.
-Shared pieces (caps, refinement, formulas) live in symbolic.py.
+It is handed the check's session (sympy, `tick()`) by symbolic.py and never imports sympy.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from . import checks
-from .ops import symforms
-from .symbolic import MAX_REFINE, _formula, _leaf_inputs, _no_path, _not_finite, _refine
-from .sympy_eval import Evaluator, Unsupported
+from ..ops import symforms
+from .context import src_index
+from .evaluator import MAX_REFINE, OVERFLOW, Evaluator, Unsupported, formula, refine
+from .verdict import Partials
 
 # Caps (documented in the README):
 MAX_SYMBOLS = 64                # candidate leaf elements: all of them up to this many, else a
@@ -31,26 +31,63 @@ MAX_DERIVATIVES = 300           # sympy differentiations (of an output entry, or
 MAX_OBJECT_ELEMENTS = 2_000_000 # the largest array of sympy entries built
 
 
-def per_element(ctx, result, grads_once, ids, vals, tally, labeller):
+def per_element(session, context, verdict):
     """Leaf elements as symbols (all of them up to MAX_SYMBOLS, else a seeded sample); each
     node is its float64 value plus the entries that depend on a symbol, as sympy
     expressions. Jacobian columns of the chosen elements are differentiated entry by entry
     (at most MAX_DERIVATIVES derivatives) and give the grads as vᵀ times each column."""
-    sp, graph, out = ctx.sp, result.graph, result.output_id
-    oshape = graph.nodes[out].shape
-    N = math.prod(oshape)
-    idset = set(ids)
-    cot = np.asarray(result.cotangent, dtype=np.float64).reshape(-1)
-    not_finite = _not_finite(vals[out], oshape)
+    sp, graph = session.sp, context.graph
+    N = math.prod(context.out_shape)
+    idset = set(context.ids)
+    in_path = [graph.leaves[w] for w in context.wrt if graph.leaves[w] in idset]
+    syms, picks, env, order, exact = _symbols(session, context, in_path)
+    parts = _forms(session, context, syms, picks)
+    chosen, count, deps = _choose_columns(session, parts[context.output_id], syms, order)
+    cols = _columns(session, Evaluator(session, env), chosen, syms, deps, N)
+    display = _element_names(sp, graph, syms, picks) if exact else {}
+    ties = Evaluator(session, env, ties=0), Evaluator(session, env, ties=1)
+    refined = [0]
+    derivatives = {}
+    checked = 0
+    for name in context.wrt:
+        leaf = context.leaf(name)
+        i = leaf.eq.id
+        if i not in idset:
+            derivatives[name] = "0"
+            verdict.no_path(leaf)
+            checked += leaf.eq.size
+            continue
+        rows = [(r, cols[(i, r)]) for (j, r) in chosen if j == i]
+        rows.sort(key=lambda t: picks[i][t[0]])
+        derivatives[name] = None
+        if not rows:
+            continue
+        verdict.feed(_partials(session, context, leaf, rows, picks[i], env, ties, refined))
+        checked += len(rows)
+        if exact and N == 1 and leaf.eq.size == 1:
+            exprs = rows[0][1][2]
+            derivatives[name] = formula(session, exprs[0][1], display) if exprs else "0"
+        session.tick()
+    n_total = context.leaves_total
+    has_jac = context.jacobian is not None
+    return {"derivatives": derivatives, "method": "per-element",
+            "elements_checked": checked, "elements_total": n_total,
+            "jacobian_entries_checked": N * checked if has_jac else None,
+            "jacobian_entries_total": N * n_total if has_jac else None,
+            "derivatives_taken": int(count)}
 
-    in_path = [graph.leaves[w] for w in result.wrt if graph.leaves[w] in idset]
+
+def _symbols(session, context, in_path):
+    """(symbols and picked elements per leaf, their values, the affordable (leaf, symbol
+    number) in round-robin order, whether every leaf element is a symbol)."""
+    sp, graph, vals = session.sp, context.graph, context.vals
     sizes = {i: graph.nodes[i].size for i in in_path}
     total = sum(sizes.values())
     cands = _choose(in_path, sizes, total, total <= MAX_SYMBOLS)
     order = []                                   # round robin over the leaves
     for r in range(max((len(p) for p in cands.values()), default=0)):
         order += [(i, cands[i][r]) for i in in_path if r < len(cands[i])]
-    order = _affordable(ctx, graph, vals, ids, order)
+    order = _affordable(session, context, order)
     exact = len(order) == total
     picks = {i: sorted(k for j, k in order if j == i) for i in in_path}
     syms, env = {}, {}
@@ -60,10 +97,16 @@ def per_element(ctx, result, grads_once, ids, vals, tally, labeller):
         for k, s in zip(picks[i], syms[i]):
             env[s] = np.float64(v[k])     # numpy scalars: IEEE arithmetic, no ZeroDivisionError
     order = [(i, picks[i].index(k)) for i, k in order]
+    return syms, picks, env, order, exact
 
+
+def _forms(session, context, syms, picks):
+    """Every node on the path as (float64 value, flat positions of its symbolic entries,
+    their sympy expressions)."""
+    graph, vals = context.graph, context.vals
     parts = {}
     empty = np.zeros(0, dtype=np.int64)
-    for i in ids:
+    for i in context.ids:
         eq = graph.nodes[i]
         v = np.asarray(vals[i], dtype=np.float64)
         if i in syms:
@@ -76,16 +119,23 @@ def per_element(ctx, result, grads_once, ids, vals, tally, labeller):
                    for k, j in enumerate(eq.inputs)]
             if all(len(p[1]) == 0 for p in ins):
                 parts[i] = (v, empty, [])
-            elif checks.is_elementwise_op(eq.op):
-                parts[i] = _apply_sparse(ctx, eq, ins, v)
+            elif eq.op.pointwise:
+                parts[i] = _apply_sparse(session, eq, ins, v)
             else:
-                parts[i] = _apply_object(ctx, eq, ins, v, vals)
-        ctx.tick()
+                parts[i] = _apply_object(session, eq, ins, v, vals)
+        session.tick()
+    return parts
 
-    _, out_idx, out_ex = parts[out]
+
+def _choose_columns(session, out_part, syms, order):
+    """The columns (leaf, symbol number) differentiated, in `order` while they fit in
+    MAX_DERIVATIVES; their count; and for each symbol the output entries holding it."""
+    sp = session.sp
+    _, out_idx, out_ex = out_part
     deps: dict = {}
     cost: dict = {}          # sympy differentiations a symbol's column needs (terms of sums)
     for o, e in zip(out_idx, out_ex):
+        session.afford(e)
         for s in e.free_symbols:
             deps.setdefault(s, []).append((int(o), e))
         for t in (e.args if isinstance(e, sp.Add) else (e,)):
@@ -93,95 +143,79 @@ def per_element(ctx, result, grads_once, ids, vals, tally, labeller):
                 cost[s] = cost.get(s, 0) + 1
     chosen, count = [], 0
     for i, r in order:
-        s = syms[i][r]
-        n = cost.get(s, 0)
+        n = cost.get(syms[i][r], 0)
         if chosen and count + n > MAX_DERIVATIVES:
             continue
         chosen.append((i, r))
         count += n
+    return chosen, count, deps
 
-    ev = Evaluator(ctx, env)
-    cols: dict = {}
-    derivs = []
+
+def _columns(session, ev, chosen, syms, deps, N):
+    """{(leaf, symbol number): (column values, tie candidates, [(output entry, derivative)],
+    entries whose float64 value passed through an overflow)}."""
+    cols = {}
     for i, r in chosen:
         s = syms[i][r]
         col = np.zeros(N)
         cand = np.zeros(N, bool)
+        over = np.zeros(N, bool)
         exprs = []
         for o, e in deps.get(s, ()):
-            d = _diff(sp, e, s)
+            session.afford(e)
+            d = _diff(session.sp, e, s)
             val, c = ev.evaluate(d)
             col[o] = float(val)
+            over[o] = ev.overflowed(d) is not None    # perhaps wrong though finite
             if c is not None and bool(np.any(c)):
                 cand[o] = True
             exprs.append((o, d))
-            ctx.tick()
-        cols[(i, r)] = (col, cand, exprs)
-        derivs.append(len(exprs))
+            session.tick()
+        cols[(i, r)] = (col, cand, exprs, over)
+    return cols
 
-    ev0, ev1 = Evaluator(ctx, env, ties=0), Evaluator(ctx, env, ties=1)
-    refined = 0
-    derivatives = {}
-    display = _element_names(sp, graph, syms, picks) if exact else {}
-    checked = 0
-    for name in result.wrt:
-        eq, g, jac = _leaf_inputs(result, grads_once, name)
-        i = eq.id
-        if i not in idset:
-            derivatives[name] = "0"
-            _no_path(tally, name, eq, g, jac, oshape)
-            checked += eq.size
-            continue
-        rows = [(r, cols[(i, r)]) for (j, r) in chosen if j == i]
-        rows.sort(key=lambda t: picks[i][t[0]])
-        if not rows:
-            derivatives[name] = None
-            continue
-        P = len(rows)
-        C = np.zeros((P, N))
-        F = np.zeros((P, N), bool)
-        LO, HI = np.zeros((P, N)), np.zeros((P, N))
-        for p, (r, (col, cand, exprs)) in enumerate(rows):
-            C[p], LO[p], HI[p] = col, col, col
-            for o, d in exprs:
-                if cand[o]:
-                    v0, v1 = float(ev0.evaluate(d)[0]), float(ev1.evaluate(d)[0])
-                    if not (v0 == col[o] and v1 == col[o]):
-                        F[p, o] = True
-                        LO[p, o] = min(v0, v1, col[o])
-                        HI[p, o] = max(v0, v1, col[o])
-                if not math.isfinite(col[o]) and (not_finite is None
-                                                  or not not_finite.reshape(-1)[o]):
-                    point = {s: env[s] for s in d.free_symbols if s in env}
-                    if not all(math.isfinite(x) for x in point.values()):
-                        continue
-                    v = _refine(ctx, d, point) if refined < MAX_REFINE else math.nan
-                    refined += 1
-                    if math.isfinite(v):
-                        C[p, o] = LO[p, o] = HI[p, o] = v
-                    else:
-                        F[p, o] = True
-                        LO[p, o] = HI[p, o] = math.nan
-        kpicks = np.array([picks[i][r] for r, _ in rows], dtype=np.int64)
-        Q = None
-        if not_finite is not None:       # the function itself is not finite there
-            Q = np.broadcast_to(not_finite.reshape(1, -1), F.shape)
-            F = F | Q
-            LO, HI = np.where(Q, np.nan, LO), np.where(Q, np.nan, HI)
-        checks._tally_columns(tally, name, eq, g, jac, cot, kpicks, C, F, LO, HI, labeller,
-                              oshape, quiet=Q)
-        checked += P
-        derivatives[name] = None
-        if exact and N == 1 and eq.size == 1:
-            exprs = rows[0][1][2]
-            derivatives[name] = _formula(ctx, exprs[0][1], display) if exprs else "0"
-        ctx.tick()
-    n_total = sum(graph.nodes[graph.leaves[w]].size for w in result.wrt)
-    return {"derivatives": derivatives, "method": "per-element",
-            "elements_checked": checked, "elements_total": n_total,
-            "jacobian_entries_checked": None if result.jacobian is None else N * checked,
-            "jacobian_entries_total": None if result.jacobian is None else N * n_total,
-            "derivatives_taken": int(count)}
+
+def _partials(session, context, leaf, rows, leaf_picks, env, ties, refined):
+    """One leaf's columns as Partials: tie candidates re-evaluated each way (a kink, with the
+    one-sided range), non-finite entries refined in mpmath (at most MAX_REFINE in all,
+    counted in `refined`) or flagged undefined."""
+    N = math.prod(context.out_shape)
+    not_finite = context.not_finite
+    nf = None if not_finite is None else not_finite.reshape(-1)
+    P = len(rows)
+    C = np.zeros((P, N))
+    F = np.zeros((P, N), bool)
+    LO, HI = np.zeros((P, N)), np.zeros((P, N))
+    U = np.zeros((P, N), bool)
+    for p, (_, (col, cand, exprs, over)) in enumerate(rows):
+        C[p], LO[p], HI[p], U[p] = col, col, col, over
+        for o, d in exprs:
+            if cand[o]:
+                v0, v1 = (float(ev.evaluate(d)[0]) for ev in ties)
+                if not (v0 == col[o] and v1 == col[o]):
+                    F[p, o] = True
+                    LO[p, o] = min(v0, v1, col[o])
+                    HI[p, o] = max(v0, v1, col[o])
+            if (over[o] or not math.isfinite(col[o])) and (nf is None or not nf[o]):
+                point = {s: env[s] for s in d.free_symbols if s in env}
+                if not all(math.isfinite(x) for x in point.values()):
+                    continue
+                v = refine(session, d, point) if refined[0] < MAX_REFINE else math.nan
+                refined[0] += 1
+                if math.isfinite(v):
+                    C[p, o] = LO[p, o] = HI[p, o] = v
+                else:
+                    F[p, o] = True
+                    LO[p, o] = HI[p, o] = math.nan
+            session.tick()
+    kpicks = np.array([leaf_picks[r] for r, _ in rows], dtype=np.int64)
+    Q = None
+    if not_finite is not None:       # the function itself is not finite there
+        Q = np.broadcast_to(not_finite.reshape(1, -1), F.shape)
+        F = F | Q
+        LO, HI = np.where(Q, np.nan, LO), np.where(Q, np.nan, HI)
+    return Partials(leaf, C, F, LO, HI, quiet=Q, picks=kpicks, unverifiable=U,
+                    reason=OVERFLOW)
 
 
 def _diff(sp, e, s):
@@ -192,7 +226,7 @@ def _diff(sp, e, s):
     return sp.diff(e, s)
 
 
-def _affordable(ctx, graph, vals, ids, order):
+def _affordable(session, context, order):
     """The longest prefix of `order` (all, 16, 4 or 1 leaf elements) whose symbols reach at
     most MAX_SYMBOLIC_ENTRIES entries of the program (and MAX_SYMBOLIC_TERMS entries times
     symbols). The reach is measured numerically: a NaN put at those leaf elements shows, in
@@ -201,11 +235,10 @@ def _affordable(ctx, graph, vals, ids, order):
     for k in sorted({len(order), 16, 4, 1}, reverse=True):
         if k > len(order) or k == 0:
             continue
-        reach = _reach(graph, vals, ids, order[:k])
+        reach = _reach(session, context, order[:k])
         if reach <= MAX_SYMBOLIC_ENTRIES and reach * k <= MAX_SYMBOLIC_TERMS:
             return order[:k]
         last = reach
-        ctx.tick()
     if not order:
         return order
     raise Unsupported(f"too large for the per-element symbolic check: one leaf element "
@@ -213,15 +246,17 @@ def _affordable(ctx, graph, vals, ids, order):
                       f"{MAX_SYMBOLIC_ENTRIES:,}); use --check numeric")
 
 
-def _reach(graph, vals, ids, elems):
-    """How many entries of the nodes in `ids` depend on the leaf elements `elems`."""
+def _reach(session, context, elems):
+    """How many entries of the nodes on the path depend on the leaf elements `elems`."""
+    graph, vals = context.graph, context.vals
     new, count = {}, len(elems)
     for i, k in elems:
         if i not in new:
             new[i] = np.array(vals[i], dtype=np.float64)
         new[i].flat[k] = np.nan
     with np.errstate(all="ignore"):
-        for i in ids:
+        for i in context.ids:
+            session.tick()
             eq = graph.nodes[i]
             if eq.kind != "op" or not any(j in new and eq.op.vjp(k) is not None
                                           for k, j in enumerate(eq.inputs)):
@@ -276,12 +311,14 @@ def _objects(part):
     return o
 
 
-def _symbolic_entries(arr):
+def _symbolic_entries(session, arr):
     """(flat positions, expressions) of the entries of an object array that still depend on
     a symbol (an entry that came out constant keeps the node's float64 value)."""
     flat = np.asarray(arr, dtype=object).reshape(-1)
     pos, ex = [], []
-    for k in np.flatnonzero(symforms.is_sym(flat)):
+    for n, k in enumerate(np.flatnonzero(symforms.is_sym(flat))):
+        if n % 256 == 255:
+            session.tick()
         e = flat[k]
         if getattr(e, "free_symbols", None):
             pos.append(int(k))
@@ -289,7 +326,7 @@ def _symbolic_entries(arr):
     return np.asarray(pos, dtype=np.int64), ex
 
 
-def _apply_sparse(ctx, eq, ins, v):
+def _apply_sparse(session, eq, ins, v):
     """An elementwise op on the entries that depend on a symbol; the rest keep v."""
     shape = eq.shape
     size = v.size
@@ -297,7 +334,7 @@ def _apply_sparse(ctx, eq, ins, v):
     srcs = []
     for val, idx, ex in ins:
         val = np.asarray(val, dtype=np.float64)
-        src = checks.src_index(val.shape, shape).reshape(-1)
+        src = src_index(val.shape, shape).reshape(-1)
         symflag = np.zeros(val.size, bool)
         symflag[idx] = True
         lookup = np.empty(val.size, dtype=object)
@@ -309,14 +346,14 @@ def _apply_sparse(ctx, eq, ins, v):
     out = np.empty(len(pos), dtype=object)
     for n, o in enumerate(pos):
         args = [lk[s[o]] if sf[s[o]] else float(vf[s[o]]) for s, sf, lk, vf in srcs]
-        out[n] = eq.op.sympy(ctx.fast, *args, **eq.params)
+        out[n] = eq.op.sympy(session.fast, *args, **eq.params)
         if n % 256 == 255:
-            ctx.tick()
+            session.tick()
     keep = [n for n, e in enumerate(out) if getattr(e, "free_symbols", None)]
     return v, pos[keep], [out[n] for n in keep]
 
 
-def _apply_object(ctx, eq, ins, v, vals):
+def _apply_object(session, eq, ins, v, vals):
     big = max([np.size(p[0]) for p in ins] + [v.size])
     if big > MAX_OBJECT_ELEMENTS:
         raise Unsupported(f"too large for the per-element symbolic check: {eq.op.name}() on "
@@ -324,9 +361,9 @@ def _apply_object(ctx, eq, ins, v, vals):
                           "--check numeric")
     at = tuple(np.asarray(vals[j], dtype=np.float64) for j in eq.inputs)
     with np.errstate(all="ignore"):
-        res = eq.op.sympy(ctx.fast, *[_objects(p) for p in ins], _at=at, **eq.params)
+        res = eq.op.sympy(session.fast, *[_objects(p) for p in ins], _at=at, **eq.params)
     res = np.asarray(res, dtype=object)
     if res.shape != tuple(eq.shape):
         res = np.broadcast_to(res, eq.shape)
-    pos, ex = _symbolic_entries(res)
+    pos, ex = _symbolic_entries(session, res)
     return v, pos, ex

@@ -11,30 +11,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import ancestors, sum_to
+from .context import ancestors, sum_to
 
 
-def nan_may_arise(graph, vals, ids, sites):
+def nan_may_arise(context, sites):
     """True when autograd may legitimately produce NaN (0 * inf, inf - inf): a kink site
     on the path, or a non-finite value anywhere on it."""
     if sites:
         return True
+    vals = context.vals
     with np.errstate(all="ignore"):
-        return not all(np.isfinite(np.asarray(vals[i], dtype=np.float64)).all() for i in ids)
+        return not all(np.isfinite(np.asarray(vals[i], dtype=np.float64)).all()
+                       for i in context.ids)
 
 
 def _mask(pred, eq, vals):
     return pred(*[np.asarray(vals[j]) for j in eq.inputs], **eq.params)
 
 
-def kink_sites(graph, vals, ids):
+def kink_sites(context):
     """[(node, mask over the node's shape, whole, words)] for every op node on the path that
     sits at one of its kinks at the inputs; `whole` where the kink's convention defines
     every derivative through the node."""
-    sites = []
+    sites, vals = [], context.vals
     with np.errstate(all="ignore"):
-        for i in ids:
-            eq = graph.nodes[i]
+        for i in context.ids:
+            eq = context.graph.nodes[i]
             if eq.kind != "op":
                 continue
             for kink in eq.op.kinks:
@@ -57,9 +59,10 @@ class Labeller:
     elementwise program a site's mask maps element by element to the leaf; otherwise the
     first op on the path that sits at a kink anywhere is named."""
 
-    def __init__(self, graph, sites, out_shape, elementwise, fallback):
-        self.graph, self.sites, self.fallback = graph, sites, fallback
-        self.elementwise, self.out_shape = elementwise, out_shape
+    def __init__(self, context, sites, fallback):
+        graph = self.graph = context.graph
+        self.sites, self.fallback = sites, fallback
+        self.elementwise, self.out_shape = context.elementwise, context.out_shape
         self.per_leaf = {}
         # leaves upstream of a WHOLE_NODE site: every derivative of theirs is convention
         self.whole = set()

@@ -3,16 +3,22 @@
 It owns the step (cbrt(eps) * max(1, |x|), and 8 times smaller to tell a kink, a jump or a
 slow convergence from a smooth slope), the perturbation of leaves (a whole leaf at once in
 elementwise programs, one element at a time, sampled, otherwise) and the recomputation of
-only what depends on the perturbed leaf. The verdict is checks.Tally's; nothing here
-imports sympy.
+only what depends on the perturbed leaf. What it finds goes to verdict.py as Partials; it
+never imports sympy.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-from .checks import (Tally, _tally_columns, _tally_partials, ancestors, default_tolerances,
-                     is_elementwise, src_index, values64)
-from .kinks import Labeller, kink_sites, nan_may_arise
+from ..errors import GradcalcError
+from .context import Context, Leaf
+from .verdict import Partials, Verdict
+
+LOST = ("the finite difference is lost here: the input is not finite, or the function's "
+        "rounding near the largest float hides the step")
 
 # At most this many leaf elements are perturbed one at a time (programs that mix elements),
 # and at most NUMERIC_MAX_WORK element-evaluations are spent on them; beyond, a seeded sample
@@ -44,7 +50,8 @@ def _classify(f0, fs, hs):
       slope, continued to the infinity it points to;
     - a singular point: f itself is not finite at x: undefined.
     The error bound is 8/7 |C(h) - C(h/8)|: where the derivative itself has a kink (x*|x|
-    at 0) the central difference converges only linearly."""
+    at 0) the central difference converges only linearly. Last, the mask of the points where
+    the difference is lost (LOST): no finite step, or an error bound beyond float64."""
     fp, fm, fp8, fm8 = fs
     hp, hm, hp8, hm8 = hs
     with np.errstate(all="ignore"):
@@ -73,81 +80,76 @@ def _classify(f0, fs, hs):
         # truncation (linear where f' has a kink) and rounding (f large next to its change)
         rounding = 16 * np.finfo(np.float64).eps * (np.abs(fp) + np.abs(fm)) / (hp + hm)
         slack = np.where(flag, 0.0, 8 / 7 * np.abs(central - central8) + rounding)
+        # lost: no step could be taken (the input is not finite), or the rounding of f
+        # around x is beyond float64 (f near the largest float): no difference to compare
+        lost = ~(np.isfinite(hp) & np.isfinite(hm)) | (~flag & ~np.isfinite(slack))
         slack = np.where(np.isfinite(slack), slack, 0.0)
-    return central, slack, flag, lo, hi, singular
+    return central, slack, flag, lo, hi, singular, lost
 
 
-def numeric(result, grads_once, rtol, atol):
+@dataclass
+class _Probe:
+    """f at the inputs (`f0`), f with one leaf replaced (`f_at`), and the output elements
+    where two kinks meet (`stacked`)."""
+
+    f0: np.ndarray
+    f_at: Callable
+    stacked: np.ndarray
+
+
+def check(context: Context):
     """Central differences in float64, step cbrt(eps) * max(1, |x|), for the grads (vᵀJ) and
     the Jacobian when it was computed."""
-    from .errors import GradcalcError
-    graph, out = result.graph, result.output_id
-    vals = values64(result)
-    rtol, atol = default_tolerances("numeric", result.dtype, rtol, atol)
-    cot = np.asarray(result.cotangent, dtype=np.float64)
-    f0 = np.asarray(vals[out], dtype=np.float64)
+    graph, out, ids = context.graph, context.output_id, context.ids
+    verdict = Verdict("numeric", context, "the one-sided differences disagree")
+    f0 = np.asarray(context.vals[out], dtype=np.float64)
     oshape = f0.shape
-    ids = ancestors(graph, out)
-    elementwise = is_elementwise(graph, ids)
-    sites = kink_sites(graph, vals, ids)
-    tally = Tally("numeric", rtol, atol, result.dtype, nan_may_arise(graph, vals, ids, sites))
-    labeller = Labeller(graph, sites, oshape, elementwise, "the one-sided differences disagree")
     # where two kinks meet (a maximum tie feeding a clamp at its bound), PyTorch's
     # conventions compose and may leave the one-sided range: finite differences then have
     # nothing to say
-    if elementwise:
-        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64) for _, m, _, _ in sites),
-                      np.zeros(oshape, np.int64)) >= 2
+    if context.elementwise:
+        stacked = sum((np.broadcast_to(m, oshape).astype(np.int64)
+                       for _, m, _, _ in verdict.sites), np.zeros(oshape, np.int64)) >= 2
     else:
-        stacked = np.full(oshape, len(sites) >= 2)
-    leaf_ids = {n: graph.leaves[n] for n in result.wrt}
-    total = sum(graph.nodes[i].size for i in leaf_ids.values())
+        stacked = np.full(oshape, len(verdict.sites) >= 2)
+    probe = _Probe(f0, Perturbed(graph, context.vals, out, ids), stacked)
+    total = context.leaves_total
     cost = 4 * max(1, sum(_work(graph, graph.nodes[i]) for i in ids))  # 4 evaluations each
     budget = min(NUMERIC_MAX_PERTURBATIONS, max(16, NUMERIC_MAX_WORK // cost))
     rng = np.random.default_rng(0)
     checked = jac_checked = jac_total = 0
     skipped = []
-
-    f_at = Perturbed(graph, vals, out, ids)
-
-    for name, i in leaf_ids.items():
-        eq = graph.nodes[i]
-        x0 = np.asarray(eq.value, dtype=np.float64)
-        n = x0.size
-        g = grads_once.get(name)
-        g = np.zeros(x0.shape) if g is None else np.asarray(g, dtype=np.float64)
-        jac = None if result.jacobian is None else np.asarray(result.jacobian[name], np.float64)
-        if jac is not None:
+    for name in context.wrt:
+        leaf = context.leaf(name)
+        n = leaf.eq.size
+        if leaf.jac is not None:
             jac_total += f0.size * n
-        if i not in ids:                      # no path: every derivative is exactly 0
-            tally.add(name, "grad", np.zeros(x0.shape), g, x0.shape)
-            if jac is not None:
-                tally.add(name, "jacobian", np.zeros(jac.shape), jac, jac.shape)
-                jac_checked += f0.size * n
+        if leaf.eq.id not in ids:             # no path: every derivative is exactly 0
+            verdict.no_path(leaf)
             checked += n
+            jac_checked += 0 if leaf.jac is None else f0.size * n
             continue
-        try:
-            if elementwise:
-                _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked)
-                checked += n
-                if jac is not None:
-                    jac_checked += f0.size * n
-                continue
+        if context.elementwise:
+            picks = np.arange(n)
+        else:
             share = n if total <= budget else max(1, int(budget * n / total))
             picks = np.arange(n) if share >= n else np.sort(rng.choice(n, share, replace=False))
-            _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked)
+        try:
+            verdict.feed(_elementwise(leaf, probe) if context.elementwise
+                         else _columns(leaf, probe, picks))
         except GradcalcError as err:          # e.g. a class-index target moved off a whole number
             skipped.append({"leaf": name, "reason": err.message})
             continue
         checked += len(picks)
-        if jac is not None:
+        if leaf.jac is not None:
             jac_checked += f0.size * len(picks)
+    has_jac = context.jacobian is not None
     extra = {"elements_checked": checked, "elements_total": total,
-             "jacobian_entries_checked": jac_checked if result.jacobian is not None else None,
-             "jacobian_entries_total": jac_total if result.jacobian is not None else None}
+             "jacobian_entries_checked": jac_checked if has_jac else None,
+             "jacobian_entries_total": jac_total if has_jac else None}
     if skipped:
         extra["leaves_not_checked"] = skipped
-    return tally.report(**extra)
+    return verdict.report(**extra)
 
 
 def _work(graph, eq):
@@ -202,36 +204,37 @@ def _unsettled(lo, hi, flag, quiet, stacked):
     return lo, hi, flag, quiet
 
 
-def _numeric_elementwise(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, stacked):
+def _elementwise(leaf: Leaf, probe: _Probe) -> Partials:
     """Every element of the leaf moved at once: in an elementwise program output element o
     reads one element of the leaf, so each evaluation gives every partial."""
-    oshape = f0.shape
-    pts, steps = _step(x0)
-    fs = [f_at(eq.id, p) for p in pts]
+    oshape = probe.f0.shape
+    pts, steps = _step(np.asarray(leaf.eq.value, dtype=np.float64))
+    fs = [probe.f_at(leaf.eq.id, p) for p in pts]
     hs = [np.broadcast_to(h, oshape) for h in steps]
-    d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
-    lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
-    _tally_partials(tally, name, eq, g, jac, cot, d, flag, lo, hi, labeller,
-                    src_index(eq.shape, oshape), slack=slack, quiet=quiet)
+    d, slack, flag, lo, hi, quiet, lost = _classify(probe.f0, fs, hs)
+    lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, probe.stacked)
+    return Partials(leaf, d, flag, lo, hi, slack=slack, quiet=quiet,
+                    unverifiable=np.broadcast_to(lost, oshape), reason=LOST)
 
 
-def _numeric_columns(tally, name, eq, x0, g, jac, cot, f0, f_at, labeller, picks, stacked):
+def _columns(leaf: Leaf, probe: _Probe, picks) -> Partials:
     """One leaf element at a time: columns of the Jacobian, and vᵀ times each."""
-    oshape = f0.shape
-    rows = [[], [], [], [], [], []]
+    oshape = probe.f0.shape
+    x0 = np.asarray(leaf.eq.value, dtype=np.float64)
+    rows = [[], [], [], [], [], [], []]
     for k in picks:
         pts, hs = _step(np.float64(x0.flat[k]))
         fs = []
         for p in pts:
             x = x0.copy()
             x.flat[k] = p
-            fs.append(f_at(eq.id, x))
-        d, slack, flag, lo, hi, quiet = _classify(f0, fs, hs)
-        lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, stacked)
-        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet)):
+            fs.append(probe.f_at(leaf.eq.id, x))
+        d, slack, flag, lo, hi, quiet, lost = _classify(probe.f0, fs, hs)
+        lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, probe.stacked)
+        for row, v in zip(rows, (d, slack, flag, lo, hi, quiet, lost)):
             row.append(np.broadcast_to(v, oshape).reshape(-1))
-    cols, slack, flags, los, his, quiet = (np.array(r).reshape(len(picks), -1) for r in rows)
-    _tally_columns(tally, name, eq, g, jac, cot, picks, cols, flags.astype(bool), los, his,
-                   labeller, oshape, slack=slack, quiet=quiet.astype(bool))
-
-
+    cols, slack, flags, los, his, quiet, lost = (np.array(r).reshape(len(picks), -1)
+                                                 for r in rows)
+    return Partials(leaf, cols, flags.astype(bool), los, his, slack=slack,
+                    quiet=quiet.astype(bool), picks=picks, unverifiable=lost.astype(bool),
+                    reason=LOST)

@@ -1,0 +1,34 @@
+"""The cross-checks of autograd's grads and Jacobian: `run(kind, context)` is the one entry.
+
+Two methods feed one verdict (verdict.py): symbolic (symbolic.py, mixed.py, evaluator.py:
+sympy differentiates the op table's forward forms, independent of the VJP rules) and
+numeric (numeric.py: central finite differences); kinks.py names the points where the
+function is not differentiable, from the op entries' `kinks`. The caller builds the
+`Context` (context.py). A check reports {"passed", "max_abs_error", "max_rel_error", ...} as
+plain JSON-safe data and never raises for a disagreement (exit status 1 is the caller's
+decision); at nondifferentiable points PyTorch's value is excused only when it lies between
+the one-sided values, or a method's value is undefined there; where a method's own
+reference cannot be trusted (float64 overflow in sympy's formula, a finite difference lost at
+the float range's edge) a differing value is listed as "unverifiable", not as a
+disagreement. Nothing here imports sympy until a symbolic check runs.
+"""
+from __future__ import annotations
+
+from . import numeric, symbolic
+from .context import Context
+
+__all__ = ["Context", "run"]
+
+
+def run(kind: str, context: Context) -> dict:
+    """The report of check `kind` ("symbolic" or "numeric") on the calculation `context`."""
+    if kind == "numeric":
+        try:
+            return numeric.check(context)
+        except MemoryError:
+            return {"passed": None, "skipped": "the numeric check ran out of memory"}
+        except Exception as exc:    # a check that cannot run must not cost the user the grads
+            return {"passed": None, "skipped": f"the numeric check failed "
+                                               f"({type(exc).__name__}: {str(exc)[:200]}); "
+                                               "please report it"}
+    return symbolic.check(context)

@@ -1,0 +1,135 @@
+"""What a cross-check needs of one calculation, as one record built by the caller (`Context`),
+and the facts about the program that both methods derive from it (the nodes the output
+depends on, whether they are all pointwise, every value in float64, one leaf's inputs).
+
+It reads the calculation and never changes it; it decides nothing about correctness and
+never imports sympy.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .. import engine
+from ..compile import Graph
+from ..errors import Limits
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One leaf the grads are taken by: its equation, and autograd's grad and Jacobian
+    columns for it (float64; a zero grad where no path reaches it)."""
+
+    name: str
+    eq: Any
+    grad: np.ndarray
+    jac: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a check reads of a calculation. `grads` maps each leaf name of `wrt` to
+    autograd's grad from ONE backward (None: no path), `jacobian` each to its Jacobian or is
+    None when it was not computed; `rtol`/`atol` are the user's (None: the method's
+    default); `dtype` is "float64" or "float32"."""
+
+    graph: Graph
+    values: Any                   # node values, indexed by node id
+    output_id: int
+    cotangent: np.ndarray
+    wrt: tuple
+    grads: dict
+    jacobian: dict | None
+    dtype: str
+    rtol: float | None = None
+    atol: float | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    def tolerances(self, kind):
+        """(rtol, atol): the user's, else symbolic 1e-7/1e-10 (float64), numeric 1e-5/1e-7
+        (its own truncation and rounding are added per entry as slack). In float32 both
+        expectations are still computed in float64 (at the float32 inputs), so what remains
+        is autograd's float32 rounding: 1e-4/1e-6 for both."""
+        if self.dtype != "float64":
+            r, a = 1e-4, 1e-6
+        elif kind == "numeric":
+            r, a = 1e-5, 1e-7
+        else:
+            r, a = 1e-7, 1e-10
+        return (r if self.rtol is None else self.rtol), (a if self.atol is None else self.atol)
+
+    @cached_property
+    def ids(self):
+        """Ids of the nodes the output depends on, in graph order."""
+        return ancestors(self.graph, self.output_id)
+
+    @cached_property
+    def elementwise(self):
+        """True when every op the output depends on is pointwise (broadcasting allowed): each
+        output element then depends on one element of each leaf."""
+        nodes = self.graph.nodes
+        return all(nodes[i].kind != "op" or nodes[i].op.pointwise for i in self.ids)
+
+    @cached_property
+    def out_shape(self):
+        return tuple(self.graph.nodes[self.output_id].shape)
+
+    @cached_property
+    def vals(self):
+        """Every node's value in float64 (finite differences and the symbolic evaluation in
+        float32 would be noise)."""
+        graph = self.graph
+        if graph.dtype == np.float64:
+            return self.values
+        wide = copy.copy(graph)       # a fresh shallow copy: never a cached, collected graph
+        wide.dtype = np.dtype(np.float64)
+        lifted = {eq.id: np.asarray(eq.value, dtype=np.float64) for eq in graph.nodes
+                  if eq.kind != "op"}
+        return engine.forward(wide, lifted, upto=self.output_id)
+
+    @cached_property
+    def not_finite(self):
+        """Output elements whose value is not finite (log of a negative, an overflow), or
+        None: there a derivative means nothing, whatever a method's formula gives."""
+        v = np.broadcast_to(np.asarray(self.vals[self.output_id], dtype=np.float64),
+                            self.out_shape)
+        bad = ~np.isfinite(v)
+        return bad if bad.any() else None
+
+    @cached_property
+    def leaves_total(self):
+        """Elements of every leaf the grads are taken by."""
+        return sum(self.graph.nodes[self.graph.leaves[n]].size for n in self.wrt)
+
+    def leaf(self, name) -> Leaf:
+        eq = self.graph.nodes[self.graph.leaves[name]]
+        g = self.grads.get(name)
+        g = np.zeros(eq.shape) if g is None else np.asarray(g, dtype=np.float64)
+        jac = None if self.jacobian is None else np.asarray(self.jacobian[name], np.float64)
+        return Leaf(name, eq, g, jac)
+
+
+def ancestors(graph, out):
+    """Ids of the nodes `out` depends on, in graph order."""
+    need = {out}
+    for eq in reversed(graph.nodes[: out + 1]):
+        if eq.id in need and eq.kind == "op":
+            need.update(eq.inputs)
+    return [i for i in range(out + 1) if i in need]
+
+
+def src_index(shape, out_shape):
+    """For each output element, the flat index of the element of an operand of `shape`
+    broadcast to `out_shape` that it reads."""
+    n = math.prod(shape)
+    return np.broadcast_to(np.arange(n).reshape(shape), out_shape)
+
+
+def sum_to(v, shape):
+    """`v` summed down to `shape`, as the engine reduces a broadcast operand's gradient."""
+    return np.asarray(engine.sum_to(v, 0, (), tuple(shape)))

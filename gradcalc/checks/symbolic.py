@@ -1,0 +1,377 @@
+"""Symbolic cross-check: sympy differentiates the program's forward formulas and the
+derivatives, evaluated at the inputs, are compared with autograd's grads and Jacobian.
+
+It owns the translation of a graph into sympy (from the op table's `sympy` forward forms,
+never from its VJP rules), the elementwise path (one scalar symbol per leaf, one derivative
+per leaf, evaluated over every element at once by evaluator.py) and the time budget;
+programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user text
+is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
+names only appear in the printed formulas, as Symbols built from validated identifiers.
+sympy is imported here, in the worker thread, only when a symbolic check runs.
+
+The budget (`limits.symbolic_timeout`, default 10 s) counts the check's own CPU time: the
+worker thread's `time.thread_time()`, started once sympy is imported, so neither the import
+nor the load on the machine changes the verdict. The check is cooperative: every long loop
+calls `Session.tick()`, and only a tick ends it; nothing is ever thrown into the thread.
+Before a tree is handed to one of sympy's own walks (diff, free_symbols), `Session.afford`
+ticks with that walk's least cost counted ahead (its tree size, shared subtrees counted each
+time, at SYMPY_SECONDS_PER_NODE), so a derivation that cannot fit ends at that tick. Should
+one sympy call still run on past the budget and a grace period without reaching a tick, the
+caller stops waiting and reports the check skipped; the thread ends at its next tick.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import mixed
+from .context import Context
+from .evaluator import MAX_REFINE, OVERFLOW, Evaluator, Unsupported, formula, refine
+from .verdict import Partials, Verdict
+
+DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
+GRACE = 0.5                     # seconds of CPU past the budget before the caller stops
+                                # waiting for a tick (plus a tenth of the budget)
+POLL = 0.05                     # seconds between the caller's looks at the worker's clock
+# sympy's walks (free_symbols, diff) visit the tree, not the shared graph: measured at 0.4 us
+# (free_symbols) and 5-800 us (diff) per tree node on the 2-core machine; 1 us is a lower
+# bound for a diff, so a tree this costly is known not to fit before sympy starts on it
+SYMPY_SECONDS_PER_NODE = 1e-6
+
+
+class OutOfTime(BaseException):
+    """Raised by a tick once the budget is spent (BaseException: sympy's own `except
+    Exception` blocks must not swallow it); caught where the check began."""
+
+
+class Budget:
+    """The check's own time: the worker thread's CPU time since sympy was ready. The worker
+    reads it at each tick (`time.thread_time()`); the caller reads the same thread's CPU
+    clock from outside to notice a worker stuck in one sympy call."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.start = None            # thread_time() when sympy was ready
+        self.clock = None            # the worker's CPU clock, as the caller reads it
+        self.clock_start = None
+        self.stopped = False         # the caller stopped waiting
+
+    def begin(self):
+        """Start counting, in the worker thread, once sympy is imported."""
+        if hasattr(time, "pthread_getcpuclockid"):
+            self.clock = time.pthread_getcpuclockid(threading.get_ident())
+            self.clock_start = time.clock_gettime(self.clock)
+        else:                        # no per-thread clock readable from outside: wall time
+            self.clock_start = time.monotonic()
+        self.start = time.thread_time()
+
+    def tick(self, ahead=0.0):
+        """End the check (OutOfTime) if the budget is spent, or would be after `ahead`
+        more seconds, or the caller stopped waiting."""
+        if self.stopped or time.thread_time() - self.start + ahead > self.seconds:
+            raise OutOfTime()
+
+    def overrun(self):
+        """True, for the caller, once the worker has spent the budget and a grace period
+        without reaching a tick."""
+        if self.start is None:       # still importing sympy: not counted
+            return False
+        try:
+            now = time.monotonic() if self.clock is None else time.clock_gettime(self.clock)
+        except OSError:              # the thread just ended: join() will see it
+            return False
+        return now - self.clock_start > self.seconds * 1.1 + GRACE
+
+
+class Session:
+    """What the check's code is handed: sympy (`sp`), sympy with unevaluated Max/Min for
+    the per-element path (`fast`), and `tick()`, the budget's checkpoint."""
+
+    def __init__(self, sp, budget):
+        self.sp, self.budget = sp, budget
+        self.fast = _Unevaluated(sp)
+        self.sizes: dict = {}        # tree sizes of the expressions seen, shared subtrees once
+
+    def tick(self):
+        self.budget.tick()
+
+    def afford(self, expr):
+        """A tick before sympy walks `expr`, counting that walk's least cost ahead."""
+        self.budget.tick(tree_size(expr, self.sizes) * SYMPY_SECONDS_PER_NODE)
+
+
+def tree_size(expr, sizes):
+    """Nodes of `expr`'s tree with shared subtrees counted each time they occur (what a
+    sympy walk visits), in time linear in the shared graph; `sizes` memoises subtrees."""
+    stack = [expr]
+    while stack:
+        e = stack[-1]
+        if e in sizes:
+            stack.pop()
+            continue
+        pending = [a for a in e.args if a not in sizes]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        sizes[e] = 1 + sum(sizes[a] for a in e.args)
+    return sizes[expr]
+
+
+def check(context: Context):
+    """The symbolic check's report (SPEC section 4), or {"passed": None, "skipped": why} when
+    it cannot finish within its budget. The sympy work runs in a worker thread, so that the
+    caller can stop waiting for a worker stuck in one sympy call (see the module's notes)."""
+    seconds = getattr(context.limits, "symbolic_timeout", None)
+    budget = Budget(DEFAULT_TIMEOUT if seconds is None else float(seconds))
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.setdefault("report", run_here(context, budget)),
+                              name="gradcalc-symbolic", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(POLL)
+        if worker.is_alive() and budget.overrun():
+            budget.stopped = True               # it ends at its next tick
+            break
+    return box.get("report") or _out_of_time(budget)
+
+
+def run_here(context: Context, budget: Budget):
+    """The check in this thread: sympy imported, the clock started, the report (or why it
+    was skipped) returned; never raises."""
+    try:
+        import sympy as sp
+        budget.begin()
+        return _check(Session(sp, budget), context)
+    except OutOfTime:
+        return _out_of_time(budget)
+    except Unsupported as exc:
+        return _skipped(str(exc))
+    except RecursionError:
+        return _skipped("the expression is nested too deeply for sympy")
+    except MemoryError:
+        return _skipped("the symbolic check ran out of memory")
+    except Exception as exc:    # a check that cannot run must not cost the user the grads
+        return _skipped(f"the symbolic check failed ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}); please report it")
+
+
+def _skipped(reason):
+    return {"passed": None, "skipped": reason}
+
+
+def _out_of_time(budget):
+    return _skipped(f"the symbolic check ran out of its time budget of {budget.seconds:g} s "
+                    "(--symbolic-timeout)")
+
+
+class _Unevaluated:
+    """The sympy module as the per-element path hands it to the op forms: Max and Min are
+    built unevaluated, since their constructor compares every pair of arguments through the
+    assumptions system (milliseconds each, for thousands of entries). Their derivatives
+    (Heaviside of the differences) and values are the same."""
+
+    def __init__(self, sp):
+        self._sp = sp
+        self.Max = functools.partial(_unevaluated, sp.Max)
+        self.Min = functools.partial(_unevaluated, sp.Min)
+
+    def __getattr__(self, name):
+        return getattr(self._sp, name)
+
+
+def _unevaluated(cls, *args):
+    """Max/Min without the pairwise comparisons, but with repeated arguments dropped: the
+    derivative of an unevaluated Max(e, e, e) would be 3 * Heaviside(0) = 3/2 times e'."""
+    args = list(dict.fromkeys(args))
+    return args[0] if len(args) == 1 else cls(*args, evaluate=False)
+
+
+# ------------------------------------------------------------------ the check
+def _check(session, context):
+    verdict = Verdict("symbolic", context, "sympy's derivative is undefined or one-sided here")
+    if context.elementwise:
+        extra = _elementwise(session, context, verdict)
+    else:
+        extra = mixed.per_element(session, context, verdict)
+    return verdict.report(**extra)
+
+
+def _number(sp, v):
+    v = float(v)
+    if math.isnan(v):
+        return sp.nan
+    if math.isinf(v):
+        return sp.oo if v > 0 else -sp.oo
+    if v.is_integer() and abs(v) < 2**53:
+        return sp.Integer(int(v))
+    return sp.Float(v)            # the exact double; printed short (full_prec=False)
+
+
+# ------------------------------------------------------------------ elementwise path
+def _elementwise(session, context, verdict):
+    """One scalar symbol per leaf: one derivative per leaf, evaluated over all elements."""
+    sp, graph, vals = session.sp, context.graph, context.vals
+    oshape = context.out_shape
+    names = {i: n for n, i in graph.leaves.items()}
+    # the derivation depends on the program alone when every constant in it is one of the
+    # program's own (not a value computed from the leaves, as detach(x) is): then it is
+    # kept in the compiled program's memo, which JSON Lines shares between the requests of
+    # one program, and only the leaves' values are new
+    key = ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
+    derived = graph.memo.get(key)
+    if derived is None:
+        derived = derive_elementwise(session, context)
+        if derived.alone:
+            graph.memo[key] = derived
+    env = dict(derived.const_env)
+    for i, s in derived.leaf_sym.items():
+        env[s] = np.asarray(vals[i], dtype=np.float64)
+
+    not_finite = context.not_finite
+    at_site = None
+    for _, m, _, _ in verdict.sites:            # elementwise: each site's mask is per element
+        m = np.broadcast_to(m, oshape)
+        at_site = m if at_site is None else (at_site | m)
+    ev = Evaluator(session, env)
+    derivatives = {}
+    for name in context.wrt:
+        leaf = context.leaf(name)
+        sym = derived.leaf_sym.get(leaf.eq.id)
+        if sym is None:
+            derivatives[name] = "0"
+            verdict.no_path(leaf)
+            continue
+        hit = derived.diffs.get(leaf.eq.id)
+        if hit is None:
+            session.afford(derived.exprs[context.output_id])
+            d = sp.diff(derived.exprs[context.output_id], sym)
+            session.tick()
+            display = {s: sp.Symbol(names[i], real=True) for i, s in derived.leaf_sym.items()}
+            hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
+        d, derivatives[name] = hit
+        D, flag, lo, hi, unverifiable = _evaluate_array(session, ev, d, env, oshape,
+                                                        not_finite)
+        if at_site is not None and (at_site & ~flag).any():
+            # an op sits at a kink there, but sympy simplified it away (minimum(x,
+            # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
+            new = at_site & ~flag
+            flag = flag | new
+            lo, hi = np.where(new, np.nan, lo), np.where(new, np.nan, hi)
+        if not_finite is not None:       # the function itself is not finite there
+            flag = flag | not_finite
+            lo, hi = np.where(not_finite, np.nan, lo), np.where(not_finite, np.nan, hi)
+        verdict.feed(Partials(leaf, D, flag, lo, hi, quiet=not_finite,
+                              unverifiable=unverifiable, reason=OVERFLOW))
+        session.tick()
+    n = context.leaves_total
+    N = math.prod(oshape)
+    has_jac = context.jacobian is not None
+    return {"derivatives": derivatives, "method": "elementwise",
+            "elements_checked": n, "elements_total": n,
+            "jacobian_entries_checked": N * n if has_jac else None,
+            "jacobian_entries_total": N * n if has_jac else None}
+
+
+@dataclass
+class Derivation:
+    """An elementwise program in sympy: the leaves' symbols, every node's form, the values
+    of the array constants' symbols, the derivatives taken so far (with their printing),
+    and whether it all depends on the program alone (then the program's memo keeps it)."""
+
+    leaf_sym: dict
+    exprs: dict
+    const_env: dict
+    diffs: dict
+    alone: bool
+
+
+def derive_elementwise(session, context) -> Derivation:
+    """The program's nodes as sympy forms over one symbol per leaf (ticking per node)."""
+    sp, graph, vals = session.sp, context.graph, context.vals
+    names = {i: n for n, i in graph.leaves.items()}
+    env, exprs, leaf_sym = {}, {}, {}
+    alone = True
+
+    def constant(i):
+        nonlocal alone
+        if graph.nodes[i].kind != "const":
+            alone = False                       # a value of this request (detach(x))
+        v = np.asarray(vals[i], dtype=np.float64)
+        if v.size and (v.size == 1 or np.all(v == v.flat[0])):
+            return _number(sp, v.flat[0])
+        d = sp.Dummy(f"c{i}", real=True)          # an array constant: a symbol with its value
+        env[d] = v
+        return d
+
+    for i in context.ids:
+        eq = graph.nodes[i]
+        if eq.kind == "leaf" and i in names:
+            s = sp.Dummy(f"x{i}", real=True)
+            exprs[i] = leaf_sym[i] = s
+        elif eq.kind != "op":
+            exprs[i] = constant(i)
+        else:
+            args = [exprs[j] if eq.op.vjp(k) is not None else constant(j)
+                    for k, j in enumerate(eq.inputs)]
+            params = {k: _number(sp, v) if isinstance(v, float) else v
+                      for k, v in eq.params.items()}       # softplus(beta=1): x, not 1.0*x
+            exprs[i] = eq.op.sympy(sp, *args, **params)
+        session.tick()
+    return Derivation(leaf_sym, exprs, env, {}, alone)
+
+
+def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
+    """The derivative over every output element, with the flags of the check: kinks (a tie
+    choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
+    points (non-finite although the inputs are finite, even in mpmath's arithmetic); and
+    the points where float64 overflowed on the way: refined in mpmath up to MAX_REFINE, and
+    unverifiable (see evaluator.OVERFLOW)."""
+    val, cand = ev.evaluate(d)
+    D = np.asarray(val, dtype=np.float64)
+    D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
+    lo = hi = D
+    flag = np.zeros(oshape, bool)
+    if cand is not None and np.any(cand):
+        cand = np.broadcast_to(cand, oshape)
+        d0 = np.broadcast_to(Evaluator(session, env, ties=0).evaluate(d)[0], oshape)
+        d1 = np.broadcast_to(Evaluator(session, env, ties=1).evaluate(d)[0], oshape)
+        kink = cand & ~((d0 == D) & (d1 == D))
+        with np.errstate(invalid="ignore"):
+            lo = np.where(kink, np.minimum(np.minimum(d0, d1), D), lo)
+            hi = np.where(kink, np.maximum(np.maximum(d0, d1), D), hi)
+        flag |= kink
+    bad = np.array(~np.isfinite(D), dtype=bool)   # an array even when 0-d: written below
+    over = ev.overflowed(d)
+    lost = unverifiable = None
+    if over is not None:                  # through an overflow: refined, and unverifiable
+        unverifiable = np.array(np.broadcast_to(over, oshape), dtype=bool)
+        lost = unverifiable & ~bad        # finite, but perhaps wrong (1e300/sqrt(inf) = 0)
+        bad |= lost
+    if bad.any():
+        syms = [s for s in d.free_symbols if s in env]
+        for s in syms:
+            bad &= np.broadcast_to(np.isfinite(env[s]), oshape)
+        if not_finite is not None:            # no derivative to refine where f is not finite
+            bad &= ~not_finite
+        for k in np.flatnonzero(bad)[:MAX_REFINE]:
+            point = {s: float(np.broadcast_to(env[s], oshape).flat[k]) for s in syms}
+            v = refine(session, d, point)
+            if math.isfinite(v):
+                if not D.flags.writeable:
+                    D, lo, hi = np.array(D), np.array(lo), np.array(hi)
+                D.flat[k] = lo.flat[k] = hi.flat[k] = v
+                bad.flat[k] = False
+        if lost is not None:                  # finite past the refinement cap: unverifiable
+            bad &= ~lost
+        lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention
+        hi = np.where(bad, np.nan, hi)
+        flag |= bad
+    return D, flag, lo, hi, unverifiable
+
+

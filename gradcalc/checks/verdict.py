@@ -1,0 +1,415 @@
+"""The verdict of one check: what each method found (`Partials`, one record per leaf) is
+compared with autograd's grads and Jacobian and collected into the report of SPEC section 4.
+
+Both methods feed the same `Verdict`, so they agree on tolerances, on what is excused at a
+nondifferentiable point (PyTorch's value between the one-sided values, or a value that is
+undefined there) and on how a report reads. A disagreement is data, never an exception;
+nothing here imports sympy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .context import Leaf, src_index, sum_to
+from .kinks import Labeller, kink_sites, nan_may_arise
+
+MAX_LISTED = 20                     # nondifferentiable points listed in a report
+MAX_DISAGREEMENTS = 5               # disagreeing entries listed in a report
+MAX_UNVERIFIABLE = 20               # unverifiable entries listed in a report
+
+
+def jnum(v):
+    """A float for JSON: non-finite numbers as the strings of SPEC section 8."""
+    if v is None:
+        return None
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+@dataclass
+class Partials:
+    """What a method found for one leaf. Elementwise programs (`picks` None): `d` has the
+    output's shape, each element the partial derivative by the one leaf element it reads.
+    Otherwise row r of `d` is the Jacobian column of leaf element picks[r] (over the flat
+    output). `flag` marks entries at a nondifferentiable point, with the range [lo, hi] of
+    the one-sided values there (NaN: undefined); `slack` is an absolute error bound of `d`
+    (finite differences); `quiet` marks flagged entries where the function itself is not
+    finite (listed only if the values differ). `unverifiable` marks entries where the method's
+own reference cannot be trusted (a float64 overflow in sympy's formula beyond what mpmath
+refined, a finite difference lost below the spacing of the floats), for `reason`: there a
+difference is reported as unverifiable, not as a disagreement."""
+
+    leaf: Leaf
+    d: np.ndarray
+    flag: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    slack: np.ndarray | None = None
+    quiet: np.ndarray | None = None
+    picks: np.ndarray | None = None
+    unverifiable: np.ndarray | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Entries:
+    """One comparison: `expected` against autograd's `actual` (flattened alike); `what` is
+    "grad" or "jacobian"; `index(k)` gives the JSON index of flat entry k and `label(k)` the
+    op and convention behind it. `scale` (an array, or a function giving it, computed only if
+    needed: the sum of |terms| behind a vᵀJ entry) widens the relative tolerance where a sum
+    cancels. For a Jacobian, `column` gives each entry's leaf element: autograd builds rows
+    as VJPs with basis vectors, so in a column holding an infinite partial (or a flagged
+    entry, where PyTorch's convention may be NaN) other entries legitimately come out NaN
+    through a 0 * inf in some rule (as in torch.autograd.functional.jacobian)."""
+
+    leaf: str
+    what: str
+    expected: Any
+    actual: Any
+    index: Callable
+    flagged: Any = None
+    lo: Any = None
+    hi: Any = None
+    scale: Any = None
+    slack: Any = None
+    column: Any = None
+    label: Callable | None = None
+    quiet: Any = None
+    unverifiable: Any = None
+    reason: str | None = None
+
+
+def agree(expected, actual, rtol, atol, scale=None, slack=None):
+    """Entrywise (ok, abs_error, rel_error), the relative error taken against the larger of
+    the two magnitudes. Two non-finite values of the same kind (both NaN, or infinities of
+    one sign) agree. `scale` widens the relative tolerance where a sum cancels; `slack` is
+    an absolute error bound of the expectation."""
+    e = np.atleast_1d(np.asarray(expected, dtype=np.float64))
+    a = np.atleast_1d(np.asarray(actual, dtype=np.float64))
+    with np.errstate(all="ignore"):
+        diff = np.subtract(e, a)
+        np.abs(diff, out=diff)
+        mag = np.abs(e)
+        tol = mag * rtol
+        tol += atol
+        if slack is not None:
+            tol += slack
+        ok = diff <= tol                   # NaN and inf differences fail here: see below
+        if ok.all():                       # the usual case: everything finite and close
+            np.maximum(mag, np.abs(a), out=mag)
+            np.maximum(mag, 1e-300, out=mag)
+            return ok, diff, np.divide(diff, mag, out=mag)
+        same = (np.isnan(e) & np.isnan(a)) | (np.isinf(e) & (e == a))
+        diff = np.where(same, 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        mag = np.where(np.isfinite(e), np.abs(e), 0.0)
+        if scale is not None:
+            sc = np.asarray(scale() if callable(scale) else scale, dtype=np.float64)
+            mag = np.maximum(mag, np.where(np.isfinite(sc), sc, 0.0))
+        tol = atol + rtol * mag
+        if slack is not None:
+            tol = tol + slack
+        ok = diff <= tol
+        rel = diff / np.maximum(np.maximum(np.abs(e), np.abs(a)), 1e-300)
+        rel[diff == 0] = 0.0
+        rel[np.isnan(rel)] = np.inf
+    return ok, diff, rel
+
+
+def _all_close(e, a, rtol, atol, slack, block=1 << 16):
+    """(max_abs_error, max_rel_error) if every entry agrees, else None; in cache-sized
+    blocks, so that a million-entry comparison allocates nothing large."""
+    max_abs = max_rel = 0.0
+    for i in range(0, e.size, block):
+        j = i + block
+        ok, diff, rel = agree(e[i:j], a[i:j], rtol, atol, None,
+                              None if slack is None else slack[i:j])
+        if not ok.all():
+            return None
+        if diff.size:
+            max_abs = max(max_abs, float(diff.max()))
+            max_rel = max(max_rel, float(rel.max()))
+    return max_abs, max_rel
+
+
+def _index(shape, k):
+    return [int(i) for i in np.unravel_index(int(k), shape)] if shape else []
+
+
+def flat_index(shape):
+    """index(k) of the entries of an array of `shape`."""
+    return lambda k: _index(shape, k)
+
+
+def _flat(v, shape=None):
+    return None if v is None else np.asarray(v, dtype=np.float64).reshape(-1) \
+        if shape is None else np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), shape)
+
+
+class Verdict:
+    """Collects the comparisons of one check (`kind` "symbolic" or "numeric") into its report.
+    It finds the kink sites on the path itself, so both methods name them alike."""
+
+    def __init__(self, kind, context, fallback):
+        """`fallback` is the convention's words where no op on the path names a flagged
+        point (the method's own reason, e.g. "the one-sided differences disagree")."""
+        self.kind, self.context = kind, context
+        self.rtol, self.atol = context.tolerances(kind)
+        self.sites = kink_sites(context)
+        self.labeller = Labeller(context, self.sites, fallback)
+        # an autograd NaN may be IEEE's 0 * inf or inf - inf through a kink site or a
+        # non-finite intermediate (sqrt(z) * 0 at z = 0): then it is excused, and listed
+        self.nan_ok = nan_may_arise(context, self.sites)
+        self.f32 = context.dtype == "float32"
+        self.cot = np.asarray(context.cotangent, dtype=np.float64)
+        self.passed = True
+        self.max_abs = 0.0
+        self.max_rel = 0.0
+        self.disagreements, self.n_disagree = [], 0
+        self.nondiff, self.n_nondiff = [], 0
+        self.unverifiable, self.n_unverifiable = [], 0
+
+    # ---------------------------------------------------------------- what the methods feed
+    def no_path(self, leaf: Leaf):
+        """A leaf the output does not depend on: every derivative is exactly 0."""
+        shape = leaf.eq.shape
+        self.compare(Entries(leaf.name, "grad", np.zeros(shape), leaf.grad, flat_index(shape)))
+        if leaf.jac is not None:
+            self.compare(Entries(leaf.name, "jacobian", np.zeros(leaf.jac.shape), leaf.jac,
+                                 flat_index(leaf.jac.shape)))
+
+    def feed(self, p: Partials):
+        if p.picks is None:
+            self._feed_elementwise(p)
+        else:
+            self._feed_columns(p)
+
+    def _whole(self, p: Partials):
+        """Where the op's convention defines every derivative through it (Kink.whole), every
+        entry is convention: flagged, its range undefined."""
+        if p.leaf.eq.id in self.labeller.whole:
+            p.flag = np.ones(np.shape(p.d), bool)
+            p.lo, p.hi = np.full(np.shape(p.d), np.nan), np.full(np.shape(p.d), np.nan)
+
+    def _feed_elementwise(self, p: Partials):
+        """The grad as vᵀ times the partials summed to the leaf's shape; the Jacobian is
+        diagonal-like: output element o has one nonzero entry, in the column it reads."""
+        self._whole(p)
+        leaf, eq, cot = p.leaf, p.leaf.eq, self.cot
+        shape, oshape = eq.shape, np.shape(p.d)
+        flag, lo, hi, slack, quiet = p.flag, p.lo, p.hi, p.slack, p.quiet
+        g_flag = g_lo = g_hi = g_quiet = g_unv = None
+        if p.unverifiable is not None and p.unverifiable.any():
+            g_unv = sum_to(p.unverifiable.astype(np.int64), shape) > 0
+        with np.errstate(all="ignore"):
+            g_slack = None if slack is None else sum_to(np.abs(cot) * slack, shape)
+            terms = cot * p.d
+            exp_g = sum_to(terms, shape)
+            if flag.any():
+                lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
+                hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
+                g_flag = sum_to(flag.astype(np.int64), shape) > 0
+                g_lo, g_hi = sum_to(lo_t, shape), sum_to(hi_t, shape)
+                if quiet is not None:            # quiet only if every flag behind it is quiet
+                    g_quiet = sum_to((flag & ~np.asarray(quiet)).astype(np.int64), shape) == 0
+
+        def scale():
+            with np.errstate(all="ignore"):
+                return sum_to(np.abs(terms), shape)
+        self.compare(Entries(leaf.name, "grad", exp_g, leaf.grad, flat_index(shape),
+                             flagged=g_flag, lo=g_lo, hi=g_hi, scale=scale, slack=g_slack,
+                             label=lambda k: self.labeller.label(eq, k), quiet=g_quiet,
+                             unverifiable=g_unv, reason=p.reason))
+        if leaf.jac is None:
+            return
+        n, N = math.prod(shape), math.prod(oshape)
+        rows, cols = np.arange(N), np.asarray(src_index(shape, oshape)).reshape(-1)
+
+        def dense(v, fill=0.0):
+            out = np.full((N, n), fill)
+            out[rows, cols] = np.asarray(v).reshape(-1)
+            return out
+
+        def index(k):
+            o, col = divmod(int(k), max(n, 1))
+            return _index(oshape, o) + _index(shape, col)
+        self.compare(Entries(leaf.name, "jacobian", dense(p.d), leaf.jac.reshape(N, n), index,
+                             flagged=dense(flag, False).astype(bool), lo=dense(lo),
+                             hi=dense(hi), slack=None if slack is None else dense(slack),
+                             column=np.broadcast_to(np.arange(n), (N, n)),
+                             unverifiable=None if g_unv is None else
+                             dense(p.unverifiable, False).astype(bool), reason=p.reason))
+
+    def _feed_columns(self, p: Partials):
+        """Row r of `p.d` is the column of the Jacobian for leaf element picks[r] (over every
+        output element): the grad of that element is vᵀ times it."""
+        self._whole(p)
+        leaf, eq = p.leaf, p.leaf.eq
+        cols, flags, los, his, slack, quiet = p.d, p.flag, p.lo, p.hi, p.slack, p.quiet
+        picks = np.asarray(p.picks, dtype=np.int64)
+        c = self.cot.reshape(1, -1)
+        with np.errstate(all="ignore"):
+            g_slack = None if slack is None else (np.abs(c) * slack).sum(axis=1)
+            terms = c * cols if cols.size else np.zeros((len(picks), c.size))
+            lo_t = np.where(flags, np.minimum(c * los, c * his), terms)
+            hi_t = np.where(flags, np.maximum(c * los, c * his), terms)
+            exp_g = terms.sum(axis=1)
+            scale = np.abs(terms).sum(axis=1)
+            g_flag = flags.any(axis=1) if flags.size else np.zeros(len(picks), bool)
+            g_lo, g_hi = lo_t.sum(axis=1), hi_t.sum(axis=1)
+            g_quiet = None if quiet is None else ~(flags & ~quiet).any(axis=1)
+        unv = p.unverifiable
+        g_unv = None if unv is None or not unv.any() else unv.any(axis=1)
+        got = leaf.grad.reshape(-1)[picks]
+        self.compare(Entries(leaf.name, "grad", exp_g, got,
+                             lambda r: _index(eq.shape, picks[int(r)]),
+                             flagged=g_flag, lo=g_lo, hi=g_hi, scale=scale, slack=g_slack,
+                             label=lambda r: self.labeller.label(eq, int(picks[int(r)])),
+                             quiet=g_quiet, unverifiable=g_unv, reason=p.reason))
+        if leaf.jac is None:
+            return
+        oshape = self.context.out_shape
+        N = math.prod(oshape)
+        J = leaf.jac.reshape(N, eq.size)[:, picks].T            # (picks, N) like cols
+
+        def index(k):
+            r, o = divmod(int(k), max(N, 1))
+            return _index(oshape, o) + _index(eq.shape, picks[r])
+        self.compare(Entries(leaf.name, "jacobian", cols, J, index, flagged=flags, lo=los,
+                             hi=his, slack=slack,
+                             column=np.broadcast_to(np.arange(len(picks))[:, None], cols.shape),
+                             unverifiable=None if g_unv is None else unv, reason=p.reason))
+
+    # ---------------------------------------------------------------- the comparison
+    def _round(self, e):
+        if not self.f32:
+            return e
+        with np.errstate(all="ignore"):    # autograd rounds to float32: so does the expectation
+            return e.astype(np.float32).astype(np.float64)
+
+    def compare(self, en: Entries):
+        """Compare one set of entries, listing the nondifferentiable points and the
+        disagreements, and keeping the largest errors."""
+        e = self._round(_flat(en.expected))
+        a = _flat(en.actual)
+        scale = en.scale
+        s = (lambda: _flat(scale())) if callable(scale) else _flat(scale)
+        sl = _flat(en.slack)
+        flagged, lo, hi = en.flagged, en.lo, en.hi
+        if (flagged is None or not np.any(flagged)) and en.unverifiable is None:
+            quick = _all_close(e, a, self.rtol, self.atol, sl)
+            if quick is not None:                 # everything agrees: only the maxima matter
+                self.max_abs = max(self.max_abs, quick[0])
+                self.max_rel = max(self.max_rel, quick[1])
+                return
+        ok, diff, rel = agree(e, a, self.rtol, self.atol, s, sl)
+        if en.column is not None and not ok.all():
+            ok, diff, rel = self._zero_times_inf(en, e, a, ok, diff, rel)
+        ieee_only = None
+        if self.nan_ok and not ok.all():
+            ieee = np.isnan(a) & ~ok
+            if ieee.any():          # (after the column rule, which names no point)
+                f = None if flagged is None else np.asarray(flagged).reshape(-1)
+                ieee_only = ieee if f is None else ieee & ~f
+                flagged = ieee_only if f is None else f | ieee_only
+                lo = np.where(ieee_only, np.nan, np.nan if lo is None else _flat(lo, e.shape))
+                hi = np.where(ieee_only, np.nan, np.nan if hi is None else _flat(hi, e.shape))
+        f = None if flagged is None else np.asarray(flagged).reshape(-1)
+        if f is not None and f.any():
+            lo, hi = self._round(_flat(lo)), self._round(_flat(hi))
+            with np.errstate(all="ignore"):
+                tol = self.atol + self.rtol * np.maximum(np.abs(lo), np.abs(hi))
+                inside = (a >= lo - tol) & (a <= hi + tol)
+            # undefined: this method has no value there, or PyTorch's convention is NaN
+            undefined = np.isnan(e) | np.isnan(lo) | np.isnan(hi) | np.isnan(a)
+            excused = f & (ok | inside | undefined)
+            q = None if en.quiet is None else np.asarray(en.quiet, dtype=bool).reshape(-1)
+            listed = f if q is None else f & ~(q & ok)
+            if en.what == "grad":
+                self._list_nondiff(en, np.flatnonzero(listed), e, a, lo, hi, q, ieee_only)
+            ok = ok | excused
+            counted = ~f | ~ok
+        else:
+            counted = np.ones(ok.shape, bool)
+        if en.unverifiable is not None and not ok.all():
+            unv = np.asarray(en.unverifiable, dtype=bool).reshape(-1) & ~ok
+            if en.what == "grad":
+                self._list_unverifiable(en, np.flatnonzero(unv), e, a)
+            ok = ok | unv
+            counted &= ~unv
+        diff, rel = diff[counted], rel[counted]
+        if not ok.all():
+            self.passed = False
+            bad = np.flatnonzero(~ok)
+            self.n_disagree += len(bad)
+            for k in bad[: max(0, MAX_DISAGREEMENTS - len(self.disagreements))]:
+                self.disagreements.append({"leaf": en.leaf, "in": en.what,
+                                           "index": en.index(k), "autograd": jnum(a[k]),
+                                           self.kind: jnum(e[k])})
+        if diff.size:
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            self.max_rel = max(self.max_rel, float(rel.max()))
+
+    @staticmethod
+    def _zero_times_inf(en, e, a, ok, diff, rel):
+        """In a Jacobian column holding an infinite partial or a point where the function or
+        its derivative is undefined, a NaN of autograd is IEEE's 0 * inf: it agrees."""
+        column = np.asarray(en.column, dtype=np.int64).reshape(-1)
+        bad = np.zeros(int(column.max()) + 1 if column.size else 0, bool)
+        odd = ~np.isfinite(e)
+        if en.flagged is not None:
+            odd |= np.asarray(en.flagged, dtype=bool).reshape(-1)
+        np.logical_or.at(bad, column, odd)
+        zero_inf = np.isnan(a) & bad[column]
+        return (ok | zero_inf, np.where(zero_inf, 0.0, diff), np.where(zero_inf, 0.0, rel))
+
+    def _list_nondiff(self, en, listed, e, a, lo, hi, quiet, ieee_only):
+        for k in listed:
+            self.n_nondiff += 1
+            if len(self.nondiff) >= MAX_LISTED:
+                continue
+            op, conv = en.label(k) if en.label else (None, None)
+            if quiet is not None and quiet[k] and op is None:
+                conv = "the function's value is not finite here"
+            if ieee_only is not None and ieee_only[k]:
+                op, conv = None, ("IEEE arithmetic: 0 * inf = NaN through a kink or a "
+                                  "non-finite value on the path, as in PyTorch")
+            rng = None if np.isnan(lo[k]) or np.isnan(hi[k]) else [jnum(lo[k]), jnum(hi[k])]
+            self.nondiff.append({"leaf": en.leaf, "index": en.index(k), "op": op,
+                                 "convention": conv, "pytorch": jnum(a[k]),
+                                 self.kind: jnum(e[k]), "range": rng})
+
+    def _list_unverifiable(self, en, listed, e, a):
+        for k in listed:
+            self.n_unverifiable += 1
+            if len(self.unverifiable) < MAX_UNVERIFIABLE:
+                self.unverifiable.append({"leaf": en.leaf, "index": en.index(k),
+                                          "reason": en.reason, "pytorch": jnum(a[k]),
+                                          self.kind: jnum(e[k])})
+
+    def report(self, **extra):
+        out = {"passed": bool(self.passed), "max_abs_error": jnum(self.max_abs),
+               "max_rel_error": jnum(self.max_rel)}
+        out.update(extra)
+        out["rtol"], out["atol"] = self.rtol, self.atol
+        if self.n_nondiff:
+            out["nondifferentiable"] = self.nondiff
+            if self.n_nondiff > len(self.nondiff):
+                out["nondifferentiable_total"] = self.n_nondiff
+        if self.n_unverifiable:
+            out["unverifiable"] = self.unverifiable
+            if self.n_unverifiable > len(self.unverifiable):
+                out["unverifiable_total"] = self.n_unverifiable
+        if self.n_disagree:
+            out["disagreements"] = self.disagreements
+            if self.n_disagree > len(self.disagreements):
+                out["disagreements_total"] = self.n_disagree
+        return out

@@ -1,0 +1,230 @@
+"""The calculator command: `gradcalc EXPRESSION [NAME=VALUE ...]`, `-f PROGRAM`, `-`.
+
+Click options -> settings validated once -> api.run (or JSON Lines, or a derivative
+without numbers) -> the human view, JSON or DOT, and the exit status of the answer. It
+computes nothing itself and imports rich only for the human view.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import EXIT_DISAGREED, EXIT_OK, GradcalcError, OutputError
+from ..outputs import check_writable, write_text
+from .options import (Stdin, build_limits, long_running, open_externs, quoted, read_data_files,
+                      split_bindings, stdin_once)
+
+EXAMPLES = """\b
+Examples (the worked examples of the PyTorch pages gradcalc grew from):
+
+\b
+  # y.backward([0.1, 1.0, 0.0001]): each leaf's grad is v^T.J, the rows of the
+  # Jacobian J weighted by v and added up: a.grad = [0.3, 3, 0.0003]
+  gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1.0,0.0001
+  # a program: statements separated by ';' (or lines of a file, gradcalc -f FILE)
+  gradcalc 'x = ones(2, 2); y = x + 2; out = mean(y * y * 3)'
+
+\b
+  # a scalar output needs no gradient: backward() means backward(1)
+  gradcalc 'mean((x+2)**2*3)' x='ones(2,2)'
+  # grads accumulate over two backward calls without zeroing: 8 and 4
+  gradcalc '(x+1)**2' x='eye(5)' -g 1 --repeat 2
+  # why y = z gives z.grad == z: backward(z) returns z^T.J, and J is the identity
+  gradcalc 'z' z='linspace(-1,1,5)' -g 'linspace(-1,1,5)'
+  # a one-hot gradient picks one row of the Jacobian: [[2, 0, 0, 0]]
+  gradcalc '2*x' x='[[1,2,3,4]]' -g '[[1,0,0,0]]'
+  # f = 2*x*w[0] + x**2*w[1] at x=1, w=[1,1]: w.grad = [2, 1]
+  gradcalc '2*x*w[0] + x**2*w[1]' x=1 w=1,1
+
+\b
+  # machine-readable, for jq
+  gradcalc '3*a + 2*b*b + log(c)' a=1,2,3 b=3,4,5 c=6,7,8 -g 0.1,1,0.0001 --json | jq .grads
+  # JSON Lines: one request per line in, one result per line out
+  echo '{"expr": "sum(z**2)", "vars": {"z": "linspace(1,5,5)"}}' | gradcalc -
+  # the autograd graph with PyTorch's node names, also as Graphviz DOT
+  gradcalc 'sum(3*a + 2*b*b + log(c))' a=1,2,3 b=3,4,5 c=6,7,8 --graph --dot graph.dot
+
+\b
+VALUE forms: 2.5 | 1,2,3 | '[[1,2],[3,4]]' | 'linspace(-1,1,5)' | @file.json | @a.npy |
+             @table.csv | @- (stdin)
+Exit status: 0 ok, 1 a cross-check disagreed, 2 bad input, 3 internal error,
+             4 the output could not be written, 130 interrupted (Ctrl-C).
+More: the README (language reference, JSON schema, limits).
+"""
+
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"],
+                                 "max_content_width": 100},
+               epilog=EXAMPLES)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="EXPRESSION [NAME=VALUE ...]")
+@click.option("-f", "--file", "program_file", metavar="PROGRAM.grad",
+              type=click.Path(dir_okay=False, allow_dash=True),
+              help="Read a program from a file (NAME=VALUE still binds leaves).")
+@click.option("-g", "--grad", metavar="VALUE",
+              help="The cotangent v passed to backward: the output's shape, or one number.")
+@click.option("--wrt", metavar="a,b", help="Leaves that require grad (default: all).")
+@click.option("--of", metavar="NAME", help="Run backward from this named intermediate.")
+@click.option("--repeat", metavar="N", help="Call backward N times; grads accumulate.")
+@click.option("--check", metavar="[symbolic|numeric|all|none]",
+              help="Cross-check (default symbolic).")
+@click.option("--rtol", metavar="X", help="Relative tolerance of the checks.")
+@click.option("--atol", metavar="X", help="Absolute tolerance of the checks.")
+@click.option("--jacobian/--no-jacobian", default=None,
+              help="Compute the Jacobian (default: when at most 10,000 entries).")
+@click.option("--dtype", metavar="[float64|float32]", help="Precision (default float64).")
+@click.option("--seed", metavar="N", help="Seed for rand/randn.")
+@click.option("-t", "--tangent", multiple=True, metavar="NAME=VALUE",
+              help="Forward mode: J·u along this leaf tangent (repeatable; others get 0).")
+@click.option("--hessian", is_flag=True, default=None,
+              help="The Hessian of a scalar output (or v^T y with --grad v).")
+@click.option("--hvp", multiple=True, metavar="NAME=VALUE",
+              help="Hessian-vector product H·u without forming H (repeatable).")
+@click.option("--taylor", metavar="N", help="Derivatives of order 1..N along the tangent.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
+@click.option("--dot", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write the graph as Graphviz DOT (- for stdout, instead of the view).")
+@click.option("--precision", type=click.IntRange(1, 17), default=None, metavar="N",
+              help="Significant digits in the human view (default 6).")
+@click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
+@click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
+@click.option("--max-depth", type=int, metavar="N", help="Nesting depth (default 200).")
+@click.option("--symbolic-timeout", type=float, metavar="S", help="Symbolic check budget (default 10 s).")
+@click.option("--max-text", type=int, metavar="N",
+              help="Characters of an expression, program or text VALUE (default 1,000,000).")
+@click.option("--max-repeat", type=int, metavar="N", help="Largest --repeat (default 10,000).")
+@click.option("--data", "data", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Bind the arrays of a CSV/TSV (header row), JSON object or .npz file "
+                   "(repeatable; NAME=VALUE overrides).")
+@click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
+              help="Make NAME(...) call COMMAND, an opaque program (one JSON line each way), "
+                   "differentiated by finite differences (repeatable).")
+@click.option("--extern-diff", metavar="[central|forward]", default="central",
+              help="Finite differences of the externs (default central).")
+@click.option("--extern-step", type=float, metavar="H",
+              help="Their step: H*max(1,|x|) (default the cube root of the dtype's eps).")
+@click.option("--extern-timeout", type=float, default=30.0, metavar="S",
+              help="Seconds an extern may take to answer one call (default 30).")
+@click.option("--claim", multiple=True, metavar="'NAME: FORMULA'",
+              help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+@click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
+def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
+            as_json, graph, dot, precision, max_elements, max_memory, max_depth,
+            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=(),
+            externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0,
+            tangent=(), hessian=None, hvp=(), taylor=None):
+    """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
+
+    \b
+    gradcalc EXPRESSION [NAME=VALUE ...]  one calculation
+    gradcalc -f PROGRAM.grad [NAME=VALUE ...]  a program file
+    gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
+    """
+    from ..settings import CLI, Settings, validate
+    limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
+                          max_repeat)
+    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
+                                 list(tangent) or None, hessian, list(hvp) or None, taylor),
+                        limits, CLI)
+    if program_file is None and args and args[0] == "-" :
+        if len(args) > 1:
+            raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
+                                         "NAME=VALUE arguments belong inside each request")
+        from ..jsonl import serve
+        long_running()
+        data_values = read_data_files(data, settings, limits)
+        with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+            return serve(settings, limits, debug, data=data_values, externs=ex)
+    stdin = Stdin(limits.max_text)
+    if program_file is not None:
+        bindings = split_bindings(args)
+        stdin_once(bindings, grad, program_file == "-")
+        if program_file == "-":
+            text = stdin()
+        else:
+            try:
+                # utf-8-sig: a byte-order mark from a Windows editor is not program text
+                with open(program_file, encoding="utf-8-sig") as fh:
+                    text = fh.read(limits.max_text + 1)   # bounded: -f /dev/zero must not hang
+            except UnicodeDecodeError:
+                raise GradcalcError("usage", f"cannot read {quoted(program_file)}: it is not UTF-8 "
+                                             "text")
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise GradcalcError("usage", f"cannot read {quoted(program_file)}: {reason}")
+    else:
+        if not args:
+            raise GradcalcError("usage", "give an EXPRESSION, -f PROGRAM.grad, or - for JSON "
+                                         "Lines (see gradcalc --help)")
+        text, bindings = args[0], split_bindings(args[1:])
+        stdin_once(bindings, grad, False)
+    if data:
+        bindings = {**read_data_files(data, settings, limits), **bindings}
+    if dot is not None:
+        if dot == "-" and as_json:
+            raise GradcalcError("usage", "--dot - and --json both write to stdout: give --dot a "
+                                         "file name")
+        check_writable(dot, "--dot")
+    from ..api import run
+    if claim and bindings:
+        raise GradcalcError("usage", "--claim judges a derivative without numbers: give no "
+                                     "NAME=VALUE")
+    with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+        try:
+            result = run(text, bindings, settings, limits, stdin=stdin, externs=ex)
+        except GradcalcError as err:
+            if err.kind != "name" or bindings:
+                raise
+            status = _derivative(text, claim, limits, as_json)
+            if status is None:
+                raise
+            return status
+        if claim:
+            raise GradcalcError("usage", "--claim judges a derivative without numbers, but "
+                                         "every name of the expression is bound")
+        return _write_result(result, limits, as_json, dot, precision, graph)
+
+
+def _write_result(result, limits, as_json, dot, precision, graph) -> int:
+    """The answer on stdout (and the graph in --dot), as the options ask."""
+    try:
+        if dot is not None:
+            from ..view.graph import to_dot
+            write_text(dot, to_dot(result), "--dot")
+        if as_json:
+            from ..result import check_json_size
+            check_json_size(result, limits)
+            sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+        elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
+            from ..view.human import render
+            render(result, precision=precision, show_graph=graph)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:       # stdout on a full disk (>/dev/full) or a failing device
+        raise OutputError(exc) from None
+    return EXIT_OK if result.passed else EXIT_DISAGREED
+
+
+def _derivative(text, claims, limits, as_json) -> int | None:
+    """A derivative without numbers, when the text names variables bound nowhere (None
+    when it does not: then the name error stands)."""
+    from ..derive import derive, free_names
+    if not free_names(text, limits):
+        return None
+    try:
+        d = derive(text, limits, claims)
+    except GradcalcError as err:
+        if err.kind == "usage" and not claims:   # not a scalar formula: the name error stands
+            return None
+        raise
+    if as_json:
+        sys.stdout.write(json.dumps(d.to_json(), allow_nan=False) + "\n")
+    else:
+        from ..view.human import render_derivation
+        render_derivation(d)
+    return EXIT_OK if d.passed else EXIT_DISAGREED

@@ -1,0 +1,261 @@
+"""`gradcalc fit`: the command line of SPEC section 10, over gradcalc.fit.
+
+It owns the fit's options (reading them into a FitRequest: values from NAME=VALUE, --data
+files and the program itself, start values from --params), where its output goes (the
+report on stdout, progress on stderr only on a terminal, --history and --save-params
+files written whole) and its exit statuses. It trains nothing itself.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
+                      escape_text)
+from ..outputs import check_writable, write_text
+from .options import build_limits, open_externs, split_bindings
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "lm")
+
+FIT_EXAMPLES = """\b
+Examples:
+
+\b
+  # the German seed page's training: Adam, MSELoss, batches of 10, 20 epochs
+  gradcalc fit 'mse_loss(2*x*w[0] + x**2*w[1], y)' --data points.csv --params w=0,0 \\
+      --optimizer adam --lr 0.1 --epochs 20 --batch-size 10
+  # least squares with Levenberg-Marquardt: the residuals, standard errors, correlation
+  gradcalc fit 'a*exp(-k*t) - y' t='linspace(0,4,50)' y='3*exp(-1.3*linspace(0,4,50))' \\
+      --params a=1 --params k=1 --optimizer lm
+
+\b
+Exit status: 0 done, 1 the loss became NaN or infinite, 2 bad input, 130 interrupted
+(the parameters so far are still reported).
+"""
+
+
+def _floats(text, option, n=None):
+    try:
+        out = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise GradcalcError("usage", f"{option} takes numbers, got '{escape_text(text)[:60]}'")
+    if n is not None and len(out) != n:
+        raise GradcalcError("usage", f"{option} takes {n} numbers separated by a comma")
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"],
+                                 "max_content_width": 100},
+               epilog=FIT_EXAMPLES)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="EXPRESSION [NAME=VALUE ...]")
+@click.option("-f", "--file", "program_file", metavar="PROGRAM.grad",
+              type=click.Path(dir_okay=False, allow_dash=True), help="Read the loss from a file.")
+@click.option("--params", "params", multiple=True, metavar="w[,b] | w=VALUE",
+              help="The leaves to optimise (repeatable; w=VALUE gives a start value).")
+@click.option("--data", "data", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False), help="Bind the arrays of a CSV/TSV/JSON/.npz file.")
+@click.option("--optimizer", metavar="[sgd|adam|adamw|lm]", default="adam",
+              help="PyTorch's update rule, or Levenberg-Marquardt (default adam).")
+@click.option("--lr", type=float, help="Learning rate (torch's default for the optimizer).")
+@click.option("--momentum", type=float, help="SGD momentum.")
+@click.option("--dampening", type=float, help="SGD dampening.")
+@click.option("--nesterov", is_flag=True, default=None, help="SGD Nesterov momentum.")
+@click.option("--weight-decay", type=float, help="L2 penalty (AdamW: decoupled).")
+@click.option("--betas", metavar="B1,B2", help="Adam's betas (default 0.9,0.999).")
+@click.option("--eps", type=float, help="Adam's eps (default 1e-8).")
+@click.option("--amsgrad", is_flag=True, default=None, help="Adam's AMSGrad variant.")
+@click.option("--epochs", type=int, metavar="N",
+              help="Passes over the data (lm: iterations; default 10, lm 100).")
+@click.option("--batch-size", type=int, metavar="B", help="Rows per mini-batch (default: all).")
+@click.option("--shuffle", is_flag=True, help="Reorder the rows every epoch (from --seed).")
+@click.option("--seed", type=int, default=0, metavar="N", help="Seed for --shuffle and rand.")
+@click.option("--tol", type=float, metavar="X",
+              help="Stop when the epoch loss changes by less than X relative.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              help="Precision (float32 reproduces PyTorch's default tensors).")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.option("--history", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Stream one JSON line per epoch to FILE while it runs.")
+@click.option("--save-params", metavar="FILE.json", type=click.Path(dir_okay=False),
+              help="Write the fitted parameters as a --data file.")
+@click.option("--plot", metavar="FILE.svg|.png", type=click.Path(dir_okay=False),
+              help="Write the loss curve as an image (needs the plot extra).")
+@click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
+              help="An opaque program callable as NAME(...), differentiated by finite "
+                   "differences (repeatable; see gradcalc --help).")
+@click.option("--extern-diff", metavar="[central|forward]", default="central",
+              help="Finite differences of the externs (default central).")
+@click.option("--extern-step", type=float, metavar="H", help="Their relative step.")
+@click.option("--extern-timeout", type=float, default=30.0, metavar="S",
+              help="Seconds an extern may take to answer one call (default 30).")
+@click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
+@click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampening, nesterov,
+                weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle, seed, tol,
+                dtype, as_json, history, save_params, plot, max_elements, max_memory, debug,
+                externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0):
+    """Fit the leaves named by --params so that the expression's output, the loss, falls:
+    PyTorch's optimizers step for step, or Levenberg-Marquardt on a residual vector.
+
+    \b
+    gradcalc fit EXPRESSION [NAME=VALUE ...] --params w [OPTIONS]
+    gradcalc fit -f PROGRAM.grad [NAME=VALUE ...] --params w [OPTIONS]
+    """
+    limits = build_limits(max_elements, max_memory, None, None)
+    with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+        return _fit(args, program_file, params, data, optimizer, lr, momentum, dampening,
+                    nesterov, weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle,
+                    seed, tol, dtype, as_json, history, save_params, plot, limits,
+                    None if ex is None else ex.ops)
+
+
+def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, nesterov,
+         weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle, seed, tol, dtype,
+         as_json, history, save_params, plot, limits, externs):
+    text, bindings = _text_and_bindings(args, program_file, limits)
+    names, starts = _params(params)
+    for path in (p for p in (save_params, plot) if p):
+        check_writable(path, "--save-params" if path == save_params else "--plot")
+    if history and history != "-":
+        check_writable(history, "--history")
+    hyper = _hyper(optimizer, lr, momentum, dampening, nesterov, weight_decay, betas, eps,
+                   amsgrad)
+    req = _request(text, bindings, data, names, starts, optimizer, hyper, epochs, batch_size,
+                   shuffle, seed, tol, dtype, limits, externs)
+    from ..fit.loop import Interrupted, fit
+    from ..view.fit import Progress, render_fit
+    stream = _History(history)
+    status = EXIT_OK
+    with Progress(req.epochs, enabled=not as_json and sys.stderr.isatty()) as progress:
+        try:
+            result = fit(req, on_epoch=lambda e: (stream.write(e), progress.epoch(e)),
+                         on_step=progress.step)
+        except Interrupted as stop:
+            result, status = stop.result, EXIT_INTERRUPTED
+        finally:
+            stream.close()
+    if result.stopped == "nonfinite":
+        status = EXIT_DISAGREED
+    if save_params:
+        from ..result import to_plain
+        write_text(save_params, json.dumps({k: to_plain(v) for k, v in result.params.items()})
+                   + "\n", "--save-params")
+    if plot:
+        from ..view.plot import loss_curve_file
+        loss_curve_file(result.history, plot, log=_spans_decades(result.history))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+    else:
+        render_fit(result, text)
+    if status == EXIT_INTERRUPTED:
+        sys.stderr.write("gradcalc: interrupted; the parameters so far are shown\n")
+    return status
+
+
+def _text_and_bindings(args, program_file, limits: Limits):
+    if program_file is not None:
+        try:
+            with open(program_file, encoding="utf-8-sig") as fh:
+                text = fh.read(limits.max_text + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
+            raise GradcalcError("usage", f"cannot read '{escape_text(program_file)[:200]}': "
+                                         f"{reason}")
+        return text, split_bindings(args)
+    if not args:
+        raise GradcalcError("usage", "give the loss: gradcalc fit EXPRESSION ... --params w "
+                                     "(see gradcalc fit --help)")
+    return args[0], split_bindings(args[1:])
+
+
+def _params(params) -> tuple[list, dict]:
+    """--params w,b and --params w=0,0 (repeatable): the names in order, and start values."""
+    names, starts = [], {}
+    for p in params:
+        name, eq, value = p.partition("=")
+        parts = [name] if eq else [n.strip() for n in p.split(",") if n.strip()]
+        for n in parts:
+            if not n.isidentifier() or not n.isascii():
+                raise GradcalcError("usage", f"--params: '{escape_text(n)[:60]}' is not a name")
+            if n in names:
+                raise GradcalcError("usage", f"--params: {n} is given twice")
+            names.append(n)
+        if eq:
+            starts[name] = value
+    return names, starts
+
+
+def _hyper(optimizer, lr, momentum, dampening, nesterov, weight_decay, betas, eps, amsgrad):
+    if optimizer not in OPTIMIZERS:
+        raise GradcalcError("usage", f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                                     f"got '{escape_text(optimizer)[:60]}'")
+    given = {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov,
+             "weight_decay": weight_decay, "eps": eps, "amsgrad": amsgrad,
+             "betas": None if betas is None else _floats(betas, "--betas", 2)}
+    hyper = {k: v for k, v in given.items() if v is not None}
+    if optimizer == "lm" and hyper:
+        raise GradcalcError("usage", f"--{next(iter(hyper)).replace('_', '-')} does not apply "
+                                     "to --optimizer lm")
+    return hyper
+
+
+def _request(text, bindings, data_files, names, starts, optimizer, hyper, epochs, batch_size,
+             shuffle, seed, tol, dtype, limits, externs):
+    """Every leaf's value: --data files, then NAME=VALUE, then --params w=VALUE, and the
+    program's own leaves (compiled once to find them)."""
+    import numpy as np
+    from ..api import value_of
+    from ..datafile import read_data
+    from ..fit.loop import FitRequest
+    from ..programs import compile_program
+    from ..settings import Settings
+    if not names:
+        raise GradcalcError("usage", "--params names the leaves to optimise, e.g. --params w "
+                                     "or --params w=0,0")
+    dt = np.dtype(dtype)
+    values = {}
+    for path in data_files:
+        values.update(read_data(path, dtype=dt, limits=limits))
+    read = lambda v, label: value_of(v, label, dt, limits, seed)  # noqa: E731
+    values.update({k: read(v, k) for k, v in bindings.items()})
+    values.update({k: read(v, f"--params {k}") for k, v in starts.items()})
+    graph = compile_program(text, values, dt, Settings(seed=seed), limits, externs)
+    for name in graph.leaf_order:            # leaves the program binds itself (w = [0, 0])
+        values.setdefault(name, graph.nodes[graph.leaves[name]].value)
+    return FitRequest(text=text, values=values, params=names, optimizer=optimizer, hyper=hyper,
+                      epochs=epochs or (100 if optimizer == "lm" else 10),
+                      batch_size=batch_size, shuffle=shuffle, seed=seed, tol=tol, dtype=dtype,
+                      limits=limits, externs=externs)
+
+
+def _spans_decades(history) -> bool:
+    import math
+    losses = [h.loss for h in history if math.isfinite(h.loss) and h.loss > 0]
+    return bool(losses) and max(losses) / min(losses) >= 100
+
+
+class _History:
+    """--history FILE.jsonl: one line per epoch, flushed as it is written."""
+
+    def __init__(self, path):
+        self.fh = None
+        if path == "-":
+            self.fh = sys.stderr
+        elif path:
+            try:
+                self.fh = open(path, "w", encoding="utf-8")
+            except OSError as exc:
+                raise GradcalcError("usage", f"--history: cannot write to "
+                                             f"'{escape_text(path)[:200]}': {exc.strerror}")
+
+    def write(self, epoch):
+        if self.fh is not None:
+            self.fh.write(json.dumps(epoch.to_json(), allow_nan=False) + "\n")
+            self.fh.flush()
+
+    def close(self):
+        if self.fh is not None and self.fh is not sys.stderr:
+            self.fh.close()

@@ -1,0 +1,156 @@
+"""`gradcalc fit` through real processes (issue 11, SPEC 10): the German seed page's
+training with PyTorch's numbers, Levenberg-Marquardt against scipy's curve_fit, the files
+it writes, and how it stops (a non-finite loss, Ctrl-C, bad options)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clirun import ROOT, cli
+
+REF = Path(ROOT) / "tests" / "reference"
+GERMAN = json.loads((REF / "torch_german_fit.json").read_text())
+LM = {p["name"]: p for p in json.loads((REF / "curve_fit_lm.json").read_text())["problems"]}
+POINTS = str(Path(ROOT) / "samples" / "german_points.csv")
+GERMAN_ARGS = ["fit", "mse_loss(2*x*w[0] + x**2*w[1], y)", "--data", POINTS, "--params",
+               "w=0,0", "--optimizer", "adam", "--lr", "0.1", "--epochs", "20",
+               "--batch-size", "10", "--dtype", "float32"]
+
+
+def fit(*args, **kw):
+    return cli(["fit", *args] if args and args[0] != "fit" else list(args), isolate=True,
+               timeout=120, **kw)
+
+
+def test_the_german_page_trains_to_pytorchs_weights():
+    """200 points, batches of 10, 20 epochs of Adam(lr=0.1) in float32: torch 2.13 ends at
+    w = [1.2000005, -3.4000008] (tests/reference/record_optim.py)."""
+    r = fit(*GERMAN_ARGS, "--json")
+    assert r.status == 0, r.stderr
+    obj = r.json()
+    np.testing.assert_allclose(obj["params"]["w"], GERMAN["w"], rtol=1e-5)
+    assert obj["stopped"] == "epochs" and obj["epochs"] == 20 and obj["dtype"] == "float32"
+    assert obj["optimizer"] == {"name": "adam", "lr": 0.1, "betas": [0.9, 0.999], "eps": 1e-08,
+                                "weight_decay": 0.0, "amsgrad": False}
+    # each epoch's loss: the mean of its batch losses weighted by rows, as torch's run gave
+    torch_history = [h["loss"] for h in GERMAN["history"]]
+    # (float32 rounding of the batch means leaves ~1e-9 absolute once the loss is tiny)
+    np.testing.assert_allclose([h["loss"] for h in obj["history"]], torch_history, rtol=1e-5,
+                               atol=1e-9)
+    assert [h["epoch"] for h in obj["history"]] == list(range(1, 21))
+    assert obj["loss"] == pytest.approx(GERMAN["loss"], rel=0.5, abs=1e-12)
+
+
+def test_the_human_report_shows_parameters_and_the_loss_curve():
+    r = fit(*GERMAN_ARGS, env={"COLUMNS": "80"})
+    assert r.status == 0, r.stderr
+    out = r.stdout
+    assert "adam (lr=0.1, betas=0.9,0.999" in out
+    assert "w[0]" in out and "1.2" in out and "-3.4" in out
+    assert "loss per epoch (log scale)" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert r.stderr == ""          # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.parametrize("name", ["decay", "quadratic"])
+def test_lm_agrees_with_curve_fit(name, tmp_path):
+    p = LM[name]
+    data = tmp_path / "points.csv"
+    data.write_text("t,y\n" + "".join(f"{t!r},{y!r}\n" for t, y in zip(p["t"], p["y"])))
+    names = {"decay": ["a", "k", "c"], "quadratic": ["p0", "p1", "p2"]}[name]
+    model = p["model"].replace("exp", "exp")
+    starts = [f"--params={n}={v!r}" for n, v in zip(names, p["p0"])]
+    r = fit(f"{model} - y", "--data", str(data), *starts, "--optimizer", "lm", "--json")
+    assert r.status == 0, r.stderr
+    obj = r.json()
+    exact = p["exact"]
+    got = [obj["params"][n] for n in names]
+    np.testing.assert_allclose(got, exact["popt"], rtol=1e-8)
+    np.testing.assert_allclose([obj["stderr"][n] for n in names],
+                               np.sqrt(np.diag(exact["pcov"])), rtol=1e-6)
+    pcov = np.array(exact["pcov"])
+    d = np.sqrt(np.diag(pcov))
+    np.testing.assert_allclose(obj["correlation"], pcov / np.outer(d, d), rtol=1e-6, atol=1e-9)
+    assert obj["optimizer"]["name"] == "lm" and obj["stopped"] in ("tol", "epochs")
+
+
+def test_saved_parameters_feed_back_as_data(tmp_path):
+    saved = tmp_path / "w.json"
+    r = fit(*GERMAN_ARGS, "--epochs", "3", "--save-params", str(saved), "--json")
+    assert r.status == 0, r.stderr
+    w = json.loads(saved.read_text())["w"]
+    assert w == r.json()["params"]["w"]
+    again = cli(["2*x*w[0] + x**2*w[1]", "x=1", "--data", str(saved), "--json", "--check",
+                 "none"], isolate=True)
+    assert again.status == 0, again.stderr
+    assert again.json()["output"]["value"] == pytest.approx(2 * w[0] + w[1])
+
+
+def test_history_is_streamed_one_line_per_epoch(tmp_path):
+    hist = tmp_path / "h.jsonl"
+    r = fit(*GERMAN_ARGS, "--epochs", "4", "--history", str(hist), "--json")
+    lines = [json.loads(line) for line in hist.read_text().splitlines()]
+    assert lines == r.json()["history"] and [h["epoch"] for h in lines] == [1, 2, 3, 4]
+
+
+def test_plot_writes_a_png_and_an_svg(tmp_path):
+    pytest.importorskip("matplotlib")
+    for name, magic in (("loss.png", b"\x89PNG\r\n\x1a\n"), ("loss.svg", b"<?xml")):
+        r = fit(*GERMAN_ARGS, "--epochs", "3", "--plot", str(tmp_path / name), "--json")
+        assert r.status == 0, r.stderr
+        assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_a_non_finite_loss_stops_with_exit_1_naming_where():
+    r = fit("mean(log(w - x))", "x=1,2,3,4", "--params", "w=5", "--optimizer", "sgd", "--lr",
+            "1", "--epochs", "50", "--batch-size", "2", "--json")
+    assert r.status == 1
+    obj = r.json()
+    assert obj["stopped"] == "nonfinite"
+    nf = obj["nonfinite"]
+    assert nf["epoch"] >= 1 and nf["batch"] in (1, 2) and nf["node"] == "log"
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--params", "w=0", "--optimizer", "adam", "--momentum", "0.9"],
+     "--momentum does not apply to --optimizer adam"),
+    (["--params", "w=0", "--optimizer", "rmsprop"], "--optimizer must be one of"),
+    (["--params", "w=0", "--lr", "-1"], "--lr must be >= 0"),
+    (["w=0", "--params", "q"], "--params: no value for 'q'"),
+    (["w=0"], "--params names the leaves to optimise"),
+    (["--params", "w=0", "--optimizer", "lm", "--lr", "0.1"], "--lr does not apply"),
+])
+def test_bad_options_are_usage_errors_naming_the_option(args, says):
+    r = fit("mean((w*x - 1)**2)", "x=1,2", *args)
+    r.assert_error("usage")
+    assert says in r.stderr
+
+
+def test_a_vector_loss_needs_lm():
+    r = fit("w*x - 1", "x=1,2", "--params", "w=0")
+    r.assert_error("usage")
+    assert "--optimizer lm" in r.stderr
+
+
+def test_ctrl_c_stops_with_the_parameters_so_far():
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.Popen([sys.executable, "-m", "gradcalc", "fit", "mean((w*x - 1)**2)",
+                          "x=linspace(0,1,2000)", "--params", "w=0", "--batch-size", "1",
+                          "--epochs", "10000", "--optimizer", "sgd", "--lr", "0.01", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    obj = json.loads(out)
+    assert obj["stopped"] == "interrupted"
+    assert isinstance(obj["params"]["w"], float)
+    assert "interrupted" in err.decode()
