@@ -227,3 +227,19 @@ def test_a_rule_the_tracer_cannot_record_is_refused_by_name():
     with pytest.raises(GradcalcError, match="cumprod") as exc:
         higher.hessian(g, g.output, np.ones(()), ["x"])
     assert exc.value.kind == "call"
+
+
+@pytest.mark.parametrize("shape,idx", [((5,), (1,)), ((5,), (slice(None, None, 2),)),
+                                       ((2, 3), (slice(None), 0)), ((2, 3), (-1, slice(1, None))),
+                                       ((7, 4), (slice(1, 6, 3), slice(0, 0))),
+                                       ((6, 5), (slice(1, None, 2), slice(None, None, 4)))])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_composed_scatter_is_the_assignment(shape, idx, batch):
+    from gradcalc.ops.shape import index_vjp, scatter_composed
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape)
+    ans = x[idx]
+    g = rng.normal(size=batch + ans.shape)
+    want = index_vjp(g, ans, x, idx)
+    got = scatter_composed(g, len(batch), shape, idx)
+    assert got.shape == want.shape and np.array_equal(got, want)
