@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from test_reference import assert_close
+from test_reference import as_array, assert_close
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "higher_reference.json"
 CASES = [c for c in json.loads(REFERENCE.read_text())["cases"] if "expected" in c]
@@ -61,10 +62,8 @@ FORWARD_MODE_CONVENTIONS = {
 # torch's double backward has a formula of its own here (bce, prod with zeros, norm at 0,
 # pow at 0, div/atan2/hypot past the float range), not the derivative of its first rule
 DOUBLE_BACKWARD_FORMULAS = {
-    'pow/neg-base-tensor-exp': ('hessian',),
     'red/prod/two-zeros': ('hessian', 'hvp', 'taylor'),
-    'kink/pow-0-0-tensor': ('hessian', 'jvp', 'taylor'),
-    'kink/pow-0-neg-exponent': ('hessian',),
+    'kink/pow-0-0-tensor': ('jvp', 'taylor'),
     'kink/pow-0-neg-scalar-exponent': ('hessian', 'hvp', 'taylor'),
     'kink/norm-zero-p2': ('hessian',),
     'kink/norm-zero-row-dim': ('hessian',),
@@ -73,16 +72,10 @@ DOUBLE_BACKWARD_FORMULAS = {
     'kink/bce-near-0': ('hessian', 'hvp', 'taylor'),
     'kink/bce-soft-target-at-0': ('hessian', 'hvp', 'taylor'),
     'kink/atan2-origin': ('hessian', 'jvp', 'taylor'),
-    'nonfinite/div-zero-by-zero': ('hessian',),
-    'nonfinite/bce-logits-target-neg-inf': ('hessian',),
     'nonfinite/bce-target-neg-inf-grad': ('hessian', 'hvp', 'taylor'),
     'nonfinite/prod-two-zeros-inf-cotangent': ('hessian', 'hvp', 'jvp', 'taylor'),
     'nonfinite/ce-probs-inf-cotangent': ('hessian',),
     'kink/bce-input-zero-target-one': ('hessian', 'hvp', 'taylor'),
-    'edge/pow/cotangent': ('hessian',),
-    'edge/atan2/cotangent': ('hessian',),
-    'edge/hypot/cotangent': ('hessian',),
-    'edge/div/tiny-over-small': ('hessian',),
     'edge/prod/neg-zeros': ('hessian', 'hvp', 'taylor'),
     'edge/prod/zeros': ('hessian', 'hvp', 'taylor'),
     'edge/norm-p2/tiny': ('hessian',),
@@ -119,12 +112,38 @@ def test_every_op_of_the_table_is_covered():
     assert not missing, f"no recorded second-order case reaches {missing}"
 
 
+def _square(block):
+    h = as_array(block)
+    n = int(round(h.size ** 0.5)) if h.size else 0
+    return h.reshape(n, n) if n * n == h.size and h.ndim % 2 == 0 else None
+
+
+def _diagonal(block):
+    return np.diagonal(_square(block)).tolist()
+
+
+def _diagonal_where_torch_has_nan(mine, theirs) -> bool:
+    """gradcalc's block is diagonal, and torch's differs from it off the diagonal only by
+    NaNs."""
+    m, t = _square(mine), _square(theirs)
+    if m is None or t is None or m.shape != t.shape:
+        return False
+    off = ~np.eye(len(m), dtype=bool)
+    return bool(np.all(m[off] == 0) and np.any(np.isnan(t[off]))
+                and np.all((t[off] == 0) | np.isnan(t[off])))
+
+
 def _fields(got, exp):
     """field -> a function asserting gradcalc's value of it is torch's"""
     def hessian():
         for a, row in exp["hessian"].items():
             for b, h in row.items():
-                assert_close(f"hessian {a},{b}", got["hessian"][a][b], h, "float64")
+                mine, theirs = got["hessian"][a][b], h
+                if _diagonal_where_torch_has_nan(mine, theirs):
+                    # SPEC 9: an elementwise program's block is computed as its diagonal;
+                    # off it gradcalc keeps the 0 where torch's dense route has 0·inf = NaN
+                    mine, theirs = _diagonal(mine), _diagonal(theirs)
+                assert_close(f"hessian {a},{b}", mine, theirs, "float64")
 
     def hvp():
         for n, h in exp["hvp"].items():

@@ -43,17 +43,16 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
             for n, (start, shape) in layout.items()}
 
 
-def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None):
+def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None,
+                     traced: tuple | None = None):
     """The traced gradient of vᵀy as one program whose output is every leaf's grad flattened
-    and joined, its values, and {leaf: (offset, shape)} in that vector."""
-    t = Traced(graph, limits)
-    grads = t.backward(cotangent, output)
+    and joined, its values, and {leaf: (offset, shape)} in that vector. `traced`: a
+    (Traced, grads) pair already recorded."""
+    t, grads = traced or _traced_grads(graph, output, cotangent, limits)
     b = t.b
     flat, layout, start = [], {}, 0
-    for n, i in _leaf_ids(graph, leaves).items():
-        shape = graph.nodes[i].shape
-        g = grads.get(n)
-        g = b.lift(g if g is not None else np.zeros(shape, graph.dtype))
+    for n, g in _grads_of(t, grads, graph, leaves).items():
+        shape = graph.nodes[graph.leaves[n]].shape
         flat.append(b.apply("reshape", [g], {"shape": (math.prod(shape),)}))
         layout[n] = (start, shape)
         start += math.prod(shape)
@@ -62,6 +61,59 @@ def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | Non
     vec = flat[0] if len(flat) == 1 else b.apply("cat", flat, {"dim": -1})
     prog, values = t.program(vec)
     return prog, values, layout
+
+
+def _traced_grads(graph, output, cotangent, limits):
+    t = Traced(graph, limits)
+    return t, t.backward(cotangent, output)
+
+
+def _grads_of(t, grads, graph, leaves) -> dict:
+    """{leaf: its traced grad} (a constant 0 where the output does not reach it)."""
+    out = {}
+    for n, i in _leaf_ids(graph, leaves).items():
+        g = grads.get(n)
+        out[n] = t.b.lift(g if g is not None else np.zeros(graph.nodes[i].shape, graph.dtype))
+    return out
+
+
+def elementwise(t: Traced, grads: dict) -> tuple | None:
+    """The common shape S when every traced grad is elementwise in the leaves (element k of
+    each grad reads element k of each leaf, all leaves of shape S): then each Hessian block
+    is diagonal. None otherwise. Read from the recorded program: only pointwise ops of
+    shape S between the grads and the leaves, constants aside."""
+    nodes = t.b.comp.nodes
+    shapes = {g.shape for g in grads.values()}
+    if len(shapes) != 1:
+        return None
+    shape = shapes.pop()
+    seen, work = set(), [g.id for g in grads.values()]
+    while work:
+        i = work.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        eq = nodes[i]
+        if eq.kind == "const" or (eq.kind == "leaf" and not eq.requires_grad):
+            continue
+        if eq.shape != shape or (eq.kind == "op" and not eq.op.pointwise):
+            return None
+        work.extend(eq.inputs)
+    return shape
+
+
+def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
+    """{a: {b: diagonal of H_ab}} of an elementwise program: H_ab[k, k] is element k of the
+    gradient of sum(grad_a) with respect to b, one backward of the traced program per a."""
+    out = {}
+    for a, g in grads.items():
+        s = t.b.apply("sum", [g], {"dim": None, "keepdim": False})
+        prog, values = t.program(s)
+        back = plain.backward(prog, values, np.ones((), graph.dtype))
+        ids = _leaf_ids(prog, grads)
+        out[a] = {b: back.get(i, np.zeros(prog.nodes[i].shape, graph.dtype))
+                  for b, i in ids.items()}
+    return out
 
 
 def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1):
@@ -104,13 +156,20 @@ def hessian_bytes(graph, leaves) -> int:
 
 def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None):
     """{a: {b: H_ab}} with H_ab of shape a.shape + b.shape (torch's hessian layout): the
-    Jacobian of the traced gradient, all leaves' grads flattened into one vector."""
+    Jacobian of the traced gradient, or, for an elementwise program, its diagonals (O(n)
+    work and memory) laid out in that shape."""
     limits = limits or Limits()
     need = hessian_bytes(graph, leaves)
     if need > limits.max_memory:
         raise GradcalcError("limit", f"the Hessian needs {fmt_bytes(need)}, over the memory "
                                      f"limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
-    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
+    t, grads = _traced_grads(graph, output, cotangent, limits)
+    grads = _grads_of(t, grads, graph, leaves)
+    if grads and elementwise(t, grads) is not None:
+        diag = diagonal_hessian(t, grads, graph)
+        return {a: {b: _diagonal_block(d) for b, d in row.items()} for a, row in diag.items()}
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,
+                                            (t, grads))
     if not layout:
         return {}
     pids = _leaf_ids(prog, layout)
@@ -118,3 +177,11 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
     return {a: {bn: jac[pids[bn]][sa:sa + math.prod(shape_a)].reshape(shape_a + shape_b)
                 for bn, (_, shape_b) in layout.items()}
             for a, (sa, shape_a) in layout.items()}
+
+
+def _diagonal_block(d):
+    """A diagonal as its block of shape d.shape + d.shape (zeros off the diagonal)."""
+    n = d.size
+    block = np.zeros((n, n), d.dtype)
+    block[np.arange(n), np.arange(n)] = d.reshape(-1)
+    return block.reshape(d.shape + d.shape)
