@@ -38,7 +38,7 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
     if not layout:
         return {}
-    flat = jvp(prog, prog.output, tangent, limits)
+    flat = jvp(prog, prog.output, tangent, limits, values)
     return {n: flat[start:start + math.prod(shape)].reshape(shape)
             for n, (start, shape) in layout.items()}
 
@@ -116,14 +116,16 @@ def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
     return out
 
 
-def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1):
-    """A program whose output is J·u of `graph`'s node `output` (its leaves and values)."""
-    t = Traced(graph, limits)
+def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1,
+                values=None):
+    """A program whose output is J·u of `graph`'s node `output` (its leaves and values);
+    `values`: graph's values when known (a traced program's), not computed again."""
+    t = Traced(graph, limits, values)
     oshape = graph.nodes[output].shape
     v = t.leaf(f"{COTANGENT}{level}", np.zeros(oshape, graph.dtype))
     s = _grads_dot(t, v, output, tangent)
     prog, values = t.program(s)
-    second = Traced(prog, limits)
+    second = Traced(prog, limits, values)
     got = second.backward(np.ones((), graph.dtype))
     ju = got.get(v_name(level))
     out = second.b.lift(ju if ju is not None else np.zeros(oshape, graph.dtype))
@@ -134,9 +136,9 @@ def v_name(level):
     return f"{COTANGENT}{level}"
 
 
-def jvp(graph, output: int, tangent: dict, limits: Limits | None = None):
+def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
     """J·u, of the output's shape."""
-    prog, values = jvp_program(graph, output, tangent, limits)
+    prog, values = jvp_program(graph, output, tangent, limits, values=values)
     return values[prog.output]
 
 
@@ -144,7 +146,8 @@ def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None 
     """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program."""
     out, prog = [], graph
     for k in range(1, order + 1):
-        prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k)
+        prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k,
+                                   None if k == 1 else values)
         out.append(values[prog.output])
     return out
 

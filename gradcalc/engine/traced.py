@@ -78,9 +78,10 @@ class Builder:
             return self.const(a)
         raise Untraceable(f"a {type(a).__name__}")
 
-    def apply(self, name, inputs, params=None) -> "Tracer":
+    def apply(self, name, inputs, params=None, value=None) -> "Tracer":
         """Op `name` on `inputs` (tracers or numbers), recorded (or folded, when every input
-        is a constant) with its value computed by the op's own forward."""
+        is a constant) with its value computed by the op's own forward (or `value`, when
+        the caller replays a program whose values it has)."""
         ins = [self.lift(a) for a in inputs]
         ids = tuple(t.id for t in ins)
         params = dict(params or {})
@@ -92,7 +93,7 @@ class Builder:
         eq = self.comp.nodes[i]
         if eq.kind == "const":
             value = eq.value
-        else:
+        elif value is None:
             with np.errstate(all="ignore"):
                 value = op.forward(*[self.values[j] for j in ids], **eq.params)
         self.memo[key] = i
@@ -417,19 +418,19 @@ class Traced:
     """A graph replayed on tracers: `b` the builder, `nodes` the tracer of each node id of
     the source graph (leaves keep their names)."""
 
-    def __init__(self, graph: Graph, limits: Limits | None = None):
+    def __init__(self, graph: Graph, limits: Limits | None = None, values: list | None = None):
         self.source = graph
         self.b = Builder(graph.source, graph.dtype, limits)
         self.nodes: list = []
         for eq in graph.nodes:
-            self.nodes.append(self._replay(eq))
+            self.nodes.append(self._replay(eq, None if values is None else values[eq.id]))
 
-    def _replay(self, eq):
+    def _replay(self, eq, value):
         if eq.kind == "leaf":
             return self.b.leaf(eq.name, eq.value, eq.requires_grad)
         if eq.kind == "const":
             return self.b.const(eq.value)
-        return self.b.apply(eq.op.name, [self.nodes[i] for i in eq.inputs], eq.params)
+        return self.b.apply(eq.op.name, [self.nodes[i] for i in eq.inputs], eq.params, value)
 
     def leaf(self, name, value, requires_grad=True) -> Tracer:
         return self.b.leaf(name, value, requires_grad)
