@@ -21,7 +21,7 @@ JACOBIAN_AUTO_MAX = 10_000
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
             atol=None, jacobian=None, dtype=None, seed=None, tangent=None, hessian=None,
-            hvp=None, taylor=None, limits: Limits | None = None,
+            hvp=None, taylor=None, steps=None, limits: Limits | None = None,
             externs: dict | None = None, **vars) -> Result:
     """Evaluate `text` (an expression or a program), run backward and the checks.
 
@@ -29,11 +29,11 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`). `externs` maps a name to a Python
     callable (arrays in, an array out) that the text may call as an opaque function,
     differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
-    names to directions, `hessian` is a bool, `taylor` an order (SPEC 9).
+    names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
     """
     limits = limits or Limits()
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
-                                 seed, tangent, hessian, hvp, taylor), limits, API)
+                                 seed, tangent, hessian, hvp, taylor, steps), limits, API)
     if not externs:
         return run(text, vars, settings, limits)
     from .extern import Externs
@@ -118,7 +118,8 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
 
 
 def wants_higher(s: Settings) -> bool:
-    return any(v is not None and v is not False for v in (s.tangent, s.hessian, s.hvp, s.taylor))
+    return any(v is not None and v is not False
+               for v in (s.tangent, s.hessian, s.hvp, s.taylor, s.steps))
 
 
 def higher_only(out_eq, s: Settings) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import forward, higher
+from .engine.steps import chain_rule
 from .errors import GradcalcError
 from .result import Result
 
@@ -62,6 +63,8 @@ def attach(result: Result, s, read, limits):
         result.hvp = higher.hvp(graph, output, result.cotangent, u, leaves, limits)
     if s.hessian:
         result.hessian = higher.hessian(graph, output, result.cotangent, leaves, limits)
+    if s.steps and result.cotangent is not None:
+        result.steps = chain_rule(graph, output, result.cotangent, result.values)
 
 
 def forward_only(text, graph, output, out_name, s, read, limits) -> Result:

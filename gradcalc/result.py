@@ -43,6 +43,7 @@ class Result:
     hessian: object = None
     hvp: object = None
     taylor: object = None
+    steps: object = None              # [{"target", "formula", "value"}] (--steps)
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
 
@@ -106,6 +107,8 @@ class Result:
             out["hvp"] = {k: plain(v) for k, v in self.hvp.items()}
         if self.taylor is not None:
             out["taylor"] = [plain(v) for v in self.taylor]
+        if self.steps is not None:
+            out["steps"] = [dict(step, value=plain(step["value"])) for step in self.steps]
         return out
 
 

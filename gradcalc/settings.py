@@ -44,6 +44,7 @@ class Settings:
     hessian: object = None
     hvp: object = None
     taylor: object = None
+    steps: object = None        # SPEC 9: the backward as the chain rule (not in #: lines)
 
     def merged_over(self, base: "Settings") -> "Settings":
         """These settings where given, `base` elsewhere (the command line over `#:` lines)."""
@@ -136,7 +137,7 @@ def validate(s: Settings, limits: Limits, source: Source = API) -> Settings:
     out.wrt = _names(s.wrt, source)
     if s.of is not None and not isinstance(s.of, str):
         raise GradcalcError("usage", f"{source.name('of')} must be a name")
-    for flag in ("jacobian", "hessian"):
+    for flag in ("jacobian", "hessian", "steps"):
         if getattr(s, flag) is not None and not isinstance(getattr(s, flag), bool):
             raise GradcalcError("usage", f"{source.name(flag)} must be true or false")
     for field in DIRECTIONS:

@@ -243,3 +243,20 @@ def test_composed_scatter_is_the_assignment(shape, idx, batch):
     want = index_vjp(g, ans, x, idx)
     got = scatter_composed(g, len(batch), shape, idx)
     assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def test_steps_show_the_chain_rule_of_the_seed_example():
+    rc, out, _ = gradcalc(*SEED, "--steps", "--json", "--check", "none")
+    assert rc == 0
+    steps = {s["formula"]: s["value"] for s in out["steps"]}
+    bar = "g\u0305_"
+    assert out["steps"][0] == {"target": bar + "y", "formula": bar + "y = v",
+                               "value": [0.1, 1.0, 0.0001]}
+    # log's rule applied to the incoming cotangent: ḡ_c = v ⊙ (1/c)
+    np.testing.assert_allclose(steps[f"{bar}c += {bar}t5 / c"], [0.1 / 6, 1 / 7, 1e-4 / 8])
+    np.testing.assert_allclose(steps[f"{bar}a += {bar}t1 * 3"], [0.3, 3.0, 3e-4])
+    # b is reached twice (b*b): two steps, whose sum is b's grad
+    np.testing.assert_allclose(steps[f"{bar}b += {bar}t3 * t2"], [0.6, 8.0, 1e-3])
+    np.testing.assert_allclose(steps[f"{bar}b += {bar}t2 * 2"], [0.6, 8.0, 1e-3])
+    rc, text, _ = gradcalc(*SEED, "--steps")
+    assert "t5 = log(c)" in text and f"{bar}c += {bar}t5 / c" in text

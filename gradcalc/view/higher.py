@@ -57,6 +57,18 @@ def render_higher(view):
         view.print()
     if r.hessian is not None:
         hessian(view)
+    if r.steps is not None:
+        view.print(styled("chain rule, in the order backward applies it (output to leaves):",
+                          style=STYLE["head"]))
+        if r.graph is not None:
+            from ..engine.steps import definitions
+            view.note(styled("where " + ", ".join(definitions(r.graph, r.output_id)),
+                             style=STYLE["note"]))
+        for step in r.steps:
+            value = view.array_lines(np.asarray(step["value"]), max(20, view.width // 2))
+            line = Text("  ") + Text(step["formula"]) + Text(" = ", style=STYLE["note"])
+            view.print(line + Text(value.replace("\n", " ")))
+        view.print()
     if r.taylor is not None:
         table = Table(box=None, pad_edge=False, show_header=True, header_style=STYLE["head"])
         table.add_column("k", justify="right")
