@@ -55,7 +55,9 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
 - `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
   ufunc counts by itself), so that a rule calling them on traced arrays records this op
-  (engine/traced.py). A rule that needs another op of the table calls it as `call(name, ...)`.
+  (engine/traced.py). A traced array's type defines `__gradcalc_traced__`, for the one
+  rule that must take another route on it (index's scatter: a traced array cannot be
+  assigned into).
 """
 from __future__ import annotations
 
@@ -186,17 +188,6 @@ def register(*ops: Op):
     for op in ops:
         assert op.name not in OPS, op.name
         OPS[op.name] = op
-
-
-def call(name: str, *arrays, **params):
-    """Op `name` of the table applied inside a rule: its forward on numpy arrays, or, when an
-    argument is traced (it defines `__gradcalc_call__`), an equation recorded in the traced
-    program. For the ops numpy has no function for (a scatter into zeros, a log_softmax)."""
-    for a in arrays:
-        hook = getattr(type(a), "__gradcalc_call__", None)
-        if hook is not None:
-            return hook(name, arrays, params)
-    return OPS[name].forward(*arrays, **params)
 
 
 def call_error(op: Op, message: str) -> GradcalcError:

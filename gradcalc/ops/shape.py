@@ -38,7 +38,7 @@ def index_infer(shapes, params):
 
 def index_vjp(g, ans, x, idx):
     nb = g.ndim - ans.ndim
-    if hasattr(type(g), "__gradcalc_call__"):      # traced (engine/traced.py)
+    if getattr(type(g), "__gradcalc_traced__", False):      # engine/traced.py
         return scatter_composed(g, nb, x.shape, idx)
     out = np.zeros(g.shape[:nb] + x.shape, dtype=g.dtype)
     out[(slice(None),) * nb + idx] = g
