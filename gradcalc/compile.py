@@ -104,7 +104,8 @@ def _min_nodes(root: Node, funcs: dict, cap: int) -> int:
     return min(total, cap + 1)
 
 
-_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+# infix operators, as the table's entries declare them ("+" reaches add, "<" lt)
+_BINOPS = {op.syntax: op.name for op in OPS.values() if op.syntax and "x" not in op.syntax}
 
 
 class Compiler:

@@ -16,7 +16,8 @@ from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, Gra
 from .settings import JSON, NAMES as SETTING_NAMES, Settings, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
-          "seed", "jacobian", "rtol", "atol"}
+          "seed", "jacobian", "rtol", "atol", "tangent", "hessian", "hvp", "taylor",
+          "steps"}
 
 
 def _reject_constant(name):

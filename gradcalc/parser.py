@@ -111,8 +111,10 @@ def _sexpr_parts(node) -> list:
     raise AssertionError(k)
 
 
-# Binding powers: + - < * / @ < unary - + < ** ^ < postfix (call, index, .T)
-_INFIX = {"+": 10, "-": 10, "*": 20, "/": 20, "@": 20, "**": 40, "^": 40}
+# Binding powers: comparisons < + - < * / @ < unary - + < ** ^ < postfix (call, index, .T)
+_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+_INFIX = {"+": 10, "-": 10, "*": 20, "/": 20, "@": 20, "**": 40, "^": 40,
+          **{c: 5 for c in _COMPARISONS}}
 _RIGHT = {"**", "^"}
 _PREFIX_BP = 30
 _POSTFIX_BP = 50
@@ -258,6 +260,11 @@ class Parser:
             return Node("unary", f.tok.pos, f.tok.text, sub), f.rbp
         if k == "binary":
             op = "**" if f.tok.text == "^" else f.tok.text
+            nxt = self.peek()
+            if op in _COMPARISONS and nxt.kind == "op" and nxt.text in _COMPARISONS:
+                # Python would read a < b < c as (a < b) and (b < c); torch tensors refuse it
+                raise GradcalcError("syntax", "comparisons do not chain: write "
+                                              "(a < b) * (b < c) for both", nxt.pos)
             return Node("binary", f.tok.pos, op, f.left, sub), f.rbp
         if k == "paren":
             self.expect(")", "to close '(' at column %d" % (f.tok.pos + 1))

@@ -31,9 +31,12 @@ REFERENCE = Path(__file__).resolve().parent / "reference" / "torch_reference.jso
 FAMILIES = {"elementwise", "reduction", "linalg", "shape", "loss", "constructor"}
 # ops reached through operator syntax, not by name (SPEC 2): name -> how the text spells it
 OPERATOR_SYNTAX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "neg": "unary -",
-                   "pow": "** or ^", "matmul": "@", "index": "x[...]", "transpose": ".T"}
-# ops through which no gradient flows by definition: their rule is None
-NO_GRADIENT = {"detach"}
+                   "pow": "** or ^", "matmul": "@", "index": "x[...]", "transpose": ".T",
+                   "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+# ops through which no gradient flows by definition: their rule is None (a comparison's
+# output is not differentiable in torch), and single inputs that get none (where's condition)
+NO_GRADIENT = {"detach", "lt", "le", "gt", "ge", "eq", "ne"}
+NO_GRADIENT_INPUTS = {("where", 0)}
 TORCH_NODE = re.compile(r"^[A-Z][A-Za-z0-9]*Backward\d*$")
 
 ALL = sorted(OPS)
@@ -74,7 +77,7 @@ def test_op_has_every_field(name):
         assert len(op.vjps) == len(arrays), (
             f"{name}: {len(arrays)} array inputs but {len(op.vjps)} rules")
         for i, rule in enumerate(op.vjps):
-            if name in NO_GRADIENT:
+            if name in NO_GRADIENT or (name, i) in NO_GRADIENT_INPUTS:
                 assert rule is None
             else:
                 assert callable(rule), f"{name}: input {i} ({arrays[i].name}) has no VJP rule"
@@ -176,7 +179,8 @@ SPEC_FUNCTIONS = (
     "sigmoid relu leaky_relu elu softplus erf pow atan2 hypot maximum minimum clamp "
     "sum mean prod max min norm logsumexp softmax log_softmax dot matmul outer trace "
     "mse_loss binary_cross_entropy binary_cross_entropy_with_logits cross_entropy "
-    "ones zeros full eye linspace arange rand randn reshape stack cat detach").split()
+    "ones zeros full eye linspace arange rand randn reshape stack cat detach "
+    "where lt le gt ge eq ne").split()
 
 
 def test_every_spec_function_is_in_the_table():
@@ -228,7 +232,8 @@ def test_syntax_only_ops_are_not_callable_by_name():
 
 
 # ---------------------------------------------------------------- recorded references
-_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
+           "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
 
 def ops_called(text: str) -> set:
