@@ -110,7 +110,7 @@ _BINOPS = {op.syntax: op.name for op in OPS.values() if op.syntax and "x" not in
 
 class Compiler:
     def __init__(self, source: str, bindings: dict | None = None, *, dtype=np.float64,
-                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False,
+                 limits: Limits, wrt=None, seed=None, constants_only=False,
                  free_scalars=False, externs: dict[str, Op] | None = None):
         self.source = source
         # ops of this run only (--extern), looked up before the table
@@ -121,7 +121,7 @@ class Compiler:
                                              "gradcalc; give the extern another name")
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
-        self.limits = limits or Limits()
+        self.limits = limits
         self.nodes: list[Eq] = []
         self.bytes = 0
         self.env: dict[str, int] = {}

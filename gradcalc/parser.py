@@ -145,7 +145,7 @@ class Frame:
 
 
 class Parser:
-    def __init__(self, text: str, max_depth: int = 200):
+    def __init__(self, text: str, max_depth: int):
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
@@ -384,7 +384,7 @@ class Parser:
         return stmts
 
 
-def parse_program(text: str, max_depth: int = 200) -> list[Node]:
+def parse_program(text: str, max_depth: int) -> list[Node]:
     """Statements of a program or one-liner."""
     try:
         return Parser(text, max_depth).program()
@@ -392,7 +392,7 @@ def parse_program(text: str, max_depth: int = 200) -> list[Node]:
         raise err.with_source(text)
 
 
-def parse_expression(text: str, max_depth: int = 200) -> Node:
+def parse_expression(text: str, max_depth: int) -> Node:
     """A single expression (used for VALUEs)."""
     p = Parser(text, max_depth)
     try:

@@ -17,20 +17,23 @@ from gradcalc.errors import GradcalcError
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 SAMPLES = [(name, s) for name, op in sorted(OPS.items()) for s in op.samples]
 UNTRACEABLE: set = set()      # samples whose rules the tracer cannot record (none today)
 
 
 def comp(expr, **bindings):
-    return Compiler(expr, {k: np.asarray(v, float) for k, v in bindings.items()}).program(
-        parse_program(expr))
+    return Compiler(expr, {k: np.asarray(v, float) for k, v in bindings.items()}, limits=LIMITS).program(
+        parse_program(expr, LIMITS.max_depth))
 
 
 def sample_graph(sample, seed=0):
     expr, shapes, (lo, hi) = sample
     rng = np.random.default_rng(seed)
     b = {n: rng.uniform(lo, hi, size=s) for n, s in shapes.items()}
-    return Compiler(expr, b).program(parse_program(expr))
+    return Compiler(expr, b, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
 
 
 @pytest.mark.parametrize("name,sample", SAMPLES, ids=[s[0] for _, s in SAMPLES])

@@ -27,6 +27,9 @@ from gradcalc.ops import OPS, Site
 from gradcalc.parser import parse_program
 from gradcalc.values import from_json
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 REFERENCE = Path(__file__).resolve().parent / "reference" / "torch_reference.json"
 FAMILIES = {"elementwise", "reduction", "linalg", "shape", "loss", "constructor"}
 # ops reached through operator syntax, not by name (SPEC 2): name -> how the text spells it
@@ -47,7 +50,7 @@ def compile_sample(expr, shapes, domain, seed=0):
     rng = np.random.default_rng(seed)
     lo, hi = domain
     bindings = {n: rng.uniform(lo, hi, size=s) for n, s in shapes.items()}
-    return Compiler(expr, bindings, seed=seed).program(parse_program(expr))
+    return Compiler(expr, bindings, seed=seed, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
 
 
 # ---------------------------------------------------------------- fields
@@ -206,8 +209,8 @@ def test_every_operator_is_declared_in_its_entry():
                                           ("x @ y", "matmul(x, y)")])
 def test_an_operator_is_also_callable_by_name(expr, by_name):
     env = {"x": np.array([1.5, -2.0]), "y": np.array([0.5, 3.0])}
-    a = Compiler(expr, env).program(parse_program(expr))
-    b = Compiler(by_name, env).program(parse_program(by_name))
+    a = Compiler(expr, env, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+    b = Compiler(by_name, env, limits=LIMITS).program(parse_program(by_name, LIMITS.max_depth))
     assert [n.op.name for n in a.nodes if n.op] == [n.op.name for n in b.nodes if n.op]
 
 
@@ -227,7 +230,7 @@ def test_syntax_only_ops_are_not_callable_by_name():
         if op.named:
             continue
         with pytest.raises(GradcalcError) as exc:
-            Compiler(f"{name}(x)", {"x": np.ones(2)}).program(parse_program(f"{name}(x)"))
+            Compiler(f"{name}(x)", {"x": np.ones(2)}, limits=LIMITS).program(parse_program(f"{name}(x)", LIMITS.max_depth))
         assert exc.value.kind == "name", name
 
 
@@ -239,7 +242,7 @@ _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "ma
 def ops_called(text: str) -> set:
     """Op names a text calls, by name or through operator syntax (iterative AST walk)."""
     out = set()
-    stack = list(parse_program(text))
+    stack = list(parse_program(text, LIMITS.max_depth))
     while stack:
         n = stack.pop()
         if n is None:
@@ -306,8 +309,8 @@ def reference_backward_ops():
     for case in _reference_cases():
         req = case["request"]
         text = _case_text(case)
-        bindings = {k: from_json(v, k) for k, v in req.get("vars", {}).items()}
-        graph = Compiler(text, bindings, wrt=req.get("wrt")).program(parse_program(text))
+        bindings = {k: from_json(v, k, limits=LIMITS) for k, v in req.get("vars", {}).items()}
+        graph = Compiler(text, bindings, wrt=req.get("wrt"), limits=LIMITS).program(parse_program(text, LIMITS.max_depth))
         for eq in graph.nodes:
             if eq.kind == "op" and eq.requires_grad:
                 seen.setdefault(eq.op.name, case["id"])

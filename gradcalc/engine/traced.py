@@ -46,7 +46,8 @@ class Builder:
     node (higher orders would otherwise grow exponentially)."""
 
     def __init__(self, source: str, dtype, limits: Limits | None):
-        self.comp = Compiler(source, {}, dtype=dtype, limits=limits)
+        # (a trace built outside a calculation, as the engine's tests do, has the defaults)
+        self.comp = Compiler(source, {}, dtype=dtype, limits=limits or Limits())
         self.dtype = np.dtype(dtype)
         self.values: list = []
         self.memo: dict = {}
