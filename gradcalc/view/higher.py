@@ -58,16 +58,17 @@ def render_higher(view):
     if r.hessian is not None:
         hessian(view)
     if r.steps is not None:
-        view.print(styled("chain rule, in the order backward applies it (output to leaves):",
-                          style=STYLE["head"]))
+        view.note(styled("chain rule, in the order backward applies it (output to leaves):",
+                         style=STYLE["head"]), indent=0)
         if r.graph is not None:
             from ..engine.steps import definitions
             view.note(styled("where " + ", ".join(definitions(r.graph, r.output_id)),
                              style=STYLE["note"]))
         for step in r.steps:
-            value = view.array_lines(np.asarray(step["value"]), max(20, view.width // 2))
+            room = max(20, view.width - 5 - len(step["formula"]))
+            value = view.fmt.line_fitting(np.asarray(step["value"]), room)
             line = Text("  ") + Text(step["formula"]) + Text(" = ", style=STYLE["note"])
-            view.print(line + Text(value.replace("\n", " ")))
+            view.hang(line + Text(value), 4)
         view.print()
     if r.taylor is not None:
         table = Table(box=None, pad_edge=False, show_header=True, header_style=STYLE["head"])
