@@ -167,10 +167,10 @@ def write_whole_line(out, text: str):
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def serve(defaults, limits, debug=False, data=None, externs=None):
+def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None):
     """Answer each request line; `data` (from --data) are default variables of every
     request, which its own "vars" override; `externs` (from --extern, never from a request)
-    are callable in every request."""
+    are callable in every request. `on_answer(ok)` is told of each answer (progress)."""
     from .api import run
     from .programs import ProgramCache
     from .result import check_json_size
@@ -247,6 +247,8 @@ def serve(defaults, limits, debug=False, data=None, externs=None):
             err = internal_error_json(exc, ": the result is not JSON")
             line_out = json.dumps({"id": rid, "error": err} if has_id else {"error": err})
         write_whole_line(out, line_out)
+        if on_answer is not None:
+            on_answer("error" not in obj)
     if internal:
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if failed else (EXIT_DISAGREED if disagreed else EXIT_OK)

@@ -147,8 +147,14 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         from ..jsonl import serve
         long_running()
         data_values = read_data_files(data, settings, limits)
-        with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
-            return serve(settings, limits, debug, data=data_values, externs=ex)
+        from ..view.progress import StreamProgress
+        progress = StreamProgress()
+        try:
+            with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+                return serve(settings, limits, debug, data=data_values, externs=ex,
+                             on_answer=progress.answered)
+        finally:
+            progress.close()
     stdin = Stdin(limits.max_text)
     if program_file is not None:
         bindings = split_bindings(args)

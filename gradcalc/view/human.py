@@ -21,8 +21,8 @@ from .graph import tree
 from .higher import render_higher
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
-from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, styled,
-                    trimmed_lines, user)
+from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, StatusLine,
+                    styled, trimmed_lines, user)
 
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
@@ -469,9 +469,8 @@ class PendingChecks:
         kinds = self.result.check_kinds
         status = None
         if sys.stderr.isatty():
-            status = make_console(stderr=True).status(
-                f"{' and '.join(kinds)} check{'s' if len(kinds) > 1 else ''}... "
-                "Ctrl-C skips it")
+            status = StatusLine(f"{' and '.join(kinds)} check{'s' if len(kinds) > 1 else ''}"
+                                 "... Ctrl-C skips it")
             status.start()
         try:
             while self.worker.is_alive():
