@@ -27,18 +27,20 @@ PROGRAMS = ProgramCache()
 
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
-            atol=None, jacobian=None, dtype=None, seed=None, limits: Limits | None = None,
+            atol=None, jacobian=None, dtype=None, seed=None, tangent=None, hessian=None,
+            hvp=None, taylor=None, steps=None, limits: Limits | None = None,
             externs: dict | None = None, **vars) -> Result:
     """Evaluate `text` (an expression or a program), run backward and the checks.
 
     Variables are keyword arguments: numbers, nested lists, numpy arrays, or strings in
     VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`). `externs` maps a name to a Python
     callable (arrays in, an array out) that the text may call as an opaque function,
-    differentiated by finite differences (SPEC section 11).
+    differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
+    names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
     """
     limits = limits or Limits()
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
-                                 seed), limits, API)
+                                 seed, tangent, hessian, hvp, taylor, steps), limits, API)
     if not externs:
         return run(text, vars, settings, limits, cache=PROGRAMS)
     from .extern import Externs
@@ -92,6 +94,9 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     output, out_name = _output(graph, s)
     est = _check_memory(graph, output, limits)
     out_eq = graph.nodes[output]
+    if higher_only(out_eq, s):
+        from .higher import forward_only
+        return forward_only(text, graph, output, out_name, s, read, limits)
     # --jacobian without --grad for a non-scalar output: J alone, no backward(v) to report
     jacobian_only = s.grad is None and out_eq.size != 1 and s.jacobian is True
     cot = np.zeros(out_eq.shape, dtype=dtype) if jacobian_only else _cotangent(out_eq, s, read)
@@ -121,11 +126,26 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
         result.grads_note = (f"not computed: no --grad, and {out_name or 'the output'} has "
                              f"{out_eq.size} elements; --jacobian gives J alone (a grad is vᵀ·J "
                              "for a v you choose)")
+    if wants_higher(s):
+        from .higher import attach
+        attach(result, s, read, limits)
     result.check_kinds = CHECK_KINDS[s.check]
     result.pending_checks = lambda: _run_checks(result, once, s, limits, cot)
     if not defer_checks:
         result.finish_checks()
     return result
+
+
+def wants_higher(s: Settings) -> bool:
+    return any(v is not None and v is not False
+               for v in (s.tangent, s.hessian, s.hvp, s.taylor, s.steps))
+
+
+def higher_only(out_eq, s: Settings) -> bool:
+    """J·u and Taylor need no cotangent (SPEC 9): asked alone of an output that implies none,
+    only they are computed."""
+    return (s.grad is None and out_eq.size != 1 and (s.tangent is not None or s.taylor)
+            and not s.hessian and s.hvp is None)
 
 
 def _settings(text, settings: Settings, limits: Limits, cache) -> Settings:

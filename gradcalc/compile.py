@@ -74,23 +74,23 @@ def _children(node: Node):
     if k in ("num", "name"):
         return []
     if k == "unary":
-        return [node.b]
+        return [node.operand]
     if k == "binary":
-        return [node.b, node.c]
+        return [node.left, node.right]
     if k == "call":
-        return list(node.b) + [v for _, v, _ in node.c]
+        return list(node.args) + [v for _, v, _ in node.kwargs]
     if k == "index":
-        out = [node.a]
-        for item in node.b:
+        out = [node.target]
+        for item in node.items:
             if item.kind == "slice":
-                out.extend(p for p in (item.a, item.b, item.c) if p is not None)
+                out.extend(p for p in (item.start, item.stop, item.step) if p is not None)
             else:
                 out.append(item)
         return out
     if k == "attr":
-        return [node.a]
+        return [node.target]
     if k == "array":
-        return list(node.a)
+        return list(node.items)
     raise GradcalcError("syntax", f"unexpected {k}", node.pos)
 
 
@@ -103,19 +103,20 @@ def _min_nodes(root: Node, funcs: dict, cap: int) -> int:
     while work and total <= cap:
         node = work.pop()
         work.extend(_children(node))
-        if node.kind == "call" and node.a in funcs:
-            total += funcs[node.a][3]
-        elif node.kind != "name" and not (node.kind == "unary" and node.a == "+"):
+        if node.kind == "call" and node.name in funcs:
+            total += funcs[node.name][3]
+        elif node.kind != "name" and not (node.kind == "unary" and node.op == "+"):
             total += 1
     return min(total, cap + 1)
 
 
-_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+# infix operators, as the table's entries declare them ("+" reaches add, "<" lt)
+_BINOPS = {op.syntax: op.name for op in OPS.values() if op.syntax and "x" not in op.syntax}
 
 
 class Compiler:
     def __init__(self, source: str, bindings: dict | None = None, *, dtype=np.float64,
-                 wrt=None, seed=None, limits: Limits | None = None, constants_only=False,
+                 limits: Limits, wrt=None, seed=None, constants_only=False,
                  free_scalars=False, externs: dict[str, Op] | None = None):
         self.source = source
         # ops of this run only (--extern), looked up before the table
@@ -126,7 +127,7 @@ class Compiler:
                                              "gradcalc; give the extern another name")
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
-        self.limits = limits or Limits()
+        self.limits = limits
         self.nodes: list[Eq] = []
         self.bytes = 0
         self.env: dict[str, int] = {}
@@ -251,27 +252,27 @@ class Compiler:
         out, out_name = None, None
         for st in stmts:
             if st.kind == "funcdef":
-                if st.a in self.externs:
-                    raise GradcalcError("name", f"'{st.a}' is an extern (--extern); the program "
-                                                "cannot define it again", st.pos)
-                cost = _min_nodes(st.c, self.funcs, self.limits.max_nodes)
-                self.funcs[st.a] = (st.b, st.c, dict(self.funcs), cost)
+                if st.name in self.externs:
+                    raise GradcalcError("name", f"'{st.name}' is an extern (--extern); the "
+                                                "program cannot define it again", st.pos)
+                cost = _min_nodes(st.body, self.funcs, self.limits.max_nodes)
+                self.funcs[st.name] = (st.params, st.body, dict(self.funcs), cost)
                 continue
-            self.expand_bounded(st.b if st.kind == "assign" else st.a, self.funcs)
+            self.expand_bounded(st.value, self.funcs)
             if st.kind == "assign":
                 refs = self.var_refs
-                value = self.not_none(self.expr(st.b))
+                value = self.not_none(self.expr(st.value))
                 if self.var_refs == refs:           # depends on no other name: a leaf
-                    if st.a in self.bindings:
-                        existing = self.leaves.get(st.a)
+                    if st.name in self.bindings:
+                        existing = self.leaves.get(st.name)
                         value = existing if existing is not None else \
-                            self.leaf(st.a, self.bindings[st.a], st.pos)
+                            self.leaf(st.name, self.bindings[st.name], st.pos)
                     else:
-                        value = self.leaf(st.a, self.nodes[value].value, st.pos)
-                self.env[st.a] = value
-                out, out_name = value, st.a
+                        value = self.leaf(st.name, self.nodes[value].value, st.pos)
+                self.env[st.name] = value
+                out, out_name = value, st.name
             else:
-                out, out_name = self.not_none(self.expr(st.a)), None
+                out, out_name = self.not_none(self.expr(st.value)), None
         for name, val in self.bindings.items():     # given but never used: no path
             if name not in self.leaves:
                 self.leaf(name, val, None)
@@ -312,15 +313,15 @@ class Compiler:
     def reduce(self, node, args, env, funcs, work):
         k = node.kind
         if k == "num":
-            return self.const(float(node.a), node.pos)
+            return self.const(float(node.text), node.pos)
         if k == "name":
             return self.lookup(node, env, funcs)
         if k == "unary":
-            if node.a == "+":
+            if node.op == "+":
                 return args[0]
             return self.apply(OPS["neg"], args, {}, node.pos)
         if k == "binary":
-            return self.apply(OPS[_BINOPS[node.a]], args, {}, node.pos)
+            return self.apply(OPS[_BINOPS[node.op]], args, {}, node.pos)
         if k == "attr":
             return self.apply(OPS["transpose"], args, {}, node.pos)
         if k == "array":
@@ -332,7 +333,7 @@ class Compiler:
         raise AssertionError(k)
 
     def lookup(self, node, env, funcs) -> int:
-        name = node.a
+        name = node.name
         if name in env:
             self.var_refs += 1
             return env[name]
@@ -385,7 +386,7 @@ class Compiler:
         if not args:
             raise GradcalcError("value", "an empty array literal [] has no shape to use", node.pos)
         shapes = set()
-        for i, el in zip(args, node.a):
+        for i, el in zip(args, node.items):
             self.not_none(i)
             if self.nodes[i].kind != "const":
                 raise GradcalcError("call", "array literals hold numbers and constants only; "
@@ -404,10 +405,10 @@ class Compiler:
     def index(self, node, args) -> int:
         target, rest = args[0], list(args[1:])
         idx = []
-        for item in node.b:
+        for item in node.items:
             if item.kind == "slice":
                 parts = []
-                for p in (item.a, item.b, item.c):
+                for p in (item.start, item.stop, item.step):
                     parts.append(None if p is None else
                                  self._scalar(rest.pop(0), "a slice bound", p.pos, "int"))
                 idx.append(slice(*parts))
@@ -416,11 +417,12 @@ class Compiler:
         return self.apply(OPS["index"], [target], {"idx": tuple(idx)}, node.pos)
 
     def call(self, node, args, env, funcs, work):
-        name, pos = node.a, node.pos
+        name, pos = node.name, node.pos
         shown = clip(name)
-        nkw = len(node.c)
+        nkw = len(node.kwargs)
         pos_args = args[: len(args) - nkw] if nkw else args
-        kw_args = dict(zip((kname for kname, _, _ in node.c), args[len(args) - nkw:])) if nkw else {}
+        kw_args = dict(zip((kname for kname, _, _ in node.kwargs), args[len(args) - nkw:])) \
+            if nkw else {}
         if name in funcs:
             params, body, defs, _ = funcs[name]
             if kw_args:
@@ -486,8 +488,8 @@ class Compiler:
     def bind(self, op: Op, pos_args, kw_args, node):
         """Match a call's arguments to the op's signature: array inputs and constant params."""
         pos = node.pos
-        kw_pos = {kname: kp for kname, _, kp in node.c}
-        arg_pos = [a.pos for a in node.b]
+        kw_pos = {kname: kp for kname, _, kp in node.kwargs}
+        arg_pos = [a.pos for a in node.args]
         inputs, params = [], {}
         queue = list(zip(pos_args, arg_pos))
         names = {p.name for p in op.params}

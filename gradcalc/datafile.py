@@ -18,10 +18,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LABEL = "--data"
 
 
-def read_data(path: str, *, dtype=np.float64, limits: Limits | None = None) -> dict:
+def read_data(path: str, *, limits: Limits, dtype=np.float64) -> dict:
     """The arrays of the data file at `path` by name, each an ndarray of `dtype`, in the
     file's order. Every problem is a GradcalcError of kind "value" (or "limit")."""
-    limits = limits or Limits()
     src = Source(path, LABEL, prefix="")
     if src.ext == ".npz":
         arrays = read_npz(src, dtype, limits)

@@ -17,7 +17,8 @@ from .jsontext import encode
 from .settings import JSON, NAMES as SETTING_NAMES, Settings, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
-          "seed", "jacobian", "rtol", "atol"}
+          "seed", "jacobian", "rtol", "atol", "tangent", "hessian", "hvp", "taylor",
+          "steps"}
 
 
 def _reject_constant(name):
@@ -148,10 +149,10 @@ def write_whole_line(out, text: str):
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def serve(defaults, limits, debug=False, data=None, externs=None):
+def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None):
     """Answer each request line; `data` (from --data) are default variables of every
     request, which its own "vars" override; `externs` (from --extern, never from a request)
-    are callable in every request."""
+    are callable in every request. `on_answer(ok)` is told of each answer (progress)."""
     from .api import run
     from .programs import ProgramCache
     from .result import BULK, check_json_size
@@ -230,6 +231,8 @@ def serve(defaults, limits, debug=False, data=None, externs=None):
             err = internal_error_json(exc, ": the result is not JSON")
             line_out = json.dumps({"id": rid, "error": err} if has_id else {"error": err})
         write_whole_line(out, line_out)
+        if on_answer is not None:
+            on_answer("error" not in obj)
     if internal:
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if failed else (EXIT_DISAGREED if disagreed else EXIT_OK)

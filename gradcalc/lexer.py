@@ -20,8 +20,8 @@ class Token(NamedTuple):
 # re.ASCII: \d would otherwise take fullwidth and other Unicode digits ("1\uff11" read as 11)
 _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPS2 = ("**",)
-_OPS1 = "+-*/@^()[],=;:."
+_OPS2 = ("**", "<=", ">=", "==", "!=")
+_OPS1 = "+-*/@^()[],=;:.<>"
 _SPACE = " \t\r\f\v"
 
 
@@ -64,8 +64,8 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("name", m.group(), i))
             i = m.end()
             continue
-        if text.startswith("**", i):
-            tokens.append(Token("op", "**", i))
+        if text[i:i + 2] in _OPS2:
+            tokens.append(Token("op", text[i:i + 2], i))
             i += 2
             continue
         if ch in _OPS1:

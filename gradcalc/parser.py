@@ -12,8 +12,22 @@ from .lexer import Token, tokenize
 
 
 class Node:
-    """An AST node: `kind` is one of num, name, unary, binary, call, index, attr, array,
-    slice; statements are assign, funcdef, expr."""
+    """An AST node. Three slots hold its parts, read through the names of its kind:
+
+    | kind    | a            | b                     | c                          |
+    | num     | text         |                       |                            |
+    | name    | name         |                       |                            |
+    | unary   | op           | operand               |                            |
+    | binary  | op           | left                  | right                      |
+    | call    | name         | args                  | kwargs: [(name, node, pos)]|
+    | index   | target       | items                 |                            |
+    | slice   | start        | stop                  | step                       |
+    | attr    | target       | attribute             |                            |
+    | array   | items        |                       |                            |
+    | assign  | name         | value                 |                            |
+    | funcdef | name         | params                | body                       |
+    | expr    | value        |                       |                            |
+    """
 
     __slots__ = ("kind", "pos", "a", "b", "c")
 
@@ -22,6 +36,24 @@ class Node:
 
     def __repr__(self):
         return sexpr(self)
+
+    # the parts by name (see the table above)
+    text = property(lambda self: self.a)
+    name = property(lambda self: self.a)
+    op = property(lambda self: self.a)
+    operand = property(lambda self: self.b)
+    left = property(lambda self: self.b)
+    right = property(lambda self: self.c)
+    args = property(lambda self: self.b)
+    kwargs = property(lambda self: self.c)
+    target = property(lambda self: self.a)
+    items = property(lambda self: self.a if self.kind == "array" else self.b)
+    start = property(lambda self: self.a)
+    stop = property(lambda self: self.b)
+    step = property(lambda self: self.c)
+    params = property(lambda self: self.b)
+    body = property(lambda self: self.c)
+    value = property(lambda self: self.b if self.kind == "assign" else self.a)
 
 
 def sexpr(node) -> str:
@@ -79,8 +111,10 @@ def _sexpr_parts(node) -> list:
     raise AssertionError(k)
 
 
-# Binding powers: + - < * / @ < unary - + < ** ^ < postfix (call, index, .T)
-_INFIX = {"+": 10, "-": 10, "*": 20, "/": 20, "@": 20, "**": 40, "^": 40}
+# Binding powers: comparisons < + - < * / @ < unary - + < ** ^ < postfix (call, index, .T)
+_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+_INFIX = {"+": 10, "-": 10, "*": 20, "/": 20, "@": 20, "**": 40, "^": 40,
+          **{c: 5 for c in _COMPARISONS}}
 _RIGHT = {"**", "^"}
 _PREFIX_BP = 30
 _POSTFIX_BP = 50
@@ -111,7 +145,7 @@ class Frame:
 
 
 class Parser:
-    def __init__(self, text: str, max_depth: int = 200):
+    def __init__(self, text: str, max_depth: int):
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
@@ -226,6 +260,11 @@ class Parser:
             return Node("unary", f.tok.pos, f.tok.text, sub), f.rbp
         if k == "binary":
             op = "**" if f.tok.text == "^" else f.tok.text
+            nxt = self.peek()
+            if op in _COMPARISONS and nxt.kind == "op" and nxt.text in _COMPARISONS:
+                # Python would read a < b < c as (a < b) and (b < c); torch tensors refuse it
+                raise GradcalcError("syntax", "comparisons do not chain: write "
+                                              "(a < b) * (b < c) for both", nxt.pos)
             return Node("binary", f.tok.pos, op, f.left, sub), f.rbp
         if k == "paren":
             self.expect(")", "to close '(' at column %d" % (f.tok.pos + 1))
@@ -345,7 +384,7 @@ class Parser:
         return stmts
 
 
-def parse_program(text: str, max_depth: int = 200) -> list[Node]:
+def parse_program(text: str, max_depth: int) -> list[Node]:
     """Statements of a program or one-liner."""
     try:
         return Parser(text, max_depth).program()
@@ -353,7 +392,7 @@ def parse_program(text: str, max_depth: int = 200) -> list[Node]:
         raise err.with_source(text)
 
 
-def parse_expression(text: str, max_depth: int = 200) -> Node:
+def parse_expression(text: str, max_depth: int) -> Node:
     """A single expression (used for VALUEs)."""
     p = Parser(text, max_depth)
     try:

@@ -37,6 +37,13 @@ class Result:
     graph: object = field(default=None, repr=False)
     values: object = field(default=None, repr=False)
     output_id: int = 0
+    # SPEC 9, each None unless asked for: J·u (output's shape), {a: {b: H_ab}}, {leaf: H·u},
+    # [order 1..N derivatives along u]
+    jvp: object = None
+    hessian: object = None
+    hvp: object = None
+    taylor: object = None
+    steps: object = None              # [{"target", "formula", "value"}] (--steps)
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
     # why `grads` is empty (--jacobian without --grad), else None
@@ -106,9 +113,27 @@ class Result:
         obj["dtype"] = self.dtype
         obj["no_path"] = list(self.no_path)
         obj["nonfinite"] = self.__dict__.get("nonfinite") if trusting else self.nonfinite
+        obj.update(self.higher_json(plain))
         if self.finite_differences:
             obj["finite_differences"] = self.finite_differences
         return obj
+
+    def higher_json(self, plain=None) -> dict:
+        """The keys of SPEC 9 that were asked for: "jvp", "hessian", "hvp", "taylor"."""
+        plain = plain or to_plain
+        out = {}
+        if self.jvp is not None:
+            out["jvp"] = plain(self.jvp)
+        if self.hessian is not None:
+            out["hessian"] = {a: {b: plain(h) for b, h in row.items()}
+                              for a, row in self.hessian.items()}
+        if self.hvp is not None:
+            out["hvp"] = {k: plain(v) for k, v in self.hvp.items()}
+        if self.taylor is not None:
+            out["taylor"] = [plain(v) for v in self.taylor]
+        if self.steps is not None:
+            out["steps"] = [dict(step, value=plain(step["value"])) for step in self.steps]
+        return out
 
 
 def json_safe(obj):
@@ -197,6 +222,10 @@ def check_json_size(result: Result, limits: Limits) -> int:
     (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array); else
     the count of numbers it holds."""
     n = result.output.size + np.size(result.cotangent) + sum(g.size for g in result.grads.values())
+    n += 0 if result.jvp is None else np.size(result.jvp)
+    n += sum(np.size(v) for v in (result.hvp or {}).values())
+    n += sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())
+    n += sum(np.size(v) for v in result.taylor or ())
     n += sum(np.size(v) for v in result.leaves.values())
     if result.jacobian:
         n += sum(np.size(j) for j in result.jacobian.values())

@@ -19,7 +19,11 @@ DTYPES = ("float64", "float32")
 PROGRAM_OPTIONS = {"--grad": "grad", "-g": "grad", "--wrt": "wrt", "--of": "of",
                    "--repeat": "repeat", "--check": "check", "--rtol": "rtol", "--atol": "atol",
                    "--dtype": "dtype", "--seed": "seed", "--jacobian": "jacobian",
-                   "--no-jacobian": "jacobian"}
+                   "--no-jacobian": "jacobian", "--tangent": "tangent", "-t": "tangent",
+                   "--hessian": "hessian", "--hvp": "hvp", "--taylor": "taylor"}
+# the options of SPEC 9 that take NAME=VALUE and may be repeated
+DIRECTIONS = ("tangent", "hvp")
+MAX_TAYLOR = 12     # repeated J·u programs grow with the order
 
 
 @dataclass
@@ -36,6 +40,11 @@ class Settings:
     jacobian: object = None
     dtype: object = None
     seed: object = None
+    tangent: object = None      # SPEC 9: {leaf: VALUE} (or "NAME=VALUE" texts)
+    hessian: object = None
+    hvp: object = None
+    taylor: object = None
+    steps: object = None        # SPEC 9: the backward as the chain rule (not in #: lines)
 
     def merged_over(self, base: "Settings") -> "Settings":
         """These settings where given, `base` elsewhere (the command line over `#:` lines)."""
@@ -92,8 +101,8 @@ def program_settings(text: str) -> Settings:
                                                  k for k in PROGRAM_OPTIONS if k.startswith("--"))
                                     + ")")
             name = PROGRAM_OPTIONS[key]
-            if name == "jacobian":
-                s.jacobian = key == "--jacobian"
+            if name in ("jacobian", "hessian"):
+                setattr(s, name, key != "--no-jacobian")
                 i += 1
                 continue
             if inline:
@@ -102,6 +111,8 @@ def program_settings(text: str) -> Settings:
                 val, i = words[i + 1], i + 2
             else:
                 raise GradcalcError("usage", f"line {lineno}: {key} needs a value")
+            if name in DIRECTIONS:
+                val = (getattr(s, name) or []) + [val]
             setattr(s, name, val)
     return s
 
@@ -126,8 +137,15 @@ def validate(s: Settings, limits: Limits, source: Source = API) -> Settings:
     out.wrt = _names(s.wrt, source)
     if s.of is not None and not isinstance(s.of, str):
         raise GradcalcError("usage", f"{source.name('of')} must be a name")
-    if s.jacobian is not None and not isinstance(s.jacobian, bool):
-        raise GradcalcError("usage", f"{source.name('jacobian')} must be true or false")
+    for flag in ("jacobian", "hessian", "steps"):
+        if getattr(s, flag) is not None and not isinstance(getattr(s, flag), bool):
+            raise GradcalcError("usage", f"{source.name(flag)} must be true or false")
+    for field in DIRECTIONS:
+        setattr(out, field, _directions(getattr(s, field), field, source))
+    taylor = out.taylor = _whole(s.taylor, "taylor", source)
+    if taylor is not None and not 1 <= taylor <= MAX_TAYLOR:
+        raise GradcalcError("usage", f"{source.name('taylor')} takes an order from 1 to "
+                                     f"{MAX_TAYLOR}, got {taylor}")
     return out
 
 
@@ -178,6 +196,34 @@ def _tolerance(v, field, source):
         raise GradcalcError("usage", f"{source.name(field)} must be a number >= 0, "
                                      f"got {shown!r}")
     return float(v)
+
+
+def _directions(v, field, source):
+    """{leaf name: VALUE} from a dict (JSON, API) or "NAME=VALUE" texts (command line, `#:`
+    lines); the VALUEs stay for values.py to read."""
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)) and source.text:
+        pairs = []
+        for item in v:
+            name, eq, value = str(item).partition("=")
+            if not eq:
+                raise GradcalcError("usage", f"{source.name(field)} takes NAME=VALUE, got "
+                                             f"{escape_text(str(item))[:60]!r}")
+            pairs.append((name.strip(), value))
+    elif isinstance(v, dict):
+        pairs = list(v.items())
+    else:
+        raise GradcalcError("usage", f"{source.name(field)} must map leaf names to values")
+    out = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+            raise GradcalcError("usage", f"{source.name(field)}: {escape_text(str(name))[:60]!r} "
+                                         "is not a leaf name")
+        if name in out:
+            raise GradcalcError("usage", f"{source.name(field)}: '{name}' is given twice")
+        out[name] = value
+    return out
 
 
 def _names(v, source):

@@ -62,10 +62,9 @@ def nested_shape(obj, label=""):
             raise _err(label, "the array is not rectangular (numbers mixed with lists)")
 
 
-def from_json(obj, label="", *, dtype=np.float64, limits: Limits | None = None, seed=None,
+def from_json(obj, label="", *, limits: Limits, dtype=np.float64, seed=None,
               allow_files=True):
     """A VALUE given as a JSON value: number, nested list, or string in VALUE syntax."""
-    limits = limits or Limits()
     if type(obj) in (int, float):
         try:
             return np.asarray(float(obj), dtype=dtype)
@@ -104,10 +103,9 @@ def _split_top_commas(text: str) -> bool:
     return False
 
 
-def parse_value(text: str, label: str = "", *, dtype=np.float64, limits: Limits | None = None,
+def parse_value(text: str, label: str = "", *, limits: Limits, dtype=np.float64,
                 seed=None, stdin=None) -> np.ndarray:
     """A VALUE from the command line (or a string inside JSON)."""
-    limits = limits or Limits()
     if len(text) > limits.max_text:
         raise _err(label, f"the value is longer than {limits.max_text:,} characters "
                           "(--max-text)", "limit")
@@ -137,12 +135,12 @@ def _reject_constant(name):
     raise ValueError(name)
 
 
-def constant_expression(text, label="", *, dtype=np.float64, limits=None, seed=None):
+def constant_expression(text, label="", *, limits: Limits, dtype=np.float64, seed=None):
     """Evaluate a constant expression of the language (no variables)."""
     from .compile import Compiler
     from .parser import parse_expression
     try:
-        node = parse_expression(text, (limits or Limits()).max_depth)
+        node = parse_expression(text, limits.max_depth)
         comp = Compiler(text, {}, dtype=dtype, seed=seed, limits=limits, constants_only=True)
         i = comp.not_none(comp.expr(node))
     except GradcalcError as err:
@@ -162,9 +160,8 @@ def _short(text, n=60):
     return "'" + (text if len(text) <= n else text[:n] + "...") + "'"
 
 
-def read_file(path: str, label="", *, dtype=np.float64, limits=None, seed=None, stdin=None):
+def read_file(path: str, label="", *, limits: Limits, dtype=np.float64, seed=None, stdin=None):
     """The array in @path: .json, .npy, .npz (one array), .csv/.tsv, or VALUE text."""
-    limits = limits or Limits()
     if path == "-":
         if stdin is None:
             raise GradcalcError("usage", f"{label}: @- (standard input) is not available here")

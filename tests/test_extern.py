@@ -26,6 +26,9 @@ from gradcalc.errors import GradcalcError
 from gradcalc.extern import Externs, FiniteDifference, encode_call, parse_spec
 from gradcalc.parser import parse_program
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 ROOT = Path(__file__).resolve().parent.parent
 OPAQUE_F = ROOT / "samples" / "opaque_f.py"
 
@@ -71,8 +74,8 @@ def gone(pid: int, within: float = 3.0) -> bool:
 
 def compile_with(ex: Externs, text: str, wrt=None, dtype=np.float64, **values):
     bindings = {k: np.asarray(v, dtype=dtype) for k, v in values.items()}
-    return Compiler(text, bindings, dtype=dtype, wrt=wrt, externs=ex.ops).program(
-        parse_program(text))
+    return Compiler(text, bindings, dtype=dtype, wrt=wrt, externs=ex.ops, limits=LIMITS).program(
+        parse_program(text, LIMITS.max_depth))
 
 
 def differentiate(graph, jacobian=False):
@@ -102,8 +105,8 @@ def test_sample_opaque_f_gives_the_pages_gradient():
         loss, got = grads(g)
         calls = ex.externs["f"].backend.calls
     exact = Compiler("mse_loss(2*x*w[0] + x**2*w[1], y)",
-                     {"x": XS, "w": np.zeros(2), "y": YS}, wrt=["w"]).program(
-        parse_program("mse_loss(2*x*w[0] + x**2*w[1], y)"))
+                     {"x": XS, "w": np.zeros(2), "y": YS}, wrt=["w"], limits=LIMITS).program(
+        parse_program("mse_loss(2*x*w[0] + x**2*w[1], y)", LIMITS.max_depth))
     exact_loss, exact_grads = grads(exact)
     assert loss == pytest.approx(0.2092948, rel=1e-12)
     assert loss == exact_loss
@@ -471,8 +474,8 @@ def test_names(tmp_path):
         assert info.value.kind == "usage"
     with Externs([("f", f"{sys.executable} {OPAQUE_F}")]) as ex:
         with pytest.raises(GradcalcError, match="'f' is an extern") as info:
-            Compiler("f(a) = a; f(x)", {"x": np.ones(1)}, externs=ex.ops).program(
-                parse_program("f(a) = a; f(x)"))
+            Compiler("f(a) = a; f(x)", {"x": np.ones(1)}, externs=ex.ops, limits=LIMITS).program(
+                parse_program("f(a) = a; f(x)", LIMITS.max_depth))
         assert info.value.kind == "name"
         with pytest.raises(GradcalcError, match="'f' is a function: call it"):
             compile_with(ex, "f + 1")
@@ -535,6 +538,7 @@ def test_the_childs_own_children_go_too(tmp_path):
 RUNNER = '''
 import sys, time
 from gradcalc.extern import Externs
+
 with Externs([("f", sys.argv[1])]) as ex:
     print(ex.externs["f"].backend.proc.pid, file=sys.stderr, flush=True)
     if sys.argv[2] == "wait":
@@ -587,8 +591,8 @@ def test_training_through_the_opaque_f_follows_the_exact_one():
         for _ in range(20):
             for b in range(0, 200, 10):
                 bindings = {"x": xs[b:b + 10], "y": ys[b:b + 10], "w": params["w"].copy()}
-                graph = Compiler(text, bindings, wrt=["w"], externs=ops).program(
-                    parse_program(text))
+                graph = Compiler(text, bindings, wrt=["w"], externs=ops, limits=LIMITS).program(
+                    parse_program(text, LIMITS.max_depth))
                 _, got = grads(graph)
                 opt.step(params, got)
         return params["w"]

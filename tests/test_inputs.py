@@ -15,6 +15,9 @@ import pytest
 
 from clirun import answer, cli
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 REAL = {"isolate": True, "timeout": 60}       # a real `python -m gradcalc` process
 
 
@@ -182,9 +185,9 @@ def test_npy_is_read_without_a_memory_map(tmp_path, monkeypatch):
     p = tmp_path / "f.npy"
     m = np.arange(6.0).reshape(2, 3)
     np.save(p, np.asfortranarray(m))
-    assert np.array_equal(parse_value(f"@{p}"), m)
+    assert np.array_equal(parse_value(f"@{p}", limits=LIMITS), m)
     np.save(p, m.astype(">i4"))
-    assert np.array_equal(parse_value(f"@{p}"), m)
+    assert np.array_equal(parse_value(f"@{p}", limits=LIMITS), m)
 
 
 # ------------------------------------------------------ SPEC 12: the --data reader
@@ -192,20 +195,20 @@ def test_data_file_forms(tmp_path):
     from gradcalc.datafile import read_data
     csv_ = tmp_path / "d.csv"
     csv_.write_text('\ufeffx;"y"\n1;2\n3;"4"\n')
-    got = read_data(str(csv_))
+    got = read_data(str(csv_), limits=LIMITS)
     assert list(got) == ["x", "y"]
     assert got["x"].tolist() == [1.0, 3.0] and got["y"].tolist() == [2.0, 4.0]
     tsv = tmp_path / "d.tsv"
     tsv.write_text("a\tb\n1\t2\n")
-    assert {k: v.tolist() for k, v in read_data(str(tsv)).items()} == {"a": [1.0], "b": [2.0]}
+    assert {k: v.tolist() for k, v in read_data(str(tsv), limits=LIMITS).items()} == {"a": [1.0], "b": [2.0]}
     js = tmp_path / "d.json"
     js.write_text('{"W": [[1, 2], [3, "Infinity"]], "b": -1, "c": "NaN"}')
-    got = read_data(str(js), dtype=np.float32)
+    got = read_data(str(js), dtype=np.float32, limits=LIMITS)
     assert got["W"].dtype == np.float32 and got["W"].tolist() == [[1, 2], [3, math.inf]]
     assert got["b"].shape == () and got["b"] == -1 and math.isnan(got["c"])
     npz = tmp_path / "d.npz"
     np.savez(npz, p=np.eye(2), q=np.array(5.0))
-    got = read_data(str(npz))
+    got = read_data(str(npz), limits=LIMITS)
     assert got["p"].tolist() == [[1, 0], [0, 1]] and got["q"] == 5.0
 
 
@@ -225,7 +228,7 @@ def test_data_file_errors(tmp_path, name, text, words):
     p = tmp_path / name
     p.write_text(text)
     with pytest.raises(GradcalcError) as info:
-        read_data(str(p))
+        read_data(str(p), limits=LIMITS)
     assert info.value.kind == "value" and words in info.value.message, info.value.message
     assert info.value.message.startswith("--data")
 
@@ -312,7 +315,7 @@ def test_node_estimate_never_refuses_a_program_that_fits():
 
     def compile_with(max_nodes):
         return Compiler(text, {"x": np.ones(2)}, limits=Limits(max_nodes=max_nodes)).program(
-            parse_program(text))
+            parse_program(text, LIMITS.max_depth))
     n = len(compile_with(10**6).nodes)
     assert n > 3 * 2**7                       # f8 alone inlines 2**7 copies of sin(x) * 2
     assert len(compile_with(n).nodes) == n

@@ -24,6 +24,9 @@ from gradcalc.compile import Compiler
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 TOL = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=2e-6, atol=1e-6)}
 
 
@@ -31,7 +34,7 @@ def compile_sample(expr, shapes, domain, seed, dtype="float64"):
     rng = np.random.default_rng(seed)
     lo, hi = domain
     bindings = {n: rng.uniform(lo, hi, size=s) for n, s in shapes.items()}
-    return Compiler(expr, bindings, dtype=np.dtype(dtype), seed=seed).program(parse_program(expr))
+    return Compiler(expr, bindings, dtype=np.dtype(dtype), seed=seed, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
 
 
 def row_by_row(graph, values, output, leaf_ids):
@@ -167,8 +170,8 @@ def test_batched_jacobian_extra(expr, shapes, domain):
 def test_jacobian_of_an_intermediate():
     # --of: the Jacobian of y, not of the final output
     text = "y = x * w\nz = sum(y ** 2)"
-    graph = Compiler(text, {"x": np.array([1.0, 2.0]), "w": np.array([3.0, -1.0])}).program(
-        parse_program(text))
+    graph = Compiler(text, {"x": np.array([1.0, 2.0]), "w": np.array([3.0, -1.0])}, limits=LIMITS).program(
+        parse_program(text, LIMITS.max_depth))
     J, grads, _ = check_graph(graph, seed=0, output=graph.names["y"])
     # y = x * w elementwise: dy/dx = diag(w), dy/dw = diag(x)
     np.testing.assert_array_equal(J[graph.leaves["x"]], [[3.0, 0.0], [0.0, -1.0]])
@@ -179,7 +182,7 @@ def test_jacobian_hand_derived_matmul():
     # y = A @ v with A (2, 2), v (2,): dy_i/dA_jk = [i == j] v_k, dy_i/dv_k = A_ik
     A = np.array([[1.0, 2.0], [3.0, 4.0]])
     v = np.array([5.0, 6.0])
-    graph = Compiler("A @ v", {"A": A, "v": v}).program(parse_program("A @ v"))
+    graph = Compiler("A @ v", {"A": A, "v": v}, limits=LIMITS).program(parse_program("A @ v", LIMITS.max_depth))
     J, _, _ = check_graph(graph, seed=0)
     JA = J[graph.leaves["A"]]
     assert JA.shape == (2, 2, 2)
@@ -192,11 +195,11 @@ def test_jacobian_of_max_tie_splits_and_dim_picks_first():
     # max over all of [[1, 3], [3, 0]]: the max 3 is tied twice, each gets 1/2
     # max(dim=0) of the same: column 1 has 3 at row 0 only; column 0 has 3 at row 1
     M = np.array([[1.0, 3.0], [3.0, 0.0]])
-    g = Compiler("max(M)", {"M": M}).program(parse_program("max(M)"))
+    g = Compiler("max(M)", {"M": M}, limits=LIMITS).program(parse_program("max(M)", LIMITS.max_depth))
     J, _, _ = check_graph(g, 0)
     np.testing.assert_array_equal(J[g.leaves["M"]], [[0.0, 0.5], [0.5, 0.0]])
     T = np.array([[3.0, 3.0], [3.0, 1.0]])            # column 0 tied: first index (row 0)
-    g = Compiler("max(T, dim=0)", {"T": T}).program(parse_program("max(T, dim=0)"))
+    g = Compiler("max(T, dim=0)", {"T": T}, limits=LIMITS).program(parse_program("max(T, dim=0)", LIMITS.max_depth))
     J, _, _ = check_graph(g, 0)
     np.testing.assert_array_equal(J[g.leaves["T"]], [[[1.0, 0.0], [0.0, 0.0]],
                                                      [[0.0, 1.0], [0.0, 0.0]]])

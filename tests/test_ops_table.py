@@ -27,13 +27,19 @@ from gradcalc.ops import OPS, Site
 from gradcalc.parser import parse_program
 from gradcalc.values import from_json
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 REFERENCE = Path(__file__).resolve().parent / "reference" / "torch_reference.json"
 FAMILIES = {"elementwise", "reduction", "linalg", "shape", "loss", "constructor"}
 # ops reached through operator syntax, not by name (SPEC 2): name -> how the text spells it
 OPERATOR_SYNTAX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "neg": "unary -",
-                   "pow": "** or ^", "matmul": "@", "index": "x[...]", "transpose": ".T"}
-# ops through which no gradient flows by definition: their rule is None
-NO_GRADIENT = {"detach"}
+                   "pow": "** or ^", "matmul": "@", "index": "x[...]", "transpose": ".T",
+                   "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+# ops through which no gradient flows by definition: their rule is None (a comparison's
+# output is not differentiable in torch), and single inputs that get none (where's condition)
+NO_GRADIENT = {"detach", "lt", "le", "gt", "ge", "eq", "ne"}
+NO_GRADIENT_INPUTS = {("where", 0)}
 TORCH_NODE = re.compile(r"^[A-Z][A-Za-z0-9]*Backward\d*$")
 
 ALL = sorted(OPS)
@@ -44,7 +50,7 @@ def compile_sample(expr, shapes, domain, seed=0):
     rng = np.random.default_rng(seed)
     lo, hi = domain
     bindings = {n: rng.uniform(lo, hi, size=s) for n, s in shapes.items()}
-    return Compiler(expr, bindings, seed=seed).program(parse_program(expr))
+    return Compiler(expr, bindings, seed=seed, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
 
 
 # ---------------------------------------------------------------- fields
@@ -74,7 +80,7 @@ def test_op_has_every_field(name):
         assert len(op.vjps) == len(arrays), (
             f"{name}: {len(arrays)} array inputs but {len(op.vjps)} rules")
         for i, rule in enumerate(op.vjps):
-            if name in NO_GRADIENT:
+            if name in NO_GRADIENT or (name, i) in NO_GRADIENT_INPUTS:
                 assert rule is None
             else:
                 assert callable(rule), f"{name}: input {i} ({arrays[i].name}) has no VJP rule"
@@ -176,7 +182,8 @@ SPEC_FUNCTIONS = (
     "sigmoid relu leaky_relu elu softplus erf pow atan2 hypot maximum minimum clamp "
     "sum mean prod max min norm logsumexp softmax log_softmax dot matmul outer trace "
     "mse_loss binary_cross_entropy binary_cross_entropy_with_logits cross_entropy "
-    "ones zeros full eye linspace arange rand randn reshape stack cat detach").split()
+    "ones zeros full eye linspace arange rand randn reshape stack cat detach "
+    "where lt le gt ge eq ne").split()
 
 
 def test_every_spec_function_is_in_the_table():
@@ -202,8 +209,8 @@ def test_every_operator_is_declared_in_its_entry():
                                           ("x @ y", "matmul(x, y)")])
 def test_an_operator_is_also_callable_by_name(expr, by_name):
     env = {"x": np.array([1.5, -2.0]), "y": np.array([0.5, 3.0])}
-    a = Compiler(expr, env).program(parse_program(expr))
-    b = Compiler(by_name, env).program(parse_program(by_name))
+    a = Compiler(expr, env, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+    b = Compiler(by_name, env, limits=LIMITS).program(parse_program(by_name, LIMITS.max_depth))
     assert [n.op.name for n in a.nodes if n.op] == [n.op.name for n in b.nodes if n.op]
 
 
@@ -223,18 +230,19 @@ def test_syntax_only_ops_are_not_callable_by_name():
         if op.named:
             continue
         with pytest.raises(GradcalcError) as exc:
-            Compiler(f"{name}(x)", {"x": np.ones(2)}).program(parse_program(f"{name}(x)"))
+            Compiler(f"{name}(x)", {"x": np.ones(2)}, limits=LIMITS).program(parse_program(f"{name}(x)", LIMITS.max_depth))
         assert exc.value.kind == "name", name
 
 
 # ---------------------------------------------------------------- recorded references
-_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
+           "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
 
 def ops_called(text: str) -> set:
     """Op names a text calls, by name or through operator syntax (iterative AST walk)."""
     out = set()
-    stack = list(parse_program(text))
+    stack = list(parse_program(text, LIMITS.max_depth))
     while stack:
         n = stack.pop()
         if n is None:
@@ -301,8 +309,8 @@ def reference_backward_ops():
     for case in _reference_cases():
         req = case["request"]
         text = _case_text(case)
-        bindings = {k: from_json(v, k) for k, v in req.get("vars", {}).items()}
-        graph = Compiler(text, bindings, wrt=req.get("wrt")).program(parse_program(text))
+        bindings = {k: from_json(v, k, limits=LIMITS) for k, v in req.get("vars", {}).items()}
+        graph = Compiler(text, bindings, wrt=req.get("wrt"), limits=LIMITS).program(parse_program(text, LIMITS.max_depth))
         for eq in graph.nodes:
             if eq.kind == "op" and eq.requires_grad:
                 seen.setdefault(eq.op.name, case["id"])

@@ -16,9 +16,12 @@ import gradcalc
 from gradcalc.errors import GradcalcError, caret_lines
 from gradcalc.parser import parse_expression, parse_program, sexpr
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 
 def parse(text: str) -> str:
-    return " ; ".join(sexpr(s) for s in parse_program(text))
+    return " ; ".join(sexpr(s) for s in parse_program(text, LIMITS.max_depth))
 
 
 # ---------------------------------------------------------------- golden parses
@@ -145,12 +148,12 @@ def test_golden_parse(text, expected):
 
 def test_parse_expression_skips_surrounding_newlines():
     # VALUEs (`x='linspace(-1, 1, 5)'`, or a file's text) go through parse_expression
-    assert sexpr(parse_expression("\nlinspace(-1, 1, 5)\n")) == "(linspace (- 1) 1 5)"
+    assert sexpr(parse_expression("\nlinspace(-1, 1, 5)\n", LIMITS.max_depth)) == "(linspace (- 1) 1 5)"
 
 
 def test_parse_expression_rejects_a_second_statement():
     with pytest.raises(GradcalcError) as exc:
-        parse_expression("1; 2")
+        parse_expression("1; 2", LIMITS.max_depth)
     assert exc.value.kind == "syntax"
     assert exc.value.position == 1
 
@@ -230,7 +233,7 @@ ERRORS = [
 @pytest.mark.parametrize("text,kind,position,message", ERRORS, ids=[repr(e[0]) for e in ERRORS])
 def test_syntax_error_position(text, kind, position, message):
     with pytest.raises(GradcalcError) as exc:
-        parse_program(text)
+        parse_program(text, LIMITS.max_depth)
     err = exc.value
     assert err.kind == kind
     assert err.position == position
@@ -246,7 +249,7 @@ def test_syntax_error_position(text, kind, position, message):
 ])
 def test_error_line_and_column(text, line, column):
     with pytest.raises(GradcalcError) as exc:
-        parse_program(text)
+        parse_program(text, LIMITS.max_depth)
     assert exc.value.line_column() == (line, column)
     if "\n" in text:
         js = exc.value.to_json()
@@ -257,7 +260,7 @@ def test_error_line_and_column(text, line, column):
 def test_caret_sits_under_the_offending_character():
     text = "a=1\nb = 2 +* a"
     with pytest.raises(GradcalcError) as exc:
-        parse_program(text)
+        parse_program(text, LIMITS.max_depth)
     shown, caret = caret_lines(exc.value.source, exc.value.position)
     assert shown == "b = 2 +* a"
     assert caret == "       ^"                # column 8: seven spaces
@@ -268,14 +271,14 @@ def test_caret_with_escaped_control_character():
     # the ESC before the error is shown as \x1b (4 characters), so the caret moves right by 3
     text = "\x1b + $"
     with pytest.raises(GradcalcError) as exc:
-        parse_program(text)
+        parse_program(text, LIMITS.max_depth)
     shown, caret = caret_lines(text, exc.value.position)
     assert exc.value.position == 0            # the ESC itself is the bad character
     assert shown.startswith("\\x1b")
     assert caret == "^"
     text = "x + \x1b"
     with pytest.raises(GradcalcError) as exc:
-        parse_program(text)
+        parse_program(text, LIMITS.max_depth)
     shown, caret = caret_lines(text, exc.value.position)
     assert exc.value.position == 4
     assert shown == "x + \\x1b" and caret == "    ^"
@@ -296,7 +299,7 @@ def test_nesting_within_the_limit_parses():
 ])
 def test_nesting_over_the_limit_is_a_limit_error(text):
     with pytest.raises(GradcalcError) as exc:
-        parse_program(text)
+        parse_program(text, LIMITS.max_depth)
     assert exc.value.kind == "limit"
     assert "nesting depth" in exc.value.message
 
@@ -311,7 +314,7 @@ def test_max_depth_is_adjustable():
 
 def test_long_flat_chain_is_a_loop_not_recursion():
     # 20,000 terms would overflow Python's recursion limit if the parser recursed per term
-    stmts = parse_program("+".join(["a"] * 20000))
+    stmts = parse_program("+".join(["a"] * 20000), LIMITS.max_depth)
     node = stmts[0].a
     depth = 0
     while node.kind == "binary":
@@ -325,7 +328,7 @@ def test_long_flat_chain_is_a_loop_not_recursion():
 
 def test_positions_of_nodes():
     # positions are 0-based offsets of the node's first token (operators: the operator)
-    (st,) = parse_program("  foo + bar[2]")
+    (st,) = parse_program("  foo + bar[2]", LIMITS.max_depth)
     e = st.a
     assert (e.kind, e.pos) == ("binary", 6)
     assert (e.b.kind, e.b.pos) == ("name", 2)

@@ -24,6 +24,9 @@ from gradcalc.errors import GradcalcError
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
 
+from gradcalc.errors import Limits as _Limits  # noqa: E402
+LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+
 
 # ---------------------------------------------------------------- the plain path
 # the engine's own plain interpreter (gradcalc/engine/plain.py) is the definition: a forward
@@ -64,7 +67,7 @@ def sample_inputs(shapes, domain, seed, special):
 
 
 def compile_with(expr, bindings, dtype="float64"):
-    return Compiler(expr, bindings, dtype=np.dtype(dtype)).program(parse_program(expr))
+    return Compiler(expr, bindings, dtype=np.dtype(dtype), limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
 
 
 SAMPLES = [(name, k, s) for name in sorted(OPS) for k, s in enumerate(OPS[name].samples)]
@@ -302,7 +305,7 @@ def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
         for k in shapes:
             if k != const and len(shapes[k]) == 1:
                 bindings[k][0] = 0.0
-    graph = Compiler(expr, bindings, wrt=wrt).program(parse_program(expr))
+    graph = Compiler(expr, bindings, wrt=wrt, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
     values = plain_forward(graph, graph.output)
     if matrix == "finite":
         assert economy.identity_seeds(graph, values, graph.output) is not None
@@ -404,8 +407,8 @@ def test_blocked_path_refuses_programs_whose_elements_interact(expr, shapes):
 
 
 def test_blocked_path_accepts_a_number_without_grad():
-    graph = Compiler("x * y + 2", {"x": np.arange(4.0), "y": np.array(3.0)}, wrt=["x"]) \
-        .program(parse_program("x * y + 2"))
+    graph = Compiler("x * y + 2", {"x": np.arange(4.0), "y": np.array(3.0)}, wrt=["x"], limits=LIMITS) \
+        .program(parse_program("x * y + 2", LIMITS.max_depth))
     assert economy.blockable(graph, graph.output)
     values, grads = economy.run_blocked(graph, graph.output, np.ones(4), 3)
     assert values[graph.output].tolist() == [2.0, 5.0, 8.0, 11.0]

@@ -266,3 +266,32 @@ def test_jacobian_without_a_cotangent_gives_the_jacobian_alone():
     # without --jacobian the missing cotangent stays the error PyTorch gives
     cli(["tanh(W @ x)", "W=[[1,2],[3,4],[5,6]]", "x=0.1,-0.2"], isolate=True).assert_error(
         "usage")
+
+
+def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
+    """stderr a terminal, stdout a pipe (`gradcalc - > answers.jsonl`): the status line goes
+    to the terminal, and stdout holds the answers alone, whole lines of strict JSON."""
+    import pty
+    master, slave = pty.openpty()
+    reqs = "".join(json.dumps({"id": k, "expr": "x*2", "vars": {"x": k}}) + "\n"
+                   for k in range(5))
+    p = subprocess.Popen([sys.executable, "-m", "gradcalc", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=slave, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT, TERM="xterm"))
+    os.close(slave)
+    out, _ = p.communicate(reqs.encode(), timeout=60)
+    seen = b""
+    try:
+        while True:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:
+        pass
+    os.close(master)
+    assert p.returncode == 0
+    lines = out.decode().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [0, 1, 2, 3, 4]
+    assert b"\x1b" not in out
+    assert b"JSON Lines" in seen

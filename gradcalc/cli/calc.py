@@ -76,6 +76,15 @@ More: the README (language reference, JSON schema, limits).
               help="Compute the Jacobian (default: when at most 10,000 entries).")
 @click.option("--dtype", metavar="[float64|float32]", help="Precision (default float64).")
 @click.option("--seed", metavar="N", help="Seed for rand/randn.")
+@click.option("-t", "--tangent", multiple=True, metavar="NAME=VALUE",
+              help="Forward mode: J·u along this leaf tangent (repeatable; others get 0).")
+@click.option("--hessian", is_flag=True, default=None,
+              help="The Hessian of a scalar output (or v^T y with --grad v).")
+@click.option("--hvp", multiple=True, metavar="NAME=VALUE",
+              help="Hessian-vector product H·u without forming H (repeatable).")
+@click.option("--taylor", metavar="N", help="Derivatives of order 1..N along the tangent.")
+@click.option("--steps", is_flag=True, default=None,
+              help="The backward pass as the chain rule, one step per line.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--graph", is_flag=True, help="Show the autograd graph with PyTorch node names.")
 @click.option("--dot", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
@@ -113,7 +122,8 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
             as_json, graph, dot, precision, max_elements, max_memory, max_depth,
             symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=(),
             externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0,
-            brief=False, plot=None):
+            brief=False, plot=None, tangent=(), hessian=None, hvp=(), taylor=None,
+            steps=None):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -126,7 +136,9 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         grad = "1"            # --plot: v = 1 makes each grad element the derivative there
     limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
                           max_repeat)
-    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed),
+    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
+                                 list(tangent) or None, hessian, list(hvp) or None, taylor,
+                                 steps),
                         limits, CLI)
     if program_file is None and args and args[0] == "-" :
         if len(args) > 1:
@@ -135,8 +147,14 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         from ..jsonl import serve
         long_running()
         data_values = read_data_files(data, settings, limits)
-        with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
-            return serve(settings, limits, debug, data=data_values, externs=ex)
+        from ..view.progress import StreamProgress
+        progress = StreamProgress()
+        try:
+            with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+                return serve(settings, limits, debug, data=data_values, externs=ex,
+                             on_answer=progress.answered)
+        finally:
+            progress.close()
     stdin = Stdin(limits.max_text)
     if program_file is not None:
         bindings = split_bindings(args)

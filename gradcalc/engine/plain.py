@@ -15,8 +15,10 @@ import numpy as np
 
 def sum_to(v, nb: int, batch: tuple, shape: tuple):
     """Reduce `v` (broadcastable to batch + some out shape) to batch + `shape`: PyTorch's
-    sum_to for broadcast operands, done once here instead of in every rule."""
-    v = np.asarray(v)
+    sum_to for broadcast operands, done once here instead of in every rule. A traced array
+    (engine/traced.py) passes as it is: its own methods record the same reductions."""
+    if not hasattr(v, "__array_function__"):
+        v = np.asarray(v)
     if v.shape == batch + shape:
         return v
     lead = v.ndim - nb - len(shape)

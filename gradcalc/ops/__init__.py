@@ -53,6 +53,11 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `cost(out_size, in_shapes)`: element operations of one forward, for the numeric check's
   budget (default: the output's size).
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
+- `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
+  ufunc counts by itself), so that a rule calling them on traced arrays records this op
+  (engine/traced.py). A traced array's type defines `__gradcalc_traced__`, for the one
+  rule that must take another route on it (index's scatter: a traced array cannot be
+  assigned into).
 """
 from __future__ import annotations
 
@@ -143,6 +148,7 @@ class Op:
     random: bool = False                # draws from the --seed generator
     cost: Callable | None = None        # (out_size, in_shapes) -> element operations
     at_site: Callable | None = None     # Site -> internal params the call site fixes
+    ufuncs: tuple = ()                  # numpy ufuncs a rule may use for this op
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):

@@ -18,10 +18,10 @@ LN10 = math.log(10.0)
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc="", kinks=()):
+def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc="", kinks=(), ufuncs=()):
     register(Op(name, "x", forward, (rule,), elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=((f"{name}(x)", {"x": (2, 3)}, domain),), doc=doc,
-                pointwise=True, kinks=kinks))
+                pointwise=True, kinks=kinks, ufuncs=ufuncs))
 
 
 def at_zero(words):
@@ -103,8 +103,10 @@ def softplus(x, beta=1.0, threshold=20.0):
 
 def softplus_vjp(g, ans, x, beta=1.0, threshold=20.0):
     # softplus_backward: z = exp(x*beta); (grad * z) / (z + 1), or grad where x*beta > threshold
+    # (min(bx, threshold) as a select: differentiated again, the threshold side is a
+    # constant, so softplus''(threshold) = 0 as torch's double backward gives)
     bx = x * beta
-    z = np.exp(np.minimum(bx, threshold))
+    z = np.exp(np.where(bx >= threshold, threshold, bx))
     return np.where(bx > threshold, g, g * z / (z + 1.0))
 
 
@@ -147,7 +149,7 @@ unary("sign", sgn, lambda g, ans, x: np.zeros_like(g),
       # sympy form H(x) - H(-x): the same function, 0 at 0, and differentiable by sympy
       # even where it cannot prove the argument real (sign(log(x)) stays unevaluated)
       lambda sp, x: sp.Heaviside(x) - sp.Heaviside(-x), "SignBackward0",
-      kinks=at_zero("sign' = 0 everywhere, also at 0"))
+      kinks=at_zero("sign' = 0 everywhere, also at 0"), ufuncs=(np.sign,))
 unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
 unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")
 unary("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans),
@@ -208,8 +210,10 @@ register(Op("leaky_relu", "x, negative_slope:number=0.01",
 # `x <= 0 ? grad * alpha * exp(x) : grad`, so at 0 the derivative is alpha (and at NaN, grad)
 register(Op("elu", "x, alpha:number=1.0",
             lambda x, alpha=1.0: np.where(x <= 0, np.expm1(np.where(x <= 0, x, 0.0)) * alpha, x),
+            # (exp of where(x < 0, x, 0): the same numbers, and differentiated again it gives
+            # torch's elu_double_backward, which masks with x < 0, so elu''(0) = 0)
             (lambda g, ans, x, alpha=1.0:
-                np.where(x <= 0, g * alpha * np.exp(np.where(x <= 0, x, 0.0)), g),),
+                np.where(x <= 0, g * alpha * np.exp(np.where(x < 0, x, 0.0)), g),),
             elementwise_infer("elu"), "EluBackward0", "elementwise",
             sympy=lambda sp, x, alpha=1.0: sp.Piecewise((x, x > 0), (alpha * (sp.exp(x) - 1), True)),
             samples=(("elu(x)", {"x": (2, 3)}, (-2.0, 2.0)),
@@ -221,10 +225,10 @@ register(Op("elu", "x, alpha:number=1.0",
 
 # --- binary arithmetic --------------------------------------------------------------
 def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=(),
-           at_site=None):
+           at_site=None, ufuncs=()):
     register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
-                kinks=kinks, at_site=at_site))
+                kinks=kinks, at_site=at_site, ufuncs=ufuncs))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
@@ -235,7 +239,8 @@ binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y:
        lambda site: "RsubBackward1" if site.consts and site.consts[0] else "SubBackward0",
        (("x - y", _XY, (-2.0, 2.0)),), syntax="-")
 binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
-       lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*")
+       lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*",
+       ufuncs=(np.logical_and, np.bitwise_and))     # `&` of 0/1 masks is their product
 # div: div_tensor_self_backward is grad / other; div_tensor_other_backward is
 # -grad * ((self / other) / other), an order that neither overflows nor underflows where the
 # gradient is a float (s/s at 1e-300 has grad 0, not -grad * s / s^2 = -inf)
@@ -258,7 +263,7 @@ def pow_number(x, e: float):
         if e == 0:
             return np.ones_like(x)
         if e == 1:
-            return np.array(x, copy=True)
+            return np.positive(x)           # a copy (a ufunc, so a traced rule records it)
         if e == 0.5:
             return np.sqrt(x)
         if e == -0.5:
@@ -314,7 +319,7 @@ binary("pow", "x, y", pow_forward, (pow_vjp_base, pow_vjp_exponent),
        kinks=(Kink("x**y at x = 0: the base's partial is 0 where y == 0, grad*y*x**(y-1) "
                    "elsewhere; the exponent's partial is 0 where y >= 0",
                    lambda x, y, **_: x == 0),),
-       at_site=_pow_site)
+       at_site=_pow_site, ufuncs=(np.power,))
 
 
 # atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); PyTorch 2.13 gives 0 for
@@ -371,11 +376,13 @@ def _maxmin_rules(loses):
 binary("maximum", "x, y", maximum, _maxmin_rules(np.less),
        lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
        (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
-       kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
+       kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),),
+       ufuncs=(np.maximum, np.logical_or, np.bitwise_or))   # `|` of 0/1 masks is their max
 binary("minimum", "x, y", minimum, _maxmin_rules(np.greater),
        lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
        (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
-       kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),))
+       kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),),
+       ufuncs=(np.minimum,))
 
 
 # clamp(x, min, max): the bounds are inputs too (constants +-inf when left out, and then
@@ -434,3 +441,43 @@ def identity(x):
 register(Op("detach", "x", identity, (None,), elementwise_infer("detach"), "DetachBackward",
             "elementwise", sympy=lambda sp, x: x, pointwise=True,
             samples=(("detach(x) * x", {"x": (3,)}, (-2.0, 2.0)),)))
+
+
+# --- comparisons and selection (PyTorch's semantics) -----------------------------------
+# A comparison gives 0/1 in the program's dtype and has no gradient: derivatives.yaml marks
+# lt/le/gt/ge/eq/ne `output_differentiability: [False]`, so torch records no node for them
+# (the name below is only what that node would be called). The backward rules of other ops
+# use them for their masks, so that a traced backward program selects as the direct one does.
+def comparison(name, syntax, ufunc, sympy):
+    def forward(x, y):
+        return ufunc(x, y).astype(np.result_type(x, y, np.float32))
+    binary(name, "x, y", forward, (None, None), sympy, f"{name.capitalize()}Backward0",
+           ((f"where(x {syntax} y, x, y)", _XY, (-2.0, 2.0)), (f"x {syntax} y", _XY, (-2.0, 2.0))),
+           syntax=syntax, ufuncs=(ufunc,),
+           doc=f"x {syntax} y as 0.0 or 1.0; no gradient flows through a comparison")
+
+
+comparison("lt", "<", np.less, lambda sp, x, y: sp.Piecewise((1, x < y), (0, True)))
+comparison("le", "<=", np.less_equal, lambda sp, x, y: sp.Piecewise((1, x <= y), (0, True)))
+comparison("gt", ">", np.greater, lambda sp, x, y: sp.Piecewise((1, x > y), (0, True)))
+comparison("ge", ">=", np.greater_equal, lambda sp, x, y: sp.Piecewise((1, x >= y), (0, True)))
+comparison("eq", "==", np.equal, lambda sp, x, y: sp.Piecewise((1, sp.Eq(x, y)), (0, True)))
+comparison("ne", "!=", np.not_equal, lambda sp, x, y: sp.Piecewise((1, sp.Ne(x, y)), (0, True)))
+
+
+# where(condition, x, y): x where condition is nonzero, else y; where_backward sends the
+# cotangent to the selected branch and zeros (a select, not a product: a NaN cotangent stays
+# out of the other branch); the condition gets none
+def where(c, x, y):
+    return np.where(c != 0, x, y)
+
+
+register(Op("where", "condition, input, other", where,
+            (None, lambda g, ans, c, x, y: np.where(c != 0, g, 0.0),
+             lambda g, ans, c, x, y: np.where(c != 0, 0.0, g)),
+            elementwise_infer("where"), "WhereBackward0", "elementwise", pointwise=True,
+            sympy=lambda sp, c, x, y: sp.Piecewise((x, sp.Ne(c, 0)), (y, True)),
+            samples=(("where(x > 0, x * x, -x)", {"x": (2, 3)}, (-2.0, 2.0)),
+                     ("where(c, x, y)", {"c": (3,), "x": (2, 3), "y": (3,)}, (-1.0, 1.0))),
+            doc="x where condition is nonzero (true), else y; the cotangent goes to the "
+                "selected branch"))

@@ -38,9 +38,31 @@ def index_infer(shapes, params):
 
 def index_vjp(g, ans, x, idx):
     nb = g.ndim - ans.ndim
+    if getattr(type(g), "__gradcalc_traced__", False):      # engine/traced.py
+        return scatter_composed(g, nb, x.shape, idx)
     out = np.zeros(g.shape[:nb] + x.shape, dtype=g.dtype)
     out[(slice(None),) * nb + idx] = g
     return out
+
+
+def scatter_composed(g, nb, shape, idx):
+    """index_vjp's scatter of `g` into zeros of `shape`, written as numpy calls the backward
+    tracer can record (a traced array cannot be assigned into): the axes an integer removed
+    come back with size 1, a step's gaps are filled with zeros, and pad places each range at
+    its start. The same numbers as the assignment (tests/test_higher.py)."""
+    full = idx + (slice(None),) * (len(shape) - len(idx))
+    ranges = [range(n)[k] if isinstance(k, slice) else range(k % n, k % n + 1)
+              for k, n in zip(full, shape)]
+    out = np.reshape(g, g.shape[:nb] + tuple(len(r) for r in ranges))
+    for a, r in enumerate(ranges):
+        if r.step > 1 and len(r) > 1:
+            axis = nb + a
+            spaced = np.stack([out] + [np.zeros_like(out)] * (r.step - 1), axis=axis + 1)
+            merged = np.reshape(spaced, out.shape[:axis] + (len(r) * r.step,) + out.shape[axis + 1:])
+            out = merged[(slice(None),) * axis + (slice(0, (len(r) - 1) * r.step + 1),)]
+    pads = [(0, 0)] * nb + [(r.start, n - r.start - out.shape[nb + a]) if len(r) else (0, n)
+                            for a, (r, n) in enumerate(zip(ranges, shape))]
+    return np.pad(out, pads)
 
 
 register(Op("index", "x", lambda x, idx: x[idx], (index_vjp,), index_infer,

@@ -33,7 +33,8 @@ class Progress:
             self.bar = Bar(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
                            TextColumn("loss {task.fields[loss]}"),
                            TextColumn("{task.fields[rate]} steps/s"), TimeElapsedColumn(),
-                           console=make_console(stderr=True), transient=True)
+                           console=make_console(stderr=True), transient=True,
+                           redirect_stdout=False, redirect_stderr=False)
             self.task = self.bar.add_task("fit", total=epochs, loss="-", rate="-")
             self.steps = 0
 

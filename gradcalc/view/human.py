@@ -18,10 +18,11 @@ from rich.text import Text
 
 from ..errors import caret_lines, escape_text
 from .graph import tree
+from .higher import render_higher
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
-from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, styled,
-                    trimmed_lines, user)
+from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, StatusLine,
+                    styled, trimmed_lines, user)
 
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
@@ -100,11 +101,14 @@ class View:
         """Everything but the checks: what is known as soon as backward has run."""
         self.source()
         self.output()
-        self.nonfinite()
-        self.cotangent()
-        self.leaves()
-        self.jacobians()
-        self.finite_differences()
+        # cotangent None and no grads note: only J·u or Taylor was asked for (SPEC 9)
+        if self.r.cotangent is not None or self.r.grads_note:
+            self.nonfinite()
+            self.cotangent()
+            self.leaves()
+            self.jacobians()
+            self.finite_differences()
+        render_higher(self)
 
     def verdict(self, show_graph=False):
         """The checks (with sympy's formulas when the leaves table went out without them),
@@ -465,9 +469,8 @@ class PendingChecks:
         kinds = self.result.check_kinds
         status = None
         if sys.stderr.isatty():
-            status = make_console(stderr=True).status(
-                f"{' and '.join(kinds)} check{'s' if len(kinds) > 1 else ''}... "
-                "Ctrl-C skips it")
+            status = StatusLine(f"{' and '.join(kinds)} check{'s' if len(kinds) > 1 else ''}"
+                                 "... Ctrl-C skips it")
             status.start()
         try:
             while self.worker.is_alive():

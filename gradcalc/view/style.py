@@ -62,6 +62,27 @@ class _Console(Console):
         raise BrokenPipeError
 
 
+class StatusLine:
+    """A spinner and a text on stderr, redrawn in place until stopped; stdout is left alone
+    (rich's own Status would reroute it through the live display: the answers go there)."""
+
+    def __init__(self, text: str):
+        from rich.live import Live
+        from rich.spinner import Spinner
+        self.spinner = Spinner("dots", text)
+        self.live = Live(self.spinner, console=make_console(stderr=True), transient=True,
+                         redirect_stdout=False, redirect_stderr=False, refresh_per_second=8)
+
+    def start(self):
+        self.live.start()
+
+    def update(self, text: str):
+        self.spinner.update(text=text)
+
+    def stop(self):
+        self.live.stop()
+
+
 def glyphs(console: Console) -> dict:
     """UNICODE on a UTF-8 console, else ASCII."""
     return UNICODE if (console.encoding or "").lower().startswith("utf") else ASCII

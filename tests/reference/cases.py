@@ -96,6 +96,10 @@ def t_reduce(name, x, dim=None, keepdim=False):
     return f(x) if dim is None else f(x, dim=dim, keepdim=keepdim)
 
 
+def torch_op(name):
+    return lambda a, b: getattr(torch, name)(a, b)
+
+
 def C(value):
     """A constant tensor in the case's dtype (the recorder sets the default dtype)."""
     return torch.tensor(value, dtype=torch.get_default_dtype())
@@ -241,6 +245,27 @@ E("bin/minimum", "minimum(x, y)", lambda x, y: torch.minimum(x, y),
   vars={"x": [1.0, -2.0, 3.0, 0.5], "y": [2.0, -3.0, 1.0, 0.25]}, grad=[0.1, 1.0, -2.0, 0.5])
 E("bin/maximum-scalar-const", "maximum(x, 0.5)", lambda x: torch.maximum(x, C(0.5)),
   vars={"x": [1.0, -2.0, 0.25]}, grad=G3)
+
+# comparisons (0/1 floats, no gradient) and where (the cotangent to the selected branch)
+_CMP_X, _CMP_Y = [1.0, -2.0, 0.5, 0.5, -0.0], [2.0, -3.0, 0.5, 0.25, 0.0]
+for _name, _sym, _tf in (("lt", "<", torch_op("lt")), ("le", "<=", torch_op("le")),
+                         ("gt", ">", torch_op("gt")), ("ge", ">=", torch_op("ge")),
+                         ("eq", "==", torch_op("eq")), ("ne", "!=", torch_op("ne"))):
+    E(f"cmp/{_name}", f"where(x {_sym} y, x * y, x - y) + (x {_sym} y) * x",
+      (lambda tf: lambda x, y: torch.where(tf(x, y), x * y, x - y) + tf(x, y).to(x.dtype) * x)(_tf),
+      vars={"x": _CMP_X, "y": _CMP_Y}, grad=[0.1, 1.0, -2.0, 0.5, 3.0])
+    E(f"cmp/{_name}-by-name", f"sum({_name}(x, 0.5) * x)",
+      (lambda tf: lambda x: torch.sum(tf(x, C(0.5)).to(x.dtype) * x))(_tf),
+      vars={"x": _CMP_X})
+E("where/pick", "where(c, x, y)", lambda c, x, y: torch.where(c != 0, x, y),
+  vars={"c": [1.0, 0.0, 2.0, 0.0], "x": [1.0, -2.0, 3.0, 0.5], "y": [2.0, -3.0, 1.0, 0.25]},
+  grad=[0.1, 1.0, -2.0, 0.5], wrt=["x", "y"])
+E("where/broadcast", "where(x > 0, x * x, M)", lambda x, M: torch.where(x > 0, x * x, M),
+  vars={"x": [1.0, -2.0, 0.0], "M": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]},
+  grad=[[0.1, 1.0, -2.0], [0.5, 3.0, 1.5]])
+E("where/piecewise", "sum(where(x < 1, x ** 2, log(x)))",
+  lambda x: torch.sum(torch.where(x < 1, x ** 2, torch.log(x))),
+  vars={"x": [0.5, 1.0, 2.0, -0.5]})
 
 # clamp
 E("clamp/pos", "clamp(x, -1, 1)", lambda x: torch.clamp(x, -1, 1),
@@ -1021,6 +1046,24 @@ EDGE("clamp/max-neg-inf-bound", "clamp(x, max=t)", lambda x, t: torch.clamp(x, m
 EDGE("clamp/empty", "clamp(x, -1, 1)", lambda x: torch.clamp(x, -1, 1), vars={"x": []}, grad=1.0)
 EDGE("clamp/empty-tensor-bounds", "clamp(x, lo, hi)", lambda x, lo, hi: torch.clamp(x, lo, hi),
      vars={"x": [], "lo": [], "hi": []}, grad=1.0)
+for _name, _sym in (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "=="),
+                    ("ne", "!=")):
+    _tf = torch_op(_name)
+    EDGE(f"{_name}/empty", f"where(x {_sym} y, x, y)",
+         (lambda tf: lambda x, y: torch.where(tf(x, y), x, y))(_tf),
+         vars={"x": [], "y": []}, grad=1.0)
+    # NaN compares false except !=; infinities and signed zeros compare as IEEE says
+    EDGE(f"{_name}/nan-inf-zeros", f"where(x {_sym} y, x * 2, y * 3)",
+         (lambda tf: lambda x, y: torch.where(tf(x, y), x * 2, y * 3))(_tf),
+         vars={"x": [math.nan, 1.0, INF, -0.0, -INF], "y": [1.0, math.nan, INF, 0.0, 5.0]},
+         grad=[1.0, 2.0, 3.0, 4.0, 5.0])
+EDGE("where/empty", "where(x, x, -x)", lambda x: torch.where(x != 0, x, -x), vars={"x": []},
+     grad=1.0)
+EDGE("where/nan-condition", "where(c, x, y)", lambda c, x, y: torch.where(c != 0, x, y),
+     vars={"c": [math.nan, 0.0, -0.0, INF], "x": [1.0, 2.0, 3.0, 4.0],
+           "y": [5.0, 6.0, 7.0, 8.0]}, grad=[1.0, 2.0, 3.0, 4.0], wrt=["x", "y"])
+EDGE("where/huge-grad", "where(x > 0, x, 0)", lambda x: torch.where(x > 0, x, C(0.0)),
+     vars={"x": [1.0, -1.0, 0.0]}, grad=[1e308, -1e308, 1e308])
 for _name, _expr, _f in (("softplus-beta", "softplus(x, beta=2)", lambda x: F.softplus(x, beta=2)),
                          ("leaky_relu-slope", "leaky_relu(x, negative_slope=0.2)",
                           lambda x: F.leaky_relu(x, negative_slope=0.2)),

@@ -1,0 +1,190 @@
+"""Derivatives past the first: HVP, Hessian, J·u and Taylor coefficients, from traced programs.
+
+Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
+the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
+cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
+Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. The
+first-order path never comes here. Sizes are checked against the limits before a dense
+Hessian is allocated.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import GradcalcError, Limits, fmt_bytes
+from . import plain
+from .traced import Traced, dot
+
+# the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
+COTANGENT = "#v"
+
+
+def _leaf_ids(graph, names):
+    return {n: graph.leaves[n] for n in names if n in graph.leaves}
+
+
+def _grads_dot(t: Traced, cotangent, output, tangent: dict):
+    grads = t.backward(cotangent, output)
+    pairs = [(grads[n], u) for n, u in tangent.items() if n in grads]
+    return dot(t.b, pairs)
+
+
+def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | None = None):
+    """{leaf: H·u} for the scalar vᵀy (v = `cotangent`), each of the leaf's shape: the
+    derivative of the traced gradient along u, as torch's hvp (where torch's conventions
+    make H asymmetric, H·u and not uᵀ·H)."""
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
+    if not layout:
+        return {}
+    flat = jvp(prog, prog.output, tangent, limits, values)
+    return {n: flat[start:start + math.prod(shape)].reshape(shape)
+            for n, (start, shape) in layout.items()}
+
+
+def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None,
+                     traced: tuple | None = None):
+    """The traced gradient of vᵀy as one program whose output is every leaf's grad flattened
+    and joined, its values, and {leaf: (offset, shape)} in that vector. `traced`: a
+    (Traced, grads) pair already recorded."""
+    t, grads = traced or _traced_grads(graph, output, cotangent, limits)
+    b = t.b
+    flat, layout, start = [], {}, 0
+    for n, g in _grads_of(t, grads, graph, leaves).items():
+        shape = graph.nodes[graph.leaves[n]].shape
+        flat.append(b.apply("reshape", [g], {"shape": (math.prod(shape),)}))
+        layout[n] = (start, shape)
+        start += math.prod(shape)
+    if not flat:
+        return None, None, {}
+    vec = flat[0] if len(flat) == 1 else b.apply("cat", flat, {"dim": -1})
+    prog, values = t.program(vec)
+    return prog, values, layout
+
+
+def _traced_grads(graph, output, cotangent, limits):
+    t = Traced(graph, limits)
+    return t, t.backward(cotangent, output)
+
+
+def _grads_of(t, grads, graph, leaves) -> dict:
+    """{leaf: its traced grad} (a constant 0 where the output does not reach it)."""
+    out = {}
+    for n, i in _leaf_ids(graph, leaves).items():
+        g = grads.get(n)
+        out[n] = t.b.lift(g if g is not None else np.zeros(graph.nodes[i].shape, graph.dtype))
+    return out
+
+
+def elementwise(t: Traced, grads: dict) -> tuple | None:
+    """The common shape S when every traced grad is elementwise in the leaves (element k of
+    each grad reads element k of each leaf, all leaves of shape S): then each Hessian block
+    is diagonal. None otherwise. Read from the recorded program: only pointwise ops of
+    shape S between the grads and the leaves, constants aside."""
+    nodes = t.b.comp.nodes
+    shapes = {g.shape for g in grads.values()}
+    if len(shapes) != 1:
+        return None
+    shape = shapes.pop()
+    seen, work = set(), [g.id for g in grads.values()]
+    while work:
+        i = work.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        eq = nodes[i]
+        if eq.kind == "const" or (eq.kind == "leaf" and not eq.requires_grad):
+            continue
+        if eq.shape != shape or (eq.kind == "op" and not eq.op.pointwise):
+            return None
+        work.extend(eq.inputs)
+    return shape
+
+
+def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
+    """{a: {b: diagonal of H_ab}} of an elementwise program: H_ab[k, k] is element k of the
+    gradient of sum(grad_a) with respect to b, one backward of the traced program per a."""
+    out = {}
+    for a, g in grads.items():
+        s = t.b.apply("sum", [g], {"dim": None, "keepdim": False})
+        prog, values = t.program(s)
+        back = plain.backward(prog, values, np.ones((), graph.dtype))
+        ids = _leaf_ids(prog, grads)
+        out[a] = {b: back.get(i, np.zeros(prog.nodes[i].shape, graph.dtype))
+                  for b, i in ids.items()}
+    return out
+
+
+def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1,
+                values=None):
+    """A program whose output is J·u of `graph`'s node `output` (its leaves and values);
+    `values`: graph's values when known (a traced program's), not computed again."""
+    t = Traced(graph, limits, values)
+    oshape = graph.nodes[output].shape
+    v = t.leaf(f"{COTANGENT}{level}", np.zeros(oshape, graph.dtype))
+    s = _grads_dot(t, v, output, tangent)
+    prog, values = t.program(s)
+    second = Traced(prog, limits, values)
+    got = second.backward(np.ones((), graph.dtype))
+    ju = got.get(v_name(level))
+    out = second.b.lift(ju if ju is not None else np.zeros(oshape, graph.dtype))
+    return second.program(out)
+
+
+def v_name(level):
+    return f"{COTANGENT}{level}"
+
+
+def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
+    """J·u, of the output's shape."""
+    prog, values = jvp_program(graph, output, tangent, limits, values=values)
+    return values[prog.output]
+
+
+def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
+    """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program."""
+    out, prog = [], graph
+    for k in range(1, order + 1):
+        prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k,
+                                   None if k == 1 else values)
+        out.append(values[prog.output])
+    return out
+
+
+def hessian_bytes(graph, leaves) -> int:
+    n = sum(graph.nodes[i].size for i in _leaf_ids(graph, leaves).values())
+    return n * n * graph.dtype.itemsize
+
+
+def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None):
+    """{a: {b: H_ab}} with H_ab of shape a.shape + b.shape (torch's hessian layout): the
+    Jacobian of the traced gradient, or, for an elementwise program, its diagonals (O(n)
+    work and memory) laid out in that shape."""
+    limits = limits or Limits()
+    need = hessian_bytes(graph, leaves)
+    if need > limits.max_memory:
+        raise GradcalcError("limit", f"the Hessian needs {fmt_bytes(need)}, over the memory "
+                                     f"limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
+    t, grads = _traced_grads(graph, output, cotangent, limits)
+    grads = _grads_of(t, grads, graph, leaves)
+    if grads and elementwise(t, grads) is not None:
+        diag = diagonal_hessian(t, grads, graph)
+        return {a: {b: _diagonal_block(d) for b, d in row.items()} for a, row in diag.items()}
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,
+                                            (t, grads))
+    if not layout:
+        return {}
+    pids = _leaf_ids(prog, layout)
+    jac = plain.jacobian(prog, values, prog.output, list(pids.values()))
+    return {a: {bn: jac[pids[bn]][sa:sa + math.prod(shape_a)].reshape(shape_a + shape_b)
+                for bn, (_, shape_b) in layout.items()}
+            for a, (sa, shape_a) in layout.items()}
+
+
+def _diagonal_block(d):
+    """A diagonal as its block of shape d.shape + d.shape (zeros off the diagonal)."""
+    n = d.size
+    block = np.zeros((n, n), d.dtype)
+    block[np.arange(n), np.arange(n)] = d.reshape(-1)
+    return block.reshape(d.shape + d.shape)
