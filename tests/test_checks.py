@@ -19,11 +19,10 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import cli as run_cli
 
 import gradcalc
 from gradcalc.checks import mixed
-from gradcalc.cli import main
 from gradcalc.compile import Compiler
 from gradcalc.errors import Limits
 from gradcalc.ops import OPS
@@ -42,15 +41,10 @@ def strict_json(text):
 
 
 def cli(*argv):
-    """`gradcalc ARGV --json` in-process: (exit status, parsed JSON)."""
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main([str(a) for a in argv] + ["--json"])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-    return code, strict_json(out.getvalue().decode())
+    """`gradcalc ARGV --json` in-process, through the shared runner (tests/clirun.py): (exit
+    status, parsed JSON). In-process, so that a monkeypatched rule is the one that runs."""
+    r = run_cli([str(a) for a in argv] + ["--json"])
+    return r.status, r.json()
 
 
 def sample_inputs(expr, shapes, domain, seed=1):
