@@ -16,16 +16,20 @@ from clirun import ROOT, cli
 
 
 # ---------------------------------------------------------------- options are not data
-@pytest.mark.parametrize("args,says", [
-    (["3*a", "a=1", "--jsno"], "No such option '--jsno'"),
-    (["--jsn"], "Did you mean '--json'?"),
-    (["3*a", "a=1", "--chek", "none"], "No such option '--chek'"),
-    (["-x", "x=1"], "No such option '-x'"),
+@pytest.mark.parametrize("args,typo,suggestion", [
+    (["3*a", "a=1", "--jsno"], "--jsno", "--json"),
+    (["--jsn"], "--jsn", "--json"),
+    (["3*a", "a=1", "--chek", "none"], "--chek", "--check"),
+    (["-x", "x=1"], "-x", None),
 ])
-def test_a_mistyped_option_is_an_option_error(args, says):
+def test_a_mistyped_option_is_an_option_error(args, typo, suggestion):
+    """click's own message (its wording differs between click 8.2 and 8.3: "No such option:
+    --jsno (Possible options: --json)" / "No such option '--jsno'. Did you mean '--json'?")."""
     r = cli(args, isolate=True)
     r.assert_error("usage")
-    assert says in r.stderr
+    assert "No such option" in r.stderr and typo in r.stderr
+    if suggestion:
+        assert suggestion in r.stderr
 
 
 @pytest.mark.parametrize("expr,value,grad", [
