@@ -44,6 +44,8 @@ class Result:
     hvp: object = None
     taylor: object = None
     steps: object = None              # [{"target", "formula", "value"}] (--steps)
+    # the directions they were taken along: {"tangent"|"taylor"|"hvp": {leaf: array}}
+    directions: dict = field(default_factory=dict, repr=False)
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
     # why `grads` is empty (--jacobian without --grad), else None
