@@ -113,3 +113,12 @@ def test_jvp_alone_runs_its_checks(cli):
                                                               "entries_total": 3}
     np.testing.assert_allclose(obj["jvp"], [3, 12, 27])
 
+
+
+def test_human_view_of_jvp_alone_says_what_ran(human):
+    text = human(["x**3", "x=1,2,3", "--tangent", "x=1", "--check", "all"], columns=100)
+    assert "none run" not in text
+    assert "symbolic check: ✓ agrees" in text and "numeric check: ✓ agrees" in text
+    assert text.count("J·u: 3 of 3 entries checked") == 2
+    text = human(["x**3", "x=1,2,3", "--tangent", "x=1", "--check", "none"], columns=100)
+    assert "checks: none run (--check none)" in text
