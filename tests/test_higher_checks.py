@@ -25,8 +25,22 @@ def test_done_when_examples_pass_with_full_symbolic_coverage():
     assert "first order only" in num["not_checked"]
     r = gradcalc.compute("sum(x**3)", x=[1, 2], hessian=True, check="all")
     assert r.passed
-    for kind in ("symbolic", "numeric"):
-        assert second(r, kind)["hessian"] == {"entries_checked": 4, "entries_total": 4}
+    assert second(r, "symbolic")["hessian"] == {"entries_checked": 4, "entries_total": 4}
+    num = second(r, "numeric")["hessian"]      # diagonal: one difference of the whole leaf
+    assert num["entries_checked"] == 2 and num["entries_total"] == 4
+    assert "elementwise" in num["not_checked"]
+    np.testing.assert_array_equal(np.asarray(r.hessian["x"]["x"]), [[6, 0], [0, 12]])
+
+
+def test_million_element_hessian_shown_as_its_diagonal(cli):
+    args = ["sum(x*x*x)", "x=linspace(-1,1,1000000)", "--hessian", "--check", "none"]
+    run = cli(args, isolate=True, timeout=120)
+    assert run.status == 0, run.stderr
+    assert "1,000,000×1,000,000 (diagonal, symmetric)" in run.stdout
+    assert "diag H[x,x]" in run.stdout and "min -6, max 6" in run.stdout
+    run = cli(args + ["--json"], isolate=True, timeout=120)
+    assert run.status == 2
+    assert "--hvp" in run.stderr and "Hessian is written densely" in run.stderr
 
 
 def test_seed_example_every_answer_checked():
@@ -38,7 +52,8 @@ def test_seed_example_every_answer_checked():
         so = second(r, kind)
         assert so["jvp"] == {"entries_checked": 3, "entries_total": 3}
         assert so["hvp"] == {"entries_checked": 9, "entries_total": 9}
-        assert so["hessian"] == {"entries_checked": 81, "entries_total": 81}
+    assert second(r, "symbolic")["hessian"] == {"entries_checked": 81, "entries_total": 81}
+    assert second(r, "numeric")["hessian"]["entries_checked"] == 27     # the diagonals
 
 
 def test_mixed_program_symbolic_and_numeric():

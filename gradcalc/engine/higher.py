@@ -153,24 +153,48 @@ def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None 
 
 
 def hessian_bytes(graph, leaves) -> int:
+    """Bytes of the dense Hessian over `leaves`."""
     n = sum(graph.nodes[i].size for i in _leaf_ids(graph, leaves).values())
     return n * n * graph.dtype.itemsize
 
 
+class DiagonalBlock:
+    """A Hessian block of an elementwise program, kept as its diagonal `diag` (the leaf's
+    shape): it reads as the dense block of shape diag.shape + diag.shape (zeros off the
+    diagonal) through np.asarray, and says its dense `shape` and `size` without forming it."""
+
+    __slots__ = ("diag",)
+
+    def __init__(self, diag):
+        self.diag = diag
+
+    shape = property(lambda self: self.diag.shape + self.diag.shape)
+    size = property(lambda self: self.diag.size * self.diag.size)
+    dtype = property(lambda self: self.diag.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        n = self.diag.size
+        block = np.zeros((n, n), dtype or self.diag.dtype)
+        block[np.arange(n), np.arange(n)] = self.diag.reshape(-1)
+        return block.reshape(self.shape)
+
+
 def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None):
     """{a: {b: H_ab}} with H_ab of shape a.shape + b.shape (torch's hessian layout): the
-    Jacobian of the traced gradient, or, for an elementwise program, its diagonals (O(n)
-    work and memory) laid out in that shape."""
+    Jacobian of the traced gradient, or, for an elementwise program, a DiagonalBlock each
+    (O(n) work and memory). The memory limit is checked against what is allocated: the
+    diagonals, or the dense matrix before it is formed; a dense Hessian that cannot fit
+    is refused with a pointer to --hvp."""
     limits = limits or Limits()
-    need = hessian_bytes(graph, leaves)
-    if need > limits.max_memory:
-        raise GradcalcError("limit", f"the Hessian needs {fmt_bytes(need)}, over the memory "
-                                     f"limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
     t, grads = _traced_grads(graph, output, cotangent, limits)
     grads = _grads_of(t, grads, graph, leaves)
-    if grads and elementwise(t, grads) is not None:
+    shape = elementwise(t, grads) if grads else None
+    if shape is not None:
+        _within(len(grads) ** 2 * math.prod(shape) * graph.dtype.itemsize, limits,
+                "the Hessian's diagonals need")
         diag = diagonal_hessian(t, grads, graph)
-        return {a: {b: _diagonal_block(d) for b, d in row.items()} for a, row in diag.items()}
+        return {a: {b: DiagonalBlock(d) for b, d in row.items()} for a, row in diag.items()}
+    _within(hessian_bytes(graph, leaves), limits, "the dense Hessian needs")
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,
                                             (t, grads))
     if not layout:
@@ -182,9 +206,8 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
             for a, (sa, shape_a) in layout.items()}
 
 
-def _diagonal_block(d):
-    """A diagonal as its block of shape d.shape + d.shape (zeros off the diagonal)."""
-    n = d.size
-    block = np.zeros((n, n), d.dtype)
-    block[np.arange(n), np.arange(n)] = d.reshape(-1)
-    return block.reshape(d.shape + d.shape)
+def _within(need, limits, what):
+    if need > limits.max_memory:
+        raise GradcalcError("limit", f"{what} {fmt_bytes(need)}, over the memory limit of "
+                                     f"{fmt_bytes(limits.max_memory)} (--max-memory); --hvp "
+                                     "gives H·u along a direction without forming H")
