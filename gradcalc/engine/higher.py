@@ -117,15 +117,19 @@ def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
 
 
 def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1,
-                values=None):
+                values=None, final=False):
     """A program whose output is J·u of `graph`'s node `output` (its leaves and values);
-    `values`: graph's values when known (a traced program's), not computed again."""
+    `values`: graph's values when known (a traced program's), not computed again; `final`:
+    the program will not be differentiated again (its leaves then need no grad)."""
     t = Traced(graph, limits, values)
     oshape = graph.nodes[output].shape
     v = t.leaf(f"{COTANGENT}{level}", np.zeros(oshape, graph.dtype))
     s = _grads_dot(t, v, output, tangent)
     prog, values = t.program(s)
-    second = Traced(prog, limits, values)
+    # a `final` program is not differentiated again: only the cotangent's derivative is
+    # wanted, so paths from the other leaves alone get no backward work (the numbers on
+    # the cotangent's paths are the same)
+    second = Traced(prog, limits, values, wrt={v_name(level)} if final else None)
     got = second.backward(np.ones((), graph.dtype))
     ju = got.get(v_name(level))
     out = second.b.lift(ju if ju is not None else np.zeros(oshape, graph.dtype))
@@ -138,7 +142,7 @@ def v_name(level):
 
 def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
     """J·u, of the output's shape."""
-    prog, values = jvp_program(graph, output, tangent, limits, values=values)
+    prog, values = jvp_program(graph, output, tangent, limits, values=values, final=True)
     return values[prog.output]
 
 
@@ -147,7 +151,7 @@ def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None 
     out, prog = [], graph
     for k in range(1, order + 1):
         prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k,
-                                   None if k == 1 else values)
+                                   None if k == 1 else values, final=k == order)
         out.append(values[prog.output])
     return out
 
