@@ -11,7 +11,8 @@ the one-sided values, or a method's value is undefined there; where a method's o
 reference cannot be trusted (float64 overflow in sympy's formula, a finite difference lost at
 the float range's edge) a differing value is listed as "unverifiable", not as a
 disagreement. The answers of SPEC 9 (J·u, Taylor, H·u, the Hessian; `Context.higher`) are
-checked by both methods too (second.py), each with its coverage under "second_order". Nothing here imports sympy until a symbolic check runs.
+checked by both methods too (second.py), each with its coverage under "second_order".
+Nothing here imports sympy until a symbolic check runs.
 """
 from __future__ import annotations
 

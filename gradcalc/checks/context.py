@@ -53,8 +53,9 @@ class Context:
     """Everything a check reads of a calculation. `grads` maps each leaf name of `wrt` to
     autograd's grad from ONE backward (None: no path), `jacobian` each to its Jacobian or is
     None when it was not computed; `cotangent` is None when only J·u or Taylor was asked
-    (nothing of first order to check); `higher` holds the second-order answers, if any; `rtol`/`atol` are the user's (None: the method's
-    default); `dtype` is "float64" or "float32"."""
+    (nothing of first order to check); `higher` holds the second-order answers, if any;
+    `rtol`/`atol` are the user's (None: the method's default); `dtype` is "float64" or
+    "float32"."""
 
     graph: Graph
     values: Any                   # node values, indexed by node id

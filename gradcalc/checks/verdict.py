@@ -62,12 +62,13 @@ difference is reported as unverifiable, not as a disagreement."""
 @dataclass
 class Entries:
     """One comparison: `expected` against autograd's `actual` (flattened alike); `what` is
-    "grad", "jacobian", or a second-order answer ("jvp", "taylor", "hvp", "hessian"); `index(k)` gives the JSON index of flat entry k and `label(k)` the
-    op and convention behind it. `scale` (an array, or a function giving it, computed only if
-    needed: the sum of |terms| behind a vᵀJ entry) widens the relative tolerance where a sum
-    cancels. For a Jacobian, `column` gives each entry's leaf element: autograd builds rows
-    as VJPs with basis vectors, so in a column holding an infinite partial (or a flagged
-    entry, where PyTorch's convention may be NaN) other entries legitimately come out NaN
+    "grad", "jacobian", or a second-order answer ("jvp", "taylor", "hvp", "hessian");
+    `index(k)` gives the JSON index of flat entry k and `label(k)` the op and convention
+    behind it. `scale` (an array, or a function giving it, computed only if needed: the sum
+    of |terms| behind a vᵀJ entry) widens the relative tolerance where a sum cancels. For a
+    Jacobian, `column` gives each entry's leaf element: autograd builds rows as VJPs with
+    basis vectors, so in a column holding an infinite partial (or a flagged entry, where
+    PyTorch's convention may be NaN) other entries legitimately come out NaN
     through a 0 * inf in some rule (as in torch.autograd.functional.jacobian)."""
 
     leaf: str
