@@ -214,4 +214,5 @@ def _within(need, limits, what):
     if need > limits.max_memory:
         raise GradcalcError("limit", f"{what} {fmt_bytes(need)}, over the memory limit of "
                                      f"{fmt_bytes(limits.max_memory)} (--max-memory); --hvp "
-                                     "gives H·u along a direction without forming H")
+                                     "gives the Hessian times a direction without forming "
+                                     "it")
