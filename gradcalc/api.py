@@ -96,7 +96,8 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     out_eq = graph.nodes[output]
     if higher_only(out_eq, s):
         from .higher import forward_only
-        return forward_only(text, graph, output, out_name, s, read, limits)
+        return _with_checks(forward_only(text, graph, output, out_name, s, read, limits),
+                            {}, s, limits, None, defer_checks)
     # --jacobian without --grad for a non-scalar output: J alone, no backward(v) to report
     jacobian_only = s.grad is None and out_eq.size != 1 and s.jacobian is True
     cot = np.zeros(out_eq.shape, dtype=dtype) if jacobian_only else _cotangent(out_eq, s, read)
@@ -129,6 +130,12 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     if wants_higher(s):
         from .higher import attach
         attach(result, s, read, limits)
+    return _with_checks(result, once, s, limits, cot, defer_checks)
+
+
+def _with_checks(result: Result, once: dict, s: Settings, limits: Limits, cot,
+                 defer_checks: bool) -> Result:
+    """The result with its checks run, or left pending (`defer_checks`)."""
     result.check_kinds = CHECK_KINDS[s.check]
     result.pending_checks = lambda: _run_checks(result, once, s, limits, cot)
     if not defer_checks:
@@ -253,11 +260,13 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits, cot) ->
     reports = {}
     if kinds:
         from . import checks
+        from .higher import checked
         opaque = _opaque_calls(result.graph, result.output_id)
         context = checks.Context(
             graph=result.graph, values=result.values, output_id=result.output_id,
             cotangent=cot, wrt=tuple(result.wrt), grads=once,
-            jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits)
+            jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits,
+            higher=checked(result))
         for kind in kinds:
             if kind == "symbolic" and opaque:
                 reports[kind] = {

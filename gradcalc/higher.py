@@ -55,20 +55,36 @@ def attach(result: Result, s, read, limits):
     tangent = directions(graph, s.tangent, "tangent", read, leaves)
     if s.tangent is not None:
         result.jvp = higher.jvp(graph, output, tangent, limits)
+        result.directions["tangent"] = tangent
     if s.taylor:
         along = taylor_direction(graph, tangent, leaves)
         result.taylor = higher.taylor(graph, output, along, s.taylor, limits)
+        result.directions["taylor"] = along
     if s.hvp is not None:
         u = directions(graph, s.hvp, "hvp", read, leaves)
         result.hvp = higher.hvp(graph, output, result.cotangent, u, leaves, limits)
+        result.directions["hvp"] = u
     if s.hessian:
         result.hessian = higher.hessian(graph, output, result.cotangent, leaves, limits)
     if s.steps and result.cotangent is not None:
         result.steps = chain_rule(graph, output, result.cotangent, result.values)
 
 
+def checked(result: Result):
+    """The second-order answers of `result` as the checks read them (checks.Higher), or
+    None when none was asked for."""
+    if all(x is None for x in (result.jvp, result.taylor, result.hessian, result.hvp)):
+        return None
+    from .checks import Higher
+    d = result.directions
+    return Higher(jvp=result.jvp, tangent=d.get("tangent"), taylor=result.taylor,
+                  along=d.get("taylor"), hessian=result.hessian, hvp=result.hvp,
+                  hvp_dir=d.get("hvp"))
+
+
 def forward_only(text, graph, output, out_name, s, read, limits) -> Result:
-    """J·u and Taylor of an output with no cotangent: no grads, no Jacobian, no checks."""
+    """J·u and Taylor of an output with no cotangent: no grads, no Jacobian; the checks
+    (api.run attaches them) look at J·u and Taylor alone."""
     values = forward(graph, upto=output)
     wanted = [n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad]
     result = Result(

@@ -44,6 +44,8 @@ class Result:
     hvp: object = None
     taylor: object = None
     steps: object = None              # [{"target", "formula", "value"}] (--steps)
+    # the directions they were taken along: {"tangent"|"taylor"|"hvp": {leaf: array}}
+    directions: dict = field(default_factory=dict, repr=False)
     # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
     finite_differences: dict = field(default_factory=dict)
     # why `grads` is empty (--jacobian without --grad), else None
@@ -231,10 +233,14 @@ def check_json_size(result: Result, limits: Limits) -> int:
         n += sum(np.size(j) for j in result.jacobian.values())
     need = n * JSON_BYTES_PER_NUMBER
     if need > limits.max_memory:
+        h = sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())
+        hint = ("the Hessian is written densely (SPEC 9's layout): ask --hvp NAME=VALUE "
+                "instead (the Hessian times a direction, without forming it), or see the "
+                "diagonal in the human view"
+                if 2 * h > n else "reduce it with --no-jacobian, --wrt or --of")
         raise GradcalcError("limit", f"the JSON answer holds {n:,} numbers and would need about "
                                      f"{fmt_bytes(need)} to write, over the memory limit of "
-                                     f"{fmt_bytes(limits.max_memory)} (--max-memory); reduce "
-                                     "it with --no-jacobian, --wrt or --of")
+                                     f"{fmt_bytes(limits.max_memory)} (--max-memory); {hint}")
     return n
 
 

@@ -71,7 +71,8 @@ def test_hessian_properties(name, sample):
     rng = np.random.default_rng(2)
     v = rng.normal(size=out.shape)
     u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()}
-    H = higher.hessian(g, g.output, v, leaves)
+    H = {a: {b: np.asarray(h) for b, h in row.items()}       # a DiagonalBlock, densely
+         for a, row in higher.hessian(g, g.output, v, leaves).items()}
     hu = higher.hvp(g, g.output, v, u, leaves)
     for a in leaves:
         sa = g.nodes[g.leaves[a]].shape
@@ -149,10 +150,24 @@ def test_second_derivative_at_kinks(expr, x, want):
 
 def test_hessian_over_the_memory_limit_is_refused_before_allocating():
     from gradcalc.errors import Limits
-    g = comp("sum(x*x)", x=np.ones(1000))
-    with pytest.raises(GradcalcError, match="Hessian needs") as exc:
+    g = comp("sum(x)*sum(x)", x=np.ones(1000))       # dense: 8 MB
+    with pytest.raises(GradcalcError, match="dense Hessian needs.*--hvp") as exc:
         higher.hessian(g, g.output, np.ones(()), ["x"], Limits(max_memory=1_000_000))
     assert exc.value.kind == "limit"
+
+
+def test_elementwise_hessian_is_its_diagonals_within_the_memory_it_allocates():
+    from gradcalc.errors import Limits
+    x = np.linspace(-1, 1, 10**6)
+    g = comp("sum(x*x*x)", x=x)         # dense it would be 8 TB; the diagonal is 8 MB
+    H = higher.hessian(g, g.output, np.ones(()), ["x"], Limits(max_memory=512 * 2**20))
+    block = H["x"]["x"]
+    assert isinstance(block, higher.DiagonalBlock)
+    assert block.shape == (10**6, 10**6) and block.size == 10**12
+    np.testing.assert_allclose(block.diag, 6 * x, rtol=1e-15)
+    g = comp("sum(x**3)", x=[1, 2])
+    small = higher.hessian(g, g.output, np.ones(()), ["x"])
+    np.testing.assert_array_equal(np.asarray(small["x"]["x"]), [[6.0, 0.0], [0.0, 12.0]])
 
 
 # ---------------------------------------------------------------- through real processes

@@ -10,21 +10,23 @@ decision); at nondifferentiable points PyTorch's value is excused only when it l
 the one-sided values, or a method's value is undefined there; where a method's own
 reference cannot be trusted (float64 overflow in sympy's formula, a finite difference lost at
 the float range's edge) a differing value is listed as "unverifiable", not as a
-disagreement. Nothing here imports sympy until a symbolic check runs.
+disagreement. The answers of SPEC 9 (J·u, Taylor, H·u, the Hessian; `Context.higher`) are
+checked by both methods too (second.py), each with its coverage under "second_order".
+Nothing here imports sympy until a symbolic check runs.
 """
 from __future__ import annotations
 
-from . import numeric, symbolic
-from .context import Context
+from . import numeric, second, symbolic
+from .context import Context, Higher
 
-__all__ = ["Context", "run"]
+__all__ = ["Context", "Higher", "run"]
 
 
 def run(kind: str, context: Context) -> dict:
     """The report of check `kind` ("symbolic" or "numeric") on the calculation `context`."""
     if kind == "numeric":
         try:
-            return numeric.check(context)
+            return numeric.check(context, _numeric_second)
         except MemoryError:
             return {"passed": None, "skipped": "the numeric check ran out of memory"}
         except Exception as exc:    # a check that cannot run must not cost the user the grads
@@ -32,3 +34,9 @@ def run(kind: str, context: Context) -> dict:
                                                f"({type(exc).__name__}: {str(exc)[:200]}); "
                                                "please report it"}
     return symbolic.check(context)
+
+
+def _numeric_second(context: Context, verdict) -> dict:
+    cov = second.Coverage(context)
+    second.numeric(context, verdict, cov)
+    return cov.report()

@@ -32,11 +32,30 @@ class Leaf:
 
 
 @dataclass(frozen=True)
+class Higher:
+    """The answers of SPEC 9 a check compares, each None unless asked for, with the
+    directions they were taken along ({leaf name: array of its shape}; a leaf without one
+    moved by 0): J·u along `tangent`, the Taylor derivatives of order 1..len(taylor) along
+    `along`, {a: {b: H_ab}} (an array, or a block with `.diag` when it is diagonal) and
+    {leaf: H·u} along `hvp_dir`, all of vᵀ·y for the context's cotangent v."""
+
+    jvp: Any = None
+    tangent: dict | None = None
+    taylor: list | None = None
+    along: dict | None = None
+    hessian: dict | None = None
+    hvp: dict | None = None
+    hvp_dir: dict | None = None
+
+
+@dataclass(frozen=True)
 class Context:
     """Everything a check reads of a calculation. `grads` maps each leaf name of `wrt` to
     autograd's grad from ONE backward (None: no path), `jacobian` each to its Jacobian or is
-    None when it was not computed; `rtol`/`atol` are the user's (None: the method's
-    default); `dtype` is "float64" or "float32"."""
+    None when it was not computed; `cotangent` is None when only J·u or Taylor was asked
+    (nothing of first order to check); `higher` holds the second-order answers, if any;
+    `rtol`/`atol` are the user's (None: the method's default); `dtype` is "float64" or
+    "float32"."""
 
     graph: Graph
     values: Any                   # node values, indexed by node id
@@ -49,6 +68,7 @@ class Context:
     rtol: float | None = None
     atol: float | None = None
     limits: Limits = field(default_factory=Limits)
+    higher: Higher | None = None
 
     def tolerances(self, kind):
         """(rtol, atol): the user's, else symbolic 1e-7/1e-10 (float64), numeric 1e-5/1e-7
@@ -83,14 +103,25 @@ class Context:
     def vals(self):
         """Every node's value in float64 (finite differences and the symbolic evaluation in
         float32 would be noise)."""
+        if self.graph.dtype == np.float64:
+            return self.values
+        return engine.forward(self.wide, self.lifted, upto=self.output_id)
+
+    @cached_property
+    def wide(self):
+        """The graph computing in float64 (itself when it already does)."""
         graph = self.graph
         if graph.dtype == np.float64:
-            return self.values
+            return graph
         wide = copy.copy(graph)       # a fresh shallow copy: never a cached, collected graph
         wide.dtype = np.dtype(np.float64)
-        lifted = {eq.id: np.asarray(eq.value, dtype=np.float64) for eq in graph.nodes
-                  if eq.kind != "op"}
-        return engine.forward(wide, lifted, upto=self.output_id)
+        return wide
+
+    @cached_property
+    def lifted(self):
+        """Every leaf's and constant's value in float64, by node id."""
+        return {eq.id: np.asarray(eq.value, dtype=np.float64) for eq in self.graph.nodes
+                if eq.kind != "op"}
 
     @cached_property
     def not_finite(self):

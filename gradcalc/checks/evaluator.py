@@ -292,3 +292,54 @@ def _tree_size(expr, cap):
         size += 1
         stack.extend(e.args)
     return size
+
+
+def evaluate_array(session, ev, d, env, oshape, not_finite=None):
+    """The derivative over every output element, with the flags of the check: kinks (a tie
+    choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
+    points (non-finite although the inputs are finite, even in mpmath's arithmetic); and
+    the points where float64 overflowed on the way: refined in mpmath up to MAX_REFINE, and
+    unverifiable (see evaluator.OVERFLOW)."""
+    val, cand = ev.evaluate(d)
+    D = np.asarray(val, dtype=np.float64)
+    D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
+    lo = hi = D
+    flag = np.zeros(oshape, bool)
+    if cand is not None and np.any(cand):
+        cand = np.broadcast_to(cand, oshape)
+        d0 = np.broadcast_to(Evaluator(session, env, ties=0).evaluate(d)[0], oshape)
+        d1 = np.broadcast_to(Evaluator(session, env, ties=1).evaluate(d)[0], oshape)
+        kink = cand & ~((d0 == D) & (d1 == D))
+        with np.errstate(invalid="ignore"):
+            lo = np.where(kink, np.minimum(np.minimum(d0, d1), D), lo)
+            hi = np.where(kink, np.maximum(np.maximum(d0, d1), D), hi)
+        flag |= kink
+    # not finite: refined in mpmath below, except at a kink, whose range (NaN: undefined, as
+    # 0 * DiracDelta(0) of a second derivative) stands
+    bad = np.array(~np.isfinite(D) & ~flag, dtype=bool)   # an array even when 0-d
+    over = ev.overflowed(d)
+    lost = unverifiable = None
+    if over is not None:                  # through an overflow: refined, and unverifiable
+        unverifiable = np.array(np.broadcast_to(over, oshape), dtype=bool)
+        lost = unverifiable & ~bad        # finite, but perhaps wrong (1e300/sqrt(inf) = 0)
+        bad |= lost
+    if bad.any():
+        syms = [s for s in d.free_symbols if s in env]
+        for s in syms:
+            bad &= np.broadcast_to(np.isfinite(env[s]), oshape)
+        if not_finite is not None:            # no derivative to refine where f is not finite
+            bad &= ~not_finite
+        for k in np.flatnonzero(bad)[:MAX_REFINE]:
+            point = {s: float(np.broadcast_to(env[s], oshape).flat[k]) for s in syms}
+            v = refine(session, d, point)
+            if math.isfinite(v):
+                if not D.flags.writeable:
+                    D, lo, hi = np.array(D), np.array(lo), np.array(hi)
+                D.flat[k] = lo.flat[k] = hi.flat[k] = v
+                bad.flat[k] = False
+        if lost is not None:                  # finite past the refinement cap: unverifiable
+            bad &= ~lost
+        lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention
+        hi = np.where(bad, np.nan, hi)
+        flag |= bad
+    return D, flag, lo, hi, unverifiable

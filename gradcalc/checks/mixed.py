@@ -40,8 +40,8 @@ def per_element(session, context, verdict):
     N = math.prod(context.out_shape)
     idset = set(context.ids)
     in_path = [graph.leaves[w] for w in context.wrt if graph.leaves[w] in idset]
-    syms, picks, env, order, exact = _symbols(session, context, in_path)
-    parts = _forms(session, context, syms, picks)
+    syms, picks, env, order, exact = symbols(session, context, in_path)
+    parts = forms(session, context, syms, picks)
     chosen, count, deps = _choose_columns(session, parts[context.output_id], syms, order)
     cols = _columns(session, Evaluator(session, env), chosen, syms, deps, N)
     display = _element_names(sp, graph, syms, picks) if exact else {}
@@ -77,7 +77,7 @@ def per_element(session, context, verdict):
             "derivatives_taken": int(count)}
 
 
-def _symbols(session, context, in_path):
+def symbols(session, context, in_path):
     """(symbols and picked elements per leaf, their values, the affordable (leaf, symbol
     number) in round-robin order, whether every leaf element is a symbol)."""
     sp, graph, vals = session.sp, context.graph, context.vals
@@ -100,7 +100,7 @@ def _symbols(session, context, in_path):
     return syms, picks, env, order, exact
 
 
-def _forms(session, context, syms, picks):
+def forms(session, context, syms, picks):
     """Every node on the path as (float64 value, flat positions of its symbolic entries,
     their sympy expressions)."""
     graph, vals = context.graph, context.vals

@@ -38,7 +38,7 @@ def _step(x0):
     return pts, steps
 
 
-def _classify(f0, fs, hs):
+def classify(f0, fs, hs):
     """From f at x and at x +- h, x +- h/8: the central estimate, its error bound, and the
     flags of the points where it means nothing, each with the range PyTorch's value may take.
 
@@ -97,9 +97,14 @@ class _Probe:
     stacked: np.ndarray
 
 
-def check(context: Context):
+def check(context: Context, second: Callable | None = None):
     """Central differences in float64, step cbrt(eps) * max(1, |x|), for the grads (vᵀJ) and
-    the Jacobian when it was computed."""
+    the Jacobian when it was computed; `second(context, verdict)` adds the second-order
+    answers' comparisons (second.py, which builds on this module) and returns their
+    coverage."""
+    if context.cotangent is None:         # only J·u or Taylor was asked for
+        verdict = Verdict("numeric", context, "the one-sided differences disagree")
+        return verdict.report(second_order=second(context, verdict))
     graph, out, ids = context.graph, context.output_id, context.ids
     verdict = Verdict("numeric", context, "the one-sided differences disagree")
     f0 = np.asarray(context.vals[out], dtype=np.float64)
@@ -149,6 +154,8 @@ def check(context: Context):
              "jacobian_entries_total": jac_total if has_jac else None}
     if skipped:
         extra["leaves_not_checked"] = skipped
+    if context.higher is not None:
+        extra["second_order"] = second(context, verdict)
     return verdict.report(**extra)
 
 
@@ -211,7 +218,7 @@ def _elementwise(leaf: Leaf, probe: _Probe) -> Partials:
     pts, steps = _step(np.asarray(leaf.eq.value, dtype=np.float64))
     fs = [probe.f_at(leaf.eq.id, p) for p in pts]
     hs = [np.broadcast_to(h, oshape) for h in steps]
-    d, slack, flag, lo, hi, quiet, lost = _classify(probe.f0, fs, hs)
+    d, slack, flag, lo, hi, quiet, lost = classify(probe.f0, fs, hs)
     lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, probe.stacked)
     return Partials(leaf, d, flag, lo, hi, slack=slack, quiet=quiet,
                     unverifiable=np.broadcast_to(lost, oshape), reason=LOST)
@@ -229,7 +236,7 @@ def _columns(leaf: Leaf, probe: _Probe, picks) -> Partials:
             x = x0.copy()
             x.flat[k] = p
             fs.append(probe.f_at(leaf.eq.id, x))
-        d, slack, flag, lo, hi, quiet, lost = _classify(probe.f0, fs, hs)
+        d, slack, flag, lo, hi, quiet, lost = classify(probe.f0, fs, hs)
         lo, hi, flag, quiet = _unsettled(lo, hi, flag, quiet, probe.stacked)
         for row, v in zip(rows, (d, slack, flag, lo, hi, quiet, lost)):
             row.append(np.broadcast_to(v, oshape).reshape(-1))

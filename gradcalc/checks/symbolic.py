@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import mixed
+from . import mixed, second
 from .context import Context
-from .evaluator import MAX_REFINE, OVERFLOW, Evaluator, Unsupported, formula, refine
+from .evaluator import OVERFLOW, Evaluator, Unsupported, evaluate_array, formula
 from .verdict import Partials, Verdict
 
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
@@ -199,11 +199,34 @@ def _unevaluated(cls, *args):
 # ------------------------------------------------------------------ the check
 def _check(session, context):
     verdict = Verdict("symbolic", context, "sympy's derivative is undefined or one-sided here")
-    if context.elementwise:
-        extra = _elementwise(session, context, verdict)
-    else:
-        extra = mixed.per_element(session, context, verdict)
+    extra = {}
+    if context.cotangent is not None:       # None: only J·u or Taylor was asked for
+        if context.elementwise:
+            extra = _elementwise(session, context, verdict)
+        else:
+            extra = mixed.per_element(session, context, verdict)
+    if context.higher is not None:
+        extra["second_order"] = _second(session, context, verdict)
     return verdict.report(**extra)
+
+
+def _second(session, context, verdict):
+    """The second-order part (second.py): what it checked, and where it stopped and why
+    (out of its time budget, or a form the evaluator does not know); what it compared
+    before stopping stands."""
+    cov = second.Coverage(context)
+    try:
+        if context.elementwise:
+            second.symbolic_elementwise(session, context, verdict,
+                                        derivation(session, context), cov)
+        else:
+            second.symbolic_mixed(session, context, verdict, cov)
+    except OutOfTime:
+        cov.stop(f"the symbolic check ran out of its time budget of "
+                 f"{session.budget.seconds:g} s (--symbolic-timeout)")
+    except Unsupported as exc:
+        cov.stop(str(exc))
+    return cov.report()
 
 
 def _number(sp, v):
@@ -227,12 +250,7 @@ def _elementwise(session, context, verdict):
     # program's own (not a value computed from the leaves, as detach(x) is): then it is
     # kept in the compiled program's memo, which JSON Lines shares between the requests of
     # one program, and only the leaves' values are new
-    key = ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
-    derived = graph.memo.get(key)
-    if derived is None:
-        derived = derive_elementwise(session, context)
-        if derived.alone:
-            graph.memo[key] = derived
+    derived = derivation(session, context)
     env = dict(derived.const_env)
     for i, s in derived.leaf_sym.items():
         env[s] = np.asarray(vals[i], dtype=np.float64)
@@ -259,7 +277,7 @@ def _elementwise(session, context, verdict):
             display = {s: sp.Symbol(names[i], real=True) for i, s in derived.leaf_sym.items()}
             hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
         d, derivatives[name] = hit
-        D, flag, lo, hi, unverifiable = _evaluate_array(session, ev, d, env, oshape,
+        D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
                                                         not_finite)
         if at_site is not None and (at_site & ~flag).any():
             # an op sits at a kink there, but sympy simplified it away (minimum(x,
@@ -280,6 +298,18 @@ def _elementwise(session, context, verdict):
             "elements_checked": n, "elements_total": n,
             "jacobian_entries_checked": N * n if has_jac else None,
             "jacobian_entries_total": N * n if has_jac else None}
+
+
+def derivation(session, context) -> "Derivation":
+    """The elementwise program in sympy, from the compiled program's memo when it depends
+    on the program alone (see _elementwise)."""
+    key = ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
+    derived = context.graph.memo.get(key)
+    if derived is None:
+        derived = derive_elementwise(session, context)
+        if derived.alone:
+            context.graph.memo[key] = derived
+    return derived
 
 
 @dataclass
@@ -328,54 +358,3 @@ def derive_elementwise(session, context) -> Derivation:
             exprs[i] = eq.op.sympy(sp, *args, **params)
         session.tick()
     return Derivation(leaf_sym, exprs, env, {}, alone)
-
-
-def _evaluate_array(session, ev, d, env, oshape, not_finite=None):
-    """The derivative over every output element, with the flags of the check: kinks (a tie
-    choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
-    points (non-finite although the inputs are finite, even in mpmath's arithmetic); and
-    the points where float64 overflowed on the way: refined in mpmath up to MAX_REFINE, and
-    unverifiable (see evaluator.OVERFLOW)."""
-    val, cand = ev.evaluate(d)
-    D = np.asarray(val, dtype=np.float64)
-    D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
-    lo = hi = D
-    flag = np.zeros(oshape, bool)
-    if cand is not None and np.any(cand):
-        cand = np.broadcast_to(cand, oshape)
-        d0 = np.broadcast_to(Evaluator(session, env, ties=0).evaluate(d)[0], oshape)
-        d1 = np.broadcast_to(Evaluator(session, env, ties=1).evaluate(d)[0], oshape)
-        kink = cand & ~((d0 == D) & (d1 == D))
-        with np.errstate(invalid="ignore"):
-            lo = np.where(kink, np.minimum(np.minimum(d0, d1), D), lo)
-            hi = np.where(kink, np.maximum(np.maximum(d0, d1), D), hi)
-        flag |= kink
-    bad = np.array(~np.isfinite(D), dtype=bool)   # an array even when 0-d: written below
-    over = ev.overflowed(d)
-    lost = unverifiable = None
-    if over is not None:                  # through an overflow: refined, and unverifiable
-        unverifiable = np.array(np.broadcast_to(over, oshape), dtype=bool)
-        lost = unverifiable & ~bad        # finite, but perhaps wrong (1e300/sqrt(inf) = 0)
-        bad |= lost
-    if bad.any():
-        syms = [s for s in d.free_symbols if s in env]
-        for s in syms:
-            bad &= np.broadcast_to(np.isfinite(env[s]), oshape)
-        if not_finite is not None:            # no derivative to refine where f is not finite
-            bad &= ~not_finite
-        for k in np.flatnonzero(bad)[:MAX_REFINE]:
-            point = {s: float(np.broadcast_to(env[s], oshape).flat[k]) for s in syms}
-            v = refine(session, d, point)
-            if math.isfinite(v):
-                if not D.flags.writeable:
-                    D, lo, hi = np.array(D), np.array(lo), np.array(hi)
-                D.flat[k] = lo.flat[k] = hi.flat[k] = v
-                bad.flat[k] = False
-        if lost is not None:                  # finite past the refinement cap: unverifiable
-            bad &= ~lost
-        lo = np.where(bad, np.nan, lo)        # no derivative there: PyTorch's is convention
-        hi = np.where(bad, np.nan, hi)
-        flag |= bad
-    return D, flag, lo, hi, unverifiable
-
-

@@ -62,12 +62,13 @@ difference is reported as unverifiable, not as a disagreement."""
 @dataclass
 class Entries:
     """One comparison: `expected` against autograd's `actual` (flattened alike); `what` is
-    "grad" or "jacobian"; `index(k)` gives the JSON index of flat entry k and `label(k)` the
-    op and convention behind it. `scale` (an array, or a function giving it, computed only if
-    needed: the sum of |terms| behind a vᵀJ entry) widens the relative tolerance where a sum
-    cancels. For a Jacobian, `column` gives each entry's leaf element: autograd builds rows
-    as VJPs with basis vectors, so in a column holding an infinite partial (or a flagged
-    entry, where PyTorch's convention may be NaN) other entries legitimately come out NaN
+    "grad", "jacobian", or a second-order answer ("jvp", "taylor", "hvp", "hessian");
+    `index(k)` gives the JSON index of flat entry k and `label(k)` the op and convention
+    behind it. `scale` (an array, or a function giving it, computed only if needed: the sum
+    of |terms| behind a vᵀJ entry) widens the relative tolerance where a sum cancels. For a
+    Jacobian, `column` gives each entry's leaf element: autograd builds rows as VJPs with
+    basis vectors, so in a column holding an infinite partial (or a flagged entry, where
+    PyTorch's convention may be NaN) other entries legitimately come out NaN
     through a 0 * inf in some rule (as in torch.autograd.functional.jacobian)."""
 
     leaf: str
@@ -152,6 +153,11 @@ def flat_index(shape):
 def _flat(v, shape=None):
     return None if v is None else np.asarray(v, dtype=np.float64).reshape(-1) \
         if shape is None else np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), shape)
+
+
+def _of(en) -> dict:
+    """{"in": what} for a point of a second-order answer (a grad's points say nothing)."""
+    return {} if en.what == "grad" else {"in": en.what}
 
 
 class Verdict:
@@ -333,7 +339,7 @@ class Verdict:
             excused = f & (ok | inside | undefined)
             q = None if en.quiet is None else np.asarray(en.quiet, dtype=bool).reshape(-1)
             listed = f if q is None else f & ~(q & ok)
-            if en.what == "grad":
+            if en.what != "jacobian":      # a Jacobian repeats its grad's points
                 self._list_nondiff(en, np.flatnonzero(listed), e, a, lo, hi, q, ieee_only)
             ok = ok | excused
             counted = ~f | ~ok
@@ -341,7 +347,7 @@ class Verdict:
             counted = np.ones(ok.shape, bool)
         if en.unverifiable is not None and not ok.all():
             unv = np.asarray(en.unverifiable, dtype=bool).reshape(-1) & ~ok
-            if en.what == "grad":
+            if en.what != "jacobian":      # a Jacobian repeats its grad's points
                 self._list_unverifiable(en, np.flatnonzero(unv), e, a)
             ok = ok | unv
             counted &= ~unv
@@ -385,7 +391,7 @@ class Verdict:
             rng = None if np.isnan(lo[k]) or np.isnan(hi[k]) else [jnum(lo[k]), jnum(hi[k])]
             self.nondiff.append({"leaf": en.leaf, "index": en.index(k), "op": op,
                                  "convention": conv, "pytorch": jnum(a[k]),
-                                 self.kind: jnum(e[k]), "range": rng})
+                                 self.kind: jnum(e[k]), "range": rng, **_of(en)})
 
     def _list_unverifiable(self, en, listed, e, a):
         for k in listed:
@@ -393,7 +399,7 @@ class Verdict:
             if len(self.unverifiable) < MAX_UNVERIFIABLE:
                 self.unverifiable.append({"leaf": en.leaf, "index": en.index(k),
                                           "reason": en.reason, "pytorch": jnum(a[k]),
-                                          self.kind: jnum(e[k])})
+                                          self.kind: jnum(e[k]), **_of(en)})
 
     def report(self, **extra):
         out = {"passed": bool(self.passed), "max_abs_error": jnum(self.max_abs),

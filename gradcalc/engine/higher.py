@@ -117,15 +117,19 @@ def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
 
 
 def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1,
-                values=None):
+                values=None, final=False):
     """A program whose output is J·u of `graph`'s node `output` (its leaves and values);
-    `values`: graph's values when known (a traced program's), not computed again."""
+    `values`: graph's values when known (a traced program's), not computed again; `final`:
+    the program will not be differentiated again (its leaves then need no grad)."""
     t = Traced(graph, limits, values)
     oshape = graph.nodes[output].shape
     v = t.leaf(f"{COTANGENT}{level}", np.zeros(oshape, graph.dtype))
     s = _grads_dot(t, v, output, tangent)
     prog, values = t.program(s)
-    second = Traced(prog, limits, values)
+    # a `final` program is not differentiated again: only the cotangent's derivative is
+    # wanted, so paths from the other leaves alone get no backward work (the numbers on
+    # the cotangent's paths are the same)
+    second = Traced(prog, limits, values, wrt={v_name(level)} if final else None)
     got = second.backward(np.ones((), graph.dtype))
     ju = got.get(v_name(level))
     out = second.b.lift(ju if ju is not None else np.zeros(oshape, graph.dtype))
@@ -138,7 +142,7 @@ def v_name(level):
 
 def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
     """J·u, of the output's shape."""
-    prog, values = jvp_program(graph, output, tangent, limits, values=values)
+    prog, values = jvp_program(graph, output, tangent, limits, values=values, final=True)
     return values[prog.output]
 
 
@@ -147,30 +151,54 @@ def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None 
     out, prog = [], graph
     for k in range(1, order + 1):
         prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k,
-                                   None if k == 1 else values)
+                                   None if k == 1 else values, final=k == order)
         out.append(values[prog.output])
     return out
 
 
 def hessian_bytes(graph, leaves) -> int:
+    """Bytes of the dense Hessian over `leaves`."""
     n = sum(graph.nodes[i].size for i in _leaf_ids(graph, leaves).values())
     return n * n * graph.dtype.itemsize
 
 
+class DiagonalBlock:
+    """A Hessian block of an elementwise program, kept as its diagonal `diag` (the leaf's
+    shape): it reads as the dense block of shape diag.shape + diag.shape (zeros off the
+    diagonal) through np.asarray, and says its dense `shape` and `size` without forming it."""
+
+    __slots__ = ("diag",)
+
+    def __init__(self, diag):
+        self.diag = diag
+
+    shape = property(lambda self: self.diag.shape + self.diag.shape)
+    size = property(lambda self: self.diag.size * self.diag.size)
+    dtype = property(lambda self: self.diag.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        n = self.diag.size
+        block = np.zeros((n, n), dtype or self.diag.dtype)
+        block[np.arange(n), np.arange(n)] = self.diag.reshape(-1)
+        return block.reshape(self.shape)
+
+
 def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None):
     """{a: {b: H_ab}} with H_ab of shape a.shape + b.shape (torch's hessian layout): the
-    Jacobian of the traced gradient, or, for an elementwise program, its diagonals (O(n)
-    work and memory) laid out in that shape."""
+    Jacobian of the traced gradient, or, for an elementwise program, a DiagonalBlock each
+    (O(n) work and memory). The memory limit is checked against what is allocated: the
+    diagonals, or the dense matrix before it is formed; a dense Hessian that cannot fit
+    is refused with a pointer to --hvp."""
     limits = limits or Limits()
-    need = hessian_bytes(graph, leaves)
-    if need > limits.max_memory:
-        raise GradcalcError("limit", f"the Hessian needs {fmt_bytes(need)}, over the memory "
-                                     f"limit of {fmt_bytes(limits.max_memory)} (--max-memory)")
     t, grads = _traced_grads(graph, output, cotangent, limits)
     grads = _grads_of(t, grads, graph, leaves)
-    if grads and elementwise(t, grads) is not None:
+    shape = elementwise(t, grads) if grads else None
+    if shape is not None:
+        _within(len(grads) ** 2 * math.prod(shape) * graph.dtype.itemsize, limits,
+                "the Hessian's diagonals need")
         diag = diagonal_hessian(t, grads, graph)
-        return {a: {b: _diagonal_block(d) for b, d in row.items()} for a, row in diag.items()}
+        return {a: {b: DiagonalBlock(d) for b, d in row.items()} for a, row in diag.items()}
+    _within(hessian_bytes(graph, leaves), limits, "the dense Hessian needs")
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,
                                             (t, grads))
     if not layout:
@@ -182,9 +210,9 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
             for a, (sa, shape_a) in layout.items()}
 
 
-def _diagonal_block(d):
-    """A diagonal as its block of shape d.shape + d.shape (zeros off the diagonal)."""
-    n = d.size
-    block = np.zeros((n, n), d.dtype)
-    block[np.arange(n), np.arange(n)] = d.reshape(-1)
-    return block.reshape(d.shape + d.shape)
+def _within(need, limits, what):
+    if need > limits.max_memory:
+        raise GradcalcError("limit", f"{what} {fmt_bytes(need)}, over the memory limit of "
+                                     f"{fmt_bytes(limits.max_memory)} (--max-memory); --hvp "
+                                     "gives the Hessian times a direction without forming "
+                                     "it")

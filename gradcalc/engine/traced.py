@@ -51,12 +51,21 @@ class Builder:
         self.dtype = np.dtype(dtype)
         self.values: list = []
         self.memo: dict = {}
+        self.ones: dict = {}
 
     def _push(self, i, value):
         while len(self.values) <= i:
             self.values.append(None)
         self.values[i] = np.asarray(value, dtype=self.dtype)
         return Tracer(self, i)
+
+    def _ones(self, t) -> bool:
+        """Whether tracer `t` is a constant of ones (remembered per node)."""
+        if self.comp.nodes[t.id].kind != "const":
+            return False
+        if t.id not in self.ones:
+            self.ones[t.id] = bool(np.all(self.values[t.id] == 1))
+        return self.ones[t.id]
 
     def leaf(self, name, value, requires_grad=True) -> "Tracer":
         i = self.comp.leaf(name, value, None)
@@ -65,7 +74,11 @@ class Builder:
 
     def const(self, value) -> "Tracer":
         value = np.asarray(value, dtype=self.dtype)
-        key = ("const", value.shape, value.tobytes())
+        first = value.reshape(-1)[:1]
+        # one number repeated (a rule's zeros or ones, a broadcast cotangent) is keyed by
+        # that number, without copying the array out (tobytes) to hash it
+        uniform = value.size > 1 and bool(np.all(value == first))
+        key = ("const", value.shape, (first if uniform else value).tobytes())
         if key not in self.memo:
             self.memo[key] = self._push(self.comp.const(value, None), value).id
         return Tracer(self, self.memo[key])
@@ -84,6 +97,13 @@ class Builder:
         is a constant) with its value computed by the op's own forward (or `value`, when
         the caller replays a program whose values it has)."""
         ins = [self.lift(a) for a in inputs]
+        if name == "mul":
+            # x * 1 is x, bit for bit (NaN, inf and -0 included): a broadcast cotangent of
+            # ones or a unit direction multiplies nothing
+            for k in (0, 1):
+                if self._ones(ins[k]) and np.shape(ins[k].value) == np.broadcast_shapes(
+                        ins[0].shape, ins[1].shape) == ins[1 - k].shape:
+                    return ins[1 - k]
         ids = tuple(t.id for t in ins)
         params = dict(params or {})
         key = (name, ids, repr(sorted(params.items())))
@@ -414,18 +434,23 @@ CONSTANT_UFUNCS = {np.isfinite, np.isinf, np.rint, np.floor, np.ceil, np.trunc, 
 # -- programs --------------------------------------------------------------------------
 class Traced:
     """A graph replayed on tracers: `b` the builder, `nodes` the tracer of each node id of
-    the source graph (leaves keep their names)."""
+    the source graph (leaves keep their names). `wrt`: the names of the only leaves that
+    keep requiring grad (None: as in the source), so that a backward over the replay does
+    no work on paths that reach none of them."""
 
-    def __init__(self, graph: Graph, limits: Limits | None = None, values: list | None = None):
+    def __init__(self, graph: Graph, limits: Limits | None = None, values: list | None = None,
+                 wrt: set | None = None):
         self.source = graph
         self.b = Builder(graph.source, graph.dtype, limits)
+        self.wrt = wrt
         self.nodes: list = []
         for eq in graph.nodes:
             self.nodes.append(self._replay(eq, None if values is None else values[eq.id]))
 
     def _replay(self, eq, value):
         if eq.kind == "leaf":
-            return self.b.leaf(eq.name, eq.value, eq.requires_grad)
+            return self.b.leaf(eq.name, eq.value,
+                               eq.requires_grad and (self.wrt is None or eq.name in self.wrt))
         if eq.kind == "const":
             return self.b.const(eq.value)
         return self.b.apply(eq.op.name, [self.nodes[i] for i in eq.inputs], eq.params, value)

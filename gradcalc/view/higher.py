@@ -86,9 +86,21 @@ def _scalar(view) -> str:
     return view.y if view.r.cotangent_implied else f"v{view.s['T']}{view.s['dot']}{view.y}"
 
 
+def diagonals(r, leaves) -> dict | None:
+    """{(a, b): diagonal} when every block is kept as its diagonal (an elementwise
+    program's), else None."""
+    got = {(a, b): getattr(r.hessian[a][b], "diag", None) for a in leaves for b in leaves}
+    return None if any(d is None for d in got.values()) else got
+
+
 def hessian(view):
     r = view.r
     leaves = list(r.hessian)
+    n = sum(max(1, math.prod(np.shape(r.leaves[a]))) for a in leaves)
+    diag = diagonals(r, leaves)
+    if diag is not None and n > MAX_HESSIAN_SIDE:
+        by_diagonal(view, leaves, diag, n)
+        return
     H = dense(r, leaves)
     n = H.shape[0]
     words = []
@@ -110,4 +122,21 @@ def hessian(view):
     for name, row in zip(names, H):
         table.add_row(styled(name, style=STYLE["name"]), *[view.fmt.num(x) for x in row])
     view.table(table)
+    view.print()
+
+
+def by_diagonal(view, leaves, diag, n):
+    """A large elementwise Hessian: each block's diagonal (every other entry is 0), never
+    the n×n matrix."""
+    words = ["diagonal blocks" if len(leaves) > 1 else "diagonal"]
+    if all(np.array_equal(diag[(a, b)], diag[(b, a)], equal_nan=True) for a, b in diag):
+        words.append("symmetric")
+    view.print(styled(f"Hessian of {_scalar(view)}, {n:,}{view.s['times']}{n:,} "
+                      f"({', '.join(words)})", style=STYLE["head"]))
+    view.note(styled("an elementwise program: each block is 0 off its diagonal, so only "
+                     "the diagonals are shown (--json writes the blocks densely)",
+                     style=STYLE["note"]))
+    for (a, b), d in diag.items():
+        view.print(Text(f"  diag H[{a},{b}]: ") +
+                   Text(view.array_lines(np.asarray(d), view.width - 16)))
     view.print()

@@ -324,7 +324,10 @@ class View:
     def checks(self):
         checks = self.r.checks
         if not checks:
-            self.print(styled("checks: none run (--check none)", style=STYLE["note"]))
+            asked = getattr(self.r, "check_kinds", ())
+            why = (f"{' and '.join(asked)} asked for, but nothing to check" if asked
+                   else "--check none")
+            self.print(styled(f"checks: none run ({why})", style=STYLE["note"]))
             self.print()
             return
         for kind, c in checks.items():
@@ -341,7 +344,28 @@ class View:
 
 KNOWN_CHECK_KEYS = {"passed", "derivatives", "max_abs_error", "max_rel_error", "skipped",
                     "rtol", "atol", "elements_checked", "elements_total", "method",
-                    "jacobian_entries_checked", "jacobian_entries_total"}
+                    "jacobian_entries_checked", "jacobian_entries_total", "second_order"}
+
+
+def second_order_lines(c, s) -> list:
+    """What a check compared of SPEC 9's answers: "J·u: 3 of 3 entries checked", and why
+    not all, one line per answer."""
+    so = c.get("second_order")
+    names = {"jvp": f"J{s['dot']}u", "taylor": "Taylor", "hvp": f"H{s['dot']}u",
+             "hessian": "Hessian"}
+    lines = []
+    for kind, cov in (so.items() if isinstance(so, dict) else ()):
+        if not isinstance(cov, dict):
+            continue
+        line = styled(f"  {names.get(kind, escape_text(str(kind)))}: "
+                      f"{cov.get('entries_checked', 0):,} of {cov.get('entries_total', 0):,} "
+                      "entries checked", style=STYLE["note"])
+        if cov.get("not_checked"):
+            line += styled(" (", style=STYLE["note"]) + user(str(cov["not_checked"]),
+                                                            STYLE["note"]) + \
+                styled(")", style=STYLE["note"])
+        lines.append(line)
+    return lines
 
 
 def check_line(kind, c, s, fmt) -> list:
@@ -381,7 +405,7 @@ def check_line(kind, c, s, fmt) -> list:
             details.append(f"{escape_text(str(key)).replace('_', ' ')} {escape_text(str(value))}")
     if details:
         t += styled(" (" + "; ".join(details) + ")", style=STYLE["note"])
-    lines = [t]
+    lines = [t] + second_order_lines(c, s)
     for key, value in c.items():      # lists and records: one line per item
         if key in KNOWN_CHECK_KEYS or value in (None, [], {}, "") or (
                 isinstance(value, (int, float, str)) and not isinstance(value, bool)

@@ -1,0 +1,501 @@
+"""The cross-checks of SPEC 9's answers: J·u, the Taylor derivatives, H·u and the Hessian.
+
+Symbolic: sympy differentiates the forward formula (the forms symbolic.py and mixed.py build
+from the op table, never a VJP rule or a traced program) to the requested order — the
+directional derivative D_u e = sum of de/dx * u for J·u, Taylor and H·u, second partials for
+the Hessian — and evaluates it at the inputs. Numeric: central differences of the output
+along u (J·u and Taylor's first order) and of the gradient (H·u along u; Hessian columns one
+leaf element at a time, sampled, or a whole leaf at once where the block is diagonal). Both
+feed the first-order check's Verdict and say per answer how many entries they checked and
+why any were not; neither decides the exit status nor imports sympy itself.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import engine
+from . import mixed
+from .context import src_index, sum_to
+from .evaluator import OVERFLOW, Evaluator, evaluate_array
+from .numeric import LOST, NUMERIC_MAX_PERTURBATIONS, NUMERIC_MAX_WORK, classify
+from .verdict import Entries, flat_index
+
+OUTPUT = "(output)"              # the "leaf" of a J·u or Taylor entry: it has none
+MAX_DENSE = 10_000_000           # expected Hessian entries built densely per block
+
+
+class Coverage:
+    """How many entries of each answer a method checked, of how many, and why not all."""
+
+    def __init__(self, context):
+        h, g = context.higher, context.graph
+        self.kinds: dict = {}
+        size = lambda n: g.nodes[g.leaves[n]].size      # noqa: E731
+        n_out = math.prod(context.out_shape)
+        if h.jvp is not None:
+            self._total("jvp", n_out)
+        if h.taylor is not None:
+            self._total("taylor", n_out * len(h.taylor))
+        if h.hvp is not None:
+            self._total("hvp", sum(size(n) for n in h.hvp))
+        if h.hessian is not None:
+            self._total("hessian", sum(size(a) * size(b) for a, row in h.hessian.items()
+                                       for b in row))
+
+    def _total(self, kind, n):
+        self.kinds[kind] = {"entries_checked": 0, "entries_total": int(n)}
+
+    def add(self, kind, n):
+        self.kinds[kind]["entries_checked"] += int(n)
+
+    def note(self, kind, why):
+        """Why `kind` is not checked in full so far, if it is not (the first reason stands)."""
+        c = self.kinds[kind]
+        if c["entries_checked"] < c["entries_total"]:
+            c.setdefault("not_checked", why)
+
+    def stop(self, why):
+        for kind in self.kinds:
+            self.note(kind, why)
+
+    def report(self):
+        return self.kinds
+
+
+def _label(verdict):
+    """The op and convention named at a flagged entry of a second-order answer."""
+    if verdict.sites:
+        names = ", ".join(sorted({eq.op.name for eq, _, _, _ in verdict.sites}))
+        return lambda k: (names, verdict.sites[0][3])
+    return lambda k: (None, verdict.labeller.fallback)
+
+
+def _index(shape, prefix=()):
+    at = flat_index(shape)
+    return lambda k: list(prefix) + at(k)
+
+
+# ---------------------------------------------------------------- symbolic, elementwise
+def symbolic_elementwise(session, context, verdict, derived, cov):
+    """One symbol per leaf, every element at once: D_u of the output (J·u, Taylor), D_u of
+    each grad (H·u), and the second partials (the Hessian blocks)."""
+    sp, graph, h = session.sp, context.graph, context.higher
+    oshape = context.out_shape
+    env = dict(derived.const_env)
+    for i, s in derived.leaf_sym.items():
+        env[s] = np.asarray(context.vals[i], dtype=np.float64)
+    ev = Evaluator(session, env)
+    f = derived.exprs[context.output_id]
+    sym = {n: derived.leaf_sym.get(graph.leaves[n]) for n in context.wrt}
+    at_site = None
+    for _, m, _, _ in verdict.sites:
+        m = np.broadcast_to(m, oshape)
+        at_site = m if at_site is None else (at_site | m)
+    label = _label(verdict)
+
+    def direction(dirs):
+        w = {}
+        for n, u in (dirs or {}).items():
+            if sym.get(n) is not None and np.any(u):
+                d = sp.Dummy(f"u_{n}", real=True)
+                env[d] = np.asarray(u, dtype=np.float64)
+                w[sym[n]] = d
+        return w
+
+    def along(e, w):
+        session.afford(e)
+        out = sp.Add(*[sp.diff(e, s) * d for s, d in w.items()])
+        session.tick()
+        return out
+
+    def values(d):
+        D, flag, lo, hi, unv = evaluate_array(session, ev, d, env, oshape, context.not_finite)
+        extra = at_site if context.not_finite is None else (
+            context.not_finite if at_site is None else at_site | context.not_finite)
+        if extra is not None and (extra & ~flag).any():
+            # a kink or a non-finite value on the path: the derivative of this order there
+            # is PyTorch's convention, whatever sympy's simplified formula gives
+            new = extra & ~flag
+            flag = flag | new
+            lo, hi = np.where(new, np.nan, lo), np.where(new, np.nan, hi)
+        return D, flag, lo, hi, unv
+
+    def compare(what, leaf, expected, actual, index, parts):
+        _, flag, lo, hi, unv = parts
+        verdict.compare(Entries(leaf, what, expected, actual, index, flagged=flag, lo=lo,
+                                hi=hi, label=label, unverifiable=unv, reason=OVERFLOW))
+
+    if h.jvp is not None:
+        parts = values(along(f, direction(h.tangent)))
+        compare("jvp", OUTPUT, parts[0], h.jvp, _index(oshape), parts)
+        cov.add("jvp", math.prod(oshape))
+    if h.taylor is not None:
+        w, e = direction(h.along), f
+        for k, got in enumerate(h.taylor, 1):
+            e = along(e, w)
+            parts = values(e)
+            compare("taylor", OUTPUT, parts[0], got, _index(oshape, [k]), parts)
+            cov.add("taylor", math.prod(oshape))
+    if h.hvp is None and h.hessian is None:
+        return
+    cot = np.broadcast_to(np.asarray(context.cotangent, dtype=np.float64), oshape)
+    grad = {}
+
+    def partial(n):
+        if n not in grad:
+            session.afford(f)
+            grad[n] = sp.diff(f, sym[n])
+            session.tick()
+        return grad[n]
+
+    def weighted(parts, shape):
+        """vᵀ times the per-output values, summed to a leaf's shape (with the range)."""
+        D, flag, lo, hi, unv = parts
+        with np.errstate(all="ignore"):
+            terms = cot * D
+            e = sum_to(terms, shape)
+            g_flag = sum_to(flag.astype(np.int64), shape) > 0
+            g_lo = sum_to(np.where(flag, np.minimum(cot * lo, cot * hi), terms), shape)
+            g_hi = sum_to(np.where(flag, np.maximum(cot * lo, cot * hi), terms), shape)
+        g_unv = None if unv is None else sum_to(unv.astype(np.int64), shape) > 0
+        return e, g_flag, g_lo, g_hi, g_unv
+
+    shape_of = {n: graph.nodes[graph.leaves[n]].shape for n in context.wrt}
+    if h.hvp is not None:
+        w = direction(h.hvp_dir)
+        for n, got in h.hvp.items():
+            if sym.get(n) is None:
+                zero = np.zeros(shape_of[n])
+                compare("hvp", n, zero, got, flat_index(shape_of[n]), (zero, None, None, None,
+                                                                         None))
+            else:
+                parts = weighted(values(along(partial(n), w)), shape_of[n])
+                compare("hvp", n, parts[0], got, flat_index(shape_of[n]), parts)
+            cov.add("hvp", math.prod(shape_of[n]))
+    if h.hessian is not None:
+        for a, row in h.hessian.items():
+            for b, block in row.items():
+                n = _hessian_block(session, context, sym, partial, values, cot, a, b, block,
+                                   compare)
+                if n is None:
+                    cov.note("hessian", f"a block over {MAX_DENSE:,} entries that is not "
+                                        "diagonal is not built densely; --check numeric "
+                                        "samples its columns")
+                else:
+                    cov.add("hessian", n)
+
+
+def _hessian_block(session, context, sym, partial, values, cot, a, b, block, compare):
+    """Compare block H_ab; the entries compared, or None when it is too large to build."""
+    sp, graph = session.sp, context.graph
+    oshape = context.out_shape
+    sa, sb = (graph.nodes[graph.leaves[n]].shape for n in (a, b))
+    na, nb = math.prod(sa), math.prod(sb)
+    diag = getattr(block, "diag", None)
+    if sym.get(a) is None or sym.get(b) is None:
+        parts = (np.zeros(oshape), np.zeros(oshape, bool), np.zeros(oshape),
+                 np.zeros(oshape), None)
+    else:
+        session.afford(partial(a))
+        d2 = sp.diff(partial(a), sym[b])
+        session.tick()
+        parts = values(d2)
+    if diag is not None and sa == sb == tuple(oshape):
+        # each output element reads element k of both leaves: the block is vᵀ·d2 on its
+        # diagonal and 0 off it, which the diagonal block holds by construction
+        D, flag, lo, hi, unv = parts
+        with np.errstate(all="ignore"):
+            lo2, hi2 = np.minimum(cot * lo, cot * hi), np.maximum(cot * lo, cot * hi)
+        compare("hessian", a, cot * D, diag, lambda k: flat_index(sa)(k) * 2,
+                (None, flag, lo2, hi2, unv))
+        return na * nb
+    if na * nb > MAX_DENSE:
+        return None
+    rows = np.asarray(src_index(sa, oshape)).reshape(-1)
+    cols = np.asarray(src_index(sb, oshape)).reshape(-1)
+
+    def dense(v, fill=0.0, dtype=np.float64):
+        out = np.full((na, nb), fill, dtype=dtype)
+        if dtype == bool:
+            np.logical_or.at(out, (rows, cols), np.broadcast_to(v, oshape).reshape(-1))
+        else:
+            np.add.at(out, (rows, cols), np.broadcast_to(v, oshape).reshape(-1))
+        return out
+    D, flag, lo, hi, unv = parts
+    with np.errstate(all="ignore"):
+        terms = cot * D
+        lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
+        hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
+        expected = dense(terms)
+    actual = np.asarray(block if diag is None else np.asarray(block), dtype=np.float64)
+    compare("hessian", a, expected, actual.reshape(na, nb),
+            lambda k: flat_index(sa)(k // max(nb, 1)) + flat_index(sb)(k % max(nb, 1)),
+            (None, dense(flag, False, bool), dense(lo_t), dense(hi_t),
+             None if unv is None else dense(unv, False, bool)))
+    return na * nb
+
+
+# ---------------------------------------------------------------- symbolic, mixed
+def symbolic_mixed(session, context, verdict, cov):
+    """Leaf elements as symbols (mixed.py's choice and caps): the Hessian entries among the
+    chosen elements; J·u, Taylor and H·u when every leaf element is a symbol (a direction
+    moves them all). At most mixed.MAX_DERIVATIVES sympy differentiations per answer."""
+    sp, graph, h = session.sp, context.graph, context.higher
+    idset = set(context.ids)
+    in_path = [graph.leaves[w] for w in context.wrt if graph.leaves[w] in idset]
+    syms, picks, env, _, exact = mixed.symbols(session, context, in_path)
+    parts = mixed.forms(session, context, syms, picks)
+    _, out_idx, out_ex = parts[context.output_id]
+    ev = Evaluator(session, env)
+    ties = Evaluator(session, env, ties=0), Evaluator(session, env, ties=1)
+    label = _label(verdict)
+    N = math.prod(context.out_shape)
+    name_of = {i: n for n, i in graph.leaves.items()}
+    sym_at = {(name_of[i], k): s for i in syms for k, s in zip(picks[i], syms[i])}
+    spent = {"n": 0}
+
+    def diff(e, s):
+        """de/ds, the terms of a sum without s skipped; counted against the cap."""
+        spent["n"] += 1
+        session.afford(e)
+        terms = e.args if isinstance(e, sp.Add) else (e,)
+        out = sp.Add(*[sp.diff(t, s) for t in terms if s in t.free_symbols])
+        session.tick()
+        return out
+
+    def along(e, w):
+        return sp.Add(*[diff(e, s) * u for s, u in w.items() if s in e.free_symbols])
+
+    def direction(dirs):
+        return {sym_at[(n, k)]: float(v) for n, u in (dirs or {}).items()
+                for k, v in enumerate(np.asarray(u, dtype=np.float64).reshape(-1))
+                if v and (n, k) in sym_at}
+
+    def point(d):
+        """(value, flagged, lo, hi) of a derivative at the inputs."""
+        v, cand = ev.evaluate(d)
+        v = float(v)
+        if not math.isfinite(v):
+            return v, True, math.nan, math.nan
+        if cand is not None and bool(np.any(cand)):
+            v0, v1 = (float(t.evaluate(d)[0]) for t in ties)
+            if not (v0 == v and v1 == v):
+                return v, True, min(v0, v1, v), max(v0, v1, v)
+        return v, False, v, v
+
+    def feed(what, leaf, rows, actual, index):
+        """rows: [(flat position in `actual`, value, flagged, lo, hi)]."""
+        if not rows:
+            return
+        pos = np.array([r[0] for r in rows], dtype=np.int64)
+        e, f, lo, hi = (np.array([r[k] for r in rows]) for k in (1, 2, 3, 4))
+        a = _entries(actual, pos)
+        verdict.compare(Entries(leaf, what, e, a, lambda k: index(int(pos[int(k)])),
+                                flagged=f.astype(bool), lo=lo, hi=hi, label=label))
+
+    def output_rows(e_of):
+        rows = []
+        for o, e in zip(out_idx, out_ex):
+            if spent["n"] >= mixed.MAX_DERIVATIVES:
+                break
+            rows.append((int(o), *point(e_of(e))))
+        constant = set(range(N)) - set(int(o) for o in out_idx)
+        rows += [(o, 0.0, False, 0.0, 0.0) for o in sorted(constant)]
+        return rows
+
+    cap = (f"at most {mixed.MAX_DERIVATIVES} sympy differentiations per answer; "
+           "--check numeric covers the rest")
+    whole = ("the program mixes elements and only a sample of its leaf elements could be "
+             "symbols, while a direction moves every element; --check numeric covers it")
+    oshape = context.out_shape
+    if h.jvp is not None:
+        if exact:
+            spent["n"] = 0
+            w = direction(h.tangent)
+            rows = output_rows(lambda e: along(e, w))
+            feed("jvp", OUTPUT, rows, h.jvp, flat_index(oshape))
+            cov.add("jvp", len(rows))
+        cov.note("jvp", whole if not exact else cap)
+    if h.taylor is not None:
+        if exact:
+            spent["n"] = 0
+            w = direction(h.along)
+            current = dict(zip((int(o) for o in out_idx), out_ex))
+            for k, got in enumerate(h.taylor, 1):
+                current = {o: along(e, w) for o, e in current.items()
+                           if spent["n"] < mixed.MAX_DERIVATIVES}
+                if len(current) < len(out_idx):
+                    break
+                rows = [(o, *point(e)) for o, e in current.items()]
+                rows += [(o, 0.0, False, 0.0, 0.0) for o in range(N) if o not in current]
+                feed("taylor", OUTPUT, rows, got, _index(oshape, [k]))
+                cov.add("taylor", len(rows))
+        cov.note("taylor", whole if not exact else cap)
+    if h.hvp is None and h.hessian is None:
+        return
+    cot = np.broadcast_to(np.asarray(context.cotangent, dtype=np.float64), oshape).reshape(-1)
+    s = sp.Add(*[sp.Float(float(cot[o])) * e if cot[o] != 1 else e
+                 for o, e in zip(out_idx, out_ex) if cot[o] != 0])
+    grad = {}
+
+    def partial(key):
+        if key not in grad:
+            grad[key] = diff(s, sym_at[key])
+        return grad[key]
+
+    shape_of = {n: graph.nodes[graph.leaves[n]].shape for n in context.wrt}
+    if h.hvp is not None:
+        spent["n"] = 0
+        w = direction(h.hvp_dir)
+        for n, got in h.hvp.items():
+            rows = []
+            for k in range(math.prod(shape_of[n])):
+                if spent["n"] >= mixed.MAX_DERIVATIVES or not exact:
+                    break
+                found = point(along(partial((n, k)), w)) if (n, k) in sym_at else \
+                    (0.0, False, 0.0, 0.0)
+                rows.append((k, *found))
+            feed("hvp", n, rows, got, flat_index(shape_of[n]))
+            cov.add("hvp", len(rows))
+        cov.note("hvp", whole if not exact else cap)
+    if h.hessian is not None:
+        spent["n"] = 0
+        for a, row in h.hessian.items():
+            for b, block in row.items():
+                nb = math.prod(shape_of[b])
+                rows = []
+                for ka in (picks[graph.leaves[a]] if graph.leaves[a] in picks else ()):
+                    for kb in (picks[graph.leaves[b]] if graph.leaves[b] in picks else ()):
+                        if spent["n"] >= mixed.MAX_DERIVATIVES:
+                            break
+                        d2 = diff(partial((a, ka)), sym_at[(b, kb)])
+                        rows.append((ka * nb + kb, *point(d2)))
+                feed("hessian", a, rows, block, _pair_index(shape_of[a], shape_of[b]))
+                cov.add("hessian", len(rows))
+        cov.note("hessian", cap if exact else
+                 "the Hessian entries among a sample of leaf elements (the symbols)")
+
+
+def _entries(actual, pos):
+    """Flat entries `pos` of an answer, a DiagonalBlock's without forming it densely."""
+    diag = getattr(actual, "diag", None)
+    if diag is None:
+        return np.asarray(actual, dtype=np.float64).reshape(-1)[pos]
+    n = diag.size
+    row, col = np.divmod(pos, max(n, 1))
+    return np.where(row == col, np.asarray(diag, np.float64).reshape(-1)[row % max(n, 1)], 0.0)
+
+
+def _pair_index(sa, sb):
+    nb = max(math.prod(sb), 1)
+    return lambda k: flat_index(sa)(k // nb) + flat_index(sb)(k % nb)
+
+
+# ---------------------------------------------------------------- numeric
+def numeric(context, verdict, cov):
+    """Central differences in float64: of the output along u (J·u, Taylor order 1), of the
+    gradient along u (H·u), and of the gradient by one leaf element (Hessian columns; a
+    whole leaf at once where the block is diagonal)."""
+    h, graph, out = context.higher, context.graph, context.output_id
+    wide, lifted = context.wide, context.lifted
+    ids = {n: graph.leaves[n] for n in context.wrt}
+    label = _label(verdict)
+    oshape = context.out_shape
+
+    def f_at(moved):
+        return np.asarray(engine.forward(wide, moved, upto=out)[out], dtype=np.float64)
+
+    def g_at(moved):
+        vals = engine.forward(wide, moved, upto=out)
+        cot = np.asarray(context.cotangent, dtype=np.float64)
+        got = engine.backward(wide, vals, cot, out)
+        return {n: np.asarray(got[i], np.float64) if i in got else
+                np.zeros(graph.nodes[i].shape) for n, i in ids.items()}
+
+    def directional(dirs, fn):
+        """fn at the inputs moved by +-t, +-t/8 along `dirs`, and the steps."""
+        moving = {n: np.asarray(u, dtype=np.float64) for n, u in (dirs or {}).items()}
+        scale = max([1.0] + [float(np.max(np.abs(lifted[ids[n]]), initial=0.0))
+                             for n in moving])
+        top = max([0.0] + [float(np.max(np.abs(u), initial=0.0)) for u in moving.values()])
+        t = np.finfo(np.float64).eps ** (1 / 3) * scale / (top or 1.0)
+        steps = (t, -t, t / 8, -t / 8)
+        fs = [fn({ids[n]: lifted[ids[n]] + p * u for n, u in moving.items()}) for p in steps]
+        return fs, (t, t, t / 8, t / 8)
+
+    def compare(what, leaf, f0, fs, hs, actual, index):
+        hs = [np.broadcast_to(x, np.shape(f0)) for x in hs]
+        d, slack, flag, lo, hi, quiet, lost = classify(f0, fs, hs)
+        verdict.compare(Entries(leaf, what, d, actual, index, flagged=flag, lo=lo, hi=hi,
+                                slack=slack, label=label, quiet=quiet, unverifiable=lost,
+                                reason=LOST))
+
+    if h.jvp is not None or h.taylor is not None:
+        f0 = np.asarray(context.vals[out], dtype=np.float64)
+        for what, dirs, got in (("jvp", h.tangent, h.jvp),
+                                ("taylor", h.along, None if h.taylor is None else h.taylor[0])):
+            if got is None:
+                continue
+            fs, hs = directional(dirs, f_at)
+            compare(what, OUTPUT, f0, fs, hs, got,
+                    _index(oshape, [1] if what == "taylor" else []))
+            cov.add(what, f0.size)
+        if h.taylor is not None and len(h.taylor) > 1:
+            cov.note("taylor", "finite differences check the first order only")
+    if h.hvp is None and h.hessian is None:
+        return
+    g0 = g_at({})
+    if h.hvp is not None:
+        gs, hs = directional(h.hvp_dir, g_at)
+        for n, got in h.hvp.items():
+            compare("hvp", n, g0[n], [g[n] for g in gs], hs, got,
+                    flat_index(graph.nodes[ids[n]].shape))
+            cov.add("hvp", np.size(got))
+    if h.hessian is not None:
+        _numeric_hessian(context, h.hessian, g0, g_at, ids, compare, cov)
+
+
+def _numeric_hessian(context, hessian, g0, g_at, ids, compare, cov):
+    graph, lifted = context.graph, context.lifted
+    shape = {n: graph.nodes[i].shape for n, i in ids.items()}
+    cost = 12 * max(1, sum(graph.nodes[i].size for i in context.ids))   # 4 grads each
+    budget = min(NUMERIC_MAX_PERTURBATIONS, max(16, NUMERIC_MAX_WORK // cost))
+    rng = np.random.default_rng(0)
+    eps3 = np.finfo(np.float64).eps ** (1 / 3)
+    for b in {b for row in hessian.values() for b in row}:
+        x0 = lifted[ids[b]]
+        rows = [a for a in hessian if b in hessian[a]]
+        if all(getattr(hessian[a][b], "diag", None) is not None for a in rows):
+            # diagonal blocks: element k of grad_a moves with element k of b alone
+            hb = eps3 * np.maximum(1.0, np.abs(x0))
+            pts = (x0 + hb, x0 - hb, x0 + hb / 8, x0 - hb / 8)
+            gs = [g_at({ids[b]: p}) for p in pts]
+            hs = [np.abs(p - x0) for p in pts]
+            for a in rows:
+                compare("hessian", a, g0[a], [g[a] for g in gs], hs, hessian[a][b].diag,
+                        lambda k, s=shape[a]: flat_index(s)(k) * 2)
+                cov.add("hessian", x0.size)
+            cov.note("hessian", "diagonal blocks: their diagonals are differenced; the "
+                                "zeros off them follow from the program being elementwise")
+            continue
+        n = x0.size
+        picks = np.arange(n) if n <= budget else np.sort(rng.choice(n, budget, replace=False))
+        for k in picks:
+            hb = eps3 * max(1.0, abs(float(x0.flat[k])))
+            gs = []
+            for p in (hb, -hb, hb / 8, -hb / 8):
+                x = x0.copy()
+                x.flat[k] += p
+                gs.append(g_at({ids[b]: x}))
+            for a in rows:
+                col = _entries(hessian[a][b], np.arange(hessian[a][b].size // n) * n + k)
+                compare("hessian", a, g0[a].reshape(-1), [g[a].reshape(-1) for g in gs],
+                        (hb, hb, hb / 8, hb / 8), col,
+                        lambda r, sa=shape[a], kk=int(k): flat_index(sa)(r)
+                        + flat_index(shape[b])(kk))
+                cov.add("hessian", col.size)
+        if len(picks) < n:
+            cov.note("hessian", f"a seeded sample of {len(picks):,} of {n:,} columns per leaf "
+                                "(finite differences of the gradient)")
