@@ -178,3 +178,17 @@ def test_every_fit_sample_gives_pytorchs_trained_parameters(path):
         got = obj["loss"] if name == "loss" else obj["params"][name]
         np.testing.assert_allclose(got, value, rtol=1e-5 if float32 else 1e-12,
                                    atol=1e-10 if name == "loss" else 0)
+
+
+def test_every_fit_help_example_runs():
+    """`gradcalc fit --help`'s examples need no file of the repository."""
+    import shlex
+    from gradcalc.cli.fit import FIT_EXAMPLES
+    joined = FIT_EXAMPLES.replace("\\\n", " ")
+    commands = [shlex.split(line.strip())[2:] for line in joined.splitlines()
+                if line.strip().startswith("gradcalc fit ")]
+    assert len(commands) == 2
+    for args in commands:
+        r = fit(*args, "--json", cwd="/")
+        assert r.status == 0, (args, r.stderr)
+        assert r.json()["stopped"] in ("epochs", "tol")

@@ -130,6 +130,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     gradcalc EXPRESSION [NAME=VALUE ...]  one calculation
     gradcalc -f PROGRAM.grad [NAME=VALUE ...]  a program file
     gradcalc - [OPTIONS]  JSON Lines requests on stdin, one result per line
+    gradcalc fit ... --params w  fit leaves to data (see gradcalc fit --help)
     """
     from ..settings import CLI, Settings, validate
     if plot is not None and grad is None:

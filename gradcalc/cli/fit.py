@@ -24,7 +24,9 @@ Examples:
 
 \b
   # the German seed page's training: Adam, MSELoss, batches of 10, 20 epochs
-  gradcalc fit 'mse_loss(2*x*w[0] + x**2*w[1], y)' --data points.csv --params w=0,0 \\
+  # (here on a grid; --data points.csv reads x and y from a file's columns)
+  gradcalc fit 'mse_loss(2*x*w[0] + x**2*w[1], y)' x='linspace(0,1,200)' \\
+      y='2.4*linspace(0,1,200) - 3.4*linspace(0,1,200)**2' --params w=0,0 \\
       --optimizer adam --lr 0.1 --epochs 20 --batch-size 10
   # least squares with Levenberg-Marquardt: the residuals, standard errors, correlation
   gradcalc fit 'a*exp(-k*t) - y' t='linspace(0,4,50)' y='3*exp(-1.3*linspace(0,4,50))' \\
