@@ -141,44 +141,16 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
                                  list(tangent) or None, hessian, list(hvp) or None, taylor,
                                  steps),
                         limits, CLI)
-    if program_file is None and args and args[0] == "-" :
+    externs_of = lambda: open_externs(externs, extern_diff, extern_step,  # noqa: E731
+                                      extern_timeout, limits)
+    if program_file is None and args and args[0] == "-":
         if len(args) > 1:
             raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
                                          "NAME=VALUE arguments belong inside each request")
-        from ..jsonl import serve
-        long_running()
-        data_values = read_data_files(data, settings, limits)
-        from ..view.progress import StreamProgress
-        progress = StreamProgress()
-        try:
-            with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
-                return serve(settings, limits, debug, data=data_values, externs=ex,
-                             on_answer=progress.answered)
-        finally:
-            progress.close()
+        return _stream(settings, limits, debug, read_data_files(data, settings, limits),
+                       externs_of)
     stdin = Stdin(limits.max_text)
-    if program_file is not None:
-        bindings = split_bindings(args)
-        stdin_once(bindings, grad, program_file == "-")
-        if program_file == "-":
-            text = stdin()
-        else:
-            try:
-                # utf-8-sig: a byte-order mark from a Windows editor is not program text
-                with open(program_file, encoding="utf-8-sig") as fh:
-                    text = fh.read(limits.max_text + 1)   # bounded: -f /dev/zero must not hang
-            except UnicodeDecodeError:
-                raise GradcalcError("usage", f"cannot read {quoted(program_file)}: it is not UTF-8 "
-                                             "text")
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise GradcalcError("usage", f"cannot read {quoted(program_file)}: {reason}")
-    else:
-        if not args:
-            raise GradcalcError("usage", "give an EXPRESSION, -f PROGRAM.grad, or - for JSON "
-                                         "Lines (see gradcalc --help)")
-        text, bindings = args[0], split_bindings(args[1:])
-        stdin_once(bindings, grad, False)
+    text, bindings = _text_and_bindings(args, program_file, grad, stdin, limits)
     if data:
         bindings = {**read_data_files(data, settings, limits), **bindings}
     if dot is not None:
@@ -190,7 +162,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     if claim and bindings:
         raise GradcalcError("usage", "--claim judges a derivative without numbers: give no "
                                      "NAME=VALUE")
-    with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
+    with externs_of() as ex:
         try:
             # the human view shows the answer before a slow check finishes
             human = not as_json and dot != "-"
@@ -209,6 +181,44 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         if plot is not None:
             _plot(result, plot)
         return _write_result(result, limits, as_json, dot, precision, graph, brief)
+
+
+def _stream(settings, limits, debug, data_values, externs_of) -> int:
+    """`gradcalc -`: JSON Lines, with a status line on a terminal's stderr."""
+    from ..jsonl import serve
+    from ..view.progress import StreamProgress
+    long_running()
+    progress = StreamProgress()
+    try:
+        with externs_of() as ex:
+            return serve(settings, limits, debug, data=data_values, externs=ex,
+                         on_answer=progress.answered)
+    finally:
+        progress.close()
+
+
+def _text_and_bindings(args, program_file, grad, stdin, limits) -> tuple[str, dict]:
+    """The expression or program text (from argv, -f FILE or -f -) and NAME=VALUE."""
+    if program_file is None:
+        if not args:
+            raise GradcalcError("usage", "give an EXPRESSION, -f PROGRAM.grad, or - for JSON "
+                                         "Lines (see gradcalc --help)")
+        bindings = split_bindings(args[1:])
+        stdin_once(bindings, grad, False)
+        return args[0], bindings
+    bindings = split_bindings(args)
+    stdin_once(bindings, grad, program_file == "-")
+    if program_file == "-":
+        return stdin(), bindings
+    try:
+        # utf-8-sig: a byte-order mark from a Windows editor is not program text
+        with open(program_file, encoding="utf-8-sig") as fh:
+            return fh.read(limits.max_text + 1), bindings   # bounded: -f /dev/zero
+    except UnicodeDecodeError:
+        raise GradcalcError("usage", f"cannot read {quoted(program_file)}: it is not UTF-8 text")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise GradcalcError("usage", f"cannot read {quoted(program_file)}: {reason}")
 
 
 def _plot(result, path):
