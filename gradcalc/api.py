@@ -162,8 +162,8 @@ def _settings(text, settings: Settings, limits: Limits, cache) -> Settings:
     if len(text) > limits.max_text:
         raise GradcalcError("limit", f"the text is {len(text):,} characters, over the limit of "
                                      f"{limits.max_text:,} (--max-text)")
-    prog = validate(program_settings(text) if cache is None else cache.settings(text),
-                    limits, CLI)
+    prog = (validate(program_settings(text), limits, CLI) if cache is None
+            else cache.settings(text, limits))
     return resolved(settings.merged_over(prog))
 
 
@@ -196,7 +196,9 @@ def _check_memory(graph, output: int, limits: Limits) -> int:
     """Bytes of values and grads, refused before allocating: every value kept, one
     cotangent per node that requires grad, and a rule's temporaries (twice the largest)."""
     total, needing = engine.elements(graph, output)
-    largest = max(n.size for n in graph.nodes[: output + 1])
+    largest = graph.memo.get(("largest", output))
+    if largest is None:      # per compiled program: a JSON Lines stream pays for it once
+        largest = graph.memo[("largest", output)] = max(n.size for n in graph.nodes[: output + 1])
     est = (total + needing + 2 * largest) * graph.dtype.itemsize
     if est > limits.max_memory:
         raise GradcalcError("limit", f"the calculation needs about {fmt_bytes(est)}, over the "

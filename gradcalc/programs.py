@@ -10,7 +10,7 @@ from __future__ import annotations
 from .compile import Compiler
 from .errors import GradcalcError, Limits
 from .parser import parse_program
-from .settings import Settings, program_settings
+from .settings import CLI, Settings, program_settings, validate
 
 
 def compile_program(text: str, bindings: dict, dtype, s: Settings, limits: Limits,
@@ -42,13 +42,15 @@ class ProgramCache:
         self._graphs = {}
         self._limits = (None, None, None)   # the Limits last seen, its fields, their key
 
-    def settings(self, text: str) -> Settings:
-        hit = self._settings.get(text)
+    def settings(self, text: str, limits: Limits) -> Settings:
+        """The text's `#:` options, validated, once per text and limits."""
+        key = (text, self._limits_key(limits))
+        hit = self._settings.get(key)
         if hit is None:
-            hit = program_settings(text)
+            hit = validate(program_settings(text), limits, CLI)
             if len(self._settings) >= self.MAX_PROGRAMS:
                 self._settings.clear()
-            self._settings[text] = hit
+            self._settings[key] = hit
         return hit
 
     def _limits_key(self, limits: Limits) -> tuple:
