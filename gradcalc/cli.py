@@ -281,7 +281,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     from .api import run
     result = run(text, bindings, settings, limits, stdin=stdin)
     if dot is not None:
-        from .graphview import to_dot
+        from .view.graph import to_dot
         try:
             with open(dot, "w", encoding="utf-8") as fh:
                 fh.write(to_dot(result))
@@ -293,7 +293,7 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         check_json_size(result, limits)
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
     else:
-        from .render import render
+        from .view.human import render
         render(result, precision=precision, show_graph=graph)
     return 0 if result.passed else 1
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradcalc.cli import command
-from gradcalc.graphview import _q
+from gradcalc.view.graph import dot_quote
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "samples" / "hindi_vjp_weights.grad")
@@ -209,8 +209,8 @@ def test_dot_with_json_keeps_stdout_json(tmp_path):
 
 
 def test_dot_quotes_are_escaped():
-    assert _q('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c\\nd"'
-    nodes, _ = parse_dot("digraph g {\n  n1 [label=" + _q('say "hi"\\') + "];\n}\n")
+    assert dot_quote('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c\\nd"'
+    nodes, _ = parse_dot("digraph g {\n  n1 [label=" + dot_quote('say "hi"\\') + "];\n}\n")
     assert nodes["n1"]["label"] == 'say "hi"\\'
 
 

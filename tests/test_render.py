@@ -228,7 +228,7 @@ def test_formulas_from_the_real_symbolic_check():
         assert "symbolic check: skipped" in out
     else:
         assert ("agrees" if sym["passed"] else "DISAGREES") in out
-    from gradcalc.formatting import formula
+    from gradcalc.view.numbers import formula
     for leaf, f in (sym.get("derivatives") or {}).items():
         if f is not None:
             assert f"∂y/∂{leaf} = {formula(f)}" in out

@@ -3,8 +3,9 @@ do?": J as a matrix (rows: elements of the output, columns: elements of the leaf
 the rows it weights, vᵀ·J under the columns, and the same sum written out with the numbers:
 `a.grad = 0.1·[3, 0, 0] + 1·[0, 3, 0] + 0.0001·[0, 0, 3] = [0.3, 3, 0.0003]`.
 
-It reads a render.View for the console, symbols and number format; it never computes a
-gradient of its own beyond the display sum vᵀ·J, which it checks against the engine's grad.
+It reads the human View (duck-typed: its result, console, glyphs, number format and
+printing helpers) and draws with the style kit; it never computes a gradient of its own
+beyond the display sum vᵀ·J, which it checks against the engine's grad.
 """
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from .formatting import fits, formula, is_diagonal, min_max, structure
+from .numbers import fits, formula, is_diagonal, min_max, structure
+from .style import RULED, STYLE, needed_width, styled
+
+MAX_J_ROWS = 12          # rows of a Jacobian shown before its middle is elided
+MAX_SUM_TERMS = 4        # terms of v[0]·J[0] + v[1]·J[1] + ... written out
 
 
 def _index(name: str, shape, flat: int) -> str:
@@ -33,7 +38,8 @@ def _pick(n: int, k: int) -> list:
 
 
 def jacobian_block(view, name: str, J, full: bool = True):
-    from .render import STYLE, needed_width, styled
+    """J of leaf `name` as a table with v and vᵀ·J, then the sum written out (`full`), or
+    its title and range only."""
     r, s, fmt, c = view.r, view.s, view.fmt, view.c
     out_shape = tuple(np.shape(r.output))
     leaf_shape = tuple(np.shape(r.leaves[name]))
@@ -66,7 +72,7 @@ def jacobian_block(view, name: str, J, full: bool = True):
                          f"{fmt.line(grad)}", style=STYLE["note"]))
         view.print()
         return
-    rows = _pick(m, 12)
+    rows = _pick(m, MAX_J_ROWS)
     k = n
     while True:
         cols = _pick(n, k)
@@ -102,7 +108,6 @@ def jacobian_block(view, name: str, J, full: bool = True):
 
 
 def _table(view, name, M, v, vtj, grad, rows, cols, out_shape, leaf_shape):
-    from .render import RULED, STYLE, styled
     s, fmt = view.s, view.fmt
     t = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1))
     t.add_column("", no_wrap=True)
@@ -130,7 +135,6 @@ def _table(view, name, M, v, vtj, grad, rows, cols, out_shape, leaf_shape):
 
 
 def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> list:
-    from .render import MAX_SUM_TERMS, STYLE
     s, fmt = view.s, view.fmt
     m = M.shape[0]
     picks = _pick(m, MAX_SUM_TERMS)
@@ -187,7 +191,6 @@ def _sum_line(view, name, M, v, vtj, grad, leaf_shape) -> list:
 def _elementwise(view, name, M, v, vtj, grad, leaf_shape):
     """A diagonal J with many rows: vᵀ·J is v times the diagonal, element by element, so
     show v, diag(J) and their product side by side in the leaf's shape."""
-    from .render import RULED, STYLE, styled
     s, r = view.s, view.r
     budget = max(16, (view.width - 8) // (4 if r.repeat > 1 else 3))
     heads = ["v", "diagonal of J", f"v {s['odot']} diagonal = {view.vtj()}"]

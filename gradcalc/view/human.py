@@ -3,113 +3,37 @@
 It owns the layout of one Result on a terminal: the expression, the output, the cotangent v,
 a table of leaves with their grads and sympy's formulas, each leaf's Jacobian J as a matrix
 with v beside its rows and vᵀ·J under it, the checks, non-finite values and limits notes.
-It imports rich (only this module and graphview do), never computes a gradient, and never
+It draws with the style kit (view.style) and lays out numbers (view.numbers), Jacobians
+(view.jacobian) and the --graph tree (view.graph); it never computes a gradient, and never
 lets user text be read as markup: every user string goes into a rich Text, escaped.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
-from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .errors import caret_lines, escape_text
-from .formatting import Numbers, fits, formula, shape_text, summary
+from ..errors import caret_lines, escape_text
+from .graph import tree
+from .jacobian import jacobian_block
+from .numbers import Numbers, fits, formula, shape_text, summary
+from .style import ASCII, RULED, STYLE, glyphs, make_console, needed_width, styled, user
 
-MAX_J_ROWS = 12          # rows of a Jacobian shown before its middle is elided
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
 PROSE_WIDTH = 100        # explanations wrap here even on a wider terminal
 MAX_CHECK_ITEMS = 5      # entries of a check's list (disagreements, ...) shown
-MAX_SUM_TERMS = 4        # terms of v[0]·J[0] + v[1]·J[1] + ... written out
-
-UNICODE = {"T": "\u1d40", "dot": "\u00b7", "d": "\u2202", "ok": "\u2713", "bad": "\u2717",
-           "warn": "\u26a0", "vdots": "\u22ee", "hdots": "\u2026", "times": "\u00d7",
-           "odot": "\u2299", "sum": "\u03a3"}
-ASCII = {"T": "^T", "dot": "*", "d": "d", "ok": "ok", "bad": "FAILED", "warn": "!",
-         "vdots": ":", "hdots": "...", "times": "x", "odot": "*", "sum": "sum"}
-
-# no verticals; a rule under the header and between sections (vᵀ·J under J)
-RULED = box.Box("    \n    \n ── \n    \n ── \n ── \n    \n    \n")
-
-STYLE = {"head": "bold", "name": "bold cyan", "v": "magenta", "grad": "bold green",
-         "note": "dim", "ok": "green", "bad": "bold red", "warn": "yellow", "formula": "cyan"}
-
-
-def make_console(stderr: bool = False) -> Console:
-    """rich decides colour (only on a terminal; NO_COLOR honoured) and width (the terminal's,
-    else $COLUMNS, else 80). A stream that is not UTF-8 gets escapes for what it cannot
-    encode instead of a crash (and the view switches to ASCII symbols)."""
-    stream = sys.stderr if stderr else sys.stdout
-    enc = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
-    file = None if enc.startswith("utf") else _Lossy(stderr)
-    # NO_COLOR: no escape byte at all (SPEC 8), so bold and dim go too, not only colour
-    plain = bool(os.environ.get("NO_COLOR"))
-    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, emoji=False,
-                   markup=False, **({"color_system": None} if plain else {}))
-
-
-class _Lossy:
-    """sys.stdout/sys.stderr as they are at each write, with unencodable characters written
-    as backslash escapes."""
-
-    def __init__(self, stderr: bool):
-        self.stderr = stderr
-
-    @property
-    def _f(self):
-        return sys.stderr if self.stderr else sys.stdout
-
-    @property
-    def encoding(self):
-        return getattr(self._f, "encoding", None) or "ascii"
-
-    def write(self, text):
-        return self._f.write(text.encode(self.encoding, "backslashreplace").decode(self.encoding))
-
-    def flush(self):
-        self._f.flush()
-
-    def isatty(self):
-        return self._f.isatty()
-
-    def fileno(self):
-        return self._f.fileno()
-
 
 def shape_words(shape) -> str:
     return "a scalar" if not tuple(shape) else f"shape {shape_text(shape)}"
-
-
-def needed_width(console: Console, renderable) -> int:
-    """Columns `renderable` needs to show without wrapping (rich clamps measurements to the
-    console width, so measure against a very wide one)."""
-    return Measurement.get(console, console.options.update(max_width=100_000),
-                           renderable).maximum
-
-
-def styled(text: str, style: str = "") -> Text:
-    """Text whose style stays with these characters when more text is appended (a Text's
-    own style would colour everything appended to it)."""
-    return Text().append(text, style=style)
-
-
-def user(text, style: str | None = None) -> Text:
-    """User-supplied text: control characters escaped, never read as markup."""
-    return styled(escape_text(str(text)), style=style or "")
 
 
 class View:
     def __init__(self, result, precision=None, console: Console | None = None):
         self.r = result
         self.c = console or make_console()
-        enc = (self.c.encoding or "").lower()
-        self.s = UNICODE if enc.startswith("utf") else ASCII
+        self.s = glyphs(self.c)
         self.fmt = Numbers(precision, ascii_only=self.s is ASCII)
         self.width = self.c.width
         self.prose = min(self.width, PROSE_WIDTH)   # sentences stay readable on wide screens
@@ -167,7 +91,6 @@ class View:
         self.jacobians()
         self.checks()
         if show_graph:
-            from .graphview import tree
             self.print(styled(f"autograd graph: from the output {self.y} back to the leaves, "
                               "with PyTorch's grad_fn names", style=STYLE["head"]))
             self.print(tree(self.r, self.fmt, self.width, self.y))
@@ -316,7 +239,6 @@ class View:
                             "computes it without forming J.", style=STYLE["note"]))
             self.print()
             return
-        from .jacview import jacobian_block
         if shown:
             s = self.s
             self.print(styled(f"Why these grads: {self.y}.backward(v) returns {self.vtj()}",

@@ -2,14 +2,17 @@
 aligned multi-line forms, and summaries (shape, structure, min/max, a corner of values) for
 arrays too large to show whole.
 
-It owns no output stream and imports nothing but numpy, so it is cheap to test. It never
-changes a value: -0 is shown as 0, but the JSON output keeps every bit.
+It owns no output stream and imports nothing of the view (numpy and the error module's
+escaping only), so it is cheap to test. It never changes a value: -0 is shown as 0, but
+the JSON output keeps every bit.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from ..errors import escape_text
 
 DEFAULT_PRECISION = 6
 
@@ -79,16 +82,8 @@ class Numbers:
         return max(len(s) for s in self.block(a).split("\n"))
 
 
+
 # -- structure ---------------------------------------------------------------------------
-
-def as_matrix(a, out_shape=None):
-    """A Jacobian (out.shape + leaf.shape) as an (out.size, leaf.size) matrix."""
-    a = np.asarray(a)
-    if out_shape is None:
-        return a.reshape(1, -1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
-    m = math.prod(out_shape)
-    return a.reshape(m, -1)
-
 
 def structure(a, matrix: bool = False, fmt: Numbers | None = None) -> str | None:
     """A few words about the pattern of `a` ("all zero", "diagonal, 3 on the diagonal",
@@ -183,6 +178,5 @@ def fits(a, fmt: Numbers, width: int, max_lines: int = 12, max_items: int = 64) 
 
 def formula(text) -> str:
     """sympy's str() form made readable: `4*b**2` -> `4·b^2` (control characters escaped)."""
-    from .errors import escape_text
     s = escape_text(str(text))
     return s.replace("**", "^").replace("*", "\u00b7")

@@ -4,15 +4,18 @@ and `--dot FILE` (the same graph as Graphviz DOT).
 Both are loops over the compiled graph's equations, named as PyTorch names the nodes of its
 graph (`grad_fn`): `MulBackward0`, `LogBackward0`, ... and `AccumulateGrad` for a leaf that
 requires grad. Nodes that need no gradient (constants, leaves outside --wrt, a `detach`) are
-shown, dimmed, but not expanded: PyTorch's graph does not contain them. Nothing here
-recurses (a deep expression must not hit Python's recursion limit); rich is imported only by
-`tree`, so writing DOT stays cheap.
+shown, dimmed, but not expanded: PyTorch's graph does not contain them. A node's title is
+`eq.torch`, the name the op table gave it at compile time; nothing here knows an op by name
+but `detach`'s cut. Nothing here recurses (a deep expression must not hit Python's recursion
+limit). The tree's functions import rich and the style kit when called, not this module:
+`--json --dot` stays free of rich's start-up (tests/test_graph.py holds it).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .formatting import Numbers, shape_text
+from ..errors import escape_text
+from .numbers import Numbers, shape_text
 
 MAX_TREE_NODES = 200      # lines of the --graph tree before the rest is counted, not shown
 SMALL_VALUE = 6           # values with at most this many elements are shown in the graph
@@ -73,7 +76,7 @@ def describe(result, eq, fmt: Numbers, names: dict) -> dict:
                 "shape": "" if not eq.shape else shape, "value": value}
     op = eq.op.name
     if eq.requires_grad:
-        return {"name": name, "title": eq.torch or eq.op.name, "role": "op",
+        return {"name": name, "title": eq.torch, "role": "op",
                 "shape": shape, "value": value, "op": op}
     why = ("graph cut: no gradient flows back" if op == "detach"
            else "needs no grad (its inputs require none)")
@@ -83,10 +86,9 @@ def describe(result, eq, fmt: Numbers, names: dict) -> dict:
 
 # -- the tree (--graph) ------------------------------------------------------------------
 
-def _label(d: dict, is_output: bool = False):
-    from rich.text import Text
-    from .errors import escape_text
-    from .render import STYLE
+def _label(d: dict):
+    from rich.text import Text      # see the module docstring: DOT alone loads no rich
+    from .style import STYLE
     t = Text()
     if d.get("name"):
         t.append(escape_text(d["name"]), style=STYLE["name"])
@@ -113,6 +115,7 @@ def _obvious(torch_name: str, op: str) -> bool:
 def tree(result, fmt: Numbers | None = None, width: int = 80, out_name: str | None = None):
     """The autograd graph as a rich Tree, output at the root, leaves at the tips. A node
     used twice is expanded once; later uses say so."""
+    from rich.console import Group
     from rich.text import Text
     from rich.tree import Tree
     fmt = fmt or Numbers()
@@ -120,7 +123,7 @@ def tree(result, fmt: Numbers | None = None, width: int = 80, out_name: str | No
     nodes = graph.nodes
     names = _names(result, out_name)
     max_depth = max(3, (width - 30) // 4)
-    root = Tree(_label(describe(result, nodes[out], fmt, names), True))
+    root = Tree(_label(describe(result, nodes[out], fmt, names)))
     stack = [(out, root, 0)]
     expanded, shown, cut = set(), {out}, False
     count = 1
@@ -141,25 +144,19 @@ def tree(result, fmt: Numbers | None = None, width: int = 80, out_name: str | No
         for j in eq.inputs:
             count += 1
             shown.add(j)
-            children.append((j, branch.add(_label(describe(result, nodes[j], fmt, names),
-                                                   False))))
+            children.append((j, branch.add(_label(describe(result, nodes[j], fmt, names)))))
         for j, child in reversed(children):
             stack.append((j, child, depth + 1))
     if cut:
         hidden = len(reachable(graph, out)) - len(shown)
-        root = _with_footer(root, Text(f"... {hidden:,} more nodes not shown (all of them: "
-                                       "--dot FILE)", style="dim"))
+        root = Group(root, Text(f"... {hidden:,} more nodes not shown (all of them: "
+                                "--dot FILE)", style="dim"))
     return root
-
-
-def _with_footer(tree, text):
-    from rich.console import Group
-    return Group(tree, text)
 
 
 # -- DOT (--dot FILE) ---------------------------------------------------------------------
 
-def _q(text: str) -> str:
+def dot_quote(text: str) -> str:
     """A DOT double-quoted string: backslash and quote escaped, newlines as \\n."""
     s = str(text).replace("\\", "\\\\").replace('"', '\\"')
     return '"' + s.replace("\r", "").replace("\n", "\\n") + '"'
@@ -198,7 +195,7 @@ def to_dot(result, fmt: Numbers | None = None) -> str:
         attrs = style[d["role"]]
         if eq.id == out:
             attrs = 'fillcolor="darkolivegreen1", penwidth=2'
-        lines.append(f"  n{eq.id} [label={_q(chr(10).join(parts))}, {attrs}];")
+        lines.append(f"  n{eq.id} [label={dot_quote(chr(10).join(parts))}, {attrs}];")
     for a, b in edges[::-1]:
         lines.append(f"  n{a} -> n{b};")
     lines.append("}")

@@ -1,0 +1,95 @@
+"""The style kit of the human view: the console factory, the glyph sets (UNICODE and its ASCII
+stand-ins), the named styles, the ruled table box, and the helpers that turn text into rich
+Text.
+
+Every other module of the view draws with it; it imports nothing else of the view. It never
+lets user text be read as markup: `user` escapes control characters into a plain Text.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.text import Text
+
+from ..errors import escape_text
+
+UNICODE = {"T": "\u1d40", "dot": "\u00b7", "d": "\u2202", "ok": "\u2713", "bad": "\u2717",
+           "warn": "\u26a0", "vdots": "\u22ee", "hdots": "\u2026", "times": "\u00d7",
+           "odot": "\u2299", "sum": "\u03a3"}
+ASCII = {"T": "^T", "dot": "*", "d": "d", "ok": "ok", "bad": "FAILED", "warn": "!",
+         "vdots": ":", "hdots": "...", "times": "x", "odot": "*", "sum": "sum"}
+
+# no verticals; a rule under the header and between sections (vᵀ·J under J)
+RULED = box.Box("    \n    \n ── \n    \n ── \n ── \n    \n    \n")
+
+STYLE = {"head": "bold", "name": "bold cyan", "v": "magenta", "grad": "bold green",
+         "note": "dim", "ok": "green", "bad": "bold red", "warn": "yellow", "formula": "cyan"}
+
+
+def make_console(stderr: bool = False) -> Console:
+    """rich decides colour (only on a terminal; NO_COLOR honoured) and width (the terminal's,
+    else $COLUMNS, else 80). A stream that is not UTF-8
+    gets escapes for what it cannot encode instead of a crash (and the view switches to
+    ASCII symbols)."""
+    stream = sys.stderr if stderr else sys.stdout
+    enc = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    file = None if enc.startswith("utf") else _Lossy(stderr)
+    # NO_COLOR: no escape byte at all (SPEC 8), so bold and dim go too, not only colour
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, emoji=False,
+                   markup=False, **({"color_system": None} if plain else {}))
+
+
+def glyphs(console: Console) -> dict:
+    """UNICODE on a UTF-8 console, else ASCII."""
+    return UNICODE if (console.encoding or "").lower().startswith("utf") else ASCII
+
+
+class _Lossy:
+    """sys.stdout/sys.stderr as they are at each write, with unencodable characters written
+    as backslash escapes."""
+
+    def __init__(self, stderr: bool):
+        self.stderr = stderr
+
+    @property
+    def _f(self):
+        return sys.stderr if self.stderr else sys.stdout
+
+    @property
+    def encoding(self):
+        return getattr(self._f, "encoding", None) or "ascii"
+
+    def write(self, text):
+        return self._f.write(text.encode(self.encoding, "backslashreplace").decode(self.encoding))
+
+    def flush(self):
+        self._f.flush()
+
+    def isatty(self):
+        return self._f.isatty()
+
+    def fileno(self):
+        return self._f.fileno()
+
+
+def needed_width(console: Console, renderable) -> int:
+    """Columns `renderable` needs to show without wrapping (rich clamps measurements to the
+    console width, so measure against a very wide one)."""
+    return Measurement.get(console, console.options.update(max_width=100_000),
+                           renderable).maximum
+
+
+def styled(text: str, style: str = "") -> Text:
+    """Text whose style stays with these characters when more text is appended (a Text's
+    own style would colour everything appended to it)."""
+    return Text().append(text, style=style)
+
+
+def user(text, style: str | None = None) -> Text:
+    """User-supplied text: control characters escaped, never read as markup."""
+    return styled(escape_text(str(text)), style=style or "")
