@@ -7,16 +7,19 @@ cotangent, --repeat, no path, non-finite values and large arrays, and terminal m
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from gradcalc.cli import command
+from gradcalc.view.numbers import Numbers, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "samples" / "hindi_vjp_weights.grad")
@@ -361,3 +364,81 @@ def test_empty_output_and_empty_leaf():
     out = view(["sum(x)*a", "x=zeros(0)", "a=2", "--check", "none"])
     assert re.search(r"^x\s+\(0,\)\s+\[\]\s+\[\]", out, re.M)
     assert "a.grad = 1·0 = 0" in out
+
+
+# -- large arrays: only what is shown is turned into text (issue 13 item 1) ---------------
+
+class CountingNumbers(Numbers):
+    """Numbers that count the values it turns into text."""
+    calls = 0
+
+    def num(self, x):
+        CountingNumbers.calls += 1
+        return super().num(x)
+
+
+def _line_fitting_formatting_everything(fmt, a, width):
+    """The one-line summary as it was first written: the whole array as text, then shorter
+    forms until one fits (the reference the lean version must equal)."""
+    text = fmt.line(a)
+    k = max(a.shape) if a.ndim else 1
+    while len(text) > width and k > 2:
+        k = max(2, k // 2 if k > 8 else k - 1)
+        text = fmt.line(a, k)
+    return text
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (5,), (40,), (300,), (3, 300), (40, 50),
+                                   (4, 5, 6, 7), (1, 1, 90), (2, 0, 9)])
+@pytest.mark.parametrize("width", [20, 52, 92, 400])
+def test_summary_line_is_the_same_as_formatting_everything(shape, width):
+    a = np.random.default_rng(7).normal(size=shape) * 10.0 ** np.arange(-3, 4).repeat(
+        -(-max(1, math.prod(shape)) // 7))[:math.prod(shape)].reshape(shape)
+    fmt = Numbers()
+    assert fmt.line_fitting(a, width) == _line_fitting_formatting_everything(fmt, a, width)
+
+
+def test_a_summary_formats_a_corner_not_every_element():
+    fmt = CountingNumbers()
+    CountingNumbers.calls = 0
+    lines = summary(np.linspace(0, 1, 100_001), fmt, width=80)
+    assert lines == ["shape (100001,), 100,001 values", "min 0, max 1",
+                     "values: [0, 1e-05, 2e-05, 3e-05, 4e-05, …, 1]"]
+    assert CountingNumbers.calls < 100         # formatting everything made 100,001 calls
+    fmt = CountingNumbers()
+    CountingNumbers.calls = 0
+    lines = summary(np.full((30, 40, 50), np.nan), fmt, width=60)
+    assert lines[:2] == ["shape (30, 40, 50), 60,000 values, 60,000 non-finite", "60,000 nan"]
+    assert lines[2].startswith("values: [[[nan, …, nan], …")
+    assert CountingNumbers.calls < 100
+
+
+def _peak_rss_kib(args):
+    """stdout and peak resident memory (KiB) of `gradcalc ARGS` run by a wrapper process,
+    whose RUSAGE_CHILDREN then holds that one child only."""
+    code = ("import resource, subprocess, sys\n"
+            "p = subprocess.run([sys.executable, '-m', 'gradcalc', *sys.argv[1:]], "
+            "capture_output=True, text=True)\n"
+            "sys.stdout.write(p.stdout)\n"
+            "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    env = dict(os.environ, COLUMNS="100", NO_COLOR="1")
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=300)
+    out, status_line = res.stdout.rsplit("\n", 2)[0], res.stdout.rsplit("\n", 2)[1]
+    status, rss = map(int, status_line.split())
+    assert status == 0, res.stdout + res.stderr
+    return out, rss
+
+
+def test_human_view_of_a_million_elements_shows_the_corner_in_little_memory():
+    out, rss = _peak_rss_kib(["sum(x**2)", "x=linspace(0,1,1000000)", "--check", "none"])
+    assert "output y, a scalar\n    333334\n" in out
+    assert re.search(r"value +shape \(1000000,\), 1,000,000 values\n +min 0, max 1\n +"
+                     r"values: \[0, 1e-06, 2e-06, 3e-06, 4e-06, 5\.00001e-06, …, 1\]\n", out), out
+    assert re.search(r"grad +shape \(1000000,\), 1,000,000 values\n +min 0, max 2\n +"
+                     r"values: \[0, 2e-06, 4e-06, 6\.00001e-06, 8\.00001e-06, 1e-05, …, 2\]\n",
+                     out), out
+    assert "Arrays too large for 100 columns are summarised" in out
+    _, rss_small = _peak_rss_kib(["sum(x**2)", "x=linspace(0,1,10)", "--check", "none"])
+    # x, x**2 and the grad are 8 MB each; text for every element took over 100 MB more
+    assert rss - rss_small < 64 * 1024, (rss, rss_small)

@@ -3,8 +3,9 @@ aligned multi-line forms, and summaries (shape, structure, min/max, a corner of 
 arrays too large to show whole.
 
 It owns no output stream and imports nothing of the view (numpy and the error module's
-escaping only), so it is cheap to test. It never changes a value: -0 is shown as 0, but
-the JSON output keeps every bit.
+escaping only), so it is cheap to test. It never turns more elements into text than it
+shows (a summary of 10^7 values formats a corner of them), and never changes a value: -0
+is shown as 0, but the JSON output keeps every bit.
 """
 from __future__ import annotations
 
@@ -52,12 +53,16 @@ class Numbers:
         return "[" + ", ".join(parts) + "]"
 
     def line_fitting(self, a, width: int) -> str:
-        """The one-line form, shortened (per-axis ellipses) until it fits `width`."""
+        """The one-line form, shortened (per-axis ellipses) until it fits `width`. Only the
+        entries of the candidate forms are formatted: a line of c numbers is at least 3c
+        characters ("0, " each), so the forms that cannot fit are skipped unwritten."""
         a = np.asarray(a)
-        text = self.line(a)
         k = max(a.shape) if a.ndim else 1
+        while k > 2 and 3 * math.prod(min(n, k) for n in a.shape) > width:
+            k = _shorter(k)
+        text = self.line(a, k)
         while len(text) > width and k > 2:
-            k = max(2, k // 2 if k > 8 else k - 1)
+            k = _shorter(k)
             text = self.line(a, k)
         return text
 
@@ -82,8 +87,22 @@ class Numbers:
         return max(len(s) for s in self.block(a).split("\n"))
 
 
+def _shorter(k: int) -> int:
+    """The next number of entries per axis to try: halve while many, then one by one."""
+    return max(2, k // 2 if k > 8 else k - 1)
+
 
 # -- structure ---------------------------------------------------------------------------
+
+def _extent(a) -> tuple[float, float, int]:
+    """(min, max, count of non-finite values) of a non-empty float array, in two passes when
+    every value is finite: min and max are finite only then (NaN propagates, an inf is an
+    extreme)."""
+    lo, hi = float(a.min()), float(a.max())
+    if math.isfinite(lo) and math.isfinite(hi):
+        return lo, hi, 0
+    return lo, hi, a.size - int(np.count_nonzero(np.isfinite(a)))
+
 
 def structure(a, matrix: bool = False, fmt: Numbers | None = None) -> str | None:
     """A few words about the pattern of `a` ("all zero", "diagonal, 3 on the diagonal",
@@ -92,14 +111,12 @@ def structure(a, matrix: bool = False, fmt: Numbers | None = None) -> str | None
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0:
         return "empty"
-    finite = np.isfinite(a)
-    bad = a.size - int(finite.sum())
+    lo, hi, bad = _extent(a)
     note = f"{bad:,} non-finite" if bad else None
-    if bad == 0 and not a.any():
+    if bad == 0 and lo == hi == 0:
         return "all zero"
-    flat = a.reshape(-1)
-    if a.size > 1 and bad == 0 and np.all(flat == flat[0]):
-        return f"every entry {fmt.num(flat[0])}"
+    if a.size > 1 and bad == 0 and lo == hi:
+        return f"every entry {fmt.num(lo)}"
     words = []
     if matrix and a.ndim == 2 and a.shape[0] == a.shape[1] and a.shape[0] > 1:
         off = a - np.diag(np.diag(a))
@@ -128,16 +145,20 @@ def is_diagonal(m) -> bool:
 
 def min_max(a, fmt: Numbers) -> str:
     a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return ""
+    lo, hi, bad = _extent(a)
+    if not bad:
+        return f"min {fmt.num(lo)}, max {fmt.num(hi)}"
     fin = a[np.isfinite(a)]
     parts = []
     if fin.size:
         parts.append(f"min {fmt.num(fin.min())}, max {fmt.num(fin.max())}")
     nan = int(np.isnan(a).sum())
-    inf = int(np.isinf(a).sum())
     if nan:
         parts.append(f"{nan:,} nan")
-    if inf:
-        parts.append(f"{inf:,} inf")
+    if bad > nan:
+        parts.append(f"{bad - nan:,} inf")
     return ", ".join(parts)
 
 
