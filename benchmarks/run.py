@@ -1,4 +1,5 @@
-"""The performance figures of issue 6, each a ratio against a floor measured in the same run.
+"""The performance figures of issue 6 (and figure 9, issue 13's human view of a large array),
+each a ratio against a floor measured in the same run.
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
 
@@ -28,8 +29,15 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
-    "8a": 4.0, "8b": 10.0,
+    "8a": 4.0, "8b": 10.0, "9": 1.5,
 }
+# figure 9's floor: the same forward and VJP written by hand, printed, as one process
+BIG_VIEW_N = 10**7
+BIG_VIEW_BY_HAND = ("import numpy as np\n"
+                    f"x = np.linspace(0, 1, {BIG_VIEW_N})\n"
+                    "y = (x ** 2).sum()\n"
+                    "grad = 2 * x * 1.0\n"
+                    "print(y, grad)\n")
 
 
 def median(xs):
@@ -642,6 +650,13 @@ def main():
                      " (whole process, start-up included)",
                 "hand-written loop in one process, per request", f, per,
                 f"without start-up ({fmt_t(empty)}): {marginal / f:.2f}x", ratio=ratio)
+    if want("9"):
+        f, s, ratio = cold_pair([py, "-c", BIG_VIEW_BY_HAND],
+                                gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
+                                          "--check", "none"], 3 if q else 9)
+        row("9", "human view of `sum(x**2)` at n = 10^7, `--check none` (whole process, "
+                 "start-up included)",
+            "`python -c` forward + VJP by hand in numpy, printed", f, s, ratio=ratio)
 
     total = time.perf_counter() - started
     info = machine()

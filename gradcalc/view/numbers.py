@@ -10,6 +10,7 @@ is shown as 0, but the JSON output keeps every bit.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -94,24 +95,33 @@ def _shorter(k: int) -> int:
 
 # -- structure ---------------------------------------------------------------------------
 
-def _extent(a) -> tuple[float, float, int]:
-    """(min, max, count of non-finite values) of a non-empty float array, in two passes when
-    every value is finite: min and max are finite only then (NaN propagates, an inf is an
-    extreme)."""
+class Extent(NamedTuple):
+    """The least and greatest value of an array and its count of non-finite values."""
+    lo: float
+    hi: float
+    bad: int
+
+
+def extent(a) -> Extent:
+    """The Extent of a non-empty array, in two passes when every value is finite: min and max
+    are finite only then (NaN propagates, an inf is an extreme)."""
+    a = np.asarray(a, dtype=np.float64)
     lo, hi = float(a.min()), float(a.max())
     if math.isfinite(lo) and math.isfinite(hi):
-        return lo, hi, 0
-    return lo, hi, a.size - int(np.count_nonzero(np.isfinite(a)))
+        return Extent(lo, hi, 0)
+    return Extent(lo, hi, a.size - int(np.count_nonzero(np.isfinite(a))))
 
 
-def structure(a, matrix: bool = False, fmt: Numbers | None = None) -> str | None:
+def structure(a, matrix: bool = False, fmt: Numbers | None = None,
+              ext: Extent | None = None) -> str | None:
     """A few words about the pattern of `a` ("all zero", "diagonal, 3 on the diagonal",
-    "4 of 25 nonzero"), or None when it has none worth naming."""
+    "4 of 25 nonzero"), or None when it has none worth naming. `ext`: its extent, when the
+    caller has it already."""
     fmt = fmt or Numbers()
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0:
         return "empty"
-    lo, hi, bad = _extent(a)
+    lo, hi, bad = ext or extent(a)
     note = f"{bad:,} non-finite" if bad else None
     if bad == 0 and lo == hi == 0:
         return "all zero"
@@ -143,11 +153,11 @@ def is_diagonal(m) -> bool:
     return bool(np.isfinite(off).all() and not off.any())
 
 
-def min_max(a, fmt: Numbers) -> str:
+def min_max(a, fmt: Numbers, ext: Extent | None = None) -> str:
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0:
         return ""
-    lo, hi, bad = _extent(a)
+    lo, hi, bad = ext or extent(a)
     if not bad:
         return f"min {fmt.num(lo)}, max {fmt.num(hi)}"
     fin = a[np.isfinite(a)]
@@ -174,13 +184,14 @@ def summary(a, fmt: Numbers, width: int = 60, matrix: bool = False) -> list[str]
     and last values."""
     a = np.asarray(a)
     head = f"shape {shape_text(a.shape)}, {a.size:,} values"
-    s = structure(a, matrix=matrix, fmt=fmt)
+    ext = extent(a) if a.size else None         # one pass for the words and the range
+    s = structure(a, matrix=matrix, fmt=fmt, ext=ext)
     if s:
         head += f", {s}"
     if s and (s.startswith("every entry") or s == "all zero"):
         return [head]
     lines = [head]
-    mm = min_max(a, fmt)
+    mm = min_max(a, fmt, ext)
     if mm:
         lines.append(mm)
     lines.append("values: " + fmt.line_fitting(a, max(20, width - 8)))
