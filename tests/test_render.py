@@ -442,3 +442,14 @@ def test_human_view_of_a_million_elements_shows_the_corner_in_little_memory():
     _, rss_small = _peak_rss_kib(["sum(x**2)", "x=linspace(0,1,10)", "--check", "none"])
     # x, x**2 and the grad are 8 MB each; text for every element took over 100 MB more
     assert rss - rss_small < 64 * 1024, (rss, rss_small)
+
+
+@pytest.mark.parametrize("columns", ["0", "3"])
+def test_a_width_it_cannot_use_falls_back_to_80(columns):
+    """COLUMNS=0 printed nothing at all and exited 0 (issue 14 item 4)."""
+    res = run(["3*a", "a=2", "--check", "none"], env={"COLUMNS": columns})
+    assert res.returncode == 0 and res.stderr == ""
+    assert res.stdout.startswith("y = 3*a\n\noutput y, a scalar\n    6\n")
+    assert ("  J = ∂y/∂leaf has one row per element of y and one column per element of the\n"
+            "  leaf. v weights") in res.stdout              # wrapped at 80 columns
+    assert res.stdout == run(["3*a", "a=2", "--check", "none"], env={"COLUMNS": "80"}).stdout

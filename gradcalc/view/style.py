@@ -29,10 +29,15 @@ RULED = box.Box("    \n    \n ── \n    \n ── \n ── \n    \n    \n")
 STYLE = {"head": "bold", "name": "bold cyan", "v": "magenta", "grad": "bold green",
          "note": "dim", "ok": "green", "bad": "bold red", "warn": "yellow", "formula": "cyan"}
 
+# the view's own floor for a wrapped line; a width below it (COLUMNS=0, a 0x0 pty) shows
+# nothing readable, so the console falls back to the width of a terminal nobody resized
+MIN_WIDTH = 20
+FALLBACK_WIDTH = 80
+
 
 def make_console(stderr: bool = False) -> Console:
     """rich decides colour (only on a terminal; NO_COLOR honoured) and width (the terminal's,
-    else $COLUMNS, else 80). A stream that is not UTF-8
+    else $COLUMNS, else 80; a width under MIN_WIDTH gives 80). A stream that is not UTF-8
     gets escapes for what it cannot encode instead of a crash (and the view switches to
     ASCII symbols)."""
     stream = sys.stderr if stderr else sys.stdout
@@ -40,8 +45,11 @@ def make_console(stderr: bool = False) -> Console:
     file = None if enc.startswith("utf") else _Lossy(stderr)
     # NO_COLOR: no escape byte at all (SPEC 8), so bold and dim go too, not only colour
     plain = bool(os.environ.get("NO_COLOR"))
-    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, emoji=False,
-                   markup=False, **({"color_system": None} if plain else {}))
+    console = Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, emoji=False,
+                      markup=False, **({"color_system": None} if plain else {}))
+    if console.width < MIN_WIDTH:
+        console.width = FALLBACK_WIDTH
+    return console
 
 
 def glyphs(console: Console) -> dict:
