@@ -453,3 +453,21 @@ def test_a_width_it_cannot_use_falls_back_to_80(columns):
     assert ("  J = ∂y/∂leaf has one row per element of y and one column per element of the\n"
             "  leaf. v weights") in res.stdout              # wrapped at 80 columns
     assert res.stdout == run(["3*a", "a=2", "--check", "none"], env={"COLUMNS": "80"}).stdout
+
+
+@pytest.mark.parametrize("columns", [60, 100])
+def test_no_line_ends_in_blanks_and_wrapped_notes_hang(columns):
+    """Seen in tmux and in files: the leaf table padded its last column with blanks, and a
+    long 'Jacobian J: not computed' line wrapped to column 0 with a blank before the break."""
+    env = {"COLUMNS": str(columns)}
+    seed = run(["-f", SEED], env=env).stdout
+    if columns == 100:              # wide enough for the leaf table
+        assert re.search(r"^a +\(3,\) +\[1, 2, 3\] +\[0\.3, 3, 0\.0003\] +3$", seed, re.M), seed
+    big = run(["sum(x**2)", "x=linspace(0,1,100000)", "--check", "none"], env=env).stdout
+    for out in (seed, big):
+        lines = out.splitlines()
+        assert not [ln for ln in lines if ln != ln.rstrip()], out
+        assert max(len(ln) for ln in lines) <= columns
+    start = big.index("Jacobian J: not computed: 100,000 entries is more than")
+    note = big[start:].split("\n  Each grad above")[0].split("\n")
+    assert note[-1].endswith("anyway") and all(ln.startswith("  ") for ln in note[1:]), note

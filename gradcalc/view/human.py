@@ -18,7 +18,8 @@ from ..errors import caret_lines, escape_text
 from .graph import tree
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
-from .style import ASCII, RULED, STYLE, glyphs, make_console, needed_width, styled, user
+from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, styled,
+                    trimmed_lines, user)
 
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
@@ -48,6 +49,11 @@ class View:
     # -- helpers -----------------------------------------------------------------------
     def print(self, *things):
         self.c.print(*things)
+
+    def table(self, table):
+        """A table, its lines without the blanks that pad its last column."""
+        for line in trimmed_lines(self.c, table):
+            self.c.print(line)
 
     def hang(self, text: Text, indent: int):
         """A paragraph whose continuation lines are indented by `indent`."""
@@ -214,7 +220,7 @@ class View:
         for row in rows:
             table.add_row(*(row if with_formulas else row[:4]))
         if needed_width(self.c, table) <= self.width:
-            self.print(table)
+            self.table(table)
         else:                       # too narrow for a table: one block per leaf
             for leaf, shape, val, grad, ftext in rows:
                 self.print(leaf + styled("  shape ", style=STYLE["note"]) + shape)
@@ -234,7 +240,7 @@ class View:
         shown = [n for n in r.grads if n not in r.no_path]
         if r.jacobian is None:
             note = r.jacobian_note or "not computed"
-            self.print(styled("Jacobian J: ", style=STYLE["head"]) + user(note, STYLE["note"]))
+            self.hang(styled("Jacobian J: ", style=STYLE["head"]) + user(note, STYLE["note"]), 2)
             self.note(styled(f"Each grad above is still {self.vtj()}: one backward pass "
                             "computes it without forming J.", style=STYLE["note"]))
             self.print()

@@ -59,7 +59,7 @@ def jacobian_block(view, name: str, J, full: bool = True):
     if f is not None:
         title += styled(f"; sympy: {view.d(name)} = ", style=STYLE["note"])
         title += styled(formula(f)[:200], style=STYLE["formula"])
-    view.print(title)
+    view.hang(title, 2)
     if not full:
         view.note(styled(f"{min_max(M, fmt)}; the whole matrix: --json (jacobian.{name})",
                         style=STYLE["note"]))
@@ -86,7 +86,7 @@ def jacobian_block(view, name: str, J, full: bool = True):
                        style=STYLE["note"]))
         view.note(Text(view.array_lines(M[0].reshape(leaf_shape), view.width - 6)), indent=4)
     else:
-        view.print(table)
+        view.table(table)
         if len(rows) < m or len(cols) < n:
             shown = (f"{len([j for j in cols if j is not None])} of {n} columns" if len(rows) == m
                      else f"a corner of the {m}{s['times']}{n} matrix")
@@ -209,7 +209,7 @@ def _elementwise(view, name, M, v, vtj, grad, leaf_shape):
         for h, st in zip(heads, styles):
             t.add_column(h, style=st, header_style=st, no_wrap=True)
         t.add_row(*[view.fmt.block(a) for a in arrays])
-        view.print(t)
+        view.table(t)
         return
     for h, a, st in zip(heads, arrays, styles):       # too large: one summary per line
         view.note(styled(h + ":", style=st))

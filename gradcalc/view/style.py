@@ -92,6 +92,18 @@ def needed_width(console: Console, renderable) -> int:
                            renderable).maximum
 
 
+def trimmed_lines(console: Console, renderable) -> list[Text]:
+    """`renderable` rendered at the console's width, as lines of styled Text without trailing
+    blanks (a table pads its last column out to the column's width; piped text should not
+    end its lines in spaces)."""
+    lines = []
+    for row in console.render_lines(renderable, pad=False):
+        line = Text.assemble(*((seg.text, seg.style) for seg in row if not seg.control))
+        line.rstrip()
+        lines.append(line)
+    return lines
+
+
 def styled(text: str, style: str = "") -> Text:
     """Text whose style stays with these characters when more text is appended (a Text's
     own style would colour everything appended to it)."""
