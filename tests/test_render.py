@@ -379,12 +379,14 @@ class CountingNumbers(Numbers):
 
 def _line_fitting_formatting_everything(fmt, a, width):
     """The one-line summary as it was first written: the whole array as text, then shorter
-    forms until one fits (the reference the lean version must equal)."""
+    forms until one fits, else the flat corner (the reference the lean version must equal)."""
     text = fmt.line(a)
     k = max(a.shape) if a.ndim else 1
     while len(text) > width and k > 2:
         k = max(2, k // 2 if k > 8 else k - 1)
         text = fmt.line(a, k)
+    if len(text) > width and a.ndim > 1:
+        return "flat " + _line_fitting_formatting_everything(fmt, a.reshape(-1), width - 5)
     return text
 
 
@@ -409,7 +411,7 @@ def test_a_summary_formats_a_corner_not_every_element():
     CountingNumbers.calls = 0
     lines = summary(np.full((30, 40, 50), np.nan), fmt, width=60)
     assert lines[:2] == ["shape (30, 40, 50), 60,000 values, 60,000 non-finite", "60,000 nan"]
-    assert lines[2].startswith("values: [[[nan, …, nan], …")
+    assert lines[2] == "values: flat [nan, nan, nan, nan, nan, nan, …, nan]"
     assert CountingNumbers.calls < 100
 
 
@@ -471,3 +473,14 @@ def test_no_line_ends_in_blanks_and_wrapped_notes_hang(columns):
     start = big.index("Jacobian J: not computed: 100,000 entries is more than")
     note = big[start:].split("\n  Each grad above")[0].split("\n")
     assert note[-1].endswith("anyway") and all(ln.startswith("  ") for ln in note[1:]), note
+
+
+def test_a_many_axed_array_too_wide_even_for_its_corner_is_shown_flat():
+    """Two entries per axis of a 4-d array are 16 numbers: at 60 columns that line ran past
+    the edge and wrapped; the summary (and the sum under J) now give the flat first and last
+    values."""
+    out = view(["sum(A)", "A=linspace(0,1,7)+zeros(4,5,6,7)", "--check", "none"], columns=60)
+    assert "shape (4, 5, 6, 7), 840 values" in out
+    assert re.search(r"^ +values: flat \[0, 0\.166667, 0\.333333, 0\.5, …, 1\]$", out, re.M), out
+    assert re.search(r"^ += flat \[1, 1, 1, .*…, 1\]$", out, re.M), out    # A.grad = 1·J = ...
+    assert max(len(ln) for ln in out.splitlines()) <= 60

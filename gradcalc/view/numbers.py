@@ -54,9 +54,11 @@ class Numbers:
         return "[" + ", ".join(parts) + "]"
 
     def line_fitting(self, a, width: int) -> str:
-        """The one-line form, shortened (per-axis ellipses) until it fits `width`. Only the
-        entries of the candidate forms are formatted: a line of c numbers is at least 3c
-        characters ("0, " each), so the forms that cannot fit are skipped unwritten."""
+        """The one-line form, shortened (per-axis ellipses) until it fits `width`; when even
+        two entries per axis do not fit (2^ndim numbers), `flat [first, ..., last]` in
+        memory order. Only the entries of the candidate forms are formatted: a line of c
+        numbers is at least 3c characters ("0, " each), so the forms that cannot fit are
+        skipped unwritten."""
         a = np.asarray(a)
         k = max(a.shape) if a.ndim else 1
         while k > 2 and 3 * math.prod(min(n, k) for n in a.shape) > width:
@@ -65,6 +67,8 @@ class Numbers:
         while len(text) > width and k > 2:
             k = _shorter(k)
             text = self.line(a, k)
+        if len(text) > width and a.ndim > 1:
+            return "flat " + self.line_fitting(a.reshape(-1), width - 5)
         return text
 
     # -- several lines -----------------------------------------------------------------
