@@ -460,16 +460,20 @@ def test_a_width_it_cannot_use_falls_back_to_80(columns):
 @pytest.mark.parametrize("columns", [60, 100])
 def test_no_line_ends_in_blanks_and_wrapped_notes_hang(columns):
     """Seen in tmux and in files: the leaf table padded its last column with blanks, and a
-    long 'Jacobian J: not computed' line wrapped to column 0 with a blank before the break."""
+    long 'Jacobian J: not computed' line or program statement wrapped to column 0 with a
+    blank before the break."""
     env = {"COLUMNS": str(columns)}
     seed = run(["-f", SEED], env=env).stdout
     if columns == 100:              # wide enough for the leaf table
         assert re.search(r"^a +\(3,\) +\[1, 2, 3\] +\[0\.3, 3, 0\.0003\] +3$", seed, re.M), seed
     big = run(["sum(x**2)", "x=linspace(0,1,100000)", "--check", "none"], env=env).stdout
-    for out in (seed, big):
+    layer = run(["-f", str(ROOT / "samples" / "chinese_logistic_layer.grad")], env=env).stdout
+    for out in (seed, big, layer):
         lines = out.splitlines()
         assert not [ln for ln in lines if ln != ln.rstrip()], out
         assert max(len(ln) for ln in lines) <= columns
+    w = layer.splitlines().index(next(ln for ln in layer.splitlines() if ln.startswith("w = [[")))
+    assert layer.splitlines()[w + 1].startswith("    -"), layer      # a statement hangs too
     start = big.index("Jacobian J: not computed: 100,000 entries is more than")
     note = big[start:].split("\n  Each grad above")[0].split("\n")
     assert note[-1].endswith("anyway") and all(ln.startswith("  ") for ln in note[1:]), note

@@ -55,9 +55,10 @@ class View:
         for line in trimmed_lines(self.c, table):
             self.c.print(line)
 
-    def hang(self, text: Text, indent: int):
-        """A paragraph whose continuation lines are indented by `indent`."""
-        for k, line in enumerate(text.wrap(self.c, max(20, self.prose - indent))):
+    def hang(self, text: Text, indent: int, width: int | None = None):
+        """A paragraph whose continuation lines are indented by `indent`, wrapped at the prose
+        width (or `width`), without trailing blanks."""
+        for k, line in enumerate(text.wrap(self.c, max(20, (width or self.prose) - indent))):
             line.rstrip()
             self.c.print(Text(" " * indent) + line if k else line)
 
@@ -121,7 +122,7 @@ class View:
             t = user(ln[:limit], STYLE["head"])
             if len(ln) > limit:
                 t.append(f" {self.s['hdots']} ({len(ln):,} characters)", style=STYLE["note"])
-            self.print(t)
+            self.hang(t, 4, width=self.width)       # code: the whole width, continuations in
         if len(stmts) > MAX_SOURCE_LINES:
             self.print(styled(f"{self.s['hdots']} {len(stmts) - MAX_SOURCE_LINES} more lines",
                             style=STYLE["note"]))
