@@ -77,9 +77,7 @@ class Numbers:
         [[ 1, 20],
          [30,  4]]"""
         a = np.asarray(a)
-        if a.ndim < 2:
-            return self.line(a)
-        if a.ndim > 2:
+        if a.ndim != 2:
             return self.line(a)
         cells = [[self.num(x) for x in row] for row in a]
         if not cells or not cells[0]:
