@@ -26,6 +26,7 @@ MAX_SOURCE_LINES = 12    # statement lines echoed at the top
 PROSE_WIDTH = 100        # explanations wrap here even on a wider terminal
 MAX_CHECK_ITEMS = 5      # entries of a check's list (disagreements, ...) shown
 
+
 def shape_words(shape) -> str:
     return "a scalar" if not tuple(shape) else f"shape {shape_text(shape)}"
 
