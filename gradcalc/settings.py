@@ -8,8 +8,7 @@ converts them; it names an option the way its source spells it (`--repeat`, `"re
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 from .errors import GradcalcError, Limits, escape_text
 
@@ -50,9 +49,7 @@ class Settings:
         """These settings where given, `base` elsewhere (the command line over `#:` lines)."""
         merged = dict(base.__dict__)     # (JSON Lines merges twice per request: no getattr)
         merged.update((k, v) for k, v in self.__dict__.items() if v is not None)
-        out = Settings.__new__(Settings)
-        out.__dict__.update(merged)
-        return out
+        return _settings(merged)
 
 
 NAMES = tuple(f.name for f in fields(Settings))
@@ -122,7 +119,7 @@ def validate(s: Settings, limits: Limits, source: Source = API) -> Settings:
     was not given stays None. grad stays a VALUE for values.py to read."""
     if all(v is None for v in s.__dict__.values()):
         return s                     # nothing given (most JSON Lines requests): nothing to do
-    out = replace(s)
+    out = _settings(s.__dict__)
     out.check = _choice(s.check, CHECKS, "check", source)
     out.dtype = _choice(s.dtype, DTYPES, "dtype", source)
     rep = out.repeat = _whole(s.repeat, "repeat", source)
@@ -154,8 +151,18 @@ def validate(s: Settings, limits: Limits, source: Source = API) -> Settings:
 def resolved(s: Settings) -> Settings:
     """Validated settings with the defaults of what was not given: check, dtype and repeat
     always hold a value afterwards."""
-    return replace(s, check=s.check or "symbolic", dtype=s.dtype or "float64",
-                   repeat=1 if s.repeat is None else s.repeat)
+    out = _settings(s.__dict__)
+    out.check, out.dtype = s.check or "symbolic", s.dtype or "float64"
+    out.repeat = 1 if s.repeat is None else s.repeat
+    return out
+
+
+def _settings(fields: dict) -> Settings:
+    """A Settings holding these fields, without dataclasses.replace's per-field work (JSON
+    Lines builds several per request)."""
+    out = Settings.__new__(Settings)
+    out.__dict__.update(fields)
+    return out
 
 
 def _choice(v, choices, field, source):
