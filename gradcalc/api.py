@@ -75,7 +75,6 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
     return from_json(v, label, dtype=dtype, limits=limits, seed=seed, allow_files=allow_files)
 
 
-
 def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=None,
         allow_files=True, cache: ProgramCache | None = None, externs=None,
         defer_checks: bool = False) -> Result:
@@ -263,27 +262,14 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits, cot) ->
     if kinds:
         from . import checks
         from .higher import checked
-        opaque = _opaque_calls(result.graph, result.output_id)
         context = checks.Context(
             graph=result.graph, values=result.values, output_id=result.output_id,
             cotangent=cot, wrt=tuple(result.wrt), grads=once,
             jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits,
             higher=checked(result))
         for kind in kinds:
-            if kind == "symbolic" and opaque:
-                reports[kind] = {
-                    "passed": None, "skipped": f"the program calls the opaque extern "
-                    f"{', '.join(sorted(opaque))}: sympy cannot see into it, so there is no "
-                    "formula to differentiate; --check numeric covers it"}
-                continue
             reports[kind] = checks.run(kind, context)
     return reports
-
-
-def _opaque_calls(graph, output: int) -> set:
-    """Names of the ops on the output's path that have no sympy form (the externs)."""
-    return {eq.op.name for eq in graph.nodes[: output + 1]
-            if eq.kind == "op" and eq.op.sympy is None}
 
 
 def accumulate(g, repeat: int):

@@ -213,7 +213,6 @@ def to_plain(arr):
     return obj.tolist()
 
 
-
 # Bytes of JSON text and the Python lists behind it, per number written (json.dumps of
 # tolist(): a float object, a list slot and up to ~24 characters).
 JSON_BYTES_PER_NUMBER = 64

@@ -118,3 +118,10 @@ def test_no_child_outlives_ctrl_c():
     time.sleep(0.5)
     for k in kids:
         assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split()[2] == "Z"
+
+
+def test_an_extern_off_the_outputs_path_does_not_skip_the_symbolic_check():
+    r = cli(["u = f(x, w); sum(3*w)", "--extern", F, "x=1,2", "w=1,2", "--json"], isolate=True)
+    assert r.status == 0, r.stderr
+    sym = r.json()["checks"]["symbolic"]
+    assert sym["passed"] is True and sym["elements_checked"] == sym["elements_total"] == 4

@@ -55,7 +55,6 @@ More: the README (language reference, JSON schema, limits).
 """
 
 
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100},
                epilog=EXAMPLES)
