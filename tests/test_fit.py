@@ -46,7 +46,8 @@ def test_the_german_page_trains_to_pytorchs_weights():
     np.testing.assert_allclose([h["loss"] for h in obj["history"]], torch_history, rtol=1e-5,
                                atol=1e-9)
     assert [h["epoch"] for h in obj["history"]] == list(range(1, 21))
-    assert obj["loss"] == pytest.approx(GERMAN["loss"], rel=0.5, abs=1e-12)
+    # torch's final loss is 7.8e-14: float32 rounding noise of an exact fit, as is ours
+    assert 0 <= obj["loss"] < 1e-12 and GERMAN["loss"] < 1e-12
 
 
 def test_the_human_report_shows_parameters_and_the_loss_curve():
