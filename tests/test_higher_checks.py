@@ -20,9 +20,7 @@ def test_done_when_examples_pass_with_full_symbolic_coverage():
     r = gradcalc.compute("sin(x)*exp(x)", x=0.5, taylor=3, check="all")
     assert r.passed
     assert second(r, "symbolic")["taylor"] == {"entries_checked": 3, "entries_total": 3}
-    num = second(r, "numeric")["taylor"]
-    assert num["entries_checked"] == 1 and num["entries_total"] == 3
-    assert "first order only" in num["not_checked"]
+    assert second(r, "numeric")["taylor"] == {"entries_checked": 3, "entries_total": 3}
     r = gradcalc.compute("sum(x**3)", x=[1, 2], hessian=True, check="all")
     assert r.passed
     assert second(r, "symbolic")["hessian"] == {"entries_checked": 4, "entries_total": 4}
@@ -104,8 +102,10 @@ def test_wrong_second_derivative_fails_both_checks(monkeypatch, cli):
     assert {d["in"] for d in num["disagreements"]} >= {"hvp"}
     run = cli(["sum(sin(x))", "x=1,2", "--hessian"])
     assert run.status == 1, run.stderr
-    run = cli(["sin(x)*exp(x)", "x=0.5", "--taylor", "2", "--check", "numeric"])
-    assert run.status == 0        # finite differences check Taylor's first order only
+    run = cli(["sin(x)*exp(x)", "x=0.5", "--taylor", "2", "--check", "numeric", "--json"])
+    assert run.status == 1, run.stderr      # the second order's stencil sees sin'' = 0
+    wrong = run.json()["checks"]["numeric"]["disagreements"]
+    assert [(d["in"], d["index"]) for d in wrong] == [("taylor", [2])]
 
 
 def test_wrong_engine_hvp_fails(monkeypatch, cli):
@@ -137,3 +137,35 @@ def test_human_view_of_jvp_alone_says_what_ran(human):
     assert text.count("J·u: 3 of 3 entries checked") == 2
     text = human(["x**3", "x=1,2,3", "--tangent", "x=1", "--check", "none"], columns=100)
     assert "checks: none run (--check none)" in text
+
+
+def test_finite_difference_stencils():
+    from gradcalc.checks.second import stencil
+    for order, side, js, w in ((2, 0, [-1, 0, 1], [1, -2, 1]),
+                               (3, 0, [-2, -1, 0, 1, 2], [-0.5, 1, 0, -1, 0.5]),
+                               (4, 0, [-2, -1, 0, 1, 2], [1, -4, 6, -4, 1]),
+                               (2, 1, [0, 1, 2], [1, -2, 1]),
+                               (3, -1, [0, -1, -2, -3], [1, -3, 3, -1])):
+        got_js, got_w = stencil(order, side)
+        assert got_js.tolist() == js
+        np.testing.assert_allclose(got_w, w, atol=1e-12)
+
+
+def test_numeric_taylor_orders_two_to_four():
+    """Orders 2..4 by central stencils; a kink of the third derivative (relu(x)**2 * x at 0:
+    x**3 on the right, 0 on the left) is listed with both sides, and torch's 0 passes;
+    orders past 4 are named as not checked."""
+    r = gradcalc.compute("sin(x)*exp(x)", x=0.5, taylor=6, check="numeric")
+    assert r.passed
+    cov = second(r, "numeric")["taylor"]
+    assert (cov["entries_checked"], cov["entries_total"]) == (4, 6)
+    assert "orders 1 to 4 only" in cov["not_checked"]
+    r = gradcalc.compute("relu(x)**2 * x", x=0.0, taylor=3, check="numeric")
+    assert r.passed and r.taylor[2] == 0.0
+    [point] = r.checks["numeric"]["nondifferentiable"]
+    assert point["in"] == "taylor" and point["index"] == [3]
+    assert point["range"] == pytest.approx([0.0, 6.0])
+    # a step across sqrt's edge cannot settle: unverifiable, never a pass by a wide margin
+    r = gradcalc.compute("sqrt(x)", x=1e-4, taylor=2, check="numeric")
+    [u] = r.checks["numeric"]["unverifiable"]
+    assert u["in"] == "taylor" and u["index"] == [2]

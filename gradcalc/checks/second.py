@@ -4,7 +4,7 @@ Symbolic: sympy differentiates the forward formula (the forms symbolic.py and mi
 from the op table, never a VJP rule or a traced program) to the requested order — the
 directional derivative D_u e = sum of de/dx * u for J·u, Taylor and H·u, second partials for
 the Hessian — and evaluates it at the inputs. Numeric: central differences of the output
-along u (J·u and Taylor's first order) and of the gradient (H·u along u; Hessian columns one
+along u (J·u, and Taylor's orders 1 to 4 by central stencils) and of the gradient (H·u along u; Hessian columns one
 leaf element at a time, sampled, or a whole leaf at once where the block is diagonal). Both
 feed the first-order check's Verdict and say per answer how many entries they checked and
 why any were not; neither decides the exit status nor imports sympy itself.
@@ -443,7 +443,7 @@ def numeric(context, verdict, cov):
                     _index(oshape, [1] if what == "taylor" else []))
             cov.add(what, f0.size)
         if h.taylor is not None and len(h.taylor) > 1:
-            cov.note("taylor", "finite differences check the first order only")
+            _numeric_taylor(context, h, f_at, verdict, cov, label)
     if h.hvp is None and h.hessian is None:
         return
     g0 = g_at({})
@@ -455,6 +455,87 @@ def numeric(context, verdict, cov):
             cov.add("hvp", np.size(got))
     if h.hessian is not None:
         _numeric_hessian(context, h.hessian, g0, g_at, ids, compare, cov)
+
+
+# Taylor orders past the first: central stencils of f along u, each at steps h and h/2
+TAYLOR_MAX_ORDER = 4             # beyond it float64 differences carry too few digits
+SETTLED = 0.05                   # slack over |estimate| above which an order is unverifiable
+UNSETTLED = ("the finite differences of this order do not settle here: a kink or an edge "
+             "near the input, or too few digits left in float64")
+
+
+def stencil(order: int, side: int = 0) -> tuple:
+    """Offsets j and weights w with sum(w * g(j h)) / h**order ~ g^(order)(0): central
+    (side 0; 2p + 1 points, p = (order + 1) // 2, error O(h^2)) or one-sided (side +1 or -1;
+    points 0..order on that side, error O(h)); from the Vandermonde system
+    sum w_j j^m / m! = [m == order], exact for polynomials of the stencil's degree."""
+    p = (order + 1) // 2
+    js = np.arange(-p, p + 1) if side == 0 else side * np.arange(order + 1)
+    js = js.astype(np.float64)
+    m = np.arange(len(js))
+    a = js[None, :] ** m[:, None] / np.array([math.factorial(int(i)) for i in m])[:, None]
+    return js, np.linalg.solve(a, (m == order).astype(np.float64))
+
+
+def _numeric_taylor(context, h, f_at, verdict, cov, label):
+    """Orders 2..TAYLOR_MAX_ORDER of d^k/dt^k y(x + t u): each order's central stencil at
+    steps h_k and h_k/2 (h_k = eps^(1/(k+2)), where truncation meets rounding), the finer
+    estimate compared, with slack 4/3 of their difference (Richardson: the error is O(h^2))
+    plus the rounding of f. A kink of the k-th derivative at the input (one-sided stencils at
+    2h_k and 8h_k disagree alike) is flagged with both sides as the range PyTorch's value
+    may take; where the slack is not small next to the estimate the entry is unverifiable."""
+    graph, lifted, oshape = context.graph, context.lifted, context.out_shape
+    ids = {n: graph.leaves[n] for n in context.wrt}
+    moving = {n: np.asarray(u, dtype=np.float64) for n, u in (h.along or {}).items()}
+    scale = max([1.0] + [float(np.max(np.abs(lifted[ids[n]]), initial=0.0)) for n in moving])
+    top = max([0.0] + [float(np.max(np.abs(u), initial=0.0)) for u in moving.values()]) or 1.0
+    f0 = np.asarray(context.vals[context.output_id], dtype=np.float64)
+    last = min(len(h.taylor), TAYLOR_MAX_ORDER)
+    eps = np.finfo(np.float64).eps
+    cache = {0.0: f0}
+    evaluations = sum(len(stencil(k)[0]) * 2 + (k + 1) * 4 for k in range(2, last + 1))
+    if evaluations * max(1, sum(nd.size for nd in graph.nodes)) > NUMERIC_MAX_WORK:
+        cov.note("taylor", "finite differences check the first order only: the higher "
+                           "orders' stencils would exceed the numeric check's work budget")
+        return
+
+    def estimate(k, side, step):
+        js, w = stencil(k, side)
+        vals = []
+        for j in js:
+            t = float(j * step)
+            if t not in cache:
+                cache[t] = f_at({ids[n]: lifted[ids[n]] + t * u for n, u in moving.items()})
+            vals.append(cache[t])
+        with np.errstate(all="ignore"):
+            return (sum(wj * v for wj, v in zip(w, vals)) / step ** k,
+                    16 * eps * np.abs(w).sum() * np.max(np.abs(vals), axis=0) / step ** k)
+
+    for k in range(2, last + 1):
+        step = eps ** (1 / (k + 2)) * scale / top
+        coarse, _ = estimate(k, 0, step)
+        fine, noise = estimate(k, 0, step / 2)
+        jumps = []
+        for wide in (2 * step, 8 * step):
+            (r, nr), (left, nl) = estimate(k, 1, wide), estimate(k, -1, wide)
+            jumps.append((r, left, np.abs(r - left), nr + nl))
+        (r, left, jump, near), (_, _, far_jump, far) = jumps
+        with np.errstate(all="ignore"):
+            kink = (jump > 10 * (near + far) + 1e-6 * np.maximum(np.abs(r), np.abs(left))) & (
+                far_jump < 2 * jump) & (jump < 2 * far_jump)
+            slack = 4 / 3 * np.abs(coarse - fine) + noise
+            lost = ~kink & (~np.isfinite(slack) | ~np.isfinite(fine) | (
+                slack > SETTLED * np.maximum(np.abs(fine), 1.0)))
+        verdict.compare(Entries(
+            OUTPUT, "taylor", np.where(lost, 0.0, fine), h.taylor[k - 1], _index(oshape, [k]),
+            flagged=kink, lo=np.where(kink, np.minimum(r, left), np.nan),
+            hi=np.where(kink, np.maximum(r, left), np.nan),
+            slack=np.where(lost | kink, 0.0, slack), label=label, unverifiable=lost,
+            reason=UNSETTLED))
+        cov.add("taylor", f0.size)
+    if len(h.taylor) > last:
+        cov.note("taylor", f"finite differences check orders 1 to {last} only (past order "
+                           f"{TAYLOR_MAX_ORDER}, float64 differences keep too few digits)")
 
 
 def _numeric_hessian(context, hessian, g0, g_at, ids, compare, cov):
