@@ -190,6 +190,21 @@ def test_brief_is_the_output_each_grad_and_the_verdict():
     assert len(lines) <= 8
 
 
+def test_brief_has_a_line_per_second_order_answer_and_its_coverage():
+    r = cli(["sum(x**3)", "x=1,2", "--hessian", "--hvp", "x=1,0", "--tangent", "x=0,1",
+             "--taylor", "2", "--brief", "--check", "all"], isolate=True,
+            env={"COLUMNS": "80"})
+    assert r.status == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:7] == ["y = 9", "x.grad = [3, 12]", "J·u = 12", "(H·u)[x] = [6, 0]",
+                         "diag H[x,x] = [6, 12]", "Taylor 1 = 12", "Taylor 2 = 12"]
+    assert lines[7].startswith("symbolic check: ✓ agrees with autograd")
+    for kind in ("symbolic", "numeric"):
+        at = next(i for i, ln in enumerate(lines) if ln.startswith(f"{kind} check"))
+        shown = [ln.strip() for ln in lines[at + 1:] if ln.startswith("  ") and ":" in ln]
+        assert {ln.split(":")[0] for ln in shown} >= {"J·u", "Taylor", "H·u", "Hessian"}
+
+
 SLOW_CHECK = ("import sys, time\n"
               "import gradcalc.checks as checks\n"
               "real = checks.run\n"

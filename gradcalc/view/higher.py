@@ -82,6 +82,27 @@ def render_higher(view):
         view.print()
 
 
+def brief_higher(view):
+    """--brief: one line per answer of SPEC 9 — J·u, each leaf's H·u, each Hessian block
+    (its diagonal when the block is kept as one), each Taylor order."""
+    r, s = view.r, view.s
+    lines = []
+    if r.jvp is not None:
+        lines.append((f"J{s['dot']}u", r.jvp))
+    for n, v in (r.hvp or {}).items():
+        lines.append((f"(H{s['dot']}u)[{n}]", v))
+    for a, row in (r.hessian or {}).items():
+        for b, block in row.items():
+            d = getattr(block, "diag", None)
+            lines.append((f"H[{a},{b}]" if d is None else f"diag H[{a},{b}]",
+                          block if d is None else d))
+    for k, v in enumerate(r.taylor or (), 1):
+        lines.append((f"Taylor {k}", v))
+    for label, value in lines:
+        text = view.fmt.line_fitting(np.asarray(value), max(20, view.width - 4 - len(label)))
+        view.print(styled(f"{label} = ", style=STYLE["name"]) + Text(text))
+
+
 def _scalar(view) -> str:
     return view.y if view.r.cotangent_implied else f"v{view.s['T']}{view.s['dot']}{view.y}"
 

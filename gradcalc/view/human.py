@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ..errors import caret_lines, escape_text
 from .graph import tree
-from .higher import render_higher
+from .higher import brief_higher, render_higher
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
 from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, StatusLine,
@@ -137,15 +137,19 @@ class View:
                                                               style=STYLE["formula"]), 2)
 
     def brief(self):
-        """--brief: the output, each grad and the checks' verdicts, one line each."""
+        """--brief: the output, each grad, each second-order answer and the checks'
+        verdicts (with what each compared of the second order), one line each."""
         r = self.r
         out = self.fmt.line_fitting(np.asarray(r.output), max(20, self.width - 4 - len(self.y)))
         self.print(styled(f"{self.y} = ", style=STYLE["name"]) + Text(out))
         for n, g in r.grads.items():
             text = self.fmt.line_fitting(np.asarray(g), max(20, self.width - 9 - len(n)))
             self.print(styled(f"{n}.grad = ", style=STYLE["name"]) + styled(text, STYLE["grad"]))
+        brief_higher(self)
         for kind, c in r.checks.items():
             self.hang(check_line(kind, c, self.s, self.fmt)[0], 2)
+            for line in second_order_lines(c, self.s):
+                self.hang(line, 6)
 
     def finite_differences(self):
         """Which grads rest on an opaque extern's finite differences, and with what step."""
