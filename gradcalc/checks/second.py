@@ -4,8 +4,9 @@ Symbolic: sympy differentiates the forward formula (the forms symbolic.py and mi
 from the op table, never a VJP rule or a traced program) to the requested order — the
 directional derivative D_u e = sum of de/dx * u for J·u, Taylor and H·u, second partials for
 the Hessian — and evaluates it at the inputs. Numeric: central differences of the output
-along u (J·u, and Taylor's orders 1 to 4 by central stencils) and of the gradient (H·u along u; Hessian columns one
-leaf element at a time, sampled, or a whole leaf at once where the block is diagonal). Both
+along u (J·u; Taylor's orders 1 to 4 by central stencils) and of the gradient (H·u along u;
+Hessian columns one leaf element at a time, sampled, or a whole leaf at once where the
+block is diagonal). Both
 feed the first-order check's Verdict and say per answer how many entries they checked and
 why any were not; neither decides the exit status nor imports sympy itself.
 """

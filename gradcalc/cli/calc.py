@@ -91,7 +91,8 @@ More: the README (language reference, JSON schema, limits).
 @click.option("--plot", "plot", is_flag=False, flag_value="-", metavar="[FILE.png|.svg]",
               help="Draw y and dy/dx over a 1-D grid leaf in the terminal, or into FILE.")
 @click.option("--brief", is_flag=True,
-              help="Only the output, each grad (and second-order answer) and the checks' verdicts.")
+              help="Only the output, each grad (and second-order answer) and the checks' "
+                   "verdicts.")
 @click.option("--precision", type=click.IntRange(1, 17), default=None, metavar="N",
               help="Significant digits in the human view (default 6).")
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
