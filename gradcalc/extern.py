@@ -474,10 +474,9 @@ class Extern:
     arguments), the output shape each argument shape fixed, and the finite-difference
     Jacobian of the last point asked (so the rules of one backward share one batch)."""
 
-    def __init__(self, backend, fd: FiniteDifference = FiniteDifference(),
-                 limits: Limits | None = None):
+    def __init__(self, backend, fd: FiniteDifference, limits: Limits):
         self.backend, self.fd, self.name = backend, fd, backend.name
-        self.limits = limits or Limits()
+        self.limits = limits
         self.shapes: dict[tuple, tuple] = {}       # argument shapes -> output shape
         self._memo: dict[bytes, np.ndarray] = {}
         self._jac = (None, None)
@@ -651,9 +650,9 @@ class Externs:
 
     SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, specs=(), *, functions=None, timeout: float = DEFAULT_TIMEOUT,
-                 diff: str = "central", step: float | None = None,
-                 limits: Limits | None = None):
+    def __init__(self, specs=(), *, limits: Limits, functions=None,
+                 timeout: float = DEFAULT_TIMEOUT, diff: str = "central",
+                 step: float | None = None):
         """`specs`: "NAME=COMMAND" strings or (name, command) pairs; `functions`: name ->
         Python callable (the API's form); `limits.max_memory` bounds a finite-difference
         Jacobian."""

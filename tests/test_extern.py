@@ -22,12 +22,11 @@ import pytest
 
 from gradcalc import engine
 from gradcalc.compile import Compiler
-from gradcalc.errors import GradcalcError
+from gradcalc.errors import GradcalcError, Limits
 from gradcalc.extern import Externs, FiniteDifference, encode_call, parse_spec
 from gradcalc.parser import parse_program
 
-from gradcalc.errors import Limits as _Limits  # noqa: E402
-LIMITS = _Limits()      # the edge: tests build the limits, the library takes them
+LIMITS = Limits()      # the edge: tests build the limits, the library takes them
 
 ROOT = Path(__file__).resolve().parent.parent
 OPAQUE_F = ROOT / "samples" / "opaque_f.py"
@@ -100,7 +99,7 @@ YS = 2 * XS * 1.2 + XS ** 2 * -3.4
 def test_sample_opaque_f_gives_the_pages_gradient():
     """samples/opaque_f.py is the page's f_str; its FD grads equal the exact autograd grads
     of the same formula (torch's numbers, as samples/german_fit_first_batch.grad records)."""
-    with Externs([("f", f"{sys.executable} {OPAQUE_F}")]) as ex:
+    with Externs([("f", f"{sys.executable} {OPAQUE_F}")], limits=LIMITS) as ex:
         g = compile_with(ex, "mse_loss(f(x, w), y)", wrt=["w"], x=XS, w=[0.0, 0.0], y=YS)
         loss, got = grads(g)
         calls = ex.externs["f"].backend.calls
@@ -127,7 +126,8 @@ def test_the_default_step_is_the_cube_root_of_epsilon():
 
 
 def test_the_op_says_what_it_is():
-    with Externs([("f", f"{sys.executable} {OPAQUE_F}")], diff="forward", step=1e-4) as ex:
+    with Externs([("f", f"{sys.executable} {OPAQUE_F}")], limits=LIMITS, diff="forward",
+                 step=1e-4) as ex:
         op = ex.ops["f"]
         assert (op.family, op.sympy, op.pointwise) == ("extern", None, False)
         assert "forward differences, step 0.0001 * max(1, |x|)" in op.doc
@@ -165,7 +165,7 @@ def test_composition_with_exact_autograd(tmp_path, monkeypatch, diff, rtol, econ
     x = np.array([0.3, -0.2, 0.1])
     w = np.array([0.5, 1.5, -0.7])
     v = np.array([1.0, -2.0, 0.5])
-    with Externs([("g", script(tmp_path, SMOOTH))], diff=diff) as ex:
+    with Externs([("g", script(tmp_path, SMOOTH))], limits=LIMITS, diff=diff) as ex:
         graph = compile_with(ex, "sum(v * tanh(g(2*x, w)))", wrt=["x", "w"], x=x, w=w, v=v)
         out, got = grads(graph)
         jac = differentiate(graph, jacobian=True).jacobians
@@ -181,7 +181,7 @@ def test_batched_jacobian_of_a_vector_output(tmp_path):
     its one FD Jacobian with all of them (rows of d exp(a)*b / d a = diag(exp(a)*b))."""
     a = np.array([0.1, 0.2, 0.3, 0.4])
     b = np.array([1.0, 2.0, 3.0, 4.0])
-    with Externs([("g", script(tmp_path, SMOOTH))]) as ex:
+    with Externs([("g", script(tmp_path, SMOOTH))], limits=LIMITS) as ex:
         graph = compile_with(ex, "g(a, b)", a=a, b=b)
         jac = differentiate(graph, jacobian=True).jacobians
         assert ex.externs["g"].backend.calls == 1 + 2 * 8
@@ -195,7 +195,7 @@ def test_an_empty_argument_has_an_empty_jacobian(tmp_path):
     body = '''
     serve(lambda n, a, b: value([3 * ai for ai in a]))
     '''
-    with Externs([("g", script(tmp_path, body))]) as ex:
+    with Externs([("g", script(tmp_path, body))], limits=LIMITS) as ex:
         graph = compile_with(ex, "sum(g(a, b))", a=[1.0, 2.0], b=np.zeros(0))
         _, got = grads(graph)
         assert ex.externs["g"].backend.calls == 1 + 4
@@ -207,7 +207,7 @@ def test_float32_uses_the_float32_step(tmp_path):
     x = np.array([0.3, -0.2, 0.1])
     w = np.array([0.5, 1.5, -0.7])
     v = np.array([1.0, -2.0, 0.5])
-    with Externs([("g", script(tmp_path, SMOOTH))]) as ex:
+    with Externs([("g", script(tmp_path, SMOOTH))], limits=LIMITS) as ex:
         graph = compile_with(ex, "sum(v * tanh(g(2*x, w)))", wrt=["w"], dtype=np.float32,
                              x=x, w=w, v=v)
         _, got = grads(graph)
@@ -218,7 +218,7 @@ def test_float32_uses_the_float32_step(tmp_path):
 
 
 def test_a_python_callable_is_an_extern_too():
-    with Externs(functions={"f": lambda x, w: 2 * x * w[0] + x ** 2 * w[1]}) as ex:
+    with Externs(limits=LIMITS, functions={"f": lambda x, w: 2 * x * w[0] + x ** 2 * w[1]}) as ex:
         g = compile_with(ex, "mse_loss(f(x, w), y)", wrt=["w"], x=XS, w=[0.0, 0.0], y=YS)
         _, got = grads(g)
     np.testing.assert_allclose(got["w"], [0.418, 0.270644], rtol=1e-8)
@@ -227,7 +227,8 @@ def test_a_python_callable_is_an_extern_too():
 def test_a_python_callable_that_raises_or_returns_text():
     def broken(x):
         raise ZeroDivisionError("division by zero")
-    with Externs(functions={"f": broken, "g": lambda x: "1,2", "h": lambda x: np.sum(x)}) as ex:
+    with Externs(limits=LIMITS, functions={"f": broken, "g": lambda x: "1,2",
+                                           "h": lambda x: np.sum(x)}) as ex:
         with pytest.raises(GradcalcError, match="extern 'f' raised ZeroDivisionError: "
                                                 "division by zero") as info:
             compile_with(ex, "f(x)", x=[1.0])
@@ -248,7 +249,7 @@ def test_a_batch_of_200_points_is_streamed(tmp_path):
     x = np.linspace(-1, 1, 100)
     c = np.linspace(0, 1, 4000)
     v = np.cos(np.arange(4000))
-    with Externs([("f", script(tmp_path, body))], timeout=20) as ex:
+    with Externs([("f", script(tmp_path, body))], limits=LIMITS, timeout=20) as ex:
         graph = compile_with(ex, "sum(v * f(x, c))", wrt=["x"], x=x, c=c, v=v)
         _, got = grads(graph)
         assert ex.externs["f"].backend.calls == 201
@@ -257,7 +258,6 @@ def test_a_batch_of_200_points_is_streamed(tmp_path):
 
 
 def test_a_finite_difference_jacobian_over_the_memory_limit(tmp_path):
-    from gradcalc.errors import Limits
     with Externs([("g", script(tmp_path, SMOOTH))], limits=Limits(max_memory=10_000)) as ex:
         graph = compile_with(ex, "sum(g(a, b))", wrt=["a"], a=np.ones(30), b=np.ones(30))
         with pytest.raises(GradcalcError, match=r"extern 'g': its finite-difference Jacobian "
@@ -280,7 +280,7 @@ def test_nan_and_infinity_cross_as_strings(tmp_path):
         b'{"args": [[1.0, "NaN", "-Infinity"]]}\n'
     assert encode_call([np.array([[1, 2], [3, np.inf]]), np.float64(0.1), np.zeros((2, 0))]) \
         == b'{"args": [[[1.0, 2.0], [3.0, "Infinity"]], 0.1, [[], []]]}\n'
-    with Externs([("f", script(tmp_path, body))]) as ex:
+    with Externs([("f", script(tmp_path, body))], limits=LIMITS) as ex:
         graph = compile_with(ex, "f(x)", wrt=[], x=[1.0, np.nan, -np.inf])
         out = engine.forward(graph)[graph.output]
     np.testing.assert_array_equal(out, [np.inf, np.nan, 2.0])
@@ -366,7 +366,7 @@ def test_failure(tmp_path, case):
     body, words = FAILURES[case]
     start = time.monotonic()
     with pytest.raises(GradcalcError) as info:
-        with Externs([("f", script(tmp_path, body))], timeout=0.5) as ex:
+        with Externs([("f", script(tmp_path, body))], limits=LIMITS, timeout=0.5) as ex:
             pid = ex.externs["f"].backend.proc.pid
             graph = compile_with(ex, "sum(f(x, w) * v)", wrt=["w"], x=[1.0, 2.0],
                                  w=[0.5, 0.5], v=[1.0, 1.0])
@@ -387,7 +387,7 @@ def test_an_error_answer_keeps_the_child_usable(tmp_path):
     body = '''
     serve(lambda n, x: json.dumps({"error": "no"}) if x < 0 else value(2 * x))
     '''
-    with Externs([("f", script(tmp_path, body))]) as ex:
+    with Externs([("f", script(tmp_path, body))], limits=LIMITS) as ex:
         with pytest.raises(GradcalcError, match="with the error \"no\"; its stderr is empty") \
                 as info:
             compile_with(ex, "1 + f(x)", x=-1.0)
@@ -400,7 +400,7 @@ def test_a_stopped_child_is_not_called_again(tmp_path):
     body = '''
     serve(lambda n, x: "garbage")
     '''
-    with Externs([("f", script(tmp_path, body))]) as ex:
+    with Externs([("f", script(tmp_path, body))], limits=LIMITS) as ex:
         with pytest.raises(GradcalcError, match="not JSON"):
             compile_with(ex, "f(x)", x=1.0)
         with pytest.raises(GradcalcError, match="extern 'f' was stopped earlier: extern 'f'"):
@@ -409,7 +409,7 @@ def test_a_stopped_child_is_not_called_again(tmp_path):
 
 def test_a_command_that_cannot_start_is_a_usage_error(tmp_path):
     with pytest.raises(GradcalcError) as info:
-        with Externs([("f", str(tmp_path / "no-such-program") + " --flag")]):
+        with Externs([("f", str(tmp_path / "no-such-program") + " --flag")], limits=LIMITS):
             pass
     assert info.value.kind == "usage"
     assert info.value.message.startswith("extern 'f': cannot start '")
@@ -418,7 +418,8 @@ def test_a_command_that_cannot_start_is_a_usage_error(tmp_path):
 
 def test_a_second_extern_that_cannot_start_ends_the_first(tmp_path):
     with pytest.raises(GradcalcError, match="extern 'g': cannot start") :
-        with Externs([("f", f"{sys.executable} {OPAQUE_F}"), ("g", "/nonexistent/x")]):
+        with Externs([("f", f"{sys.executable} {OPAQUE_F}"), ("g", "/nonexistent/x")],
+                     limits=LIMITS):
             pass
     # nothing to look up by pid: the first child was started and must be reaped; its
     # absence shows as no child process of ours left
@@ -441,7 +442,7 @@ def _parent(pid: int) -> int:
 ])
 def test_bad_specs_are_usage_errors(spec, words):
     with pytest.raises(GradcalcError, match=words) as info:
-        Externs([spec])
+        Externs([spec], limits=LIMITS)
     assert info.value.kind == "usage"
 
 
@@ -453,26 +454,26 @@ def test_bad_specs_are_usage_errors(spec, words):
 ])
 def test_bad_options_are_usage_errors(opts, words):
     with pytest.raises(GradcalcError, match=words) as info:
-        Externs(["f=cat"], **opts)
+        Externs(["f=cat"], limits=LIMITS, **opts)
     assert info.value.kind == "usage"
 
 
 def test_names(tmp_path):
     assert parse_spec("sim=./simulate --quiet a=b") == ("sim", "./simulate --quiet a=b")
     with pytest.raises(GradcalcError, match="declared twice"):
-        Externs(["f=cat", "f=cat"])
+        Externs(["f=cat", "f=cat"], limits=LIMITS)
     with pytest.raises(GradcalcError, match="declared twice"):
-        Externs(["f=cat"], functions={"f": abs})
+        Externs(["f=cat"], limits=LIMITS, functions={"f": abs})
     with pytest.raises(GradcalcError, match="'a b' is not a function name"):
-        Externs([("a b", "cat")])
+        Externs([("a b", "cat")], limits=LIMITS)
     with pytest.raises(GradcalcError, match="--extern-step"):
-        Externs(["f=cat"], step=True)
-    with Externs([("sum", "cat")]) as ex:          # cat never gets a call here
+        Externs(["f=cat"], limits=LIMITS, step=True)
+    with Externs([("sum", "cat")], limits=LIMITS) as ex:          # cat never gets a call here
         with pytest.raises(GradcalcError, match="'sum' is already a function of gradcalc") \
                 as info:
             compile_with(ex, "sum(x)", x=1.0)
         assert info.value.kind == "usage"
-    with Externs([("f", f"{sys.executable} {OPAQUE_F}")]) as ex:
+    with Externs([("f", f"{sys.executable} {OPAQUE_F}")], limits=LIMITS) as ex:
         with pytest.raises(GradcalcError, match="'f' is an extern") as info:
             Compiler("f(a) = a; f(x)", {"x": np.ones(1)}, externs=ex.ops, limits=LIMITS).program(
                 parse_program("f(a) = a; f(x)", LIMITS.max_depth))
@@ -494,7 +495,7 @@ def test_the_child_has_its_own_session(tmp_path):
     child's. gradcalc then ends the child itself (the KeyboardInterrupt leaves the block)."""
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
-        with Externs([("f", f"{sys.executable} {OPAQUE_F}")]) as ex:
+        with Externs([("f", f"{sys.executable} {OPAQUE_F}")], limits=LIMITS) as ex:
             pid = ex.externs["f"].backend.proc.pid
             assert os.getsid(pid) == pid != os.getsid(0)
             assert signal.getsignal(signal.SIGTERM) == ex._on_signal
@@ -511,7 +512,7 @@ def test_a_child_that_ignores_eof_and_sigterm_is_killed(tmp_path):
     time.sleep(60)
     '''
     start = time.monotonic()
-    with Externs([("f", script(tmp_path, body))]) as ex:
+    with Externs([("f", script(tmp_path, body))], limits=LIMITS) as ex:
         pid = ex.externs["f"].backend.proc.pid
         time.sleep(0.3)            # let it install its handler
     assert gone(pid, 0.1)
@@ -525,7 +526,7 @@ def test_the_childs_own_children_go_too(tmp_path):
     open({str(tmp_path / "kid")!r}, "w").write(str(kid.pid))
     serve(lambda n, x: value(x))
     '''
-    with Externs([("f", script(tmp_path, body))]) as ex:
+    with Externs([("f", script(tmp_path, body))], limits=LIMITS) as ex:
         graph = compile_with(ex, "f(x)", x=1.0)
         kid = int((tmp_path / "kid").read_text())
         assert alive(kid)
@@ -537,9 +538,10 @@ def test_the_childs_own_children_go_too(tmp_path):
 
 RUNNER = '''
 import sys, time
+from gradcalc.errors import Limits
 from gradcalc.extern import Externs
 
-with Externs([("f", sys.argv[1])]) as ex:
+with Externs([("f", sys.argv[1])], limits=Limits()) as ex:
     print(ex.externs["f"].backend.proc.pid, file=sys.stderr, flush=True)
     if sys.argv[2] == "wait":
         time.sleep(60)
@@ -598,7 +600,7 @@ def test_training_through_the_opaque_f_follows_the_exact_one():
         return params["w"]
 
     exact = train("mse_loss(2*x*w[0] + x**2*w[1], y)", {})
-    with Externs([("f", f"{sys.executable} {OPAQUE_F}")]) as ex:
+    with Externs([("f", f"{sys.executable} {OPAQUE_F}")], limits=LIMITS) as ex:
         opaque = train("mse_loss(f(x, w), y)", ex.ops)
         assert ex.externs["f"].backend.calls == 400 * 5
     np.testing.assert_allclose(opaque, exact, rtol=1e-6)
