@@ -19,12 +19,18 @@ __all__ = ["compute", "Result", "GradcalcError", "Limits", "__version__"]
 def compute(text: str, *, grad: Any = None, wrt: list[str] | str | None = None,
             of: str | None = None, repeat: int | None = None, check: str | None = None,
             rtol: float | None = None, atol: float | None = None, jacobian: bool | None = None,
-            dtype: str | None = None, seed: int | None = None, limits: Limits | None = None,
+            dtype: str | None = None, seed: int | None = None,
+            tangent: dict | None = None, hessian: bool | None = None, hvp: dict | None = None,
+            taylor: int | None = None, steps: bool | None = None,
+            limits: Limits | None = None, externs: dict | None = None,
             **vars: Any) -> "Result":
     """Evaluate `text` (an expression or a program), run backward with the cotangent `grad`,
     compute the Jacobian and the cross-checks. Variables are keyword arguments: numbers,
     nested lists, numpy arrays, or strings in VALUE syntax ("1,2,3", "linspace(-1, 1, 5)").
-    `Result.to_json()` is the object of SPEC section 4; a bad argument raises GradcalcError.
+    `tangent` and `hvp` map leaf names to directions, `hessian` and `steps` are bools,
+    `taylor` an order (SPEC 9); `externs` maps a name to a Python callable the text may call
+    as an opaque function (SPEC 11). `Result.to_json()` is the object of SPEC section 4; a
+    bad argument raises GradcalcError.
 
     >>> gradcalc.compute("3*a + 2*b*b + log(c)", a=[1, 2, 3], b=[3, 4, 5], c=[6, 7, 8],
     ...                  grad=[0.1, 1, 1e-4]).grads["a"]
@@ -32,8 +38,9 @@ def compute(text: str, *, grad: Any = None, wrt: list[str] | str | None = None,
     """
     from .api import compute as run_compute
     return run_compute(text, grad=grad, wrt=wrt, of=of, repeat=repeat, check=check, rtol=rtol,
-                       atol=atol, jacobian=jacobian, dtype=dtype, seed=seed, limits=limits,
-                       **vars)
+                       atol=atol, jacobian=jacobian, dtype=dtype, seed=seed, tangent=tangent,
+                       hessian=hessian, hvp=hvp, taylor=taylor, steps=steps, limits=limits,
+                       externs=externs, **vars)
 
 
 def __getattr__(name: str):

@@ -602,6 +602,20 @@ def test_api_non_finite_to_json_is_strict():
     assert obj["output"]["value"] == ["NaN", "-Infinity"]
 
 
+def test_api_signature_names_every_option():
+    """help(gradcalc.compute) shows every option the pipeline takes (SPEC 9's and the
+    externs included), so none can only be passed blind through **vars."""
+    import inspect
+    from gradcalc import api
+    public = inspect.signature(gradcalc.compute).parameters
+    inner = inspect.signature(api.compute).parameters
+    assert list(public) == list(inner)
+    r = gradcalc.compute("sum(x**3)", x=[1.0, 2.0], hessian=True, steps=True, check="none")
+    assert np.asarray(r.hessian["x"]["x"]).tolist() == [[6.0, 0.0], [0.0, 12.0]]
+    assert r.steps[-1]["formula"] == "g̅_x += g̅_t1 * (3 * (x * x))"
+    assert r.steps[-1]["value"].tolist() == [3.0, 12.0]
+
+
 def test_api_raises_gradcalc_error():
     with pytest.raises(gradcalc.GradcalcError) as exc:
         gradcalc.compute("x*2", x=[1, 2])
