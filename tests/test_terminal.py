@@ -314,3 +314,57 @@ def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
     assert [json.loads(line)["id"] for line in lines] == [0, 1, 2, 3, 4]
     assert b"\x1b" not in out
     assert b"JSON Lines" in seen
+
+
+# ---------------------------------------------------------------- a real terminal (tmux)
+def tmux_screen(args, columns, rows=60):
+    """The screen of a tmux pane `columns` wide after `gradcalc ARGS` ran in it (TERM set,
+    stdout a terminal): the visible lines, and the raw bytes with their escapes."""
+    import shlex
+    import shutil
+    import uuid
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    name = f"gc-{uuid.uuid4().hex[:8]}"
+    done = f"__done_{name}__"
+    cmd = (f"env PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color "
+           f"{shlex.quote(sys.executable)} -m gradcalc "
+           + " ".join(shlex.quote(a) for a in args) + f"; echo {done}; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(columns), "-y",
+                    str(rows), cmd], check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+                                   capture_output=True, text=True).stdout
+            if done in shown:
+                break
+            time.sleep(0.2)
+        raw = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", name],
+                             capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    assert done in shown, shown
+    return shown.split(done)[0].rstrip("\n").splitlines(), raw
+
+
+@pytest.mark.parametrize("columns", [60, 120])
+def test_second_order_in_a_real_terminal_at_two_widths(columns):
+    """SPEC 9's human view on a real terminal: J·u said as a rate along u, the Hessian as a
+    table named by leaf element with its structure, Taylor as a table of orders, and the
+    checks' coverage — every line within the width, in colour."""
+    lines, raw = tmux_screen(["sum(x**3) + x[0]*x[1]", "x=1,2", "--hessian", "--tangent",
+                              "x=1,0", "--taylor", "2"], columns)
+    assert all(len(ln) <= columns for ln in lines)
+    text = "\n".join(lines)
+    assert "how fast y moves when the leaves move along the tangent u" in " ".join(text.split())
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("Hessian of y, 2×2"))
+    assert "(symmetric)" in lines[at]
+    assert lines[at + 1].split() == ["x[0]", "x[1]"]
+    assert lines[at + 2].split() == ["x[0]", "6", "1"]
+    assert lines[at + 3].split() == ["x[1]", "1", "12"]
+    taylor = next(i for i, ln in enumerate(lines) if ln.startswith("Taylor: derivatives"))
+    assert lines[taylor + 2].split() == ["1", "5"]         # J·u: 3*1 + x[1] = 5
+    assert lines[taylor + 3].split() == ["2", "6"]         # uᵀHu = 6
+    assert "Hessian: 4 of 4 entries checked" in text
+    assert "\x1b[" in raw                                   # colour on a terminal
