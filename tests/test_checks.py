@@ -12,6 +12,8 @@ and numeric (central differences) against autograd's grads and Jacobian.
 """
 from __future__ import annotations
 
+import math
+
 import json
 import subprocess
 import sys
@@ -559,6 +561,26 @@ def test_an_overflow_in_sympys_float_formula_is_refined_not_a_disagreement(monke
                                        "symbolic": pytest.approx(2 / 13 ** 0.5)}
     assert sym["unverifiable"] == [{"leaf": "x", "index": [0], "reason": OVERFLOW,
                                     "pytorch": 1.5, "symbolic": 1.0}]
+
+
+def test_a_rule_that_cancels_as_torchs_does_is_unverifiable_not_a_disagreement(monkeypatch):
+    """Issue 14 item 13's last false alarm: `sigmoid(x) * 1e300` at x = 40. torch's rule
+    g * y * (1 - y) gives 0 (y rounds to 1); the exact derivative is 1e300 * e^-40 / (1 +
+    e^-40)^2 = 4.25e282. Moving y by 4 ulps moves autograd's grad across it, so the entry is
+    unverifiable, not a disagreement; a rule off by 1.5 still fails at x = 1."""
+    from gradcalc.checks.rounding import ROUNDING
+    code, obj = cli("sigmoid(x) * 1e300", "x=40")
+    sym = obj["checks"]["symbolic"]
+    assert code == 0 and sym["passed"] is True, sym
+    assert obj["grads"]["x"] == 0.0
+    assert sym["unverifiable"] == [{"leaf": "x", "index": [], "reason": ROUNDING, "pytorch": 0.0,
+                                    "symbolic": pytest.approx(1e300 * math.exp(-40))}]
+    monkeypatch.setattr(OPS["sigmoid"], "vjps", (_broken(OPS["sigmoid"].vjps[0]),))
+    code, obj = cli("sigmoid(x) * 1e300", "x=40,1", "-g", "1,1")
+    sym = obj["checks"]["symbolic"]
+    assert code == 1
+    assert [(d["in"], d["index"]) for d in sym["disagreements"]] == [("grad", [1]),
+                                                                 ("jacobian", [1, 1])]
 
 
 def test_logsumexp_at_the_largest_floats_is_unverifiable_not_a_disagreement(monkeypatch):
