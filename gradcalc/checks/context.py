@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -65,9 +65,9 @@ class Context:
     grads: dict
     jacobian: dict | None
     dtype: str
+    limits: Limits
     rtol: float | None = None
     atol: float | None = None
-    limits: Limits = field(default_factory=Limits)
     higher: Higher | None = None
 
     def tolerances(self, kind):
