@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +69,108 @@ def median(xs):
     return statistics.median(xs)
 
 
+# ------------------------------------------------------------------ shared helpers
+# Every figure is a list of ratios, one per interleaved floor/gradcalc pair; these turn such
+# a list into the figure and its spread, and a curve into its fitted exponent. Blocks that
+# add figures use `add_row` (one ratio) and `add_curve` (a cost curve) and nothing else.
+ROWS = []       # Row records in the order the figures ran; main() prints them as one table
+
+
+@dataclass
+class Row:
+    fid: str
+    figure: str
+    floor_text: str
+    floor: float | None         # seconds (bytes for "memory", None for a curve)
+    ours: float | None
+    ratio: float                # the figure: a ratio, or a curve's fitted exponent
+    target: float | None        # None: shown for information, no target
+    spread: str = ""
+    notes: str = ""
+    unit: str = "s"             # "s", "memory" or "exponent"
+
+
+def quantile(xs, q):
+    """The q-quantile of xs, linear between order statistics (numpy's default)."""
+    xs = sorted(xs)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def spread_of(ratios, resamples=2000):
+    """(median, q1, q3, half-width of the bootstrap 95 % interval of the median relative to
+    the median): the IQR says how much single pairs scatter, the interval how far another
+    run's median can be expected to land (two runs agree within about twice it)."""
+    import random
+    rng = random.Random(0)                  # the same ratios give the same interval
+    m = median(ratios)
+    n = len(ratios)
+    boots = sorted(median(rng.choices(ratios, k=n)) for _ in range(resamples))
+    lo, hi = quantile(boots, 0.025), quantile(boots, 0.975)
+    return m, quantile(ratios, 0.25), quantile(ratios, 0.75), max(m - lo, hi - m) / m
+
+
+def spread_text(ratios):
+    if len(ratios) < 2:
+        return f"n = {len(ratios)}"
+    _, q1, q3, half = spread_of(ratios)
+    return f"IQR {q1:.2f}–{q3:.2f}; median ±{half * 100:.1f} % (95 %, n = {len(ratios)})"
+
+
+def add_row(fid, figure, floor_text, floor, ours, ratios, target=None, notes="", unit="s"):
+    """A figure: the median of `ratios` (one per interleaved pair; a single float is taken
+    as is) against its target (TARGETS[fid] unless given)."""
+    ratios = [ratios] if isinstance(ratios, (int, float)) else list(ratios)
+    target = TARGETS.get(fid) if target is None else target
+    r = Row(fid, figure, floor_text, floor, ours, median(ratios), target,
+            spread_text(ratios) if len(ratios) > 1 else "", notes, unit)
+    ROWS.append(r)
+    shown = (lambda x: f"{x / 2**20:.0f} MiB") if unit == "memory" else fmt_t
+    print(f"  {fid}: {shown(floor)} vs {shown(ours)} -> {r.ratio:.2f}x  {r.spread}",
+          file=sys.stderr)
+    return r
+
+
+def loglog_exponent(xs, ys):
+    """The least-squares slope of log(y) against log(x): y ~ x^k gives k (1 is linear)."""
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return (sum((a - mx) * (b - my) for a, b in zip(lx, ly))
+            / sum((a - mx) ** 2 for a in lx))
+
+
+def add_curve(fid, figure, xs, ys, target=1.1, per="", notes=""):
+    """A cost curve: total seconds `ys` at sizes `xs`, the figure its fitted exponent
+    (target: linear, <= 1.1); the points, and the cost per unit at each, in the notes."""
+    k = loglog_exponent(xs, ys)
+    pts = ", ".join(f"{x:,}: {fmt_t(y)}" + (f" ({fmt_t(y / x)}/{per})" if per else "")
+                    for x, y in zip(xs, ys))
+    r = Row(fid, figure, "log-log least-squares exponent of time vs size", None, ys[-1], k,
+            target, f"{len(xs)} points", pts + (f"; {notes}" if notes else ""), "exponent")
+    ROWS.append(r)
+    print(f"  {fid}: exponent {k:.2f}  ({pts})", file=sys.stderr)
+    return r
+
+
+def until_stable(one_pair, min_n, max_n, budget_s, tol=0.02):
+    """Call one_pair(i) -> ratio (or None to stop early) until the bootstrap interval of the
+    median is within ±tol (so that two runs agree within about 2*tol), max_n pairs, or
+    budget_s seconds; at least min_n pairs. Returns the ratios."""
+    ratios, t0 = [], time.perf_counter()
+    for i in range(max_n):
+        r = one_pair(i)
+        if r is None:
+            break
+        ratios.append(r)
+        if len(ratios) >= min_n and (time.perf_counter() - t0 > budget_s
+                                     or spread_of(ratios, 500)[3] <= tol):
+            break
+    return ratios
+
+
 # ------------------------------------------------------------------ worker side
 def _interleave(floor, subject, reps, warm=1, ratios=None):
     """Median seconds of floor() and subject(), run alternately after `warm` unmeasured
@@ -90,7 +194,8 @@ def _interleave(floor, subject, reps, warm=1, ratios=None):
 
 
 def _result(floor, subject, ratios, **extra):
-    return {"floor": floor, "subject": subject, "ratio": median(ratios), **extra}
+    return {"floor": floor, "subject": subject, "ratio": median(ratios), "ratios": ratios,
+            **extra}
 
 
 def _seed_inputs(n, dtype="float64"):
@@ -204,7 +309,8 @@ def worker_fig6(n, reps):
 def worker_fig7(n, reps):
     """The symbolic check's own time (a run with it minus a run without) against the
     program's forward + backward; sympy is imported first, so its import is not counted.
-    The first checked run of the process is the one a one-liner pays."""
+    The first checked run of the process is the one a one-liner pays: its pair is the runs
+    without the check just before and just after it."""
     import sympy
     t0 = time.perf_counter()
     x = sympy.Symbol("x")
@@ -218,10 +324,16 @@ def worker_fig7(n, reps):
         gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check=check, jacobian=False)
         return time.perf_counter() - t0
     run("none")
-    none = median([run("none") for _ in range(reps)])
+    before = run("none")
     cold = run("symbolic")
-    warm = median([run("symbolic") for _ in range(reps)])
-    return {"floor": none, "cold": cold, "warm": warm, "sympy_lazy": lazy}
+    after = run("none")
+    around = (before + after) / 2
+    warm = []
+    for _ in range(reps):
+        f = run("none")
+        warm.append((run("symbolic") - f) / f)
+    return {"floor": around, "cold": cold - around, "ratio": (cold - around) / around,
+            "warm_ratio": median(warm), "sympy_lazy": lazy}
 
 
 def _requests(count, check):
@@ -450,10 +562,11 @@ WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, 
 
 
 # ------------------------------------------------------------------ main side
-def spawn(name, *args, python=None, timeout=900):
+def spawn(name, *args, python=None, timeout=900, env=None):
     cmd = [python or sys.executable, str(Path(__file__).resolve()), "--worker", name,
            *map(str, args)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, **(env or {}),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=str(ROOT))
     if proc.returncode != 0:
@@ -471,25 +584,72 @@ def gradcalc_command():
 
 
 def time_process(cmd, stdin_data=None):
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, input=stdin_data, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, cwd=str(ROOT))
-    dt = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {proc.stderr[-500:]!r}")
-    return dt
+    """(wall seconds, CPU seconds) of one whole process; CPU is the child's user + system
+    time from wait4, so a process that waits (a loaded core) and one that computes on a
+    second core (numpy's import) are told apart."""
+    import tempfile
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin_data is None
+                                else subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                cwd=str(ROOT))
+        if stdin_data is not None:
+            proc.stdin.write(stdin_data)
+            proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here, not by Popen
+        if proc.returncode not in (0, 1):
+            err.seek(0)
+            raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {err.read()[-500:]!r}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
-def cold_pair(floor_cmd, cmd, reps):
-    """(median floor, median gradcalc, median of the pairwise ratios) of whole processes."""
+def cold_pairs(floor_cmd, cmd, min_n, max_n, budget_s, stdin_data=None):
+    """Whole processes, floor and gradcalc alternately (the order swapped every pair, so
+    neither always runs second), until the median wall ratio is steady. Returns lists of
+    (wall, cpu) for floor and gradcalc, pair by pair."""
     for _ in range(2):                               # warm the page cache for both
-        time_process(floor_cmd)
-        time_process(cmd)
-    tf, ts = [], []
-    for _ in range(reps):
-        tf.append(time_process(floor_cmd))
-        ts.append(time_process(cmd))
-    return median(tf), median(ts), median([s / f for f, s in zip(tf, ts)])
+        time_process(floor_cmd, stdin_data)
+        time_process(cmd, stdin_data)
+    fs, ss = [], []
+
+    def pair(i):
+        if i % 2:
+            s_ = time_process(cmd, stdin_data)
+            f_ = time_process(floor_cmd, stdin_data)
+        else:
+            f_ = time_process(floor_cmd, stdin_data)
+            s_ = time_process(cmd, stdin_data)
+        fs.append(f_)
+        ss.append(s_)
+        return s_[0] / f_[0]
+    until_stable(pair, min_n, max_n, budget_s)
+    return fs, ss
+
+
+def add_cold_rows(fid, figure, floor_text, fs, ss, cpu_row=False):
+    """The wall-time figure of whole-process pairs, and its CPU time beside it (a row of
+    its own when `cpu_row`, else in the notes)."""
+    wall = [s[0] / f[0] for f, s in zip(fs, ss)]
+    cpu = [s[1] / f[1] for f, s in zip(fs, ss)]
+    cpu_note = (f"CPU (user+sys) {median(cpu):.2f}× ({fmt_t(median(f[1] for f in fs))} vs "
+                f"{fmt_t(median(s[1] for s in ss))})")
+    add_row(fid, figure + " — wall", floor_text, median(f[0] for f in fs),
+            median(s[0] for s in ss), wall, notes="" if cpu_row else cpu_note)
+    if cpu_row:
+        add_row(fid + "·cpu", figure + " — CPU (user+sys of the process)", floor_text,
+                median(f[1] for f in fs), median(s[1] for s in ss), cpu, target=TARGETS[fid],
+                notes="the target is for wall time; CPU shown so the figure says which it is")
+
+
+def spawn_pooled(name, args, workers):
+    """Run a worker `workers` times (fresh processes) and pool the pair ratios: one
+    process's memory layout and page faults are not the figure."""
+    runs = [spawn(name, *args) for _ in range(workers)]
+    return {"floor": median(r["floor"] for r in runs),
+            "subject": median(r["subject"] for r in runs),
+            "ratios": [x for r in runs for x in r["ratios"]]}
 
 
 def torch_python(arg):
@@ -574,15 +734,8 @@ def main():
     has_jax = bool(tfound and tfound.get("jax"))
     gc_cmd, gc_shown = gradcalc_command()
     py = sys.executable
-    rows = []      # (id, figure, floor text, floor s, ours s, ratio, target, others)
     started = time.perf_counter()
-
-    def row(fid, figure, floor_text, floor, ours, others="", ratio=None):
-        ratio = ours / floor if ratio is None else ratio
-        if isinstance(ratio, dict):
-            ratio = ratio["ratio"]
-        rows.append((fid, figure, floor_text, floor, ours, ratio, TARGETS[fid], others))
-        print(f"  {fid}: {fmt_t(floor)} vs {fmt_t(ours)} -> {ratio:.2f}x", file=sys.stderr)
+    load_before = os.getloadavg()
 
     def torch_col(fig, n, reps, floor):
         """Other engines' time over the figure's floor, as measured by gradcalc's worker (in
@@ -607,122 +760,144 @@ def main():
         return "; ".join(parts)
 
     if want("1"):
-        f, s, ratio = cold_pair([py, "-c", "import numpy"],
-                                gc_cmd + SEED_ARGS + ["--json", "--check", "none"],
-                                9 if q else 25)
-        row("1", "cold one-liner, `--json --check none`, the seed example",
-            "`python -c \"import numpy\"`", f, s, ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", "import numpy"],
+                            gc_cmd + SEED_ARGS + ["--json", "--check", "none"],
+                            *((7, 15, 15) if q else (25, 80, 45)))
+        add_cold_rows("1", "cold one-liner, `--json --check none`, the seed example",
+                      "`python -c \"import numpy\"`", fs, ss, cpu_row=True)
     if want("2"):
-        f, s, ratio = cold_pair([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
-                                gc_cmd + SEED_ARGS, 7 if q else 21)
-        row("2", "cold one-liner, default human view with the symbolic check",
-            "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`", f, s,
-            ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
+                            gc_cmd + SEED_ARGS, *((5, 9, 20) if q else (15, 50, 60)))
+        add_cold_rows("2", "cold one-liner, default human view with the symbolic check",
+                      "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`",
+                      fs, ss, cpu_row=True)
     if want("3"):
-        for fid, n, reps in (("3a", 10**6, 9 if q else 21), ("3b", 10**7, 3 if q else 9)):
-            r = spawn("fig3", n, reps)
-            row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
-                "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
-                torch_col("3", n, reps, r["floor"]), ratio=r)
+        for fid, n, reps, workers in (("3a", 10**6, 9 if q else 21, 2 if q else 4),
+                                      ("3b", 10**7, 3 if q else 7, 2 if q else 3)):
+            r = spawn_pooled("fig3", (n, reps), workers)
+            add_row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
+                    "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
+                    r["ratios"], notes=torch_col("3", n, reps, r["floor"]))
     if want("4"):
         r = spawn("fig4", 10**7)
-        rows.append(("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
-                     "the hand-written version's peak", r["floor"], r["subject"],
-                     r["subject"] / r["floor"], TARGETS["4"],
-                     f"{r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB"))
-        print(f"  4: {r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB",
-              file=sys.stderr)
+        add_row("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
+                "the hand-written version's peak", r["floor"], r["subject"],
+                r["subject"] / r["floor"], unit="memory",
+                notes=f"{r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB; "
+                      "deterministic (no spread)")
     if want("5"):
-        r = spawn("fig5", 3000, 3 if q else 9)
-        row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
-            "two n×n zero matrices filled by hand", r["floor"], r["subject"],
-            torch_col("5", 3000, 2 if q else 3, r["floor"]), ratio=r)
+        r = spawn_pooled("fig5", (3000, 3 if q else 9), 2 if q else 3)
+        add_row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
+                "two n×n zero matrices filled by hand", r["floor"], r["subject"], r["ratios"],
+                notes=torch_col("5", 3000, 2 if q else 3, r["floor"]))
     if want("6"):
-        r = spawn("fig6", 3000, 3 if q else 9)
-        row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
-            "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"],
-            torch_col("6", 3000, 1, r["floor"]), ratio=r)
+        r = spawn_pooled("fig6", (3000, 3 if q else 9), 2 if q else 3)
+        add_row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
+                "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"], r["ratios"],
+                notes=torch_col("6", 3000, 1, r["floor"]))
     if want("7"):
-        colds, warms, nones, lazies = [], [], [], []
-        for _ in range(2 if q else 3):
-            r = spawn("fig7", 10**6, 3 if q else 5)
-            colds.append(r["cold"] - r["floor"])
-            warms.append(r["warm"] - r["floor"])
-            nones.append(r["floor"])
-            lazies.append(r["sympy_lazy"])
-        f = median(nones)
-        row("7", "symbolic check of the seed expression at n = 10^6 (first check in the "
-                 "process; sympy imported and used once)", "its own forward + backward", f,
-            median(colds), f"later checks in the same process: {median(warms) / f:.2f}x; "
-                           f"sympy's first use (not counted): {fmt_t(median(lazies))}")
+        runs = []
+
+        def fig7_pair(_i):
+            runs.append(spawn("fig7", 10**6, 3))
+            return runs[-1]["ratio"]
+        ratios = until_stable(fig7_pair, *((3, 5, 20) if q else (9, 25, 60)), tol=0.025)
+        add_row("7", "symbolic check of the seed expression at n = 10^6 (first check in the "
+                     "process; sympy imported and used once)",
+                "its own forward + backward (the runs just before and after)",
+                median(r["floor"] for r in runs), median(r["cold"] for r in runs), ratios,
+                notes=f"later checks in the same process: "
+                      f"{median(r['warm_ratio'] for r in runs):.2f}x; sympy's first use (not "
+                      f"counted): {fmt_t(median(r['sympy_lazy'] for r in runs))}; one fresh "
+                      "process per pair")
     if want("8"):
         count = 2000 if q else 10000
         data = ("\n".join(_requests(count, None)) + "\n").encode()
-        for fid, check in (("8a", "none"), ("8b", "symbolic")):
+        for fid, check, budget in (("8a", "none", 60), ("8b", "symbolic", 90)):
             cmd = gc_cmd + ["-", "--check", check]
             floors, runs, empties = [], [], []
-            for _ in range(2 if q else 5):      # floor and stream alternately
+
+            def fig8_pair(_i):
                 floors.append(spawn("fig8_floor", count, 1)["floor"])
-                runs.append(time_process(cmd, data) / count)
-                empties.append(time_process(cmd, b""))
-                if runs[-1] * count > 20:
-                    break                       # a slow stream: one pair says enough
+                runs.append(time_process(cmd, data)[0] / count)
+                empties.append(time_process(cmd, b"")[0])
+                return runs[-1] / floors[-1]
+            ratios = until_stable(fig8_pair, *((2, 3, 20) if q else (5, 15, budget)),
+                                  tol=0.025)
             f, per, empty = median(floors), median(runs), median(empties)
-            ratio = median([r / fl for fl, r in zip(floors, runs)])
-            marginal = per - empty / count
-            row(fid, f"JSON Lines, {count:,} requests of the seed expression, `--check {check}`"
-                     " (whole process, start-up included)",
-                "hand-written loop in one process, per request", f, per,
-                f"without start-up ({fmt_t(empty)}): {marginal / f:.2f}x", ratio=ratio)
+            marginal = [(r - e / count) / fl for fl, r, e in zip(floors, runs, empties)]
+            add_row(fid, f"JSON Lines, {count:,} requests of the seed expression, "
+                         f"`--check {check}` (whole process, start-up included)",
+                    "hand-written loop in one process, per request", f, per, ratios,
+                    notes=f"without start-up ({fmt_t(empty)}): {median(marginal):.2f}x")
     if want("9"):
-        f, s, ratio = cold_pair([py, "-c", BIG_VIEW_BY_HAND],
-                                gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
-                                          "--check", "none"], 3 if q else 9)
-        row("9", "human view of `sum(x**2)` at n = 10^7, `--check none` (whole process, "
-                 "start-up included)",
-            "`python -c` forward + VJP by hand in numpy, printed", f, s, ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", BIG_VIEW_BY_HAND],
+                            gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
+                                      "--check", "none"], *((3, 3, 10) if q else (7, 15, 40)))
+        add_cold_rows("9", "human view of `sum(x**2)` at n = 10^7, `--check none` (whole "
+                           "process, start-up included)",
+                      "`python -c` forward + VJP by hand in numpy, printed", fs, ss)
     if want("10"):
-        f, s, ratio = cold_pair([py, "-c", BIG_JSON_BY_HAND],
-                                gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
-                                          "--check", "none", "--json"], 3 if q else 9)
-        row("10", "`--json` of `sum(x**2)` at n = 10^7 (2 x 10^7 numbers), `--check none` "
-                  "(whole process, start-up included)",
-            "`python -c` forward + VJP by hand in numpy, the same object written by orjson",
-            f, s, ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", BIG_JSON_BY_HAND],
+                            gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
+                                      "--check", "none", "--json"],
+                            *((3, 3, 10) if q else (5, 11, 40)))
+        add_cold_rows("10", "`--json` of `sum(x**2)` at n = 10^7 (2 x 10^7 numbers), "
+                            "`--check none` (whole process, start-up included)",
+                      "`python -c` forward + VJP by hand in numpy, the same object written "
+                      "by orjson", fs, ss)
+
+    # ---------------------------------------------------------------- issue 15, item 3:
+    # JSON Lines cost curves (bench)
+    # ---------------------------------------------------------------- end of JSON Lines curves
 
     total = time.perf_counter() - started
+    print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown)
+    return 0
+
+
+def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown):
     info = machine()
     print("# gradcalc benchmark results\n")
-    print(f"Produced by `python benchmarks/run.py` in {total:.0f} s. Each figure is a ratio "
-          "against a floor measured in the same run (medians of interleaved repetitions in "
-          "fresh worker processes); lower is better.\n")
-    print("| # | figure | floor | floor time | gradcalc | ratio | target | met | other "
-          "engines / notes |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for fid, figure, ftext, f, s, ratio, target, others in rows:
-        if fid == "4":
-            ft, st = f"{f / 2**20:.0f} MiB", f"{s / 2**20:.0f} MiB"
+    print(f"Produced by `python benchmarks/run.py` in {total:.0f} s. Each figure is the median "
+          "of the ratios of interleaved floor/gradcalc pairs, measured in the same run (fresh "
+          "worker processes); lower is better. Spread: the interquartile range of the pair "
+          "ratios, and the half-width of the bootstrap 95 % interval of their median (another "
+          "run's median is expected within about twice it). A curve's figure is its fitted "
+          "exponent.\n")
+    print("| # | figure | floor | floor time | gradcalc | ratio | target | met | spread | "
+          "other engines / notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in ROWS:
+        if r.unit == "memory":
+            ft, st = f"{r.floor / 2**20:.0f} MiB", f"{r.ours / 2**20:.0f} MiB"
         else:
-            ft, st = fmt_t(f), fmt_t(s)
-        met = "yes" if ratio <= target else "**no**"
-        print(f"| {fid} | {figure} | {ftext} | {ft} | {st} | {ratio:.2f}× | ≤ {target}× | "
-              f"{met} | {others} |")
-    if args.profile:
-        missed = [fid for fid, *_rest, ratio, target, _o in rows if ratio > target]
-        for fid in missed:
+            ft, st = fmt_t(r.floor), fmt_t(r.ours)
+        shown = f"k = {r.ratio:.2f}" if r.unit == "exponent" else f"{r.ratio:.2f}×"
+        if r.target is None:
+            target, met = "—", "—"
+        else:
+            target = f"≤ {r.target}" + ("" if r.unit == "exponent" else "×")
+            met = "yes" if r.ratio <= r.target else "**no**"
+        print(f"| {r.fid} | {r.figure} | {r.floor_text} | {ft} | {st} | {shown} | {target} | "
+              f"{met} | {r.spread} | {r.notes} |")
+    if profile:
+        for r in ROWS:
+            if r.target is None or r.ratio <= r.target or r.unit == "exponent":
+                continue
             try:
-                text = spawn("profile", fid)["text"]
+                text = spawn("profile", r.fid.split("·")[0])["text"]
             except Exception as exc:
-                text = f"profile of {fid} failed: {exc}"
+                text = f"profile of {r.fid} failed: {exc}"
             print(f"\n```\n{text}\n```")
-    print("\nMachine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".")
+    print("\nMachine: " + "; ".join(f"{k} {v}" for k, v in info.items())
+          + f" (load at the start {' '.join(f'{x:.2f}' for x in load_before)}).")
     print(f"gradcalc command: `{gc_shown}` (bytecode compiled, as a wheel install has it).")
     if tpy:
         print(f"Other engines from `{tpy}`: " + ", ".join(
             f"{k} {v or 'not installed'}" for k, v in tfound.items()) + ".")
     else:
         print(f"Other engines: skipped ({tnote}).")
-    return 0
 
 
 if __name__ == "__main__":
