@@ -33,6 +33,7 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
     "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
+    "17a": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
 }
 # figure 9's floor: the same forward and VJP written by hand, printed, as one process
 BIG_VIEW_N = 10**7
@@ -556,9 +557,262 @@ def _stats(prof, top, title, order):
         ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)
 
 
+# ================================================================== JSON Lines cost curves
+# issue 15, item 3: the cost of a stream against its number of requests, one program
+# repeated and every request a program of its own, in process (serve() on an in-memory
+# stream, so start-up is not in the curve).
+JSONL_SIZES = (10, 100, 1000, 10000)
+
+
+def _stream(count, distinct):
+    """`count` request lines of the seed expression; with `distinct`, each request's text is
+    its own program (a different constant added), so none is served from the cache."""
+    lines = _requests(count, None)
+    if not distinct:
+        return ("\n".join(lines) + "\n").encode()
+    out = []
+    for i, line in enumerate(lines):
+        req = json.loads(line)
+        req["expr"] = f"{SEED_EXPR} + {i}"
+        out.append(json.dumps(req))
+    return ("\n".join(out) + "\n").encode()
+
+
+def worker_jsonl_curve(kind, sizes):
+    """Seconds to serve each size's stream (median of a few repetitions for the small
+    ones), each serve() with its own program cache, as a fresh `gradcalc -` has."""
+    import io
+    from gradcalc.errors import Limits
+    from gradcalc.jsonl import serve
+    from gradcalc.settings import Settings
+    sink = open(os.devnull, "w")
+    totals = []
+    for count in map(int, str(sizes).split(",")):
+        data = _stream(count, kind == "distinct")
+
+        def run():
+            class Stdin:
+                buffer = io.BytesIO(data)
+            old = sys.stdin, sys.stdout
+            sys.stdin, sys.stdout = Stdin, sink
+            try:
+                t0 = time.perf_counter()
+                serve(Settings(check="none"), Limits())
+                return time.perf_counter() - t0
+            finally:
+                sys.stdin, sys.stdout = old
+        run() if count <= 100 else None        # warm imports for the small sizes
+        totals.append(median([run() for _ in range(max(1, min(9, 2000 // count)))]))
+    return {"totals": totals}
+
+
+# ================================================================== gradcalc fit (issue 11)
+# The German page's whole training as a process against a numpy script and a PyTorch
+# script; one step of an MLP against a hand-written numpy step (and torch); lm against
+# scipy's curve_fit (scipy and torch run under --torch-python).
+GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
+              "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
+              "0.1", "--epochs", "20", "--batch-size", "10", "--dtype", "float32"]
+GERMAN_LOAD = ("import numpy as np\n"
+               "d = np.loadtxt('samples/german_points.csv', delimiter=',', skiprows=1, "
+               "dtype=np.float32)\n")
+# torch.optim.Adam's update, by hand, on the same batches (DataLoader(batch_size=10))
+GERMAN_BY_HAND = GERMAN_LOAD + (
+    "x, y = d[:, 0], d[:, 1]\n"
+    "w = np.zeros(2, np.float32); m = np.zeros(2, np.float32); v = np.zeros(2, np.float32)\n"
+    "lr, b1, b2, eps, t = 0.1, 0.9, 0.999, 1e-8, 0\n"
+    "for epoch in range(20):\n"
+    "    for i in range(0, 200, 10):\n"
+    "        xb, yb = x[i:i + 10], y[i:i + 10]\n"
+    "        g = 2 * (2 * xb * w[0] + xb ** 2 * w[1] - yb) / xb.size\n"
+    "        grad = np.array([(g * 2 * xb).sum(), (g * xb ** 2).sum()], np.float32)\n"
+    "        t += 1\n"
+    "        m = b1 * m + (1 - b1) * grad\n"
+    "        v = b2 * v + (1 - b2) * grad * grad\n"
+    "        w = w - (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps)\n"
+    "print(w)\n")
+GERMAN_TORCH = GERMAN_LOAD + (
+    "import torch\n"
+    "x, y = torch.from_numpy(d[:, 0]), torch.from_numpy(d[:, 1])\n"
+    "w = torch.zeros(2, requires_grad=True)\n"
+    "opt = torch.optim.Adam([w], lr=0.1)\n"
+    "loss_fn = torch.nn.MSELoss()\n"
+    "loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10)\n"
+    "for epoch in range(20):\n"
+    "    for xb, yb in loader:\n"
+    "        opt.zero_grad()\n"
+    "        loss_fn(2 * xb * w[0] + xb ** 2 * w[1], yb).backward()\n"
+    "        opt.step()\n"
+    "print(w.detach().numpy())\n")
+MLP_TEXT = "mse_loss(relu(X @ W1 + b1) @ W2 + b2, y)"
+MLP_BATCH = 256
+
+
+def _mlp_problem():
+    import numpy as np
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((10000, 100))
+    y = rng.standard_normal(10000)
+    params = {"W1": rng.standard_normal((100, 256)) * 0.1, "b1": np.zeros(256),
+              "W2": rng.standard_normal(256) * 0.1, "b2": np.array(0.0)}
+    return X, y, params
+
+
+def _adam_by_hand(params, grads, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.Adam's default (non-foreach order of operations does not matter for time)."""
+    import numpy as np
+    state["t"] = t = state.get("t", 0) + 1
+    for k, g in grads.items():
+        m = state.setdefault("m" + k, np.zeros_like(g))
+        v = state.setdefault("v" + k, np.zeros_like(g))
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        params[k] -= (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+
+
+def _mlp_epoch_by_hand(X, y, params, state):
+    """One epoch of hand-written forward, backward and Adam steps over MLP_BATCH batches."""
+    import numpy as np
+    for i in range(0, len(X), MLP_BATCH):
+        xb, yb = X[i:i + MLP_BATCH], y[i:i + MLP_BATCH]
+        h = xb @ params["W1"] + params["b1"]
+        a = np.maximum(h, 0)
+        r = a @ params["W2"] + params["b2"] - yb
+        g = 2 * r / r.size
+        ga = np.outer(g, params["W2"])
+        ga[h <= 0] = 0
+        _adam_by_hand(params, {"W1": xb.T @ ga, "b1": ga.sum(0), "W2": a.T @ g,
+                               "b2": np.array(g.sum())}, state)
+
+
+def worker_fit_mlp(reps):
+    """Seconds per step in the steady state: gradcalc fit's second epoch (its programs
+    compiled in the first) over its number of steps, and the hand-written epoch's."""
+    from gradcalc.fit.loop import FitRequest, fit
+    X, y, start = _mlp_problem()
+    steps = -(-len(X) // MLP_BATCH)
+
+    def ours():
+        marks = []
+        req = FitRequest(text=MLP_TEXT, values={"X": X, "y": y, **start}, params=list(start),
+                         optimizer="adam", hyper={"lr": 1e-3}, epochs=2, batch_size=MLP_BATCH)
+        fit(req, on_epoch=lambda e: marks.append(time.perf_counter()))
+        return (marks[1] - marks[0]) / steps
+
+    def by_hand():
+        params, state = {k: v.copy() for k, v in start.items()}, {}
+        _mlp_epoch_by_hand(X, y, params, state)          # as the fit: time the second epoch
+        t0 = time.perf_counter()
+        _mlp_epoch_by_hand(X, y, params, state)
+        return (time.perf_counter() - t0) / steps
+    tf, ts = [], []
+    for _ in range(reps):
+        tf.append(by_hand())
+        ts.append(ours())
+    return {"floor": median(tf), "subject": median(ts),
+            "ratios": [s / f for f, s in zip(tf, ts)]}
+
+
+def worker_fit_mlp_torch(reps):
+    """torch's step (one thread) beside the numpy floor timed in the same process."""
+    import torch
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    X, y, start = _mlp_problem()
+    steps = -(-len(X) // MLP_BATCH)
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+    def epoch(ps, opt):
+        for i in range(0, len(X), MLP_BATCH):
+            opt.zero_grad()
+            xb, yb = tX[i:i + MLP_BATCH], ty[i:i + MLP_BATCH]
+            out = torch.relu(xb @ ps["W1"] + ps["b1"]) @ ps["W2"] + ps["b2"]
+            torch.nn.functional.mse_loss(out, yb).backward()
+            opt.step()
+
+    def run():
+        ps = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+        opt = torch.optim.Adam(list(ps.values()), lr=1e-3)
+        epoch(ps, opt)
+        t0 = time.perf_counter()
+        epoch(ps, opt)
+        return (time.perf_counter() - t0) / steps
+
+    def by_hand():
+        params, state = {k: v.copy() for k, v in start.items()}, {}
+        _mlp_epoch_by_hand(X, y, params, state)
+        t0 = time.perf_counter()
+        _mlp_epoch_by_hand(X, y, params, state)
+        return (time.perf_counter() - t0) / steps
+    tf, ts = [], []
+    for _ in range(reps):
+        tf.append(by_hand())
+        ts.append(run())
+    return {"floor": median(tf), "subject": median(ts), "torch_version": torch.__version__}
+
+
+def _decay(n):
+    import numpy as np
+    x = np.linspace(0, 10, n)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + np.random.default_rng(5).normal(0, 0.05, n)
+    return x, y
+
+
+def worker_fit_lm(n, reps):
+    """lm on an exponential decay of n points against curve_fit (finite-difference and
+    analytic Jacobians), interleaved in one process (run under --torch-python, which has
+    scipy; gradcalc's fit core needs only numpy there). Also the largest gap in popt."""
+    import numpy as np
+    from scipy.optimize import curve_fit
+    from gradcalc.errors import GradcalcError
+    from gradcalc.fit.loop import FitRequest, fit
+    x, y = _decay(n)
+    p0 = (1.0, 1.0, 0.0)
+    f = lambda x, A, k, c: A * np.exp(-k * x) + c  # noqa: E731
+
+    def jac(x, A, k, c):
+        e = np.exp(-k * x)
+        return np.stack([e, -A * x * e, np.ones_like(x)], axis=1)
+
+    def ours():
+        req = FitRequest(text="A*exp(-k*x) + c - y", params=["A", "k", "c"], optimizer="lm",
+                         values={"x": x, "y": y, **{k: np.array(v) for k, v in
+                                                    zip("Akc", p0)}}, epochs=100)
+        r = fit(req)
+        return np.array([float(r.params[k]) for k in "Akc"])
+    try:
+        t0 = time.perf_counter()
+        ours()
+    except (GradcalcError, MemoryError) as exc:   # the CLI reports a MemoryError as a limit
+        return {"error": f"{type(exc).__name__} ({str(exc)[:90]}) after "
+                         f"{fmt_t(time.perf_counter() - t0)}"}
+    tg, tfd, tj, gap = [], [], [], 0.0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        popt = curve_fit(f, x, y, p0=p0)[0]
+        t1 = time.perf_counter()
+        curve_fit(f, x, y, p0=p0, jac=jac)
+        t2 = time.perf_counter()
+        mine = ours()
+        t3 = time.perf_counter()
+        tfd.append(t1 - t0)
+        tj.append(t2 - t1)
+        tg.append(t3 - t2)
+        gap = max(gap, float(np.max(np.abs(mine - popt) / np.abs(popt))))
+    return {"fd": median(tfd), "jac": median(tj), "subject": median(tg), "gap": gap,
+            "ratios_fd": [g / f_ for g, f_ in zip(tg, tfd)],
+            "ratios_jac": [g / j for g, j in zip(tg, tj)]}
+
+
+# ================================================================== end of the fit figures
+
+
 WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
            "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
-           "jax": worker_jax}
+           "jax": worker_jax, "jsonl_curve": worker_jsonl_curve, "fit_mlp": worker_fit_mlp,
+           "fit_mlp_torch": worker_fit_mlp_torch, "fit_lm": worker_fit_lm}
 
 
 # ------------------------------------------------------------------ main side
@@ -847,9 +1101,66 @@ def main():
                       "`python -c` forward + VJP by hand in numpy, the same object written "
                       "by orjson", fs, ss)
 
-    # ---------------------------------------------------------------- issue 15, item 3:
-    # JSON Lines cost curves (bench)
-    # ---------------------------------------------------------------- end of JSON Lines curves
+    # ================================================================ JSON Lines curves
+    # issue 15, item 3 (bench): one program repeated against every request its own program
+    if want("16"):
+        sizes = JSONL_SIZES[:3] if q else JSONL_SIZES
+        per = {}
+        for fid, kind, what in (("16a", "one", "one program (the seed expression)"),
+                                ("16b", "distinct", "every request a distinct program")):
+            totals = spawn("jsonl_curve", kind, ",".join(map(str, sizes)))["totals"]
+            per[kind] = totals[-1] / sizes[-1]
+            add_curve(fid, f"JSON Lines in process, `--check none`, {what}: time vs requests",
+                      sizes, totals, per="request",
+                      notes="" if kind == "one" else
+                      f"a distinct program costs {per['distinct'] / per['one']:.1f}x a "
+                      f"repeated one at {sizes[-1]:,} requests")
+    # ================================================================ end of JSON Lines curves
+
+    # ================================================================ gradcalc fit (issue 11)
+    if want("17"):
+        fs, ss = cold_pairs([py, "-c", GERMAN_BY_HAND], gc_cmd + GERMAN_FIT,
+                            *((3, 3, 15) if q else (7, 21, 40)))
+        add_cold_rows("17a", "the German page's fit (200 points, batch 10, 20 epochs, Adam: "
+                             "400 steps, float32) as `gradcalc fit`, whole process",
+                      "`python -c`: numpy, the CSV read, the same 400 Adam steps by hand",
+                      fs, ss)
+        if has_torch:
+            fs, ss = cold_pairs([tpy, "-c", GERMAN_TORCH], gc_cmd + GERMAN_FIT,
+                                *((2, 2, 15) if q else (5, 11, 40)))
+            add_cold_rows("17a·torch", "the German fit against the same loop as a PyTorch "
+                                       "script (DataLoader, Adam, MSELoss)",
+                          "`python -c`: torch, the CSV read, the loop", fs, ss)
+        r = spawn("fit_mlp", 3 if q else 9, env={"OPENBLAS_NUM_THREADS": "1"})
+        notes = "one thread each; the second epoch's steps (programs compiled in the first)"
+        if has_torch:
+            try:
+                t = spawn("fit_mlp_torch", 3 if q else 5, python=tpy,
+                          env={"OPENBLAS_NUM_THREADS": "1"})
+                notes += (f"; torch {t['torch_version']}: {t['subject'] / t['floor']:.2f}x its "
+                          f"own process's floor ({fmt_t(t['subject'])} a step)")
+            except Exception as exc:  # report, never stop the run
+                notes += f"; torch failed ({str(exc).splitlines()[0][:60]})"
+        add_row("17b", f"one Adam step of an MLP loss, `{MLP_TEXT}`, X 10,000×100, W1 100×256, "
+                       f"batch {MLP_BATCH}", "hand-written numpy forward, backward and Adam step",
+                r["floor"], r["subject"], r["ratios"], notes=notes)
+        if has_torch:
+            big = spawn("fit_lm", 10**5, 1, python=tpy)
+            n = 10**5 if "error" not in big else 1000
+            r = big if "error" not in big else spawn("fit_lm", n, 3 if q else 7, python=tpy)
+            note = ("" if n == 10**5 else f"at 10^5 points: {big['error']}; measured at "
+                                          f"{n:,} points instead; ")
+            if "error" in r:
+                note += f"at {n:,}: {r['error']}"
+            else:
+                note += f"popt within {r['gap']:.1e} of curve_fit's"
+                add_row("17c", f"`gradcalc fit --optimizer lm`, exponential decay, {n:,} "
+                               "points", "scipy curve_fit, finite-difference Jacobian",
+                        r["fd"], r["subject"], r["ratios_fd"], notes=note)
+                add_row("17d", f"the same lm fit, {n:,} points",
+                        "scipy curve_fit given an analytic `jac`", r["jac"], r["subject"],
+                        r["ratios_jac"])
+    # ================================================================ end of the fit figures
 
     total = time.perf_counter() - started
     print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown)
