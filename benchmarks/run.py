@@ -1,15 +1,18 @@
-"""The performance figures of issue 6 (and figure 9, issue 13's human view of a large array;
-figure 10, issue 15's `--json` of a large array), each a ratio against a floor measured in
-the same run.
+"""The performance figures of issues 6, 11, 13 and 15, each a ratio against a floor measured
+in the same run (or, for a cost curve, its fitted exponent).
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
 
 Every figure runs in fresh worker processes (`--worker NAME`), floor and gradcalc
-interleaved, several repetitions, medians; the main process prints one markdown table and
-the machine it ran on. It is a measurement, not a test: nothing here asserts a time.
-Torch (and JAX) are timed on figures 3, 5 and 6 when the interpreter given by
---torch-python (default: /work/torchenv/bin/python when it exists) can import them;
-otherwise those columns say so and the run goes on.
+interleaved in pairs; the figure is the median of the pairs' ratios, repeated until the
+bootstrap interval of that median is within a few per cent (or a time budget runs out), and
+the table gives its spread: the interquartile range of the ratios and that interval. Whole
+processes are timed in wall time and in CPU time (user + system of the child, from wait4).
+The main process prints one markdown table and the machine it ran on. It is a measurement,
+not a test: nothing here asserts a time. Torch (and JAX, scipy) are timed when the
+interpreter given by --torch-python (default: /work/torchenv/bin/python when it exists) can
+import them; otherwise those columns say so and the run goes on. Figures 16 (JSON Lines cost
+curves) and 17 (gradcalc fit) are blocks of their own, each between `====` rulers.
 """
 from __future__ import annotations
 
@@ -157,17 +160,16 @@ def add_curve(fid, figure, xs, ys, target=1.1, per="", notes=""):
 
 
 def until_stable(one_pair, min_n, max_n, budget_s, tol=0.02):
-    """Call one_pair(i) -> ratio (or None to stop early) until the bootstrap interval of the
-    median is within ±tol (so that two runs agree within about 2*tol), max_n pairs, or
-    budget_s seconds; at least min_n pairs. Returns the ratios."""
+    """Call one_pair(i) -> ratio until the bootstrap interval of the median is within ±tol
+    (so that two runs agree within about 2*tol) after at least min_n pairs, or max_n pairs,
+    or budget_s seconds (at least 3 pairs: a loaded machine shortens the figure, and its
+    spread says so). Returns the ratios."""
     ratios, t0 = [], time.perf_counter()
     for i in range(max_n):
-        r = one_pair(i)
-        if r is None:
+        ratios.append(one_pair(i))
+        if len(ratios) >= 3 and time.perf_counter() - t0 > budget_s:
             break
-        ratios.append(r)
-        if len(ratios) >= min_n and (time.perf_counter() - t0 > budget_s
-                                     or spread_of(ratios, 500)[3] <= tol):
+        if len(ratios) >= min_n and spread_of(ratios, 500)[3] <= tol:
             break
     return ratios
 
@@ -602,7 +604,7 @@ def worker_jsonl_curve(kind, sizes):
             finally:
                 sys.stdin, sys.stdout = old
         run() if count <= 100 else None        # warm imports for the small sizes
-        totals.append(median([run() for _ in range(max(3, min(9, 20000 // count)))]))
+        totals.append(median([run() for _ in range(max(2, min(9, 20000 // count)))]))
     return {"totals": totals}
 
 
