@@ -78,6 +78,7 @@ def median(xs):
 # a list into the figure and its spread, and a curve into its fitted exponent. Blocks that
 # add figures use `add_row` (one ratio) and `add_curve` (a cost curve) and nothing else.
 ROWS = []       # Row records in the order the figures ran; main() prints them as one table
+STARTED = time.perf_counter()
 
 
 @dataclass
@@ -132,8 +133,8 @@ def add_row(fid, figure, floor_text, floor, ours, ratios, target=None, notes="",
             spread_text(ratios) if len(ratios) > 1 else "", notes, unit)
     ROWS.append(r)
     shown = (lambda x: f"{x / 2**20:.0f} MiB") if unit == "memory" else fmt_t
-    print(f"  {fid}: {shown(floor)} vs {shown(ours)} -> {r.ratio:.2f}x  {r.spread}",
-          file=sys.stderr)
+    print(f"  {fid}: {shown(floor)} vs {shown(ours)} -> {r.ratio:.2f}x  {r.spread}  "
+          f"[{time.perf_counter() - STARTED:.0f} s]", file=sys.stderr)
     return r
 
 
@@ -155,7 +156,8 @@ def add_curve(fid, figure, xs, ys, target=1.1, per="", notes=""):
     r = Row(fid, figure, "log-log least-squares exponent of time vs size", None, ys[-1], k,
             target, f"{len(xs)} points", pts + (f"; {notes}" if notes else ""), "exponent")
     ROWS.append(r)
-    print(f"  {fid}: exponent {k:.2f}  ({pts})", file=sys.stderr)
+    print(f"  {fid}: exponent {k:.2f}  ({pts})  [{time.perf_counter() - STARTED:.0f} s]",
+          file=sys.stderr)
     return r
 
 
