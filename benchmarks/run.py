@@ -583,8 +583,10 @@ def _stream(count, distinct):
 
 
 def worker_jsonl_curve(kind, sizes):
-    """Seconds to serve each size's stream (median of a few repetitions for the small
-    ones), each serve() with its own program cache, as a fresh `gradcalc -` has."""
+    """CPU seconds of the process to serve each size's stream (median of a few repetitions
+    for the small ones), each serve() with its own program cache, as a fresh `gradcalc -`
+    has. CPU time, not wall: on a shared machine the wall time of a ten-second point drifts
+    with the load, which bends a curve that is straight in CPU time."""
     import io
     from gradcalc.errors import Limits
     from gradcalc.jsonl import serve
@@ -600,9 +602,9 @@ def worker_jsonl_curve(kind, sizes):
             old = sys.stdin, sys.stdout
             sys.stdin, sys.stdout = Stdin, sink
             try:
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 serve(Settings(check="none"), Limits())
-                return time.perf_counter() - t0
+                return time.process_time() - t0
             finally:
                 sys.stdin, sys.stdout = old
         run() if count <= 100 else None        # warm imports for the small sizes
@@ -1114,7 +1116,8 @@ def main():
                                 ("16b", "distinct", "every request a distinct program")):
             totals = spawn("jsonl_curve", kind, ",".join(map(str, sizes)))["totals"]
             per[kind] = totals[-1] / sizes[-1]
-            add_curve(fid, f"JSON Lines in process, `--check none`, {what}: time vs requests",
+            add_curve(fid, f"JSON Lines in process, `--check none`, {what}: CPU time vs "
+                           "requests",
                       sizes, totals, per="request",
                       notes="" if kind == "one" else
                       f"a distinct program costs {per['distinct'] / per['one']:.1f}x a "
