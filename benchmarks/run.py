@@ -608,7 +608,7 @@ def worker_jsonl_curve(kind, sizes):
             finally:
                 sys.stdin, sys.stdout = old
         run() if count <= 100 else None        # warm imports for the small sizes
-        totals.append(median([run() for _ in range(max(2, min(9, 20000 // count)))]))
+        totals.append(median([run() for _ in range(max(2, min(9, 5000 // count)))]))
     return {"totals": totals}
 
 
