@@ -1,26 +1,31 @@
-"""The performance figures of issue 6 (and figure 9, issue 13's human view of a large array;
-figure 10, issue 15's `--json` of a large array), each a ratio against a floor measured in
-the same run.
+"""The performance figures of issues 6, 11, 13 and 15, each a ratio against a floor measured
+in the same run (or, for a cost curve, its fitted exponent).
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
 
 Every figure runs in fresh worker processes (`--worker NAME`), floor and gradcalc
-interleaved, several repetitions, medians; the main process prints one markdown table and
-the machine it ran on. It is a measurement, not a test: nothing here asserts a time.
-Torch (and JAX) are timed on figures 3, 5 and 6 when the interpreter given by
---torch-python (default: /work/torchenv/bin/python when it exists) can import them;
-otherwise those columns say so and the run goes on.
+interleaved in pairs; the figure is the median of the pairs' ratios, repeated until the
+bootstrap interval of that median is within a few per cent (or a time budget runs out), and
+the table gives its spread: the interquartile range of the ratios and that interval. Whole
+processes are timed in wall time and in CPU time (user + system of the child, from wait4).
+The main process prints one markdown table and the machine it ran on. It is a measurement,
+not a test: nothing here asserts a time. Torch (and JAX, scipy) are timed when the
+interpreter given by --torch-python (default: /work/torchenv/bin/python when it exists) can
+import them; otherwise those columns say so and the run goes on. Figures 16 (JSON Lines cost
+curves) and 17 (gradcalc fit) are blocks of their own, each between `====` rulers.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +36,7 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
     "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
+    "17a": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
 }
 # figure 9's floor: the same forward and VJP written by hand, printed, as one process
 BIG_VIEW_N = 10**7
@@ -67,6 +73,109 @@ def median(xs):
     return statistics.median(xs)
 
 
+# ------------------------------------------------------------------ shared helpers
+# Every figure is a list of ratios, one per interleaved floor/gradcalc pair; these turn such
+# a list into the figure and its spread, and a curve into its fitted exponent. Blocks that
+# add figures use `add_row` (one ratio) and `add_curve` (a cost curve) and nothing else.
+ROWS = []       # Row records in the order the figures ran; main() prints them as one table
+STARTED = time.perf_counter()
+
+
+@dataclass
+class Row:
+    fid: str
+    figure: str
+    floor_text: str
+    floor: float | None         # seconds (bytes for "memory", None for a curve)
+    ours: float | None
+    ratio: float                # the figure: a ratio, or a curve's fitted exponent
+    target: float | None        # None: shown for information, no target
+    spread: str = ""
+    notes: str = ""
+    unit: str = "s"             # "s", "memory" or "exponent"
+
+
+def quantile(xs, q):
+    """The q-quantile of xs, linear between order statistics (numpy's default)."""
+    xs = sorted(xs)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def spread_of(ratios, resamples=2000):
+    """(median, q1, q3, half-width of the bootstrap 95 % interval of the median relative to
+    the median): the IQR says how much single pairs scatter, the interval how far another
+    run's median can be expected to land (two runs agree within about twice it)."""
+    import random
+    rng = random.Random(0)                  # the same ratios give the same interval
+    m = median(ratios)
+    n = len(ratios)
+    boots = sorted(median(rng.choices(ratios, k=n)) for _ in range(resamples))
+    lo, hi = quantile(boots, 0.025), quantile(boots, 0.975)
+    return m, quantile(ratios, 0.25), quantile(ratios, 0.75), max(m - lo, hi - m) / m
+
+
+def spread_text(ratios):
+    if len(ratios) < 2:
+        return f"n = {len(ratios)}"
+    _, q1, q3, half = spread_of(ratios)
+    return f"IQR {q1:.2f}–{q3:.2f}; median ±{half * 100:.1f} % (95 %, n = {len(ratios)})"
+
+
+def add_row(fid, figure, floor_text, floor, ours, ratios, target=None, notes="", unit="s"):
+    """A figure: the median of `ratios` (one per interleaved pair; a single float is taken
+    as is) against its target (TARGETS[fid] unless given)."""
+    ratios = [ratios] if isinstance(ratios, (int, float)) else list(ratios)
+    target = TARGETS.get(fid) if target is None else target
+    r = Row(fid, figure, floor_text, floor, ours, median(ratios), target,
+            spread_text(ratios) if len(ratios) > 1 else "", notes, unit)
+    ROWS.append(r)
+    shown = (lambda x: f"{x / 2**20:.0f} MiB") if unit == "memory" else fmt_t
+    print(f"  {fid}: {shown(floor)} vs {shown(ours)} -> {r.ratio:.2f}x  {r.spread}  "
+          f"[{time.perf_counter() - STARTED:.0f} s]", file=sys.stderr)
+    return r
+
+
+def loglog_exponent(xs, ys):
+    """The least-squares slope of log(y) against log(x): y ~ x^k gives k (1 is linear)."""
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return (sum((a - mx) * (b - my) for a, b in zip(lx, ly))
+            / sum((a - mx) ** 2 for a in lx))
+
+
+def add_curve(fid, figure, xs, ys, target=1.1, per="", notes=""):
+    """A cost curve: total seconds `ys` at sizes `xs`, the figure its fitted exponent
+    (target: linear, <= 1.1); the points, and the cost per unit at each, in the notes."""
+    k = loglog_exponent(xs, ys)
+    pts = ", ".join(f"{x:,}: {fmt_t(y)}" + (f" ({fmt_t(y / x)}/{per})" if per else "")
+                    for x, y in zip(xs, ys))
+    r = Row(fid, figure, "log-log least-squares exponent of time vs size", None, ys[-1], k,
+            target, f"{len(xs)} points", pts + (f"; {notes}" if notes else ""), "exponent")
+    ROWS.append(r)
+    print(f"  {fid}: exponent {k:.2f}  ({pts})  [{time.perf_counter() - STARTED:.0f} s]",
+          file=sys.stderr)
+    return r
+
+
+def until_stable(one_pair, min_n, max_n, budget_s, tol=0.02):
+    """Call one_pair(i) -> ratio until the bootstrap interval of the median is within ±tol
+    (so that two runs agree within about 2*tol) after at least min_n pairs, or max_n pairs,
+    or budget_s seconds (at least 3 pairs: a loaded machine shortens the figure, and its
+    spread says so). Returns the ratios."""
+    ratios, t0 = [], time.perf_counter()
+    for i in range(max_n):
+        ratios.append(one_pair(i))
+        if len(ratios) >= 3 and time.perf_counter() - t0 > budget_s:
+            break
+        if len(ratios) >= min_n and spread_of(ratios, 500)[3] <= tol:
+            break
+    return ratios
+
+
 # ------------------------------------------------------------------ worker side
 def _interleave(floor, subject, reps, warm=1, ratios=None):
     """Median seconds of floor() and subject(), run alternately after `warm` unmeasured
@@ -90,7 +199,8 @@ def _interleave(floor, subject, reps, warm=1, ratios=None):
 
 
 def _result(floor, subject, ratios, **extra):
-    return {"floor": floor, "subject": subject, "ratio": median(ratios), **extra}
+    return {"floor": floor, "subject": subject, "ratio": median(ratios), "ratios": ratios,
+            **extra}
 
 
 def _seed_inputs(n, dtype="float64"):
@@ -204,7 +314,8 @@ def worker_fig6(n, reps):
 def worker_fig7(n, reps):
     """The symbolic check's own time (a run with it minus a run without) against the
     program's forward + backward; sympy is imported first, so its import is not counted.
-    The first checked run of the process is the one a one-liner pays."""
+    The first checked run of the process is the one a one-liner pays: its pair is the runs
+    without the check just before and just after it."""
     import sympy
     t0 = time.perf_counter()
     x = sympy.Symbol("x")
@@ -218,10 +329,16 @@ def worker_fig7(n, reps):
         gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check=check, jacobian=False)
         return time.perf_counter() - t0
     run("none")
-    none = median([run("none") for _ in range(reps)])
+    before = run("none")
     cold = run("symbolic")
-    warm = median([run("symbolic") for _ in range(reps)])
-    return {"floor": none, "cold": cold, "warm": warm, "sympy_lazy": lazy}
+    after = run("none")
+    around = (before + after) / 2
+    warm = []
+    for _ in range(reps):
+        f = run("none")
+        warm.append((run("symbolic") - f) / f)
+    return {"floor": around, "cold": cold - around, "ratio": (cold - around) / around,
+            "warm_ratio": median(warm), "sympy_lazy": lazy}
 
 
 def _requests(count, check):
@@ -444,16 +561,272 @@ def _stats(prof, top, title, order):
         ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)
 
 
+# ================================================================== JSON Lines cost curves
+# issue 15, item 3: the cost of a stream against its number of requests, one program
+# repeated and every request a program of its own, in process (serve() on an in-memory
+# stream, so start-up is not in the curve).
+JSONL_SIZES = (10, 100, 1000, 10000)
+
+
+def _stream(count, distinct):
+    """`count` request lines of the seed expression; with `distinct`, each request's text is
+    its own program (a different constant added), so none is served from the cache."""
+    lines = _requests(count, None)
+    if not distinct:
+        return ("\n".join(lines) + "\n").encode()
+    out = []
+    for i, line in enumerate(lines):
+        req = json.loads(line)
+        req["expr"] = f"{SEED_EXPR} + {i}"
+        out.append(json.dumps(req))
+    return ("\n".join(out) + "\n").encode()
+
+
+def worker_jsonl_curve(kind, sizes):
+    """CPU seconds of the process to serve each size's stream (median of a few repetitions
+    for the small ones), each serve() with its own program cache, as a fresh `gradcalc -`
+    has. CPU time, not wall: on a shared machine the wall time of a ten-second point drifts
+    with the load, which bends a curve that is straight in CPU time."""
+    import io
+    from gradcalc.errors import Limits
+    from gradcalc.jsonl import serve
+    from gradcalc.settings import Settings
+    sink = open(os.devnull, "w")
+    totals = []
+    for count in map(int, str(sizes).split(",")):
+        data = _stream(count, kind == "distinct")
+
+        def run():
+            class Stdin:
+                buffer = io.BytesIO(data)
+            old = sys.stdin, sys.stdout
+            sys.stdin, sys.stdout = Stdin, sink
+            try:
+                t0 = time.process_time()
+                serve(Settings(check="none"), Limits())
+                return time.process_time() - t0
+            finally:
+                sys.stdin, sys.stdout = old
+        run() if count <= 100 else None        # warm imports for the small sizes
+        totals.append(median([run() for _ in range(max(2, min(9, 5000 // count)))]))
+    return {"totals": totals}
+
+
+# ================================================================== gradcalc fit (issue 11)
+# The German page's whole training as a process against a numpy script and a PyTorch
+# script; one step of an MLP against a hand-written numpy step (and torch); lm against
+# scipy's curve_fit (scipy and torch run under --torch-python).
+GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
+              "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
+              "0.1", "--epochs", "20", "--batch-size", "10", "--dtype", "float32"]
+GERMAN_LOAD = ("import numpy as np\n"
+               "d = np.loadtxt('samples/german_points.csv', delimiter=',', skiprows=1, "
+               "dtype=np.float32)\n")
+# torch.optim.Adam's update, by hand, on the same batches (DataLoader(batch_size=10))
+GERMAN_BY_HAND = GERMAN_LOAD + (
+    "x, y = d[:, 0], d[:, 1]\n"
+    "w = np.zeros(2, np.float32); m = np.zeros(2, np.float32); v = np.zeros(2, np.float32)\n"
+    "lr, b1, b2, eps, t = 0.1, 0.9, 0.999, 1e-8, 0\n"
+    "for epoch in range(20):\n"
+    "    for i in range(0, 200, 10):\n"
+    "        xb, yb = x[i:i + 10], y[i:i + 10]\n"
+    "        g = 2 * (2 * xb * w[0] + xb ** 2 * w[1] - yb) / xb.size\n"
+    "        grad = np.array([(g * 2 * xb).sum(), (g * xb ** 2).sum()], np.float32)\n"
+    "        t += 1\n"
+    "        m = b1 * m + (1 - b1) * grad\n"
+    "        v = b2 * v + (1 - b2) * grad * grad\n"
+    "        w = w - (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps)\n"
+    "print(w)\n")
+GERMAN_TORCH = GERMAN_LOAD + (
+    "import torch\n"
+    "x, y = torch.from_numpy(d[:, 0]), torch.from_numpy(d[:, 1])\n"
+    "w = torch.zeros(2, requires_grad=True)\n"
+    "opt = torch.optim.Adam([w], lr=0.1)\n"
+    "loss_fn = torch.nn.MSELoss()\n"
+    "loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10)\n"
+    "for epoch in range(20):\n"
+    "    for xb, yb in loader:\n"
+    "        opt.zero_grad()\n"
+    "        loss_fn(2 * xb * w[0] + xb ** 2 * w[1], yb).backward()\n"
+    "        opt.step()\n"
+    "print(w.detach().numpy())\n")
+MLP_TEXT = "mse_loss(relu(X @ W1 + b1) @ W2 + b2, y)"
+MLP_BATCH = 256
+
+
+def _mlp_problem():
+    import numpy as np
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((10000, 100))
+    y = rng.standard_normal(10000)
+    params = {"W1": rng.standard_normal((100, 256)) * 0.1, "b1": np.zeros(256),
+              "W2": rng.standard_normal(256) * 0.1, "b2": np.array(0.0)}
+    return X, y, params
+
+
+def _adam_by_hand(params, grads, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.Adam's default (non-foreach order of operations does not matter for time)."""
+    import numpy as np
+    state["t"] = t = state.get("t", 0) + 1
+    for k, g in grads.items():
+        m = state.setdefault("m" + k, np.zeros_like(g))
+        v = state.setdefault("v" + k, np.zeros_like(g))
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        params[k] -= (lr / (1 - b1 ** t)) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+
+
+def _mlp_epoch_by_hand(X, y, params, state):
+    """One epoch of hand-written forward, backward and Adam steps over MLP_BATCH batches."""
+    import numpy as np
+    for i in range(0, len(X), MLP_BATCH):
+        xb, yb = X[i:i + MLP_BATCH], y[i:i + MLP_BATCH]
+        h = xb @ params["W1"] + params["b1"]
+        a = np.maximum(h, 0)
+        r = a @ params["W2"] + params["b2"] - yb
+        g = 2 * r / r.size
+        ga = np.outer(g, params["W2"])
+        ga[h <= 0] = 0
+        _adam_by_hand(params, {"W1": xb.T @ ga, "b1": ga.sum(0), "W2": a.T @ g,
+                               "b2": np.array(g.sum())}, state)
+
+
+def worker_fit_mlp(reps):
+    """Seconds per step in the steady state: gradcalc fit's second epoch (its programs
+    compiled in the first) over its number of steps, and the hand-written epoch's."""
+    from gradcalc.fit.loop import FitRequest, fit
+    X, y, start = _mlp_problem()
+    steps = -(-len(X) // MLP_BATCH)
+
+    def ours():
+        marks = []
+        req = FitRequest(text=MLP_TEXT, values={"X": X, "y": y, **start}, params=list(start),
+                         optimizer="adam", hyper={"lr": 1e-3}, epochs=2, batch_size=MLP_BATCH)
+        fit(req, on_epoch=lambda e: marks.append(time.perf_counter()))
+        return (marks[1] - marks[0]) / steps
+
+    def by_hand():
+        params, state = {k: v.copy() for k, v in start.items()}, {}
+        _mlp_epoch_by_hand(X, y, params, state)          # as the fit: time the second epoch
+        t0 = time.perf_counter()
+        _mlp_epoch_by_hand(X, y, params, state)
+        return (time.perf_counter() - t0) / steps
+    tf, ts = [], []
+    for _ in range(reps):
+        tf.append(by_hand())
+        ts.append(ours())
+    return {"floor": median(tf), "subject": median(ts),
+            "ratios": [s / f for f, s in zip(tf, ts)]}
+
+
+def worker_fit_mlp_torch(reps):
+    """torch's step (one thread) beside the numpy floor timed in the same process."""
+    import torch
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    X, y, start = _mlp_problem()
+    steps = -(-len(X) // MLP_BATCH)
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+    def epoch(ps, opt):
+        for i in range(0, len(X), MLP_BATCH):
+            opt.zero_grad()
+            xb, yb = tX[i:i + MLP_BATCH], ty[i:i + MLP_BATCH]
+            out = torch.relu(xb @ ps["W1"] + ps["b1"]) @ ps["W2"] + ps["b2"]
+            torch.nn.functional.mse_loss(out, yb).backward()
+            opt.step()
+
+    def run():
+        ps = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+        opt = torch.optim.Adam(list(ps.values()), lr=1e-3)
+        epoch(ps, opt)
+        t0 = time.perf_counter()
+        epoch(ps, opt)
+        return (time.perf_counter() - t0) / steps
+
+    def by_hand():
+        params, state = {k: v.copy() for k, v in start.items()}, {}
+        _mlp_epoch_by_hand(X, y, params, state)
+        t0 = time.perf_counter()
+        _mlp_epoch_by_hand(X, y, params, state)
+        return (time.perf_counter() - t0) / steps
+    tf, ts = [], []
+    for _ in range(reps):
+        tf.append(by_hand())
+        ts.append(run())
+    return {"floor": median(tf), "subject": median(ts), "torch_version": torch.__version__}
+
+
+def _decay(n):
+    import numpy as np
+    x = np.linspace(0, 10, n)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + np.random.default_rng(5).normal(0, 0.05, n)
+    return x, y
+
+
+def worker_fit_lm(n, reps):
+    """lm on an exponential decay of n points against curve_fit (finite-difference and
+    analytic Jacobians), interleaved in one process (run under --torch-python, which has
+    scipy; gradcalc's fit core needs only numpy there). Also the largest gap in popt."""
+    import numpy as np
+    from scipy.optimize import curve_fit
+    from gradcalc.errors import GradcalcError
+    from gradcalc.fit.loop import FitRequest, fit
+    x, y = _decay(n)
+    p0 = (1.0, 1.0, 0.0)
+    f = lambda x, A, k, c: A * np.exp(-k * x) + c  # noqa: E731
+
+    def jac(x, A, k, c):
+        e = np.exp(-k * x)
+        return np.stack([e, -A * x * e, np.ones_like(x)], axis=1)
+
+    def ours():
+        req = FitRequest(text="A*exp(-k*x) + c - y", params=["A", "k", "c"], optimizer="lm",
+                         values={"x": x, "y": y, **{k: np.array(v) for k, v in
+                                                    zip("Akc", p0)}}, epochs=100)
+        r = fit(req)
+        return np.array([float(r.params[k]) for k in "Akc"])
+    try:
+        t0 = time.perf_counter()
+        ours()
+    except (GradcalcError, MemoryError) as exc:   # the CLI reports a MemoryError as a limit
+        return {"error": f"{type(exc).__name__} ({str(exc)[:90]}) after "
+                         f"{fmt_t(time.perf_counter() - t0)}"}
+    tg, tfd, tj, gap = [], [], [], 0.0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        popt = curve_fit(f, x, y, p0=p0)[0]
+        t1 = time.perf_counter()
+        curve_fit(f, x, y, p0=p0, jac=jac)
+        t2 = time.perf_counter()
+        mine = ours()
+        t3 = time.perf_counter()
+        tfd.append(t1 - t0)
+        tj.append(t2 - t1)
+        tg.append(t3 - t2)
+        gap = max(gap, float(np.max(np.abs(mine - popt) / np.abs(popt))))
+    return {"fd": median(tfd), "jac": median(tj), "subject": median(tg), "gap": gap,
+            "ratios_fd": [g / f_ for g, f_ in zip(tg, tfd)],
+            "ratios_jac": [g / j for g, j in zip(tg, tj)]}
+
+
+# ================================================================== end of the fit figures
+
+
 WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
            "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
-           "jax": worker_jax}
+           "jax": worker_jax, "jsonl_curve": worker_jsonl_curve, "fit_mlp": worker_fit_mlp,
+           "fit_mlp_torch": worker_fit_mlp_torch, "fit_lm": worker_fit_lm}
 
 
 # ------------------------------------------------------------------ main side
-def spawn(name, *args, python=None, timeout=900):
+def spawn(name, *args, python=None, timeout=900, env=None):
     cmd = [python or sys.executable, str(Path(__file__).resolve()), "--worker", name,
            *map(str, args)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, **(env or {}),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=str(ROOT))
     if proc.returncode != 0:
@@ -471,25 +844,72 @@ def gradcalc_command():
 
 
 def time_process(cmd, stdin_data=None):
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, input=stdin_data, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, cwd=str(ROOT))
-    dt = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {proc.stderr[-500:]!r}")
-    return dt
+    """(wall seconds, CPU seconds) of one whole process; CPU is the child's user + system
+    time from wait4, so a process that waits (a loaded core) and one that computes on a
+    second core (numpy's import) are told apart."""
+    import tempfile
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin_data is None
+                                else subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                cwd=str(ROOT))
+        if stdin_data is not None:
+            proc.stdin.write(stdin_data)
+            proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here, not by Popen
+        if proc.returncode not in (0, 1):
+            err.seek(0)
+            raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {err.read()[-500:]!r}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
-def cold_pair(floor_cmd, cmd, reps):
-    """(median floor, median gradcalc, median of the pairwise ratios) of whole processes."""
+def cold_pairs(floor_cmd, cmd, min_n, max_n, budget_s, stdin_data=None):
+    """Whole processes, floor and gradcalc alternately (the order swapped every pair, so
+    neither always runs second), until the median wall ratio is steady. Returns lists of
+    (wall, cpu) for floor and gradcalc, pair by pair."""
     for _ in range(2):                               # warm the page cache for both
-        time_process(floor_cmd)
-        time_process(cmd)
-    tf, ts = [], []
-    for _ in range(reps):
-        tf.append(time_process(floor_cmd))
-        ts.append(time_process(cmd))
-    return median(tf), median(ts), median([s / f for f, s in zip(tf, ts)])
+        time_process(floor_cmd, stdin_data)
+        time_process(cmd, stdin_data)
+    fs, ss = [], []
+
+    def pair(i):
+        if i % 2:
+            s_ = time_process(cmd, stdin_data)
+            f_ = time_process(floor_cmd, stdin_data)
+        else:
+            f_ = time_process(floor_cmd, stdin_data)
+            s_ = time_process(cmd, stdin_data)
+        fs.append(f_)
+        ss.append(s_)
+        return s_[0] / f_[0]
+    until_stable(pair, min_n, max_n, budget_s)
+    return fs, ss
+
+
+def add_cold_rows(fid, figure, floor_text, fs, ss, cpu_row=False):
+    """The wall-time figure of whole-process pairs, and its CPU time beside it (a row of
+    its own when `cpu_row`, else in the notes)."""
+    wall = [s[0] / f[0] for f, s in zip(fs, ss)]
+    cpu = [s[1] / f[1] for f, s in zip(fs, ss)]
+    cpu_note = (f"CPU (user+sys) {median(cpu):.2f}× ({fmt_t(median(f[1] for f in fs))} vs "
+                f"{fmt_t(median(s[1] for s in ss))})")
+    add_row(fid, figure + " — wall", floor_text, median(f[0] for f in fs),
+            median(s[0] for s in ss), wall, notes="" if cpu_row else cpu_note)
+    if cpu_row:
+        add_row(fid + "·cpu", figure + " — CPU (user+sys of the process)", floor_text,
+                median(f[1] for f in fs), median(s[1] for s in ss), cpu, target=TARGETS[fid],
+                notes="the target is for wall time; CPU shown so the figure says which it is")
+
+
+def spawn_pooled(name, args, workers):
+    """Run a worker `workers` times (fresh processes) and pool the pair ratios: one
+    process's memory layout and page faults are not the figure."""
+    runs = [spawn(name, *args) for _ in range(workers)]
+    return {"floor": median(r["floor"] for r in runs),
+            "subject": median(r["subject"] for r in runs),
+            "ratios": [x for r in runs for x in r["ratios"]]}
 
 
 def torch_python(arg):
@@ -574,15 +994,8 @@ def main():
     has_jax = bool(tfound and tfound.get("jax"))
     gc_cmd, gc_shown = gradcalc_command()
     py = sys.executable
-    rows = []      # (id, figure, floor text, floor s, ours s, ratio, target, others)
     started = time.perf_counter()
-
-    def row(fid, figure, floor_text, floor, ours, others="", ratio=None):
-        ratio = ours / floor if ratio is None else ratio
-        if isinstance(ratio, dict):
-            ratio = ratio["ratio"]
-        rows.append((fid, figure, floor_text, floor, ours, ratio, TARGETS[fid], others))
-        print(f"  {fid}: {fmt_t(floor)} vs {fmt_t(ours)} -> {ratio:.2f}x", file=sys.stderr)
+    load_before = os.getloadavg()
 
     def torch_col(fig, n, reps, floor):
         """Other engines' time over the figure's floor, as measured by gradcalc's worker (in
@@ -607,122 +1020,202 @@ def main():
         return "; ".join(parts)
 
     if want("1"):
-        f, s, ratio = cold_pair([py, "-c", "import numpy"],
-                                gc_cmd + SEED_ARGS + ["--json", "--check", "none"],
-                                9 if q else 25)
-        row("1", "cold one-liner, `--json --check none`, the seed example",
-            "`python -c \"import numpy\"`", f, s, ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", "import numpy"],
+                            gc_cmd + SEED_ARGS + ["--json", "--check", "none"],
+                            *((7, 15, 15) if q else (25, 80, 45)))
+        add_cold_rows("1", "cold one-liner, `--json --check none`, the seed example",
+                      "`python -c \"import numpy\"`", fs, ss, cpu_row=True)
     if want("2"):
-        f, s, ratio = cold_pair([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
-                                gc_cmd + SEED_ARGS, 7 if q else 21)
-        row("2", "cold one-liner, default human view with the symbolic check",
-            "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`", f, s,
-            ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", "import numpy, sympy, click, rich.console, rich.table"],
+                            gc_cmd + SEED_ARGS, *((5, 9, 20) if q else (15, 50, 60)))
+        add_cold_rows("2", "cold one-liner, default human view with the symbolic check",
+                      "`python -c \"import numpy, sympy, click, rich.console, rich.table\"`",
+                      fs, ss, cpu_row=True)
     if want("3"):
-        for fid, n, reps in (("3a", 10**6, 9 if q else 21), ("3b", 10**7, 3 if q else 9)):
-            r = spawn("fig3", n, reps)
-            row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
-                "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
-                torch_col("3", n, reps, r["floor"]), ratio=r)
+        for fid, n, reps, workers in (("3a", 10**6, 9 if q else 21, 2 if q else 4),
+                                      ("3b", 10**7, 3 if q else 7, 2 if q else 3)):
+            r = spawn_pooled("fig3", (n, reps), workers)
+            add_row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
+                    "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
+                    r["ratios"], notes=torch_col("3", n, reps, r["floor"]))
     if want("4"):
         r = spawn("fig4", 10**7)
-        rows.append(("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
-                     "the hand-written version's peak", r["floor"], r["subject"],
-                     r["subject"] / r["floor"], TARGETS["4"],
-                     f"{r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB"))
-        print(f"  4: {r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB",
-              file=sys.stderr)
+        add_row("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
+                "the hand-written version's peak", r["floor"], r["subject"],
+                r["subject"] / r["floor"], unit="memory",
+                notes=f"{r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB; "
+                      "deterministic (no spread)")
     if want("5"):
-        r = spawn("fig5", 3000, 3 if q else 9)
-        row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
-            "two n×n zero matrices filled by hand", r["floor"], r["subject"],
-            torch_col("5", 3000, 2 if q else 3, r["floor"]), ratio=r)
+        r = spawn_pooled("fig5", (3000, 3 if q else 9), 2 if q else 3)
+        add_row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
+                "two n×n zero matrices filled by hand", r["floor"], r["subject"], r["ratios"],
+                notes=torch_col("5", 3000, 2 if q else 3, r["floor"]))
     if want("6"):
-        r = spawn("fig6", 3000, 3 if q else 9)
-        row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
-            "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"],
-            torch_col("6", 3000, 1, r["floor"]), ratio=r)
+        r = spawn_pooled("fig6", (3000, 3 if q else 9), 2 if q else 3)
+        add_row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
+                "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"], r["ratios"],
+                notes=torch_col("6", 3000, 1, r["floor"]))
     if want("7"):
-        colds, warms, nones, lazies = [], [], [], []
-        for _ in range(2 if q else 3):
-            r = spawn("fig7", 10**6, 3 if q else 5)
-            colds.append(r["cold"] - r["floor"])
-            warms.append(r["warm"] - r["floor"])
-            nones.append(r["floor"])
-            lazies.append(r["sympy_lazy"])
-        f = median(nones)
-        row("7", "symbolic check of the seed expression at n = 10^6 (first check in the "
-                 "process; sympy imported and used once)", "its own forward + backward", f,
-            median(colds), f"later checks in the same process: {median(warms) / f:.2f}x; "
-                           f"sympy's first use (not counted): {fmt_t(median(lazies))}")
+        runs = []
+
+        def fig7_pair(_i):
+            runs.append(spawn("fig7", 10**6, 3))
+            return runs[-1]["ratio"]
+        ratios = until_stable(fig7_pair, *((3, 5, 20) if q else (9, 25, 60)), tol=0.025)
+        add_row("7", "symbolic check of the seed expression at n = 10^6 (first check in the "
+                     "process; sympy imported and used once)",
+                "its own forward + backward (the runs just before and after)",
+                median(r["floor"] for r in runs), median(r["cold"] for r in runs), ratios,
+                notes=f"later checks in the same process: "
+                      f"{median(r['warm_ratio'] for r in runs):.2f}x; sympy's first use (not "
+                      f"counted): {fmt_t(median(r['sympy_lazy'] for r in runs))}; one fresh "
+                      "process per pair")
     if want("8"):
         count = 2000 if q else 10000
         data = ("\n".join(_requests(count, None)) + "\n").encode()
-        for fid, check in (("8a", "none"), ("8b", "symbolic")):
+        for fid, check, budget in (("8a", "none", 60), ("8b", "symbolic", 90)):
             cmd = gc_cmd + ["-", "--check", check]
             floors, runs, empties = [], [], []
-            for _ in range(2 if q else 5):      # floor and stream alternately
+
+            def fig8_pair(_i):
                 floors.append(spawn("fig8_floor", count, 1)["floor"])
-                runs.append(time_process(cmd, data) / count)
-                empties.append(time_process(cmd, b""))
-                if runs[-1] * count > 20:
-                    break                       # a slow stream: one pair says enough
+                runs.append(time_process(cmd, data)[0] / count)
+                empties.append(time_process(cmd, b"")[0])
+                return runs[-1] / floors[-1]
+            ratios = until_stable(fig8_pair, *((2, 3, 20) if q else (5, 15, budget)),
+                                  tol=0.025)
             f, per, empty = median(floors), median(runs), median(empties)
-            ratio = median([r / fl for fl, r in zip(floors, runs)])
-            marginal = per - empty / count
-            row(fid, f"JSON Lines, {count:,} requests of the seed expression, `--check {check}`"
-                     " (whole process, start-up included)",
-                "hand-written loop in one process, per request", f, per,
-                f"without start-up ({fmt_t(empty)}): {marginal / f:.2f}x", ratio=ratio)
+            marginal = [(r - e / count) / fl for fl, r, e in zip(floors, runs, empties)]
+            add_row(fid, f"JSON Lines, {count:,} requests of the seed expression, "
+                         f"`--check {check}` (whole process, start-up included)",
+                    "hand-written loop in one process, per request", f, per, ratios,
+                    notes=f"without start-up ({fmt_t(empty)}): {median(marginal):.2f}x")
     if want("9"):
-        f, s, ratio = cold_pair([py, "-c", BIG_VIEW_BY_HAND],
-                                gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
-                                          "--check", "none"], 3 if q else 9)
-        row("9", "human view of `sum(x**2)` at n = 10^7, `--check none` (whole process, "
-                 "start-up included)",
-            "`python -c` forward + VJP by hand in numpy, printed", f, s, ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", BIG_VIEW_BY_HAND],
+                            gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
+                                      "--check", "none"], *((3, 3, 10) if q else (7, 15, 40)))
+        add_cold_rows("9", "human view of `sum(x**2)` at n = 10^7, `--check none` (whole "
+                           "process, start-up included)",
+                      "`python -c` forward + VJP by hand in numpy, printed", fs, ss)
     if want("10"):
-        f, s, ratio = cold_pair([py, "-c", BIG_JSON_BY_HAND],
-                                gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
-                                          "--check", "none", "--json"], 3 if q else 9)
-        row("10", "`--json` of `sum(x**2)` at n = 10^7 (2 x 10^7 numbers), `--check none` "
-                  "(whole process, start-up included)",
-            "`python -c` forward + VJP by hand in numpy, the same object written by orjson",
-            f, s, ratio=ratio)
+        fs, ss = cold_pairs([py, "-c", BIG_JSON_BY_HAND],
+                            gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
+                                      "--check", "none", "--json"],
+                            *((3, 3, 10) if q else (5, 11, 40)))
+        add_cold_rows("10", "`--json` of `sum(x**2)` at n = 10^7 (2 x 10^7 numbers), "
+                            "`--check none` (whole process, start-up included)",
+                      "`python -c` forward + VJP by hand in numpy, the same object written "
+                      "by orjson", fs, ss)
+
+    # ================================================================ JSON Lines curves
+    # issue 15, item 3 (bench): one program repeated against every request its own program
+    if want("16"):
+        sizes = JSONL_SIZES[:3] if q else JSONL_SIZES
+        per = {}
+        for fid, kind, what in (("16a", "one", "one program (the seed expression)"),
+                                ("16b", "distinct", "every request a distinct program")):
+            totals = spawn("jsonl_curve", kind, ",".join(map(str, sizes)))["totals"]
+            per[kind] = totals[-1] / sizes[-1]
+            add_curve(fid, f"JSON Lines in process, `--check none`, {what}: CPU time vs "
+                           "requests",
+                      sizes, totals, per="request",
+                      notes="" if kind == "one" else
+                      f"a distinct program costs {per['distinct'] / per['one']:.1f}x a "
+                      f"repeated one at {sizes[-1]:,} requests")
+    # ================================================================ end of JSON Lines curves
+
+    # ================================================================ gradcalc fit (issue 11)
+    if want("17"):
+        fs, ss = cold_pairs([py, "-c", GERMAN_BY_HAND], gc_cmd + GERMAN_FIT,
+                            *((3, 3, 15) if q else (7, 21, 40)))
+        add_cold_rows("17a", "the German page's fit (200 points, batch 10, 20 epochs, Adam: "
+                             "400 steps, float32) as `gradcalc fit`, whole process",
+                      "`python -c`: numpy, the CSV read, the same 400 Adam steps by hand",
+                      fs, ss)
+        if has_torch:
+            fs, ss = cold_pairs([tpy, "-c", GERMAN_TORCH], gc_cmd + GERMAN_FIT,
+                                *((2, 2, 15) if q else (5, 11, 40)))
+            add_cold_rows("17a·torch", "the German fit against the same loop as a PyTorch "
+                                       "script (DataLoader, Adam, MSELoss)",
+                          "`python -c`: torch, the CSV read, the loop", fs, ss)
+        r = spawn("fit_mlp", 3 if q else 9, env={"OPENBLAS_NUM_THREADS": "1"})
+        notes = "one thread each; the second epoch's steps (programs compiled in the first)"
+        if has_torch:
+            try:
+                t = spawn("fit_mlp_torch", 3 if q else 5, python=tpy,
+                          env={"OPENBLAS_NUM_THREADS": "1"})
+                notes += (f"; torch {t['torch_version']}: {t['subject'] / t['floor']:.2f}x its "
+                          f"own process's floor ({fmt_t(t['subject'])} a step)")
+            except Exception as exc:  # report, never stop the run
+                notes += f"; torch failed ({str(exc).splitlines()[0][:60]})"
+        add_row("17b", f"one Adam step of an MLP loss, `{MLP_TEXT}`, X 10,000×100, W1 100×256, "
+                       f"batch {MLP_BATCH}", "hand-written numpy forward, backward and Adam step",
+                r["floor"], r["subject"], r["ratios"], notes=notes)
+        if has_torch:
+            big = spawn("fit_lm", 10**5, 1, python=tpy)
+            n = 10**5 if "error" not in big else 1000
+            r = big if "error" not in big else spawn("fit_lm", n, 3 if q else 7, python=tpy)
+            note = ("" if n == 10**5 else f"at 10^5 points: {big['error']}; measured at "
+                                          f"{n:,} points instead; ")
+            if "error" in r:
+                note += f"at {n:,}: {r['error']}"
+            else:
+                note += f"popt within {r['gap']:.1e} of curve_fit's"
+                add_row("17c", f"`gradcalc fit --optimizer lm`, exponential decay, {n:,} "
+                               "points", "scipy curve_fit, finite-difference Jacobian",
+                        r["fd"], r["subject"], r["ratios_fd"], notes=note)
+                add_row("17d", f"the same lm fit, {n:,} points",
+                        "scipy curve_fit given an analytic `jac`", r["jac"], r["subject"],
+                        r["ratios_jac"])
+    # ================================================================ end of the fit figures
 
     total = time.perf_counter() - started
+    print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown)
+    return 0
+
+
+def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown):
     info = machine()
     print("# gradcalc benchmark results\n")
-    print(f"Produced by `python benchmarks/run.py` in {total:.0f} s. Each figure is a ratio "
-          "against a floor measured in the same run (medians of interleaved repetitions in "
-          "fresh worker processes); lower is better.\n")
-    print("| # | figure | floor | floor time | gradcalc | ratio | target | met | other "
-          "engines / notes |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for fid, figure, ftext, f, s, ratio, target, others in rows:
-        if fid == "4":
-            ft, st = f"{f / 2**20:.0f} MiB", f"{s / 2**20:.0f} MiB"
+    print(f"Produced by `python benchmarks/run.py` in {total:.0f} s. Each figure is the median "
+          "of the ratios of interleaved floor/gradcalc pairs, measured in the same run (fresh "
+          "worker processes); lower is better. Spread: the interquartile range of the pair "
+          "ratios, and the half-width of the bootstrap 95 % interval of their median (another "
+          "run's median is expected within about twice it). A curve's figure is its fitted "
+          "exponent.\n")
+    print("| # | figure | floor | floor time | gradcalc | ratio | target | met | spread | "
+          "other engines / notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in ROWS:
+        if r.unit == "memory":
+            ft, st = f"{r.floor / 2**20:.0f} MiB", f"{r.ours / 2**20:.0f} MiB"
         else:
-            ft, st = fmt_t(f), fmt_t(s)
-        met = "yes" if ratio <= target else "**no**"
-        print(f"| {fid} | {figure} | {ftext} | {ft} | {st} | {ratio:.2f}× | ≤ {target}× | "
-              f"{met} | {others} |")
-    if args.profile:
-        missed = [fid for fid, *_rest, ratio, target, _o in rows if ratio > target]
-        for fid in missed:
+            ft, st = fmt_t(r.floor), fmt_t(r.ours)
+        shown = f"k = {r.ratio:.2f}" if r.unit == "exponent" else f"{r.ratio:.2f}×"
+        if r.target is None:
+            target, met = "—", "—"
+        else:
+            target = f"≤ {r.target}" + ("" if r.unit == "exponent" else "×")
+            met = "yes" if r.ratio <= r.target else "**no**"
+        print(f"| {r.fid} | {r.figure} | {r.floor_text} | {ft} | {st} | {shown} | {target} | "
+              f"{met} | {r.spread} | {r.notes} |")
+    if profile:
+        for r in ROWS:
+            if r.target is None or r.ratio <= r.target or r.unit == "exponent":
+                continue
             try:
-                text = spawn("profile", fid)["text"]
+                text = spawn("profile", r.fid.split("·")[0])["text"]
             except Exception as exc:
-                text = f"profile of {fid} failed: {exc}"
+                text = f"profile of {r.fid} failed: {exc}"
             print(f"\n```\n{text}\n```")
-    print("\nMachine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".")
+    print("\nMachine: " + "; ".join(f"{k} {v}" for k, v in info.items())
+          + f" (load at the start {' '.join(f'{x:.2f}' for x in load_before)}).")
     print(f"gradcalc command: `{gc_shown}` (bytecode compiled, as a wheel install has it).")
     if tpy:
         print(f"Other engines from `{tpy}`: " + ", ".join(
             f"{k} {v or 'not installed'}" for k, v in tfound.items()) + ".")
     else:
         print(f"Other engines: skipped ({tnote}).")
-    return 0
 
 
 if __name__ == "__main__":

@@ -137,9 +137,10 @@ def arrange(argv: list, cmd: click.Command) -> list:
     An argument that is `--` and a name (`--json`, `--grad=1`), or `-` and letters only
     (`-g`, `-x`), is an option
     (an unknown one is an error with click's "Did you mean"); the value an option takes is
-    the next argument whatever it looks like (`-g -1`). Any other argument that starts with
-    `-` (`-tanh(x)`, `-2*x`, `-x*y`) is an expression or a VALUE, never a cluster of short
-    options: so `gradcalc '-tanh(x)' x=2 --json` computes instead of printing --help."""
+    the next argument whatever it looks like (`-g -1`), and none left is a usage error. Any
+    other argument that starts with `-` (`-tanh(x)`, `-2*x`, `-x*y`) is an expression or a
+    VALUE, never a cluster of short options: so `gradcalc '-tanh(x)' x=2 --json` computes
+    instead of printing --help."""
     takes_value = {name for p in cmd.params if isinstance(p, click.Option)
                    and not p.is_flag and not p.count and not p._flag_needs_value
                    for name in p.opts + p.secondary_opts}
@@ -147,6 +148,11 @@ def arrange(argv: list, cmd: click.Command) -> list:
     # when it is neither an option, a NAME=VALUE, nor an expression
     maybe_value = {name for p in cmd.params if isinstance(p, click.Option)
                    and p._flag_needs_value for name in p.opts}
+    # a short option is handed to click under its long name: click tries every option as a
+    # long one first, and its "no such option" on the way builds "Did you mean" with difflib
+    # (a module a one-liner with -g would otherwise import for nothing)
+    long_name = {short: max(p.opts, key=len) for p in cmd.params if isinstance(p, click.Option)
+                 for short in p.opts if len(short) == 2 and any(len(o) > 2 for o in p.opts)}
     options, positional = [], []
     rest = list(argv)
     while rest:
@@ -155,8 +161,10 @@ def arrange(argv: list, cmd: click.Command) -> list:
             positional += rest
             break
         if _LONG_OPTION.fullmatch(arg) or _SHORT_CLUSTER.fullmatch(arg):
-            options.append(arg)
             takes = arg in takes_value or (arg[1] != "-" and "-" + arg[-1] in takes_value)
+            if takes and not rest:      # else click would take the `--` added below as it
+                raise click.BadOptionUsage(arg, f"Option '{arg}' requires an argument.")
+            options.append(long_name.get(arg, arg))
             if rest and (takes or (arg in maybe_value and _FILE_NAME.fullmatch(rest[0]))):
                 options.append(rest.pop(0))
         else:
