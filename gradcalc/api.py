@@ -58,11 +58,13 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
             return np.array(v, dtype=dtype)
         except (OverflowError, ValueError):
             pass          # from_json says what is wrong
-    from .values import from_json, parse_value
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise GradcalcError("value", f"{label}: not a real numeric array")
-        return np.asarray(v, dtype=dtype)
+        return v if type(v) is np.ndarray and v.dtype == dtype else np.asarray(v, dtype=dtype)
+    # (imported here, not above: an import statement costs about a microsecond per call
+    # even when the module is loaded, and arrays and short lists never need it)
+    from .values import from_json, parse_value
     if isinstance(v, str):
         if not allow_files and v.startswith("@"):
             raise GradcalcError("usage", f"{label}: @files and @- are not allowed inside a JSON "
