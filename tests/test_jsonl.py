@@ -435,3 +435,12 @@ def test_a_stream_answers_each_line_as_a_stream_of_that_line_alone():
         assert lines[i] == lines[i + len(reqs)] == alone[0], q["id"]
     assert '"error"' in lines[3] and '"error"' in lines[4] and '"error"' in lines[5]
     assert '"warnings"' in lines[11] and '"NaN"' in lines[7]
+
+
+def test_a_key_given_twice_is_named_at_any_depth():
+    for line, key in (('{"expr": "x", "expr": "y", "vars": {"x": 1, "y": 2}}', "expr"),
+                      ('{"expr": "x", "vars": {"x": 1, "y": 2, "x": 3}}', "x"),
+                      ('{"a": 1, "b": 2, "b": 3, "a": 4}', "b")):     # the first repeated
+        code, r = one(line)
+        assert code == 2 and r["error"]["kind"] == "usage"
+        assert f'the key \\"{key}\\" appears twice' in json.dumps(r["error"]["message"])
