@@ -26,6 +26,9 @@ CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symb
 # compiled program to its values instead of parsing and compiling it again, which was most
 # of a call on small arrays. Calls with externs compile every time (their functions differ).
 PROGRAMS = ProgramCache()
+# compute()'s limits when none are given: one object, so the cache's key for it is made once
+# (the cache compares its fields on every call, so a change to it is still seen)
+_DEFAULT_LIMITS = Limits()
 
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
@@ -40,7 +43,7 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
     names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
     """
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
                                  seed, tangent, hessian, hvp, taylor, steps), limits, API)
     if not externs:
