@@ -7,7 +7,7 @@ the same run.
 Every figure runs in fresh worker processes (`--worker NAME`), floor and gradcalc
 interleaved, several repetitions, medians; the main process prints one markdown table and
 the machine it ran on. It is a measurement, not a test: nothing here asserts a time.
-Torch (and JAX) are timed on figures 3, 5 and 6 when the interpreter given by
+Torch (and JAX) are timed on figures 3, 5, 6 and 14 when the interpreter given by
 --torch-python (default: /work/torchenv/bin/python when it exists) can import them;
 otherwise those columns say so and the run goes on.
 """

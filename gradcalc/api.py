@@ -3,8 +3,9 @@
 `run` is the pipeline of one calculation: settings (validated in settings.py) -> values
 (values.py) -> the compiled graph (compile.py, or the programs.py cache) -> the engine ->
 the checks -> a `Result` (result.py). It owns only the order of those steps and the
-cotangent and Jacobian rules of SPEC sections 1 and 4; it imports nothing heavy beyond
-numpy, and sympy only when a symbolic check runs.
+cotangent and Jacobian rules of SPEC sections 1 and 4; what it decides from the program and
+the settings alone (`Decisions`) is kept per compiled program and option set, never from a
+value. It imports nothing heavy beyond numpy, and sympy only when a symbolic check runs.
 """
 from __future__ import annotations
 
