@@ -36,7 +36,7 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
     "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
-    "17a": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
+    "14": 1.0, "17a": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
 }
 # figure 9's floor: the same forward and VJP written by hand, printed, as one process
 BIG_VIEW_N = 10**7
@@ -815,10 +815,92 @@ def worker_fit_lm(n, reps):
 # ================================================================== end of the fit figures
 
 
+# ================================================================== compute() vs torch, jax (figure 14)
+# compute() of the seed expression against torch and jax.jit at n = 10^2 ... 10^7, in
+# process, one thread each, compile excluded. Every engine's worker is pinned to one core
+# before numpy, torch or jax start their thread pools.
+FIG14_NS = [10**k for k in range(2, 8)]
+
+
+def _one_core():
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                      XLA_FLAGS="--xla_cpu_multi_thread_eigen=false "
+                                "intra_op_parallelism_threads=1")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def _per_call(f, batches=7):
+    """Median seconds per call of f(), over `batches` batches of calls each long enough
+    (about 20 ms) for the clock, after warm calls."""
+    for _ in range(3):
+        f()
+    t0 = time.perf_counter()
+    f()
+    k = max(1, int(0.02 / max(time.perf_counter() - t0, 1e-7)))
+    ts = []
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        for _ in range(k):
+            f()
+        ts.append((time.perf_counter() - t0) / k)
+    return median(ts)
+
+
+def worker_fig14(engine, quick=0):
+    """{n: seconds per call} of one engine: "gradcalc" (compute(), cached program),
+    "torch" (leaves that require grad, forward, backward(v)) or "jax" (jax.jit of the
+    forward and its VJP, inputs already device arrays)."""
+    _one_core()
+    import numpy as np
+    out = {}
+    if engine == "gradcalc":
+        import gradcalc
+        lim = _big_limits()
+
+        def make(a, b, c, v):
+            return lambda: gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="none",
+                                            limits=lim)
+    elif engine == "torch":
+        import torch
+        torch.set_num_threads(1)
+        out["version"] = torch.__version__
+
+        def make(a, b, c, v):
+            tv = torch.from_numpy(v)
+
+            def run():
+                xa, xb, xc = (torch.from_numpy(x).requires_grad_() for x in (a, b, c))
+                y = 3 * xa + 2 * xb * xb + torch.log(xc)
+                y.backward(tv)
+                return y, xa.grad, xb.grad, xc.grad
+            return run
+    else:
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        out["version"] = jax.__version__
+        f = lambda a, b, c: 3 * a + 2 * b * b + jnp.log(c)  # noqa: E731
+
+        @jax.jit
+        def fvjp(a, b, c, v):
+            y, back = jax.vjp(f, a, b, c)
+            return y, back(v)
+
+        def make(a, b, c, v):
+            args = [jnp.asarray(x) for x in (a, b, c, v)]
+            return lambda: jax.block_until_ready(fvjp(*args))
+    for n in FIG14_NS[:4] if quick else FIG14_NS:
+        out[str(n)] = _per_call(make(*_seed_inputs(n)), batches=5 if n >= 10**6 else 7)
+    return out
+# ================================================================== end of figure 14
+
+
 WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
            "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
            "jax": worker_jax, "jsonl_curve": worker_jsonl_curve, "fit_mlp": worker_fit_mlp,
-           "fit_mlp_torch": worker_fit_mlp_torch, "fit_lm": worker_fit_lm}
+           "fit_mlp_torch": worker_fit_mlp_torch, "fit_lm": worker_fit_lm,
+           "fig14": worker_fig14}
 
 
 # ------------------------------------------------------------------ main side
@@ -1106,6 +1188,34 @@ def main():
                             "`--check none` (whole process, start-up included)",
                       "`python -c` forward + VJP by hand in numpy, the same object written "
                       "by orjson", fs, ss)
+
+    # ================================================================ compute() vs torch, jax
+    # issue 15, item 4 (stream): in process, one thread each, compile excluded
+    if want("14"):
+        engines = ["gradcalc"] + ([e for e in ("torch", "jax") if tfound.get(e)]
+                                  if tpy else [])
+        times = {e: {} for e in engines}
+        for _ in range(2 if q else 3):      # rounds: the engines' workers alternate
+            for e in engines:
+                r = spawn("fig14", e, int(q), python=py if e == "gradcalc" else tpy,
+                          timeout=1800)
+                times[e]["version"] = r.pop("version", None)
+                for n, t in r.items():
+                    times[e].setdefault(n, []).append(t)
+        for n in (FIG14_NS[:4] if q else FIG14_NS):
+            ours = times["gradcalc"][str(n)]
+            others = {e: median(times[e][str(n)]) for e in engines[1:]}
+            if others:
+                best = min(others, key=others.get)
+                floor, floor_text = others[best], f"the faster of torch and jax.jit ({best})"
+            else:
+                floor, floor_text = median(ours), "no torch or jax given (--torch-python)"
+            note = "; ".join(f"{e} {times[e]['version']}: {fmt_t(t)} "
+                             f"({median(ours) / t:.2f}x)" for e, t in others.items())
+            add_row("14", f"`compute()` of the seed expression, n = 10^{len(str(n)) - 1}, "
+                          "`check=\"none\"`, cached program, one thread (in process)",
+                    floor_text, floor, median(ours), [t / floor for t in ours], notes=note)
+    # ================================================================ end of figure 14
 
     # ================================================================ JSON Lines curves
     # issue 15, item 3 (bench): one program repeated against every request its own program

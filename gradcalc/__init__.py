@@ -14,6 +14,7 @@ if TYPE_CHECKING:          # pragma: no cover
     from .result import Result
 
 __all__ = ["compute", "Result", "GradcalcError", "Limits", "__version__"]
+_run = None
 
 
 def compute(text: str, *, grad: Any = None, wrt: list[str] | str | None = None,
@@ -36,11 +37,13 @@ def compute(text: str, *, grad: Any = None, wrt: list[str] | str | None = None,
     ...                  grad=[0.1, 1, 1e-4]).grads["a"]
     array([3.e-01, 3.e+00, 3.e-04])
     """
-    from .api import compute as run_compute
-    return run_compute(text, grad=grad, wrt=wrt, of=of, repeat=repeat, check=check, rtol=rtol,
-                       atol=atol, jacobian=jacobian, dtype=dtype, seed=seed, tangent=tangent,
-                       hessian=hessian, hvp=hvp, taylor=taylor, steps=steps, limits=limits,
-                       externs=externs, **vars)
+    global _run
+    if _run is None:       # loaded on first use; an import statement per call costs a µs
+        from .api import compute as _run
+    return _run(text, grad=grad, wrt=wrt, of=of, repeat=repeat, check=check, rtol=rtol,
+                atol=atol, jacobian=jacobian, dtype=dtype, seed=seed, tangent=tangent,
+                hessian=hessian, hvp=hvp, taylor=taylor, steps=steps, limits=limits,
+                externs=externs, **vars)
 
 
 def __getattr__(name: str):

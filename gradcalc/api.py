@@ -3,10 +3,13 @@
 `run` is the pipeline of one calculation: settings (validated in settings.py) -> values
 (values.py) -> the compiled graph (compile.py, or the programs.py cache) -> the engine ->
 the checks -> a `Result` (result.py). It owns only the order of those steps and the
-cotangent and Jacobian rules of SPEC sections 1 and 4; it imports nothing heavy beyond
-numpy, and sympy only when a symbolic check runs.
+cotangent and Jacobian rules of SPEC sections 1 and 4; what it decides from the program and
+the settings alone (`Decisions`) is kept per compiled program and option set, never from a
+value. It imports nothing heavy beyond numpy, and sympy only when a symbolic check runs.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,7 +17,7 @@ from . import engine       # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, fmt_bytes
 from .programs import ProgramCache, compile_program
 from .result import Result
-from .settings import API, CLI, Settings, program_settings, resolved, validate
+from .settings import API, CLI, Settings, options_key, program_settings, validate
 
 JACOBIAN_AUTO_MAX = 10_000
 CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symbolic", "numeric"),
@@ -24,6 +27,9 @@ CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symb
 # compiled program to its values instead of parsing and compiling it again, which was most
 # of a call on small arrays. Calls with externs compile every time (their functions differ).
 PROGRAMS = ProgramCache()
+# compute()'s limits when none are given: one object, so the cache's key for it is made once
+# (the cache compares its fields on every call, so a change to it is still seen)
+_DEFAULT_LIMITS = Limits()
 
 
 def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
@@ -38,7 +44,7 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
     names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
     """
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
                                  seed, tangent, hessian, hvp, taylor, steps), limits, API)
     if not externs:
@@ -58,11 +64,13 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
             return np.array(v, dtype=dtype)
         except (OverflowError, ValueError):
             pass          # from_json says what is wrong
-    from .values import from_json, parse_value
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise GradcalcError("value", f"{label}: not a real numeric array")
-        return np.asarray(v, dtype=dtype)
+        return v if type(v) is np.ndarray and v.dtype == dtype else np.asarray(v, dtype=dtype)
+    # (imported here, not above: an import statement costs about a microsecond per call
+    # even when the module is loaded, and arrays and short lists never need it)
+    from .values import from_json, parse_value
     if isinstance(v, str):
         if not allow_files and v.startswith("@"):
             raise GradcalcError("usage", f"{label}: @files and @- are not allowed inside a JSON "
@@ -90,55 +98,104 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     ops = None if externs is None else externs.ops
     graph = (compile_program(text, bindings, dtype, s, limits, ops) if cache is None
              else cache.graph(text, bindings, dtype, s, limits, ops))
-    output, out_name = _output(graph, s)
-    est = _check_memory(graph, output, limits)
-    out_eq = graph.nodes[output]
-    if higher_only(out_eq, s):
+    d = decisions(graph, s, limits)
+    output, out_eq, wanted = d.output, graph.nodes[d.output], d.wanted
+    if d.higher_only:
         from .higher import forward_only
-        return _with_checks(forward_only(text, graph, output, out_name, s, read, limits),
+        return _with_checks(forward_only(text, graph, output, d.out_name, s, read, limits),
                             {}, s, limits, None, defer_checks)
-    # --jacobian without --grad for a non-scalar output: J alone, no backward(v) to report
-    jacobian_only = s.grad is None and out_eq.size != 1 and s.jacobian is True
+    jacobian_only = d.jacobian_only
     cot = np.zeros(out_eq.shape, dtype=dtype) if jacobian_only else _cotangent(out_eq, s, read)
-    wanted = [n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad]
-    want_ids = tuple(graph.leaves[n] for n in wanted)
-    want_jac, note = _jacobian_wanted(graph, output, want_ids, s.jacobian, est, limits)
+    if d.refusal is not None:
+        raise d.refusal
     # values may be dropped when no check reads them after the engine (a reader of
     # Result.values gets them back)
-    answer = engine.differentiate(engine.Request(graph, output, cot, want_ids,
-                                                 jacobian=want_jac,
+    answer = engine.differentiate(engine.Request(graph, output, cot, d.want_ids,
+                                                 jacobian=d.want_jac,
                                                  drop_values=s.check == "none"))
     once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
     result = Result(
-        expression=text, output_name=out_name, output=answer.values[output],
+        expression=text, output_name=d.out_name, output=answer.values[output],
         cotangent=None if jacobian_only else cot, cotangent_implied=s.grad is None,
         grads={} if jacobian_only else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]),
                                                       s.repeat) for n, g in once.items()},
         leaves={n: graph.nodes[i].value for n, i in graph.leaves.items()},
         no_path=[n for n in wanted if once[n] is None],
-        jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if want_jac
-                  else ({} if not want_ids and note is None else None)),
-        jacobian_note=note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=wanted,
+        jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if d.want_jac
+                  else ({} if not d.want_ids and d.note is None else None)),
+        jacobian_note=d.note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=list(wanted),
         graph=graph, values=answer.values, output_id=output)   # nonfinite: on first read
     if externs is not None:
         result.finite_differences = externs.finite_difference(graph, output)
     if jacobian_only:
-        result.grads_note = (f"not computed: no --grad, and {out_name or 'the output'} has "
+        result.grads_note = (f"not computed: no --grad, and {d.out_name or 'the output'} has "
                              f"{out_eq.size} elements; --jacobian gives J alone (a grad is vᵀ·J "
                              "for a v you choose)")
-    if wants_higher(s):
+    if d.higher:
         from .higher import attach
         attach(result, s, read, limits)
     return _with_checks(result, once, s, limits, cot, defer_checks)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What a calculation does, decided from the compiled program and the settings alone
+    (never from values): kept per program and option set (`graph.memo`), so a repeated
+    call or JSON Lines request replays them instead of deciding again."""
+
+    output: int
+    out_name: str | None
+    wanted: tuple          # leaves that require grad, in the program's order
+    want_ids: tuple
+    want_jac: bool
+    note: str | None       # why the Jacobian is not computed
+    jacobian_only: bool    # --jacobian without --grad for a non-scalar output: J alone
+    higher_only: bool      # J·u or Taylor alone (SPEC 9)
+    higher: bool           # anything of SPEC 9 asked for
+    # the Jacobian's refusal (over the memory limit), raised after the cotangent is read
+    # as before; a Decisions holding one is never kept
+    refusal: GradcalcError | None = None
+
+
+def decisions(graph, s: Settings, limits: Limits) -> Decisions:
+    """The calculation's decisions, once per compiled program and option set; the checks
+    that refuse (an unknown --wrt or --of, the memory limit) run each time until one
+    succeeds, so an error is never remembered."""
+    key = ("decisions", options_key(s))
+    hit = graph.memo.get(key) if key[1] is not None else None
+    if hit is None:
+        hit = _decide(graph, s, limits)
+        if key[1] is not None and hit.refusal is None:
+            graph.memo[key] = hit
+    return hit
+
+
+def _decide(graph, s: Settings, limits: Limits) -> Decisions:
+    output, out_name = _output(graph, s)
+    est = _check_memory(graph, output, limits)
+    out_eq = graph.nodes[output]
+    wanted = tuple(n for n in graph.leaf_order if graph.nodes[graph.leaves[n]].requires_grad)
+    want_ids = tuple(graph.leaves[n] for n in wanted)
+    only = higher_only(out_eq, s)
+    want_jac, note, refusal = False, None, None
+    if not only:
+        try:
+            want_jac, note = _jacobian_wanted(graph, output, want_ids, s.jacobian, est, limits)
+        except GradcalcError as err:
+            refusal = err
+    return Decisions(output, out_name, wanted, want_ids, want_jac, note,
+                     jacobian_only=s.grad is None and out_eq.size != 1 and s.jacobian is True,
+                     higher_only=only, higher=wants_higher(s), refusal=refusal)
 
 
 def _with_checks(result: Result, once: dict, s: Settings, limits: Limits, cot,
                  defer_checks: bool) -> Result:
     """The result with its checks run, or left pending (`defer_checks`)."""
     result.check_kinds = CHECK_KINDS[s.check]
-    result.pending_checks = lambda: _run_checks(result, once, s, limits, cot)
-    if not defer_checks:
-        result.finish_checks()
+    if result.check_kinds:          # (--check none: nothing pending, nothing to run)
+        result.pending_checks = lambda: _run_checks(result, once, s, limits, cot)
+        if not defer_checks:
+            result.finish_checks()
     return result
 
 
@@ -163,7 +220,7 @@ def _settings(text, settings: Settings, limits: Limits, cache) -> Settings:
                                      f"{limits.max_text:,} (--max-text)")
     prog = (validate(program_settings(text), limits, CLI) if cache is None
             else cache.settings(text, limits))
-    return resolved(settings.merged_over(prog))
+    return settings.resolved_over(prog)
 
 
 def _bindings(raw_vars: dict, read) -> dict:

@@ -182,6 +182,8 @@ _BULK_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 def _tolist(arr):
     """to_plain without its finiteness test (see Result.to_json(trusting=True))."""
+    if type(arr) is np.ndarray and arr.dtype.kind == "f":      # (nearly always)
+        return arr.tolist()
     a = np.asarray(arr)
     if a.dtype.kind != "f":
         a = a.astype(np.float64)
@@ -222,14 +224,14 @@ def check_json_size(result: Result, limits: Limits) -> int:
     """Refuse, before building it, a JSON answer that would need more memory than the limit
     (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array); else
     the count of numbers it holds."""
-    n = result.output.size + np.size(result.cotangent) + sum(g.size for g in result.grads.values())
-    n += 0 if result.jvp is None else np.size(result.jvp)
-    n += sum(np.size(v) for v in (result.hvp or {}).values())
-    n += sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())
-    n += sum(np.size(v) for v in result.taylor or ())
-    n += sum(np.size(v) for v in result.leaves.values())
-    if result.jacobian:
-        n += sum(np.size(j) for j in result.jacobian.values())
+    n = result.output.size + np.size(result.cotangent)
+    for group in (result.grads, result.leaves, result.jacobian, result.hvp):
+        for v in (group or {}).values():
+            n += np.size(v)
+    if result.jvp is not None or result.hessian or result.taylor:
+        n += np.size(result.jvp) if result.jvp is not None else 0
+        n += sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())
+        n += sum(np.size(v) for v in result.taylor or ())
     need = n * JSON_BYTES_PER_NUMBER
     if need > limits.max_memory:
         h = sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())

@@ -51,6 +51,16 @@ class Settings:
         merged.update((k, v) for k, v in self.__dict__.items() if v is not None)
         return _settings(merged)
 
+    def resolved_over(self, base: "Settings") -> "Settings":
+        """`merged_over(base)` with the defaults of what neither gives: check, dtype and
+        repeat always hold a value afterwards (both validated)."""
+        out = self.merged_over(base)
+        d = out.__dict__
+        d["check"], d["dtype"] = d["check"] or "symbolic", d["dtype"] or "float64"
+        if d["repeat"] is None:
+            d["repeat"] = 1
+        return out
+
 
 NAMES = tuple(f.name for f in fields(Settings))
 
@@ -116,45 +126,86 @@ def program_settings(text: str) -> Settings:
 
 def validate(s: Settings, limits: Limits, source: Source = API) -> Settings:
     """The given settings checked and converted (numbers from text, `wrt` as a list); what
-    was not given stays None. grad stays a VALUE for values.py to read."""
-    if all(v is None for v in s.__dict__.values()):
-        return s                     # nothing given (most JSON Lines requests): nothing to do
+    was not given stays None. grad stays a VALUE for values.py to read. Only the fields
+    given are visited, in `_CHECKERS`' order (which error a request with two bad fields
+    gets)."""
+    given = [k for k, v in s.__dict__.items() if v is not None and k != "grad"]
+    if not given:
+        return s                     # nothing to check (most JSON Lines requests)
     out = _settings(s.__dict__)
-    out.check = _choice(s.check, CHECKS, "check", source)
-    out.dtype = _choice(s.dtype, DTYPES, "dtype", source)
-    rep = out.repeat = _whole(s.repeat, "repeat", source)
-    if rep is not None and rep < 1:
-        raise GradcalcError("usage", f"{source.name('repeat')} must be at least 1, got {rep}")
-    if rep is not None and rep > limits.max_repeat:
-        raise GradcalcError("limit", f"{source.name('repeat')} {rep} is over the limit of "
+    for field, check in _CHECKERS:
+        v = getattr(s, field)
+        if v is not None:
+            setattr(out, field, check(v, field, source, limits))
+    return out
+
+
+def _repeat(v, field, source, limits):
+    rep = _whole(v, field, source)
+    if rep < 1:
+        raise GradcalcError("usage", f"{source.name(field)} must be at least 1, got {rep}")
+    if rep > limits.max_repeat:
+        raise GradcalcError("limit", f"{source.name(field)} {rep} is over the limit of "
                                      f"{limits.max_repeat:,} (--max-repeat)")
-    seed = out.seed = _whole(s.seed, "seed", source)
-    if seed is not None and seed < 0:
-        raise GradcalcError("usage", f"{source.name('seed')} takes a whole number >= 0, got {seed}")
-    out.rtol = _tolerance(s.rtol, "rtol", source)
-    out.atol = _tolerance(s.atol, "atol", source)
-    out.wrt = _names(s.wrt, source)
-    if s.of is not None and not isinstance(s.of, str):
-        raise GradcalcError("usage", f"{source.name('of')} must be a name")
-    for flag in ("jacobian", "hessian", "steps"):
-        if getattr(s, flag) is not None and not isinstance(getattr(s, flag), bool):
-            raise GradcalcError("usage", f"{source.name(flag)} must be true or false")
-    for field in DIRECTIONS:
-        setattr(out, field, _directions(getattr(s, field), field, source))
-    taylor = out.taylor = _whole(s.taylor, "taylor", source)
-    if taylor is not None and not 1 <= taylor <= MAX_TAYLOR:
-        raise GradcalcError("usage", f"{source.name('taylor')} takes an order from 1 to "
+    return rep
+
+
+def _seed(v, field, source, limits):
+    seed = _whole(v, field, source)
+    if seed < 0:
+        raise GradcalcError("usage", f"{source.name(field)} takes a whole number >= 0, got {seed}")
+    return seed
+
+
+def _of(v, field, source, limits):
+    if not isinstance(v, str):
+        raise GradcalcError("usage", f"{source.name(field)} must be a name")
+    return v
+
+
+def _flag(v, field, source, limits):
+    if not isinstance(v, bool):
+        raise GradcalcError("usage", f"{source.name(field)} must be true or false")
+    return v
+
+
+def _taylor(v, field, source, limits):
+    taylor = _whole(v, field, source)
+    if not 1 <= taylor <= MAX_TAYLOR:
+        raise GradcalcError("usage", f"{source.name(field)} takes an order from 1 to "
                                      f"{MAX_TAYLOR}, got {taylor}")
-    return out
+    return taylor
 
 
-def resolved(s: Settings) -> Settings:
-    """Validated settings with the defaults of what was not given: check, dtype and repeat
-    always hold a value afterwards."""
-    out = _settings(s.__dict__)
-    out.check, out.dtype = s.check or "symbolic", s.dtype or "float64"
-    out.repeat = 1 if s.repeat is None else s.repeat
-    return out
+# each field's check, in the order they are checked (grad is a VALUE: values.py reads it)
+_CHECKERS = (
+    ("check", lambda v, field, source, limits: _choice(v, CHECKS, field, source)),
+    ("dtype", lambda v, field, source, limits: _choice(v, DTYPES, field, source)),
+    ("repeat", _repeat),
+    ("seed", _seed),
+    ("rtol", lambda v, field, source, limits: _tolerance(v, field, source)),
+    ("atol", lambda v, field, source, limits: _tolerance(v, field, source)),
+    ("wrt", lambda v, field, source, limits: _names(v, source)),
+    ("of", _of),
+    ("jacobian", _flag), ("hessian", _flag), ("steps", _flag),
+    ("tangent", lambda v, field, source, limits: _directions(v, field, source)),
+    ("hvp", lambda v, field, source, limits: _directions(v, field, source)),
+    ("taylor", _taylor),
+)
+
+
+def options_key(s: Settings) -> tuple | None:
+    """Validated settings as a key (what a calculation decides depends on them, and on the
+    grad only through whether one is given), or None when a field holds a mapping (SPEC 9's
+    directions), which is not kept. After validation each field has one type, so equal keys
+    are equal settings."""
+    d = s.__dict__
+    if d["tangent"] is not None or d["hvp"] is not None:
+        return None
+    wrt = d["wrt"]
+    return (d["grad"] is None, None if wrt is None else tuple(wrt), d["of"], d["repeat"],
+            d["check"], d["rtol"], d["atol"], d["jacobian"], d["dtype"], d["seed"],
+            d["hessian"], d["taylor"], d["steps"])
 
 
 def _settings(fields: dict) -> Settings:

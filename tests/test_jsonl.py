@@ -398,3 +398,49 @@ def test_unknown_fields_run_and_are_named_in_warnings():
     assert len(r["warnings"]) == 2
     assert r["warnings"][0].startswith('unknown field "grads" ignored')
     assert r["warnings"][1].startswith('unknown field "note" ignored')
+
+
+def test_a_stream_answers_each_line_as_a_stream_of_that_line_alone():
+    # a stream compiles each program once and replays what it decided (api.Decisions) for
+    # later requests of the program and option set; every answer line must be, byte for
+    # byte, the line a stream of that request alone writes (fresh cache), whatever the
+    # options, errors, warnings and shapes of the requests around it
+    seed = "3*a + 2*b*b + log(c)"
+    v3 = {"a": [1, 2, 3], "b": [3, 4, 5], "c": [6, 7, 8]}
+    reqs = [
+        {"id": 0, "expr": seed, "vars": v3, "grad": [0.1, 1.0, 0.0001]},
+        {"id": 1, "expr": seed, "vars": v3, "grad": [0.1, 1.0, 0.0001], "jacobian": False},
+        {"id": 2, "expr": seed, "vars": v3, "grad": 1, "wrt": ["b"], "jacobian": True},
+        {"id": 3, "expr": seed, "vars": v3},                          # no grad: an error
+        {"id": 4, "expr": seed, "vars": v3, "grad": [1, 2]},          # wrong shape
+        {"id": 5, "expr": seed, "vars": v3, "grad": 1, "wrt": ["q"]},
+        {"id": 6, "expr": seed, "vars": v3, "jacobian": True},        # J alone
+        {"id": 7, "expr": seed, "vars": {"a": [1, 2], "b": [3, 4], "c": [0, -1]}, "grad": 1},
+        {"id": 8, "expr": seed, "vars": v3, "grad": 2, "repeat": 2, "dtype": "float32"},
+        {"id": 9, "expr": seed, "vars": v3, "grad": 1, "tangent": {"a": [1, 0, 0]}},
+        {"id": 10, "expr": seed, "vars": v3, "grad": 1, "hessian": True, "wrt": ["b"]},
+        {"id": 11, "expr": seed, "vars": v3, "grad": 1, "gard": 2},   # a warning
+        {"id": 12, "expr": seed, "vars": v3, "grad": 1, "check": "numeric"},
+        {"id": 13, "program": "y = a * b\nz = sum(y)", "vars": {"a": [1, 2], "b": [3, 4]},
+         "of": "y", "grad": [1, 2]},
+        {"id": 14, "program": "y = a * b\nz = sum(y)", "vars": {"a": [1, 2], "b": [3, 4]}},
+        {"id": 15, "expr": seed, "vars": {"a": [1, 2, 3], "b": [0, 1, 2], "c": [1, 1, 1]},
+         "grad": [0.1, 1.0, 0.0001]},
+    ]
+    together = cli(["-", "--check", "none"], "".join(json.dumps(q) + "\n" for q in reqs * 2))
+    lines = together.stdout.splitlines()
+    assert len(lines) == 2 * len(reqs)
+    for i, q in enumerate(reqs):
+        alone = cli(["-", "--check", "none"], json.dumps(q) + "\n").stdout.splitlines()
+        assert lines[i] == lines[i + len(reqs)] == alone[0], q["id"]
+    assert '"error"' in lines[3] and '"error"' in lines[4] and '"error"' in lines[5]
+    assert '"warnings"' in lines[11] and '"NaN"' in lines[7]
+
+
+def test_a_key_given_twice_is_named_at_any_depth():
+    for line, key in (('{"expr": "x", "expr": "y", "vars": {"x": 1, "y": 2}}', "expr"),
+                      ('{"expr": "x", "vars": {"x": 1, "y": 2, "x": 3}}', "x"),
+                      ('{"a": 1, "b": 2, "b": 3, "a": 4}', "b")):     # the first repeated
+        code, r = one(line)
+        assert code == 2 and r["error"]["kind"] == "usage"
+        assert f'the key \\"{key}\\" appears twice' in json.dumps(r["error"]["message"])

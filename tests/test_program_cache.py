@@ -153,3 +153,116 @@ def test_writing_into_a_result_cannot_change_the_next(compiled):
     with pytest.raises(ValueError, match="read-only"):
         c.output[...] = 0.0
     assert gradcalc.compute("2 * 3", check="none").output == 6.0
+
+
+# ---------------------------------------------------------------- replayed decisions
+# api.run keeps what it decides from the program and the settings (api.Decisions) per
+# compiled program and option set; a call whose options differ from the last one's, an
+# error, or new shapes must give exactly what a fresh compile gives
+SETTING_NAMES = ("grad", "wrt", "of", "repeat", "check", "rtol", "atol", "jacobian", "dtype",
+                 "seed", "tangent", "hessian", "hvp", "taylor", "steps")
+V3 = dict(a=[1, 2, 3], b=[3, 4, 5], c=[6, 7, 8])
+REPLAY = [
+    (SEED, dict(V3, grad=[0.1, 1.0, 0.0001])),
+    (SEED, dict(V3, grad=[0.1, 1.0, 0.0001], jacobian=False)),
+    (SEED, dict(V3, grad=[0.1, 1.0, 0.0001], jacobian=True, wrt=["b"])),
+    (SEED, dict(V3)),                                        # error: no grad for 3 outputs
+    (SEED, dict(V3, grad=[1.0, 2.0])),                       # error: grad of shape (2,)
+    (SEED, dict(V3, grad=1, wrt=["q"])),                     # error: no leaf q
+    (SEED, dict(V3, grad=1, of="z")),                        # error: no name z
+    (SEED, dict(V3, jacobian=True)),                         # J alone, no grads
+    (SEED, dict(a=[1, 2], b=[3, 4], c=[0, -1], grad=1)),     # new shapes; log(0), log(-1)
+    (SEED, dict(V3, grad=2, repeat=2, dtype="float32")),
+    (SEED, dict(V3, grad=1, tangent={"a": [1, 0, 0]})),      # SPEC 9: decided every call
+    (SEED, dict(V3, tangent={"a": [1, 0, 0]}, taylor=2)),    # J·u and Taylor alone
+    (SEED, dict(V3, grad=1, hessian=True, wrt=["a", "b"])),
+    (SEED, dict(V3, grad=[0.1, 1.0, 0.0001])),
+    ("y = a * b\nz = sum(y)", dict(a=[1, 2], b=[3, 4], of="y", grad=[1, 2])),
+    ("y = a * b\nz = sum(y)", dict(a=[1, 2], b=[3, 4])),
+    ("y = a * b\nz = sum(y)", dict(a=[1, 2], b=[3, 4], of="y")),   # error: y has 2 elements
+]
+
+
+def _outcome(call):
+    try:
+        return call()
+    except gradcalc.GradcalcError as err:
+        return err
+
+
+def _same_outcome(got, want):
+    if isinstance(want, gradcalc.GradcalcError):
+        assert isinstance(got, gradcalc.GradcalcError), got
+        assert (got.kind, str(got), got.position) == (want.kind, str(want), want.position)
+        return
+    assert not isinstance(got, Exception), got
+    _same(got, want)        # (its JSON holds SPEC 9's keys too)
+    assert json.dumps(got.to_json(), allow_nan=False) == json.dumps(want.to_json(),
+                                                                    allow_nan=False)
+
+
+@pytest.mark.parametrize("check", ["none", "symbolic"])
+def test_replayed_decisions_equal_a_fresh_run(compiled, check):
+    for _ in range(2):            # the second round replays what the first decided
+        for text, kw in REPLAY:
+            kw = dict(kw, check=check)
+            got = _outcome(lambda: gradcalc.compute(text, **kw) if not kw.get("tangent") else
+                           api.compute(text, **kw))
+            settings = validate(Settings(*[kw.get(n) for n in SETTING_NAMES]), Limits(), API)
+            want = _outcome(lambda: api.run(text, {k: v for k, v in kw.items()
+                                                   if k not in SETTING_NAMES},
+                                            settings, Limits()))
+            _same_outcome(got, want)
+    # once per program key: float64 at 3 and at 2 elements, float32, wrt b, wrt q, wrt a,b
+    assert compiled.count(SEED) == 6
+
+
+def test_a_refusal_is_never_replayed(compiled):
+    # the Jacobian over the memory limit is refused after the cotangent is read (a bad grad
+    # is the error a user sees first), and a refusal is not kept for the next call
+    lim = Limits(max_memory=4000)
+    x = np.linspace(1, 2, 40)
+    with pytest.raises(gradcalc.GradcalcError, match="--grad has shape"):
+        gradcalc.compute("x * y", x=x, y=x, grad=[1, 2], jacobian=True, limits=lim)
+    with pytest.raises(gradcalc.GradcalcError, match="the Jacobian needs about"):
+        gradcalc.compute("x * y", x=x, y=x, grad=1, jacobian=True, limits=lim)
+    r = gradcalc.compute("x * y", x=x, y=x, grad=1, limits=lim, check="none")
+    assert r.jacobian is None and "memory" in r.jacobian_note
+    big = Limits(max_memory=10**6)
+    r = gradcalc.compute("x * y", x=x, y=x, grad=1, jacobian=True, limits=big, check="none")
+    np.testing.assert_array_equal(r.jacobian["x"], np.diag(x))          # d(x*y)/dx = diag(y)
+    assert compiled == ["x * y", "x * y"]        # two limits: two programs
+
+
+def test_the_options_key_holds_every_setting():
+    from gradcalc.settings import NAMES, options_key
+    base = Settings(check="none", dtype="float64", repeat=1)
+    changed = dict(grad=[1], wrt=["a"], of="y", repeat=2, check="numeric", rtol=0.5,
+                   atol=0.5, jacobian=False, dtype="float32", seed=1, hessian=True, taylor=2,
+                   steps=True)
+    assert set(changed) | {"tangent", "hvp"} == set(NAMES)     # a new field must be added
+    key = options_key(base)
+    for name, value in changed.items():
+        other = Settings(**{**base.__dict__, name: value})
+        assert options_key(other) != key, name
+    for name in ("tangent", "hvp"):             # mappings: never kept
+        assert options_key(Settings(**{**base.__dict__, name: {"a": 1}})) is None
+    # the grad matters only through whether one is given
+    assert options_key(Settings(**{**base.__dict__, "grad": [1, 2]})) == \
+        options_key(Settings(**{**base.__dict__, "grad": 3.0}))
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(check="x", repeat=0, taylor=99), "check= must be one of"),
+    (dict(repeat=0, taylor=99), "repeat= must be at least 1"),
+    (dict(seed=-1, rtol=-1), "seed= takes a whole number >= 0"),
+    (dict(rtol="x", wrt=3), "rtol= must be a number"),
+    (dict(wrt=3, of=3), "wrt= must be a list of names"),
+    (dict(of=3, jacobian=1), "of= must be a name"),
+    (dict(steps=1, taylor=0), "steps= must be true or false"),
+    (dict(tangent=3, taylor=0), "tangent= must map leaf names"),
+    (dict(taylor=0), "taylor= takes an order from 1"),
+])
+def test_validate_names_the_first_bad_field_in_order(given, message):
+    with pytest.raises(gradcalc.GradcalcError, match=message):
+        validate(Settings(**given), Limits(), API)
