@@ -14,6 +14,8 @@ derivative makes NaN off the diagonal.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -359,11 +361,21 @@ def assert_blocked_is_plain(graph, cot, block, what):
         assert_same(grads[i], ref[i], f"{what}: grad of {graph.nodes[i].name} (block {block})")
 
 
+def unfused(monkeypatch, fuse: bool):
+    """With fuse False, the blocked path runs the rules on each block itself (what it does
+    when a rule cannot be recorded)."""
+    if not fuse:
+        monkeypatch.setattr(economy, "fused_programs", lambda *a: None)
+
+
 @pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype, fuse, monkeypatch):
     """A pointwise program run block by block (blocks of 1, 2 and 4 elements, so the last
-    block is often shorter) gives the plain path's output and grads bit for bit."""
+    block is often shorter) gives the plain path's output and grads bit for bit, replaying
+    its recorded ufunc calls into reused buffers (fuse) or calling the rules per block."""
+    unfused(monkeypatch, fuse)
     for graph, seed in graphs_of(expr, shapes, domain, dtype):
         if not economy.blockable(graph, graph.output):
             continue
@@ -374,12 +386,14 @@ def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype):
 
 @pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
 @pytest.mark.parametrize("n", [5, 70_000])
-def test_pointwise_programs_take_the_blocked_path(name, k, sample, n):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_pointwise_programs_take_the_blocked_path(name, k, sample, n, fuse, monkeypatch):
     """Each pointwise op on leaves of the output's shape is blockable (so the test above
     compares the blocked path, not a silent refusal), and gives the plain path's numbers at
     special values; at 70,000 elements in blocks of BLOCK, numpy's vector loops run at the
     same alignment as on the whole array, the last block shorter."""
     expr, shapes, domain = sample
+    unfused(monkeypatch, fuse)
     same = {v: (n,) for v in shapes}
     for seed, special in ((0, False), (1, True), (2, True)):
         graph = compile_with(expr, sample_inputs(same, domain, seed, special))
@@ -390,6 +404,37 @@ def test_pointwise_programs_take_the_blocked_path(name, k, sample, n):
         cot[:3] = (0.0, -0.0, np.inf)
         for block in ((2, 3) if n < 100 else (economy.BLOCK,)):
             assert_blocked_is_plain(graph, cot, block, expr)
+
+
+# rules that call only elementwise ufuncs are recorded; the others (np.where, `**`, a
+# Python branch on a value) are refused by name, never replayed approximately
+FUSED = {"3*a + 2*b*b + log(c)", "exp(x) * exp(x) + x * x * x", "sin(a) * b - a / c",
+         "tanh(x) * x + sigmoid(x)", "x * y + 2"}
+NOT_FUSED = {"sqrt(x) * relu(x)", "x ** 2 + 1", "abs(x) + 1", "softplus(x)"}
+
+
+@pytest.mark.parametrize("expr", sorted(FUSED | NOT_FUSED))
+def test_fused_recording_takes_ufunc_rules_and_refuses_the_rest(expr):
+    names = sorted(set(re.findall(r"\b[abcxy]\b", expr)))
+    bindings = {v: np.linspace(0.5, 2.0, 10) for v in names}
+    graph = compile_with(expr, bindings)
+    assert economy.blockable(graph, graph.output)
+    progs = economy.fused_programs(graph, graph.output, 10, 4, np.dtype("float64"))
+    assert (progs is not None) == (expr in FUSED), expr
+    if progs is not None:
+        assert sorted(progs) == [2, 4]        # the last block is recorded apart
+        cot = np.linspace(-1, 1, 10)
+        assert_blocked_is_plain(graph, cot, 4, expr)
+
+
+def test_fused_program_reuses_buffers_and_writes_results_in_place():
+    """The seed expression's 12 calls need 3 block buffers; the output and the grads are
+    written by the calls that compute them (nothing copied at the end of a block)."""
+    graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 8) for v in "abc"})
+    prog = economy.fused_programs(graph, graph.output, 8, 8, np.dtype("float64"))[8]
+    assert len(prog.steps) == 12
+    assert len(prog.buffers) == 3
+    assert prog.copies == []
 
 
 @pytest.mark.parametrize("expr,shapes", [

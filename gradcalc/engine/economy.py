@@ -9,7 +9,9 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   as no rule will read them;
 - a pointwise program run block by block: each block of elements goes through the plain
   forward and backward while its arrays are in cache (issue 15: the backward's passes over
-  memory become passes over cache, and no whole-array intermediate is allocated);
+  memory become passes over cache, and no whole-array intermediate is allocated); when
+  every rule is elementwise ufunc calls, their recording (fused.py) is replayed into a few
+  reused block buffers instead;
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -23,6 +25,7 @@ import math
 
 import numpy as np
 
+from . import fused
 from .plain import forward as plain_forward
 from .plain import sum_to
 from .sizes import elements, remembered
@@ -377,6 +380,11 @@ def run_blocked(graph, output: int, cotangent, block: int):
             if eq.shape == oshape:
                 sliced[eq.id] = eq.value.reshape(-1)
     flat_cot = np.asarray(cotangent).reshape(-1)
+    fused = fused_programs(graph, output, n, block, flat_cot.dtype)
+    if fused is not None:
+        out, grads = run_fused(fused, values, sliced, flat_cot, n, block, dtype)
+        values[output] = out.reshape(oshape)
+        return values, {i: g.reshape(oshape) for i, g in grads.items()}
     out = np.empty(n, dtype=dtype)
     grads, reached = {}, None
     with np.errstate(all="ignore"):
@@ -416,6 +424,44 @@ def run_blocked(graph, output: int, cotangent, block: int):
                 grads[i][lo:hi] = ct[i]
     values[output] = out.reshape(oshape)
     return values, {i: g.reshape(oshape) for i, g in grads.items()}
+
+
+def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
+    """{block length: fused.Program} for the blocks of an n-element run (the last block may
+    be shorter, and is recorded apart), remembered per program; None when a forward or
+    rule cannot be recorded (then the blocks run the rules themselves)."""
+    def make(length):
+        return fused.record(graph, output, _schedule(graph, output), _steps(graph, output),
+                            length, cot_dtype) or False
+    lengths = {min(block, n), n % block or min(block, n)}
+    progs = {m: remembered(graph, ("fused", output, m, cot_dtype.str), lambda: make(m))
+             for m in lengths}
+    if not all(progs.values()) or len({p.leaves for p in progs.values()}) != 1:
+        return None
+    return progs
+
+
+def run_fused(progs, values, sliced, flat_cot, n: int, block: int, dtype):
+    """(output, grads) as flat arrays: the recorded calls, block after block, each block's
+    intermediates in the same few buffers."""
+    sources = {}
+    for prog in progs.values():
+        for _, key in prog.inputs:
+            kind, i, whole = key
+            sources[key] = flat_cot if kind == "cotangent" else \
+                sliced[i] if whole else values[i]
+    buffers = {m: [np.empty(m, dt) for dt in p.buffers] for m, p in progs.items()}
+    # the output and every grad in one allocation: freed, it raises glibc's mmap and trim
+    # thresholds past its size, so the next run's results reuse the pages instead of
+    # faulting fresh ones in (four 8 MB arrays: about 18 ms of page faults otherwise)
+    leaves = sorted(next(iter(progs.values())).leaves)
+    whole = np.empty((1 + len(leaves), n), dtype=dtype)
+    out, grads = whole[0], dict(zip(leaves, whole[1:]))
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            progs[hi - lo].run(sources, lo, hi, buffers[hi - lo], out, grads)
+    return out, grads
 
 
 # ------------------------------------------------------------------ Jacobians
