@@ -658,3 +658,22 @@ def test_json_lines_derive_each_program_once(monkeypatch):
     assert all(o["checks"]["symbolic"]["passed"] is True for o in out)
     assert out[0]["checks"]["symbolic"]["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
     assert out[11]["checks"]["symbolic"]["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
+
+
+def test_result_block_is_reused_only_when_nothing_refers_to_it(monkeypatch):
+    """A fused run's results share one block, kept for the next run of that shape: reused
+    only once every view of it was dropped, so a result the caller holds is never
+    overwritten."""
+    monkeypatch.setattr(economy, "_KEPT", [])
+    graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 9) for v in "abc"})
+    cot = np.linspace(-1, 1, 9)
+    held, grads = economy.run_blocked(graph, graph.output, cot, 4)
+    first = held[graph.output].copy()
+    again = economy.run_blocked(graph, graph.output, cot * 2, 4)
+    assert not np.shares_memory(again[0][graph.output], held[graph.output])
+    assert_same(held[graph.output], first, "a held result after another run")
+    base = again[0][graph.output].base
+    del again, held, grads, base
+    third = economy.run_blocked(graph, graph.output, cot, 4)
+    assert np.shares_memory(third[0][graph.output], economy._KEPT[0])
+    assert_same(third[0][graph.output], first, "the output written into a reused block")

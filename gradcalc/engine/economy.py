@@ -22,6 +22,7 @@ hold to the plain path one by one.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -42,6 +43,10 @@ POOL = 2
 # the same alignment as the whole array): every pass then reads and writes cache, not memory
 BLOCK_MIN = 1 << 16
 BLOCK = 1 << 14
+# a recorded (fused) program's blocks: its buffers are reused, so larger blocks only cut
+# the Python per call (16,384 -> 65,536: the seed at n = 10^6 about 1.2x -> 1.0x the floor
+# that reuses its buffers, in process on the loaded 2-core machine)
+FUSED_BLOCK = 1 << 16
 
 
 def run(request):
@@ -51,7 +56,7 @@ def run(request):
     graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
     if request.drop_values and not request.jacobian and graph.nodes[out].size >= BLOCK_MIN \
             and blockable(graph, out):
-        done = run_blocked(graph, out, cot, BLOCK)
+        done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
         if done is not None:
             return Values(done[0], graph, out), done[1], None
     lean = request.drop_values and elements(graph, out)[0] >= LEAN_MIN
@@ -363,9 +368,10 @@ def blockable(graph, output: int) -> bool:
     return remembered(graph, ("blockable", output), find)
 
 
-def run_blocked(graph, output: int, cotangent, block: int):
+def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | None = None):
     """(values, grads) of a blockable program, `block` elements at a time: the plain forward
-    and backward on each block, written into whole arrays at the end of it. Values holds the
+    and backward on each block, written into whole arrays at the end of it; or its recorded
+    calls replayed (`fused_block` elements at a time, default `block`). Values holds the
     leaves, constants and output only (Values fills in the rest when read). None when the
     blocks disagree about which leaves the output reaches (then the caller runs whole)."""
     nodes = graph.nodes
@@ -380,9 +386,10 @@ def run_blocked(graph, output: int, cotangent, block: int):
             if eq.shape == oshape:
                 sliced[eq.id] = eq.value.reshape(-1)
     flat_cot = np.asarray(cotangent).reshape(-1)
-    fused = fused_programs(graph, output, n, block, flat_cot.dtype)
+    fblock = fused_block or block
+    fused = fused_programs(graph, output, n, fblock, flat_cot.dtype)
     if fused is not None:
-        out, grads = run_fused(fused, values, sliced, flat_cot, n, block, dtype)
+        out, grads = run_fused(fused, values, sliced, flat_cot, n, fblock, dtype)
         values[output] = out.reshape(oshape)
         return values, {i: g.reshape(oshape) for i, g in grads.items()}
     out = np.empty(n, dtype=dtype)
@@ -441,6 +448,34 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
     return progs
 
 
+# the last result block of a fused run, kept (up to KEEP_MAX bytes) so that the next run of
+# that size, once nothing refers to the old results, writes into pages already mapped:
+# fresh pages cost more than the run (four 8 MB arrays fault in for about 18 ms on this
+# machine, the whole seed run at n = 10^6 computes in about 12 ms)
+KEEP_MAX = 1 << 26
+_KEPT = []
+
+
+def result_block(shape: tuple, dtype):
+    """An uninitialised array for the output and grads of a run: the kept block when its
+    shape and dtype fit and no one else holds it (its views were all dropped), else a new
+    one (kept in turn when small enough)."""
+    try:
+        kept = _KEPT.pop()          # atomic: two threads never get the same block
+    except IndexError:
+        kept = None
+    # references: `kept` and getrefcount's argument; any view of it adds one
+    if kept is not None and kept.shape == shape and kept.dtype == dtype and \
+            sys.getrefcount(kept) == 2:
+        block = kept
+    else:
+        block = np.empty(shape, dtype=dtype)
+    del kept
+    if block.nbytes <= KEEP_MAX:
+        _KEPT.append(block)
+    return block
+
+
 def run_fused(progs, values, sliced, flat_cot, n: int, block: int, dtype):
     """(output, grads) as flat arrays: the recorded calls, block after block, each block's
     intermediates in the same few buffers."""
@@ -451,11 +486,8 @@ def run_fused(progs, values, sliced, flat_cot, n: int, block: int, dtype):
             sources[key] = flat_cot if kind == "cotangent" else \
                 sliced[i] if whole else values[i]
     buffers = {m: [np.empty(m, dt) for dt in p.buffers] for m, p in progs.items()}
-    # the output and every grad in one allocation: freed, it raises glibc's mmap and trim
-    # thresholds past its size, so the next run's results reuse the pages instead of
-    # faulting fresh ones in (four 8 MB arrays: about 18 ms of page faults otherwise)
     leaves = sorted(next(iter(progs.values())).leaves)
-    whole = np.empty((1 + len(leaves), n), dtype=dtype)
+    whole = result_block((1 + len(leaves), n), dtype)
     out, grads = whole[0], dict(zip(leaves, whole[1:]))
     with np.errstate(all="ignore"):
         for lo in range(0, n, block):
