@@ -677,3 +677,33 @@ def test_result_block_is_reused_only_when_nothing_refers_to_it(monkeypatch):
     third = economy.run_blocked(graph, graph.output, cot, 4)
     assert np.shares_memory(third[0][graph.output], economy._KEPT[0])
     assert_same(third[0][graph.output], first, "the output written into a reused block")
+
+
+def test_many_tiny_values_skip_the_lean_forward(monkeypatch):
+    """Over LEAN_MIN elements in all but no value of LEAN_NODE_MIN: the scheduled forward
+    (the lean one's bookkeeping costs more than it saves); the numbers are the plain ones."""
+    text = "+".join(["x"] * 20_000)
+    graph = compile_with(text, {"x": np.linspace(-1, 1, 8)})
+    assert economy.elements(graph, graph.output)[0] >= economy.LEAN_MIN
+    monkeypatch.setattr(economy, "forward_lean", lambda *a: pytest.fail("lean forward"))
+    monkeypatch.setattr(economy, "run_blocked", lambda *a: None)
+    ans = engine.differentiate(engine.Request(graph, graph.output, np.ones(8),
+                                              (graph.leaves["x"],), drop_values=True))
+    want = plain_forward(graph, graph.output)
+    assert_same(ans.values[graph.output], want[graph.output], text[:20])
+    assert_same(ans.grads[graph.leaves["x"]], np.full(8, 20_000.0), "grad")
+
+
+@pytest.mark.parametrize("length,paused", [(5, False), (20_001, True)])
+def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkeypatch):
+    import gc
+    from gradcalc import api
+    seen = []
+    real = api.run
+    monkeypatch.setattr(api, "run", lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
+    assert gc.isenabled()
+    text = "+".join(["x"] * ((length + 1) // 2))
+    r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
+    assert seen == [not paused]
+    assert gc.isenabled()
+    assert r.grads["x"].tolist() == [(length + 1) // 2] * 2
