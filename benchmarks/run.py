@@ -1,6 +1,6 @@
 """The performance figures of issue 6 (and figure 9, issue 13's human view of a large array;
 figure 10, issue 15's `--json` of a large array), each a ratio against a floor measured in
-the same run.
+the same run; and issue 15's cost curves of the engine (E1-E4), each a fitted exponent.
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
 
@@ -31,6 +31,7 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
     "3c": 1.3, "3d": 1.3, "5b": 2.0, "6b": 2.0,
+    "E1": 1.1, "E2": 1.1, "E3": 1.1, "E4": 1.1,
     "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
 }
 # figure 9's floor: the same forward and VJP written by hand, printed, as one process
@@ -477,9 +478,100 @@ def _stats(prof, top, title, order):
         ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)
 
 
+# ------------------------------------------------------------------ engine cost curves
+# Issue 15 item 3: parse + compile + forward + backward (`--check none`, no Jacobian) of
+# programs of 10 ... 10^5 operations and of 1 ... 1,000 leaves, each curve with the
+# exponent of a least-squares line through its log-log points (1 is linear; target 1.1).
+CURVE_TARGET = 1.1
+CURVE_SECONDS = 2.0          # the largest program (10^5 operations) without the check
+CURVES = {   # figure -> (kind, what it is, sizes)
+    "E1": ("sum_chain", "a long chain `x + x + ... + x`", (10, 100, 1000, 10**4, 10**5)),
+    "E2": ("sin_chain", "a chain of statements `y=sin(x)`, `y=sin(y)`, ... (nesting "
+                        "`sin(sin(...))` stops at the depth limit, 199; 10^5 statements fit "
+                        "the 10^6-character text limit written this short)",
+           (10, 100, 1000, 10**4, 10**5)),
+    "E3": ("wide_sum", "a wide sum `a0*b0 + a1*b1 + ...` (one leaf per operation)",
+           (10, 100, 1000, 10**4, 10**5)),
+    "E4": ("leaves", "`x0 + x1 + ... ` by number of leaves", (1, 10, 100, 1000)),
+}
+
+
+def curve_program(kind: str, k: int):
+    """(text, variables) of a program of about k operations (k leaves for "leaves")."""
+    import numpy as np
+    x = np.linspace(0.1, 1.0, 8)
+    if kind == "sum_chain":
+        return "+".join(["x"] * (k + 1)), {"x": x}
+    if kind == "sin_chain":
+        return "\n".join(["y=sin(x)"] + ["y=sin(y)"] * (k - 1)), {"x": x}
+    if kind == "wide_sum":
+        m = max(1, (k + 1) // 2)
+        return " + ".join(f"a{i}*b{i}" for i in range(m)), \
+            {**{f"a{i}": x for i in range(m)}, **{f"b{i}": x + 1 for i in range(m)}}
+    if kind == "leaves":
+        return (" + ".join(f"x{i}" for i in range(k)) if k > 1 else "x0 * 1"), \
+            {f"x{i}": x for i in range(k)}
+    raise ValueError(kind)
+
+
+def fitted_exponent(sizes, times) -> float:
+    """The slope of the least-squares line through (log size, log time)."""
+    import math
+    lx = [math.log(s) for s in sizes]
+    ly = [math.log(t) for t in times]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def worker_engine_curve(kind, sizes, reps):
+    """Wall and CPU seconds of one gradcalc.compute per size (median of `reps`; one run at
+    10^5), each on a freshly compiled program (the API's program cache emptied)."""
+    import gradcalc
+    from gradcalc import api
+    from gradcalc.errors import Limits
+    sizes = [int(x) for x in str(sizes).split(",")]
+    wall, cpu = [], []
+    for k in sizes:
+        text, variables = curve_program(kind, k)
+        runs = []
+        for _ in range(1 if k >= 10**5 else reps + 1):   # the first of several: warm-up
+            api.PROGRAMS = type(api.PROGRAMS)()
+            t0, c0 = time.perf_counter(), time.process_time()
+            gradcalc.compute(text, check="none", grad=1.0, jacobian=False, limits=Limits(),
+                             **variables)
+            runs.append((time.perf_counter() - t0, time.process_time() - c0))
+        runs = runs[1:] if len(runs) > 1 else runs
+        wall.append(median([r[0] for r in runs]))
+        cpu.append(median([r[1] for r in runs]))
+    return {"sizes": sizes, "wall": wall, "cpu": cpu}
+
+
+def engine_curve_rows(row, want, quick):
+    """The curves E1-E4 as rows: 'ratio' is the fitted exponent (wall time), the notes give
+    every point, the CPU exponent and the largest program's time."""
+    for fid, (kind, what, sizes) in CURVES.items():
+        if not (want(fid) or want("E")):
+            continue
+        if quick:
+            sizes = sizes[:-1]
+        r = spawn("engine_curve", kind, ",".join(map(str, sizes)), 1 if quick else 3)
+        exp_wall = fitted_exponent(r["sizes"], r["wall"])
+        exp_cpu = fitted_exponent(r["sizes"], r["cpu"])
+        points = ", ".join(f"{k:,}: {fmt_t(t)}" for k, t in zip(r["sizes"], r["wall"]))
+        note = f"{points}; exponent (CPU time) {exp_cpu:.2f}"
+        if r["sizes"][-1] >= 10**5:
+            met = "under" if r["wall"][-1] < CURVE_SECONDS else "**over**"
+            note += (f"; 10^5 operations {fmt_t(r['wall'][-1])} wall, {fmt_t(r['cpu'][-1])} "
+                     f"CPU ({met} {CURVE_SECONDS:.0f} s)")
+        row(fid, f"cost curve: parse + compile + forward + backward, `--check none`, of {what}"
+                 f", {r['sizes'][0]:,} ... {r['sizes'][-1]:,}; the ratio column is the fitted "
+                 "exponent", "a straight line in log-log (exponent 1)", r["wall"][0],
+            r["wall"][-1], note, ratio=exp_wall)
+
+
 WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
            "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
-           "jax": worker_jax}
+           "jax": worker_jax, "engine_curve": worker_engine_curve}
 
 
 # ------------------------------------------------------------------ main side
@@ -732,6 +824,8 @@ def main():
                   "(whole process, start-up included)",
             "`python -c` forward + VJP by hand in numpy, the same object written by orjson",
             f, s, ratio=ratio)
+
+    engine_curve_rows(row, want, q)      # E1-E4: the engine's cost curves (issue 15 item 3)
 
     total = time.perf_counter() - started
     info = machine()
