@@ -35,17 +35,14 @@ class Eq:
     """One node of the graph: a leaf, a constant, or an op applied to earlier nodes."""
 
     __slots__ = ("id", "kind", "op", "inputs", "params", "shape", "pos", "name", "value",
-                 "requires_grad", "torch")
+                 "requires_grad", "torch", "size")
 
     def __init__(self, id, kind, op, inputs, params, shape, pos, name=None, value=None):
         self.id, self.kind, self.op, self.inputs, self.params = id, kind, op, inputs, params
         self.shape, self.pos, self.name, self.value = shape, pos, name, value
         self.requires_grad = False
         self.torch = None
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
+        self.size = math.prod(shape)    # read per node by every size estimate; shape is fixed
 
     def __repr__(self):
         what = self.op.name if self.op else self.kind
