@@ -323,7 +323,7 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
                 v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
                 if v is None:
                     continue
-                if type(v) is not ndarray or v.shape != batch + shape:
+                if type(v) is not ndarray or v.shape != (batch + shape if nb else shape):
                     v = sum_to(v, nb, batch, shape)
                 if v.dtype is not dtype and v.dtype != dtype:
                     v = v.astype(dtype)
@@ -334,11 +334,10 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
                             v is not ans and not any(v is a for a in args):
                         own.add(i)
                     continue
-                fresh = v.base is None and v.flags.writeable and v is not g and \
-                    v is not ans and not any(v is a for a in args)
                 if i in own:
                     np.add(have, v, out=have)
-                elif fresh:
+                elif v.base is None and v.flags.writeable and v is not g and \
+                        v is not ans and not any(v is a for a in args):    # v is fresh
                     ct[i] = np.add(have, v, out=v)
                     own.add(i)
                 else:
