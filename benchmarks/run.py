@@ -1,5 +1,5 @@
-"""The performance figures of issues 6, 11, 13 and 15, each a ratio against a floor measured
-in the same run (or, for a cost curve, its fitted exponent).
+"""The performance figures of issues 6, 10, 11, 13 and 15, each a ratio against a floor
+measured in the same run (or, for a cost curve, its fitted exponent).
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
 
@@ -35,6 +35,8 @@ DEFAULT_TORCH = "/work/torchenv/bin/python"
 
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
+    "3c": 1.3, "3d": 1.3, "5b": 2.0, "6b": 2.0,
+    "E1": 1.1, "E2": 1.1, "E3": 1.1, "E4": 1.1,
     "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
     "14": 1.0, "17a": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
 }
@@ -220,6 +222,24 @@ def _seed_by_hand(a, b, c, v):
     return y, 3 * v, 4 * b * v, v / c
 
 
+def _seed_by_hand_reusing(a, b, c, v, bufs):
+    """The same calls, each writing into buffers kept from the last run (out=): no page is
+    faulted in, no array allocated; the outputs are overwritten by the next run."""
+    import numpy as np
+    y, t, ga, gb, gc = bufs
+    np.multiply(a, 3, out=y)
+    np.multiply(b, 2, out=t)
+    np.multiply(t, b, out=t)
+    np.add(y, t, out=y)
+    np.log(c, out=t)
+    np.add(y, t, out=y)
+    np.multiply(v, 3, out=ga)
+    np.multiply(b, 4, out=gb)
+    np.multiply(gb, v, out=gb)
+    np.divide(v, c, out=gc)
+    return y, ga, gb, gc
+
+
 def _big_limits():
     from gradcalc.errors import Limits
     return Limits(max_memory=64 * 1024**3)
@@ -233,9 +253,14 @@ def worker_fig3(n, reps):
     def ours():
         return gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="none",
                                 jacobian=False, limits=lim)
-    r = []
+    r, rr = [], []
     floor, subject = _interleave(lambda: _seed_by_hand(a, b, c, v), ours, reps, ratios=r)
-    return _result(floor, subject, r)
+    import numpy as np
+    bufs = [np.empty(n) for _ in range(5)]
+    rfloor, rsubject = _interleave(lambda: _seed_by_hand_reusing(a, b, c, v, bufs), ours, reps,
+                                   ratios=rr)
+    return _result(floor, subject, r, reuse={"floor": rfloor, "subject": rsubject,
+                                             "ratios": rr})
 
 
 def worker_fig4(n):
@@ -275,7 +300,15 @@ def _fig5_by_hand(a, b):
     return ja, jb
 
 
+def _one_blas_thread():
+    """Figures 5 and 6 compare one thread with one thread (the floors use no BLAS), as the
+    gradcalc command runs: its start-up sets OPENBLAS_NUM_THREADS=1 unless set. Call before
+    numpy is imported."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def worker_fig5(n, reps):
+    _one_blas_thread()
     import numpy as np
     import gradcalc
     rng = np.random.default_rng(1)
@@ -294,6 +327,7 @@ def worker_fig5(n, reps):
 
 
 def worker_fig6(n, reps):
+    _one_blas_thread()
     import numpy as np
     import gradcalc
     rng = np.random.default_rng(2)
@@ -464,7 +498,6 @@ def worker_profile(fig, top=18):
     by own time, as text."""
     import cProfile
     import io
-    import pstats
     import numpy as np
     import gradcalc
     fig = str(fig)
@@ -518,8 +551,8 @@ def worker_profile(fig, top=18):
         prof.enable()
         call()                    # the first check of the process
         prof.disable()
-        return {"text": _stats(prof, top, f"figure 7, the first check (sympy used once "
-                                          f"before)", "tottime")}
+        return {"text": _stats(prof, top, "figure 7, the first check (sympy used once "
+                                          "before)", "tottime")}
     elif fig == "2":
         from gradcalc import cli
 
@@ -852,7 +885,6 @@ def worker_fig14(engine, quick=0):
     "torch" (leaves that require grad, forward, backward(v)) or "jax" (jax.jit of the
     forward and its VJP, inputs already device arrays)."""
     _one_core()
-    import numpy as np
     out = {}
     if engine == "gradcalc":
         import gradcalc
@@ -896,11 +928,93 @@ def worker_fig14(engine, quick=0):
 # ================================================================== end of figure 14
 
 
+# ================================================================== engine cost curves
+# Issue 15 item 3: parse + compile + forward + backward (`--check none`, no Jacobian) of
+# programs of 10 ... 10^5 operations and of 1 ... 1,000 leaves, each curve with the
+# exponent of a least-squares line through its log-log points (1 is linear; target 1.1).
+CURVE_TARGET = 1.1
+CURVE_SECONDS = 2.0          # the largest program (10^5 operations) without the check
+CURVES = {   # figure -> (kind, what it is, sizes)
+    "E1": ("sum_chain", "a long chain `x + x + ... + x`", (10, 100, 1000, 10**4, 10**5)),
+    "E2": ("sin_chain", "a chain of statements `y=sin(x)`, `y=sin(y)`, ... (nesting "
+                        "`sin(sin(...))` stops at the depth limit, 199; 10^5 statements fit "
+                        "the 10^6-character text limit written this short)",
+           (10, 100, 1000, 10**4, 10**5)),
+    "E3": ("wide_sum", "a wide sum `a0*b0 + a1*b1 + ...` (one leaf per operation)",
+           (10, 100, 1000, 10**4, 10**5)),
+    "E4": ("leaves", "`x0 + x1 + ... ` by number of leaves", (1, 10, 100, 1000)),
+}
+
+
+def curve_program(kind: str, k: int):
+    """(text, variables) of a program of about k operations (k leaves for "leaves")."""
+    import numpy as np
+    x = np.linspace(0.1, 1.0, 8)
+    if kind == "sum_chain":
+        return "+".join(["x"] * (k + 1)), {"x": x}
+    if kind == "sin_chain":
+        return "\n".join(["y=sin(x)"] + ["y=sin(y)"] * (k - 1)), {"x": x}
+    if kind == "wide_sum":
+        m = max(1, (k + 1) // 2)
+        return " + ".join(f"a{i}*b{i}" for i in range(m)), \
+            {**{f"a{i}": x for i in range(m)}, **{f"b{i}": x + 1 for i in range(m)}}
+    if kind == "leaves":
+        return (" + ".join(f"x{i}" for i in range(k)) if k > 1 else "x0 * 1"), \
+            {f"x{i}": x for i in range(k)}
+    raise ValueError(kind)
+
+
+def worker_engine_curve(kind, sizes, reps):
+    """Wall and CPU seconds of one gradcalc.compute per size (median of `reps`; one run at
+    10^5), each on a freshly compiled program (the API's program cache emptied)."""
+    import gradcalc
+    from gradcalc import api
+    from gradcalc.errors import Limits
+    sizes = [int(x) for x in str(sizes).split(",")]
+    wall, cpu = [], []
+    for k in sizes:
+        text, variables = curve_program(kind, k)
+        runs = []
+        for _ in range(1 if k >= 10**5 else reps + 1):   # the first of several: warm-up
+            api.PROGRAMS = type(api.PROGRAMS)()
+            t0, c0 = time.perf_counter(), time.process_time()
+            gradcalc.compute(text, check="none", grad=1.0, jacobian=False, limits=Limits(),
+                             **variables)
+            runs.append((time.perf_counter() - t0, time.process_time() - c0))
+        runs = runs[1:] if len(runs) > 1 else runs
+        wall.append(median([r[0] for r in runs]))
+        cpu.append(median([r[1] for r in runs]))
+    return {"sizes": sizes, "wall": wall, "cpu": cpu}
+
+
+def engine_curve_rows(want, quick):
+    """The curves E1-E4, each fitted in CPU time (on a shared machine the wall time of a
+    large point drifts with the load); the notes give the wall exponent and the largest
+    program's wall and CPU time against the 2 s target."""
+    for fid, (kind, what, sizes) in CURVES.items():
+        if not (want(fid) or want("E")):
+            continue
+        if quick:
+            sizes = sizes[:-1]
+        r = spawn("engine_curve", kind, ",".join(map(str, sizes)), 1 if quick else 3)
+        note = f"exponent in wall time {loglog_exponent(r['sizes'], r['wall']):.2f}"
+        if r["sizes"][-1] >= 10**5:
+            met = "under" if r["wall"][-1] < CURVE_SECONDS else "**over**"
+            note += (f"; 10^5 operations {fmt_t(r['wall'][-1])} wall, {fmt_t(r['cpu'][-1])} "
+                     f"CPU ({met} {CURVE_SECONDS:.0f} s wall)")
+        add_curve(fid, f"cost curve: parse + compile + forward + backward, `--check none`, of "
+                       f"{what}: CPU time vs operations", r["sizes"], r["cpu"],
+                  target=CURVE_TARGET, per="op" if kind != "leaves" else "leaf", notes=note)
+
+
+# ================================================================== end of the engine cost curves
+
+
 WORKERS = {"profile": worker_profile, "fig3": worker_fig3, "fig4": worker_fig4, "fig5": worker_fig5, "fig6": worker_fig6,
            "fig7": worker_fig7, "fig8_floor": worker_fig8_floor, "torch": worker_torch,
            "jax": worker_jax, "jsonl_curve": worker_jsonl_curve, "fit_mlp": worker_fit_mlp,
            "fit_mlp_torch": worker_fit_mlp_torch, "fit_lm": worker_fit_lm,
-           "fig14": worker_fig14}
+           "fig14": worker_fig14, "engine_curve": worker_engine_curve}
 
 
 # ------------------------------------------------------------------ main side
@@ -989,9 +1103,17 @@ def spawn_pooled(name, args, workers):
     """Run a worker `workers` times (fresh processes) and pool the pair ratios: one
     process's memory layout and page faults are not the figure."""
     runs = [spawn(name, *args) for _ in range(workers)]
-    return {"floor": median(r["floor"] for r in runs),
-            "subject": median(r["subject"] for r in runs),
-            "ratios": [x for r in runs for x in r["ratios"]]}
+    pooled = pool(runs)
+    if all("reuse" in r for r in runs):        # figure 3's second floor (3c, 3d)
+        pooled["reuse"] = pool([r["reuse"] for r in runs])
+    return pooled
+
+
+def pool(parts):
+    """Medians of the parts' floors and subjects, and all their pair ratios."""
+    return {"floor": median(p["floor"] for p in parts),
+            "subject": median(p["subject"] for p in parts),
+            "ratios": [x for p in parts for x in p["ratios"]]}
 
 
 def torch_python(arg):
@@ -1120,6 +1242,13 @@ def main():
             add_row(fid, f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}",
                     "hand-written numpy forward + VJP, same process", r["floor"], r["subject"],
                     r["ratios"], notes=torch_col("3", n, reps, r["floor"]))
+            # issue 15 item 5: the same against a floor that pays no page faults
+            u = r["reuse"]
+            add_row(fid.replace("3a", "3c").replace("3b", "3d"),
+                    f"forward + backward of the seed expression, n = 10^{len(str(n)) - 1}, "
+                    "against a floor that reuses its buffers", "hand-written numpy forward + "
+                    "VJP writing into buffers kept between runs (out=)", u["floor"],
+                    u["subject"], u["ratios"])
     if want("4"):
         r = spawn("fig4", 10**7)
         add_row("4", "peak memory of 3 at n = 10^7 (traced, above the inputs)",
@@ -1127,16 +1256,22 @@ def main():
                 r["subject"] / r["floor"], unit="memory",
                 notes=f"{r['floor'] / 2**20:.0f} MiB vs {r['subject'] / 2**20:.0f} MiB; "
                       "deterministic (no spread)")
-    if want("5"):
-        r = spawn_pooled("fig5", (3000, 3 if q else 9), 2 if q else 3)
-        add_row("5", "full Jacobian of `sin(a)*b + a**2` wrt a, b, n = 3000, dense",
-                "two n×n zero matrices filled by hand", r["floor"], r["subject"], r["ratios"],
-                notes=torch_col("5", 3000, 2 if q else 3, r["floor"]))
-    if want("6"):
-        r = spawn_pooled("fig6", (3000, 3 if q else 9), 2 if q else 3)
-        add_row("6", "full Jacobian of `W @ tanh(a)` wrt a, n = 3000",
-                "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"], r["ratios"],
-                notes=torch_col("6", 3000, 1, r["floor"]))
+    # figures 5 and 6 at n = 3000 and (5b, 6b; issue 15 item 6) n = 1000, where fixed
+    # per-call costs weigh most and the floor's fresh pages hide less
+    for fid, n in (("5", 3000), ("5b", 1000)):
+        if want("5") or want(fid):
+            reps = (3 if q else 9) if n > 1000 else (9 if q else 31)
+            r = spawn_pooled("fig5", (n, reps), 2 if q else 3)
+            add_row(fid, f"full Jacobian of `sin(a)*b + a**2` wrt a, b, n = {n}, dense",
+                    "two n×n zero matrices filled by hand", r["floor"], r["subject"],
+                    r["ratios"], notes=torch_col("5", n, 2 if q else 3, r["floor"]))
+    for fid, n in (("6", 3000), ("6b", 1000)):
+        if want("6") or want(fid):
+            reps = (3 if q else 9) if n > 1000 else (9 if q else 31)
+            r = spawn_pooled("fig6", (n, reps), 2 if q else 3)
+            add_row(fid, f"full Jacobian of `W @ tanh(a)` wrt a, n = {n}",
+                    "closed form `W * (1 - tanh(a)**2)`", r["floor"], r["subject"],
+                    r["ratios"], notes=torch_col("6", n, 1, r["floor"]))
     if want("7"):
         runs = []
 
@@ -1278,6 +1413,8 @@ def main():
                         "scipy curve_fit given an analytic `jac`", r["jac"], r["subject"],
                         r["ratios_jac"])
     # ================================================================ end of the fit figures
+
+    engine_curve_rows(want, q)      # E1-E4: the engine's cost curves (issue 15 item 3)
 
     total = time.perf_counter() - started
     print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown)

@@ -9,6 +9,8 @@ value. It imports nothing heavy beyond numpy, and sympy only when a symbolic che
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +49,30 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     limits = limits or _DEFAULT_LIMITS
     settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
                                  seed, tangent, hessian, hvp, taylor, steps), limits, API)
-    if not externs:
-        return run(text, vars, settings, limits, cache=PROGRAMS)
-    from .extern import Externs
-    with Externs(functions=externs, limits=limits) as ex:
-        return run(text, vars, settings, limits, externs=ex)
+    with _gc_paused(len(text) >= GC_PAUSE_MIN):
+        if not externs:
+            return run(text, vars, settings, limits, cache=PROGRAMS)
+        from .extern import Externs
+        with Externs(functions=externs, limits=limits) as ex:
+            return run(text, vars, settings, limits, externs=ex)
+
+
+# a long program text makes one graph node after another, all alive to the end: the
+# collector's passes over them find nothing and cost 33-46 % of a 10^5-operation call (issue
+# 15), so compute() pauses it for such texts, as the CLI does for a whole one-shot run
+GC_PAUSE_MIN = 10_000
+
+
+@contextlib.contextmanager
+def _gc_paused(pause: bool):
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 _NUMBER_TYPES = {float, int}
@@ -252,9 +273,7 @@ def _check_memory(graph, output: int, limits: Limits) -> int:
     """Bytes of values and grads, refused before allocating: every value kept, one
     cotangent per node that requires grad, and a rule's temporaries (twice the largest)."""
     total, needing = engine.elements(graph, output)
-    largest = graph.memo.get(("largest", output))
-    if largest is None:      # per compiled program: a JSON Lines stream pays for it once
-        largest = graph.memo[("largest", output)] = max(n.size for n in graph.nodes[: output + 1])
+    largest = engine.largest(graph, output)   # per compiled program, as elements()
     est = (total + needing + 2 * largest) * graph.dtype.itemsize
     if est > limits.max_memory:
         raise GradcalcError("limit", f"the calculation needs about {fmt_bytes(est)}, over the "

@@ -35,17 +35,14 @@ class Eq:
     """One node of the graph: a leaf, a constant, or an op applied to earlier nodes."""
 
     __slots__ = ("id", "kind", "op", "inputs", "params", "shape", "pos", "name", "value",
-                 "requires_grad", "torch")
+                 "requires_grad", "torch", "size")
 
     def __init__(self, id, kind, op, inputs, params, shape, pos, name=None, value=None):
         self.id, self.kind, self.op, self.inputs, self.params = id, kind, op, inputs, params
         self.shape, self.pos, self.name, self.value = shape, pos, name, value
         self.requires_grad = False
         self.torch = None
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
+        self.size = math.prod(shape)    # read per node by every size estimate; shape is fixed
 
     def __repr__(self):
         what = self.op.name if self.op else self.kind
@@ -180,7 +177,9 @@ class Compiler:
         if kind == "op":
             eq.requires_grad = any(self.nodes[i].requires_grad and op.vjp(j) is not None
                                    for j, i in enumerate(inputs))
-            eq.torch = op.torch_name(self._site(inputs, params))
+            # the site (operand kinds and ranks) only for an op whose name depends on it
+            eq.torch = op.torch_name(self._site(inputs, params)) if callable(op.torch) \
+                else op.torch
         self.nodes.append(eq)
         return eq.id
 
@@ -291,17 +290,16 @@ class Compiler:
 
     # -- expressions --------------------------------------------------------------------
     def expr(self, root: Node) -> int:
-        work = [(root, self.env, self.funcs, False)]
+        work = [(root, self.env, self.funcs, -1)]
         vals: list[int] = []
         while work:
-            node, env, funcs, done = work.pop()
-            if not done:
+            node, env, funcs, n = work.pop()
+            if n < 0:                   # first visit: its children first, then it again
                 kids = _children(node)
-                work.append((node, env, funcs, True))
+                work.append((node, env, funcs, len(kids)))
                 for kid in reversed(kids):
-                    work.append((kid, env, funcs, False))
+                    work.append((kid, env, funcs, -1))
                 continue
-            n = len(_children(node))
             args = vals[len(vals) - n:] if n else []
             if n:
                 del vals[len(vals) - n:]
@@ -440,7 +438,7 @@ class Compiler:
                 if kname in bound:
                     raise GradcalcError("call", f"{shown}(): '{clip(kname)}' given twice", pos)
                 bound[kname] = v
-            work.append((body, {**env, **bound}, defs, False))
+            work.append((body, {**env, **bound}, defs, -1))   # a first visit
             return None
         op = self.externs.get(name) or OPS.get(name)
         if op is None or not op.named:

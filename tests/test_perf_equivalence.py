@@ -14,6 +14,8 @@ derivative makes NaN off the diagonal.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -359,11 +361,21 @@ def assert_blocked_is_plain(graph, cot, block, what):
         assert_same(grads[i], ref[i], f"{what}: grad of {graph.nodes[i].name} (block {block})")
 
 
+def unfused(monkeypatch, fuse: bool):
+    """With fuse False, the blocked path runs the rules on each block itself (what it does
+    when a rule cannot be recorded)."""
+    if not fuse:
+        monkeypatch.setattr(economy, "fused_programs", lambda *a: None)
+
+
 @pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype, fuse, monkeypatch):
     """A pointwise program run block by block (blocks of 1, 2 and 4 elements, so the last
-    block is often shorter) gives the plain path's output and grads bit for bit."""
+    block is often shorter) gives the plain path's output and grads bit for bit, replaying
+    its recorded ufunc calls into reused buffers (fuse) or calling the rules per block."""
+    unfused(monkeypatch, fuse)
     for graph, seed in graphs_of(expr, shapes, domain, dtype):
         if not economy.blockable(graph, graph.output):
             continue
@@ -374,12 +386,14 @@ def test_blocked_run_equals_the_plain_path(expr, shapes, domain, dtype):
 
 @pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
 @pytest.mark.parametrize("n", [5, 70_000])
-def test_pointwise_programs_take_the_blocked_path(name, k, sample, n):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_pointwise_programs_take_the_blocked_path(name, k, sample, n, fuse, monkeypatch):
     """Each pointwise op on leaves of the output's shape is blockable (so the test above
     compares the blocked path, not a silent refusal), and gives the plain path's numbers at
     special values; at 70,000 elements in blocks of BLOCK, numpy's vector loops run at the
     same alignment as on the whole array, the last block shorter."""
     expr, shapes, domain = sample
+    unfused(monkeypatch, fuse)
     same = {v: (n,) for v in shapes}
     for seed, special in ((0, False), (1, True), (2, True)):
         graph = compile_with(expr, sample_inputs(same, domain, seed, special))
@@ -390,6 +404,37 @@ def test_pointwise_programs_take_the_blocked_path(name, k, sample, n):
         cot[:3] = (0.0, -0.0, np.inf)
         for block in ((2, 3) if n < 100 else (economy.BLOCK,)):
             assert_blocked_is_plain(graph, cot, block, expr)
+
+
+# rules that call only elementwise ufuncs are recorded; the others (np.where, `**`, a
+# Python branch on a value) are refused by name, never replayed approximately
+FUSED = {"3*a + 2*b*b + log(c)", "exp(x) * exp(x) + x * x * x", "sin(a) * b - a / c",
+         "tanh(x) * x + sigmoid(x)", "x * y + 2"}
+NOT_FUSED = {"sqrt(x) * relu(x)", "x ** 2 + 1", "abs(x) + 1", "softplus(x)"}
+
+
+@pytest.mark.parametrize("expr", sorted(FUSED | NOT_FUSED))
+def test_fused_recording_takes_ufunc_rules_and_refuses_the_rest(expr):
+    names = sorted(set(re.findall(r"\b[abcxy]\b", expr)))
+    bindings = {v: np.linspace(0.5, 2.0, 10) for v in names}
+    graph = compile_with(expr, bindings)
+    assert economy.blockable(graph, graph.output)
+    progs = economy.fused_programs(graph, graph.output, 10, 4, np.dtype("float64"))
+    assert (progs is not None) == (expr in FUSED), expr
+    if progs is not None:
+        assert sorted(progs) == [2, 4]        # the last block is recorded apart
+        cot = np.linspace(-1, 1, 10)
+        assert_blocked_is_plain(graph, cot, 4, expr)
+
+
+def test_fused_program_reuses_buffers_and_writes_results_in_place():
+    """The seed expression's 12 calls need 3 block buffers; the output and the grads are
+    written by the calls that compute them (nothing copied at the end of a block)."""
+    graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 8) for v in "abc"})
+    prog = economy.fused_programs(graph, graph.output, 8, 8, np.dtype("float64"))[8]
+    assert len(prog.steps) == 12
+    assert len(prog.buffers) == 3
+    assert prog.copies == []
 
 
 @pytest.mark.parametrize("expr,shapes", [
@@ -613,3 +658,52 @@ def test_json_lines_derive_each_program_once(monkeypatch):
     assert all(o["checks"]["symbolic"]["passed"] is True for o in out)
     assert out[0]["checks"]["symbolic"]["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
     assert out[11]["checks"]["symbolic"]["derivatives"] == {"a": "3", "b": "4*b", "c": "1/c"}
+
+
+def test_result_block_is_reused_only_when_nothing_refers_to_it(monkeypatch):
+    """A fused run's results share one block, kept for the next run of that shape: reused
+    only once every view of it was dropped, so a result the caller holds is never
+    overwritten."""
+    monkeypatch.setattr(economy, "_KEPT", [])
+    graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 9) for v in "abc"})
+    cot = np.linspace(-1, 1, 9)
+    held, grads = economy.run_blocked(graph, graph.output, cot, 4)
+    first = held[graph.output].copy()
+    again = economy.run_blocked(graph, graph.output, cot * 2, 4)
+    assert not np.shares_memory(again[0][graph.output], held[graph.output])
+    assert_same(held[graph.output], first, "a held result after another run")
+    base = again[0][graph.output].base
+    del again, held, grads, base
+    third = economy.run_blocked(graph, graph.output, cot, 4)
+    assert np.shares_memory(third[0][graph.output], economy._KEPT[0])
+    assert_same(third[0][graph.output], first, "the output written into a reused block")
+
+
+def test_many_tiny_values_skip_the_lean_forward(monkeypatch):
+    """Over LEAN_MIN elements in all but no value of LEAN_NODE_MIN: the scheduled forward
+    (the lean one's bookkeeping costs more than it saves); the numbers are the plain ones."""
+    text = "+".join(["x"] * 20_000)
+    graph = compile_with(text, {"x": np.linspace(-1, 1, 8)})
+    assert economy.elements(graph, graph.output)[0] >= economy.LEAN_MIN
+    monkeypatch.setattr(economy, "forward_lean", lambda *a: pytest.fail("lean forward"))
+    monkeypatch.setattr(economy, "run_blocked", lambda *a: None)
+    ans = engine.differentiate(engine.Request(graph, graph.output, np.ones(8),
+                                              (graph.leaves["x"],), drop_values=True))
+    want = plain_forward(graph, graph.output)
+    assert_same(ans.values[graph.output], want[graph.output], text[:20])
+    assert_same(ans.grads[graph.leaves["x"]], np.full(8, 20_000.0), "grad")
+
+
+@pytest.mark.parametrize("length,paused", [(5, False), (20_001, True)])
+def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkeypatch):
+    import gc
+    from gradcalc import api
+    seen = []
+    real = api.run
+    monkeypatch.setattr(api, "run", lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
+    assert gc.isenabled()
+    text = "+".join(["x"] * ((length + 1) // 2))
+    r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
+    assert seen == [not paused]
+    assert gc.isenabled()
+    assert r.grads["x"].tolist() == [(length + 1) // 2] * 2

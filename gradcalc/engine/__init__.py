@@ -16,10 +16,11 @@ import numpy as np
 from . import economy, plain
 from .diagnose import describe_nonfinite
 from .plain import backward, forward, jacobian, sum_to
-from .sizes import elements, jacobian_entries, jacobian_memory
+from .sizes import elements, jacobian_entries, jacobian_memory, largest
 
 __all__ = ["Request", "Answer", "differentiate", "describe_nonfinite", "forward", "backward",
-           "jacobian", "sum_to", "elements", "jacobian_entries", "jacobian_memory", "ECONOMY"]
+           "jacobian", "sum_to", "elements", "largest", "jacobian_entries", "jacobian_memory",
+           "ECONOMY"]
 
 # False: every request takes the plain path (tests compare the two, byte for byte)
 ECONOMY = True

@@ -9,7 +9,9 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   as no rule will read them;
 - a pointwise program run block by block: each block of elements goes through the plain
   forward and backward while its arrays are in cache (issue 15: the backward's passes over
-  memory become passes over cache, and no whole-array intermediate is allocated);
+  memory become passes over cache, and no whole-array intermediate is allocated); when
+  every rule is elementwise ufunc calls, their recording (fused.py) is replayed into a few
+  reused block buffers instead;
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -20,18 +22,23 @@ hold to the plain path one by one.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
+from . import fused
 from .plain import forward as plain_forward
 from .plain import sum_to
-from .sizes import elements, remembered
+from .sizes import elements, largest, remembered
 
 # below this many elements in the output, the Jacobian is one dense batched pass (cheaper
 # than finding structure); tests force either path on every op
 STRUCTURE_MIN = 64
-# a forward is lean (drops dead intermediates, reuses buffers) above this many elements
+# a forward is lean (drops dead intermediates, reuses buffers) above this many elements in
+# all, when some value has LEAN_NODE_MIN elements or more: many tiny arrays gain nothing
+# from dropping and the lean bookkeeping costs (issue 15: 31 % slower for 10^5 values of 8)
 LEAN_MIN = 1 << 16
+LEAN_NODE_MIN = 1 << 12
 # dead buffers a lean forward keeps for later ufunc results
 POOL = 2
 # a pointwise program whose output has this many elements runs block by block, BLOCK
@@ -39,6 +46,10 @@ POOL = 2
 # the same alignment as the whole array): every pass then reads and writes cache, not memory
 BLOCK_MIN = 1 << 16
 BLOCK = 1 << 14
+# a recorded (fused) program's blocks: its buffers are reused, so larger blocks only cut
+# the Python per call (16,384 -> 65,536: the seed at n = 10^6 about 1.2x -> 1.0x the floor
+# that reuses its buffers, in process on the loaded 2-core machine)
+FUSED_BLOCK = 1 << 16
 
 
 def run(request):
@@ -48,10 +59,11 @@ def run(request):
     graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
     if request.drop_values and not request.jacobian and graph.nodes[out].size >= BLOCK_MIN \
             and blockable(graph, out):
-        done = run_blocked(graph, out, cot, BLOCK)
+        done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
         if done is not None:
             return Values(done[0], graph, out), done[1], None
-    lean = request.drop_values and elements(graph, out)[0] >= LEAN_MIN
+    lean = request.drop_values and elements(graph, out)[0] >= LEAN_MIN and \
+        largest(graph, out) >= LEAN_NODE_MIN
     values = forward_lean(graph, out) if lean else forward_scheduled(graph, out)
     both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
     if both is None:
@@ -311,7 +323,7 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
                 v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
                 if v is None:
                     continue
-                if type(v) is not ndarray or v.shape != batch + shape:
+                if type(v) is not ndarray or v.shape != (batch + shape if nb else shape):
                     v = sum_to(v, nb, batch, shape)
                 if v.dtype is not dtype and v.dtype != dtype:
                     v = v.astype(dtype)
@@ -322,11 +334,10 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
                             v is not ans and not any(v is a for a in args):
                         own.add(i)
                     continue
-                fresh = v.base is None and v.flags.writeable and v is not g and \
-                    v is not ans and not any(v is a for a in args)
                 if i in own:
                     np.add(have, v, out=have)
-                elif fresh:
+                elif v.base is None and v.flags.writeable and v is not g and \
+                        v is not ans and not any(v is a for a in args):    # v is fresh
                     ct[i] = np.add(have, v, out=v)
                     own.add(i)
                 else:
@@ -360,9 +371,10 @@ def blockable(graph, output: int) -> bool:
     return remembered(graph, ("blockable", output), find)
 
 
-def run_blocked(graph, output: int, cotangent, block: int):
+def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | None = None):
     """(values, grads) of a blockable program, `block` elements at a time: the plain forward
-    and backward on each block, written into whole arrays at the end of it. Values holds the
+    and backward on each block, written into whole arrays at the end of it; or its recorded
+    calls replayed (`fused_block` elements at a time, default `block`). Values holds the
     leaves, constants and output only (Values fills in the rest when read). None when the
     blocks disagree about which leaves the output reaches (then the caller runs whole)."""
     nodes = graph.nodes
@@ -377,6 +389,12 @@ def run_blocked(graph, output: int, cotangent, block: int):
             if eq.shape == oshape:
                 sliced[eq.id] = eq.value.reshape(-1)
     flat_cot = np.asarray(cotangent).reshape(-1)
+    fblock = fused_block or block
+    fused = fused_programs(graph, output, n, fblock, flat_cot.dtype)
+    if fused is not None:
+        out, grads = run_fused(fused, values, sliced, flat_cot, n, fblock, dtype)
+        values[output] = out.reshape(oshape)
+        return values, {i: g.reshape(oshape) for i, g in grads.items()}
     out = np.empty(n, dtype=dtype)
     grads, reached = {}, None
     with np.errstate(all="ignore"):
@@ -416,6 +434,69 @@ def run_blocked(graph, output: int, cotangent, block: int):
                 grads[i][lo:hi] = ct[i]
     values[output] = out.reshape(oshape)
     return values, {i: g.reshape(oshape) for i, g in grads.items()}
+
+
+def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
+    """{block length: fused.Program} for the blocks of an n-element run (the last block may
+    be shorter, and is recorded apart), remembered per program; None when a forward or
+    rule cannot be recorded (then the blocks run the rules themselves)."""
+    def make(length):
+        return fused.record(graph, output, _schedule(graph, output), _steps(graph, output),
+                            length, cot_dtype) or False
+    lengths = {min(block, n), n % block or min(block, n)}
+    progs = {m: remembered(graph, ("fused", output, m, cot_dtype.str), lambda: make(m))
+             for m in lengths}
+    if not all(progs.values()) or len({p.leaves for p in progs.values()}) != 1:
+        return None
+    return progs
+
+
+# the last result block of a fused run, kept (up to KEEP_MAX bytes) so that the next run of
+# that size, once nothing refers to the old results, writes into pages already mapped:
+# fresh pages cost more than the run (four 8 MB arrays fault in for about 18 ms on this
+# machine, the whole seed run at n = 10^6 computes in about 12 ms)
+KEEP_MAX = 1 << 26
+_KEPT = []
+
+
+def result_block(shape: tuple, dtype):
+    """An uninitialised array for the output and grads of a run: the kept block when its
+    shape and dtype fit and no one else holds it (its views were all dropped), else a new
+    one (kept in turn when small enough)."""
+    try:
+        kept = _KEPT.pop()          # atomic: two threads never get the same block
+    except IndexError:
+        kept = None
+    # references: `kept` and getrefcount's argument; any view of it adds one
+    if kept is not None and kept.shape == shape and kept.dtype == dtype and \
+            sys.getrefcount(kept) == 2:
+        block = kept
+    else:
+        block = np.empty(shape, dtype=dtype)
+    del kept
+    if block.nbytes <= KEEP_MAX:
+        _KEPT.append(block)
+    return block
+
+
+def run_fused(progs, values, sliced, flat_cot, n: int, block: int, dtype):
+    """(output, grads) as flat arrays: the recorded calls, block after block, each block's
+    intermediates in the same few buffers."""
+    sources = {}
+    for prog in progs.values():
+        for _, key in prog.inputs:
+            kind, i, whole = key
+            sources[key] = flat_cot if kind == "cotangent" else \
+                sliced[i] if whole else values[i]
+    buffers = {m: [np.empty(m, dt) for dt in p.buffers] for m, p in progs.items()}
+    leaves = sorted(next(iter(progs.values())).leaves)
+    whole = result_block((1 + len(leaves), n), dtype)
+    out, grads = whole[0], dict(zip(leaves, whole[1:]))
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            progs[hi - lo].run(sources, lo, hi, buffers[hi - lo], out, grads)
+    return out, grads
 
 
 # ------------------------------------------------------------------ Jacobians

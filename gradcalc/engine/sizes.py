@@ -27,6 +27,12 @@ def elements(graph, output: int) -> tuple:
     return remembered(graph, ("elements", output), count)
 
 
+def largest(graph, output: int) -> int:
+    """Elements of the largest value up to `output`, remembered per program."""
+    return remembered(graph, ("largest", output),
+                      lambda: max(n.size for n in graph.nodes[: output + 1]))
+
+
 def jacobian_entries(graph, output: int, leaf_ids) -> int:
     nodes = graph.nodes
     return nodes[output].size * sum([nodes[i].size for i in leaf_ids])

@@ -206,6 +206,9 @@ def norm_dim(op_name: str, dim: int, ndim: int) -> int:
 
 
 def broadcast(op_name: str, *shapes):
+    first = tuple(shapes[0]) if shapes else ()
+    if all(tuple(s) == first for s in shapes[1:]):
+        return first        # equal shapes (most ops): numpy's helper costs more than the op
     try:
         import numpy as np
         return tuple(np.broadcast_shapes(*shapes))

@@ -1,0 +1,207 @@
+"""A pointwise program's forward and backward recorded once as a list of ufunc calls, then
+replayed block by block into buffers that every block reuses (issue 15 item 5).
+
+Recording runs the program's own forwards and VJP rules, unchanged, on `Rec` stand-ins that
+numpy hands every ufunc call to; replaying makes the same calls with the same operands, so
+each element gets the same arithmetic as in the plain path, only written into a reused
+buffer (or straight into the result) instead of a fresh array. A rule that does anything
+but call elementwise ufuncs on its arrays (a Python branch on a value, np.where, `**`,
+a method) refuses the recording, and the caller runs the program its other way.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+
+class Refused(Exception):
+    """The recording met something it cannot replay exactly."""
+
+
+class Rec(NDArrayOperatorsMixin):
+    """One array of a block while recording: its register, its dtype and a one-element
+    sample (what the ufunc's type resolution sees). Every numpy ufunc call on it is recorded;
+    anything that would read a value or go around the ufuncs refuses."""
+
+    __slots__ = ("tape", "reg", "sample", "shape", "dtype")
+
+    def __init__(self, tape, reg, sample, shape):
+        self.tape, self.reg, self.sample, self.shape = tape, reg, sample, shape
+        self.dtype = sample.dtype
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: self.shape[0])
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs or ufunc.nout != 1 or ufunc.signature is not None:
+            raise Refused(ufunc.__name__)
+        return self.tape.call(ufunc, inputs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        raise Refused(getattr(func, "__name__", "a numpy function"))
+
+    def __array__(self, *args, **kwargs):
+        raise Refused("a value was read")
+
+    def _refuse(self, *args):
+        # ndarray's ** takes shortcuts (x ** 2 is square, x ** 0.5 sqrt) that np.power does not
+        raise Refused("a value or ** was used")
+
+    __bool__ = __float__ = __int__ = __index__ = __len__ = __iter__ = _refuse
+    __pow__ = __rpow__ = __ipow__ = __getitem__ = _refuse
+
+
+class Tape:
+    """The calls of one recording: `steps` are (ufunc, argument registers, result register).
+    A register holds an input of the block (`inputs`, in register order), a constant of a
+    rule (`regs`), or a call's result (its dtype in `dtypes`)."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.regs = []          # register -> constant operand, None for inputs and results
+        self.inputs = []        # (register, key) of each input; key[2]: sliced per block
+        self.dtypes = {}        # result register -> dtype
+        self.steps = []
+
+    def _new(self, sample):
+        rec = Rec(self, len(self.regs), sample, (self.length,))
+        self.regs.append(None)
+        return rec
+
+    def input(self, key, sample):
+        rec = self._new(sample)
+        self.inputs.append((rec.reg, key))
+        return rec
+
+    def call(self, ufunc, args):
+        refs, samples = [], []
+        for a in args:
+            if isinstance(a, Rec):
+                if a.tape is not self:
+                    raise Refused("another recording")
+                refs.append(a.reg)
+                samples.append(a.sample)
+            elif isinstance(a, (float, int)) or \
+                    isinstance(a, (np.ndarray, np.generic)) and np.ndim(a) == 0:
+                refs.append(len(self.regs))
+                self.regs.append(a)
+                samples.append(a)
+            else:
+                raise Refused("an operand that is not one number")
+        with np.errstate(all="ignore"):
+            out = ufunc(*samples)
+        if not isinstance(out, np.ndarray) or out.shape != (1,):
+            raise Refused("a result that is not one element per element")
+        rec = self._new(out)
+        self.dtypes[rec.reg] = out.dtype
+        self.steps.append((ufunc, tuple(refs), rec.reg))
+        return rec
+
+
+def record(graph, output: int, ops, steps, length: int, cot_dtype):
+    """The Program of a blockable program's forward and backward on blocks of `length`
+    elements (ops, steps: economy's forward schedule and backward steps), or None when a
+    forward or rule cannot be recorded exactly."""
+    nodes = graph.nodes
+    oshape = nodes[output].shape
+    dtype = graph.dtype
+    tape = Tape(length)
+    vals = {}
+    try:
+        for eq in nodes[: output + 1]:
+            if eq.kind != "op":     # leaves and constants: inputs (rebinding changes them)
+                if type(eq.value) is not np.ndarray:
+                    return None
+                whole = eq.shape == oshape
+                vals[eq.id] = tape.input(("value", eq.id, whole), eq.value.reshape(-1)[:1]
+                                         if whole else eq.value.reshape(1))
+        for k, f, inputs, params in ops:
+            v = f(*[vals[i] for i in inputs], **params)
+            if not isinstance(v, Rec) or v.dtype != dtype:
+                return None
+            vals[k] = v
+        ct = {output: tape.input(("cotangent", None, True), np.zeros(1, cot_dtype))}
+        for eq, edges in steps:
+            g = ct.pop(eq.id, None)
+            if g is None:
+                continue
+            args = [vals[i] for i in eq.inputs]
+            for i, rule, _, _ in edges:
+                v = rule(g, vals[eq.id], *args, **eq.params)
+                if v is None:
+                    continue
+                if not isinstance(v, Rec) or v.dtype != dtype:
+                    return None
+                ct[i] = v if i not in ct else ct[i] + v
+    except (Refused, AttributeError, TypeError, ValueError):
+        return None
+    return Program(tape, vals[output].reg,
+                   {i: v.reg for i, v in ct.items() if nodes[i].kind == "leaf"})
+
+
+class Program:
+    """A recorded tape with its buffers planned: each call writes into a buffer of a value no
+    later call reads (in place where an operand dies at that call), or straight into the
+    output's or a leaf grad's block when its result is that final value."""
+
+    def __init__(self, tape: Tape, out_reg: int, leaf_regs: dict):
+        self.length = tape.length
+        self.inputs = tape.inputs
+        self.consts = tape.regs
+        self.leaves = frozenset(leaf_regs)
+        # the finals: target -1 is the output, a leaf id its grad; each is written by the
+        # call that computes it, unless that result is an input or another final's too
+        finals = [(out_reg, -1)] + [(r, i) for i, r in leaf_regs.items()]
+        direct, self.copies = {}, []
+        for reg, target in finals:
+            if reg in tape.dtypes and reg not in direct:
+                direct[reg] = target
+            else:
+                self.copies.append((reg, target))
+        last = {}                        # register -> index of the last call that reads it
+        for s, (_, args, _) in enumerate(tape.steps):
+            for a in args:
+                last[a] = s
+        for reg, _ in finals:
+            last[reg] = len(tape.steps)
+        self.buffers = []                # dtype of each block buffer
+        free = {}                        # dtype -> buffers no live value holds
+        owner = {}                       # register -> its buffer
+        self.steps = []
+        for s, (fn, args, dst) in enumerate(tape.steps):
+            dying = [owner.pop(a) for a in dict.fromkeys(args) if a in owner and last[a] == s]
+            for b in dying:              # an operand that dies here may take the result
+                free.setdefault(self.buffers[b], []).append(b)
+            if dst in direct:
+                where = -2 - direct[dst] if direct[dst] >= 0 else -1
+            else:
+                dt = tape.dtypes[dst]
+                pool = free.get(dt)
+                if pool:
+                    where = pool.pop()
+                else:
+                    self.buffers.append(dt)
+                    where = len(self.buffers) - 1
+                if dst in last:
+                    owner[dst] = where
+                else:                    # never read: its buffer is free again at once
+                    free.setdefault(dt, []).append(where)
+            self.steps.append((fn, args, dst, where))
+
+    def run(self, sources: dict, lo: int, hi: int, buffers: list, out, grads: dict):
+        """One block [lo, hi): `sources` maps each input key to its flat array (or its one
+        number), `buffers` are this program's block buffers, `out` and `grads` the flat
+        results the finals are written into."""
+        regs = list(self.consts)
+        for reg, key in self.inputs:
+            regs[reg] = sources[key][lo:hi] if key[2] else sources[key]
+        for fn, args, dst, where in self.steps:
+            if where >= 0:
+                target = buffers[where]
+            elif where == -1:
+                target = out[lo:hi]
+            else:
+                target = grads[-2 - where][lo:hi]
+            regs[dst] = fn(*[regs[a] for a in args], out=target)
+        for reg, target in self.copies:
+            (out if target == -1 else grads[target])[lo:hi] = regs[reg]
