@@ -120,6 +120,13 @@ class Evaluator:
                     self.session.tick()
         return memo[expr]
 
+    def bind(self, sym, expr):
+        """Let the symbol `sym` stand for `expr`: its value (in the environment, for the
+        tie evaluators and mpmath too), its tie candidates and where it overflowed."""
+        self.memo[sym] = self.evaluate(expr)
+        self.env[sym] = self.memo[sym][0]
+        self.lost[sym] = self.lost.get(expr)
+
     def overflowed(self, expr):
         """Where the float64 value of an evaluated `expr` passed through an overflow (a
         non-finite value from finite arguments: exp(800), x**2 at 1e300), or None: there
@@ -276,7 +283,7 @@ def refine(session, d, point):
 def formula(session, d, display):
     """sympy's printing of a derivative with the leaves' names, or None when it involves
     something without a name (an array constant) or is too long to read."""
-    if not d.free_symbols <= set(display):
+    if not all(s in display for s in d.free_symbols):
         return None
     if _tree_size(d, MAX_FORMULA_NODES) > MAX_FORMULA_NODES:
         return None

@@ -1,0 +1,194 @@
+"""The symbolic check at scale (issue 15 item 3): a wide sum, many leaves and a long chain are
+checked, not refused; and each shortcut that makes them affordable is held to the plain
+path's results:
+
+- a chain of sums is built in one sympy `Add` call: the same expression as one `+` at a time;
+- a sum's derivative taken over only the terms holding the symbol is sympy's `diff` of it;
+- a program cut into pieces (forms nested deeper than CUT_DEPTH) gives, by the chain rule
+  over the pieces, the verdict, kinks and coverage of the whole form's derivative, and
+  numbers equal to rounding.
+No time is asserted: the behaviour is that these programs are checked, within the default
+budget, and say what they covered.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import gradcalc
+from gradcalc.checks import Context, symbolic
+from gradcalc.errors import Limits
+
+
+def _context(r):
+    return Context(graph=r.graph, values=r.values, output_id=r.output_id,
+                   cotangent=r.cotangent, wrt=tuple(r.wrt), grads=dict(r.grads),
+                   jacobian=r.jacobian, dtype=r.dtype)
+
+
+def _session():
+    import sympy
+    budget = symbolic.Budget(100)
+    budget.begin()
+    return symbolic.Session(sympy, budget)
+
+
+# ---------------------------------------------------------------- checked, not refused
+def test_wide_sum_of_ten_thousand_terms_is_checked():
+    text = " + ".join("x" if k % 2 else "y" for k in range(10_000))
+    r = gradcalc.compute(text, x=0.5, y=[1.0, 2.0], grad=[1.0, 1.0])
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True, sym
+    assert sym["derivatives"] == {"x": "5000", "y": "5000"}
+    assert sym["elements_checked"] == sym["elements_total"] == 3
+    assert r.grads["x"] == 10_000.0 and list(r.grads["y"]) == [5000.0, 5000.0]
+
+
+def test_a_thousand_leaves_are_checked_within_the_default_budget():
+    k = 1000
+    text = " + ".join(f"x{i}*x{i}" for i in range(k))
+    vals = {f"x{i}": 0.25 + i / 1000 for i in range(k)}
+    r = gradcalc.compute(text, **vals)
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True, sym
+    assert sym["elements_checked"] == sym["elements_total"] == k
+    assert sym["derivatives"]["x0"] == "2*x0" and sym["derivatives"]["x999"] == "2*x999"
+    assert r.grads["x999"] == 2 * vals["x999"]
+
+
+def test_a_thousand_op_chain_is_checked():
+    lines = ["y = x"] + [("y = sin(y)" if i % 2 else "y = y*1.01") for i in range(1000)]
+    r = gradcalc.compute("\n".join(lines), x=[0.3, -0.7], grad=[1.0, 1.0])
+    value, grad = np.array([0.3, -0.7]), np.ones(2)          # the chain rule by hand
+    for i in range(1000):
+        if i % 2:
+            grad, value = grad * np.cos(value), np.sin(value)
+        else:
+            grad, value = grad * 1.01, value * 1.01
+    np.testing.assert_allclose(r.grads["x"], grad, rtol=1e-12)
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is True, sym
+    assert sym["method"] == "elementwise" and sym["elements_checked"] == 2
+    assert sym["derivatives"] == {"x": None}               # too long to print
+    assert sym["max_rel_error"] < 1e-12
+
+
+def test_a_chain_that_disagrees_still_fails(monkeypatch):
+    """The pieces' composition is a check, not an echo: a wrong sin rule deep in a cut
+    chain is found."""
+    from gradcalc.ops import OPS
+    real = OPS["sin"].vjps
+    monkeypatch.setattr(OPS["sin"], "vjps", (lambda g, ans, x: real[0](g, ans, x) * 1.001,))
+    lines = ["y = x"] + [("y = sin(y)" if i % 2 else "y = y*1.01") for i in range(100)]
+    r = gradcalc.compute("\n".join(lines), x=0.3, check="symbolic")
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is False
+    assert sym["disagreements"][0]["leaf"] == "x"
+
+
+# ---------------------------------------------------------------- shortcuts = plain path
+PROGRAMS = [             # (text, values, grad): sums feeding sums, shared sums, x - sum
+    ("3*a + 2*b*b + log(c)", dict(a=[1.0, 2.0], b=[3.0, 4.0], c=[6.0, 7.0]), [1.0, 1.0]),
+    ("a - (b - c) + (a + b) - -c + relu(a - b)", dict(a=[1.0, 2.0], b=[1.0, 4.0], c=0.5),
+     [1.0, 0.5]),
+    ("s = a + b\nt = s + c\nt*s + s - t", dict(a=1.5, b=[0.5, 2.0], c=3.0), [1.0, 2.0]),
+    ("sum1 = a + a\nsum1 + detach(b + b) + b", dict(a=[0.5, 1.0], b=2.0), [1.0, 1.0]),
+    ("x + y + x*y + 1", dict(x=0.5, y=3.0), None),
+]
+
+
+def _plain_form(session, context):
+    """The output's form built the plain way: each op's own sympy form, one at a time."""
+    sp, graph, vals = session.sp, context.graph, context.vals
+    names = {i: n for n, i in graph.leaves.items()}
+    exprs, syms = {}, {}
+    for i in context.ids:
+        eq = graph.nodes[i]
+        if eq.kind == "leaf" and i in names:
+            exprs[i] = syms[i] = sp.Dummy(f"x{i}", real=True)
+            continue
+        if eq.kind != "op":
+            v = np.asarray(vals[i], dtype=np.float64)
+            exprs[i] = symbolic._number(sp, v.flat[0])
+            continue
+        args = [exprs[j] if eq.op.vjp(k) is not None else
+                symbolic._number(sp, np.asarray(vals[j]).flat[0])
+                for k, j in enumerate(eq.inputs)]
+        exprs[i] = eq.op.sympy(sp, *args, **eq.params)
+    return exprs[context.output_id], syms
+
+
+@pytest.mark.parametrize("text,vars,grad", PROGRAMS)
+def test_gathered_sums_are_the_plain_forms(text, vars, grad):
+    r = gradcalc.compute(text, check="none", grad=grad, **vars)
+    context = _context(r)
+    session = _session()
+    derived = symbolic.derive_elementwise(session, context)
+    plain, syms = _plain_form(session, context)
+    mine = derived.exprs[context.output_id].xreplace(
+        {derived.leaf_sym[i]: s for i, s in syms.items()})
+    assert mine == plain
+    assert not derived.cuts
+
+
+@pytest.mark.parametrize("text,vars,grad", PROGRAMS)
+def test_a_sums_derivative_over_its_terms_is_sympys_diff(text, vars, grad):
+    from gradcalc.checks.chain import Terms
+    r = gradcalc.compute(text, check="none", grad=grad, **vars)
+    context = _context(r)
+    session = _session()
+    derived = symbolic.derive_elementwise(session, context)
+    out = derived.exprs[context.output_id]
+    terms = Terms(session, {})
+    for s in derived.leaf_sym.values():
+        assert terms.diff(out, s) == session.sp.diff(out, s)
+
+
+CUT_PROGRAMS = [
+    # a chain deeper than the cut depth (but shallow enough for sympy's whole diff)
+    ("\n".join(["y = x"] + [("y = sin(y)" if i % 2 else "y = y*1.01 + x") for i in range(40)]),
+     dict(x=[0.3, -0.7, 1.2])),
+    # kinks deep in the chain: relu and abs at 0 (x = 0), a max tie
+    ("\n".join(["y = x"] + [("y = relu(y)*1.5" if i % 3 == 0 else "y = abs(y) + y"
+                             if i % 3 == 1 else "y = maximum(y, x) - x*0.5")
+                            for i in range(30)]),
+     dict(x=[0.0, 0.25, -0.5])),
+    # shared forms (each line doubles the tree) and two leaves
+    ("\n".join(["y = x"] + ["y = sin(y)*y + z" for _ in range(12)]),
+     dict(x=[0.1, 0.2], z=0.05)),
+]
+
+
+@pytest.mark.parametrize("text,vars", CUT_PROGRAMS)
+def test_a_program_cut_into_pieces_checks_as_the_whole_form(text, vars, monkeypatch):
+    r = gradcalc.compute(text, check="none", grad=1.0 if np.ndim(vars["x"]) == 0 else
+                         [1.0] * len(vars["x"]), **vars)
+    context = _context(r)
+    assert symbolic.derive_elementwise(_session(), context).cuts   # it is cut
+
+    def report(cut):
+        monkeypatch.setattr(symbolic, "CUT_DEPTH", cut)
+        r.graph.memo.clear()
+        return symbolic.run_here(_context(r), symbolic.Budget(100))
+    pieces, whole = report(symbolic.CUT_DEPTH), report(10**9)
+    assert "skipped" not in pieces and "skipped" not in whole, (pieces, whole)
+    for key in ("passed", "method", "elements_checked", "elements_total",
+                "disagreements"):
+        assert pieces.get(key) == whole.get(key), key
+
+    def points(rep):
+        return [(p["leaf"], p["index"], p["op"], p["convention"], p["pytorch"])
+                for p in rep.get("nondifferentiable", [])]
+    assert points(pieces) == points(whole)
+    for p, w in zip(pieces.get("nondifferentiable", []), whole.get("nondifferentiable", [])):
+        assert (p["range"] is None) == (w["range"] is None)
+        if p["range"] is not None:
+            np.testing.assert_allclose(p["range"], w["range"], rtol=1e-12)
+    assert math.isclose(pieces["max_abs_error"], whole["max_abs_error"], rel_tol=1e-6,
+                        abs_tol=1e-12)
+
+
+def test_the_default_budget_is_what_the_scale_tests_run_under():
+    assert Limits().symbolic_timeout in (None, symbolic.DEFAULT_TIMEOUT)
