@@ -301,6 +301,13 @@ def _tree_size(expr, cap):
     return size
 
 
+def _all_finite(v):
+    """Every entry finite: one sum (finite only if every term is), and where the sum
+    overflowed or met a non-finite entry, the entries themselves."""
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.sum(v))) or bool(np.isfinite(v).all())
+
+
 def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
@@ -309,9 +316,12 @@ def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     unverifiable (see evaluator.OVERFLOW)."""
     val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
+    finite = _all_finite(D)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
     lo = hi = D
     flag = np.zeros(oshape, bool)
+    if finite and ev.overflowed(d) is None and (cand is None or not np.any(cand)):
+        return D, flag, lo, hi, None      # the usual case: nothing to flag or refine
     if cand is not None and np.any(cand):
         cand = np.broadcast_to(cand, oshape)
         d0 = np.broadcast_to(Evaluator(session, env, ties=0).evaluate(d)[0], oshape)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from .verdict import Partials, Verdict
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
 GRACE = 0.5                     # seconds of CPU past the budget before the caller stops
                                 # waiting for a tick (plus a tenth of the budget)
+IDLE = 1.0                      # seconds an idle worker thread waits for the next check
 POLL = 0.05                     # seconds between the caller's looks at the worker's clock
 # sympy's walks (free_symbols, diff) visit the tree, not the shared graph: measured at 0.4 us
 # (free_symbols) and 5-800 us (diff) per tree node on the 2-core machine; 1 us is a lower
@@ -144,23 +146,55 @@ def tree_size(expr, sizes):
 def check(context: Context):
     """The symbolic check's report (SPEC section 4), or {"passed": None, "skipped": why} when
     it cannot finish within its budget. The sympy work runs in a worker thread, so that the
-    caller can stop waiting for a worker stuck in one sympy call (see the module's notes)."""
+    caller can stop waiting for a worker stuck in one sympy call (see the module's notes);
+    the thread is kept for the next check while checks follow each other (JSON Lines)."""
     seconds = getattr(context.limits, "symbolic_timeout", None)
     budget = Budget(DEFAULT_TIMEOUT if seconds is None else float(seconds))
     box: dict = {}
-    worker = threading.Thread(target=lambda: box.setdefault("report", run_here(context, budget)),
-                              name="gradcalc-symbolic", daemon=True)
-    worker.start()
+    done = threading.Event()
+    _Worker.take().jobs.put((context, budget, box, done))
     try:
-        while worker.is_alive():
-            worker.join(POLL)
-            if worker.is_alive() and budget.overrun():
+        while not done.wait(POLL):
+            if budget.overrun():
                 budget.stopped = True           # it ends at its next tick
                 break
     except BaseException:                       # Ctrl-C: nobody waits for the report any more
         budget.stopped = True
         raise
     return box.get("report") or _out_of_time(budget)
+
+
+class _Worker:
+    """A thread that runs checks one after another. An idle one waits IDLE seconds for the
+    next check, then ends; a check takes the idle one, else starts a new one (the idle one
+    may still be finishing a check its caller stopped waiting for)."""
+
+    idle: list = []
+    lock = threading.Lock()
+
+    def __init__(self):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="gradcalc-symbolic", daemon=True).start()
+
+    @classmethod
+    def take(cls):
+        with cls.lock:
+            return cls.idle.pop() if cls.idle else cls()
+
+    def _loop(self):
+        while True:
+            try:
+                context, budget, box, done = self.jobs.get(timeout=IDLE)
+            except queue.Empty:
+                with self.lock:
+                    if self not in self.idle:
+                        continue                # taken just now: its job is on the way
+                    self.idle.remove(self)
+                return
+            box["report"] = run_here(context, budget)
+            with self.lock:                     # idle before the caller wakes, so that
+                self.idle.append(self)          # its next check finds this thread
+            done.set()
 
 
 def run_here(context: Context, budget: Budget):
