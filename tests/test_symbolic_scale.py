@@ -6,7 +6,10 @@ path's results:
 - a sum's derivative taken over only the terms holding the symbol is sympy's `diff` of it;
 - a program cut into pieces (forms nested deeper than CUT_DEPTH) gives, by the chain rule
   over the pieces, the verdict, kinks and coverage of the whole form's derivative, and
-  numbers equal to rounding.
+  numbers equal to rounding;
+- the verdict's tally (issue 15 item 2): the blocked all-close comparison gives agree()'s
+  numbers, and an elementwise Jacobian compared on its pattern gives the dense comparison's
+  report (every test of test_checks.py runs through both shortcuts as well).
 No time is asserted: the behaviour is that these programs are checked, within the default
 budget, and say what they covered.
 """
@@ -192,3 +195,79 @@ def test_a_program_cut_into_pieces_checks_as_the_whole_form(text, vars, monkeypa
 
 def test_the_default_budget_is_what_the_scale_tests_run_under():
     assert Limits().symbolic_timeout in (None, symbolic.DEFAULT_TIMEOUT)
+
+
+# ---------------------------------------------------------------- the tally's shortcuts
+def _agree_plain(e, a, rtol, atol, slack):
+    from gradcalc.checks.verdict import agree
+    ok, diff, rel = agree(e, a, rtol, atol, None, slack)
+    if not ok.all():
+        return None
+    return (float(diff.max()), float(rel.max())) if diff.size else (0.0, 0.0)
+
+
+@pytest.mark.parametrize("case", ["equal", "close", "far", "nan", "inf", "zeros", "slack",
+                                  "empty", "tiny"])
+def test_blocked_all_close_is_agree(case):
+    from gradcalc.checks.verdict import _all_close
+    rng = np.random.default_rng(7)
+    n = 200_003                                    # several blocks and a ragged last one
+    e = rng.standard_normal(n) * 10.0 ** rng.integers(-5, 5, n)
+    a = e.copy()
+    slack = None
+    if case == "close":
+        a = e * (1 + 1e-9 * rng.standard_normal(n))
+    elif case == "far":
+        a[123_456] *= 1.001
+    elif case == "nan":
+        a[5] = e[5] = np.nan
+    elif case == "inf":
+        a[70_000] = e[70_000] = np.inf
+    elif case == "zeros":
+        e[:1000] = a[:1000] = 0.0
+        a[1000:] = e[1000:] + 1e-12
+    elif case == "slack":
+        a = e + 1e-6
+        slack = np.full(n, 2e-6)
+    elif case == "empty":
+        e, a = e[:0], a[:0]
+    elif case == "tiny":
+        e, a = e[:3], a[:3] * (1 + 1e-12)
+    got = _all_close(e, a, 1e-7, 1e-10, slack, block=1 << 16)
+    plain = _agree_plain(e, a, 1e-7, 1e-10, slack)
+    if got is None:     # handed to the full comparison: a disagreement, or a non-finite value
+        assert plain is None or not (np.isfinite(e).all() and np.isfinite(a).all())
+    else:
+        assert got == plain
+    assert (got is None) == (case in ("far", "nan", "inf"))
+
+
+JACOBIAN_PROGRAMS = [          # elementwise programs whose Jacobians are compared
+    (["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1.0,0.0001"]),
+    (["relu(x) + abs(y) * x", "x=-1,0,2", "y=0", "-g", "1,1,1"]),          # kinks, broadcast
+    (["sqrt(x) + log(x)", "x=0,1,-1", "-g", "1,1,1"]),                      # inf, NaN
+    (["maximum(x, y) * exp(x)", "x=[[1,2],[3,4]]", "y=2", "-g", "ones(2,2)"]),
+    (["x * 1e200 * y", "x=1e200,1", "y=1e200,2", "-g", "1,1"]),             # overflow
+    (["tanh(x)", "x=0.5,1.5", "-g", "1,1", "--dtype", "float32"]),
+]
+
+
+@pytest.mark.parametrize("argv", JACOBIAN_PROGRAMS)
+@pytest.mark.parametrize("broken", [False, True])
+def test_jacobian_on_its_pattern_reports_as_the_dense_one(argv, broken, monkeypatch):
+    from clirun import cli
+    from gradcalc.checks import verdict
+    from gradcalc.ops import OPS
+    if broken:           # a wrong rule: disagreements are listed the same way too
+        for name in ("add", "mul", "tanh", "relu", "sqrt"):
+            rules = OPS[name].vjps
+            monkeypatch.setattr(OPS[name], "vjps", tuple(
+                (lambda r: lambda g, *rest, **kw: r(g, *rest, **kw) * 1.5)(r)
+                for r in rules))
+
+    def report():
+        r = cli(argv + ["--json", "--jacobian", "--check", "symbolic"])
+        return r.json()["checks"]["symbolic"]
+    fast = report()
+    monkeypatch.setattr(verdict, "off_pattern_zero", lambda J, on: False)
+    assert report() == fast

@@ -73,12 +73,13 @@ class Budget:
 
     def begin(self):
         """Start counting, in the worker thread, once sympy is imported."""
+        self.start = time.thread_time()
         if hasattr(time, "pthread_getcpuclockid"):
             self.clock = time.pthread_getcpuclockid(threading.get_ident())
-            self.clock_start = time.clock_gettime(self.clock)
+            # the same clock (this thread's CPU time), without the slow read by its id
+            self.clock_start = self.start
         else:                        # no per-thread clock readable from outside: wall time
             self.clock_start = time.monotonic()
-        self.start = time.thread_time()
         self.spent, self.read_at = 0.0, time.perf_counter()
 
     def tick(self, ahead=0.0):
