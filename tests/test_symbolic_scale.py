@@ -271,3 +271,34 @@ def test_jacobian_on_its_pattern_reports_as_the_dense_one(argv, broken, monkeypa
     fast = report()
     monkeypatch.setattr(verdict, "off_pattern_zero", lambda J, on: False)
     assert report() == fast
+
+
+# ---------------------------------------------------------------- where the check runs
+def test_a_check_with_its_derivatives_at_hand_reports_as_in_the_worker(monkeypatch):
+    """The second check of one program finds every derivative in the program's memo and
+    runs in the caller's thread: the same report as the first, which derived them in the
+    worker thread; its budget still ends it (reported as such)."""
+    import threading
+    kw = dict(a=[1.0, 2.0, 3.0], b=[3.0, 4.0, 5.0], c=[6.0, 0.0, -8.0], grad=[0.1, 1.0, 1e-4])
+    text = "3*a + 2*b*b + log(c) + relu(a - 2)"
+    where = []
+    real = symbolic.run_here
+
+    def spy(context, budget):
+        where.append(threading.current_thread() is threading.main_thread())
+        return real(context, budget)
+    monkeypatch.setattr(symbolic, "run_here", spy)
+    first = gradcalc.compute(text, **kw).checks["symbolic"]
+    second = gradcalc.compute(text, **kw).checks["symbolic"]
+    assert where == [False, True]
+    assert second == first
+    assert first["nondifferentiable"] and first["passed"] is True
+    r = gradcalc.compute(text, check="none", **kw)
+    late = symbolic.check(Context(graph=r.graph, values=r.values, output_id=r.output_id,
+                                  cotangent=r.cotangent, wrt=tuple(r.wrt),
+                                  grads=dict(r.grads), jacobian=r.jacobian, dtype=r.dtype,
+                                  limits=Limits(symbolic_timeout=1e-9)))
+    assert where[-1] is True
+    assert late == {
+        "passed": None, "skipped": "the symbolic check ran out of its time budget of 1e-09 s "
+                                   "(--symbolic-timeout)"}

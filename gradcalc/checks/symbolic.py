@@ -19,13 +19,17 @@ Before a tree is handed to one of sympy's own walks (diff, free_symbols), `Sessi
 ticks with that walk's least cost counted ahead (its tree size, shared subtrees counted each
 time, at SYMPY_SECONDS_PER_NODE), so a derivation that cannot fit ends at that tick. Should
 one sympy call still run on past the budget and a grace period without reaching a tick, the
-caller stops waiting and reports the check skipped; the thread ends at its next tick.
+caller stops waiting and reports the check skipped; the thread ends at its next tick. The
+thread is kept for the next check; a check whose every derivative is already in the
+program's memo (JSON Lines: one program, new values) runs in the caller's thread, with the
+same ticks, since sympy has nothing left to do there but mpmath's refinement of a point.
 """
 from __future__ import annotations
 
 import functools
 import math
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +45,8 @@ from .verdict import Partials, Verdict
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
 GRACE = 0.5                     # seconds of CPU past the budget before the caller stops
                                 # waiting for a tick (plus a tenth of the budget)
+SMALL_ELEMENTS = 4096           # leaf elements a check with every derivative at hand runs
+                                # in the caller's thread
 IDLE = 1.0                      # seconds an idle worker thread waits for the next check
 POLL = 0.05                     # seconds between the caller's looks at the worker's clock
 # sympy's walks (free_symbols, diff) visit the tree, not the shared graph: measured at 0.4 us
@@ -151,6 +157,10 @@ def check(context: Context):
     the thread is kept for the next check while checks follow each other (JSON Lines)."""
     seconds = getattr(context.limits, "symbolic_timeout", None)
     budget = Budget(DEFAULT_TIMEOUT if seconds is None else float(seconds))
+    if _derived_and_small(context):
+        # nothing left for sympy but printing: numpy on a few elements, with the same
+        # ticks, here rather than a thread's hand-over (JSON Lines: one program, many values)
+        return run_here(context, budget)
     box: dict = {}
     done = threading.Event()
     _Worker.take().jobs.put((context, budget, box, done))
@@ -163,6 +173,19 @@ def check(context: Context):
         budget.stopped = True
         raise
     return box.get("report") or _out_of_time(budget)
+
+
+def _derived_and_small(context):
+    """Whether the check of `context` has every derivative in the program's memo already
+    (an elementwise program without cuts, derived by an earlier check) and at most
+    SMALL_ELEMENTS leaf elements: then it makes no sympy call that could run on."""
+    if context.higher is not None or context.cotangent is None or "sympy" not in sys.modules:
+        return False
+    derived = context.graph.memo.get(_key(context) + (False,))
+    if derived is None or derived.cuts or context.leaves_total > SMALL_ELEMENTS:
+        return False
+    ids = (context.graph.leaves[n] for n in context.wrt)
+    return all(i in derived.diffs for i in ids if i in derived.leaf_sym)
 
 
 class _Worker:
@@ -369,7 +392,7 @@ def derivation(session, context, whole=False) -> "Derivation":
     on the program alone (see _elementwise). Forms nested deeper than CUT_DEPTH stand as
     symbols of their own (`cuts`), unless `whole` (the second order differentiates the
     output's whole form); a program without such forms has one derivation for both."""
-    key = ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
+    key = _key(context)
     memo = context.graph.memo
     derived = memo.get(key + (whole,))
     if derived is None and whole:
@@ -380,6 +403,10 @@ def derivation(session, context, whole=False) -> "Derivation":
         if derived.alone:
             memo[key + (whole,)] = derived
     return derived
+
+
+def _key(context):
+    return ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
 
 
 @dataclass

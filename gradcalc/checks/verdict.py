@@ -198,6 +198,7 @@ class Verdict:
         self.labeller = Labeller(context, self.sites, fallback)
         self.f32 = context.dtype == "float32"
         self.cot = np.asarray(context.cotangent, dtype=np.float64)
+        self._buffer = None
         self.passed = True
         self.max_abs = 0.0
         self.max_rel = 0.0
@@ -227,6 +228,13 @@ class Verdict:
         else:
             self._feed_columns(p)
 
+    def _scratch(self, shape):
+        """An array of `shape` reused from leaf to leaf (each comparison ends before the next
+        leaf is fed): a million-element temporary's pages are faulted in once a check."""
+        if self._buffer is None or self._buffer.shape != tuple(shape):
+            self._buffer = np.empty(shape)
+        return self._buffer
+
     def _whole(self, p: Partials):
         """Where the op's convention defines every derivative through it (Kink.whole), every
         entry is convention: flagged, its range undefined."""
@@ -246,7 +254,7 @@ class Verdict:
             g_unv = sum_to(p.unverifiable.astype(np.int64), shape) > 0
         with np.errstate(all="ignore"):
             g_slack = None if slack is None else sum_to(np.abs(cot) * slack, shape)
-            terms = cot * p.d
+            terms = np.multiply(cot, p.d, out=self._scratch(oshape))
             exp_g = sum_to(terms, shape)
             if flag.any():
                 lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
