@@ -466,8 +466,11 @@ def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:
             d = 1 + max([depth.get(j, 0) for ok, j in zip(live, eq.inputs) if ok], default=0)
             if eq.op.sympy_terms is not None and (i in gathered or any(
                     isinstance(a, _Gathered) for a in args)):
-                parts = []
-                for t in eq.op.sympy_terms(sp, *args, **params):
+                ts = list(eq.op.sympy_terms(sp, *args, **params))
+                # a left-nested chain ((a + b) + c) + d extends its first term's list in
+                # place: linear, where copying it at each + would be quadratic
+                parts = terms.pop(ts.pop(0).id) if isinstance(ts[0], _Gathered) else []
+                for t in ts:
                     parts.extend(terms.pop(t.id) if isinstance(t, _Gathered) else (t,))
                 if i in gathered:
                     terms[i], depth[i] = parts, d - 1
