@@ -6,8 +6,8 @@ never from its VJP rules; a chain of sums in one `Add` call, and a form nested d
 CUT_DEPTH as a symbol of its own, so that the cost grows linearly with the program), the
 elementwise path (one scalar symbol per leaf, one derivative per leaf, evaluated over every
 element at once by evaluator.py; through chain.py when the program is cut) and the time
-budget; programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user text
-is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
+budget; programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user
+text is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
 names only appear in the printed formulas, as Symbols built from validated identifiers.
 sympy is imported here, in the worker thread, only when a symbolic check runs.
 
@@ -493,9 +493,6 @@ class _Gathered:
 
     def __init__(self, id):
         self.id = id
-
-    def __neg__(self):
-        raise AssertionError("a gathered sum is only ever a term of its own")
 
 
 def _gathered(sp, graph, context):
