@@ -4,17 +4,17 @@ deeper than symbolic.CUT_DEPTH stand as symbols) has its pieces' derivatives com
 the chain rule, in reverse over the pieces (`Chain`).
 
 Every derivative here is still sympy's, of the op table's forward forms; only their
-product along the program is taken in numpy, with the kinks' one-sided ranges carried as
-intervals. It is handed the check's session and never imports sympy.
+product along the program is taken in numpy, three ways where a tie lies on the way (as
+sympy left it, and with every tie to one side, then the other), as the whole form's
+derivative is evaluated. It is handed the check's session and never imports sympy.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluator import evaluate_array
+from .evaluator import Evaluator, evaluate_array
 
 
 class Terms:
@@ -57,53 +57,62 @@ class Terms:
 
 @dataclass
 class Part:
-    """A derivative over the output's elements on the way through the pieces: its values,
-    the one-sided range [lo, hi] where a kink lies on the way (None: none yet), where the
-    range stands (`flag`) and where float64 overflowed on the way (`unverifiable`)."""
+    """A derivative over the output's elements on the way through the pieces: its values
+    with sympy's choice at a tie (Heaviside(0) = 1/2), and where a tie lies on the way
+    (`cand`), its values with every tie resolved to one side (`d0`) and to the other
+    (`d1`), as the whole form's derivative is evaluated three ways (evaluate_array); and
+    where float64 overflowed on the way (`unverifiable`)."""
 
     d: np.ndarray
-    lo: np.ndarray | None = None
-    hi: np.ndarray | None = None
-    flag: np.ndarray | None = None
+    d0: np.ndarray | None = None
+    d1: np.ndarray | None = None
+    cand: np.ndarray | None = None
     unverifiable: np.ndarray | None = None
 
-    def times(self, local):
-        """This derivative times a piece's own (evaluator.evaluate_array's tuple), the
-        ranges multiplied as intervals."""
-        D, flag, lo, hi, unv = local
+    def _with(self, other, op):
         with np.errstate(all="ignore"):
-            d = self.d * D
-            if self.flag is None and not flag.any():
-                return Part(d, unverifiable=_or(self.unverifiable, unv))
-            a_lo, a_hi = (self.d, self.d) if self.lo is None else (self.lo, self.hi)
-            ends = (a_lo * lo, a_lo * hi, a_hi * lo, a_hi * hi)
-            return Part(d, functools.reduce(np.minimum, ends), functools.reduce(np.maximum, ends),
-                        _or(self.flag, flag), _or(self.unverifiable, unv))
-
-    def plus(self, other):
-        with np.errstate(all="ignore"):
-            d = self.d + other.d
-            if self.flag is None and other.flag is None:
+            d = op(self.d, other.d)
+            if self.cand is None and other.cand is None:
                 return Part(d, unverifiable=_or(self.unverifiable, other.unverifiable))
-            lo = (self.d if self.lo is None else self.lo) + (other.d if other.lo is None
-                                                              else other.lo)
-            hi = (self.d if self.hi is None else self.hi) + (other.d if other.hi is None
-                                                              else other.hi)
-        return Part(d, lo, hi, _or(self.flag, other.flag),
+            d0 = op(_side(self, 0), _side(other, 0))
+            d1 = op(_side(self, 1), _side(other, 1))
+        return Part(d, d0, d1, _or(self.cand, other.cand),
                     _or(self.unverifiable, other.unverifiable))
 
-    def result(self, oshape):
-        """(D, flag, lo, hi, unverifiable) over the output's shape, as evaluate_array
-        gives them: flagged only where the range is not the value itself."""
+    def times(self, other):
+        return self._with(other, np.multiply)
+
+    def plus(self, other):
+        return self._with(other, np.add)
+
+    def result(self, oshape, inputs_finite, not_finite):
+        """(D, flag, lo, hi, unverifiable) over the output's shape, as evaluate_array gives
+        them: a kink where a tie's side changes the value, [lo, hi] spanning the sides; no
+        derivative (NaN range) where it is not finite although the inputs and the function
+        are (each piece's own non-finite values were refined in mpmath already)."""
         D = np.broadcast_to(np.asarray(self.d, dtype=np.float64), oshape)
         unv = None if self.unverifiable is None else \
             np.array(np.broadcast_to(self.unverifiable, oshape), dtype=bool)
-        if self.flag is None:
-            return D, np.zeros(oshape, bool), D, D, unv
-        lo = np.broadcast_to(self.lo, oshape)
-        hi = np.broadcast_to(self.hi, oshape)
-        flag = np.broadcast_to(self.flag, oshape) & ~((lo == D) & (hi == D))
+        lo = hi = D
+        flag = np.zeros(oshape, bool)
+        with np.errstate(invalid="ignore"):
+            if self.cand is not None:
+                d0, d1 = np.broadcast_to(self.d0, oshape), np.broadcast_to(self.d1, oshape)
+                flag = np.broadcast_to(self.cand, oshape) & ~((d0 == D) & (d1 == D))
+                lo = np.where(flag, np.minimum(np.minimum(d0, d1), D), D)
+                hi = np.where(flag, np.maximum(np.maximum(d0, d1), D), D)
+            bad = ~np.isfinite(D) & ~flag & inputs_finite
+            if not_finite is not None:
+                bad &= ~not_finite
+            if bad.any():
+                flag = flag | bad
+                lo, hi = np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
         return D, flag, lo, hi, unv
+
+
+def _side(p, k):
+    v = p.d0 if k == 0 else p.d1
+    return p.d if v is None else v
 
 
 def _or(a, b):
@@ -125,6 +134,11 @@ class Chain:
         self.forms = [f for _, f in derived.cuts] + [out]
         for u, f in derived.cuts:
             ev.bind(u, f)
+        self.sides = (Evaluator(session, self.env, ties=0), Evaluator(session, self.env, ties=1))
+        finite = np.ones(self.oshape, bool)
+        for s in derived.leaf_sym.values():
+            finite &= np.broadcast_to(np.isfinite(self.env[s]), self.oshape)
+        self.inputs_finite = finite
         self.holds: dict = {}            # symbol -> the pieces whose forms hold it
         for k, f in enumerate(self.forms):
             session.afford(f)
@@ -135,19 +149,29 @@ class Chain:
         for k in reversed(range(len(derived.cuts))):
             self.adjoint[k] = self._through(derived.cuts[k][0])
 
+    def _local(self, form, s):
+        """A piece's own derivative by `s` as a Part: refined where not finite (mpmath),
+        and each way at its ties."""
+        d = self.terms.diff(form, s)
+        D, _, _, _, unv = evaluate_array(self.session, self.ev, d, self.env, self.oshape,
+                                         self.not_finite)
+        cand = self.ev.evaluate(d)[1]
+        if cand is None or not np.any(cand):
+            return Part(D, unverifiable=unv)
+        d0, d1 = (ev.evaluate(d)[0] for ev in self.sides)
+        return Part(D, d0, d1, cand, unv)
+
     def _through(self, s):
         total = None
         for k in self.holds.get(s, ()):
             if self.adjoint[k] is None:
                 continue
-            local = evaluate_array(self.session, self.ev, self.terms.diff(self.forms[k], s),
-                                   self.env, self.oshape, self.not_finite)
-            p = self.adjoint[k].times(local)
+            p = self.adjoint[k].times(self._local(self.forms[k], s))
             total = p if total is None else total.plus(p)
             self.session.tick()
         return total
 
     def partials(self, s):
         """(D, flag, lo, hi, unverifiable) of the output by the leaf symbol `s`."""
-        p = self._through(s)
-        return (p or Part(np.float64(0.0))).result(self.oshape)
+        p = self._through(s) or Part(np.float64(0.0))
+        return p.result(self.oshape, self.inputs_finite, self.not_finite)
