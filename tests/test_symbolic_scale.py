@@ -302,3 +302,25 @@ def test_a_check_with_its_derivatives_at_hand_reports_as_in_the_worker(monkeypat
     assert late == {
         "passed": None, "skipped": "the symbolic check ran out of its time budget of 1e-09 s "
                                    "(--symbolic-timeout)"}
+
+
+def _child_check(q):
+    r = gradcalc.compute("sin(x)*x + 2", x=[1.0, 2.0], grad=1)
+    q.put(r.checks["symbolic"]["passed"])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "register_at_fork"), reason="no fork")
+def test_a_forked_child_does_not_wait_for_its_parents_worker():
+    """The worker thread kept for the next check exists in the parent only: a child forked
+    while it idles starts its own (it would wait forever for a thread that is not there)."""
+    import multiprocessing
+    gradcalc.compute("exp(x)*x + 3", x=[1.0, 2.0], grad=1)   # derived in a worker, now idle
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_check, args=(q,))
+    p.start()
+    p.join(120)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive and q.get(timeout=5) is True

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import queue
 import sys
 import threading
@@ -203,6 +204,11 @@ class _Worker:
         threading.Thread(target=self._loop, name="gradcalc-symbolic", daemon=True).start()
 
     @classmethod
+    def forget(cls):
+        """In a forked child: the parent's threads do not exist here."""
+        cls.idle, cls.lock = [], threading.Lock()
+
+    @classmethod
     def take(cls):
         with cls.lock:
             return cls.idle.pop() if cls.idle else cls()
@@ -221,6 +227,10 @@ class _Worker:
             with self.lock:                     # idle before the caller wakes, so that
                 self.idle.append(self)          # its next check finds this thread
             done.set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Worker.forget)
 
 
 def run_here(context: Context, budget: Budget):
