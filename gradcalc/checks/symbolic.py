@@ -224,6 +224,7 @@ class _Worker:
                     self.idle.remove(self)
                 return
             box["report"] = run_here(context, budget)
+            del context, box                    # an idle thread holds no caller's array
             with self.lock:                     # idle before the caller wakes, so that
                 self.idle.append(self)          # its next check finds this thread
             done.set()
