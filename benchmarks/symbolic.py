@@ -1,6 +1,7 @@
 """What the cross-checks cost, each figure a ratio against a floor measured in the same run.
 
     python benchmarks/symbolic.py [--quick] [--reps N]
+    python benchmarks/symbolic.py --curves [--quick]
 
 Figures (every measurement in fresh worker processes, `--worker NAME`, repeated, medians;
 floors and subjects interleaved). A measurement, not a test: nothing here asserts a time.
@@ -14,6 +15,16 @@ floors and subjects interleaved). A measurement, not a test: nothing here assert
   S4  the seed one-liner in-process, warm: the symbolic check's own milliseconds.
   S5  a sample that mixes elements (chinese_logistic_layer.grad, the per-element path), warm.
   S6  the numeric check on S1's program (perturbs whole leaves), warm.
+
+--curves (issue 15 item 3): the symbolic check's own time as the program grows, each curve
+in a fresh process, with its exponent fitted by least squares on log-log (target <= 1.1):
+  terms   a wide sum of k distinct terms over one leaf, log(x + 1) + log(x + 2) + ...
+          (k = 10 .. 10^4; sin(x)*1 + sin(x)*2 + ... would collect into one term)
+  leaves  k leaves, x0*x0 + x1*x1 + ... (k = 1 .. 1,000)
+  chain   k ops in a chain, y = y*1.01 and y = sin(y) in turn (k = 10 .. 1,000)
+Each point is the check alone (symbolic.run_here on the computed result, the derivation
+cache cleared, budget 600 s so that its cost is seen), the median of a few runs; the notes
+say whether it fits the default budget (10 s of CPU) and what the check reported.
 """
 from __future__ import annotations
 
@@ -116,7 +127,74 @@ def worker_sample(reps):
     return {"none": statistics.median(tn), "symbolic": statistics.median(ts)}
 
 
+CURVES = {
+    "terms": ([10, 100, 1000, 10_000],            # distinct terms: none collects into another
+              lambda k: (" + ".join(f"log(x + {i + 1})" for i in range(k)), {"x": 0.3})),
+    "leaves": ([1, 10, 100, 1000],
+               lambda k: (" + ".join(f"x{i}*x{i}" for i in range(k)),
+                          {f"x{i}": 0.25 + i / 1000 for i in range(k)})),
+    "chain": ([10, 100, 1000],
+              lambda k: ("\n".join(["y = x"] + [("y = sin(y)" if i % 2 else "y = y*1.01")
+                                                for i in range(k)]), {"x": 0.3})),
+}
+
+
+def worker_curve(kind, reps):
+    """The symbolic check's own seconds at each size of one curve (this process)."""
+    import gradcalc
+    from gradcalc.checks import Context, symbolic
+    sizes, program = CURVES[kind]
+    gradcalc.compute("sin(x)*x + x", x=0.5)          # sympy imported and used once
+    points = []
+    for k in sizes:
+        text, values = program(k)
+        r = gradcalc.compute(text, check="none", **values)
+        ts = []
+        for _ in range(reps if k < 1000 else 1):
+            r.graph.memo.clear()                     # the derivation, not its cache
+            context = Context(graph=r.graph, values=r.values, output_id=r.output_id,
+                              cotangent=r.cotangent, wrt=tuple(r.wrt), grads=dict(r.grads),
+                              jacobian=None, dtype=r.dtype)
+            t = time.perf_counter()
+            c0 = time.process_time()
+            rep = symbolic.run_here(context, symbolic.Budget(600))
+            ts.append((time.perf_counter() - t, time.process_time() - c0))
+        wall, cpu = statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts)
+        points.append({"k": k, "seconds": wall, "cpu": cpu, "passed": rep.get("passed"),
+                       "skipped": rep.get("skipped"),
+                       "checked": rep.get("elements_checked")})
+    return points
+
+
+def exponent(points, key="seconds"):
+    """The least-squares slope of log(time) against log(size)."""
+    import numpy as np
+    x = np.log([p["k"] for p in points])
+    y = np.log([p[key] for p in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def curves(args):
+    print("| curve | k | check s (wall) | check s (CPU) | report |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    fits = []
+    for kind in CURVES:
+        points = run_worker("curve", args, ["--kind", kind])
+        for p in points:
+            said = "passed" if p["passed"] else f"passed={p['passed']} {p['skipped'] or ''}"
+            within = "" if p["cpu"] <= 10 else " (beyond the default 10 s budget)"
+            print(f"| {kind} | {p['k']:,} | {p['seconds']:.3f} | {p['cpu']:.3f} | "
+                  f"{said}, {p['checked']} elements{within} |")
+        fits.append((kind, exponent(points), exponent(points[-2:]), exponent(points, "cpu"),
+                     exponent(points[-2:], "cpu")))
+    print()
+    for kind, whole, last, cpu, cpu_last in fits:      # CPU: steadier on a loaded machine
+        print(f"{kind}: exponent {whole:.2f} over the curve, {last:.2f} over its last "
+              f"decade (CPU time: {cpu:.2f} and {cpu_last:.2f})")
+
+
 WORKERS = {
+    "curve": lambda a: worker_curve(a.kind, a.reps),
     "import_sympy": lambda a: worker_import_sympy(),
     "cold": lambda a: worker_cold(a.n),
     "warm_symbolic": lambda a: worker_warm(a.n, a.reps, "symbolic"),
@@ -127,9 +205,9 @@ WORKERS = {
 
 
 # ------------------------------------------------------------------ driver side
-def run_worker(name, args):
+def run_worker(name, args, extra=()):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
-           "--n", str(args.n), "--reps", str(args.reps)]
+           "--n", str(args.n), "--reps", str(args.reps), *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -152,12 +230,17 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=10**6)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--curves", action="store_true", help="the check's cost curves")
+    p.add_argument("--kind", choices=sorted(CURVES))
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
         return
     if args.quick:
         args.reps = 2
+    if args.curves:
+        curves(args)
+        return
     procs = max(3, args.reps)
     imp, cold_none, cold_sym = [], [], []
     for _ in range(procs):                          # interleaved fresh processes

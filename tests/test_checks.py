@@ -353,8 +353,10 @@ def test_points_found_by_fuzzing_pass(expr, vars, grad, expected_grads):
 
 # ---------------------------------------------------------------- budget, scale, imports
 def test_timeout_reports_skipped_and_never_hangs():
-    # each line doubles the tree sympy's diff walks: far beyond any budget
-    text = "x = [0.1, 0.2]\ny = x\n" + "y = sin(y)*y + y\n" * 40
+    # each of 600 terms costs sympy milliseconds (sin's assumptions): about 2 s in all.
+    # (40 lines of y = sin(y)*y + y, each doubling the tree, were beyond any budget until
+    # the check cut deep forms into pieces: tests/test_symbolic_scale.py checks them)
+    text = "x = [0.1, 0.2]\ny = " + " + ".join(f"sin({k}*x)" for k in range(1, 601)) + "\n"
     t = time.monotonic()
     r = gradcalc.compute(text, grad=1, limits=Limits(symbolic_timeout=0.5))
     elapsed = time.monotonic() - t

@@ -17,7 +17,7 @@ Nothing here imports sympy until a symbolic check runs.
 from __future__ import annotations
 
 from . import numeric, second, symbolic
-from .context import Context, Higher, ancestors
+from .context import Context, Higher
 
 __all__ = ["Context", "Higher", "run"]
 
@@ -33,8 +33,7 @@ def run(kind: str, context: Context) -> dict:
             return {"passed": None, "skipped": f"the numeric check failed "
                                                f"({type(exc).__name__}: {str(exc)[:200]}); "
                                                "please report it"}
-    opaque = sorted({eq.op.name for eq in (context.graph.nodes[i] for i in
-                                           ancestors(context.graph, context.output_id))
+    opaque = sorted({eq.op.name for eq in (context.graph.nodes[i] for i in context.ids)
                      if eq.kind == "op" and eq.op.sympy is None})
     if opaque:          # an extern: a program sympy cannot see into has no formula
         return {"passed": None, "skipped": f"the program calls the opaque extern "

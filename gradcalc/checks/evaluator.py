@@ -120,6 +120,13 @@ class Evaluator:
                     self.session.tick()
         return memo[expr]
 
+    def bind(self, sym, expr):
+        """Let the symbol `sym` stand for `expr`: its value (in the environment, for the
+        tie evaluators and mpmath too), its tie candidates and where it overflowed."""
+        self.memo[sym] = self.evaluate(expr)
+        self.env[sym] = self.memo[sym][0]
+        self.lost[sym] = self.lost.get(expr)
+
     def overflowed(self, expr):
         """Where the float64 value of an evaluated `expr` passed through an overflow (a
         non-finite value from finite arguments: exp(800), x**2 at 1e300), or None: there
@@ -276,7 +283,7 @@ def refine(session, d, point):
 def formula(session, d, display):
     """sympy's printing of a derivative with the leaves' names, or None when it involves
     something without a name (an array constant) or is too long to read."""
-    if not d.free_symbols <= set(display):
+    if not all(s in display for s in d.free_symbols):
         return None
     if _tree_size(d, MAX_FORMULA_NODES) > MAX_FORMULA_NODES:
         return None
@@ -294,6 +301,13 @@ def _tree_size(expr, cap):
     return size
 
 
+def _all_finite(v):
+    """Every entry finite: one sum (finite only if every term is), and where the sum
+    overflowed or met a non-finite entry, the entries themselves."""
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.sum(v))) or bool(np.isfinite(v).all())
+
+
 def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
@@ -302,9 +316,12 @@ def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     unverifiable (see evaluator.OVERFLOW)."""
     val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
+    finite = _all_finite(D)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
     lo = hi = D
     flag = np.zeros(oshape, bool)
+    if finite and ev.overflowed(d) is None and (cand is None or not np.any(cand)):
+        return D, flag, lo, hi, None      # the usual case: nothing to flag or refine
     if cand is not None and np.any(cand):
         cand = np.broadcast_to(cand, oshape)
         d0 = np.broadcast_to(Evaluator(session, env, ties=0).evaluate(d)[0], oshape)

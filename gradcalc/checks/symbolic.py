@@ -2,10 +2,12 @@
 derivatives, evaluated at the inputs, are compared with autograd's grads and Jacobian.
 
 It owns the translation of a graph into sympy (from the op table's `sympy` forward forms,
-never from its VJP rules), the elementwise path (one scalar symbol per leaf, one derivative
-per leaf, evaluated over every element at once by evaluator.py) and the time budget;
-programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user text
-is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
+never from its VJP rules; a chain of sums in one `Add` call, and a form nested deeper than
+CUT_DEPTH as a symbol of its own, so that the cost grows linearly with the program), the
+elementwise path (one scalar symbol per leaf, one derivative per leaf, evaluated over every
+element at once by evaluator.py; through chain.py when the program is cut) and the time
+budget; programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user
+text is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
 names only appear in the printed formulas, as Symbols built from validated identifiers.
 sympy is imported here, in the worker thread, only when a symbolic check runs.
 
@@ -17,12 +19,18 @@ Before a tree is handed to one of sympy's own walks (diff, free_symbols), `Sessi
 ticks with that walk's least cost counted ahead (its tree size, shared subtrees counted each
 time, at SYMPY_SECONDS_PER_NODE), so a derivation that cannot fit ends at that tick. Should
 one sympy call still run on past the budget and a grace period without reaching a tick, the
-caller stops waiting and reports the check skipped; the thread ends at its next tick.
+caller stops waiting and reports the check skipped; the thread ends at its next tick. The
+thread is kept for the next check; a check whose every derivative is already in the
+program's memo (JSON Lines: one program, new values) runs in the caller's thread, with the
+same ticks, since sympy has nothing left to do there but mpmath's refinement of a point.
 """
 from __future__ import annotations
 
 import functools
 import math
+import os
+import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import mixed, second
+from .chain import Chain, Terms
 from .context import Context
 from .evaluator import OVERFLOW, Evaluator, Unsupported, evaluate_array, formula
 from .verdict import Partials, Verdict
@@ -37,11 +46,21 @@ from .verdict import Partials, Verdict
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
 GRACE = 0.5                     # seconds of CPU past the budget before the caller stops
                                 # waiting for a tick (plus a tenth of the budget)
+SMALL_ELEMENTS = 4096           # leaf elements a check with every derivative at hand runs
+                                # in the caller's thread
+IDLE = 1.0                      # seconds an idle worker thread waits for the next check
 POLL = 0.05                     # seconds between the caller's looks at the worker's clock
 # sympy's walks (free_symbols, diff) visit the tree, not the shared graph: measured at 0.4 us
 # (free_symbols) and 5-800 us (diff) per tree node on the 2-core machine; 1 us is a lower
 # bound for a diff, so a tree this costly is known not to fit before sympy starts on it
 SYMPY_SECONDS_PER_NODE = 1e-6
+# sympy's diff recurses through a form, and its cost grows faster than the form's depth
+# (a 64-deep chain of sin and * takes 0.9 s, a 300-deep one exceeds Python's recursion
+# limit): a node nested deeper than this stands as a symbol of its own, and the
+# derivatives of the pieces are composed by the chain rule (chain.py). Measured on a
+# 1,000-op chain: 2.0 s of CPU at 8, 2.4 s at 16, 2.9 s at 32; 40 lines of
+# y = sin(y)*y + y (a tree doubling at each line) 1.1 s at 16, beyond 10 s at 32
+CUT_DEPTH = 16
 
 
 class OutOfTime(BaseException):
@@ -63,17 +82,28 @@ class Budget:
 
     def begin(self):
         """Start counting, in the worker thread, once sympy is imported."""
+        self.start = time.thread_time()
         if hasattr(time, "pthread_getcpuclockid"):
             self.clock = time.pthread_getcpuclockid(threading.get_ident())
-            self.clock_start = time.clock_gettime(self.clock)
+            # the same clock (this thread's CPU time), without the slow read by its id
+            self.clock_start = self.start
         else:                        # no per-thread clock readable from outside: wall time
             self.clock_start = time.monotonic()
-        self.start = time.thread_time()
+        self.spent, self.read_at = 0.0, time.perf_counter()
 
     def tick(self, ahead=0.0):
         """End the check (OutOfTime) if the budget is spent, or would be after `ahead`
-        more seconds, or the caller stopped waiting."""
-        if self.stopped or time.thread_time() - self.start + ahead > self.seconds:
+        more seconds, or the caller stopped waiting. The thread's CPU clock costs a system
+        call (8 us here, as much as a small sympy step): it is read only when the wall
+        time since it was last read (a bound of the CPU time spent since) could have
+        brought the check to its budget: the verdict is the same as reading it each time."""
+        if self.stopped:
+            raise OutOfTime()
+        wall = time.perf_counter()
+        if self.spent + (wall - self.read_at) + ahead <= self.seconds:
+            return
+        self.spent, self.read_at = time.thread_time() - self.start, wall
+        if self.spent + ahead > self.seconds:
             raise OutOfTime()
 
     def overrun(self):
@@ -100,9 +130,9 @@ class Session:
     def tick(self):
         self.budget.tick()
 
-    def afford(self, expr):
-        """A tick before sympy walks `expr`, counting that walk's least cost ahead."""
-        self.budget.tick(tree_size(expr, self.sizes) * SYMPY_SECONDS_PER_NODE)
+    def afford(self, *exprs):
+        """A tick before sympy walks `exprs`, counting that walk's least cost ahead."""
+        self.budget.tick(sum(tree_size(e, self.sizes) for e in exprs) * SYMPY_SECONDS_PER_NODE)
 
 
 def tree_size(expr, sizes):
@@ -126,23 +156,82 @@ def tree_size(expr, sizes):
 def check(context: Context):
     """The symbolic check's report (SPEC section 4), or {"passed": None, "skipped": why} when
     it cannot finish within its budget. The sympy work runs in a worker thread, so that the
-    caller can stop waiting for a worker stuck in one sympy call (see the module's notes)."""
+    caller can stop waiting for a worker stuck in one sympy call (see the module's notes);
+    the thread is kept for the next check while checks follow each other (JSON Lines)."""
     seconds = getattr(context.limits, "symbolic_timeout", None)
     budget = Budget(DEFAULT_TIMEOUT if seconds is None else float(seconds))
+    if _derived_and_small(context):
+        # nothing left for sympy but printing: numpy on a few elements, with the same
+        # ticks, here rather than a thread's hand-over (JSON Lines: one program, many values)
+        return run_here(context, budget)
     box: dict = {}
-    worker = threading.Thread(target=lambda: box.setdefault("report", run_here(context, budget)),
-                              name="gradcalc-symbolic", daemon=True)
-    worker.start()
+    done = threading.Event()
+    _Worker.take().jobs.put((context, budget, box, done))
     try:
-        while worker.is_alive():
-            worker.join(POLL)
-            if worker.is_alive() and budget.overrun():
+        while not done.wait(POLL):
+            if budget.overrun():
                 budget.stopped = True           # it ends at its next tick
                 break
     except BaseException:                       # Ctrl-C: nobody waits for the report any more
         budget.stopped = True
         raise
     return box.get("report") or _out_of_time(budget)
+
+
+def _derived_and_small(context):
+    """Whether the check of `context` has every derivative in the program's memo already
+    (an elementwise program without cuts, derived by an earlier check) and at most
+    SMALL_ELEMENTS leaf elements: then it makes no sympy call that could run on."""
+    if context.higher is not None or context.cotangent is None or "sympy" not in sys.modules:
+        return False
+    derived = context.graph.memo.get(_key(context) + (False,))
+    if derived is None or derived.cuts or context.leaves_total > SMALL_ELEMENTS:
+        return False
+    ids = (context.graph.leaves[n] for n in context.wrt)
+    return all(i in derived.diffs for i in ids if i in derived.leaf_sym)
+
+
+class _Worker:
+    """A thread that runs checks one after another. An idle one waits IDLE seconds for the
+    next check, then ends; a check takes the idle one, else starts a new one (the idle one
+    may still be finishing a check its caller stopped waiting for)."""
+
+    idle: list = []
+    lock = threading.Lock()
+
+    def __init__(self):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="gradcalc-symbolic", daemon=True).start()
+
+    @classmethod
+    def forget(cls):
+        """In a forked child: the parent's threads do not exist here."""
+        cls.idle, cls.lock = [], threading.Lock()
+
+    @classmethod
+    def take(cls):
+        with cls.lock:
+            return cls.idle.pop() if cls.idle else cls()
+
+    def _loop(self):
+        while True:
+            try:
+                context, budget, box, done = self.jobs.get(timeout=IDLE)
+            except queue.Empty:
+                with self.lock:
+                    if self not in self.idle:
+                        continue                # taken just now: its job is on the way
+                    self.idle.remove(self)
+                return
+            box["report"] = run_here(context, budget)
+            del context, box                    # an idle thread holds no caller's array
+            with self.lock:                     # idle before the caller wakes, so that
+                self.idle.append(self)          # its next check finds this thread
+            done.set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Worker.forget)
 
 
 def run_here(context: Context, budget: Budget):
@@ -218,7 +307,7 @@ def _second(session, context, verdict):
     try:
         if context.elementwise:
             second.symbolic_elementwise(session, context, verdict,
-                                        derivation(session, context), cov)
+                                        derivation(session, context, whole=True), cov)
         else:
             second.symbolic_mixed(session, context, verdict, cov)
     except OutOfTime:
@@ -226,6 +315,8 @@ def _second(session, context, verdict):
                  f"{session.budget.seconds:g} s (--symbolic-timeout)")
     except Unsupported as exc:
         cov.stop(str(exc))
+    except RecursionError:
+        cov.stop("the expression is nested too deeply for sympy")
     return cov.report()
 
 
@@ -261,6 +352,11 @@ def _elementwise(session, context, verdict):
         m = np.broadcast_to(m, oshape)
         at_site = m if at_site is None else (at_site | m)
     ev = Evaluator(session, env)
+    out = derived.exprs[context.output_id]
+    terms = Terms(session, derived.diffs)
+    # a program cut into pieces: their derivatives composed by the chain rule (no formula)
+    chain = Chain(session, ev, derived, out, context, terms) if derived.cuts else None
+    display = None
     derivatives = {}
     for name in context.wrt:
         leaf = context.leaf(name)
@@ -269,16 +365,20 @@ def _elementwise(session, context, verdict):
             derivatives[name] = "0"
             verdict.no_path(leaf)
             continue
-        hit = derived.diffs.get(leaf.eq.id)
-        if hit is None:
-            session.afford(derived.exprs[context.output_id])
-            d = sp.diff(derived.exprs[context.output_id], sym)
-            session.tick()
-            display = {s: sp.Symbol(names[i], real=True) for i, s in derived.leaf_sym.items()}
-            hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
-        d, derivatives[name] = hit
-        D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
-                                                        not_finite)
+        if chain is not None:
+            derivatives[name] = None
+            D, flag, lo, hi, unverifiable = chain.partials(sym)
+        else:
+            hit = derived.diffs.get(leaf.eq.id)
+            if hit is None:
+                d = terms.diff(out, sym)
+                if display is None:
+                    display = {s: sp.Symbol(names[i], real=True)
+                               for i, s in derived.leaf_sym.items()}
+                hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
+            d, derivatives[name] = hit
+            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
+                                                            not_finite)
         if at_site is not None and (at_site & ~flag).any():
             # an op sits at a kink there, but sympy simplified it away (minimum(x,
             # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
@@ -300,36 +400,56 @@ def _elementwise(session, context, verdict):
             "jacobian_entries_total": N * n if has_jac else None}
 
 
-def derivation(session, context) -> "Derivation":
+def derivation(session, context, whole=False) -> "Derivation":
     """The elementwise program in sympy, from the compiled program's memo when it depends
-    on the program alone (see _elementwise)."""
-    key = ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
-    derived = context.graph.memo.get(key)
+    on the program alone (see _elementwise). Forms nested deeper than CUT_DEPTH stand as
+    symbols of their own (`cuts`), unless `whole` (the second order differentiates the
+    output's whole form); a program without such forms has one derivation for both."""
+    key = _key(context)
+    memo = context.graph.memo
+    derived = memo.get(key + (whole,))
+    if derived is None and whole:
+        derived = memo.get(key + (False,))
+        derived = derived if derived is not None and not derived.cuts else None
     if derived is None:
-        derived = derive_elementwise(session, context)
+        derived = derive_elementwise(session, context, None if whole else CUT_DEPTH)
         if derived.alone:
-            context.graph.memo[key] = derived
+            memo[key + (whole,)] = derived
     return derived
+
+
+def _key(context):
+    return ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
 
 
 @dataclass
 class Derivation:
-    """An elementwise program in sympy: the leaves' symbols, every node's form, the values
-    of the array constants' symbols, the derivatives taken so far (with their printing),
-    and whether it all depends on the program alone (then the program's memo keeps it)."""
+    """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
+    only feeds a sum has none: it is gathered into it), the values of the array constants'
+    symbols, the derivatives taken so far (with their printing), and whether it all
+    depends on the program alone (then the program's memo keeps it). `cuts` lists, in
+    graph order, (symbol, form) of the nodes whose forms nest deeper than the cut depth:
+    each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
     leaf_sym: dict
     exprs: dict
     const_env: dict
     diffs: dict
     alone: bool
+    cuts: list
 
 
-def derive_elementwise(session, context) -> Derivation:
-    """The program's nodes as sympy forms over one symbol per leaf (ticking per node)."""
+def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:
+    """The program's nodes as sympy forms over one symbol per leaf (ticking per node). A
+    chain of sums is built in one `Add` call (their op entries' `sympy_terms`), equal to
+    the sum built one `+` at a time; a node whose form nests deeper than `cut` becomes a
+    symbol (None: never)."""
     sp, graph, vals = session.sp, context.graph, context.vals
     names = {i: n for n, i in graph.leaves.items()}
-    env, exprs, leaf_sym = {}, {}, {}
+    env, exprs, leaf_sym, cuts = {}, {}, {}, []
+    depth: dict = {}                # nesting of each node's form; a symbol's is 0
+    gathered = _gathered(sp, graph, context)
+    terms: dict = {}                # a gathered sum's terms, for the sum it feeds
     alone = True
 
     def constant(i):
@@ -351,10 +471,66 @@ def derive_elementwise(session, context) -> Derivation:
         elif eq.kind != "op":
             exprs[i] = constant(i)
         else:
-            args = [exprs[j] if eq.op.vjp(k) is not None else constant(j)
-                    for k, j in enumerate(eq.inputs)]
+            live = [eq.op.vjp(k) is not None for k in range(len(eq.inputs))]
+            args = [constant(j) if not ok else exprs[j] if j in exprs else _Gathered(j)
+                    for ok, j in zip(live, eq.inputs)]
             params = {k: _number(sp, v) if isinstance(v, float) else v
                       for k, v in eq.params.items()}       # softplus(beta=1): x, not 1.0*x
-            exprs[i] = eq.op.sympy(sp, *args, **params)
+            d = 1 + max([depth.get(j, 0) for ok, j in zip(live, eq.inputs) if ok], default=0)
+            if eq.op.sympy_terms is not None and (i in gathered or any(
+                    isinstance(a, _Gathered) for a in args)):
+                ts = list(eq.op.sympy_terms(sp, *args, **params))
+                # a left-nested chain ((a + b) + c) + d extends its first term's list in
+                # place: linear, where copying it at each + would be quadratic
+                parts = terms.pop(ts.pop(0).id) if isinstance(ts[0], _Gathered) else []
+                for t in ts:
+                    parts.extend(terms.pop(t.id) if isinstance(t, _Gathered) else (t,))
+                if i in gathered:
+                    terms[i], depth[i] = parts, d - 1
+                    session.tick()
+                    continue
+                form = sp.Add(*parts)
+            else:
+                form = eq.op.sympy(sp, *args, **params)
+            if cut is not None and d > cut and i != context.output_id:
+                u = sp.Dummy(f"u{i}", real=True)
+                cuts.append((u, form))
+                form, d = u, 0
+            exprs[i], depth[i] = form, d
         session.tick()
-    return Derivation(leaf_sym, exprs, env, {}, alone)
+    return Derivation(leaf_sym, exprs, env, {}, alone, cuts)
+
+
+class _Gathered:
+    """A sum gathered into the sum it feeds: a placeholder its terms replace."""
+
+    def __init__(self, id):
+        self.id = id
+
+
+def _gathered(sp, graph, context):
+    """Sums whose terms are gathered into the one sum that uses them (no other node reads
+    them, and that sum passes them through as a term: x + y, not x - y)."""
+    uses = {context.output_id: 1}
+    readers = {}
+    for i in context.ids:
+        eq = graph.nodes[i]
+        if eq.kind == "op":
+            for k, j in enumerate(eq.inputs):
+                uses[j] = uses.get(j, 0) + 1
+                readers[j] = (eq, k)
+    out = set()
+    for j, (eq, k) in readers.items():
+        src = graph.nodes[j]
+        if (uses[j] == 1 and src.kind == "op" and src.op.sympy_terms is not None
+                and eq.op.sympy_terms is not None and eq.op.vjp(k) is not None
+                and _passes(sp, eq.op, k, len(eq.inputs))):
+            out.add(j)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _passes(sp, op, k, n):
+    """Whether input k of a sum is one of its terms as it is (x + y: both; x - y: x)."""
+    marks = [sp.Dummy() for _ in range(n)]
+    return any(t is marks[k] for t in op.sympy_terms(sp, *marks))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -129,19 +130,43 @@ def agree(expected, actual, rtol, atol, scale=None, slack=None):
 
 
 def _all_close(e, a, rtol, atol, slack, block=1 << 16):
-    """(max_abs_error, max_rel_error) if every entry agrees, else None; in cache-sized
-    blocks, so that a million-entry comparison allocates nothing large."""
+    """(max_abs_error, max_rel_error) if every entry agrees, else None; the numbers of
+    agree(), in cache-sized blocks through buffers allocated once, so that a million-entry
+    comparison allocates nothing large. Where no difference exceeds atol (the usual case)
+    every entry agrees without computing its tolerance, and where none differs at all the
+    relative errors are 0 without dividing."""
     max_abs = max_rel = 0.0
-    for i in range(0, e.size, block):
-        j = i + block
-        ok, diff, rel = agree(e[i:j], a[i:j], rtol, atol, None,
-                              None if slack is None else slack[i:j])
-        if not ok.all():
-            return None
-        if diff.size:
-            max_abs = max(max_abs, float(diff.max()))
-            max_rel = max(max_rel, float(rel.max()))
+    n = min(block, e.size)
+    diff, mag, tmp, ok = np.empty(n), np.empty(n), np.empty(n), np.empty(n, bool)
+    with np.errstate(all="ignore"):
+        for i in range(0, e.size, block):
+            eb, ab = e[i:i + block], a[i:i + block]
+            k = eb.size
+            d, m, t = diff[:k], mag[:k], tmp[:k]
+            np.subtract(eb, ab, out=d)
+            np.abs(d, out=d)
+            top = float(d.max())
+            np.abs(eb, out=m)
+            if not (top <= atol and slack is None):     # NaN: compared, and fails
+                np.multiply(m, rtol, out=t)
+                t += atol
+                if slack is not None:
+                    t += slack[i:i + block]
+                if not np.less_equal(d, t, out=ok[:k]).all():
+                    return None
+            max_abs = max(max_abs, top)
+            if top > 0:
+                np.abs(ab, out=t)
+                np.maximum(m, t, out=m)
+                np.maximum(m, 1e-300, out=m)
+                max_rel = max(max_rel, float(np.divide(d, m, out=m).max()))
     return max_abs, max_rel
+
+
+def off_pattern_zero(J, on):
+    """Whether every entry of autograd's Jacobian `J` besides `on` (one per row, the
+    entries an elementwise program makes nonzero) is 0 (a NaN is not)."""
+    return np.count_nonzero(J) == np.count_nonzero(on)
 
 
 def _index(shape, k):
@@ -174,11 +199,9 @@ class Verdict:
         self.rtol, self.atol = context.tolerances(kind)
         self.sites = kink_sites(context)
         self.labeller = Labeller(context, self.sites, fallback)
-        # an autograd NaN may be IEEE's 0 * inf or inf - inf through a kink site or a
-        # non-finite intermediate (sqrt(z) * 0 at z = 0): then it is excused, and listed
-        self.nan_ok = nan_may_arise(context, self.sites)
         self.f32 = context.dtype == "float32"
         self.cot = np.asarray(context.cotangent, dtype=np.float64)
+        self._buffer = None
         self.passed = True
         self.max_abs = 0.0
         self.max_rel = 0.0
@@ -186,6 +209,13 @@ class Verdict:
         self.nondiff, self.n_nondiff = [], 0
         self.unverifiable, self.n_unverifiable = [], 0
         self._reach = None                 # autograd's rounding span, when first needed
+
+    @cached_property
+    def nan_ok(self):
+        """An autograd NaN may be IEEE's 0 * inf or inf - inf through a kink site or a
+        non-finite intermediate (sqrt(z) * 0 at z = 0): then it is excused, and listed.
+        Asked only once an entry disagrees (it reads every value on the path)."""
+        return nan_may_arise(self.context, self.sites)
 
     # ---------------------------------------------------------------- what the methods feed
     def no_path(self, leaf: Leaf):
@@ -201,6 +231,13 @@ class Verdict:
             self._feed_elementwise(p)
         else:
             self._feed_columns(p)
+
+    def _scratch(self, shape):
+        """An array of `shape` reused from leaf to leaf (each comparison ends before the next
+        leaf is fed): a million-element temporary's pages are faulted in once a check."""
+        if self._buffer is None or self._buffer.shape != tuple(shape):
+            self._buffer = np.empty(shape)
+        return self._buffer
 
     def _whole(self, p: Partials):
         """Where the op's convention defines every derivative through it (Kink.whole), every
@@ -221,7 +258,7 @@ class Verdict:
             g_unv = sum_to(p.unverifiable.astype(np.int64), shape) > 0
         with np.errstate(all="ignore"):
             g_slack = None if slack is None else sum_to(np.abs(cot) * slack, shape)
-            terms = cot * p.d
+            terms = np.multiply(cot, p.d, out=self._scratch(oshape))
             exp_g = sum_to(terms, shape)
             if flag.any():
                 lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
@@ -242,6 +279,17 @@ class Verdict:
             return
         n, N = math.prod(shape), math.prod(oshape)
         rows, cols = np.arange(N), np.asarray(src_index(shape, oshape)).reshape(-1)
+        J = leaf.jac.reshape(N, n)
+        on = J[rows, cols]
+        if off_pattern_zero(J, on):
+            # every entry off the pattern is 0 in both: they agree, add nothing to the
+            # errors and are never listed, so the entries on it make the same comparison
+            self.compare(Entries(leaf.name, "jacobian", p.d, on,
+                                 lambda k: _index(oshape, k) + _index(shape, cols[int(k)]),
+                                 flagged=flag, lo=lo, hi=hi, slack=slack, column=cols,
+                                 unverifiable=None if g_unv is None else p.unverifiable,
+                                 reason=p.reason))
+            return
 
         def dense(v, fill=0.0):
             out = np.full((N, n), fill)
@@ -251,7 +299,7 @@ class Verdict:
         def index(k):
             o, col = divmod(int(k), max(n, 1))
             return _index(oshape, o) + _index(shape, col)
-        self.compare(Entries(leaf.name, "jacobian", dense(p.d), leaf.jac.reshape(N, n), index,
+        self.compare(Entries(leaf.name, "jacobian", dense(p.d), J, index,
                              flagged=dense(flag, False).astype(bool), lo=dense(lo),
                              hi=dense(hi), slack=None if slack is None else dense(slack),
                              column=np.broadcast_to(np.arange(n), (N, n)),
@@ -324,7 +372,7 @@ class Verdict:
         if en.column is not None and not ok.all():
             ok, diff, rel = self._zero_times_inf(en, e, a, ok, diff, rel)
         ieee_only = None
-        if self.nan_ok and not ok.all():
+        if not ok.all() and self.nan_ok:
             ieee = np.isnan(a) & ~ok
             if ieee.any():          # (after the column rule, which names no point)
                 f = None if flagged is None else np.asarray(flagged).reshape(-1)

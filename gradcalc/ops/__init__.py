@@ -41,6 +41,9 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `pointwise`: output element k depends only on element k of each (broadcast) input. The
   engine's diagonal Jacobian and the symbolic check's one-symbol-per-leaf derivation rely on
   it, and read it nowhere but here.
+- `sympy_terms(sp, *args, **params)`: for an op whose sympy form is a sum, the terms whose
+  `sp.Add` is that form (add: x, y; sub: x, -y). The symbolic check gathers a chain of sums
+  into one `Add` call with them (sympy re-flattens a sum at each `+`: quadratic in the terms).
 - `syntax` / `named`: the operator that reaches the op ("+", "x[i]"), and whether it is
   also callable by name (`add(x, y)` is; `index` is reached only by `x[i]`).
 - `kinks`: `Kink` records, each beside the rule whose convention it states: where the op is
@@ -138,6 +141,7 @@ class Op:
     torch: Any                          # str, or Site -> str
     family: str                         # the table file's family: elementwise, reduction, ...
     sympy: Callable | None = None
+    sympy_terms: Callable | None = None # the terms of a form that is a sum (see above)
     samples: tuple = ()
     hint: str = ""                      # shown when the call is misused
     doc: str = ""

@@ -225,19 +225,20 @@ register(Op("elu", "x, alpha:number=1.0",
 
 # --- binary arithmetic --------------------------------------------------------------
 def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=(),
-           at_site=None, ufuncs=()):
+           at_site=None, ufuncs=(), sympy_terms=None):
     register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
-                kinks=kinks, at_site=at_site, ufuncs=ufuncs))
+                kinks=kinks, at_site=at_site, ufuncs=ufuncs, sympy_terms=sympy_terms))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
 binary("add", "x, y", np.add, (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
-       lambda sp, x, y: x + y, "AddBackward0", (("x + y", _XY, (-2.0, 2.0)),), syntax="+")
+       lambda sp, x, y: x + y, "AddBackward0", (("x + y", _XY, (-2.0, 2.0)),), syntax="+",
+       sympy_terms=lambda sp, x, y: (x, y))
 binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
        lambda sp, x, y: x - y,
        lambda site: "RsubBackward1" if site.consts and site.consts[0] else "SubBackward0",
-       (("x - y", _XY, (-2.0, 2.0)),), syntax="-")
+       (("x - y", _XY, (-2.0, 2.0)),), syntax="-", sympy_terms=lambda sp, x, y: (x, -y))
 binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
        lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*",
        ufuncs=(np.logical_and, np.bitwise_and))     # `&` of 0/1 masks is their product
