@@ -54,10 +54,34 @@ class Builder:
         self.ones: dict = {}
 
     def _push(self, i, value):
+        """Tracer of node `i`; its value is `value`, or (None) computed when first read."""
         while len(self.values) <= i:
             self.values.append(None)
-        self.values[i] = np.asarray(value, dtype=self.dtype)
+        if value is not None:
+            self.values[i] = np.asarray(value, dtype=self.dtype)
         return Tracer(self, i)
+
+    def value(self, i):
+        """Node `i`'s value, computing (by the op's own forward, as plain.forward does) the
+        ones not read yet, inputs first: a trace records without computing, so only what a
+        rule's branch or a caller reads is ever evaluated."""
+        values, nodes = self.values, self.comp.nodes
+        work = [i]
+        with np.errstate(all="ignore"):
+            while work:
+                k = work[-1]
+                if values[k] is not None:
+                    work.pop()
+                    continue
+                eq = nodes[k]
+                missing = [j for j in eq.inputs if values[j] is None]
+                if missing:
+                    work.extend(missing)
+                    continue
+                work.pop()
+                out = eq.op.forward(*[values[j] for j in eq.inputs], **eq.params)
+                values[k] = np.asarray(out, dtype=self.dtype)
+        return values[i]
 
     def _ones(self, t) -> bool:
         """Whether tracer `t` is a constant of ones (remembered per node)."""
@@ -94,8 +118,8 @@ class Builder:
 
     def apply(self, name, inputs, params=None, value=None) -> "Tracer":
         """Op `name` on `inputs` (tracers or numbers), recorded (or folded, when every input
-        is a constant) with its value computed by the op's own forward (or `value`, when
-        the caller replays a program whose values it has)."""
+        is a constant); its value is computed by the op's own forward when first read (or
+        is `value`, when the caller replays a program whose values it has)."""
         ins = [self.lift(a) for a in inputs]
         if name == "mul":
             # x * 1 is x, bit for bit (NaN, inf and -0 included): a broadcast cotangent of
@@ -114,9 +138,6 @@ class Builder:
         eq = self.comp.nodes[i]
         if eq.kind == "const":
             value = eq.value
-        elif value is None:
-            with np.errstate(all="ignore"):
-                value = op.forward(*[self.values[j] for j in ids], **eq.params)
         self.memo[key] = i
         return self._push(i, value)
 
@@ -134,7 +155,8 @@ def _axes(axis, ndim):
 
 
 class Tracer:
-    """A traced array: node `id` of builder `b`. Its value is `b.values[id]`."""
+    """A traced array: node `id` of builder `b`. Its value is `b.value(id)`; its shape is
+    the compiler's, known without the value."""
 
     __slots__ = ("b", "id")
     __array_priority__ = 1000
@@ -145,15 +167,15 @@ class Tracer:
     # -- what numpy and the rules read ---------------------------------------------
     @property
     def value(self):
-        return self.b.values[self.id]
+        return self.b.value(self.id)
 
-    shape = property(lambda self: self.value.shape)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    dtype = property(lambda self: self.value.dtype)
+    shape = property(lambda self: self.b.comp.nodes[self.id].shape)
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: self.b.comp.nodes[self.id].size)
+    dtype = property(lambda self: self.b.dtype)
 
     def __len__(self):
-        return len(self.value)
+        return self.shape[0]
 
     def __bool__(self):                 # a rule's branch: decided at this point
         return bool(self.value)
@@ -444,8 +466,10 @@ class Traced:
         self.b = Builder(graph.source, graph.dtype, limits)
         self.wrt = wrt
         self.nodes: list = []
+        # a value already known is taken over; the others are computed if a rule reads them
+        known = getattr(values, "known", values)
         for eq in graph.nodes:
-            self.nodes.append(self._replay(eq, None if values is None else values[eq.id]))
+            self.nodes.append(self._replay(eq, None if values is None else known[eq.id]))
 
     def _replay(self, eq, value):
         if eq.kind == "leaf":
@@ -465,9 +489,28 @@ class Traced:
         grads = plain.backward(src, self.nodes, self.b.lift(cotangent), out)
         return {src.nodes[i].name: g for i, g in grads.items()}
 
-    def program(self, output: Tracer) -> tuple[Graph, list]:
-        """The recorded program with `output` as its output, and every node's value."""
-        return self.b.graph(output.id), list(self.b.values)
+    def program(self, output: Tracer) -> tuple[Graph, "Values"]:
+        """The recorded program with `output` as its output, and its values (each computed
+        when first read)."""
+        return self.b.graph(output.id), Values(self.b)
+
+
+class Values:
+    """The values of a recorded program by node id, each computed when first read; `known`
+    holds those computed so far (None for the others)."""
+
+    __slots__ = ("b",)
+
+    def __init__(self, b: Builder):
+        self.b = b
+
+    def __getitem__(self, i):
+        return self.b.value(i)
+
+    def __len__(self):
+        return len(self.b.values)
+
+    known = property(lambda self: self.b.values)
 
 
 def dot(b: Builder, pairs) -> Tracer:
