@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..errors import GradcalcError, Limits, fmt_bytes
-from . import plain
+from . import economy, plain
 from .traced import Traced, dot
 
 # the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
@@ -116,6 +116,26 @@ def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
     return out
 
 
+def blocked_diagonals(t: Traced, grads: dict, graph, block: int = economy.BLOCK) -> dict | None:
+    """diagonal_hessian's numbers, bit for bit, block by block (economy.run_blocked): each
+    grad's program, alone (Builder.cone), is pointwise, so a block of elements goes through
+    its forward and backward (cotangent 1, what sum's rule sends) while in cache, and no
+    value of the trace is computed whole. None when a program is not blockable."""
+    out = {}
+    for a, g in grads.items():
+        prog = t.b.cone(g.id)
+        if not economy.blockable(prog, prog.output):
+            return None
+        done = economy.run_blocked(prog, prog.output, np.ones(prog.nodes[prog.output].shape,
+                                                              graph.dtype), block)
+        if done is None:
+            return None
+        ids = _leaf_ids(prog, grads)
+        out[a] = {b: done[1][ids[b]] if b in ids and ids[b] in done[1] else
+                  np.zeros(g.shape, graph.dtype) for b in grads}
+    return out
+
+
 def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1,
                 values=None, final=False):
     """A program whose output is J·u of `graph`'s node `output` (its leaves and values);
@@ -196,7 +216,11 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
     if shape is not None:
         _within(len(grads) ** 2 * math.prod(shape) * graph.dtype.itemsize, limits,
                 "the Hessian's diagonals need")
-        diag = diagonal_hessian(t, grads, graph)
+        diag = None
+        if math.prod(shape) >= economy.BLOCK_MIN:
+            diag = blocked_diagonals(t, grads, graph)
+        if diag is None:
+            diag = diagonal_hessian(t, grads, graph)
         return {a: {b: DiagonalBlock(d) for b, d in row.items()} for a, row in diag.items()}
     _within(hessian_bytes(graph, leaves), limits, "the dense Hessian needs")
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,

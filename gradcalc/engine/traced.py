@@ -141,6 +141,28 @@ class Builder:
         self.memo[key] = i
         return self._push(i, value)
 
+    def cone(self, output: int) -> Graph:
+        """The equations `output` depends on, alone, recorded again in their order as a new
+        program (nothing computed): what a block-by-block run of one traced result needs."""
+        nodes, need, work = self.comp.nodes, set(), [output]
+        while work:
+            i = work.pop()
+            if i not in need:
+                need.add(i)
+                work.extend(nodes[i].inputs)
+        into = Builder(self.comp.source, self.dtype, self.comp.limits)
+        new = {}
+        for i in sorted(need):
+            eq = nodes[i]
+            if eq.kind == "leaf":
+                t = into.leaf(eq.name, eq.value, eq.requires_grad)
+            elif eq.kind == "const":
+                t = into.const(eq.value)
+            else:
+                t = into.apply(eq.op.name, [new[j] for j in eq.inputs], eq.params)
+            new[i] = t
+        return into.graph(new[output].id)
+
     def graph(self, output: int) -> Graph:
         c = self.comp
         return Graph(c.nodes, dict(c.leaves), dict(c.leaves), output, None, c.source,
