@@ -105,3 +105,60 @@ def test_lazy_trace_values_are_the_plain_forward(expr, shapes, domain):
         want = plain.forward(prog)
         for i in range(prog.output + 1):
             assert_same(values[i], want[i], f"{expr}: node {i} of d/d{name}")
+
+
+def close(got, want, what, rtol=1e-12):
+    """Equal up to rounding: sums taken in another order differ by a few ulps of their
+    largest term, so the tolerance is relative to the array's largest entry."""
+    scale = np.max(np.abs(want), initial=0.0)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=[c[0] for c in CASES])
+def test_hvp_by_diagonals_is_the_plain_hvp(expr, shapes, domain):
+    """H·u from the Hessian's diagonals against the plain route (the derivative of the
+    traced gradient along u): the same derivatives, summed in another order, so equal to
+    1e-12 of the largest entry at finite values away from kinks (where both take the ops' own second
+    derivatives, and the Hessian route is held to torch by test_higher_reference)."""
+    compared = 0
+    for seed in (0, 1):
+        g = summed(expr, shapes, domain, 9, seed, False)
+        leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
+        rng = np.random.default_rng(seed + 10)
+        u = {n: rng.normal(size=g.nodes[g.leaves[n]].shape) for n in leaves[:2]}
+        v = np.ones(())
+        try:
+            got = higher.hvp_by_diagonals(higher._traced_grads(g, g.output, v, None), g, u,
+                                          leaves, block=4)
+        except traced.Untraceable:
+            pytest.skip("not traceable")
+        if got is None:
+            continue
+        want = higher.hvp(g, g.output, v, u, leaves)
+        compared += 1
+        assert sorted(got) == sorted(want)
+        for a in want:
+            close(got[a], want[a], f"{expr}: H·u of {a}")
+            assert got[a].dtype == want[a].dtype
+    if expr in [e[0] for e in EXTRA]:
+        assert compared, "the diagonal route was never taken"
+
+
+def test_large_elementwise_hvp_takes_the_diagonal_route(monkeypatch):
+    """At BLOCK_MIN elements H·u comes from the diagonals: the plain route's numbers, and
+    the closed form's (H_aa = -sin(a) b + (4a² - 2) exp(-a²), H_ab = cos(a), H_bb = 0)."""
+    n = higher.economy.BLOCK_MIN
+    g = summed("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0), n, 0, False)
+    rng = np.random.default_rng(3)
+    u = {"a": rng.normal(size=n), "b": rng.normal(size=n)}
+    traced_grads = higher._traced_grads(g, g.output, np.ones(()), None)
+    assert higher.hvp_by_diagonals(traced_grads, g, u, ["a", "b"]) is not None
+    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
+    monkeypatch.setattr(higher, "hvp_by_diagonals", lambda *a, **k: None)
+    want = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
+    x, y = (g.nodes[g.leaves[k]].value for k in "ab")
+    by_hand = {"a": (-np.sin(x) * y + (4 * x * x - 2) * np.exp(-x * x)) * u["a"]
+               + np.cos(x) * u["b"], "b": np.cos(x) * u["a"]}
+    for a in want:
+        close(got[a], want[a], f"H·u of {a}")
+        close(got[a], by_hand[a], f"H·u of {a} by hand", 1e-10)

@@ -34,13 +34,41 @@ def _grads_dot(t: Traced, cotangent, output, tangent: dict):
 def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | None = None):
     """{leaf: H·u} for the scalar vᵀy (v = `cotangent`), each of the leaf's shape: the
     derivative of the traced gradient along u, as torch's hvp (where torch's conventions
-    make H asymmetric, H·u and not uᵀ·H)."""
-    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
+    make H asymmetric, H·u and not uᵀ·H). A large elementwise program takes H·u from its
+    Hessian's diagonals (hvp_by_diagonals)."""
+    traced = _traced_grads(graph, output, cotangent, limits)
+    quick = hvp_by_diagonals(traced, graph, tangent, leaves)
+    if quick is not None:
+        return quick
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits, traced)
     if not layout:
         return {}
     flat = jvp(prog, prog.output, tangent, limits, values)
     return {n: flat[start:start + math.prod(shape)].reshape(shape)
             for n, (start, shape) in layout.items()}
+
+
+def hvp_by_diagonals(traced: tuple, graph, tangent: dict, leaves,
+                     block: int = economy.BLOCK) -> dict | None:
+    """{leaf a: sum over b of diag(H_ab) * u_b} for an elementwise program of at least
+    BLOCK_MIN elements (`block`: any size, for tests), else None. The diagonals are the
+    Jacobian of the traced gradient (blocked_diagonals), so this is H·u, torch's hvp, as
+    the plain route computes it; the sums are taken in another order, so the last bits may
+    differ from it (tests/test_higher_economy.py holds them to 1e-12 relative)."""
+    t, grads = traced
+    grads = _grads_of(t, grads, graph, leaves)
+    shape = elementwise(t, grads) if grads else None
+    if shape is None or (block == economy.BLOCK and math.prod(shape) < economy.BLOCK_MIN):
+        return None
+    diag = blocked_diagonals(t, grads, graph, block)
+    if diag is None:
+        return None
+    out = {}
+    for a, row in diag.items():
+        terms = [row[b] * u for b, u in tangent.items() if b in row]
+        hu = sum(terms[1:], terms[0]) if terms else np.zeros(shape, graph.dtype)
+        out[a] = np.asarray(hu, dtype=graph.dtype)
+    return out
 
 
 def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None,
