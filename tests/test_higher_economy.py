@@ -1,8 +1,9 @@
 """The second order's economies against its plain route (engine/higher.py), bit for bit.
 
 The plain route of an elementwise program's Hessian is one plain backward of the whole traced
-program per leaf (higher.diagonal_hessian); the economy runs each grad's program alone,
-block by block (higher.blocked_diagonals). A trace that computes values only when read
+program per leaf (higher.diagonal_hessian); the economy records those backwards too and runs
+the one program of every diagonal block by block (higher.traced_diagonals, with
+economy.forward_blocked); H·u of a large elementwise program is summed from the diagonals. A trace that computes values only when read
 (traced.Builder.value) is held to the values the same ops give when run by plain.forward.
 Inputs include 0, -0.0, inf and NaN.
 """
@@ -45,9 +46,10 @@ CASES = [s for _, _, s in POINTWISE] + EXTRA
 
 
 @pytest.mark.parametrize("expr,shapes,domain", CASES, ids=[c[0] for c in CASES])
-def test_blocked_diagonals_equal_the_plain_route(expr, shapes, domain):
+def test_traced_diagonals_equal_the_plain_route(expr, shapes, domain):
     """Blocks of 1, 3 and 4 elements (the last often shorter) give the diagonals of one
-    plain backward of the whole traced program per leaf, bit for bit."""
+    plain backward of the whole traced program per leaf, bit for bit: NaN where NaN and
+    the sign of every zero."""
     compared = 0
     for seed, special in ((0, False), (1, True), (2, True)):
         g = summed(expr, shapes, domain, 7, seed, special)
@@ -61,7 +63,7 @@ def test_blocked_diagonals_equal_the_plain_route(expr, shapes, domain):
             continue
         want = higher.diagonal_hessian(t, grads, g)
         for block in (1, 3, 4):
-            got = higher.blocked_diagonals(t, grads, g, block)
+            got = higher.traced_diagonals(t, grads, g, None, block)
             if got is None:
                 continue
             compared += 1
@@ -73,17 +75,17 @@ def test_blocked_diagonals_equal_the_plain_route(expr, shapes, domain):
 
 
 def test_large_elementwise_hessian_takes_the_blocked_route(monkeypatch):
-    """At BLOCK_MIN elements the Hessian comes from blocked_diagonals (so the test above
+    """At BLOCK_MIN elements the Hessian comes from traced_diagonals (so the test above
     holds the route that runs), and equals the plain route's."""
     n = higher.economy.BLOCK_MIN
     g = summed("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0), n, 0, False)
     taken = []
-    blocked = higher.blocked_diagonals
-    monkeypatch.setattr(higher, "blocked_diagonals",
+    blocked = higher.traced_diagonals
+    monkeypatch.setattr(higher, "traced_diagonals",
                         lambda *a, **k: taken.append(1) or blocked(*a, **k))
     got = higher.hessian(g, g.output, np.ones(()), ["a", "b"])
     assert taken
-    monkeypatch.setattr(higher, "blocked_diagonals", lambda *a, **k: None)
+    monkeypatch.setattr(higher, "traced_diagonals", lambda *a, **k: None)
     want = higher.hessian(g, g.output, np.ones(()), ["a", "b"])
     for a in want:
         for b in want[a]:

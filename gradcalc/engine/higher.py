@@ -3,9 +3,10 @@
 Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
 the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
 cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
-Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. The
-first-order path never comes here. Sizes are checked against the limits before a dense
-Hessian is allocated.
+Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. A large
+elementwise program's Hessian diagonals come from one recorded program run block by block
+(the same numbers), and its H·u is summed from them. The first-order path never comes here.
+Sizes are checked against the limits before a dense Hessian is allocated.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import GradcalcError, Limits, fmt_bytes
 from . import economy, plain
-from .traced import Traced, dot
+from .traced import Traced, Untraceable, dot
 
 # the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
 COTANGENT = "#v"
@@ -37,7 +38,7 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
     make H asymmetric, H·u and not uᵀ·H). A large elementwise program takes H·u from its
     Hessian's diagonals (hvp_by_diagonals)."""
     traced = _traced_grads(graph, output, cotangent, limits)
-    quick = hvp_by_diagonals(traced, graph, tangent, leaves)
+    quick = hvp_by_diagonals(traced, graph, tangent, leaves, limits)
     if quick is not None:
         return quick
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits, traced)
@@ -48,11 +49,44 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
             for n, (start, shape) in layout.items()}
 
 
-def hvp_by_diagonals(traced: tuple, graph, tangent: dict, leaves,
+def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits | None = None,
+                     block: int = economy.BLOCK) -> dict | None:
+    """diagonal_hessian's numbers, bit for bit, in one block-by-block pass: the backward of
+    each sum(grad_a) is itself recorded (the same rules on tracers, as diagonal_hessian runs
+    them on arrays), so one program holds every diagonal, a value the gradient and several
+    diagonals need (sin(a) for the gradient, sin''s rule and cos''s) is one equation, and
+    economy.forward_blocked computes them all while each block is in cache. None when
+    that program cannot be recorded within the limits or is not blockable."""
+    b = t.b
+    sums = {a: b.apply("sum", [g], {"dim": None, "keepdim": False}) for a, g in grads.items()}
+    prog, values = t.program(max(sums.values(), key=lambda s: s.id))
+    try:
+        second = Traced(prog, limits, values)
+        cells = []
+        for a, s in sums.items():
+            back = second.backward(np.ones((), graph.dtype), s.id)
+            cells += [(a, bn, second.b.lift(back[bn] if bn in back else
+                                            np.zeros(g.shape, graph.dtype)).id)
+                      for bn, g in grads.items()]
+    except GradcalcError as err:          # Untraceable, or over a limit: the plain route
+        if isinstance(err, Untraceable) or err.kind == "limit":
+            return None
+        raise
+    cone, ids = second.b.cone([i for _, _, i in cells])
+    got = economy.forward_blocked(cone, ids, block)
+    if got is None:
+        return None
+    out = {a: {} for a in grads}
+    for (a, bn, _), d in zip(cells, got):
+        out[a][bn] = d
+    return out
+
+
+def hvp_by_diagonals(traced: tuple, graph, tangent: dict, leaves, limits: Limits | None = None,
                      block: int = economy.BLOCK) -> dict | None:
     """{leaf a: sum over b of diag(H_ab) * u_b} for an elementwise program of at least
     BLOCK_MIN elements (`block`: any size, for tests), else None. The diagonals are the
-    Jacobian of the traced gradient (blocked_diagonals), so this is H·u, torch's hvp, as
+    Jacobian of the traced gradient (traced_diagonals), so this is H·u, torch's hvp, as
     the plain route computes it; the sums are taken in another order, so the last bits may
     differ from it (tests/test_higher_economy.py holds them to 1e-12 relative)."""
     t, grads = traced
@@ -60,7 +94,7 @@ def hvp_by_diagonals(traced: tuple, graph, tangent: dict, leaves,
     shape = elementwise(t, grads) if grads else None
     if shape is None or (block == economy.BLOCK and math.prod(shape) < economy.BLOCK_MIN):
         return None
-    diag = blocked_diagonals(t, grads, graph, block)
+    diag = traced_diagonals(t, grads, graph, limits, block)
     if diag is None:
         return None
     out = {}
@@ -141,26 +175,6 @@ def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
         ids = _leaf_ids(prog, grads)
         out[a] = {b: back.get(i, np.zeros(prog.nodes[i].shape, graph.dtype))
                   for b, i in ids.items()}
-    return out
-
-
-def blocked_diagonals(t: Traced, grads: dict, graph, block: int = economy.BLOCK) -> dict | None:
-    """diagonal_hessian's numbers, bit for bit, block by block (economy.run_blocked): each
-    grad's program, alone (Builder.cone), is pointwise, so a block of elements goes through
-    its forward and backward (cotangent 1, what sum's rule sends) while in cache, and no
-    value of the trace is computed whole. None when a program is not blockable."""
-    out = {}
-    for a, g in grads.items():
-        prog = t.b.cone(g.id)
-        if not economy.blockable(prog, prog.output):
-            return None
-        done = economy.run_blocked(prog, prog.output, np.ones(prog.nodes[prog.output].shape,
-                                                              graph.dtype), block)
-        if done is None:
-            return None
-        ids = _leaf_ids(prog, grads)
-        out[a] = {b: done[1][ids[b]] if b in ids and ids[b] in done[1] else
-                  np.zeros(g.shape, graph.dtype) for b in grads}
     return out
 
 
@@ -246,7 +260,7 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
                 "the Hessian's diagonals need")
         diag = None
         if math.prod(shape) >= economy.BLOCK_MIN:
-            diag = blocked_diagonals(t, grads, graph)
+            diag = traced_diagonals(t, grads, graph, limits)
         if diag is None:
             diag = diagonal_hessian(t, grads, graph)
         return {a: {b: DiagonalBlock(d) for b, d in row.items()} for a, row in diag.items()}

@@ -141,10 +141,11 @@ class Builder:
         self.memo[key] = i
         return self._push(i, value)
 
-    def cone(self, output: int) -> Graph:
-        """The equations `output` depends on, alone, recorded again in their order as a new
-        program (nothing computed): what a block-by-block run of one traced result needs."""
-        nodes, need, work = self.comp.nodes, set(), [output]
+    def cone(self, outputs: list) -> tuple[Graph, list]:
+        """The equations `outputs` depend on, alone, recorded again in their order as a new
+        program (nothing computed), and the outputs' ids in it: what a block-by-block run
+        of traced results needs. Its output is the last of them."""
+        nodes, need, work = self.comp.nodes, set(), list(outputs)
         while work:
             i = work.pop()
             if i not in need:
@@ -161,7 +162,8 @@ class Builder:
             else:
                 t = into.apply(eq.op.name, [new[j] for j in eq.inputs], eq.params)
             new[i] = t
-        return into.graph(new[output].id)
+        ids = [new[i].id for i in outputs]
+        return into.graph(max(ids)), ids
 
     def graph(self, output: int) -> Graph:
         c = self.comp
