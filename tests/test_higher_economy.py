@@ -14,7 +14,7 @@ import pytest
 
 from gradcalc.compile import Compiler
 from gradcalc.engine import higher, plain, traced
-from gradcalc.errors import Limits
+from gradcalc.errors import GradcalcError, Limits
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
 
@@ -164,3 +164,32 @@ def test_large_elementwise_hvp_takes_the_diagonal_route(monkeypatch):
     for a in want:
         close(got[a], want[a], f"H·u of {a}")
         close(got[a], by_hand[a], f"H·u of {a} by hand", 1e-10)
+
+
+ALL = [s for name in sorted(OPS) for s in OPS[name].samples] + [
+    ("logsumexp(W @ tanh(x))", {"W": (4, 4), "x": (4,)}, (-2.0, 2.0)),
+    ("sum(tanh(A @ x) @ B)", {"A": (3, 4), "x": (4,), "B": (3, 2)}, (-2.0, 2.0))]
+
+
+@pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
+def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
+    """The dense Hessian is the Jacobian of the traced gradient program; economy.jacobian
+    (in-place sums, structure) gives plain.jacobian's numbers for it, bit for bit."""
+    for seed, special in ((0, False), (1, True)):
+        rng = np.random.default_rng(seed)
+        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
+                for v, s in shapes.items()}
+        try:
+            g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+            leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
+            cot = rng.normal(size=g.nodes[g.output].shape)
+            prog, values, layout = higher.gradient_program(g, g.output, cot, leaves)
+        except (traced.Untraceable, GradcalcError):
+            pytest.skip("not traceable, or refused at these values")
+        if prog is None:
+            continue
+        ids = [prog.leaves[n] for n in layout]
+        want = plain.jacobian(prog, values, prog.output, ids)
+        got = higher.economy.jacobian(prog, values, prog.output, ids)
+        for i in ids:
+            assert_same(got[i], want[i], f"{expr}: Hessian rows of {prog.nodes[i].name}")

@@ -270,7 +270,9 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
     if not layout:
         return {}
     pids = _leaf_ids(prog, layout)
-    jac = plain.jacobian(prog, values, prog.output, list(pids.values()))
+    # the economic Jacobian (in-place sums, structure): plain.jacobian's numbers, bit for
+    # bit (tests/test_perf_equivalence.py, and tests/test_higher_economy.py here)
+    jac = economy.jacobian(prog, values, prog.output, list(pids.values()))
     return {a: {bn: jac[pids[bn]][sa:sa + math.prod(shape_a)].reshape(shape_a + shape_b)
                 for bn, (_, shape_b) in layout.items()}
             for a, (sa, shape_a) in layout.items()}
