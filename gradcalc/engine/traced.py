@@ -45,6 +45,9 @@ class Builder:
     folding) plus a memo of equations already recorded, so a repeated subexpression is one
     node (higher orders would otherwise grow exponentially)."""
 
+    # constants above this many elements, unless uniform, are keyed by identity
+    BY_IDENTITY = 1024
+
     def __init__(self, source: str, dtype, limits: Limits | None):
         # (a trace built outside a calculation, as the engine's tests do, has the defaults)
         self.comp = Compiler(source, {}, dtype=dtype, limits=limits or Limits())
@@ -52,6 +55,7 @@ class Builder:
         self.values: list = []
         self.memo: dict = {}
         self.ones: dict = {}
+        self.kept: list = []
 
     def _push(self, i, value):
         """Tracer of node `i`; its value is `value`, or (None) computed when first read."""
@@ -100,9 +104,18 @@ class Builder:
         value = np.asarray(value, dtype=self.dtype)
         first = value.reshape(-1)[:1]
         # one number repeated (a rule's zeros or ones, a broadcast cotangent) is keyed by
-        # that number, without copying the array out (tobytes) to hash it
-        uniform = value.size > 1 and bool(np.all(value == first))
-        key = ("const", value.shape, (first if uniform else value).tobytes())
+        # that number, without copying the array out (tobytes) to hash it; so is a large
+        # array of several (a direction) by its identity, kept alive here so that its id is
+        # never another array's (the same array lifted twice is still one node)
+        flat = value.reshape(-1)
+        uniform = value.size > 1 and flat[-1] == first[0] and bool(np.all(value == first))
+        if uniform:
+            key = ("const", value.shape, first.tobytes())
+        elif value.size > self.BY_IDENTITY:
+            key = ("const", id(value))
+            self.kept.append(value)
+        else:
+            key = ("const", value.shape, value.tobytes())
         if key not in self.memo:
             self.memo[key] = self._push(self.comp.const(value, None), value).id
         return Tracer(self, self.memo[key])
