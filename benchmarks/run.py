@@ -697,7 +697,8 @@ def second_order(want, quick, row, tpy, has_jax):
         r, spread = _workers("fig11", n, quick)
         row("11", f"HVP of `{ELEMENTWISE_LOSS}` at n = 10^6 (`hvp=` along (ua, ub), the whole "
                   "call: gradient and H·u)", "its gradient (the same call without hvp)",
-            r["floor"], r["subject"], f"median of 3 workers (2 with --quick); their ratios {spread}",
+            r["floor"], r["subject"],
+            f"median of 3 workers (2 with --quick); their ratios {spread}",
             ratio=r)
     if want("12"):
         _second_order_dense(quick, row, tpy, has_jax)
@@ -709,7 +710,8 @@ def second_order(want, quick, row, tpy, has_jax):
                         for k, m in mems.items())
         row("13", f"elementwise Hessian (`--hessian`, kept as diagonals) of `{ELEMENTWISE_LOSS}` "
                   "at n = 10^6", "its gradient (the same call without hessian)", r["floor"],
-            r["subject"], f"median of 3 workers (2 with --quick); their ratios {spread}. Memory: {per}",
+            r["subject"],
+            f"median of 3 workers (2 with --quick); their ratios {spread}. Memory: {per}",
             ratio=r)
 
 

@@ -3,11 +3,12 @@
 A `Tracer` is an array stand-in that numpy hands back to us through its dispatch protocols
 (`__array_ufunc__`, `__array_function__`, the arithmetic dunders): running a table rule,
 unchanged, on tracers records each numpy call it makes as an equation of the op that
-computes it, in a new compiled `Graph`, while carrying the concrete value alongside (so a
-rule's data-dependent branch — prod's zero count, max's ties — is decided at this point, as
-torch's double backward decides it at run time). `backward_program` replays a graph on
-tracers and runs the plain backward (plain.backward, the same loop) over them. It never
-evaluates anything a rule did not ask for and never changes the direct (numpy) path.
+computes it, in a new compiled `Graph`, with the concrete value at hand: computed when a
+rule's data-dependent branch (prod's zero count, max's ties) reads it, so the branch is
+decided at this point, as torch's double backward decides it at run time, and nothing else
+is computed while recording. `Traced` replays a graph on tracers and runs the plain backward
+(plain.backward, the same loop) over them. It never evaluates anything a rule did not ask
+for and never changes the direct (numpy) path.
 """
 from __future__ import annotations
 
