@@ -83,18 +83,18 @@ def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits | None = None
 
 
 def hvp_by_diagonals(traced: tuple, graph, tangent: dict, leaves, limits: Limits | None = None,
-                     block: int = economy.BLOCK) -> dict | None:
+                     block: int | None = None) -> dict | None:
     """{leaf a: sum over b of diag(H_ab) * u_b} for an elementwise program of at least
-    BLOCK_MIN elements (`block`: any size, for tests), else None. The diagonals are the
-    Jacobian of the traced gradient (traced_diagonals), so this is H·u, torch's hvp, as
-    the plain route computes it; the sums are taken in another order, so the last bits may
-    differ from it (tests/test_higher_economy.py holds them to 1e-12 relative)."""
+    BLOCK_MIN elements (any size when a `block` is given, as tests do), else None. The
+    diagonals are the Jacobian of the traced gradient (traced_diagonals), so this is H·u,
+    torch's hvp, as the plain route computes it; the sums are taken in another order, so
+    the last bits may differ from it (tests/test_higher_economy.py holds them to 1e-12)."""
     t, grads = traced
     grads = _grads_of(t, grads, graph, leaves)
     shape = elementwise(t, grads) if grads else None
-    if shape is None or (block == economy.BLOCK and math.prod(shape) < economy.BLOCK_MIN):
+    if shape is None or (block is None and math.prod(shape) < economy.BLOCK_MIN):
         return None
-    diag = traced_diagonals(t, grads, graph, limits, block)
+    diag = traced_diagonals(t, grads, graph, limits, block or economy.BLOCK)
     if diag is None:
         return None
     out = {}
