@@ -195,3 +195,23 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
         got = higher.economy.jacobian(prog, values, prog.output, ids)
         for i in ids:
             assert_same(got[i], want[i], f"{expr}: Hessian rows of {prog.nodes[i].name}")
+
+
+@pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
+def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch):
+    """J·u (and so H·u by the plain route) read from the final program by the lean forward
+    over its cone, at any size here (LEAN_MIN 0): the values the program itself gives."""
+    monkeypatch.setattr(higher.economy, "LEAN_MIN", 0)
+    for seed, special in ((0, False), (1, True)):
+        rng = np.random.default_rng(seed)
+        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
+                for v, s in shapes.items()}
+        try:
+            g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+            u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
+                 if g.nodes[i].requires_grad}
+            prog, values = higher.jvp_program(g, g.output, u, final=True)
+            got = higher.jvp(g, g.output, u)
+        except (traced.Untraceable, GradcalcError):
+            pytest.skip("not traceable, or refused at these values")
+        assert_same(got, values[prog.output], f"{expr}: J·u")

@@ -203,9 +203,14 @@ def v_name(level):
 
 
 def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
-    """J·u, of the output's shape."""
+    """J·u, of the output's shape: the final program's output alone is wanted, so a large
+    one is computed by the lean forward (economy.forward_lean: dead values dropped, their
+    buffers written again) over the equations it depends on (Builder.cone)."""
     prog, values = jvp_program(graph, output, tangent, limits, values=values, final=True)
-    return values[prog.output]
+    if prog.nodes[prog.output].size < economy.LEAN_MIN:
+        return values[prog.output]
+    cone, (out,) = values.b.cone([prog.output])
+    return economy.forward_lean(cone, out)[out]
 
 
 def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
