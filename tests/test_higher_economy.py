@@ -3,10 +3,10 @@
 The plain route of an elementwise program's Hessian is one plain backward of the whole traced
 program per leaf (higher.diagonal_hessian); the economy records those backwards too and runs
 the one program of every diagonal block by block (higher.traced_diagonals, with
-economy.forward_blocked): bit for bit. H·u of a large elementwise program is summed from the
-diagonals: the same derivatives added in another order, so equal to 1e-12 of the largest
-entry. The dense Hessian's economic Jacobian, and a trace that computes values only when
-read (traced.Builder.value), are held to plain.jacobian and plain.forward bit for bit.
+economy.forward_blocked). The dense Hessian's economic Jacobian, a final program's output by
+the lean forward over its cone, and a trace that computes values only when read
+(traced.Builder.value) are held to plain.jacobian and plain.forward. All bit for bit: NaN
+where NaN and the sign of every zero.
 Inputs include 0, -0.0, inf and NaN.
 """
 from __future__ import annotations
@@ -111,63 +111,6 @@ def test_lazy_trace_values_are_the_plain_forward(expr, shapes, domain):
             assert_same(values[i], want[i], f"{expr}: node {i} of d/d{name}")
 
 
-def close(got, want, what, rtol=1e-12):
-    """Equal up to rounding: sums taken in another order differ by a few ulps of their
-    largest term, so the tolerance is relative to the array's largest entry."""
-    scale = np.max(np.abs(want), initial=0.0)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
-
-
-@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=[c[0] for c in CASES])
-def test_hvp_by_diagonals_is_the_plain_hvp(expr, shapes, domain):
-    """H·u from the Hessian's diagonals against the plain route (the derivative of the
-    traced gradient along u): the same derivatives, summed in another order, so equal to
-    1e-12 of the largest entry at finite values away from kinks (where both take the ops' own second
-    derivatives, and the Hessian route is held to torch by test_higher_reference)."""
-    compared = 0
-    for seed in (0, 1):
-        g = summed(expr, shapes, domain, 9, seed, False)
-        leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
-        rng = np.random.default_rng(seed + 10)
-        u = {n: rng.normal(size=g.nodes[g.leaves[n]].shape) for n in leaves[:2]}
-        v = np.ones(())
-        try:
-            got = higher.hvp_by_diagonals(higher._traced_grads(g, g.output, v, None), g, u,
-                                          leaves, block=4)
-        except traced.Untraceable:
-            pytest.skip("not traceable")
-        if got is None:
-            continue
-        want = higher.hvp(g, g.output, v, u, leaves)
-        compared += 1
-        assert sorted(got) == sorted(want)
-        for a in want:
-            close(got[a], want[a], f"{expr}: H·u of {a}")
-            assert got[a].dtype == want[a].dtype
-    if expr in [e[0] for e in EXTRA]:
-        assert compared, "the diagonal route was never taken"
-
-
-def test_large_elementwise_hvp_takes_the_diagonal_route(monkeypatch):
-    """At BLOCK_MIN elements H·u comes from the diagonals: the plain route's numbers, and
-    the closed form's (H_aa = -sin(a) b + (4a² - 2) exp(-a²), H_ab = cos(a), H_bb = 0)."""
-    n = higher.economy.BLOCK_MIN
-    g = summed("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0), n, 0, False)
-    rng = np.random.default_rng(3)
-    u = {"a": rng.normal(size=n), "b": rng.normal(size=n)}
-    traced_grads = higher._traced_grads(g, g.output, np.ones(()), None)
-    assert higher.hvp_by_diagonals(traced_grads, g, u, ["a", "b"]) is not None
-    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
-    monkeypatch.setattr(higher, "hvp_by_diagonals", lambda *a, **k: None)
-    want = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
-    x, y = (g.nodes[g.leaves[k]].value for k in "ab")
-    by_hand = {"a": (-np.sin(x) * y + (4 * x * x - 2) * np.exp(-x * x)) * u["a"]
-               + np.cos(x) * u["b"], "b": np.cos(x) * u["a"]}
-    for a in want:
-        close(got[a], want[a], f"H·u of {a}")
-        close(got[a], by_hand[a], f"H·u of {a} by hand", 1e-10)
-
-
 ALL = [s for name in sorted(OPS) for s in OPS[name].samples] + [
     ("logsumexp(W @ tanh(x))", {"W": (4, 4), "x": (4,)}, (-2.0, 2.0)),
     ("sum(tanh(A @ x) @ B)", {"A": (3, 4), "x": (4,), "B": (3, 2)}, (-2.0, 2.0))]
@@ -215,3 +158,19 @@ def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch
         except (traced.Untraceable, GradcalcError):
             pytest.skip("not traceable, or refused at these values")
         assert_same(got, values[prog.output], f"{expr}: J·u")
+
+
+def test_large_hvp_is_the_closed_form():
+    """At LEAN_MIN elements (the lean final program) H·u of sum(sin(a)*b + exp(-a*a)) is
+    H_aa u_a + H_ab u_b, H_ba u_a with H_aa = -sin(a) b + (4a² - 2) exp(-a²), H_ab = cos(a),
+    H_bb = 0."""
+    n = higher.economy.LEAN_MIN
+    g = summed("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0), n, 0, False)
+    rng = np.random.default_rng(3)
+    u = {"a": rng.normal(size=n), "b": rng.normal(size=n)}
+    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
+    x, y = (g.nodes[g.leaves[k]].value for k in "ab")
+    want = {"a": (-np.sin(x) * y + (4 * x * x - 2) * np.exp(-x * x)) * u["a"]
+            + np.cos(x) * u["b"], "b": np.cos(x) * u["a"]}
+    for a in want:
+        np.testing.assert_allclose(got[a], want[a], rtol=1e-10, atol=1e-12, err_msg=a)

@@ -3,9 +3,10 @@
 Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
 the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
 cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
-Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. A large
-elementwise program's Hessian diagonals come from one recorded program run block by block
-(the same numbers), and its H·u is summed from them. The first-order path never comes here.
+Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. Economies
+give the same numbers: a large final program's output by the lean forward, a large
+elementwise program's Hessian diagonals from one recorded program run block by block, a
+dense Hessian by the economic Jacobian. The first-order path never comes here.
 Sizes are checked against the limits before a dense Hessian is allocated.
 """
 from __future__ import annotations
@@ -35,13 +36,8 @@ def _grads_dot(t: Traced, cotangent, output, tangent: dict):
 def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | None = None):
     """{leaf: H·u} for the scalar vᵀy (v = `cotangent`), each of the leaf's shape: the
     derivative of the traced gradient along u, as torch's hvp (where torch's conventions
-    make H asymmetric, H·u and not uᵀ·H). A large elementwise program takes H·u from its
-    Hessian's diagonals (hvp_by_diagonals)."""
-    traced = _traced_grads(graph, output, cotangent, limits)
-    quick = hvp_by_diagonals(traced, graph, tangent, leaves, limits)
-    if quick is not None:
-        return quick
-    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits, traced)
+    make H asymmetric, H·u and not uᵀ·H)."""
+    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
     if not layout:
         return {}
     flat = jvp(prog, prog.output, tangent, limits, values)
@@ -79,29 +75,6 @@ def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits | None = None
     out = {a: {} for a in grads}
     for (a, bn, _), d in zip(cells, got):
         out[a][bn] = d
-    return out
-
-
-def hvp_by_diagonals(traced: tuple, graph, tangent: dict, leaves, limits: Limits | None = None,
-                     block: int | None = None) -> dict | None:
-    """{leaf a: sum over b of diag(H_ab) * u_b} for an elementwise program of at least
-    BLOCK_MIN elements (any size when a `block` is given, as tests do), else None. The
-    diagonals are the Jacobian of the traced gradient (traced_diagonals), so this is H·u,
-    torch's hvp, as the plain route computes it; the sums are taken in another order, so
-    the last bits may differ from it (tests/test_higher_economy.py holds them to 1e-12)."""
-    t, grads = traced
-    grads = _grads_of(t, grads, graph, leaves)
-    shape = elementwise(t, grads) if grads else None
-    if shape is None or (block is None and math.prod(shape) < economy.BLOCK_MIN):
-        return None
-    diag = traced_diagonals(t, grads, graph, limits, block or economy.BLOCK)
-    if diag is None:
-        return None
-    out = {}
-    for a, row in diag.items():
-        terms = [row[b] * u for b, u in tangent.items() if b in row]
-        hu = sum(terms[1:], terms[0]) if terms else np.zeros(shape, graph.dtype)
-        out[a] = np.asarray(hu, dtype=graph.dtype)
     return out
 
 
