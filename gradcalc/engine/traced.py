@@ -103,13 +103,14 @@ class Builder:
 
     def const(self, value) -> "Tracer":
         value = np.asarray(value, dtype=self.dtype)
-        first = value.reshape(-1)[:1]
         # one number repeated (a rule's zeros or ones, a broadcast cotangent) is keyed by
-        # that number, without copying the array out (tobytes) to hash it; so is a large
-        # array of several (a direction) by its identity, kept alive here so that its id is
-        # never another array's (the same array lifted twice is still one node)
-        flat = value.reshape(-1)
-        uniform = value.size > 1 and flat[-1] == first[0] and bool(np.all(value == first))
+        # that number, without copying the array out (tobytes) to hash it (a broadcast view,
+        # all strides 0, is one without looking); a large array of several (a direction) by
+        # its identity, kept alive here so that its id is never another array's (the same
+        # array lifted twice is still one node)
+        first = value.flat[0] if value.size else None
+        uniform = value.size > 1 and (not any(value.strides) or (
+            value.flat[-1] == first and bool(np.all(value == first))))
         if uniform:
             key = ("const", value.shape, first.tobytes())
         elif value.size > self.BY_IDENTITY:
@@ -118,7 +119,9 @@ class Builder:
         else:
             key = ("const", value.shape, value.tobytes())
         if key not in self.memo:
-            self.memo[key] = self._push(self.comp.const(value, None), value).id
+            self.memo[key] = i = self._push(self.comp.const(value, None), value).id
+            if uniform:
+                self.ones[i] = bool(first == 1)
         return Tracer(self, self.memo[key])
 
     def lift(self, a) -> "Tracer":
@@ -364,7 +367,7 @@ def _broadcast_to(b, x, shape):
     shape = tuple(shape)
     if x.shape == shape:
         return x
-    return b.apply("add", [x, np.zeros(shape, dtype=b.dtype)])
+    return b.apply("add", [x, _zeros(b, shape)])
 
 
 def _transpose(b, x, axes=None):
@@ -463,8 +466,16 @@ def _on_value(f):
     return lambda b, *args, **kwargs: f(*[_value(a) for a in args], **kwargs)
 
 
+def _zeros(b, shape):
+    """Zeros of `shape` as a read-only broadcast view: no memory, and uniform at a glance."""
+    return np.broadcast_to(np.zeros((), dtype=b.dtype), shape)
+
+
 def _like(f):
-    return lambda b, a, *args, **kwargs: f(_value(a), *args, **kwargs)
+    """np.zeros_like and its kind: of a tracer's shape and dtype, without computing its value."""
+    def like(b, a, *args, **kwargs):
+        return f(_zeros(b, a.shape) if isinstance(a, Tracer) else a, *args, **kwargs)
+    return like
 
 
 def _concat(name):
