@@ -12,7 +12,9 @@ The main process prints one markdown table and the machine it ran on. It is a me
 not a test: nothing here asserts a time. Torch (and JAX, scipy) are timed when the
 interpreter given by --torch-python (default: /work/torchenv/bin/python when it exists) can
 import them; otherwise those columns say so and the run goes on. Figures 16 (JSON Lines cost
-curves) and 17 (gradcalc fit) are blocks of their own, each between `====` rulers.
+curves) and 17 (gradcalc fit) are blocks of their own, each between `====` rulers. Figure 12 (a dense
+Hessian) is a ratio against torch (12a) and jax (12b) themselves, one thread each, and is
+skipped without them.
 """
 from __future__ import annotations
 
@@ -572,6 +574,8 @@ def worker_profile(fig, top=18):
         return {"text": _stats(prof, top, "figure 2, one cold run in-process (main thread; "
                                           "the symbolic check's own thread shows as the wait "
                                           "in check)", "cumulative")}
+    elif fig in SECOND_ORDER_CALLS:
+        call, reps = SECOND_ORDER_CALLS[fig]()
     else:
         return {"text": f"no profile for figure {fig}"}
     call()
@@ -1170,6 +1174,189 @@ def fmt_t(s):
     return f"{s * 1e6:.1f} µs"
 
 
+# ------------------------------------------------ second order (issue 10): figures 11-13
+# Each gradcalc figure is a ratio against its own gradient in the same worker, interleaved;
+# figure 12 against torch and jax, one thread each, in alternating processes.
+TARGETS.update({"11": 4.0, "12a": 1.0, "12b": 2.0, "13": 3.0})
+ELEMENTWISE_LOSS = "sum(sin(a)*b + exp(-a*a))"
+MIXING = "logsumexp(W @ tanh(x))"
+# one thread for every side of figure 12 (numpy's BLAS, torch's OpenMP, XLA's Eigen pool)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+
+
+def _loss_inputs(n):
+    import numpy as np
+    rng = np.random.default_rng(5)
+    return {k: rng.uniform(-2, 2, n) for k in ("a", "b", "ua", "ub")}
+
+
+def _loss_calls(n):
+    """(the gradient, the HVP along (ua, ub), the Hessian) of figures 11 and 13."""
+    import gradcalc
+    x = _loss_inputs(n)
+    lim = _big_limits()
+
+    def call(**kw):
+        return lambda: gradcalc.compute(ELEMENTWISE_LOSS, a=x["a"], b=x["b"], check="none",
+                                        limits=lim, **kw)
+    return (call(), call(hvp={"a": x["ua"], "b": x["ub"]}), call(hessian=True))
+
+
+def worker_fig11(n, reps):
+    grad, hvp, _ = _loss_calls(n)
+    r = []
+    floor, subject = _interleave(grad, hvp, reps, ratios=r)
+    return _result(floor, subject, r)
+
+
+def worker_fig13(n, reps):
+    grad, _, hessian = _loss_calls(n)
+    r = []
+    floor, subject = _interleave(grad, hessian, reps, ratios=r)
+    return _result(floor, subject, r)
+
+
+def worker_fig13_memory(n):
+    """Peak traced memory above the inputs of the gradient and of the Hessian (numpy reports
+    its buffers to tracemalloc), results included."""
+    import gc
+    import tracemalloc
+    grad, _, hessian = _loss_calls(n)
+    _loss_calls(10)[2]()                     # imports and op-table set-up
+    out = {}
+    tracemalloc.start()
+    for name, fn in (("grad", grad), ("hessian", hessian)):
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        r = fn()
+        out[name] = tracemalloc.get_traced_memory()[1] - base
+        del r
+    tracemalloc.stop()
+    return out
+
+
+def _mixing_inputs(n):
+    import numpy as np
+    rng = np.random.default_rng(6)
+    return rng.standard_normal((n, n)) / np.sqrt(n), rng.uniform(-2, 2, n)
+
+
+def _median_time(fn, reps, warm=1):
+    for _ in range(warm):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return median(ts)
+
+
+def worker_fig12(n, reps):
+    import gradcalc
+    W, x = _mixing_inputs(n)
+    return {"t": _median_time(lambda: gradcalc.compute(MIXING, W=W, x=x, wrt=["x"],
+                                                       check="none", hessian=True), reps)}
+
+
+def worker_fig12_torch(n, reps):
+    import torch
+    torch.set_num_threads(1)
+    W, x = _mixing_inputs(n)
+    tW, tx = torch.from_numpy(W), torch.from_numpy(x)
+    f = lambda v: torch.logsumexp(tW @ torch.tanh(v), 0)  # noqa: E731
+    run = lambda: torch.autograd.functional.hessian(f, tx, vectorize=True)  # noqa: E731
+    return {"t": _median_time(run, reps), "version": torch.__version__}
+
+
+def worker_fig12_jax(n, reps):
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    W, x = _mixing_inputs(n)
+    jW, jx = jnp.asarray(W), jnp.asarray(x)
+    h = jax.jit(jax.hessian(lambda v: jax.nn.logsumexp(jW @ jnp.tanh(v))))
+    # the first call compiles: the warm call takes it out of the timing
+    return {"t": _median_time(lambda: h(jx).block_until_ready(), reps, warm=2),
+            "version": jax.__version__}
+
+
+def _profile_fig11():
+    return _loss_calls(10**6)[1], 5
+
+
+def _profile_fig12():
+    import gradcalc
+    W, x = _mixing_inputs(1000)
+    return (lambda: gradcalc.compute(MIXING, W=W, x=x, wrt=["x"], check="none",
+                                     hessian=True)), 3
+
+
+def _profile_fig13():
+    return _loss_calls(10**6)[2], 5
+
+
+SECOND_ORDER_CALLS = {"11": _profile_fig11, "12a": _profile_fig12, "12b": _profile_fig12,
+                      "13": _profile_fig13}
+WORKERS.update({"fig11": worker_fig11, "fig12": worker_fig12,
+                "fig12_torch": worker_fig12_torch, "fig12_jax": worker_fig12_jax,
+                "fig13": worker_fig13, "fig13_memory": worker_fig13_memory})
+
+
+def second_order(want, quick, tpy, has_jax):
+    """Rows 11, 12a/12b and 13, each pooled over fresh workers (3; 2 with --quick)."""
+    n = 10**6
+
+    def pooled(name):
+        return pool([spawn(name, n, 5 if quick else 9) for _ in range(2 if quick else 3)])
+    if want("11"):
+        r = pooled("fig11")
+        add_row("11", f"HVP of `{ELEMENTWISE_LOSS}` at n = 10^6 (`hvp=` along (ua, ub), the "
+                      "whole call: gradient and H·u)", "its gradient (the same call without hvp)",
+                r["floor"], r["subject"], r["ratios"])
+    if want("12"):
+        _second_order_dense(quick, tpy, has_jax)
+    if want("13"):
+        r = pooled("fig13")
+        mems = {k: spawn("fig13_memory", k) for k in (n, 2 * n)}
+        per = "; ".join(f"n = {k:,}: {m['hessian'] / 2**20:.0f} MiB peak "
+                        f"({m['hessian'] / k:.0f} B/element; gradient {m['grad'] / 2**20:.0f} MiB)"
+                        for k, m in mems.items())
+        add_row("13", f"elementwise Hessian (`--hessian`, kept as diagonals) of "
+                      f"`{ELEMENTWISE_LOSS}` at n = 10^6", "its gradient (the same call without "
+                      "hessian)", r["floor"], r["subject"], r["ratios"], notes=f"memory: {per}")
+
+
+def _second_order_dense(quick, tpy, has_jax):
+    """Figure 12: gradcalc, torch and jax in alternating processes, one thread each; the
+    ratio is the median of the rounds' ratios. Torch's time is 12a's floor (the target is
+    to be ahead of it), jax's (compile excluded) 12b's."""
+    n, rounds = 1000, 2 if quick else 3
+    if tpy is None:
+        print("  12: skipped (no torch interpreter)", file=sys.stderr)
+        return
+    ours, torch_t, jax_t, version = [], [], [], {}
+    for _ in range(rounds):
+        r = spawn("fig12_torch", n, 1 if quick else 2, python=tpy, env=ONE_THREAD, timeout=1800)
+        torch_t.append(r["t"])
+        version["torch"] = r["version"]
+        ours.append(spawn("fig12", n, 3 if quick else 5, env=ONE_THREAD)["t"])
+        if has_jax:
+            r = spawn("fig12_jax", n, 5 if quick else 9, python=tpy, env=ONE_THREAD)
+            jax_t.append(r["t"])
+            version["jax"] = r["version"]
+    figure = f"dense Hessian of `{MIXING}`, W 1000×1000, n = 1000, one thread each"
+    vs_torch = [o / t for o, t in zip(ours, torch_t)]
+    add_row("12a", figure, f"torch {version['torch']} `autograd.functional.hessian("
+                           "vectorize=True)`", median(torch_t), median(ours), vs_torch)
+    if jax_t:
+        vs_jax = [o / j for o, j in zip(ours, jax_t)]
+        add_row("12b", figure, f"jax {version['jax']} `jit(hessian)`, compile excluded",
+                median(jax_t), median(ours), vs_jax)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--torch-python", help="an interpreter with torch (and/or jax) to time "
@@ -1416,6 +1603,7 @@ def main():
 
     engine_curve_rows(want, q)      # E1-E4: the engine's cost curves (issue 15 item 3)
 
+    second_order(want, q, tpy if has_torch else None, has_jax)
     total = time.perf_counter() - started
     print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown)
     return 0

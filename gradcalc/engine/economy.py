@@ -11,7 +11,8 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   forward and backward while its arrays are in cache (issue 15: the backward's passes over
   memory become passes over cache, and no whole-array intermediate is allocated); when
   every rule is elementwise ufunc calls, their recording (fused.py) is replayed into a few
-  reused block buffers instead;
+  reused block buffers instead; or the forward alone for several outputs (a recorded
+  second-order program's, engine/higher.py);
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -404,10 +405,7 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
             vals = list(values)
             for i, flat in sliced.items():
                 vals[i] = flat[lo:hi]
-            for k, f, inputs, params in ops:
-                v = f(*[vals[i] for i in inputs], **params)
-                vals[k] = v if type(v) is ndarray and v.dtype == dtype else \
-                    np.asarray(v, dtype=dtype)
+            _forward_block(ops, vals, dtype)
             out[lo:hi] = vals[output]
             ct = {output: flat_cot[lo:hi]}
             for eq, edges in steps:
@@ -497,6 +495,40 @@ def run_fused(progs, values, sliced, flat_cot, n: int, block: int, dtype):
             hi = min(lo + block, n)
             progs[hi - lo].run(sources, lo, hi, buffers[hi - lo], out, grads)
     return out, grads
+
+
+def _forward_block(ops, vals: list, dtype):
+    """The plain forward of one block: each scheduled op into `vals`, in the program's dtype."""
+    ndarray = np.ndarray
+    for k, f, inputs, params in ops:
+        v = f(*[vals[i] for i in inputs], **params)
+        vals[k] = v if type(v) is ndarray and v.dtype == dtype else np.asarray(v, dtype=dtype)
+
+
+def forward_blocked(graph, outputs: list, block: int) -> list | None:
+    """The values of `outputs` (ids of one shape) of a program that is blockable up to its
+    last node, block by block: what plain.forward gives for them, bit for bit, with no
+    whole-array intermediate. None when the program is not blockable."""
+    last = max(outputs)
+    if not blockable(graph, last) or any(graph.nodes[i].shape != graph.nodes[last].shape
+                                         for i in outputs):
+        return None
+    nodes = graph.nodes
+    oshape = nodes[last].shape
+    n, dtype, ops = math.prod(oshape), graph.dtype, _schedule(graph, last)
+    values = [eq.value if eq.kind != "op" else None for eq in nodes[: last + 1]]
+    sliced = {eq.id: eq.value.reshape(-1) for eq in nodes[: last + 1]
+              if eq.kind != "op" and eq.shape == oshape}
+    outs = [np.empty(n, dtype=dtype) for _ in outputs]
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, block):
+            vals = list(values)
+            for i, flat in sliced.items():
+                vals[i] = flat[lo:lo + block]
+            _forward_block(ops, vals, dtype)
+            for o, i in zip(outs, outputs):
+                o[lo:lo + block] = vals[i]
+    return [o.reshape(oshape) for o in outs]
 
 
 # ------------------------------------------------------------------ Jacobians

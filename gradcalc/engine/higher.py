@@ -3,9 +3,11 @@
 Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
 the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
 cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
-Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. The
-first-order path never comes here. Sizes are checked against the limits before a dense
-Hessian is allocated.
+Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. Economies
+give the same numbers: a large final program's output by the lean forward, a large
+elementwise program's Hessian diagonals from one recorded program run block by block, a
+dense Hessian by the economic Jacobian. The first-order path never comes here.
+Sizes are checked against the limits before a dense Hessian is allocated.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import math
 import numpy as np
 
 from ..errors import GradcalcError, Limits, fmt_bytes
-from . import plain
-from .traced import Traced, dot
+from . import economy, plain
+from .traced import Traced, Untraceable, dot
 
 # the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
 COTANGENT = "#v"
@@ -41,6 +43,39 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
     flat = jvp(prog, prog.output, tangent, limits, values)
     return {n: flat[start:start + math.prod(shape)].reshape(shape)
             for n, (start, shape) in layout.items()}
+
+
+def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits | None = None,
+                     block: int = economy.BLOCK) -> dict | None:
+    """diagonal_hessian's numbers, bit for bit, in one block-by-block pass: the backward of
+    each sum(grad_a) is itself recorded (the same rules on tracers, as diagonal_hessian runs
+    them on arrays), so one program holds every diagonal, a value the gradient and several
+    diagonals need (sin(a) for the gradient, sin''s rule and cos''s) is one equation, and
+    economy.forward_blocked computes them all while each block is in cache. None when
+    that program cannot be recorded within the limits or is not blockable."""
+    b = t.b
+    sums = {a: b.apply("sum", [g], {"dim": None, "keepdim": False}) for a, g in grads.items()}
+    prog, values = t.program(max(sums.values(), key=lambda s: s.id))
+    try:
+        second = Traced(prog, limits, values)
+        cells = []
+        for a, s in sums.items():
+            back = second.backward(np.ones((), graph.dtype), s.id)
+            cells += [(a, bn, second.b.lift(back[bn] if bn in back else
+                                            np.zeros(g.shape, graph.dtype)).id)
+                      for bn, g in grads.items()]
+    except GradcalcError as err:          # Untraceable, or over a limit: the plain route
+        if isinstance(err, Untraceable) or err.kind == "limit":
+            return None
+        raise
+    cone, ids = second.b.cone([i for _, _, i in cells])
+    got = economy.forward_blocked(cone, ids, block)
+    if got is None:
+        return None
+    out = {a: {} for a in grads}
+    for (a, bn, _), d in zip(cells, got):
+        out[a][bn] = d
+    return out
 
 
 def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None,
@@ -141,9 +176,14 @@ def v_name(level):
 
 
 def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
-    """J·u, of the output's shape."""
+    """J·u, of the output's shape: the final program's output alone is wanted, so a large
+    one is computed by the lean forward (economy.forward_lean: dead values dropped, their
+    buffers written again) over the equations it depends on (Builder.cone)."""
     prog, values = jvp_program(graph, output, tangent, limits, values=values, final=True)
-    return values[prog.output]
+    if prog.nodes[prog.output].size < economy.LEAN_MIN:
+        return values[prog.output]
+    cone, (out,) = values.b.cone([prog.output])
+    return economy.forward_lean(cone, out)[out]
 
 
 def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
@@ -196,7 +236,11 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
     if shape is not None:
         _within(len(grads) ** 2 * math.prod(shape) * graph.dtype.itemsize, limits,
                 "the Hessian's diagonals need")
-        diag = diagonal_hessian(t, grads, graph)
+        diag = None
+        if math.prod(shape) >= economy.BLOCK_MIN:
+            diag = traced_diagonals(t, grads, graph, limits)
+        if diag is None:
+            diag = diagonal_hessian(t, grads, graph)
         return {a: {b: DiagonalBlock(d) for b, d in row.items()} for a, row in diag.items()}
     _within(hessian_bytes(graph, leaves), limits, "the dense Hessian needs")
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,
@@ -204,7 +248,9 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None)
     if not layout:
         return {}
     pids = _leaf_ids(prog, layout)
-    jac = plain.jacobian(prog, values, prog.output, list(pids.values()))
+    # the economic Jacobian (in-place sums, structure): plain.jacobian's numbers, bit for
+    # bit (tests/test_perf_equivalence.py, and tests/test_higher_economy.py here)
+    jac = economy.jacobian(prog, values, prog.output, list(pids.values()))
     return {a: {bn: jac[pids[bn]][sa:sa + math.prod(shape_a)].reshape(shape_a + shape_b)
                 for bn, (_, shape_b) in layout.items()}
             for a, (sa, shape_a) in layout.items()}

@@ -3,11 +3,12 @@
 A `Tracer` is an array stand-in that numpy hands back to us through its dispatch protocols
 (`__array_ufunc__`, `__array_function__`, the arithmetic dunders): running a table rule,
 unchanged, on tracers records each numpy call it makes as an equation of the op that
-computes it, in a new compiled `Graph`, while carrying the concrete value alongside (so a
-rule's data-dependent branch — prod's zero count, max's ties — is decided at this point, as
-torch's double backward decides it at run time). `backward_program` replays a graph on
-tracers and runs the plain backward (plain.backward, the same loop) over them. It never
-evaluates anything a rule did not ask for and never changes the direct (numpy) path.
+computes it, in a new compiled `Graph`, with the concrete value at hand: computed when a
+rule's data-dependent branch (prod's zero count, max's ties) reads it, so the branch is
+decided at this point, as torch's double backward decides it at run time, and nothing else
+is computed while recording. `Traced` replays a graph on tracers and runs the plain backward
+(plain.backward, the same loop) over them. It never evaluates anything a rule did not ask
+for and never changes the direct (numpy) path.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ class Builder:
     folding) plus a memo of equations already recorded, so a repeated subexpression is one
     node (higher orders would otherwise grow exponentially)."""
 
+    # constants above this many elements, unless uniform, are keyed by identity
+    BY_IDENTITY = 1024
+
     def __init__(self, source: str, dtype, limits: Limits | None):
         # (a trace built outside a calculation, as the engine's tests do, has the defaults)
         self.comp = Compiler(source, {}, dtype=dtype, limits=limits or Limits())
@@ -52,12 +56,37 @@ class Builder:
         self.values: list = []
         self.memo: dict = {}
         self.ones: dict = {}
+        self.kept: list = []
 
     def _push(self, i, value):
+        """Tracer of node `i`; its value is `value`, or (None) computed when first read."""
         while len(self.values) <= i:
             self.values.append(None)
-        self.values[i] = np.asarray(value, dtype=self.dtype)
+        if value is not None:
+            self.values[i] = np.asarray(value, dtype=self.dtype)
         return Tracer(self, i)
+
+    def value(self, i):
+        """Node `i`'s value, computing (by the op's own forward, as plain.forward does) the
+        ones not read yet, inputs first: a trace records without computing, so only what a
+        rule's branch or a caller reads is ever evaluated."""
+        values, nodes = self.values, self.comp.nodes
+        work = [i]
+        with np.errstate(all="ignore"):
+            while work:
+                k = work[-1]
+                if values[k] is not None:
+                    work.pop()
+                    continue
+                eq = nodes[k]
+                missing = [j for j in eq.inputs if values[j] is None]
+                if missing:
+                    work.extend(missing)
+                    continue
+                work.pop()
+                out = eq.op.forward(*[values[j] for j in eq.inputs], **eq.params)
+                values[k] = np.asarray(out, dtype=self.dtype)
+        return values[i]
 
     def _ones(self, t) -> bool:
         """Whether tracer `t` is a constant of ones (remembered per node)."""
@@ -74,13 +103,25 @@ class Builder:
 
     def const(self, value) -> "Tracer":
         value = np.asarray(value, dtype=self.dtype)
-        first = value.reshape(-1)[:1]
         # one number repeated (a rule's zeros or ones, a broadcast cotangent) is keyed by
-        # that number, without copying the array out (tobytes) to hash it
-        uniform = value.size > 1 and bool(np.all(value == first))
-        key = ("const", value.shape, (first if uniform else value).tobytes())
+        # that number, without copying the array out (tobytes) to hash it (a broadcast view,
+        # all strides 0, is one without looking); a large array of several (a direction) by
+        # its identity, kept alive here so that its id is never another array's (the same
+        # array lifted twice is still one node)
+        first = value.flat[0] if value.size else None
+        uniform = value.size > 1 and (not any(value.strides) or (
+            value.flat[-1] == first and bool(np.all(value == first))))
+        if uniform:
+            key = ("const", value.shape, first.tobytes())
+        elif value.size > self.BY_IDENTITY:
+            key = ("const", id(value))
+            self.kept.append(value)
+        else:
+            key = ("const", value.shape, value.tobytes())
         if key not in self.memo:
-            self.memo[key] = self._push(self.comp.const(value, None), value).id
+            self.memo[key] = i = self._push(self.comp.const(value, None), value).id
+            if uniform:
+                self.ones[i] = bool(first == 1)
         return Tracer(self, self.memo[key])
 
     def lift(self, a) -> "Tracer":
@@ -94,8 +135,8 @@ class Builder:
 
     def apply(self, name, inputs, params=None, value=None) -> "Tracer":
         """Op `name` on `inputs` (tracers or numbers), recorded (or folded, when every input
-        is a constant) with its value computed by the op's own forward (or `value`, when
-        the caller replays a program whose values it has)."""
+        is a constant); its value is computed by the op's own forward when first read (or
+        is `value`, when the caller replays a program whose values it has)."""
         ins = [self.lift(a) for a in inputs]
         if name == "mul":
             # x * 1 is x, bit for bit (NaN, inf and -0 included): a broadcast cotangent of
@@ -114,11 +155,32 @@ class Builder:
         eq = self.comp.nodes[i]
         if eq.kind == "const":
             value = eq.value
-        elif value is None:
-            with np.errstate(all="ignore"):
-                value = op.forward(*[self.values[j] for j in ids], **eq.params)
         self.memo[key] = i
         return self._push(i, value)
+
+    def cone(self, outputs: list) -> tuple[Graph, list]:
+        """The equations `outputs` depend on, alone, recorded again in their order as a new
+        program (nothing computed), and the outputs' ids in it: what a block-by-block run
+        of traced results needs. Its output is the last of them."""
+        nodes, need, work = self.comp.nodes, set(), list(outputs)
+        while work:
+            i = work.pop()
+            if i not in need:
+                need.add(i)
+                work.extend(nodes[i].inputs)
+        into = Builder(self.comp.source, self.dtype, self.comp.limits)
+        new = {}
+        for i in sorted(need):
+            eq = nodes[i]
+            if eq.kind == "leaf":
+                t = into.leaf(eq.name, eq.value, eq.requires_grad)
+            elif eq.kind == "const":
+                t = into.const(eq.value)
+            else:
+                t = into.apply(eq.op.name, [new[j] for j in eq.inputs], eq.params)
+            new[i] = t
+        ids = [new[i].id for i in outputs]
+        return into.graph(max(ids)), ids
 
     def graph(self, output: int) -> Graph:
         c = self.comp
@@ -134,7 +196,8 @@ def _axes(axis, ndim):
 
 
 class Tracer:
-    """A traced array: node `id` of builder `b`. Its value is `b.values[id]`."""
+    """A traced array: node `id` of builder `b`. Its value is `b.value(id)`; its shape is
+    the compiler's, known without the value."""
 
     __slots__ = ("b", "id")
     __array_priority__ = 1000
@@ -145,15 +208,15 @@ class Tracer:
     # -- what numpy and the rules read ---------------------------------------------
     @property
     def value(self):
-        return self.b.values[self.id]
+        return self.b.value(self.id)
 
-    shape = property(lambda self: self.value.shape)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    dtype = property(lambda self: self.value.dtype)
+    shape = property(lambda self: self.b.comp.nodes[self.id].shape)
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: self.b.comp.nodes[self.id].size)
+    dtype = property(lambda self: self.b.dtype)
 
     def __len__(self):
-        return len(self.value)
+        return self.shape[0]
 
     def __bool__(self):                 # a rule's branch: decided at this point
         return bool(self.value)
@@ -304,7 +367,7 @@ def _broadcast_to(b, x, shape):
     shape = tuple(shape)
     if x.shape == shape:
         return x
-    return b.apply("add", [x, np.zeros(shape, dtype=b.dtype)])
+    return b.apply("add", [x, _zeros(b, shape)])
 
 
 def _transpose(b, x, axes=None):
@@ -403,8 +466,16 @@ def _on_value(f):
     return lambda b, *args, **kwargs: f(*[_value(a) for a in args], **kwargs)
 
 
+def _zeros(b, shape):
+    """Zeros of `shape` as a read-only broadcast view: no memory, and uniform at a glance."""
+    return np.broadcast_to(np.zeros((), dtype=b.dtype), shape)
+
+
 def _like(f):
-    return lambda b, a, *args, **kwargs: f(_value(a), *args, **kwargs)
+    """np.zeros_like and its kind: of a tracer's shape and dtype, without computing its value."""
+    def like(b, a, *args, **kwargs):
+        return f(_zeros(b, a.shape) if isinstance(a, Tracer) else a, *args, **kwargs)
+    return like
 
 
 def _concat(name):
@@ -444,8 +515,10 @@ class Traced:
         self.b = Builder(graph.source, graph.dtype, limits)
         self.wrt = wrt
         self.nodes: list = []
+        # a value already known is taken over; the others are computed if a rule reads them
+        known = getattr(values, "known", values)
         for eq in graph.nodes:
-            self.nodes.append(self._replay(eq, None if values is None else values[eq.id]))
+            self.nodes.append(self._replay(eq, None if values is None else known[eq.id]))
 
     def _replay(self, eq, value):
         if eq.kind == "leaf":
@@ -465,9 +538,28 @@ class Traced:
         grads = plain.backward(src, self.nodes, self.b.lift(cotangent), out)
         return {src.nodes[i].name: g for i, g in grads.items()}
 
-    def program(self, output: Tracer) -> tuple[Graph, list]:
-        """The recorded program with `output` as its output, and every node's value."""
-        return self.b.graph(output.id), list(self.b.values)
+    def program(self, output: Tracer) -> tuple[Graph, "Values"]:
+        """The recorded program with `output` as its output, and its values (each computed
+        when first read)."""
+        return self.b.graph(output.id), Values(self.b)
+
+
+class Values:
+    """The values of a recorded program by node id, each computed when first read; `known`
+    holds those computed so far (None for the others)."""
+
+    __slots__ = ("b",)
+
+    def __init__(self, b: Builder):
+        self.b = b
+
+    def __getitem__(self, i):
+        return self.b.value(i)
+
+    def __len__(self):
+        return len(self.b.values)
+
+    known = property(lambda self: self.b.values)
 
 
 def dot(b: Builder, pairs) -> Tracer:

@@ -39,6 +39,8 @@ def matmul_vjp_a(g, ans, a, b):
     nb = g.ndim - ans.ndim
     if a.ndim == 1 and b.ndim == 1:        # dot: g is batch + ()
         return g[..., None] * b
+    if a.ndim == 1 and b.ndim == 2:         # (k,) @ (k, n): a batch of g is one product
+        return np.matmul(g, _t(b))
     if a.ndim == 1:                         # (k,) @ (..., k, n) -> (..., n)
         return np.matmul(g[..., None, :], _t(b))[..., 0, :]
     if b.ndim == 1:                         # (..., m, k) @ (k,) -> (..., m)
@@ -52,6 +54,8 @@ def matmul_vjp_b(g, ans, a, b):
         return g[..., None] * a
     if a.ndim == 1:                         # grad_b[..., k, n] = a[k] g[..., n]
         return a[:, None] * g[..., None, :]
+    if b.ndim == 1 and a.ndim == 2:         # (m, k) @ (k,): a batch of g is one product
+        return np.matmul(g, a)
     if b.ndim == 1:                         # grad_b[k] = sum_m a[..., m, k] g[..., m]
         return np.matmul(g[..., None, :], a)[..., 0, :]
     return np.matmul(_t(a), g)
