@@ -58,37 +58,29 @@ FORWARD_MODE_CONVENTIONS = {
     'edge/mean/empty-slice-dim0': ('taylor',),
     'edge/logsumexp/empty-slice-dim0': ('jvp', 'taylor'),
     'edge/mse_loss/huge-mean': ('jvp', 'taylor'),
+    # atan2's forward formula (-y·x_t + x·y_t) / (x² + y²) is 0/0 at the origin
+    'kink/atan2-origin': ('jvp', 'taylor'),
+    # nested jacfwd of prod over a zero: from order 3 torch's numbers are not the derivatives
+    # of the polynomial (prod([2, 0, 3, -1.5] + t·u) has d³/dt³ = 3.75, torch says 2.0);
+    # gradcalc's are
+    'red/prod/one-zero': ('taylor',),
+    'red/prod/two-zeros': ('taylor',),
+    'red/prod/zeros-dim': ('taylor',),
 }
 # torch's double backward has a formula of its own here (bce, prod with zeros, norm at 0,
 # pow at 0, div/atan2/hypot past the float range), not the derivative of its first rule
 DOUBLE_BACKWARD_FORMULAS = {
-    'red/prod/two-zeros': ('hessian', 'hvp', 'taylor'),
     'kink/pow-0-0-tensor': ('jvp', 'taylor'),
     'kink/pow-0-neg-scalar-exponent': ('hessian', 'hvp', 'taylor'),
-    'kink/norm-zero-p2': ('hessian',),
-    'kink/norm-zero-row-dim': ('hessian',),
     'kink/bce-at-0-and-1': ('hessian', 'hvp', 'taylor'),
     'kink/bce-at-0-and-1-with-target': ('hessian', 'hvp'),
     'kink/bce-near-0': ('hessian', 'hvp', 'taylor'),
     'kink/bce-soft-target-at-0': ('hessian', 'hvp', 'taylor'),
-    'kink/atan2-origin': ('hessian', 'jvp', 'taylor'),
     'nonfinite/bce-target-neg-inf-grad': ('hessian', 'hvp', 'taylor'),
-    'nonfinite/prod-two-zeros-inf-cotangent': ('hessian', 'hvp', 'jvp', 'taylor'),
+    'nonfinite/prod-two-zeros-inf-cotangent': ('hessian',),
     'nonfinite/ce-probs-inf-cotangent': ('hessian',),
     'kink/bce-input-zero-target-one': ('hessian', 'hvp', 'taylor'),
-    'edge/prod/neg-zeros': ('hessian', 'hvp', 'taylor'),
-    'edge/prod/zeros': ('hessian', 'hvp', 'taylor'),
-    'edge/norm-p2/tiny': ('hessian',),
-    'edge/norm-p2/neg-zeros': ('hessian',),
-    'edge/norm-p2/zeros': ('hessian',),
     'edge/bce/tiny': ('hessian', 'hvp'),
-}
-# refused by name (prod over a zero uses cumprod; an empty class axis): no table op yet
-UNTRACEABLE = {
-    'red/prod/one-zero': 'error',
-    'red/prod/zeros-dim': 'error',
-    'edge/cross_entropy/empty-batch': 'error',
-    'edge/cross_entropy/empty-batch-indices': 'error',
 }
 KNOWN = {**FORWARD_MODE_CONVENTIONS, **DOUBLE_BACKWARD_FORMULAS}
 
@@ -161,9 +153,6 @@ def _fields(got, exp):
 def test_second_order_matches_torch(case, answers):
     got = answers.get(case["id"])
     assert got is not None, "no answer"
-    if case["id"] in UNTRACEABLE:
-        assert got["error"]["kind"] == "call" and "not available" in got["error"]["message"]
-        return
     assert "error" not in got, got.get("error")
     known = KNOWN.get(case["id"], ())
     for field, agrees in _fields(got, case["expected"]).items():

@@ -55,9 +55,11 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
 - `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
   ufunc counts by itself), so that a rule calling them on traced arrays records this op
-  (engine/traced.py). A traced array's type defines `__gradcalc_traced__`, for the one
-  rule that must take another route on it (index's scatter: a traced array cannot be
-  assigned into).
+  (engine/traced.py). A traced array's type defines `__gradcalc_traced__` (`traced(a)`
+  asks): a rule runs on one only to be differentiated again, as torch's backward formulas
+  run under GradMode (create_graph=True). The rules that take another route there say why:
+  index's scatter (a traced array cannot be assigned into), prod_backward's zeros (torch
+  checks GradMode), pow with a number exponent (torch differentiates pow, not its kernel).
 """
 from __future__ import annotations
 
@@ -182,6 +184,12 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+
+
+def traced(a) -> bool:
+    """Whether `a` is a traced array (engine/traced.py): the rule running on it is being
+    recorded to be differentiated again, where torch's formulas see GradMode enabled."""
+    return getattr(type(a), "__gradcalc_traced__", False)
 
 
 def register(*ops: Op):

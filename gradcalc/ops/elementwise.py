@@ -327,7 +327,9 @@ binary("pow", "x, y", pow_forward, (pow_vjp_base, pow_vjp_exponent),
 def _atan2_rules():
     def _recip(y, x):
         d = y * y + x * x
-        return np.where(d == 0, 0.0, 1.0 / np.where(d == 0, 1.0, d))
+        # the zero denominator masked after the division, unguarded as torch's: the double
+        # backward at (0, 0) is NaN (0 * -1/d^2), as torch's
+        return np.where(d == 0, 0.0, 1.0 / d)
 
     def dy(g, ans, y, x):
         return g * x * _recip(y, x)         # grad * other * recip, in that order

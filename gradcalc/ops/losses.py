@@ -180,11 +180,19 @@ def ce(x, t, _probs=False, _n=1, _cdim=0):
     return np.asarray(-np.sum(picked) / _n)
 
 
+def _filled(g, x):
+    # cross_entropy_loss_prob_target's mean of an empty input is sum().fill_(NAN), and
+    # fill_'s derivative is 0: no gradient (the same empty arrays), no J·u, no Hessian
+    return np.zeros(g.shape + x.shape)       # g: batch + (), the loss is a scalar
+
+
 def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):
     # torch's composition, step by step (it decides where an infinite grad gives NaN):
     # nll_loss_backward scatters -grad/n into the target class (indices), or -(grad/N) * t
     # flows back through the product (probabilities); then log_softmax_backward_data:
     # gl - exp(log_softmax) * sum(gl, class dim)
+    if _probs and x.size == 0:
+        return _filled(g, x)
     gn = -(_g(g, x.ndim) / _n)
     if _probs:
         gl = gn * t
@@ -197,6 +205,8 @@ def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):
 def _ce_t(g, ans, x, t, _probs=False, _n=1, _cdim=0):
     if not _probs:
         return None             # class indices are never differentiated
+    if x.size == 0:
+        return _filled(g, x)
     return -(_g(g, x.ndim) / _n) * log_softmax(x, dim=_cdim)
 
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, norm_dim, register
+from . import Kink, Op, norm_dim, register, traced
 from ..errors import GradcalcError
 from . import symforms as S
 from .elementwise import sgn
@@ -165,11 +165,23 @@ def _exclusive_prod(x, axis):
     return before * np.flip(after, axis=axis)
 
 
+def _exclusive_rows(x, axis):
+    """_exclusive_prod as table ops a traced rule can record (there is no cumprod op): row i
+    of an (n, n) stack along `axis` is x with element i replaced by 1, and its product is
+    the product of the others. Exact like the cumprods; its derivative is the product of the
+    others but one, which torch's cumprod_backward computes exactly under GradMode too."""
+    n = x.shape[axis]
+    eye = np.eye(n, dtype=bool).reshape((n, n) + (1,) * (x.ndim - axis - 1))
+    return np.prod(np.where(eye, 1.0, np.expand_dims(x, axis)), axis=axis + 1)
+
+
 def prod_vjp(g, ans, x, dim=None, keepdim=False):
     # prod_backward, case by case as PyTorch: a 0-d input passes grad; with no zero in the
     # input, grad * result / input (so an infinite element gives NaN); a full product with
-    # two or more zeros, exactly 0 (whatever grad is); otherwise the exclusive products
-    # (prod_safe_zeros_backward), for every slice when any slice holds a zero
+    # two or more zeros, exactly 0 (whatever grad is) unless GradMode is on (a traced rule:
+    # then the double backward differentiates the exclusive products, whose mixed
+    # derivatives are not 0); otherwise the exclusive products (prod_safe_zeros_backward),
+    # for every slice when any slice holds a zero
     batch = g.shape[: g.ndim - ans.ndim]
     if x.size == 0:
         return np.zeros(batch + x.shape)
@@ -179,12 +191,13 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     zeros = np.count_nonzero(x == 0)
     if zeros == 0:
         return gu * (_kd(ans, x, dim, keepdim) / x)
+    exclusive = _exclusive_rows if traced(x) else _exclusive_prod
     if dim is None:
-        if zeros > 1:
+        if zeros > 1 and not traced(x):
             return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
-        others = _exclusive_prod(x.reshape(-1), 0).reshape(x.shape)
+        others = exclusive(x.reshape(-1), 0).reshape(x.shape)
     else:
-        others = _exclusive_prod(x, x.ndim + dim)
+        others = exclusive(x, x.ndim + dim)
     return gu * others
 
 
@@ -304,7 +317,9 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
     if p == 1:
         return gu * sgn(x)             # self.sgn() * grad; sgn(NaN) = 0
     if p == 2:
-        return gu * np.where(n == 0, 0.0, x / np.where(n == 0, 1.0, n))
+        # grad * (self / norm).masked_fill_(norm == 0, 0): the division is not guarded, so
+        # the double backward at the zero vector is NaN as torch's (0 * -self / norm^2)
+        return gu * np.where(n == 0, 0.0, x / n)
     if np.isinf(p):
         a = np.abs(x)
         mask = (a == n) | np.isnan(a)
@@ -318,7 +333,8 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
         scaled = np.sign(x) * a ** (p - 1)
     else:
         scaled = x * a ** (p - 2)
-    scale = np.where(n == 0, 0.0, gu / np.where(n == 0, 1.0, n) ** (p - 1))
+    # scale_v = grad / norm.pow(p - 1), then masked_fill_(norm == 0, 0), unguarded as torch
+    scale = np.where(n == 0, 0.0, gu / n ** (p - 1))
     return scaled * scale
 
 
@@ -366,7 +382,9 @@ def _shifted(x, dim):
     its slice NaN, also in a 0-d array (one slice of one element: softmax(inf) is NaN, not 1).
     An empty slice has nothing to shift."""
     x1 = x.reshape(x.shape or (1,))
-    return x1 - np.max(x1, axis=dim, keepdims=True, initial=-np.inf)
+    if x1.size == 0:
+        return x1                   # (no max to take: a traced rule records no empty max)
+    return x1 - np.max(x1, axis=dim, keepdims=True)
 
 
 def softmax(x, dim=-1):
