@@ -71,16 +71,8 @@ FORWARD_MODE_CONVENTIONS = {
 # pow at 0, div/atan2/hypot past the float range), not the derivative of its first rule
 DOUBLE_BACKWARD_FORMULAS = {
     'kink/pow-0-0-tensor': ('jvp', 'taylor'),
-    'kink/pow-0-neg-scalar-exponent': ('hessian', 'hvp', 'taylor'),
-    'kink/bce-at-0-and-1': ('hessian', 'hvp', 'taylor'),
-    'kink/bce-at-0-and-1-with-target': ('hessian', 'hvp'),
-    'kink/bce-near-0': ('hessian', 'hvp', 'taylor'),
-    'kink/bce-soft-target-at-0': ('hessian', 'hvp', 'taylor'),
-    'nonfinite/bce-target-neg-inf-grad': ('hessian', 'hvp', 'taylor'),
     'nonfinite/prod-two-zeros-inf-cotangent': ('hessian',),
     'nonfinite/ce-probs-inf-cotangent': ('hessian',),
-    'kink/bce-input-zero-target-one': ('hessian', 'hvp', 'taylor'),
-    'edge/bce/tiny': ('hessian', 'hvp'),
 }
 KNOWN = {**FORWARD_MODE_CONVENTIONS, **DOUBLE_BACKWARD_FORMULAS}
 

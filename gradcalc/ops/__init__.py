@@ -60,6 +60,11 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   run under GradMode (create_graph=True). The rules that take another route there say why:
   index's scatter (a traced array cannot be assigned into), prod_backward's zeros (torch
   checks GradMode), pow with a number exponent (torch differentiates pow, not its kernel).
+- A rule whose torch formula is a backward function with a derivatives.yaml entry of its
+  own (binary_cross_entropy_backward: its double backward is not the derivative of its
+  formula) computes it through `recorded(op, ...)` with an `Op` of its entry's file that is
+  not in OPS (no user can call it): on numpy arrays its forward, on traced ones one equation
+  of it, whose own `vjps` are torch's double-backward formulas.
 """
 from __future__ import annotations
 
@@ -190,6 +195,16 @@ def traced(a) -> bool:
     """Whether `a` is a traced array (engine/traced.py): the rule running on it is being
     recorded to be differentiated again, where torch's formulas see GradMode enabled."""
     return getattr(type(a), "__gradcalc_traced__", False)
+
+
+def recorded(op: Op, *arrays, **params):
+    """`op.forward(*arrays, **params)`, or, when an input is traced, that call recorded as one
+    equation of `op` (the tracer's `__gradcalc_record__`), to be differentiated by op's own
+    rules rather than through the steps of its forward."""
+    for a in arrays:
+        if traced(a):
+            return a.__gradcalc_record__(op, arrays, params)
+    return op.forward(*arrays, **params)
 
 
 def register(*ops: Op):

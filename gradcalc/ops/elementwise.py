@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, elementwise_infer, register
+from . import Kink, Op, elementwise_infer, register, traced
 from ..errors import GradcalcError
 
 LN2 = math.log(2.0)
@@ -258,7 +258,11 @@ def pow_number(x, e: float):
     """x ** e for a number e as torch's pow.Tensor_Scalar computes it (Pow.cpp, PowKernel.cpp):
     0 fills ones, 1 copies, 0.5 is sqrt, -0.5 rsqrt (1 / sqrt), -1 reciprocal, 2 x*x, 3 x*x*x,
     -2 1 / (x*x), anything else pow(). They differ from pow() at -0.0 and -inf (sqrt(-0.0) is
-    -0.0, rsqrt(-inf) NaN) and in rounding."""
+    -0.0, rsqrt(-inf) NaN) and in rounding. A traced x records the table's pow with this
+    number exponent, whose forward is this function: torch differentiates pow.Tensor_Scalar
+    as one op (pow_backward), never its kernel's 1 / (x*x)."""
+    if traced(x):
+        return x ** e
     with np.errstate(all="ignore"):
         if e == 0:
             return np.ones_like(x)
