@@ -58,6 +58,9 @@ FORWARD_MODE_CONVENTIONS = {
     'edge/mean/empty-slice-dim0': ('taylor',),
     'edge/logsumexp/empty-slice-dim0': ('jvp', 'taylor'),
     'edge/mse_loss/huge-mean': ('jvp', 'taylor'),
+    # pow's forward formula adds pow_backward_self and pow_backward_exponent of the
+    # tangents, each masked by where: 0 at (0, 0), where the transposed backward's 0·NaN is NaN
+    'kink/pow-0-0-tensor': ('jvp', 'taylor'),
     # atan2's forward formula (-y·x_t + x·y_t) / (x² + y²) is 0/0 at the origin
     'kink/atan2-origin': ('jvp', 'taylor'),
     # nested jacfwd of prod over a zero: from order 3 torch's numbers are not the derivatives
@@ -67,14 +70,14 @@ FORWARD_MODE_CONVENTIONS = {
     'red/prod/two-zeros': ('taylor',),
     'red/prod/zeros-dim': ('taylor',),
 }
-# torch's double backward has a formula of its own here (bce, prod with zeros, norm at 0,
-# pow at 0, div/atan2/hypot past the float range), not the derivative of its first rule
-DOUBLE_BACKWARD_FORMULAS = {
-    'kink/pow-0-0-tensor': ('jvp', 'taylor'),
+# torch's hessian takes each row by autograd.grad of one gradient element, which visits only
+# the graph that element came from; gradcalc's rows share one backward of every leaf's
+# gradient, where a zero cotangent meets an infinite partial of another branch (0·inf = NaN)
+BATCHED_HESSIAN_ROWS = {
     'nonfinite/prod-two-zeros-inf-cotangent': ('hessian',),
     'nonfinite/ce-probs-inf-cotangent': ('hessian',),
 }
-KNOWN = {**FORWARD_MODE_CONVENTIONS, **DOUBLE_BACKWARD_FORMULAS}
+KNOWN = {**FORWARD_MODE_CONVENTIONS, **BATCHED_HESSIAN_ROWS}
 
 
 @pytest.fixture(scope="module")
