@@ -422,7 +422,7 @@ FUNCTIONS = {
     np.sum: _sum, np.reshape: _reshape, np.expand_dims: _expand_dims, np.squeeze: _squeeze,
     np.broadcast_to: _broadcast_to, np.transpose: _transpose, np.swapaxes: _swapaxes,
     np.where: _where, np.take: _take, np.max: _extreme("max"), np.min: _extreme("min"),
-    np.amax: _extreme("max"), np.amin: _extreme("min"), np.prod: _extreme("prod"),
+    np.amax: _extreme("max"), np.amin: _extreme("min"),
     np.pad: _pad, np.concatenate: _concat("cat"), np.stack: _concat("stack"),
     np.zeros_like: _like(np.zeros_like), np.ones_like: _like(np.ones_like),
     np.count_nonzero: _on_value(np.count_nonzero), np.argmax: _on_value(np.argmax),

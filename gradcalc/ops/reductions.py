@@ -165,14 +165,27 @@ def _exclusive_prod(x, axis):
     return before * np.flip(after, axis=axis)
 
 
-def _exclusive_rows(x, axis):
-    """_exclusive_prod as table ops a traced rule can record (there is no cumprod op): row i
-    of an (n, n) stack along `axis` is x with element i replaced by 1, and its product is
-    the product of the others. Exact like the cumprods; its derivative is the product of the
-    others but one, which torch's cumprod_backward computes exactly under GradMode too."""
+def _exclusive_scan(x, axis):
+    """_exclusive_prod as table ops a traced rule can record (there is no cumprod op): the
+    products before and after each element by doubling (log2(n) steps of a product with a
+    shifted copy), only multiplications, slices and concatenations with ones. Exact with
+    zeros like the cumprods, and so is its derivative (the product of the others but one,
+    which torch's cumprod_backward computes under GradMode too); O(n log n) at every order."""
     n = x.shape[axis]
-    eye = np.eye(n, dtype=bool).reshape((n, n) + (1,) * (x.ndim - axis - 1))
-    return np.prod(np.where(eye, 1.0, np.expand_dims(x, axis)), axis=axis + 1)
+
+    def part(a, start, stop):
+        return a[(slice(None),) * axis + (slice(start, stop),)]
+
+    def ones(k):
+        return np.ones(x.shape[:axis] + (k,) + x.shape[axis + 1:])
+    before = np.concatenate([ones(1), part(x, 0, n - 1)], axis=axis)
+    after = np.concatenate([part(x, 1, n), ones(1)], axis=axis)
+    step = 1
+    while step < n:
+        before = before * np.concatenate([ones(step), part(before, 0, n - step)], axis=axis)
+        after = after * np.concatenate([part(after, step, n), ones(step)], axis=axis)
+        step *= 2
+    return before * after
 
 
 def prod_vjp(g, ans, x, dim=None, keepdim=False):
@@ -191,7 +204,7 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     zeros = np.count_nonzero(x == 0)
     if zeros == 0:
         return gu * (_kd(ans, x, dim, keepdim) / x)
-    exclusive = _exclusive_rows if traced(x) else _exclusive_prod
+    exclusive = _exclusive_scan if traced(x) else _exclusive_prod
     if dim is None:
         if zeros > 1 and not traced(x):
             return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
