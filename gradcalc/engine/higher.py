@@ -1,10 +1,11 @@
 """Derivatives past the first: HVP, Hessian, J·u and Taylor coefficients, from traced programs.
 
-Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
-the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
-cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
-Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. The
-first-order path never comes here. Sizes are checked against the limits before a dense
+The HVP and the Hessian are plain backwards (plain.py) of programs that traced.py recorded,
+torch's double backward: the HVP is the gradient of (the traced gradient · u), taken as the
+gradient, with respect to the cotangent v, of vᵀ(traced gradient's Jacobian)u (exact: the
+backward is linear in v); the Hessian is the Jacobian of the traced gradient. J·u and Taylor
+order k (J·u of the program of order k-1) are forward mode (forward_mode.py), as torch's
+jvp and jacfwd. The first-order path never comes here. Sizes are checked against the limits before a dense
 Hessian is allocated.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import numpy as np
 
 from ..errors import GradcalcError, Limits, fmt_bytes
-from . import plain
+from . import forward_mode, plain
 from .traced import Traced, dot
 
 # the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
@@ -38,7 +39,9 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
     if not layout:
         return {}
-    flat = jvp(prog, prog.output, tangent, limits, values)
+    # torch's hvp is a double backward: the transposed gradient program, not forward mode
+    prog, values = jvp_program(prog, prog.output, tangent, limits, values=values, final=True)
+    flat = values[prog.output]
     return {n: flat[start:start + math.prod(shape)].reshape(shape)
             for n, (start, shape) in layout.items()}
 
@@ -140,18 +143,19 @@ def v_name(level):
     return f"{COTANGENT}{level}"
 
 
-def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
-    """J·u, of the output's shape."""
-    prog, values = jvp_program(graph, output, tangent, limits, values=values, final=True)
+def jvp(graph, output: int, tangent: dict, limits: Limits | None = None):
+    """J·u, of the output's shape, in forward mode as torch.func.jvp (forward_mode.py)."""
+    prog, values = forward_mode.jvp_program(graph, output, tangent, limits)
     return values[prog.output]
 
 
 def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
-    """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program."""
-    out, prog = [], graph
+    """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program, in
+    forward mode as torch's nested jacfwd."""
+    out, prog, values = [], graph, None
     for k in range(1, order + 1):
-        prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k,
-                                   None if k == 1 else values, final=k == order)
+        prog, values = forward_mode.jvp_program(prog, output if k == 1 else prog.output, tangent,
+                                           limits, values)
         out.append(values[prog.output])
     return out
 

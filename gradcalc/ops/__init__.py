@@ -53,6 +53,11 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `cost(out_size, in_shapes)`: element operations of one forward, for the numeric check's
   budget (default: the output's size).
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
+- `jvp(tangents, ans, *arrays, **params)`: torch's forward-mode formula (derivatives.yaml's
+  `result:`), declared only where it is not the transpose of the VJP rule (at ties, NaNs,
+  the float range's edges); `tangents` holds one per array input, None where no tangent
+  flows. J·u and Taylor (engine/forward_mode.py) read it; every other op's tangent is its VJP
+  rule transposed. HVP and Hessian never read it: they are torch's double backward.
 - `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
   ufunc counts by itself), so that a rule calling them on traced arrays records this op
   (engine/traced.py). A traced array's type defines `__gradcalc_traced__` (`traced(a)`
@@ -156,6 +161,7 @@ class Op:
     cost: Callable | None = None        # (out_size, in_shapes) -> element operations
     at_site: Callable | None = None     # Site -> internal params the call site fixes
     ufuncs: tuple = ()                  # numpy ufuncs a rule may use for this op
+    jvp: Callable | None = None         # torch's forward-mode formula, where it is its own
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):
