@@ -61,8 +61,19 @@ def mse_form(sp, x, t, _n=1, **_):
     return S.osum(sp, d * d) / _n
 
 
+def mse_jvp(tangents, ans, x, t, _n=1):
+    # apply_loss_reduction(mse_loss_backward(self_t, x, t, None) + mse_loss_backward(
+    # target_t, t, x, None), Mean): 2 * (x - t) * tangent, then the mean (so a huge
+    # difference overflows to inf here where the backward's 2 / numel came first)
+    tx, tt = tangents
+    parts = ([2.0 * (x - t) * tx] if tx is not None else []) + (
+        [2.0 * (t - x) * tt] if tt is not None else [])
+    total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return np.sum(total) / np.size(total)
+
+
 register(Op("mse_loss", "input, target", mse, _mse_rules(), pair_infer("mse_loss"),
-            "MseLossBackward0", "loss", sympy=mse_form,
+            "MseLossBackward0", "loss", sympy=mse_form, jvp=mse_jvp,
             samples=(("mse_loss(x, y)", {"x": (2, 3), "y": (2, 3)}, (-2.0, 2.0)),)))
 
 

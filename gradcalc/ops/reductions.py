@@ -135,9 +135,10 @@ def _maxmin_form(name):
     return lambda sp, x, dim=None, keepdim=False, **_: extreme(sp, x, dim, keepdim)
 
 
-def reduction(name, forward, rule, torch, sympy, samples, doc=""):
+def reduction(name, forward, rule, torch, sympy, samples, doc="", jvp=None):
     register(Op(name, "x, dim:int?=None, keepdim:bool=False", forward, (rule,),
-                reduce_infer(name), torch, "reduction", sympy=sympy, samples=samples, doc=doc))
+                reduce_infer(name), torch, "reduction", sympy=sympy, samples=samples, doc=doc,
+                jvp=jvp))
 
 
 reduction("sum", lambda x, dim=None, keepdim=False: np.sum(x, axis=_axis(dim), keepdims=keepdim),
@@ -259,6 +260,21 @@ def _maxmin(name, npf, argf):
     return forward, rule
 
 
+def _maxmin_jvp(rule):
+    def jvp(tangents, ans, x, dim=None, keepdim=False):
+        (t,) = tangents
+        if dim is None:
+            # evenly_read_jvp: mask = input == result, with no NaN exception (a NaN result
+            # equals no element: (t / 0) * 0 = NaN), then sum(mask * (t / count))
+            mask = x == np.reshape(ans, (1,) * x.ndim)
+            return np.sum(mask * (t / np.sum(mask)))
+        # gather_with_keepdimed_indices: the tangent at the index the backward chose (the
+        # backward's one-hot select of it, summed over the dim)
+        hot = rule(np.ones_like(ans), ans, x, dim, keepdim)
+        return np.sum(np.where(hot != 0, t, 0.0), axis=dim, keepdims=keepdim)
+    return jvp
+
+
 def _extreme_ties(npf):
     def pred(x, dim=None, keepdim=False, **_):
         if x.size == 0:
@@ -283,7 +299,8 @@ for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                 doc="full reduction: ties share the gradient evenly; with dim: first index",
                 kinks=(Kink(f"a full {_name} splits the gradient evenly over ties; {_name}(dim=) "
                             f"gives it all to the first {_name}imal index",
-                            _extreme_ties(_npf)),)))
+                            _extreme_ties(_npf)),),
+                jvp=_maxmin_jvp(_r)))
 
 
 def logsumexp(x, dim=None, keepdim=False):
@@ -295,13 +312,21 @@ def logsumexp(x, dim=None, keepdim=False):
     return s
 
 
+def logsumexp_jvp(t, x, dim, keepdim):
+    # logsumexp_jvp: e = exp(x - amax(x)) (the exp-normalize trick; exp(x) of an empty x),
+    # sum(e * t) / sum(e): finite where the backward's exp(x - result) is not
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True)) if x.size else np.exp(x)
+    return np.sum(e * t, axis=dim, keepdims=keepdim) / np.sum(e, axis=dim, keepdims=keepdim)
+
+
 reduction("logsumexp", logsumexp,
           # logsumexp_backward: grad * (self - result).exp()
           lambda g, ans, x, dim=None, keepdim=False:
               unreduce(g, ans, x, dim, keepdim) * np.exp(x - _kd(ans, x, dim, keepdim)),
           "LogsumexpBackward0", lambda sp, x, dim=None, keepdim=False, _at=None:
               logsumexp_form(sp, x, dim, keepdim, _at),
-          _sample("logsumexp(x)", "logsumexp(x, dim=1)"))
+          _sample("logsumexp(x)", "logsumexp(x, dim=1)"), jvp=lambda tangents, ans, x, dim=None,
+          keepdim=False: logsumexp_jvp(tangents[0], x, dim, keepdim))
 
 
 # norm(x, p=2, dim=None): torch.linalg.vector_norm and its norm_backward
@@ -351,6 +376,35 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
     return scaled * scale
 
 
+def norm_jvp(tangents, ans, x, p=2.0, dim=None, keepdim=False):
+    # norm_jvp, branch by branch as torch: a sum of the tangents' contributions, divided by
+    # the norm only after the sum (so a huge x gives a finite tangent where the backward's
+    # x / norm per element would not), masked where the norm is 0
+    (t,) = tangents
+    ax = _axis(dim)
+    if p == 0:
+        return np.zeros_like(ans)       # a tangent of zeros that exists
+    if p == 1:
+        return np.sum(sgn(x) * t, axis=ax, keepdims=keepdim)
+    if p == 2:
+        s = np.sum(x * t, axis=ax, keepdims=keepdim)
+        return np.where(ans == 0, 0.0, s / ans)
+    n = _kd(ans, x, dim, keepdim)
+    if np.isinf(p):
+        is_max = (np.abs(x) == n) | (np.isnan(x) & np.isnan(n))
+        count = np.sum(is_max, axis=ax, keepdims=True)
+        return np.sum(sgn(x) * t * is_max / count, axis=ax, keepdims=keepdim)
+    a = np.abs(x)
+    if p < 1:
+        s = np.sum(np.where(x == 0, 0.0, a ** (p - 1)) * (sgn(x) * t), axis=ax, keepdims=keepdim)
+        return s * ans ** (1 - p)
+    if p < 2:
+        s = np.sum(a ** (p - 1) * (sgn(x) * t), axis=ax, keepdims=keepdim)
+    else:
+        s = np.sum(a ** (p - 2) * (x * t), axis=ax, keepdims=keepdim)
+    return np.where(ans == 0, 0.0, s / ans ** (p - 1))
+
+
 def _norm_kinks(x, p=2.0, dim=None, keepdim=False, **_):
     a = np.abs(x)
     if a.size == 0 or p == 0:
@@ -380,7 +434,7 @@ register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, 
                      ("norm(x, p=1, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("norm(x, p=3)", {"x": (4,)}, (0.5, 2.0)),
                      ("norm(x, p=inf, dim=1)", {"x": (2, 3)}, (-2.0, 2.0))),
-            doc="torch.linalg.vector_norm; gradient 0 at the zero vector"))
+            doc="torch.linalg.vector_norm; gradient 0 at the zero vector", jvp=norm_jvp))
 
 
 def softmax_infer(op_name):
