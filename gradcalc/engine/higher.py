@@ -5,8 +5,8 @@ torch's double backward: the HVP is the gradient of (the traced gradient · u), 
 gradient, with respect to the cotangent v, of vᵀ(traced gradient's Jacobian)u (exact: the
 backward is linear in v); the Hessian is the Jacobian of the traced gradient. J·u and Taylor
 order k (J·u of the program of order k-1) are forward mode (forward_mode.py), as torch's
-jvp and jacfwd. The first-order path never comes here. Sizes are checked against the limits before a dense
-Hessian is allocated.
+jvp and jacfwd. The first-order path never comes here. Sizes are checked against the limits
+before a dense Hessian is allocated.
 """
 from __future__ import annotations
 
@@ -154,8 +154,8 @@ def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None 
     forward mode as torch's nested jacfwd."""
     out, prog, values = [], graph, None
     for k in range(1, order + 1):
-        prog, values = forward_mode.jvp_program(prog, output if k == 1 else prog.output, tangent,
-                                           limits, values)
+        prog, values = forward_mode.jvp_program(prog, output if k == 1 else prog.output,
+                                                tangent, limits, values)
         out.append(values[prog.output])
     return out
 

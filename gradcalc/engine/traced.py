@@ -109,7 +109,8 @@ class Builder:
                     return ins[1 - k]
         ids = tuple(t.id for t in ins)
         params = dict(params or {})
-        key = (name, ids, repr(sorted(params.items())))
+        # (an op outside the table's names, or an --extern one, never shares a table op's node)
+        key = (name, op is OPS.get(name), ids, repr(sorted(params.items())))
         if key in self.memo:
             return Tracer(self, self.memo[key])
         i = self.comp.apply(op, ids, params, None)

@@ -63,8 +63,9 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   (engine/traced.py). A traced array's type defines `__gradcalc_traced__` (`traced(a)`
   asks): a rule runs on one only to be differentiated again, as torch's backward formulas
   run under GradMode (create_graph=True). The rules that take another route there say why:
-  index's scatter (a traced array cannot be assigned into), prod_backward's zeros (torch
-  checks GradMode), pow with a number exponent (torch differentiates pow, not its kernel).
+  index's scatter (a traced array cannot be assigned into), prod_backward's zeros and
+  logit's backward (torch checks GradMode), pow with a number exponent (torch
+  differentiates pow, not its kernel).
 - A rule whose torch formula is a backward function with a derivatives.yaml entry of its
   own (binary_cross_entropy_backward: its double backward is not the derivative of its
   formula) computes it through `recorded(op, ...)` with an `Op` of its entry's file that is
