@@ -215,10 +215,26 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     return gu * others
 
 
+def prod_jvp(tangents, ans, x, dim=None, keepdim=False):
+    # (prod_backward(ones, self_p, result) * self_t).sum(dim): under torch.func the input is
+    # subclass-like, so prod_backward always takes prod_safe_zeros_backward, the exclusive
+    # products (no result / input, so an infinite element does not give inf / inf = NaN)
+    (t,) = tangents
+    if x.ndim == 0:
+        return t
+    if x.size == 0:         # prod_safe_zeros_backward passes grad (ones) for no element
+        return np.sum(t, axis=_axis(dim), keepdims=keepdim)
+    if dim is None:
+        others = np.reshape(_exclusive_scan(np.reshape(x, (-1,)), 0), x.shape)
+    else:
+        others = _exclusive_scan(x, x.ndim + dim)
+    return np.sum(others * t, axis=_axis(dim), keepdims=keepdim)
+
+
 reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim), keepdims=keepdim),
           prod_vjp, by_dim("ProdBackward0", "ProdBackward1"),
           lambda sp, x, dim=None, keepdim=False, **_: S.oprod(sp, x, dim, keepdim),
-          _sample("prod(x)", "prod(x, dim=0)"))
+          _sample("prod(x)", "prod(x, dim=0)"), jvp=prod_jvp)
 
 
 def nonempty_infer(op_name, what):
