@@ -239,9 +239,23 @@ def test_cli_refusals(args, words):
     assert rc == 2 and words in err and "Traceback" not in err
 
 
-def test_a_rule_the_tracer_cannot_record_is_refused_by_name():
-    # prod over a zero takes the exclusive products by cumprod, which no table op records
-    g = comp("prod(x)", x=[2.0, 0.0, 3.0])
+def test_prod_over_a_zero_has_its_exact_hvp_at_any_size():
+    # H_ik = product of x_j for j not in {i, k}: with x = [0, 2, 1, ..., 1] and u = 1, row 0
+    # sums 1 + 2 (n - 2), row 1 sums 1, every other row 2. The traced exclusive products
+    # stay O(n log n) per order (an (n, n) stack per order would refuse n = 400: n^4)
+    n = 400
+    x = np.ones(n)
+    x[:2] = [0.0, 2.0]
+    g = comp("prod(x)", x=x)
+    hu = higher.hvp(g, g.output, np.ones(()), {"x": np.ones(n)}, ["x"])["x"]
+    assert hu[0] == 1 + 2 * (n - 2) and hu[1] == 1 and np.all(hu[2:] == 2)
+
+
+def test_a_rule_the_tracer_cannot_record_is_refused_by_name(monkeypatch):
+    # every rule of the table records today; one calling numpy's cumprod, which no table op
+    # computes, could not
+    monkeypatch.setattr(OPS["exp"], "vjps", (lambda g, ans, x: g * np.cumprod(ans),))
+    g = comp("exp(x)", x=[2.0, 0.0, 3.0])
     with pytest.raises(GradcalcError, match="cumprod") as exc:
         higher.hessian(g, g.output, np.ones(()), ["x"])
     assert exc.value.kind == "call"

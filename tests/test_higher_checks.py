@@ -169,3 +169,17 @@ def test_numeric_taylor_orders_two_to_four():
     r = gradcalc.compute("sqrt(x)", x=1e-4, taylor=2, check="numeric")
     [u] = r.checks["numeric"]["unverifiable"]
     assert u["in"] == "taylor" and u["index"] == [2]
+
+
+def test_a_wrong_forward_mode_rule_fails_the_symbolic_check(monkeypatch):
+    # J·u and Taylor read the op's jvp rule (torch's forward formula) where it declares one:
+    # doubled, the first-order and HVP numbers stay, the tangent and Taylor's orders do not
+    # (y = x² past 1: J·u is 2x and the second order 2; with the doubled rule 3x and 4)
+    real = OPS["maximum"].jvp
+    monkeypatch.setattr(OPS["maximum"], "jvp", lambda *a, **k: 2.0 * real(*a, **k))
+    r = gradcalc.compute("maximum(x, 1) * x", x=[2.0, 3.0], grad=[1, 1], tangent={"x": 1},
+                         hvp={"x": 1}, taylor=2, check="symbolic")
+    assert r.grads["x"] == pytest.approx([4.0, 6.0]) and r.hvp["x"] == pytest.approx([2.0, 2.0])
+    assert r.jvp == pytest.approx([6.0, 9.0]) and r.taylor[1] == pytest.approx([4.0, 4.0])
+    sym = r.checks["symbolic"]
+    assert sym["passed"] is False and {d["in"] for d in sym["disagreements"]} >= {"jvp", "taylor"}

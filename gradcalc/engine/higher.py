@@ -1,13 +1,14 @@
 """Derivatives past the first: HVP, Hessian, J·u and Taylor coefficients, from traced programs.
 
-Each answer is a plain backward (plain.py) of a program that traced.py recorded: the HVP is
-the gradient of (the traced gradient · u); J·u is the gradient, with respect to the
-cotangent v, of vᵀJu (the backward is linear in v, so this is exact); the Hessian is the
-Jacobian of the traced gradient; Taylor order k is J·u of the program of order k-1. Economies
-give the same numbers: a large final program's output by the lean forward, a large
-elementwise program's Hessian diagonals from one recorded program run block by block, a
-dense Hessian by the economic Jacobian. The first-order path never comes here.
-Sizes are checked against the limits before a dense Hessian is allocated.
+The HVP and the Hessian are plain backwards (plain.py) of programs that traced.py recorded,
+torch's double backward: the HVP is the gradient of (the traced gradient · u), taken as the
+gradient, with respect to the cotangent v, of vᵀ(traced gradient's Jacobian)u (exact: the
+backward is linear in v); the Hessian is the Jacobian of the traced gradient. J·u and Taylor
+order k (J·u of the program of order k-1) are forward mode (forward_mode.py), as torch's
+jvp and jacfwd. Economies give the same numbers: a large final program's output by the lean
+forward, a large elementwise program's Hessian diagonals from one recorded program run
+block by block, a dense Hessian by the economic Jacobian. The first-order path never comes
+here. Sizes are checked against the limits before a dense Hessian is allocated.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import math
 import numpy as np
 
 from ..errors import GradcalcError, Limits, fmt_bytes
-from . import economy, plain
+from . import economy, forward_mode, plain
 from .traced import Traced, Untraceable, dot
 
 # the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
@@ -40,7 +41,9 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
     prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits)
     if not layout:
         return {}
-    flat = jvp(prog, prog.output, tangent, limits, values)
+    # torch's hvp is a double backward: the transposed gradient program, not forward mode
+    flat = final_output(*jvp_program(prog, prog.output, tangent, limits, values=values,
+                                     final=True))
     return {n: flat[start:start + math.prod(shape)].reshape(shape)
             for n, (start, shape) in layout.items()}
 
@@ -175,23 +178,28 @@ def v_name(level):
     return f"{COTANGENT}{level}"
 
 
-def jvp(graph, output: int, tangent: dict, limits: Limits | None = None, values=None):
-    """J·u, of the output's shape: the final program's output alone is wanted, so a large
-    one is computed by the lean forward (economy.forward_lean: dead values dropped, their
-    buffers written again) over the equations it depends on (Builder.cone)."""
-    prog, values = jvp_program(graph, output, tangent, limits, values=values, final=True)
+def final_output(prog, values):
+    """The output of a program nobody differentiates again: a large one is computed by the
+    lean forward (economy.forward_lean: dead values dropped, their buffers written again)
+    over the equations it depends on (Builder.cone)."""
     if prog.nodes[prog.output].size < economy.LEAN_MIN:
         return values[prog.output]
     cone, (out,) = values.b.cone([prog.output])
     return economy.forward_lean(cone, out)[out]
 
 
+def jvp(graph, output: int, tangent: dict, limits: Limits | None = None):
+    """J·u, of the output's shape, in forward mode as torch.func.jvp (forward_mode.py)."""
+    return final_output(*forward_mode.jvp_program(graph, output, tangent, limits))
+
+
 def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
-    """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program."""
-    out, prog = [], graph
+    """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program, in
+    forward mode as torch's nested jacfwd."""
+    out, prog, values = [], graph, None
     for k in range(1, order + 1):
-        prog, values = jvp_program(prog, output if k == 1 else prog.output, tangent, limits, k,
-                                   None if k == 1 else values, final=k == order)
+        prog, values = forward_mode.jvp_program(prog, output if k == 1 else prog.output,
+                                                tangent, limits, values)
         out.append(values[prog.output])
     return out
 

@@ -134,9 +134,12 @@ class Builder:
         raise Untraceable(f"a {type(a).__name__}")
 
     def apply(self, name, inputs, params=None, value=None) -> "Tracer":
-        """Op `name` on `inputs` (tracers or numbers), recorded (or folded, when every input
-        is a constant); its value is computed by the op's own forward when first read (or
-        is `value`, when the caller replays a program whose values it has)."""
+        """Op `name` (or an Op outside the table's names: ops.recorded) on `inputs` (tracers
+        or numbers), recorded (or folded, when every input is a constant); its value is
+        computed by the op's own forward when first read (or is `value`, when the caller
+        replays a program whose values it has)."""
+        op = OPS[name] if isinstance(name, str) else name
+        name = op.name
         ins = [self.lift(a) for a in inputs]
         if name == "mul":
             # x * 1 is x, bit for bit (NaN, inf and -0 included): a broadcast cotangent of
@@ -147,10 +150,10 @@ class Builder:
                     return ins[1 - k]
         ids = tuple(t.id for t in ins)
         params = dict(params or {})
-        key = (name, ids, repr(sorted(params.items())))
+        # (an op outside the table's names, or an --extern one, never shares a table op's node)
+        key = (name, op is OPS.get(name), ids, repr(sorted(params.items())))
         if key in self.memo:
             return Tracer(self, self.memo[key])
-        op = OPS[name]
         i = self.comp.apply(op, ids, params, None)
         eq = self.comp.nodes[i]
         if eq.kind == "const":
@@ -265,7 +268,10 @@ class Tracer:
             raise Untraceable(f"numpy's {func.__name__}")
         return handler(self.b, *args, **kwargs)
 
-    __gradcalc_traced__ = True      # what ops/shape.py's index rule asks
+    __gradcalc_traced__ = True      # what ops.traced asks
+
+    def __gradcalc_record__(self, op, inputs, params):      # ops.recorded
+        return self.b.apply(op, inputs, params)
 
     # -- methods ---------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False, dtype=None):
@@ -526,7 +532,7 @@ class Traced:
                                eq.requires_grad and (self.wrt is None or eq.name in self.wrt))
         if eq.kind == "const":
             return self.b.const(eq.value)
-        return self.b.apply(eq.op.name, [self.nodes[i] for i in eq.inputs], eq.params, value)
+        return self.b.apply(eq.op, [self.nodes[i] for i in eq.inputs], eq.params, value)
 
     def leaf(self, name, value, requires_grad=True) -> Tracer:
         return self.b.leaf(name, value, requires_grad)

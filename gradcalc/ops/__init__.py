@@ -56,11 +56,24 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 - `cost(out_size, in_shapes)`: element operations of one forward, for the numeric check's
   budget (default: the output's size).
 - `samples`: `(expression, {var: shape}, (low, high))` triples for the table-driven tests.
+- `jvp(tangents, ans, *arrays, **params)`: torch's forward-mode formula (derivatives.yaml's
+  `result:`), declared only where it is not the transpose of the VJP rule (at ties, NaNs,
+  the float range's edges); `tangents` holds one per array input, None where no tangent
+  flows. J·u and Taylor (engine/forward_mode.py) read it; every other op's tangent is its VJP
+  rule transposed. HVP and Hessian never read it: they are torch's double backward.
 - `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
   ufunc counts by itself), so that a rule calling them on traced arrays records this op
-  (engine/traced.py). A traced array's type defines `__gradcalc_traced__`, for the one
-  rule that must take another route on it (index's scatter: a traced array cannot be
-  assigned into).
+  (engine/traced.py). A traced array's type defines `__gradcalc_traced__` (`traced(a)`
+  asks): a rule runs on one only to be differentiated again, as torch's backward formulas
+  run under GradMode (create_graph=True). The rules that take another route there say why:
+  index's scatter (a traced array cannot be assigned into), prod_backward's zeros and
+  logit's backward (torch checks GradMode), pow with a number exponent (torch
+  differentiates pow, not its kernel).
+- A rule whose torch formula is a backward function with a derivatives.yaml entry of its
+  own (binary_cross_entropy_backward: its double backward is not the derivative of its
+  formula) computes it through `recorded(op, ...)` with an `Op` of its entry's file that is
+  not in OPS (no user can call it): on numpy arrays its forward, on traced ones one equation
+  of it, whose own `vjps` are torch's double-backward formulas.
 """
 from __future__ import annotations
 
@@ -153,6 +166,7 @@ class Op:
     cost: Callable | None = None        # (out_size, in_shapes) -> element operations
     at_site: Callable | None = None     # Site -> internal params the call site fixes
     ufuncs: tuple = ()                  # numpy ufuncs a rule may use for this op
+    jvp: Callable | None = None         # torch's forward-mode formula, where it is its own
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):
@@ -186,6 +200,22 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+
+
+def traced(a) -> bool:
+    """Whether `a` is a traced array (engine/traced.py): the rule running on it is being
+    recorded to be differentiated again, where torch's formulas see GradMode enabled."""
+    return getattr(type(a), "__gradcalc_traced__", False)
+
+
+def recorded(op: Op, *arrays, **params):
+    """`op.forward(*arrays, **params)`, or, when an input is traced, that call recorded as one
+    equation of `op` (the tracer's `__gradcalc_record__`), to be differentiated by op's own
+    rules rather than through the steps of its forward."""
+    for a in arrays:
+        if traced(a):
+            return a.__gradcalc_record__(op, arrays, params)
+    return op.forward(*arrays, **params)
 
 
 def register(*ops: Op):

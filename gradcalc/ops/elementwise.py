@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, elementwise_infer, register
+from . import Kink, Op, elementwise_infer, register, traced
 from ..errors import GradcalcError
 
 LN2 = math.log(2.0)
@@ -18,10 +18,25 @@ LN10 = math.log(10.0)
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc="", kinks=(), ufuncs=()):
+def unary(name, forward, rule, sympy, torch, domain=(-2.0, 2.0), doc="", kinks=(), ufuncs=(),
+          jvp=None):
     register(Op(name, "x", forward, (rule,), elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=((f"{name}(x)", {"x": (2, 3)}, domain),), doc=doc,
-                pointwise=True, kinks=kinks, ufuncs=ufuncs))
+                pointwise=True, kinks=kinks, ufuncs=ufuncs, jvp=jvp))
+
+
+def element_wise_jvp(rules):
+    """torch's `result: auto_element_wise` (and pow's formula, written the same way): each
+    input's backward formula applied to its tangent, summed; a select in the rule stays a
+    select (the transposed rule would multiply a masked 0 by its NaN or inf partial)."""
+    def jvp(tangents, ans, *arrays, **params):
+        parts = [rule(t, ans, *arrays, **params) for rule, t in zip(rules, tangents)
+                 if t is not None and rule is not None]
+        total = parts[0] if parts else None
+        for part in parts[1:]:
+            total = total + part
+        return total
+    return jvp
 
 
 def at_zero(words):
@@ -149,7 +164,9 @@ unary("sign", sgn, lambda g, ans, x: np.zeros_like(g),
       # sympy form H(x) - H(-x): the same function, 0 at 0, and differentiable by sympy
       # even where it cannot prove the argument real (sign(log(x)) stays unevaluated)
       lambda sp, x: sp.Heaviside(x) - sp.Heaviside(-x), "SignBackward0",
-      kinks=at_zero("sign' = 0 everywhere, also at 0"), ufuncs=(np.sign,))
+      kinks=at_zero("sign' = 0 everywhere, also at 0"), ufuncs=(np.sign,),
+      # auto_element_wise: a tangent of zeros that exists (0 * a NaN beyond it is NaN)
+      jvp=lambda tangents, ans, x: np.zeros_like(ans))
 unary("sin", np.sin, lambda g, ans, x: g * np.cos(x), lambda sp, x: sp.sin(x), "SinBackward0")
 unary("cos", np.cos, lambda g, ans, x: g * -np.sin(x), lambda sp, x: sp.cos(x), "CosBackward0")
 unary("tan", np.tan, lambda g, ans, x: g * (1.0 + ans * ans),
@@ -225,10 +242,10 @@ register(Op("elu", "x, alpha:number=1.0",
 
 # --- binary arithmetic --------------------------------------------------------------
 def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=(),
-           at_site=None, ufuncs=(), sympy_terms=None):
+           at_site=None, ufuncs=(), sympy_terms=None, jvp=None):
     register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
-                kinks=kinks, at_site=at_site, ufuncs=ufuncs, sympy_terms=sympy_terms))
+                kinks=kinks, at_site=at_site, ufuncs=ufuncs, sympy_terms=sympy_terms, jvp=jvp))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
@@ -259,7 +276,11 @@ def pow_number(x, e: float):
     """x ** e for a number e as torch's pow.Tensor_Scalar computes it (Pow.cpp, PowKernel.cpp):
     0 fills ones, 1 copies, 0.5 is sqrt, -0.5 rsqrt (1 / sqrt), -1 reciprocal, 2 x*x, 3 x*x*x,
     -2 1 / (x*x), anything else pow(). They differ from pow() at -0.0 and -inf (sqrt(-0.0) is
-    -0.0, rsqrt(-inf) NaN) and in rounding."""
+    -0.0, rsqrt(-inf) NaN) and in rounding. A traced x records the table's pow with this
+    number exponent, whose forward is this function: torch differentiates pow.Tensor_Scalar
+    as one op (pow_backward), never its kernel's 1 / (x*x)."""
+    if traced(x):
+        return x ** e
     with np.errstate(all="ignore"):
         if e == 0:
             return np.ones_like(x)
@@ -320,7 +341,10 @@ binary("pow", "x, y", pow_forward, (pow_vjp_base, pow_vjp_exponent),
        kinks=(Kink("x**y at x = 0: the base's partial is 0 where y == 0, grad*y*x**(y-1) "
                    "elsewhere; the exponent's partial is 0 where y >= 0",
                    lambda x, y, **_: x == 0),),
-       at_site=_pow_site, ufuncs=(np.power,))
+       at_site=_pow_site, ufuncs=(np.power,),
+       # pow_backward_self(self_t) + pow_backward_exponent(exponent_t): where-masked, so 0
+       # at (0, 0); pow.Tensor_Scalar's auto_element_wise is pow_backward(self_t) alike
+       jvp=element_wise_jvp((pow_vjp_base, pow_vjp_exponent)))
 
 
 # atan2(y, x): grad * x / (x^2 + y^2), grad * -y / (x^2 + y^2); PyTorch 2.13 gives 0 for
@@ -328,7 +352,9 @@ binary("pow", "x, y", pow_forward, (pow_vjp_base, pow_vjp_exponent),
 def _atan2_rules():
     def _recip(y, x):
         d = y * y + x * x
-        return np.where(d == 0, 0.0, 1.0 / np.where(d == 0, 1.0, d))
+        # the zero denominator masked after the division, unguarded as torch's: the double
+        # backward at (0, 0) is NaN (0 * -1/d^2), as torch's
+        return np.where(d == 0, 0.0, 1.0 / d)
 
     def dy(g, ans, y, x):
         return g * x * _recip(y, x)         # grad * other * recip, in that order
@@ -338,8 +364,14 @@ def _atan2_rules():
     return dy, dx
 
 
+def _atan2_jvp(tangents, ans, y, x):
+    # (-self_p * other_t + other_p * self_t) / (self_p^2 + other_p^2): 0/0 = NaN at (0, 0)
+    ty, tx = (0.0 if t is None else t for t in tangents)
+    return (-y * tx + x * ty) / (y ** 2 + x ** 2)
+
+
 binary("atan2", "y, x", np.arctan2, _atan2_rules(), lambda sp, y, x: sp.atan2(y, x),
-       "Atan2Backward0", (("atan2(x, y)", _XY, (0.5, 2.0)),),
+       "Atan2Backward0", (("atan2(x, y)", _XY, (0.5, 2.0)),), jvp=_atan2_jvp,
        kinks=(Kink("both partials 0 at (0, 0)", lambda y, x, **_: (y == 0) & (x == 0)),))
 # hypot: grad * self / result, grad * other / result, in that order
 binary("hypot", "x, y", np.hypot,
@@ -374,16 +406,26 @@ def _maxmin_rules(loses):
     return rx, ry
 
 
+def _maxmin_jvp(wins):
+    # maximum: other_t + where(self == other, 0.5, self > other) * (self_t - other_t)
+    # (minimum: self < other), so at a NaN the tangent is other's, whichever side is NaN
+    def jvp(tangents, ans, x, y):
+        tx, ty = (0.0 if t is None else t for t in tangents)
+        return ty + np.where(x == y, 0.5, wins(x, y)) * (tx - ty)
+    return jvp
+
+
 binary("maximum", "x, y", maximum, _maxmin_rules(np.less),
        lambda sp, x, y: sp.Max(x, y), "MaximumBackward0",
        (("maximum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
        kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),),
-       ufuncs=(np.maximum, np.logical_or, np.bitwise_or))   # `|` of 0/1 masks is their max
+       ufuncs=(np.maximum, np.logical_or, np.bitwise_or),   # `|` of 0/1 masks is their max
+       jvp=_maxmin_jvp(np.greater))
 binary("minimum", "x, y", minimum, _maxmin_rules(np.greater),
        lambda sp, x, y: sp.Min(x, y), "MinimumBackward0",
        (("minimum(x, y)", _XY, (-2.0, 2.0)),), doc="a tie gives half the gradient to each side",
        kinks=(Kink("a tie gives half the gradient to each side", lambda x, y, **_: x == y),),
-       ufuncs=(np.minimum,))
+       ufuncs=(np.minimum,), jvp=_maxmin_jvp(np.less))
 
 
 # clamp(x, min, max): the bounds are inputs too (constants +-inf when left out, and then
@@ -419,6 +461,22 @@ def _clamp_rules():
     return rx, rlo, rhi
 
 
+def _clamp_jvp(tangents, ans, x, lo, hi, _absent=()):
+    tx, tlo, thi = tangents
+    if tlo is None and thi is None:
+        # number bounds, clamp.Scalar: auto_element_wise, clamp_backward of the tangent
+        return _clamp_rules()[0](tx, ans, x, lo, hi, _absent)
+    # clamp.Tensor's clamp_jvp: with both bounds where(min > max, max_t, where(x < min,
+    # min_t, where(x > max, max_t, x_t))); with one, x_t only strictly inside (a tie or a
+    # NaN takes the bound's tangent)
+    tx, tlo, thi = (0.0 if t is None else t for t in tangents)
+    if "max" in _absent:
+        return np.where(x > lo, tx, tlo)
+    if "min" in _absent:
+        return np.where(x < hi, tx, thi)
+    return np.where(lo > hi, thi, np.where(x < lo, tlo, np.where(x > hi, thi, tx)))
+
+
 register(Op(
     "clamp", "x, min:array?=-inf, max:array?=inf", clamp, _clamp_rules(), clamp_infer,
     # torch: number bounds are clamp.Scalar (ClampBackward1), tensor bounds clamp.Tensor
@@ -431,7 +489,8 @@ register(Op(
     sympy=lambda sp, x, lo, hi, **_: sp.Min(sp.Max(x, lo), hi),
     samples=(("clamp(x, min=-0.5, max=0.5)", {"x": (2, 3)}, (-2.0, 2.0)),
              ("clamp(x, y, 1)", {"x": (2, 3), "y": (3,)}, (-2.0, 2.0))),
-    doc="bounds positional or by keyword (at least one); the gradient passes at the bounds"))
+    doc="bounds positional or by keyword (at least one); the gradient passes at the bounds",
+    jvp=_clamp_jvp))
 
 
 def identity(x):

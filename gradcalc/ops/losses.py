@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, broadcast, register
+from . import Kink, Op, broadcast, elementwise_infer, recorded, register, traced
 from . import symforms as S
 from ..errors import GradcalcError
 from .elementwise import sigmoid
@@ -61,8 +61,19 @@ def mse_form(sp, x, t, _n=1, **_):
     return S.osum(sp, d * d) / _n
 
 
+def mse_jvp(tangents, ans, x, t, _n=1):
+    # apply_loss_reduction(mse_loss_backward(self_t, x, t, None) + mse_loss_backward(
+    # target_t, t, x, None), Mean): 2 * (x - t) * tangent, then the mean (so a huge
+    # difference overflows to inf here where the backward's 2 / numel came first)
+    tx, tt = tangents
+    parts = ([2.0 * (x - t) * tx] if tx is not None else []) + (
+        [2.0 * (t - x) * tt] if tt is not None else [])
+    total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return np.sum(total) / np.size(total)
+
+
 register(Op("mse_loss", "input, target", mse, _mse_rules(), pair_infer("mse_loss"),
-            "MseLossBackward0", "loss", sympy=mse_form,
+            "MseLossBackward0", "loss", sympy=mse_form, jvp=mse_jvp,
             samples=(("mse_loss(x, y)", {"x": (2, 3), "y": (2, 3)}, (-2.0, 2.0)),)))
 
 
@@ -82,17 +93,73 @@ def bce(x, t, _n=1):
     return np.asarray(np.mean((t - 1.0) * l1x - t * lx))
 
 
+# torch's binary_cross_entropy_backward is an op of its own, with a derivatives.yaml entry
+# whose formulas are not the derivatives of its own (at the clamp they differ by 1e12 and
+# more): an Op here, outside the table's names (ops.recorded), the bce rule's one equation
+# when traced. Its grad_output is the loss's cotangent, shaped to broadcast against the input.
+def bce_backward(grad, x, t, _n=1):
+    # binary_cross_entropy_backward: grad * (x - t) / max((1 - x) * x, EPSILON); the mean's
+    # division by numel comes last, as torch's div_
+    d = x - t
+    return grad * d / np.maximum((1.0 - x) * x, EPSILON) / _n
+
+
+def _bce_backward_rules():
+    eps = 1e-12         # the double backward's own eps, a double (the forward's is a float)
+
+    def grad_output(gg, ans, grad, x, t, _n=1):
+        # it is linear in grad_output: its derivative there is itself applied to gg, as
+        # torch's forward formula of binary_cross_entropy applies it to the tangent
+        return recorded(BCE_BACKWARD, gg, x, t, _n=_n)
+
+    def input(gg, ans, grad, x, t, _n=1):
+        # binary_cross_entropy_double_backward: (x² - 2xt + t) / ((x + eps)² (1 - x + eps)²)
+        # * (grad * grad_output) / numel
+        gi = (x * x - 2.0 * x * t + t) / ((x + eps) ** 2 * (1.0 - x + eps) ** 2)
+        return gi * (gg * grad) / _n
+
+    def target(gg, ans, grad, x, t, _n=1):
+        # binary_cross_entropy_double_backward_target: -grad * grad_output
+        # / clamp_min((1 - x) * x, eps) / numel
+        return -gg * grad / np.maximum((1.0 - x) * x, eps) / _n
+    return grad_output, input, target
+
+
+BCE_BACKWARD = Op("binary_cross_entropy_backward", "grad, input, target", bce_backward,
+                  _bce_backward_rules(), elementwise_infer("binary_cross_entropy_backward"),
+                  "BinaryCrossEntropyBackwardBackward0", "loss", pointwise=True, named=False,
+                  doc="torch's backward of binary_cross_entropy, with its double backward")
+
+
+def logit(x):
+    # torch.logit without eps: log(x / (1 - x))
+    with np.errstate(divide="ignore"):
+        return np.log(x / (1.0 - x))
+
+
+def logit_vjp(g, ans, x):
+    if traced(x):
+        # under GradMode, infinitely_differentiable_logit_backward (eps None):
+        # where(0 <= x <= 1, grad / (x * (1 - x)), NaN)
+        return np.where((x >= 0.0) & (x <= 1.0), g / (x * (1.0 - x)), np.nan)
+    # logit_backward's kernel without eps: NaN outside [0, 1], grad * inf at 0 and 1,
+    # grad / (x * (1 - x)) inside
+    edge = np.where((x == 0.0) | (x == 1.0), g * np.inf, g / (x * (1.0 - x)))
+    return np.where((x < 0.0) | (x > 1.0), np.nan, edge)
+
+
+# torch.logit, which binary_cross_entropy_target_backward calls: outside the table's names
+LOGIT = Op("logit", "x", logit, (logit_vjp,), elementwise_infer("logit"), "LogitBackward0",
+           "elementwise", pointwise=True, named=False, doc="torch.logit, for bce's target rule")
+
+
 def _bce_rules():
-    # the mean's division by numel comes last in both, as torch's div_
     def rx(g, ans, x, t, _n=1):
-        # binary_cross_entropy_backward: grad * (x - t) / max((1 - x) * x, EPSILON)
-        d = x - t
-        return _g(g, d.ndim) * d / np.maximum((1.0 - x) * x, EPSILON) / _n
+        return recorded(BCE_BACKWARD, _g(g, np.ndim(x)), x, t, _n=_n)
 
     def rt(g, ans, x, t, _n=1):
-        # binary_cross_entropy_target_backward: -logit(x) * grad, logit(x) = log(x / (1 - x))
-        with np.errstate(divide="ignore"):
-            d = -np.log(x / (1.0 - x))      # t has x's shape (pair_infer)
+        # binary_cross_entropy_target_backward: -logit(x) * grad
+        d = -recorded(LOGIT, x)         # t has x's shape (pair_infer)
         return d * _g(g, d.ndim) / _n
     return rx, rt
 
@@ -180,11 +247,19 @@ def ce(x, t, _probs=False, _n=1, _cdim=0):
     return np.asarray(-np.sum(picked) / _n)
 
 
+def _filled(g, x):
+    # cross_entropy_loss_prob_target's mean of an empty input is sum().fill_(NAN), and
+    # fill_'s derivative is 0: no gradient (the same empty arrays), no J·u, no Hessian
+    return np.zeros(g.shape + x.shape)       # g: batch + (), the loss is a scalar
+
+
 def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):
     # torch's composition, step by step (it decides where an infinite grad gives NaN):
     # nll_loss_backward scatters -grad/n into the target class (indices), or -(grad/N) * t
     # flows back through the product (probabilities); then log_softmax_backward_data:
     # gl - exp(log_softmax) * sum(gl, class dim)
+    if _probs and x.size == 0:
+        return _filled(g, x)
     gn = -(_g(g, x.ndim) / _n)
     if _probs:
         gl = gn * t
@@ -197,6 +272,8 @@ def _ce_x(g, ans, x, t, _probs=False, _n=1, _cdim=0):
 def _ce_t(g, ans, x, t, _probs=False, _n=1, _cdim=0):
     if not _probs:
         return None             # class indices are never differentiated
+    if x.size == 0:
+        return _filled(g, x)
     return -(_g(g, x.ndim) / _n) * log_softmax(x, dim=_cdim)
 
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, norm_dim, register
+from . import Kink, Op, norm_dim, register, traced
 from ..errors import GradcalcError
 from . import symforms as S
 from .elementwise import sgn
@@ -135,9 +135,10 @@ def _maxmin_form(name):
     return lambda sp, x, dim=None, keepdim=False, **_: extreme(sp, x, dim, keepdim)
 
 
-def reduction(name, forward, rule, torch, sympy, samples, doc=""):
+def reduction(name, forward, rule, torch, sympy, samples, doc="", jvp=None):
     register(Op(name, "x, dim:int?=None, keepdim:bool=False", forward, (rule,),
-                reduce_infer(name), torch, "reduction", sympy=sympy, samples=samples, doc=doc))
+                reduce_infer(name), torch, "reduction", sympy=sympy, samples=samples, doc=doc,
+                jvp=jvp))
 
 
 reduction("sum", lambda x, dim=None, keepdim=False: np.sum(x, axis=_axis(dim), keepdims=keepdim),
@@ -165,11 +166,36 @@ def _exclusive_prod(x, axis):
     return before * np.flip(after, axis=axis)
 
 
+def _exclusive_scan(x, axis):
+    """_exclusive_prod as table ops a traced rule can record (there is no cumprod op): the
+    products before and after each element by doubling (log2(n) steps of a product with a
+    shifted copy), only multiplications, slices and concatenations with ones. Exact with
+    zeros like the cumprods, and so is its derivative (the product of the others but one,
+    which torch's cumprod_backward computes under GradMode too); O(n log n) at every order."""
+    n = x.shape[axis]
+
+    def part(a, start, stop):
+        return a[(slice(None),) * axis + (slice(start, stop),)]
+
+    def ones(k):
+        return np.ones(x.shape[:axis] + (k,) + x.shape[axis + 1:])
+    before = np.concatenate([ones(1), part(x, 0, n - 1)], axis=axis)
+    after = np.concatenate([part(x, 1, n), ones(1)], axis=axis)
+    step = 1
+    while step < n:
+        before = before * np.concatenate([ones(step), part(before, 0, n - step)], axis=axis)
+        after = after * np.concatenate([part(after, step, n), ones(step)], axis=axis)
+        step *= 2
+    return before * after
+
+
 def prod_vjp(g, ans, x, dim=None, keepdim=False):
     # prod_backward, case by case as PyTorch: a 0-d input passes grad; with no zero in the
     # input, grad * result / input (so an infinite element gives NaN); a full product with
-    # two or more zeros, exactly 0 (whatever grad is); otherwise the exclusive products
-    # (prod_safe_zeros_backward), for every slice when any slice holds a zero
+    # two or more zeros, exactly 0 (whatever grad is) unless GradMode is on (a traced rule:
+    # then the double backward differentiates the exclusive products, whose mixed
+    # derivatives are not 0); otherwise the exclusive products (prod_safe_zeros_backward),
+    # for every slice when any slice holds a zero
     batch = g.shape[: g.ndim - ans.ndim]
     if x.size == 0:
         return np.zeros(batch + x.shape)
@@ -179,19 +205,36 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     zeros = np.count_nonzero(x == 0)
     if zeros == 0:
         return gu * (_kd(ans, x, dim, keepdim) / x)
+    exclusive = _exclusive_scan if traced(x) else _exclusive_prod
     if dim is None:
-        if zeros > 1:
+        if zeros > 1 and not traced(x):
             return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
-        others = _exclusive_prod(x.reshape(-1), 0).reshape(x.shape)
+        others = exclusive(x.reshape(-1), 0).reshape(x.shape)
     else:
-        others = _exclusive_prod(x, x.ndim + dim)
+        others = exclusive(x, x.ndim + dim)
     return gu * others
+
+
+def prod_jvp(tangents, ans, x, dim=None, keepdim=False):
+    # (prod_backward(ones, self_p, result) * self_t).sum(dim): under torch.func the input is
+    # subclass-like, so prod_backward always takes prod_safe_zeros_backward, the exclusive
+    # products (no result / input, so an infinite element does not give inf / inf = NaN)
+    (t,) = tangents
+    if x.ndim == 0:
+        return t
+    if x.size == 0:         # prod_safe_zeros_backward passes grad (ones) for no element
+        return np.sum(t, axis=_axis(dim), keepdims=keepdim)
+    if dim is None:
+        others = np.reshape(_exclusive_scan(np.reshape(x, (-1,)), 0), x.shape)
+    else:
+        others = _exclusive_scan(x, x.ndim + dim)
+    return np.sum(others * t, axis=_axis(dim), keepdims=keepdim)
 
 
 reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim), keepdims=keepdim),
           prod_vjp, by_dim("ProdBackward0", "ProdBackward1"),
           lambda sp, x, dim=None, keepdim=False, **_: S.oprod(sp, x, dim, keepdim),
-          _sample("prod(x)", "prod(x, dim=0)"))
+          _sample("prod(x)", "prod(x, dim=0)"), jvp=prod_jvp)
 
 
 def nonempty_infer(op_name, what):
@@ -233,6 +276,21 @@ def _maxmin(name, npf, argf):
     return forward, rule
 
 
+def _maxmin_jvp(rule):
+    def jvp(tangents, ans, x, dim=None, keepdim=False):
+        (t,) = tangents
+        if dim is None:
+            # evenly_read_jvp: mask = input == result, with no NaN exception (a NaN result
+            # equals no element: (t / 0) * 0 = NaN), then sum(mask * (t / count))
+            mask = x == np.reshape(ans, (1,) * x.ndim)
+            return np.sum(mask * (t / np.sum(mask)))
+        # gather_with_keepdimed_indices: the tangent at the index the backward chose (the
+        # backward's one-hot select of it, summed over the dim)
+        hot = rule(np.ones_like(ans), ans, x, dim, keepdim)
+        return np.sum(np.where(hot != 0, t, 0.0), axis=dim, keepdims=keepdim)
+    return jvp
+
+
 def _extreme_ties(npf):
     def pred(x, dim=None, keepdim=False, **_):
         if x.size == 0:
@@ -257,7 +315,8 @@ for _name, _npf, _argf, _torch in (("max", np.max, np.argmax, "Max"),
                 doc="full reduction: ties share the gradient evenly; with dim: first index",
                 kinks=(Kink(f"a full {_name} splits the gradient evenly over ties; {_name}(dim=) "
                             f"gives it all to the first {_name}imal index",
-                            _extreme_ties(_npf)),)))
+                            _extreme_ties(_npf)),),
+                jvp=_maxmin_jvp(_r)))
 
 
 def logsumexp(x, dim=None, keepdim=False):
@@ -269,13 +328,21 @@ def logsumexp(x, dim=None, keepdim=False):
     return s
 
 
+def logsumexp_jvp(t, x, dim, keepdim):
+    # logsumexp_jvp: e = exp(x - amax(x)) (the exp-normalize trick; exp(x) of an empty x),
+    # sum(e * t) / sum(e): finite where the backward's exp(x - result) is not
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True)) if x.size else np.exp(x)
+    return np.sum(e * t, axis=dim, keepdims=keepdim) / np.sum(e, axis=dim, keepdims=keepdim)
+
+
 reduction("logsumexp", logsumexp,
           # logsumexp_backward: grad * (self - result).exp()
           lambda g, ans, x, dim=None, keepdim=False:
               unreduce(g, ans, x, dim, keepdim) * np.exp(x - _kd(ans, x, dim, keepdim)),
           "LogsumexpBackward0", lambda sp, x, dim=None, keepdim=False, _at=None:
               logsumexp_form(sp, x, dim, keepdim, _at),
-          _sample("logsumexp(x)", "logsumexp(x, dim=1)"))
+          _sample("logsumexp(x)", "logsumexp(x, dim=1)"), jvp=lambda tangents, ans, x, dim=None,
+          keepdim=False: logsumexp_jvp(tangents[0], x, dim, keepdim))
 
 
 # norm(x, p=2, dim=None): torch.linalg.vector_norm and its norm_backward
@@ -304,7 +371,9 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
     if p == 1:
         return gu * sgn(x)             # self.sgn() * grad; sgn(NaN) = 0
     if p == 2:
-        return gu * np.where(n == 0, 0.0, x / np.where(n == 0, 1.0, n))
+        # grad * (self / norm).masked_fill_(norm == 0, 0): the division is not guarded, so
+        # the double backward at the zero vector is NaN as torch's (0 * -self / norm^2)
+        return gu * np.where(n == 0, 0.0, x / n)
     if np.isinf(p):
         a = np.abs(x)
         mask = (a == n) | np.isnan(a)
@@ -318,8 +387,38 @@ def norm_vjp(g, ans, x, p=2.0, dim=None, keepdim=False):
         scaled = np.sign(x) * a ** (p - 1)
     else:
         scaled = x * a ** (p - 2)
-    scale = np.where(n == 0, 0.0, gu / np.where(n == 0, 1.0, n) ** (p - 1))
+    # scale_v = grad / norm.pow(p - 1), then masked_fill_(norm == 0, 0), unguarded as torch
+    scale = np.where(n == 0, 0.0, gu / n ** (p - 1))
     return scaled * scale
+
+
+def norm_jvp(tangents, ans, x, p=2.0, dim=None, keepdim=False):
+    # norm_jvp, branch by branch as torch: a sum of the tangents' contributions, divided by
+    # the norm only after the sum (so a huge x gives a finite tangent where the backward's
+    # x / norm per element would not), masked where the norm is 0
+    (t,) = tangents
+    ax = _axis(dim)
+    if p == 0:
+        return np.zeros_like(ans)       # a tangent of zeros that exists
+    if p == 1:
+        return np.sum(sgn(x) * t, axis=ax, keepdims=keepdim)
+    if p == 2:
+        s = np.sum(x * t, axis=ax, keepdims=keepdim)
+        return np.where(ans == 0, 0.0, s / ans)
+    n = _kd(ans, x, dim, keepdim)
+    if np.isinf(p):
+        is_max = (np.abs(x) == n) | (np.isnan(x) & np.isnan(n))
+        count = np.sum(is_max, axis=ax, keepdims=True)
+        return np.sum(sgn(x) * t * is_max / count, axis=ax, keepdims=keepdim)
+    a = np.abs(x)
+    if p < 1:
+        s = np.sum(np.where(x == 0, 0.0, a ** (p - 1)) * (sgn(x) * t), axis=ax, keepdims=keepdim)
+        return s * ans ** (1 - p)
+    if p < 2:
+        s = np.sum(a ** (p - 1) * (sgn(x) * t), axis=ax, keepdims=keepdim)
+    else:
+        s = np.sum(a ** (p - 2) * (x * t), axis=ax, keepdims=keepdim)
+    return np.where(ans == 0, 0.0, s / ans ** (p - 1))
 
 
 def _norm_kinks(x, p=2.0, dim=None, keepdim=False, **_):
@@ -351,7 +450,7 @@ register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, 
                      ("norm(x, p=1, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("norm(x, p=3)", {"x": (4,)}, (0.5, 2.0)),
                      ("norm(x, p=inf, dim=1)", {"x": (2, 3)}, (-2.0, 2.0))),
-            doc="torch.linalg.vector_norm; gradient 0 at the zero vector"))
+            doc="torch.linalg.vector_norm; gradient 0 at the zero vector", jvp=norm_jvp))
 
 
 def softmax_infer(op_name):
@@ -366,7 +465,9 @@ def _shifted(x, dim):
     its slice NaN, also in a 0-d array (one slice of one element: softmax(inf) is NaN, not 1).
     An empty slice has nothing to shift."""
     x1 = x.reshape(x.shape or (1,))
-    return x1 - np.max(x1, axis=dim, keepdims=True, initial=-np.inf)
+    if x1.size == 0:
+        return x1                   # (no max to take: a traced rule records no empty max)
+    return x1 - np.max(x1, axis=dim, keepdims=True)
 
 
 def softmax(x, dim=-1):

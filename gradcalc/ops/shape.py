@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import Op, call_error, norm_dim, register
+from . import Op, call_error, norm_dim, register, traced
 from ..errors import GradcalcError
 
 
@@ -38,7 +38,7 @@ def index_infer(shapes, params):
 
 def index_vjp(g, ans, x, idx):
     nb = g.ndim - ans.ndim
-    if getattr(type(g), "__gradcalc_traced__", False):      # engine/traced.py
+    if traced(g):
         return scatter_composed(g, nb, x.shape, idx)
     out = np.zeros(g.shape[:nb] + x.shape, dtype=g.dtype)
     out[(slice(None),) * nb + idx] = g
