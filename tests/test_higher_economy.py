@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gradcalc.compile import Compiler
-from gradcalc.engine import higher, plain, traced
+from gradcalc.engine import forward_mode, higher, plain, traced
 from gradcalc.errors import GradcalcError, Limits
 from gradcalc.ops import OPS
 from gradcalc.parser import parse_program
@@ -142,8 +142,9 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
 
 @pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
 def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch):
-    """J·u (and so H·u by the plain route) read from the final program by the lean forward
-    over its cone, at any size here (LEAN_MIN 0): the values the program itself gives."""
+    """J·u (forward mode) and the transposed J·u that H·u takes, read from their final
+    programs by the lean forward over the cone, at any size here (LEAN_MIN 0): the values
+    the programs themselves give."""
     monkeypatch.setattr(higher.economy, "LEAN_MIN", 0)
     for seed, special in ((0, False), (1, True)):
         rng = np.random.default_rng(seed)
@@ -153,11 +154,14 @@ def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch
             g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
             u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
                  if g.nodes[i].requires_grad}
-            prog, values = higher.jvp_program(g, g.output, u, final=True)
+            fwd, fwd_values = forward_mode.jvp_program(g, g.output, u)
             got = higher.jvp(g, g.output, u)
+            prog, values = higher.jvp_program(g, g.output, u, final=True)
+            got_transposed = higher.final_output(prog, values)
         except (traced.Untraceable, GradcalcError):
             pytest.skip("not traceable, or refused at these values")
-        assert_same(got, values[prog.output], f"{expr}: J·u")
+        assert_same(got, fwd_values[fwd.output], f"{expr}: J·u (forward mode)")
+        assert_same(got_transposed, values[prog.output], f"{expr}: J·u (transposed, as H·u)")
 
 
 def test_large_hvp_is_the_closed_form():

@@ -180,7 +180,7 @@ class Builder:
             elif eq.kind == "const":
                 t = into.const(eq.value)
             else:
-                t = into.apply(eq.op.name, [new[j] for j in eq.inputs], eq.params)
+                t = into.apply(eq.op, [new[j] for j in eq.inputs], eq.params)
             new[i] = t
         ids = [new[i].id for i in outputs]
         return into.graph(max(ids)), ids
