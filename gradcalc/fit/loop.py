@@ -3,7 +3,8 @@
 `fit(FitRequest)` compiles the program once per batch shape (the short last batch has its
 own), rebinds each batch's rows and the current parameters to it, runs the engine for the
 parameters' grads and steps the optimizer, epoch after epoch; or, for `lm`, hands the
-residual vector and its exact Jacobian to Levenberg–Marquardt. It reports through callbacks
+residual vector and its exact Jacobian (forward mode, one pass per parameter element, when
+there are fewer of those than residuals) to Levenberg–Marquardt. It reports through callbacks
 (progress, one history entry per epoch) and never prints. A non-finite loss stops the fit
 and names where it arose; Ctrl-C stops it with the parameters so far.
 """
@@ -15,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine import Request, describe_nonfinite, differentiate
+from ..engine import Request, describe_nonfinite, differentiate, forward, higher
 from ..errors import GradcalcError, Limits
 from ..programs import ProgramCache
 from ..settings import Settings
@@ -24,6 +25,8 @@ from .lm import Layout, LMOptions, levenberg_marquardt
 from .optimizers import make_optimizer
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
+# False: lm's Jacobian is always the reverse batched one (tests compare the two routes)
+LM_FORWARD_MODE = True
 
 
 @dataclass
@@ -124,6 +127,36 @@ class Loss:
         cot = np.ones(shape, dtype=self.dtype)
         answer = differentiate(Request(graph, out, cot, ids, jacobian=jacobian))
         return graph, answer
+
+    def residuals(self, bindings: dict):
+        """(graph, the output's values): the forward pass alone (lm's trial points need no
+        derivative)."""
+        graph = self.cache.graph(self.req.text, bindings, self.dtype, self.settings,
+                                 self.req.limits, self.req.externs)
+        return graph, forward(graph)[graph.output]
+
+    def jacobian(self, graph, layout: Layout) -> np.ndarray:
+        """d(output)/d(params) as (output elements, parameter elements), in the layout's
+        order. Fewer parameter elements than residuals (the usual fit): one forward-mode
+        pass (J·e_k) per parameter element, each O(n); else the reverse batched Jacobian
+        (one row per residual)."""
+        out = graph.output
+        n = graph.nodes[out].size
+        if LM_FORWARD_MODE and sum(math.prod(s) for s in layout.shapes) < n:
+            cols = []
+            for name, shape in zip(layout.names, layout.shapes):
+                for k in range(math.prod(shape)):
+                    e = np.zeros(math.prod(shape), dtype=self.dtype)
+                    e[k] = 1
+                    cols.append(np.asarray(higher.jvp(graph, out, {name: e.reshape(shape)},
+                                                      self.req.limits),
+                                           dtype=np.float64).reshape(n))
+            return np.stack(cols, axis=1)
+        ids = tuple(graph.leaves[p] for p in layout.names)
+        cot = np.zeros(graph.nodes[out].shape, dtype=self.dtype)
+        answer = differentiate(Request(graph, out, cot, ids, jacobian=True))
+        return np.concatenate([np.asarray(answer.jacobians[i], dtype=np.float64).reshape(n, -1)
+                               for i in ids], axis=1)
 
 
 def fit(req: FitRequest, *, on_epoch: Callable[[Epoch], None] | None = None,
@@ -229,16 +262,12 @@ def _fit_lm(req, on_epoch) -> FitResult:
         return {**data, **{k: v.astype(dtype) for k, v in layout.unpack(p).items()}}
 
     def residuals(p):
-        graph, answer = loss_fn.run(bind(p), jacobian=True)
-        last["p"], last["graph"], last["answer"] = p, graph, answer
-        return np.asarray(answer.values[graph.output], dtype=np.float64).ravel()
+        graph, values = loss_fn.residuals(bind(p))
+        last["p"], last["graph"] = p, graph
+        return np.asarray(values, dtype=np.float64).ravel()
 
-    def jacobian(p):
-        graph, answer = last["graph"], last["answer"]
-        n = graph.nodes[graph.output].size
-        return np.concatenate([np.asarray(answer.jacobians[graph.leaves[name]],
-                                          dtype=np.float64).reshape(n, -1)
-                               for name in layout.names], axis=1)
+    def jacobian(p):        # lm asks for it at the point whose residuals it just took
+        return loss_fn.jacobian(last["graph"], layout)
 
     history = []
 
