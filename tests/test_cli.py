@@ -612,7 +612,7 @@ def test_api_signature_names_every_option():
     assert list(public) == list(inner)
     r = gradcalc.compute("sum(x**3)", x=[1.0, 2.0], hessian=True, steps=True, check="none")
     assert np.asarray(r.hessian["x"]["x"]).tolist() == [[6.0, 0.0], [0.0, 12.0]]
-    assert r.steps[-1]["formula"] == "g̅_x += g̅_t1 * (3 * (x * x))"
+    assert r.steps[-1]["formula"] == "g̅_x += g̅_t1 * (3 * (x ** 2))"
     assert r.steps[-1]["value"].tolist() == [3.0, 12.0]
 
 

@@ -28,7 +28,7 @@ from gradcalc.errors import Limits
 def _context(r):
     return Context(graph=r.graph, values=r.values, output_id=r.output_id,
                    cotangent=r.cotangent, wrt=tuple(r.wrt), grads=dict(r.grads),
-                   jacobian=r.jacobian, dtype=r.dtype)
+                   jacobian=r.jacobian, dtype=r.dtype, limits=Limits())
 
 
 def _session():
