@@ -74,3 +74,12 @@ def test_erf_at_the_top_of_the_float_range_is_one():
     out = r.json()
     assert out["output"]["value"] == [1.0, -1.0, 1.0]
     assert out["grads"]["x"] == [0.0, 0.0, 0.0]
+
+
+def test_cross_entropy_over_zero_classes_is_nan_as_torchs():
+    """torch 2.13: F.cross_entropy(zeros(1, 0), zeros(1, 0)) is tensor(nan) (its mean divides
+    by numel / classes = 0 / 0) and the grad an empty (1, 0) tensor; it was a crash here."""
+    r = cli(["cross_entropy(x, t)", "x=[[]]", "t=[[]]", "--json"], isolate=True)
+    assert r.status == 0, r.stderr
+    obj = r.json()
+    assert obj["output"]["value"] == "NaN" and obj["grads"]["x"] == [[]]

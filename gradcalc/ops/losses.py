@@ -217,7 +217,8 @@ def ce_infer(shapes, params):
         raise GradcalcError("shape", "cross_entropy: logits must be at least 1-D (classes)")
     cdim = 1 if len(xs) >= 2 else 0
     if ts == xs:
-        n = math.prod(xs) // xs[cdim]
+        # torch's mean divides by numel / classes: with no classes that is 0 / 0, NaN
+        n = math.prod(xs) // xs[cdim] if xs[cdim] else math.nan
         return (), dict(params, _probs=True, _n=n, _cdim=cdim)
     if ts == xs[:cdim] + xs[cdim + 1:]:
         return (), dict(params, _probs=False, _n=math.prod(ts), _cdim=cdim)
