@@ -2,9 +2,9 @@
 
 Run it with the PyTorch environment, not with gradcalc's:
 
-    /work/refenv/bin/python samples/record_torch.py          # print the numbers
-    /work/refenv/bin/python samples/record_torch.py --write  # (re)write the `#=` lines
-    /work/refenv/bin/python samples/record_torch.py --check  # verify the `#=` lines
+    python samples/record_torch.py          # print the numbers
+    python samples/record_torch.py --write  # (re)write the `#=` lines
+    python samples/record_torch.py --check  # verify the `#=` lines
 
 Each sample has a torch function below, written by hand from the seed page's code: the sample
 text is never evaluated. A function returns its results in order, output first, as

@@ -331,7 +331,7 @@ def test_op_has_a_recorded_torch_reference(name, reference_calls):
     spelled = OPERATOR_SYNTAX.get(name, f"{name}(...)")
     assert reference_calls.get(name), (
         f"no case in {REFERENCE.name} calls {name} (as {spelled}); add one to "
-        "tests/reference/cases.py and re-record with /work/torchenv/bin/python "
+        "tests/reference/cases.py and re-record with an interpreter that has torch 2.13 "
         "tests/reference/record_torch.py")
 
 

@@ -2,8 +2,9 @@
 whose node name differs), for tests/test_graph.py: --graph and --dot must name nodes as
 PyTorch does.
 
-Run with the torch environment (never imported by the tests):
-    /work/refenv/bin/python tests/reference/record_grad_fn.py > tests/reference/torch_grad_fn.json
+Run with an interpreter that has torch 2.13 (`pip install torch==2.13.0`; never imported by
+the tests):
+    python tests/reference/record_grad_fn.py > tests/reference/torch_grad_fn.json
 """
 import json
 

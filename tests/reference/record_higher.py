@@ -1,8 +1,8 @@
 """Record PyTorch 2.13's second order and forward mode for the reference cases.
 
-Run with the torch environment, from anywhere:
+Run with an interpreter that has torch 2.13 (`pip install torch==2.13.0`), from anywhere:
 
-    /work/refenv/bin/python tests/reference/record_higher.py
+    python tests/reference/record_higher.py
 
 For every float64 case of cases.py small enough (at most 24 leaf elements, one backward, no
 `of`), with the case's cotangent v: `torch.autograd.functional.hessian` of vᵀy,

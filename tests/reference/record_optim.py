@@ -1,8 +1,8 @@
 """Record the references of `gradcalc fit`'s core: torch optimizers, curve_fit, the German fit.
 
-Run with the torch environment, from anywhere:
+Run with an interpreter that has torch 2.13 (`pip install torch==2.13.0`), from anywhere:
 
-    /work/refenv/bin/python tests/reference/record_optim.py
+    python tests/reference/record_optim.py
 
 Writes three files beside this script, which tests/test_optim.py replays without torch or scipy:
 - torch_optim.json: for every optimizer and option combination in CASES, float64 and float32,

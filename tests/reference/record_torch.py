@@ -1,8 +1,8 @@
 """Record the PyTorch reference: run every case of cases.py in real PyTorch, write the JSON.
 
-Run with the torch environment, from anywhere:
+Run with an interpreter that has torch 2.13 (`pip install torch==2.13.0`), from anywhere:
 
-    /work/refenv/bin/python tests/reference/record_torch.py
+    python tests/reference/record_torch.py
 
 For each case the leaves become tensors (in the case's dtype; those in `wrt` require grad),
 the builder computes the output (or the `of` intermediate), `backward(grad)` runs `repeat`
