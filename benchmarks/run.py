@@ -268,7 +268,6 @@ def worker_fig3(n, reps):
 def worker_fig4(n):
     """Peak traced memory (numpy reports its buffers to tracemalloc) above the inputs,
     results included, for the hand-written version and for gradcalc, in one process."""
-    import gc
     import tracemalloc
     import gradcalc
     a, b, c, v = _seed_inputs(n)
@@ -281,12 +280,7 @@ def worker_fig4(n):
                      ("subject", lambda: gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v,
                                                           check="none", jacobian=False,
                                                           limits=lim))):
-        gc.collect()
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        r = fn()
-        out[name] = tracemalloc.get_traced_memory()[1] - base
-        del r
+        out[name] = peak_bytes(fn)
     tracemalloc.stop()
     return out
 
@@ -1220,21 +1214,29 @@ def worker_fig13(n, reps):
 def worker_fig13_memory(n):
     """Peak traced memory above the inputs of the gradient and of the Hessian (numpy reports
     its buffers to tracemalloc), results included."""
-    import gc
     import tracemalloc
     grad, _, hessian = _loss_calls(n)
     _loss_calls(10)[2]()                     # imports and op-table set-up
     out = {}
     tracemalloc.start()
     for name, fn in (("grad", grad), ("hessian", hessian)):
-        gc.collect()
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        r = fn()
-        out[name] = tracemalloc.get_traced_memory()[1] - base
-        del r
+        out[name] = peak_bytes(fn)
     tracemalloc.stop()
     return out
+
+
+def peak_bytes(fn):
+    """Bytes fn() allocated at its peak above what was live before it (tracemalloc running),
+    its result dropped before the next measurement."""
+    import gc
+    import tracemalloc
+    gc.collect()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    r = fn()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    del r
+    return peak
 
 
 def _mixing_inputs(n):
