@@ -10,7 +10,7 @@ the table gives its spread: the interquartile range of the ratios and that inter
 processes are timed in wall time and in CPU time (user + system of the child, from wait4).
 The main process prints one markdown table and the machine it ran on. It is a measurement,
 not a test: nothing here asserts a time. Torch (and JAX, scipy) are timed when the
-interpreter given by --torch-python (default: /work/torchenv/bin/python when it exists) can
+interpreter given by --torch-python (default: $GRADCALC_TORCH_PYTHON when it is set) can
 import them; otherwise those columns say so and the run goes on. Figures 16 (JSON Lines cost
 curves) and 17 (gradcalc fit) are blocks of their own, each between `====` rulers. Figure 12 (a dense
 Hessian) is a ratio against torch (12a) and jax (12b) themselves, one thread each, and is
@@ -33,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SEED_EXPR = "3*a + 2*b*b + log(c)"
 SEED_ARGS = [SEED_EXPR, "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1.0,0.0001"]
-DEFAULT_TORCH = "/work/torchenv/bin/python"
 
 TARGETS = {
     "1": 1.25, "2": 0.85, "3a": 1.3, "3b": 1.3, "4": 1.5, "5": 2.0, "6": 2.0, "7": 3.0,
@@ -1115,7 +1114,7 @@ def pool(parts):
 
 
 def torch_python(arg):
-    path = arg if arg is not None else (DEFAULT_TORCH if os.path.exists(DEFAULT_TORCH) else None)
+    path = arg if arg is not None else os.environ.get("GRADCALC_TORCH_PYTHON")
     if not path or path == "none":
         return None, None, "no --torch-python given"
     found = {}

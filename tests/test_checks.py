@@ -363,7 +363,7 @@ def test_timeout_reports_skipped_and_never_hangs():
     sym = r.checks["symbolic"]
     assert sym["passed"] is None
     assert "time budget of 0.5 s" in sym["skipped"]
-    assert elapsed < 5
+    assert elapsed < 20                              # the budget ends it (a hang would not)
     assert r.passed is True                       # skipped is not a disagreement
 
 

@@ -729,7 +729,7 @@ def test_jsonl_bad_line_then_good(case):
         assert list(bad)[0] == "id"
     assert good["id"] == "after" and good["grads"]["x"] == [2.0, 4.0]
     assert r.status == 2
-    assert r.seconds < 5
+    assert r.seconds < 20
 
 
 def test_jsonl_program_error_has_line_and_column():

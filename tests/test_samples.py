@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from clirun import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-SEEDS_README = Path("/work/shared/seeds/README.md")
+# the seed pages live beside the checkout (../shared/seeds), or where GRADCALC_SEEDS says
+SEEDS_README = Path(os.environ.get("GRADCALC_SEEDS", ROOT.parent / "shared" / "seeds")) / "README.md"
 
 RTOL = 1e-6
 ATOL = 1e-9
