@@ -29,7 +29,7 @@ import numpy as np
 
 from . import fused
 from .plain import forward as plain_forward
-from .plain import sum_to
+from .plain import schedule, sum_to, walk
 from .sizes import elements, largest, remembered
 
 # below this many elements in the output, the Jacobian is one dense batched pass (cheaper
@@ -271,27 +271,8 @@ class Values(list):
 
 # ------------------------------------------------------------------ backward
 def _steps(graph, out: int):
-    """The backward schedule from `out`, remembered per compiled program: in reverse order,
-    each op node that requires grad with its edges (input id, rule, input shape) that carry
-    gradient (the input requires grad and the op has a rule for it)."""
-    def make():
-        nodes = graph.nodes
-        steps, fan_in = [], {}
-        for eq in reversed(nodes[: out + 1]):
-            if eq.kind != "op" or (not eq.requires_grad and eq.id != out):
-                continue
-            edges = []
-            for j, i in enumerate(eq.inputs):
-                rule = eq.op.vjp(j)
-                if rule is not None and nodes[i].requires_grad:
-                    edges.append((i, rule, nodes[i].shape))
-                    fan_in[i] = fan_in.get(i, 0) + 1
-            if edges:
-                steps.append((eq, edges))
-        # whether a cotangent may receive a second contribution (then ownership matters)
-        return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
-                for eq, edges in steps]
-    return remembered(graph, ("steps", out), make)
+    """plain.schedule from `out`, remembered per compiled program."""
+    return remembered(graph, ("steps", out), lambda: schedule(graph, out))
 
 
 def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
@@ -398,6 +379,13 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
         return values, {i: g.reshape(oshape) for i, g in grads.items()}
     out = np.empty(n, dtype=dtype)
     grads, reached = {}, None
+    part = None
+
+    def take(eq, shape, v):         # every value of a block has the block's shape
+        if type(v) is not ndarray or v.shape != part:
+            v = sum_to(v, 0, (), part)
+        return v if v.dtype == dtype else v.astype(dtype)
+
     with np.errstate(all="ignore"):
         for lo in range(0, n, block):
             hi = min(lo + block, n)
@@ -407,21 +395,7 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
                 vals[i] = flat[lo:hi]
             _forward_block(ops, vals, dtype)
             out[lo:hi] = vals[output]
-            ct = {output: flat_cot[lo:hi]}
-            for eq, edges in steps:
-                g = ct.pop(eq.id, None)
-                if g is None:
-                    continue
-                args = [vals[i] for i in eq.inputs]
-                for i, rule, _, _ in edges:
-                    v = rule(g, vals[eq.id], *args, **eq.params)
-                    if v is None:
-                        continue
-                    if type(v) is not ndarray or v.shape != part:
-                        v = sum_to(v, 0, (), part)
-                    if v.dtype != dtype:
-                        v = v.astype(dtype)
-                    ct[i] = v if i not in ct else ct[i] + v
+            ct = walk(steps, vals, {output: flat_cot[lo:hi]}, take)
             leaves = {i for i in ct if nodes[i].kind == "leaf"}
             if reached is None:
                 reached = leaves
