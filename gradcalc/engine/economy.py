@@ -270,9 +270,23 @@ class Values(list):
 
 
 # ------------------------------------------------------------------ backward
+def _schedule_back(graph, out: int):
+    """plain.schedule from `out` (the shared walk's order), remembered per program."""
+    return remembered(graph, ("schedule", out), lambda: schedule(graph, out))
+
+
 def _steps(graph, out: int):
-    """plain.schedule from `out`, remembered per compiled program."""
-    return remembered(graph, ("steps", out), lambda: schedule(graph, out))
+    """The backward schedule of `backward`, remembered per compiled program: plain.schedule
+    with, on each edge, whether its input takes more than one contribution (then who owns
+    its cotangent's buffer matters)."""
+    def make():
+        fan_in = {}
+        for _, edges in _schedule_back(graph, out):
+            for i, _, _ in edges:
+                fan_in[i] = fan_in.get(i, 0) + 1
+        return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
+                for eq, edges in _schedule_back(graph, out)]
+    return remembered(graph, ("steps", out), make)
 
 
 def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
@@ -362,7 +376,7 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
     nodes = graph.nodes
     oshape = nodes[output].shape
     n, dtype, ndarray = math.prod(oshape), graph.dtype, np.ndarray
-    ops, steps = _schedule(graph, output), _steps(graph, output)
+    ops, steps = _schedule(graph, output), _schedule_back(graph, output)
     values = [None] * len(nodes)
     sliced = {}                     # id -> the flat array a block slices
     for eq in nodes[: output + 1]:
@@ -413,7 +427,8 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
     be shorter, and is recorded apart), remembered per program; None when a forward or
     rule cannot be recorded (then the blocks run the rules themselves)."""
     def make(length):
-        return fused.record(graph, output, _schedule(graph, output), _steps(graph, output),
+        return fused.record(graph, output, _schedule(graph, output),
+                            _schedule_back(graph, output),
                             length, cot_dtype) or False
     lengths = {min(block, n), n % block or min(block, n)}
     progs = {m: remembered(graph, ("fused", output, m, cot_dtype.str), lambda: make(m))

@@ -52,24 +52,22 @@ def forward(graph, leaf_values: dict | None = None, upto: int | None = None) -> 
 
 def schedule(graph, out: int) -> list:
     """The backward's order from `out`: in reverse, each op node that requires grad (or is
-    the output) with its edges that carry gradient, each (input id, rule, input shape,
-    whether that input takes more than one contribution). The economies remember it per
-    program; plain.backward builds it afresh each call."""
+    the output) with its edges that carry gradient, each (input id, rule, input shape).
+    The economies remember it per program; plain.backward builds it afresh each call."""
     nodes = graph.nodes
-    steps, fan_in = [], {}
+    steps = []
     for eq in reversed(nodes[: out + 1]):
         if eq.kind != "op" or (not eq.requires_grad and eq.id != out):
             continue
         edges = []
         for j, i in enumerate(eq.inputs):
-            rule = eq.op.vjp(j)
-            if rule is not None and nodes[i].requires_grad:
-                edges.append((i, rule, nodes[i].shape))
-                fan_in[i] = fan_in.get(i, 0) + 1
+            if nodes[i].requires_grad:
+                rule = eq.op.vjp(j)
+                if rule is not None:
+                    edges.append((i, rule, nodes[i].shape))
         if edges:
             steps.append((eq, edges))
-    return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
-            for eq, edges in steps]
+    return steps
 
 
 def walk(steps, values, ct: dict, take) -> dict:
@@ -87,7 +85,7 @@ def walk(steps, values, ct: dict, take) -> dict:
         ans = values[eq.id]
         args = [values[i] for i in eq.inputs]
         params = eq.params
-        for i, rule, shape, _ in edges:
+        for i, rule, shape in edges:
             v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
             if v is None:
                 continue
