@@ -438,18 +438,21 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
     return progs
 
 
-# the last result block of a fused run, kept (up to KEEP_MAX bytes) so that the next run of
-# that size, once nothing refers to the old results, writes into pages already mapped:
-# fresh pages cost more than the run (four 8 MB arrays fault in for about 18 ms on this
-# machine, the whole seed run at n = 10^6 computes in about 12 ms)
+# the last result block of a run (a fused run's output and grads, an elementwise program's
+# Jacobians), kept (up to KEEP_MAX bytes) so that the next run of that size, once nothing
+# refers to the old results, writes into pages already mapped: fresh pages cost more than
+# the run (four 8 MB arrays fault in for about 18 ms on this machine, the whole seed run at
+# n = 10^6 computes in about 12 ms; two 1000 x 1000 Jacobians, mapped only along their
+# diagonals, about 2.5 ms, cleared when kept about 0.5 ms)
 KEEP_MAX = 1 << 26
 _KEPT = []
 
 
-def result_block(shape: tuple, dtype):
-    """An uninitialised array for the output and grads of a run: the kept block when its
-    shape and dtype fit and no one else holds it (its views were all dropped), else a new
-    one (kept in turn when small enough)."""
+def result_block(shape: tuple, dtype, zeroed: bool = False):
+    """An array for the results of a run: the kept block when its shape and dtype fit and no
+    one else holds it (its views were all dropped), else a new one (kept in turn when small
+    enough). Uninitialised, or all zeros when `zeroed` (a new one from calloc, whose pages
+    are mapped only where written; a kept one cleared)."""
     try:
         kept = _KEPT.pop()          # atomic: two threads never get the same block
     except IndexError:
@@ -458,8 +461,10 @@ def result_block(shape: tuple, dtype):
     if kept is not None and kept.shape == shape and kept.dtype == dtype and \
             sys.getrefcount(kept) == 2:
         block = kept
+        if zeroed:
+            block.fill(0)
     else:
-        block = np.empty(shape, dtype=dtype)
+        block = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
     del kept
     if block.nbytes <= KEEP_MAX:
         _KEPT.append(block)
@@ -544,24 +549,21 @@ def elementwise_path(graph, output: int) -> bool:
     return True
 
 
-def _expand_diagonal(d, o, oshape, dtype):
-    """The dense Jacobian whose diagonal is d and whose off-diagonal entries of column j are
-    o[j] (what a zero cotangent became at j: 0, -0.0 or NaN)."""
+def _expand_diagonal(J, d, o):
+    """Fill the n x n matrix J (all zeros) as the dense Jacobian whose diagonal is d and
+    whose off-diagonal entries of column j are o[j] (what a zero cotangent became at j: 0,
+    -0.0 or NaN)."""
     n = d.size
     o = o.reshape(-1)
-    if n >= STRUCTURE_MIN and not o.any() and not np.signbit(o).any():
-        J = np.zeros((n, n), dtype=dtype)       # untouched pages stay unmapped zeros
-    else:
-        J = np.empty((n, n), dtype=dtype)
+    if o.any() or np.signbit(o).any():
         J[...] = o
     J.reshape(-1)[:: n + 1] = d.reshape(-1)
-    return J.reshape(oshape + oshape)
 
 
 def _exact_matrix(m, product=None, other=None):
     """`m` as the identity batch through a product gives it (sums of one exact term and
     exact zeros, which start from +0.0): None when m holds a non-finite value (0*inf makes
-    NaN there), m itself when it has no zero, else m + 0.0 (-0.0 becomes +0.0).
+    NaN there), m itself when it has no -0.0, else m + 0.0 (-0.0 becomes +0.0).
 
     `product` = m times the vector `other` (the forward value): when both are finite and
     `other` has no zero, every term m[i,j]*other[j] was finite, so m is, with no pass over m
@@ -576,9 +578,16 @@ def _exact_matrix(m, product=None, other=None):
             return None
         if lo > 0 or hi < 0:
             return m
-    if m.all():                 # no zero (NaN counts as nonzero; finiteness is known)
-        return m
-    return m + 0.0
+    # m is finite here: m + 0.0 changes -0.0 alone
+    return m + 0.0 if has_negative_zero(m) else m
+
+
+def has_negative_zero(m) -> bool:
+    """Whether the float array m holds -0.0: its bits read as a signed integer are the
+    smallest integer of that size, and no other float's are, so one vectorised integer min
+    tells (about twice as fast as m.all(), a test per element)."""
+    ints = m.view(np.dtype(f"i{m.dtype.itemsize}"))
+    return int(ints.min(initial=0)) == np.iinfo(ints.dtype).min
 
 
 def identity_seeds(graph, values, output: int):
@@ -689,10 +698,20 @@ def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
 
 def _diagonal_jacobians(graph, rows, k: int, leaf_ids, oshape):
     """Dense Jacobians of an elementwise program from a batched backward whose rows k and
-    k + 1 were seeded with ones and zeros (the diagonal, and what 0 * inf makes of the rest)."""
+    k + 1 were seeded with ones and zeros (the diagonal, and what 0 * inf makes of the rest),
+    all in one zeroed result block (a kept one: no fresh page to fault in)."""
     dtype = graph.dtype
-    return {i: _expand_diagonal(rows[i][k], rows[i][k + 1], oshape, dtype) if i in rows
-            else np.zeros(oshape + graph.nodes[i].shape, dtype=dtype) for i in leaf_ids}
+    n = math.prod(oshape)
+    reached = [i for i in dict.fromkeys(leaf_ids) if i in rows]
+    block = result_block((len(reached), n, n), dtype, zeroed=True)
+    out = {}
+    for J, i in zip(block, reached):
+        _expand_diagonal(J, rows[i][k], rows[i][k + 1])
+        out[i] = J.reshape(oshape + oshape)
+    for i in leaf_ids:
+        if i not in out:
+            out[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
+    return out
 
 
 def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None):
