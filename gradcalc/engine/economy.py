@@ -443,8 +443,10 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
 # refers to the old results, writes into pages already mapped: fresh pages cost more than
 # the run (four 8 MB arrays fault in for about 18 ms on this machine, the whole seed run at
 # n = 10^6 computes in about 12 ms; two 1000 x 1000 Jacobians, mapped only along their
-# diagonals, about 2.5 ms, cleared when kept about 0.5 ms)
-KEEP_MAX = 1 << 26
+# diagonals, about 2.5 ms, cleared when kept about 0.5 ms; the seed run's 320 MB of results
+# at n = 10^7 about a third of that run). The price: a process holds its last result block,
+# at most KEEP_MAX bytes, until its next run (or its exit).
+KEEP_MAX = 1 << 29
 _KEPT = []
 
 
