@@ -754,3 +754,43 @@ def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkey
     assert seen == [not paused]
     assert gc.isenabled()
     assert r.grads["x"].tolist() == [(length + 1) // 2] * 2
+
+
+LM_MODELS = [
+    ("A*exp(-k*x) + c - y", ["A", "k", "c"], True),
+    ("a*x**2 + b*sin(x) - c/x - y", ["a", "b", "c"], True),
+    ("sigmoid(k*(x - m))*h + tanh(b)*x - y", ["k", "m", "h", "b"], True),
+    ("A*exp(-k*x) - mean(y)", ["A", "k"], False),          # a reduction: not pointwise
+]
+
+
+@pytest.mark.parametrize("text,names,pointwise", LM_MODELS, ids=[t for t, _, _ in LM_MODELS])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lm_pointwise_columns_equal_the_reverse_jacobian(text, names, pointwise, dtype):
+    """lm's one-pass columns (parameters spread to the residuals' shape) against the plain
+    reverse Jacobian of the program as written: equal wherever every contribution is finite,
+    up to the sign of a zero (the reverse row adds the other positions' exact zeros)."""
+    from gradcalc.fit import loop
+    from gradcalc.fit.lm import Layout
+    rng = np.random.default_rng(8)
+    n = 40
+    bindings = {"x": rng.uniform(0.5, 3, n).astype(dtype), "y": rng.uniform(-1, 1, n).astype(dtype),
+                **{p: np.asarray(rng.uniform(-1.5, 1.5), dtype=dtype) for p in names}}
+    req = loop.FitRequest(text=text, values=bindings, params=names, optimizer="lm",
+                          dtype=dtype, limits=LIMITS)
+    loss = loop.Loss(req)
+    layout = Layout.of({p: bindings[p] for p in names})
+    graph, _ = loss.residuals(bindings)
+    got = loss.jacobian(graph, layout, bindings)
+    assert loss.pointwise is pointwise
+    if not pointwise:
+        return
+    values = plain_forward(graph, graph.output)
+    ids = [graph.leaves[p] for p in names]
+    want = plain_jacobian(graph, values, graph.output, ids)
+    assert got.shape == (n, len(names)) and got.dtype == np.float64
+    for k, i in enumerate(ids):
+        column = np.asarray(want[i], dtype=np.float64).reshape(n)
+        assert np.isfinite(column).all()
+        assert_same(got[:, k] + 0.0, column + 0.0, f"{text}: column {names[k]}")
+
