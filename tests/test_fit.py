@@ -86,23 +86,28 @@ def test_lm_agrees_with_curve_fit(name, tmp_path):
 
 
 def test_lm_forward_and_reverse_jacobians_agree(monkeypatch):
-    """lm's Jacobian of a residual vector by forward mode (one J·e_k per parameter element:
-    fewer parameters than residuals) and by the reverse batched pass give the same fit; at
-    100,000 residuals the reverse pass would need a 100,000² identity (75 GiB), the forward
-    passes O(n) each."""
+    """lm's Jacobian of a residual vector by one backward pass over the parameters spread to
+    the residuals' shape (a pointwise program), by forward mode (one J·e_k per parameter
+    element: fewer parameters than residuals) and by the reverse batched pass give the same
+    fit; at 100,000 residuals the reverse pass would need a 100,000² identity (75 GiB), the
+    other two are O(n) per column or per pass."""
     from gradcalc.fit import loop
     p = LM["decay"]
     req = dict(text=f"{p['model']} - y", values={"t": np.array(p["t"]), "y": np.array(p["y"]),
                                                  **dict(zip("akc", map(np.array, p["p0"])))},
                params=["a", "k", "c"], optimizer="lm", epochs=100, limits=Limits())
+    pointwise = loop.fit(loop.FitRequest(**req))     # one backward pass for every column
+    monkeypatch.setattr(loop, "LM_POINTWISE", False)
     forward = loop.fit(loop.FitRequest(**req))
     monkeypatch.setattr(loop, "LM_FORWARD_MODE", False)
     reverse = loop.fit(loop.FitRequest(**req))
     for n in "akc":
-        assert forward.params[n] == pytest.approx(reverse.params[n], rel=1e-12)
-        assert forward.stderr[n] == pytest.approx(reverse.stderr[n], rel=1e-9)
+        for got in (forward, pointwise):
+            assert got.params[n] == pytest.approx(reverse.params[n], rel=1e-12)
+            assert got.stderr[n] == pytest.approx(reverse.stderr[n], rel=1e-9)
     np.testing.assert_allclose(forward.params["a"], p["exact"]["popt"][0], rtol=1e-8)
     monkeypatch.setattr(loop, "LM_FORWARD_MODE", True)
+    monkeypatch.setattr(loop, "LM_POINTWISE", True)
     t = np.linspace(0, 5, 100_000)
     big = dict(req, values={"t": t, "y": 2.5 * np.exp(-1.3 * t) + 0.5, "a": np.array(1.0),
                             "k": np.array(1.0), "c": np.array(0.0)})

@@ -318,6 +318,18 @@ def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
         assert_same(got[i], want[i], f"{expr} wrt {graph.nodes[i].name} ({matrix})")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_has_negative_zero_is_a_zero_with_its_sign_bit(dtype):
+    rng = np.random.default_rng(6)
+    cases = [np.zeros(0), SPECIAL, -np.abs(SPECIAL[SPECIAL != -0.0]), np.array([-0.0]),
+             np.array([0.0, -np.inf, np.nan, -1e-320]), rng.uniform(-1, 1, (7, 5)).T]
+    for a in cases:
+        a = np.asarray(a, dtype=dtype)
+        want = bool(((a == 0) & np.signbit(a)).any())
+        assert economy.has_negative_zero(a) == want, a
+    assert economy.has_negative_zero(np.array([[1.0, 2.0], [-0.0, 3.0]], dtype=dtype).T)
+
+
 def test_all_finite_is_isfinite_all():
     big = np.full(10, 1e308)                       # the sum overflows, the values do not
     for a in (np.zeros(0), np.arange(5.0), big, np.array([1.0, np.nan]),
@@ -679,6 +691,41 @@ def test_result_block_is_reused_only_when_nothing_refers_to_it(monkeypatch):
     assert_same(third[0][graph.output], first, "the output written into a reused block")
 
 
+def test_diagonal_jacobians_in_a_reused_block_are_cleared(monkeypatch):
+    """An elementwise program's Jacobians share one block, kept for the next run of that
+    shape: reused (never while a Jacobian of it is held) with every entry written again, so
+    a NaN column left by the last run is gone."""
+    monkeypatch.setattr(economy, "_KEPT", [])
+    n = economy.STRUCTURE_MIN
+
+    def jacobians(x):
+        graph = compile_with("sqrt(x)*y", {"x": x, "y": np.linspace(1, 2, n)})
+        values = plain_forward(graph, graph.output)
+        ids = [graph.leaves["x"], graph.leaves["y"]]
+        want = plain_jacobian(graph, values, graph.output, ids)
+        return economy.jacobian(graph, values, graph.output, ids, structure=True), want
+
+    nan_x, finite_x = np.linspace(0, 2, n), np.linspace(1, 2, n)  # sqrt'(0) = inf: 0*inf
+    held, want = jacobians(nan_x)
+    assert any(np.isnan(J).any() for J in want.values())
+    copies = {i: J.copy() for i, J in held.items()}
+    got, want_finite = jacobians(finite_x)
+    for i in want:
+        assert not np.shares_memory(got[i], held[i])
+        assert_same(held[i], copies[i], "a held Jacobian after another run")
+        assert_same(got[i], want_finite[i], "a Jacobian in a new block")
+    del held, got
+    got, _ = jacobians(nan_x)           # into the block of the last run (nothing holds it)
+    for i in want:
+        assert np.shares_memory(got[i], economy._KEPT[0])
+        assert_same(got[i], want[i], "NaN columns written into a reused block")
+    del got
+    got, _ = jacobians(finite_x)        # the same block: the NaN columns must be cleared
+    for i in want:
+        assert np.shares_memory(got[i], economy._KEPT[0])
+        assert_same(got[i], want_finite[i], "a Jacobian written into a reused block")
+
+
 def test_many_tiny_values_skip_the_lean_forward(monkeypatch):
     """Over LEAN_MIN elements in all but no value of LEAN_NODE_MIN: the scheduled forward
     (the lean one's bookkeeping costs more than it saves); the numbers are the plain ones."""
@@ -707,3 +754,43 @@ def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkey
     assert seen == [not paused]
     assert gc.isenabled()
     assert r.grads["x"].tolist() == [(length + 1) // 2] * 2
+
+
+LM_MODELS = [
+    ("A*exp(-k*x) + c - y", ["A", "k", "c"], True),
+    ("a*x**2 + b*sin(x) - c/x - y", ["a", "b", "c"], True),
+    ("sigmoid(k*(x - m))*h + tanh(b)*x - y", ["k", "m", "h", "b"], True),
+    ("A*exp(-k*x) - mean(y)", ["A", "k"], False),          # a reduction: not pointwise
+]
+
+
+@pytest.mark.parametrize("text,names,pointwise", LM_MODELS, ids=[t for t, _, _ in LM_MODELS])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lm_pointwise_columns_equal_the_reverse_jacobian(text, names, pointwise, dtype):
+    """lm's one-pass columns (parameters spread to the residuals' shape) against the plain
+    reverse Jacobian of the program as written: equal wherever every contribution is finite,
+    up to the sign of a zero (the reverse row adds the other positions' exact zeros)."""
+    from gradcalc.fit import loop
+    from gradcalc.fit.lm import Layout
+    rng = np.random.default_rng(8)
+    n = 40
+    bindings = {"x": rng.uniform(0.5, 3, n).astype(dtype), "y": rng.uniform(-1, 1, n).astype(dtype),
+                **{p: np.asarray(rng.uniform(-1.5, 1.5), dtype=dtype) for p in names}}
+    req = loop.FitRequest(text=text, values=bindings, params=names, optimizer="lm",
+                          dtype=dtype, limits=LIMITS)
+    loss = loop.Loss(req)
+    layout = Layout.of({p: bindings[p] for p in names})
+    graph, _ = loss.residuals(bindings)
+    got = loss.jacobian(graph, layout, bindings)
+    assert loss.pointwise is pointwise
+    if not pointwise:
+        return
+    values = plain_forward(graph, graph.output)
+    ids = [graph.leaves[p] for p in names]
+    want = plain_jacobian(graph, values, graph.output, ids)
+    assert got.shape == (n, len(names)) and got.dtype == np.float64
+    for k, i in enumerate(ids):
+        column = np.asarray(want[i], dtype=np.float64).reshape(n)
+        assert np.isfinite(column).all()
+        assert_same(got[:, k] + 0.0, column + 0.0, f"{text}: column {names[k]}")
+

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import fused
 from .plain import forward as plain_forward
-from .plain import sum_to
+from .plain import schedule, sum_to, walk
 from .sizes import elements, largest, remembered
 
 # below this many elements in the output, the Jacobian is one dense batched pass (cheaper
@@ -270,27 +270,22 @@ class Values(list):
 
 
 # ------------------------------------------------------------------ backward
+def _schedule_back(graph, out: int):
+    """plain.schedule from `out` (the shared walk's order), remembered per program."""
+    return remembered(graph, ("schedule", out), lambda: schedule(graph, out))
+
+
 def _steps(graph, out: int):
-    """The backward schedule from `out`, remembered per compiled program: in reverse order,
-    each op node that requires grad with its edges (input id, rule, input shape) that carry
-    gradient (the input requires grad and the op has a rule for it)."""
+    """The backward schedule of `backward`, remembered per compiled program: plain.schedule
+    with, on each edge, whether its input takes more than one contribution (then who owns
+    its cotangent's buffer matters)."""
     def make():
-        nodes = graph.nodes
-        steps, fan_in = [], {}
-        for eq in reversed(nodes[: out + 1]):
-            if eq.kind != "op" or (not eq.requires_grad and eq.id != out):
-                continue
-            edges = []
-            for j, i in enumerate(eq.inputs):
-                rule = eq.op.vjp(j)
-                if rule is not None and nodes[i].requires_grad:
-                    edges.append((i, rule, nodes[i].shape))
-                    fan_in[i] = fan_in.get(i, 0) + 1
-            if edges:
-                steps.append((eq, edges))
-        # whether a cotangent may receive a second contribution (then ownership matters)
+        fan_in = {}
+        for _, edges in _schedule_back(graph, out):
+            for i, _, _ in edges:
+                fan_in[i] = fan_in.get(i, 0) + 1
         return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
-                for eq, edges in steps]
+                for eq, edges in _schedule_back(graph, out)]
     return remembered(graph, ("steps", out), make)
 
 
@@ -381,7 +376,7 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
     nodes = graph.nodes
     oshape = nodes[output].shape
     n, dtype, ndarray = math.prod(oshape), graph.dtype, np.ndarray
-    ops, steps = _schedule(graph, output), _steps(graph, output)
+    ops, steps = _schedule(graph, output), _schedule_back(graph, output)
     values = [None] * len(nodes)
     sliced = {}                     # id -> the flat array a block slices
     for eq in nodes[: output + 1]:
@@ -398,6 +393,13 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
         return values, {i: g.reshape(oshape) for i, g in grads.items()}
     out = np.empty(n, dtype=dtype)
     grads, reached = {}, None
+    part = None
+
+    def take(eq, shape, v):         # every value of a block has the block's shape
+        if type(v) is not ndarray or v.shape != part:
+            v = sum_to(v, 0, (), part)
+        return v if v.dtype == dtype else v.astype(dtype)
+
     with np.errstate(all="ignore"):
         for lo in range(0, n, block):
             hi = min(lo + block, n)
@@ -407,21 +409,7 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
                 vals[i] = flat[lo:hi]
             _forward_block(ops, vals, dtype)
             out[lo:hi] = vals[output]
-            ct = {output: flat_cot[lo:hi]}
-            for eq, edges in steps:
-                g = ct.pop(eq.id, None)
-                if g is None:
-                    continue
-                args = [vals[i] for i in eq.inputs]
-                for i, rule, _, _ in edges:
-                    v = rule(g, vals[eq.id], *args, **eq.params)
-                    if v is None:
-                        continue
-                    if type(v) is not ndarray or v.shape != part:
-                        v = sum_to(v, 0, (), part)
-                    if v.dtype != dtype:
-                        v = v.astype(dtype)
-                    ct[i] = v if i not in ct else ct[i] + v
+            ct = walk(steps, vals, {output: flat_cot[lo:hi]}, take)
             leaves = {i for i in ct if nodes[i].kind == "leaf"}
             if reached is None:
                 reached = leaves
@@ -439,7 +427,8 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
     be shorter, and is recorded apart), remembered per program; None when a forward or
     rule cannot be recorded (then the blocks run the rules themselves)."""
     def make(length):
-        return fused.record(graph, output, _schedule(graph, output), _steps(graph, output),
+        return fused.record(graph, output, _schedule(graph, output),
+                            _schedule_back(graph, output),
                             length, cot_dtype) or False
     lengths = {min(block, n), n % block or min(block, n)}
     progs = {m: remembered(graph, ("fused", output, m, cot_dtype.str), lambda: make(m))
@@ -449,18 +438,23 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
     return progs
 
 
-# the last result block of a fused run, kept (up to KEEP_MAX bytes) so that the next run of
-# that size, once nothing refers to the old results, writes into pages already mapped:
-# fresh pages cost more than the run (four 8 MB arrays fault in for about 18 ms on this
-# machine, the whole seed run at n = 10^6 computes in about 12 ms)
-KEEP_MAX = 1 << 26
+# the last result block of a run (a fused run's output and grads, an elementwise program's
+# Jacobians), kept (up to KEEP_MAX bytes) so that the next run of that size, once nothing
+# refers to the old results, writes into pages already mapped: fresh pages cost more than
+# the run (four 8 MB arrays fault in for about 18 ms on this machine, the whole seed run at
+# n = 10^6 computes in about 12 ms; two 1000 x 1000 Jacobians, mapped only along their
+# diagonals, about 2.5 ms, cleared when kept about 0.5 ms; the seed run's 320 MB of results
+# at n = 10^7 about a third of that run). The price: a process holds its last result block,
+# at most KEEP_MAX bytes, until its next run (or its exit).
+KEEP_MAX = 1 << 29
 _KEPT = []
 
 
-def result_block(shape: tuple, dtype):
-    """An uninitialised array for the output and grads of a run: the kept block when its
-    shape and dtype fit and no one else holds it (its views were all dropped), else a new
-    one (kept in turn when small enough)."""
+def result_block(shape: tuple, dtype, zeroed: bool = False):
+    """An array for the results of a run: the kept block when its shape and dtype fit and no
+    one else holds it (its views were all dropped), else a new one (kept in turn when small
+    enough). Uninitialised, or all zeros when `zeroed` (a new one from calloc, whose pages
+    are mapped only where written; a kept one cleared)."""
     try:
         kept = _KEPT.pop()          # atomic: two threads never get the same block
     except IndexError:
@@ -469,8 +463,10 @@ def result_block(shape: tuple, dtype):
     if kept is not None and kept.shape == shape and kept.dtype == dtype and \
             sys.getrefcount(kept) == 2:
         block = kept
+        if zeroed:
+            block.fill(0)
     else:
-        block = np.empty(shape, dtype=dtype)
+        block = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
     del kept
     if block.nbytes <= KEEP_MAX:
         _KEPT.append(block)
@@ -555,24 +551,21 @@ def elementwise_path(graph, output: int) -> bool:
     return True
 
 
-def _expand_diagonal(d, o, oshape, dtype):
-    """The dense Jacobian whose diagonal is d and whose off-diagonal entries of column j are
-    o[j] (what a zero cotangent became at j: 0, -0.0 or NaN)."""
+def _expand_diagonal(J, d, o):
+    """Fill the n x n matrix J (all zeros) as the dense Jacobian whose diagonal is d and
+    whose off-diagonal entries of column j are o[j] (what a zero cotangent became at j: 0,
+    -0.0 or NaN)."""
     n = d.size
     o = o.reshape(-1)
-    if n >= STRUCTURE_MIN and not o.any() and not np.signbit(o).any():
-        J = np.zeros((n, n), dtype=dtype)       # untouched pages stay unmapped zeros
-    else:
-        J = np.empty((n, n), dtype=dtype)
+    if o.any() or np.signbit(o).any():
         J[...] = o
     J.reshape(-1)[:: n + 1] = d.reshape(-1)
-    return J.reshape(oshape + oshape)
 
 
 def _exact_matrix(m, product=None, other=None):
     """`m` as the identity batch through a product gives it (sums of one exact term and
     exact zeros, which start from +0.0): None when m holds a non-finite value (0*inf makes
-    NaN there), m itself when it has no zero, else m + 0.0 (-0.0 becomes +0.0).
+    NaN there), m itself when it has no -0.0, else m + 0.0 (-0.0 becomes +0.0).
 
     `product` = m times the vector `other` (the forward value): when both are finite and
     `other` has no zero, every term m[i,j]*other[j] was finite, so m is, with no pass over m
@@ -587,9 +580,16 @@ def _exact_matrix(m, product=None, other=None):
             return None
         if lo > 0 or hi < 0:
             return m
-    if m.all():                 # no zero (NaN counts as nonzero; finiteness is known)
-        return m
-    return m + 0.0
+    # m is finite here: m + 0.0 changes -0.0 alone
+    return m + 0.0 if has_negative_zero(m) else m
+
+
+def has_negative_zero(m) -> bool:
+    """Whether the float array m holds -0.0: its bits read as a signed integer are the
+    smallest integer of that size, and no other float's are, so one vectorised integer min
+    tells (about twice as fast as m.all(), a test per element)."""
+    ints = m.view(np.dtype(f"i{m.dtype.itemsize}"))
+    return int(ints.min(initial=0)) == np.iinfo(ints.dtype).min
 
 
 def identity_seeds(graph, values, output: int):
@@ -700,10 +700,20 @@ def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
 
 def _diagonal_jacobians(graph, rows, k: int, leaf_ids, oshape):
     """Dense Jacobians of an elementwise program from a batched backward whose rows k and
-    k + 1 were seeded with ones and zeros (the diagonal, and what 0 * inf makes of the rest)."""
+    k + 1 were seeded with ones and zeros (the diagonal, and what 0 * inf makes of the rest),
+    all in one zeroed result block (a kept one: no fresh page to fault in)."""
     dtype = graph.dtype
-    return {i: _expand_diagonal(rows[i][k], rows[i][k + 1], oshape, dtype) if i in rows
-            else np.zeros(oshape + graph.nodes[i].shape, dtype=dtype) for i in leaf_ids}
+    n = math.prod(oshape)
+    reached = [i for i in dict.fromkeys(leaf_ids) if i in rows]
+    block = result_block((len(reached), n, n), dtype, zeroed=True)
+    out = {}
+    for J, i in zip(block, reached):
+        _expand_diagonal(J, rows[i][k], rows[i][k + 1])
+        out[i] = J.reshape(oshape + oshape)
+    for i in leaf_ids:
+        if i not in out:
+            out[i] = np.zeros(oshape + graph.nodes[i].shape, dtype=dtype)
+    return out
 
 
 def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from .plain import walk
+
 
 class Refused(Exception):
     """The recording met something it cannot replay exactly."""
@@ -107,6 +109,12 @@ def record(graph, output: int, ops, steps, length: int, cot_dtype):
     dtype = graph.dtype
     tape = Tape(length)
     vals = {}
+
+    def take(eq, shape, v):     # a block's values all have its shape: a contribution as it is
+        if not isinstance(v, Rec) or v.dtype != dtype:
+            raise Refused("a contribution not recorded, or not in the program's dtype")
+        return v
+
     try:
         for eq in nodes[: output + 1]:
             if eq.kind != "op":     # leaves and constants: inputs (rebinding changes them)
@@ -120,19 +128,8 @@ def record(graph, output: int, ops, steps, length: int, cot_dtype):
             if not isinstance(v, Rec) or v.dtype != dtype:
                 return None
             vals[k] = v
-        ct = {output: tape.input(("cotangent", None, True), np.zeros(1, cot_dtype))}
-        for eq, edges in steps:
-            g = ct.pop(eq.id, None)
-            if g is None:
-                continue
-            args = [vals[i] for i in eq.inputs]
-            for i, rule, _, _ in edges:
-                v = rule(g, vals[eq.id], *args, **eq.params)
-                if v is None:
-                    continue
-                if not isinstance(v, Rec) or v.dtype != dtype:
-                    return None
-                ct[i] = v if i not in ct else ct[i] + v
+        ct = walk(steps, vals, {output: tape.input(("cotangent", None, True),
+                                                   np.zeros(1, cot_dtype))}, take)
     except (Refused, AttributeError, TypeError, ValueError):
         return None
     return Program(tape, vals[output].reg,

@@ -1,9 +1,9 @@
 """The plain interpreter of a compiled graph: forward, backward and the dense Jacobian.
 
 `forward` walks `graph.nodes` in order and keeps every value; `backward` walks them in
-reverse, keeping cotangents in a dict and reducing a broadcast cotangent to its operand's
-shape in one place (`sum_to`); `jacobian` is backward with the identity as a batch of
-cotangents. This is the definition every economy (economy.py) must reproduce bit for bit, so
+reverse (`walk` over `schedule`, the walk the economies share), keeping cotangents in a dict
+and reducing a broadcast cotangent to its operand's shape in one place (`sum_to`);
+`jacobian` is backward with the identity as a batch of cotangents. This is the definition every economy (economy.py) must reproduce bit for bit, so
 it must never take a shortcut, reuse a buffer or remember anything between calls.
 """
 from __future__ import annotations
@@ -50,6 +50,54 @@ def forward(graph, leaf_values: dict | None = None, upto: int | None = None) -> 
     return values
 
 
+def schedule(graph, out: int) -> list:
+    """The backward's order from `out`: in reverse, each op node that requires grad (or is
+    the output) with its edges that carry gradient, each (input id, rule, input shape).
+    The economies remember it per program; plain.backward builds it afresh each call."""
+    nodes = graph.nodes
+    steps = []
+    for eq in reversed(nodes[: out + 1]):
+        if eq.kind != "op" or (not eq.requires_grad and eq.id != out):
+            continue
+        edges = []
+        for j, i in enumerate(eq.inputs):
+            if nodes[i].requires_grad:
+                rule = eq.op.vjp(j)
+                if rule is not None:
+                    edges.append((i, rule, nodes[i].shape))
+        if edges:
+            steps.append((eq, edges))
+    return steps
+
+
+def walk(steps, values, ct: dict, take) -> dict:
+    """The backward walk every interpreter shares (this one, the blocked run and the fused
+    recording of economy.py and fused.py): pop each node's cotangent `g` from `ct`, call each
+    edge's rule as rule(g, value, *input values, **params), pass what it returns (unless
+    None) through `take(eq, shape, v)` and add that to the input's cotangent. `take` is the
+    interpreter's step: it conforms a contribution to `shape` and the dtype as that
+    interpreter does, or raises to end the walk. Returns `ct`: the cotangents no step popped
+    (the leaves', among them)."""
+    for eq, edges in steps:
+        g = ct.pop(eq.id, None)
+        if g is None:
+            continue
+        ans = values[eq.id]
+        args = [values[i] for i in eq.inputs]
+        params = eq.params
+        for i, rule, shape in edges:
+            v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
+            if v is None:
+                continue
+            v = take(eq, shape, v)
+            ct[i] = v if i not in ct else ct[i] + v
+    return ct
+
+
+class Stop(Exception):
+    """A hook ended plain.backward's walk."""
+
+
 def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
              hook=None) -> dict:
     """Cotangents of the leaves after pulling `cotangent` (shape batch + output shape) back
@@ -58,25 +106,19 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
     (already summed to its input's shape); when it returns True the walk stops there."""
     nodes = graph.nodes
     out = graph.output if output is None else output
-    nb = len(batch)
-    ct = {out: cotangent}
-    with np.errstate(all="ignore"):
-        for eq in reversed(nodes[: out + 1]):
-            if eq.kind != "op" or eq.id not in ct:
-                continue
-            g = ct.pop(eq.id)
-            args = [values[i] for i in eq.inputs]
-            for j, i in enumerate(eq.inputs):
-                rule = eq.op.vjp(j)
-                if rule is None or not nodes[i].requires_grad:
-                    continue
-                v = rule(g, values[eq.id], *args, **eq.params)
-                if v is None:
-                    continue
-                v = sum_to(v, nb, batch, nodes[i].shape).astype(graph.dtype)
-                if hook is not None and hook(eq, v):
-                    return {}
-                ct[i] = v if i not in ct else ct[i] + v
+    nb, dtype = len(batch), graph.dtype
+
+    def take(eq, shape, v):
+        v = sum_to(v, nb, batch, shape).astype(dtype)
+        if hook is not None and hook(eq, v):
+            raise Stop
+        return v
+
+    try:
+        with np.errstate(all="ignore"):
+            ct = walk(schedule(graph, out), values, {out: cotangent}, take)
+    except Stop:
+        return {}
     return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
 
 

@@ -3,8 +3,9 @@
 `fit(FitRequest)` compiles the program once per batch shape (the short last batch has its
 own), rebinds each batch's rows and the current parameters to it, runs the engine for the
 parameters' grads and steps the optimizer, epoch after epoch; or, for `lm`, hands the
-residual vector and its exact Jacobian (forward mode, one pass per parameter element, when
-there are fewer of those than residuals) to Levenberg–Marquardt. It reports through callbacks
+residual vector and its exact Jacobian (one backward pass when the parameters are numbers
+and the program pointwise, else forward mode, one pass per parameter element, when there are
+fewer of those than residuals) to Levenberg–Marquardt. It reports through callbacks
 (progress, one history entry per epoch) and never prints. A non-finite loss stops the fit
 and names where it arose; Ctrl-C stops it with the parameters so far.
 """
@@ -17,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..engine import Request, describe_nonfinite, differentiate, forward, higher
+from ..engine.economy import blockable
 from ..errors import GradcalcError, Limits
 from ..programs import ProgramCache
 from ..settings import Settings
@@ -25,8 +27,10 @@ from .lm import Layout, LMOptions, levenberg_marquardt
 from .optimizers import make_optimizer
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
-# False: lm's Jacobian is always the reverse batched one (tests compare the two routes)
+# False: lm's Jacobian is always the reverse batched one (tests compare the routes)
 LM_FORWARD_MODE = True
+# False: never the one backward pass over parameters spread to the residuals' shape
+LM_POINTWISE = True
 
 
 @dataclass
@@ -111,6 +115,7 @@ class Loss:
         self.dtype = np.dtype(req.dtype)
         self.cache = ProgramCache()
         self.settings = Settings(wrt=list(req.params), dtype=req.dtype, seed=req.seed)
+        self.pointwise = None       # whether lm's columns come from one backward pass
 
     def run(self, bindings: dict, *, jacobian: bool = False):
         """(graph, engine answer) for these leaf values; the param leaves' grads (or, with
@@ -135,14 +140,19 @@ class Loss:
                                  self.req.limits, self.req.externs)
         return graph, forward(graph)[graph.output]
 
-    def jacobian(self, graph, layout: Layout) -> np.ndarray:
+    def jacobian(self, graph, layout: Layout, bindings: dict) -> np.ndarray:
         """d(output)/d(params) as (output elements, parameter elements), in the layout's
-        order. Fewer parameter elements than residuals (the usual fit): one forward-mode
-        pass (J·e_k) per parameter element, each O(n); else the reverse batched Jacobian
-        (one row per residual)."""
+        order, at `bindings` (whose program is `graph`). Fewer parameter elements than
+        residuals (the usual fit): every column from one backward pass when the parameters
+        are numbers and the program is pointwise (`_pointwise_columns`), else one
+        forward-mode pass (J·e_k) per parameter element, each O(n); else the reverse batched
+        Jacobian (one row per residual)."""
         out = graph.output
         n = graph.nodes[out].size
         if LM_FORWARD_MODE and sum(math.prod(s) for s in layout.shapes) < n:
+            cols = self._pointwise_columns(layout, bindings, graph.nodes[out].shape)
+            if cols is not None:
+                return cols
             cols = []
             for name, shape in zip(layout.names, layout.shapes):
                 for k in range(math.prod(shape)):
@@ -151,12 +161,43 @@ class Loss:
                     cols.append(np.asarray(higher.jvp(graph, out, {name: e.reshape(shape)},
                                                       self.req.limits),
                                            dtype=np.float64).reshape(n))
-            return np.stack(cols, axis=1)
+            return _columns(cols)
         ids = tuple(graph.leaves[p] for p in layout.names)
         cot = np.zeros(graph.nodes[out].shape, dtype=self.dtype)
         answer = differentiate(Request(graph, out, cot, ids, jacobian=True))
         return np.concatenate([np.asarray(answer.jacobians[i], dtype=np.float64).reshape(n, -1)
                                for i in ids], axis=1)
+
+
+    def _pointwise_columns(self, layout: Layout, bindings: dict, oshape: tuple):
+        """Every column in one backward pass, when each parameter is one number and, with
+        the parameters spread to the output's shape, the program is pointwise: residual i
+        then reads element i of each spread parameter alone, so the grads of sum(r) are
+        d r_i / d p at position i, row i of the reverse batched Jacobian less the exact
+        zeros the other positions add to it (tests/test_perf_equivalence.py). None when
+        the program is not such (remembered for the fit)."""
+        if not LM_POINTWISE or self.pointwise is False or any(layout.shapes):
+            return None
+        spread = {**bindings, **{p: np.full(oshape, bindings[p], dtype=self.dtype)
+                                 for p in layout.names}}
+        graph = self.cache.graph(self.req.text, spread, self.dtype, self.settings,
+                                 self.req.limits, self.req.externs)
+        out = graph.output
+        self.pointwise = graph.nodes[out].shape == oshape and blockable(graph, out)
+        if not self.pointwise:
+            return None
+        ids = tuple(graph.leaves[p] for p in layout.names)
+        answer = differentiate(Request(graph, out, np.ones(oshape, dtype=self.dtype), ids,
+                                       drop_values=True))
+        n = math.prod(oshape)
+        return _columns([np.asarray(answer.grads[i], dtype=np.float64).reshape(n)
+                         if i in answer.grads else np.zeros(n) for i in ids])
+
+
+def _columns(cols: list) -> np.ndarray:
+    """The Jacobian (rows, columns) with each column contiguous (Fortran order): J^T J, J^T r
+    and the QR factor of lm then read it in the order LAPACK and BLAS want, with no copy."""
+    return np.stack(cols).T
 
 
 def fit(req: FitRequest, *, on_epoch: Callable[[Epoch], None] | None = None,
@@ -262,12 +303,13 @@ def _fit_lm(req, on_epoch) -> FitResult:
         return {**data, **{k: v.astype(dtype) for k, v in layout.unpack(p).items()}}
 
     def residuals(p):
-        graph, values = loss_fn.residuals(bind(p))
-        last["p"], last["graph"] = p, graph
+        bindings = bind(p)
+        graph, values = loss_fn.residuals(bindings)
+        last["p"], last["graph"], last["bindings"] = p, graph, bindings
         return np.asarray(values, dtype=np.float64).ravel()
 
     def jacobian(p):        # lm asks for it at the point whose residuals it just took
-        return loss_fn.jacobian(last["graph"], layout)
+        return loss_fn.jacobian(last["graph"], layout, last["bindings"])
 
     history = []
 
