@@ -57,7 +57,7 @@ def test_traced_diagonals_equal_the_plain_route(expr, shapes, domain):
         g = summed(expr, shapes, domain, 7, seed, special)
         leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
         try:
-            t = traced.Traced(g)
+            t = traced.Traced(g, LIMITS)
             grads = higher._grads_of(t, t.backward(np.ones(()), g.output), g, leaves)
         except traced.Untraceable:
             pytest.skip("not traceable")
@@ -65,7 +65,7 @@ def test_traced_diagonals_equal_the_plain_route(expr, shapes, domain):
             continue
         want = higher.diagonal_hessian(t, grads, g)
         for block in (1, 3, 4):
-            got = higher.traced_diagonals(t, grads, g, None, block)
+            got = higher.traced_diagonals(t, grads, g, LIMITS, block)
             if got is None:
                 continue
             compared += 1
@@ -85,10 +85,10 @@ def test_large_elementwise_hessian_takes_the_blocked_route(monkeypatch):
     blocked = higher.traced_diagonals
     monkeypatch.setattr(higher, "traced_diagonals",
                         lambda *a, **k: taken.append(1) or blocked(*a, **k))
-    got = higher.hessian(g, g.output, np.ones(()), ["a", "b"])
+    got = higher.hessian(g, g.output, np.ones(()), ["a", "b"], LIMITS)
     assert taken
     monkeypatch.setattr(higher, "traced_diagonals", lambda *a, **k: None)
-    want = higher.hessian(g, g.output, np.ones(()), ["a", "b"])
+    want = higher.hessian(g, g.output, np.ones(()), ["a", "b"], LIMITS)
     for a in want:
         for b in want[a]:
             assert_same(got[a][b].diag, want[a][b].diag, f"H[{a}][{b}]")
@@ -100,7 +100,7 @@ def test_lazy_trace_values_are_the_plain_forward(expr, shapes, domain):
     computes for the same program."""
     g = summed(expr, shapes, domain, 5, 1, True)
     try:
-        t = traced.Traced(g)
+        t = traced.Traced(g, LIMITS)
         grads = t.backward(np.ones(()), g.output)
     except traced.Untraceable:
         pytest.skip("not traceable")
@@ -128,7 +128,7 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
             g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
             leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
             cot = rng.normal(size=g.nodes[g.output].shape)
-            prog, values, layout = higher.gradient_program(g, g.output, cot, leaves)
+            prog, values, layout = higher.gradient_program(g, g.output, cot, leaves, LIMITS)
         except (traced.Untraceable, GradcalcError):
             pytest.skip("not traceable, or refused at these values")
         if prog is None:
@@ -154,9 +154,9 @@ def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch
             g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
             u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
                  if g.nodes[i].requires_grad}
-            fwd, fwd_values = forward_mode.jvp_program(g, g.output, u)
-            got = higher.jvp(g, g.output, u)
-            prog, values = higher.jvp_program(g, g.output, u, final=True)
+            fwd, fwd_values = forward_mode.jvp_program(g, g.output, u, LIMITS)
+            got = higher.jvp(g, g.output, u, LIMITS)
+            prog, values = higher.jvp_program(g, g.output, u, LIMITS, final=True)
             got_transposed = higher.final_output(prog, values)
         except (traced.Untraceable, GradcalcError):
             pytest.skip("not traceable, or refused at these values")
@@ -172,7 +172,7 @@ def test_large_hvp_is_the_closed_form():
     g = summed("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0), n, 0, False)
     rng = np.random.default_rng(3)
     u = {"a": rng.normal(size=n), "b": rng.normal(size=n)}
-    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
+    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"], LIMITS)
     x, y = (g.nodes[g.leaves[k]].value for k in "ab")
     want = {"a": (-np.sin(x) * y + (4 * x * x - 2) * np.exp(-x * x)) * u["a"]
             + np.cos(x) * u["b"], "b": np.cos(x) * u["a"]}

@@ -18,7 +18,7 @@ from .traced import Builder, Traced, dot
 COTANGENT = "#w"
 
 
-def jvp_program(graph, output: int, tangent: dict, limits=None, values=None):
+def jvp_program(graph, output: int, tangent: dict, limits, values=None):
     """A program whose output is J·u of `graph`'s node `output` (u: {leaf name: array});
     `values`: graph's values when known, not computed again. Returns (program, values)."""
     t = Traced(graph, limits, values)

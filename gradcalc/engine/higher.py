@@ -34,7 +34,7 @@ def _grads_dot(t: Traced, cotangent, output, tangent: dict):
     return dot(t.b, pairs)
 
 
-def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | None = None):
+def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits):
     """{leaf: H·u} for the scalar vᵀy (v = `cotangent`), each of the leaf's shape: the
     derivative of the traced gradient along u, as torch's hvp (where torch's conventions
     make H asymmetric, H·u and not uᵀ·H)."""
@@ -48,7 +48,7 @@ def hvp(graph, output: int, cotangent, tangent: dict, leaves, limits: Limits | N
             for n, (start, shape) in layout.items()}
 
 
-def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits | None = None,
+def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits,
                      block: int = economy.BLOCK) -> dict | None:
     """diagonal_hessian's numbers, bit for bit, in one block-by-block pass: the backward of
     each sum(grad_a) is itself recorded (the same rules on tracers, as diagonal_hessian runs
@@ -81,7 +81,7 @@ def traced_diagonals(t: Traced, grads: dict, graph, limits: Limits | None = None
     return out
 
 
-def gradient_program(graph, output: int, cotangent, leaves, limits: Limits | None = None,
+def gradient_program(graph, output: int, cotangent, leaves, limits: Limits,
                      traced: tuple | None = None):
     """The traced gradient of vᵀy as one program whose output is every leaf's grad flattened
     and joined, its values, and {leaf: (offset, shape)} in that vector. `traced`: a
@@ -154,28 +154,24 @@ def diagonal_hessian(t: Traced, grads: dict, graph) -> dict:
     return out
 
 
-def jvp_program(graph, output: int, tangent: dict, limits: Limits | None = None, level=1,
-                values=None, final=False):
+def jvp_program(graph, output: int, tangent: dict, limits: Limits, values=None,
+                final=False):
     """A program whose output is J·u of `graph`'s node `output` (its leaves and values);
     `values`: graph's values when known (a traced program's), not computed again; `final`:
     the program will not be differentiated again (its leaves then need no grad)."""
     t = Traced(graph, limits, values)
     oshape = graph.nodes[output].shape
-    v = t.leaf(f"{COTANGENT}{level}", np.zeros(oshape, graph.dtype))
+    v = t.leaf(COTANGENT, np.zeros(oshape, graph.dtype))
     s = _grads_dot(t, v, output, tangent)
     prog, values = t.program(s)
     # a `final` program is not differentiated again: only the cotangent's derivative is
     # wanted, so paths from the other leaves alone get no backward work (the numbers on
     # the cotangent's paths are the same)
-    second = Traced(prog, limits, values, wrt={v_name(level)} if final else None)
+    second = Traced(prog, limits, values, wrt={COTANGENT} if final else None)
     got = second.backward(np.ones((), graph.dtype))
-    ju = got.get(v_name(level))
+    ju = got.get(COTANGENT)
     out = second.b.lift(ju if ju is not None else np.zeros(oshape, graph.dtype))
     return second.program(out)
-
-
-def v_name(level):
-    return f"{COTANGENT}{level}"
 
 
 def final_output(prog, values):
@@ -188,12 +184,12 @@ def final_output(prog, values):
     return economy.forward_lean(cone, out)[out]
 
 
-def jvp(graph, output: int, tangent: dict, limits: Limits | None = None):
+def jvp(graph, output: int, tangent: dict, limits: Limits):
     """J·u, of the output's shape, in forward mode as torch.func.jvp (forward_mode.py)."""
     return final_output(*forward_mode.jvp_program(graph, output, tangent, limits))
 
 
-def taylor(graph, output: int, tangent: dict, order: int, limits: Limits | None = None):
+def taylor(graph, output: int, tangent: dict, order: int, limits: Limits):
     """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program, in
     forward mode as torch's nested jacfwd."""
     out, prog, values = [], graph, None
@@ -231,13 +227,12 @@ class DiagonalBlock:
         return block.reshape(self.shape)
 
 
-def hessian(graph, output: int, cotangent, leaves, limits: Limits | None = None):
+def hessian(graph, output: int, cotangent, leaves, limits: Limits):
     """{a: {b: H_ab}} with H_ab of shape a.shape + b.shape (torch's hessian layout): the
     Jacobian of the traced gradient, or, for an elementwise program, a DiagonalBlock each
     (O(n) work and memory). The memory limit is checked against what is allocated: the
     diagonals, or the dense matrix before it is formed; a dense Hessian that cannot fit
     is refused with a pointer to --hvp."""
-    limits = limits or Limits()
     t, grads = _traced_grads(graph, output, cotangent, limits)
     grads = _grads_of(t, grads, graph, leaves)
     shape = elementwise(t, grads) if grads else None

@@ -49,9 +49,8 @@ class Builder:
     # constants above this many elements, unless uniform, are keyed by identity
     BY_IDENTITY = 1024
 
-    def __init__(self, source: str, dtype, limits: Limits | None):
-        # (a trace built outside a calculation, as the engine's tests do, has the defaults)
-        self.comp = Compiler(source, {}, dtype=dtype, limits=limits or Limits())
+    def __init__(self, source: str, dtype, limits: Limits):
+        self.comp = Compiler(source, {}, dtype=dtype, limits=limits)
         self.dtype = np.dtype(dtype)
         self.values: list = []
         self.memo: dict = {}
@@ -515,7 +514,7 @@ class Traced:
     keep requiring grad (None: as in the source), so that a backward over the replay does
     no work on paths that reach none of them."""
 
-    def __init__(self, graph: Graph, limits: Limits | None = None, values: list | None = None,
+    def __init__(self, graph: Graph, limits: Limits, values: list | None = None,
                  wrt: set | None = None):
         self.source = graph
         self.b = Builder(graph.source, graph.dtype, limits)
