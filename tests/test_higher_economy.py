@@ -119,7 +119,9 @@ ALL = [s for name in sorted(OPS) for s in OPS[name].samples] + [
 @pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
 def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
     """The dense Hessian is the Jacobian of the traced gradient program; economy.jacobian
-    (in-place sums, structure) gives plain.jacobian's numbers for it, bit for bit."""
+    (in-place sums, structure) and higher.dense_jacobian (the pointwise tail as diagonals, a
+    product by a constant matrix as that matrix scaled) give plain.jacobian's numbers for
+    it, bit for bit."""
     for seed, special in ((0, False), (1, True)):
         rng = np.random.default_rng(seed)
         vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
@@ -136,8 +138,11 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
         ids = [prog.leaves[n] for n in layout]
         want = plain.jacobian(prog, values, prog.output, ids)
         got = higher.economy.jacobian(prog, values, prog.output, ids)
+        tail = higher.dense_jacobian(prog, values, ids, LIMITS)
         for i in ids:
             assert_same(got[i], want[i], f"{expr}: Hessian rows of {prog.nodes[i].name}")
+            assert_same(tail[i], want[i], f"{expr}: Hessian rows of {prog.nodes[i].name} "
+                                          "(the pointwise tail as diagonals)")
 
 
 @pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
@@ -178,3 +183,32 @@ def test_large_hvp_is_the_closed_form():
             + np.cos(x) * u["b"], "b": np.cos(x) * u["a"]}
     for a in want:
         np.testing.assert_allclose(got[a], want[a], rtol=1e-10, atol=1e-12, err_msg=a)
+
+
+MIXING = [("logsumexp(W @ tanh(x))", {"W": (6, 5), "x": (5,)}),
+          ("sum(sin(W @ x) * 2) * sum(x)", {"W": (4, 5), "x": (5,)}),
+          ("logsumexp(tanh(x) @ W) + sum(x * x)", {"W": (5, 3), "x": (5,)})]
+
+
+@pytest.mark.parametrize("expr,shapes", MIXING, ids=[c[0] for c in MIXING])
+def test_dense_hessian_tail_takes_a_constant_matrix_scaled(expr, shapes, monkeypatch):
+    """With W a constant (only x requires grad), the gradient's product by W takes its
+    diagonal seed as W scaled (higher._scaled): plain.jacobian's numbers, bit for bit, at
+    random and special values (0, -0.0, inf and NaN in W or x: the scaled route refuses)."""
+    taken = []
+    real = higher._scaled
+    monkeypatch.setattr(higher, "_scaled", lambda *a: taken.append(real(*a)) or taken[-1])
+    for seed, special in ((0, False), (1, True), (2, True), (3, False)):
+        rng = np.random.default_rng(seed)
+        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(-2, 2, s)
+                for v, s in shapes.items()}
+        if seed == 3:
+            vals["W"][0, 0] = 0.0       # a zero term: -0.0 products come out +0.0
+        g = Compiler(expr, vals, limits=LIMITS, wrt=["x"]).program(
+            parse_program(expr, LIMITS.max_depth))
+        prog, values, layout = higher.gradient_program(g, g.output, np.ones(()), ["x"], LIMITS)
+        ids = [prog.leaves["x"]]
+        want = plain.jacobian(prog, values, prog.output, ids)
+        got = higher.dense_jacobian(prog, values, ids, LIMITS)
+        assert_same(got[ids[0]], want[ids[0]], f"{expr} at seed {seed}")
+    assert any(t is not None for t in taken), "the scaled route was never taken"

@@ -49,14 +49,14 @@ FORWARD_MODE_CONVENTIONS = {
     'red/prod/two-zeros': ('taylor',),
     'red/prod/zeros-dim': ('taylor',),
 }
-# torch's hessian takes each row by autograd.grad of one gradient element, which visits only
-# the graph that element came from; gradcalc's rows share one backward of every leaf's
-# gradient, where a zero cotangent meets an infinite partial of another branch (0·inf = NaN)
-BATCHED_HESSIAN_ROWS = {
+# torch's prod_backward under create_graph with two zeros is prod_safe_zeros_backward, two
+# cumprods whose double backward is cumprod_backward's own formula (its zero cases);
+# gradcalc's traced rule takes the exclusive products as a scan of products (there is no
+# cumprod op), whose derivative meets the infinite cotangent of sqrt at 0 everywhere
+CUMPROD_DOUBLE_BACKWARD = {
     'nonfinite/prod-two-zeros-inf-cotangent': ('hessian',),
-    'nonfinite/ce-probs-inf-cotangent': ('hessian',),
 }
-KNOWN = {**FORWARD_MODE_CONVENTIONS, **BATCHED_HESSIAN_ROWS}
+KNOWN = {**FORWARD_MODE_CONVENTIONS, **CUMPROD_DOUBLE_BACKWARD}
 
 
 @pytest.fixture(scope="module")

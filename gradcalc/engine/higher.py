@@ -7,8 +7,8 @@ backward is linear in v); the Hessian is the Jacobian of the traced gradient. J�
 order k (J·u of the program of order k-1) are forward mode (forward_mode.py), as torch's
 jvp and jacfwd. Economies give the same numbers: a large final program's output by the lean
 forward, a large elementwise program's Hessian diagonals from one recorded program run
-block by block, a dense Hessian by the economic Jacobian. The first-order path never comes
-here. Sizes are checked against the limits before a dense Hessian is allocated.
+block by block, a dense Hessian by the economic Jacobian with the identity batch kept as a diagonal
+through the gradient's pointwise tail. The first-order path never comes here. Sizes are checked against the limits before a dense Hessian is allocated.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GradcalcError, Limits, fmt_bytes
 from . import economy, forward_mode, plain
-from .traced import Traced, Untraceable, dot
+from .traced import Builder, Traced, Untraceable, Values, dot
 
 # the name of the cotangent leaf of a traced J·u program: no user name starts with '#'
 COTANGENT = "#v"
@@ -91,9 +91,10 @@ def gradient_program(graph, output: int, cotangent, leaves, limits: Limits,
     flat, layout, start = [], {}, 0
     for n, g in _grads_of(t, grads, graph, leaves).items():
         shape = graph.nodes[graph.leaves[n]].shape
-        flat.append(b.apply("reshape", [g], {"shape": (math.prod(shape),)}))
+        size = math.prod(shape)
+        flat.append(g if g.shape == (size,) else b.apply("reshape", [g], {"shape": (size,)}))
         layout[n] = (start, shape)
-        start += math.prod(shape)
+        start += size
     if not flat:
         return None, None, {}
     vec = flat[0] if len(flat) == 1 else b.apply("cat", flat, {"dim": -1})
@@ -246,17 +247,130 @@ def hessian(graph, output: int, cotangent, leaves, limits: Limits):
             diag = diagonal_hessian(t, grads, graph)
         return {a: {b: DiagonalBlock(d) for b, d in row.items()} for a, row in diag.items()}
     _within(hessian_bytes(graph, leaves), limits, "the dense Hessian needs")
-    prog, values, layout = gradient_program(graph, output, cotangent, leaves, limits,
-                                            (t, grads))
-    if not layout:
-        return {}
-    pids = _leaf_ids(prog, layout)
-    # the economic Jacobian (in-place sums, structure): plain.jacobian's numbers, bit for
-    # bit (tests/test_perf_equivalence.py, and tests/test_higher_economy.py here)
-    jac = economy.jacobian(prog, values, prog.output, list(pids.values()))
-    return {a: {bn: jac[pids[bn]][sa:sa + math.prod(shape_a)].reshape(shape_a + shape_b)
-                for bn, (_, shape_b) in layout.items()}
-            for a, (sa, shape_a) in layout.items()}
+    shapes = {n: graph.nodes[graph.leaves[n]].shape for n in grads}
+    out = {}
+    for a, g in grads.items():
+        # torch's hessian takes each row as the gradient of one element of a's gradient: a
+        # backward of a's gradient alone, which never visits another leaf's gradient (where
+        # a zero cotangent would meet an infinite partial: 0·inf = NaN). The rows of one
+        # leaf share a batch: each rule treats its rows apart, so each is the one torch takes
+        size = math.prod(shapes[a])
+        flat = g if g.shape == (size,) else t.b.apply("reshape", [g], {"shape": (size,)})
+        prog, values = t.program(flat)
+        pids = _leaf_ids(prog, grads)
+        jac = dense_jacobian(prog, values, list(pids.values()), limits)
+        out[a] = {bn: jac[pids[bn]].reshape(shapes[a] + shapes[bn]) for bn in grads}
+    return out
+
+
+def dense_jacobian(prog, values, ids: list, limits: Limits) -> dict:
+    """{leaf id: its Jacobian} of the traced gradient program `prog` (a vector): plain.jacobian's
+    numbers, bit for bit (tests/test_higher_economy.py), by the economic Jacobian (in-place
+    sums, structure). The identity batch stays diagonal through the program's pointwise
+    tail (its last equations, each elementwise in the output: a gradient's final factors),
+    so the tail runs on two rows, ones and zeros (the diagonal, and what a zero cotangent
+    becomes off it: 0, -0.0 or NaN), and seeds the equations it reads with those; a
+    matrix product by a constant matrix (the gradient of W @ h carries one) takes its
+    diagonal seed as the matrix scaled, not multiplied by a diagonal matrix: a matrix
+    product, the dense Hessian's dominant cost, saved."""
+    start = _tail_start(prog)
+    if start is None:
+        return economy.jacobian(prog, values, prog.output, ids)
+    seeds = _tail_seeds(prog, values, start, limits)
+    oshape = prog.nodes[prog.output].shape
+    grads = economy.backward(prog, values, None, prog.output, batch=oshape, seeds=seeds)
+    return {i: grads[i] if i in grads else
+            np.zeros(oshape + prog.nodes[i].shape, prog.dtype) for i in ids}
+
+
+def _tail_start(prog) -> int | None:
+    """The first id of the program's pointwise tail: the longest run of last equations, each
+    pointwise, of the (1-D) output's shape, with every input that requires grad of that
+    shape too; None when the output is not such an equation."""
+    nodes, out = prog.nodes, prog.output
+    shape = nodes[out].shape
+    if len(shape) != 1 or nodes[out].kind != "op":
+        return None
+    start = out + 1
+    for eq in reversed(nodes[: out + 1]):
+        if eq.kind == "op":
+            if not (eq.op.pointwise and eq.shape == shape and all(
+                    nodes[i].shape == shape for i in eq.inputs if nodes[i].requires_grad)):
+                break
+        elif eq.requires_grad:
+            break
+        start = eq.id
+    return start if start <= out else None
+
+
+def _tail_seeds(prog, values, start: int, limits: Limits) -> dict:
+    """{id: its cotangent batch} of the equations the tail reads, from the tail run on the
+    rows [ones, zeros] (plain.backward of the tail alone, its inputs made leaves)."""
+    cut, cut_values, frontier = _tail_program(prog, values, start, limits)
+    oshape = prog.nodes[prog.output].shape
+    rows = np.zeros((2,) + oshape, prog.dtype)
+    rows[0] = 1
+    got = plain.backward(cut, cut_values, rows, batch=(2,))
+    users: dict = {}
+    for eq in prog.nodes[: prog.output + 1]:
+        for i in (eq.inputs if eq.kind == "op" else ()):
+            users.setdefault(i, []).append(eq.id)
+    seeds = {}
+    for k, i in frontier.items():
+        if k in got:
+            d, o = got[k]
+            seeds.update(_scaled(prog, values, i, d, o, users, start) or
+                         {i: _diagonal_rows(d, o)})
+    return seeds
+
+
+def _tail_program(prog, values, start: int, limits: Limits):
+    """The tail (equations start..output) recorded alone: what it reads below `start` is a
+    leaf when it requires grad, else a constant. Returns (program, its values,
+    {leaf id in it: id in prog})."""
+    b = Builder(prog.source, prog.dtype, limits)
+    new, frontier = {}, {}
+
+    def node(i):
+        if i not in new:
+            if prog.nodes[i].requires_grad:
+                new[i] = b.leaf(f"#f{i}", values[i])
+                frontier[new[i].id] = i
+            else:
+                new[i] = b.const(values[i])
+        return new[i]
+    for eq in prog.nodes[start: prog.output + 1]:
+        if eq.kind == "op":
+            new[eq.id] = b.apply(eq.op, [node(i) for i in eq.inputs], eq.params, values[eq.id])
+        else:
+            node(eq.id)
+    return b.graph(new[prog.output].id), Values(b), frontier
+
+
+def _diagonal_rows(d, o):
+    """The batch of rows whose diagonal is d and whose column j is o[j] off it."""
+    n = d.size
+    rows = np.empty((n, n), d.dtype)
+    rows[...] = o
+    rows.reshape(-1)[:: n + 1] = d
+    return rows
+
+
+def _scaled(prog, values, i, d, o, users, start) -> dict | None:
+    """{a: rows} when node i is a @ W (a a vector, W a constant matrix), only the tail reads
+    it and only it reads a: diag-rows(d, o) @ W.T is W.T scaled by d, exactly, when d, W
+    are finite and o is 0 (every other term of each sum is an exact zero; BLAS's sums start
+    from +0.0, so a zero comes out +0.0). None otherwise."""
+    eq = prog.nodes[i]
+    if eq.kind != "op" or eq.op.name != "matmul":
+        return None
+    a, w = eq.inputs
+    W = values[w]
+    if (prog.nodes[a].shape != (W.shape[0],) or W.ndim != 2 or prog.nodes[w].requires_grad
+            or users.get(a) != [i] or any(u < start for u in users[i])
+            or np.any(o) or not (economy.all_finite(d) and economy.all_finite(W))):
+        return None
+    return {a: d[:, None] * W.T + 0.0}
 
 
 def _within(need, limits, what):

@@ -142,9 +142,10 @@ class Builder:
         ins = [self.lift(a) for a in inputs]
         if name == "mul":
             # x * 1 is x, bit for bit (NaN, inf and -0 included): a broadcast cotangent of
-            # ones or a unit direction multiplies nothing
+            # ones or a unit direction multiplies nothing (ones that broadcast to x's shape,
+            # as a reduction's unreduced cotangent of ones, included)
             for k in (0, 1):
-                if self._ones(ins[k]) and np.shape(ins[k].value) == np.broadcast_shapes(
+                if self._ones(ins[k]) and np.broadcast_shapes(
                         ins[0].shape, ins[1].shape) == ins[1 - k].shape:
                     return ins[1 - k]
         ids = tuple(t.id for t in ins)
