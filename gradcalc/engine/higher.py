@@ -7,8 +7,9 @@ backward is linear in v); the Hessian is the Jacobian of the traced gradient. JÂ
 order k (JÂ·u of the program of order k-1) are forward mode (forward_mode.py), as torch's
 jvp and jacfwd. Economies give the same numbers: a large final program's output by the lean
 forward, a large elementwise program's Hessian diagonals from one recorded program run
-block by block, a dense Hessian by the economic Jacobian with the identity batch kept as a diagonal
-through the gradient's pointwise tail. The first-order path never comes here. Sizes are checked against the limits before a dense Hessian is allocated.
+block by block, a dense Hessian by the economic Jacobian with the identity batch kept as a
+diagonal through the gradient's pointwise tail. The first-order path never comes here.
+Sizes are checked against the limits before a dense Hessian is allocated.
 """
 from __future__ import annotations
 
