@@ -25,8 +25,10 @@ CASES = [c for c in json.loads(REFERENCE.read_text())["cases"] if "expected" in 
 # other field must agree.
 # torch's nested jacfwd at NaNs and infinities from order 2 on: gradcalc's J·u takes torch's
 # forward formulas where an op declares them (its table entry's jvp), but not the way
-# torch's forward mode materialises a zero tangent (a formula's derivative with respect to a
-# saved value, threshold_backward's zeros_like) that then meets a NaN or inf (0·NaN)
+# torch's forward mode keeps a missing tangent as an efficient zero (ZeroTensor: mul, div,
+# add and sub pass it on as zero) or turns it into real zeros (any other op of a formula:
+# neg, sum, where, threshold_backward), which then meet a NaN or inf at the next order
+# (0·inf); see README, "Where second order differs from torch 2.13"
 FORWARD_MODE_CONVENTIONS = {
     'kink/asin-at-1': ('taylor',),
     'kink/acos-at-1': ('taylor',),
@@ -44,7 +46,7 @@ FORWARD_MODE_CONVENTIONS = {
     'edge/mean/empty-slice-dim0': ('taylor',),
     # nested jacfwd of prod over a zero: from order 3 torch's numbers are not the derivatives
     # of the polynomial (prod([2, 0, 3, -1.5] + t·u) has d³/dt³ = 3.75, torch says 2.0);
-    # gradcalc's are
+    # gradcalc's are, deliberately (README)
     'red/prod/one-zero': ('taylor',),
     'red/prod/two-zeros': ('taylor',),
     'red/prod/zeros-dim': ('taylor',),
