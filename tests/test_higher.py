@@ -121,6 +121,19 @@ def test_hessian_of_sum_cubes():
     np.testing.assert_array_equal(H["x"]["x"], [[6.0, 0.0], [0.0, 12.0]])
 
 
+def test_hessian_rows_never_visit_another_leafs_gradient():
+    """torch's hessian takes each row as the gradient of one element of one leaf's gradient:
+    x's rows never reach y's gradient 0.5/sqrt(y), infinite at y = 0, so H[x, y] is 0 (a
+    shared backward would send x's rows a zero cotangent through it: 0 * inf = NaN).
+    torch 2.13: hessian(lambda x, y: (x*x).sum() + y.sqrt(), ([1.5, -2.0], 0.0))."""
+    g = comp("sum(x*x) + sqrt(y)", x=[1.5, -2.0], y=0.0)
+    H = higher.hessian(g, g.output, np.ones(()), ["x", "y"], LIMITS)
+    np.testing.assert_array_equal(H["x"]["x"], [[2.0, 0.0], [0.0, 2.0]])
+    np.testing.assert_array_equal(H["x"]["y"], [0.0, 0.0])
+    np.testing.assert_array_equal(H["y"]["x"], [0.0, 0.0])
+    assert H["y"]["y"] == -np.inf
+
+
 def test_seed_example_tangent_and_hvp():
     g = comp("3*a + 2*b*b + log(c)", a=[1, 2, 3], b=[3, 4, 5], c=[6, 7, 8])
     ones = {n: np.ones(3) for n in "abc"}
