@@ -193,12 +193,25 @@ def jvp(graph, output: int, tangent: dict, limits: Limits):
 
 def taylor(graph, output: int, tangent: dict, order: int, limits: Limits):
     """[d^k/dt^k y(x + t u) at t = 0 for k = 1..order]: J·u of J·u ... of the program, in
-    forward mode as torch's nested jacfwd."""
+    forward mode as torch's nested jacfwd. Where a value of the programs is not finite,
+    again with torch's efficient zero tangents (forward_mode.Nested), which differ from
+    plain zeros only there (0·inf); the finite common case keeps the plain route."""
+    out = _taylor(graph, output, tangent, order, limits, None)
+    if out is None:
+        out = _taylor(graph, output, tangent, order, limits, forward_mode.Nested())
+    return out
+
+
+def _taylor(graph, output, tangent, order, limits, nested):
+    """The orders, or None when not `nested` and a value computed is not finite."""
     out, prog, values = [], graph, None
     for k in range(1, order + 1):
         prog, values = forward_mode.jvp_program(prog, output if k == 1 else prog.output,
-                                                tangent, limits, values)
+                                                tangent, limits, values, nested)
         out.append(values[prog.output])
+        if nested is None and order > 1 and not all(
+                economy.all_finite(v) for v in values.known if v is not None):
+            return None
     return out
 
 
