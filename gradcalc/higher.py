@@ -67,7 +67,8 @@ def attach(result: Result, s, read, limits):
     if s.hessian:
         result.hessian = higher.hessian(graph, output, result.cotangent, leaves, limits)
     if s.steps and result.cotangent is not None:
-        result.steps = chain_rule(graph, output, result.cotangent, result.values)
+        result.steps = chain_rule(graph, output, result.cotangent, result.values,
+                                  limits)
 
 
 def checked(result: Result):

@@ -57,7 +57,7 @@ def test_traced_diagonals_equal_the_plain_route(expr, shapes, domain):
         g = summed(expr, shapes, domain, 7, seed, special)
         leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
         try:
-            t = traced.Traced(g)
+            t = traced.Traced(g, LIMITS)
             grads = higher._grads_of(t, t.backward(np.ones(()), g.output), g, leaves)
         except traced.Untraceable:
             pytest.skip("not traceable")
@@ -65,7 +65,7 @@ def test_traced_diagonals_equal_the_plain_route(expr, shapes, domain):
             continue
         want = higher.diagonal_hessian(t, grads, g)
         for block in (1, 3, 4):
-            got = higher.traced_diagonals(t, grads, g, None, block)
+            got = higher.traced_diagonals(t, grads, g, LIMITS, block)
             if got is None:
                 continue
             compared += 1
@@ -85,10 +85,10 @@ def test_large_elementwise_hessian_takes_the_blocked_route(monkeypatch):
     blocked = higher.traced_diagonals
     monkeypatch.setattr(higher, "traced_diagonals",
                         lambda *a, **k: taken.append(1) or blocked(*a, **k))
-    got = higher.hessian(g, g.output, np.ones(()), ["a", "b"])
+    got = higher.hessian(g, g.output, np.ones(()), ["a", "b"], LIMITS)
     assert taken
     monkeypatch.setattr(higher, "traced_diagonals", lambda *a, **k: None)
-    want = higher.hessian(g, g.output, np.ones(()), ["a", "b"])
+    want = higher.hessian(g, g.output, np.ones(()), ["a", "b"], LIMITS)
     for a in want:
         for b in want[a]:
             assert_same(got[a][b].diag, want[a][b].diag, f"H[{a}][{b}]")
@@ -100,7 +100,7 @@ def test_lazy_trace_values_are_the_plain_forward(expr, shapes, domain):
     computes for the same program."""
     g = summed(expr, shapes, domain, 5, 1, True)
     try:
-        t = traced.Traced(g)
+        t = traced.Traced(g, LIMITS)
         grads = t.backward(np.ones(()), g.output)
     except traced.Untraceable:
         pytest.skip("not traceable")
@@ -119,7 +119,9 @@ ALL = [s for name in sorted(OPS) for s in OPS[name].samples] + [
 @pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
 def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
     """The dense Hessian is the Jacobian of the traced gradient program; economy.jacobian
-    (in-place sums, structure) gives plain.jacobian's numbers for it, bit for bit."""
+    (in-place sums, structure) and higher.dense_jacobian (the pointwise tail as diagonals, a
+    product by a constant matrix as that matrix scaled) give plain.jacobian's numbers for
+    it, bit for bit."""
     for seed, special in ((0, False), (1, True)):
         rng = np.random.default_rng(seed)
         vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
@@ -128,7 +130,7 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
             g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
             leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
             cot = rng.normal(size=g.nodes[g.output].shape)
-            prog, values, layout = higher.gradient_program(g, g.output, cot, leaves)
+            prog, values, layout = higher.gradient_program(g, g.output, cot, leaves, LIMITS)
         except (traced.Untraceable, GradcalcError):
             pytest.skip("not traceable, or refused at these values")
         if prog is None:
@@ -136,8 +138,11 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
         ids = [prog.leaves[n] for n in layout]
         want = plain.jacobian(prog, values, prog.output, ids)
         got = higher.economy.jacobian(prog, values, prog.output, ids)
+        tail = higher.dense_jacobian(prog, values, ids, LIMITS)
         for i in ids:
             assert_same(got[i], want[i], f"{expr}: Hessian rows of {prog.nodes[i].name}")
+            assert_same(tail[i], want[i], f"{expr}: Hessian rows of {prog.nodes[i].name} "
+                                          "(the pointwise tail as diagonals)")
 
 
 @pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
@@ -154,9 +159,9 @@ def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch
             g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
             u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
                  if g.nodes[i].requires_grad}
-            fwd, fwd_values = forward_mode.jvp_program(g, g.output, u)
-            got = higher.jvp(g, g.output, u)
-            prog, values = higher.jvp_program(g, g.output, u, final=True)
+            fwd, fwd_values = forward_mode.jvp_program(g, g.output, u, LIMITS)
+            got = higher.jvp(g, g.output, u, LIMITS)
+            prog, values = higher.jvp_program(g, g.output, u, LIMITS, final=True)
             got_transposed = higher.final_output(prog, values)
         except (traced.Untraceable, GradcalcError):
             pytest.skip("not traceable, or refused at these values")
@@ -172,9 +177,60 @@ def test_large_hvp_is_the_closed_form():
     g = summed("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0), n, 0, False)
     rng = np.random.default_rng(3)
     u = {"a": rng.normal(size=n), "b": rng.normal(size=n)}
-    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"])
+    got = higher.hvp(g, g.output, np.ones(()), u, ["a", "b"], LIMITS)
     x, y = (g.nodes[g.leaves[k]].value for k in "ab")
     want = {"a": (-np.sin(x) * y + (4 * x * x - 2) * np.exp(-x * x)) * u["a"]
             + np.cos(x) * u["b"], "b": np.cos(x) * u["a"]}
     for a in want:
         np.testing.assert_allclose(got[a], want[a], rtol=1e-10, atol=1e-12, err_msg=a)
+
+
+MIXING = [("logsumexp(W @ tanh(x))", {"W": (6, 5), "x": (5,)}),
+          ("sum(sin(W @ x) * 2) * sum(x)", {"W": (4, 5), "x": (5,)}),
+          ("logsumexp(tanh(x) @ W) + sum(x * x)", {"W": (5, 3), "x": (5,)})]
+
+
+@pytest.mark.parametrize("expr,shapes", MIXING, ids=[c[0] for c in MIXING])
+def test_dense_hessian_tail_takes_a_constant_matrix_scaled(expr, shapes, monkeypatch):
+    """With W a constant (only x requires grad), the gradient's product by W takes its
+    diagonal seed as W scaled (higher._scaled): plain.jacobian's numbers, bit for bit, at
+    random and special values (0, -0.0, inf and NaN in W or x: the scaled route refuses)."""
+    taken = []
+    real = higher._scaled
+    monkeypatch.setattr(higher, "_scaled", lambda *a: taken.append(real(*a)) or taken[-1])
+    for seed, special in ((0, False), (1, True), (2, True), (3, False)):
+        rng = np.random.default_rng(seed)
+        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(-2, 2, s)
+                for v, s in shapes.items()}
+        if seed == 3:
+            vals["W"][0, 0] = 0.0       # a zero term: -0.0 products come out +0.0
+        g = Compiler(expr, vals, limits=LIMITS, wrt=["x"]).program(
+            parse_program(expr, LIMITS.max_depth))
+        prog, values, layout = higher.gradient_program(g, g.output, np.ones(()), ["x"], LIMITS)
+        ids = [prog.leaves["x"]]
+        want = plain.jacobian(prog, values, prog.output, ids)
+        got = higher.dense_jacobian(prog, values, ids, LIMITS)
+        assert_same(got[ids[0]], want[ids[0]], f"{expr} at seed {seed}")
+    assert any(t is not None for t in taken), "the scaled route was never taken"
+
+
+@pytest.mark.parametrize("expr,shapes,domain", ALL, ids=[c[0] for c in ALL])
+def test_nested_taylor_is_the_plain_taylor_where_values_are_finite(expr, shapes, domain):
+    """Taylor taken as torch's nested jacfwd (forward_mode.Nested: efficient zero tangents,
+    the directions as leaves, auto_element_wise) differs from the plain route only where a
+    zero meets a value that is not finite: at finite values, orders 1 to 3 agree (to
+    rounding: a rule applied to the tangent and the rule transposed may round apart)."""
+    rng = np.random.default_rng(0)
+    vals = {v: rng.uniform(*domain, s) for v, s in shapes.items()}
+    try:
+        g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+        u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
+             if g.nodes[i].requires_grad}
+        plain_route = higher._taylor(g, g.output, u, 3, LIMITS, None)
+    except (traced.Untraceable, GradcalcError):
+        pytest.skip("not traceable, or refused at these values")
+    if plain_route is None:
+        pytest.skip("a value is not finite at these points")
+    nested = higher._taylor(g, g.output, u, 3, LIMITS, forward_mode.Nested())
+    for k, (a, b) in enumerate(zip(nested, plain_route), 1):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300, err_msg=f"{expr} order {k}")

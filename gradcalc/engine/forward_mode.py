@@ -5,7 +5,8 @@ forward-mode formulas, derivatives.yaml's `result:`, which differ from the backw
 Jacobian at ties, NaNs and the float range's edges), and otherwise the transpose of the
 node's VJP rule, taken on a small program of that node alone (the rule is linear in its
 cotangent, so this is exact). The tangents are recorded as equations of table ops
-(traced.py), so that Taylor's next order differentiates them again. It never changes a
+(traced.py), so that Taylor's next order differentiates them again; where a value is not
+finite, as torch's nested jacfwd does with its efficient zero tangents (Nested). It never changes a
 gradient, an HVP or a Hessian: those are torch's double backward, not its forward mode.
 """
 from __future__ import annotations
@@ -13,27 +14,105 @@ from __future__ import annotations
 import numpy as np
 
 from . import plain
-from .traced import Builder, Traced, dot
+from .traced import Builder, Traced, Tracer, dot
 
 COTANGENT = "#w"
 
 
-def jvp_program(graph, output: int, tangent: dict, limits=None, values=None):
+class Nested:
+    """Taylor's orders taken as torch's nested jacfwd takes them where a value is not finite
+    (higher.taylor asks). Torch's forward mode holds a missing tangent as an efficient zero
+    (ZeroTensor): an op with a ZeroTensor kernel (its entry's `keeps_zero`: add, sub, mul,
+    div, the views) passes it on as zero, so the terms it would make vanish even against
+    an infinite partial; any other op turns it into real zeros, and 0·inf = NaN. Where a
+    tangent is missing at the next order is decided by torch's formulas: the directions u
+    (here the leaves named DIRECTION + leaf) have none, nor have the real zeros an op made
+    (the leaves named ZERO + shape), nor their products with a missing tangent. A one-input
+    pointwise op's tangent is its VJP rule applied to the tangent, torch's
+    auto_element_wise (rsqrt(1 - x²)·u for asin: the zero meets the partial by a
+    product), not the rule transposed. `order`: the orders already taken."""
+
+    __slots__ = ("order",)
+
+    def __init__(self):
+        self.order = 0
+
+
+EFFICIENT = "efficient zero"        # a missing tangent that an op may still read (Nested)
+DIRECTION, ZERO = "#u:", "#0:"
+
+
+def jvp_program(graph, output: int, tangent: dict, limits, values=None,
+                nested: Nested | None = None):
     """A program whose output is J·u of `graph`'s node `output` (u: {leaf name: array});
-    `values`: graph's values when known, not computed again. Returns (program, values)."""
+    `values`: graph's values when known, not computed again; `nested`: Taylor's state when
+    taken as torch's nested jacfwd (Nested). Returns (program, values)."""
     t = Traced(graph, limits, values)
     tans: dict = {}
+    outer = nested is not None and nested.order >= 1
     for eq in graph.nodes[: output + 1]:
         if eq.kind == "leaf" and eq.name in tangent and eq.requires_grad:
-            tans[eq.id] = t.b.lift(np.asarray(tangent[eq.name], graph.dtype))
+            tans[eq.id] = _seed(t, graph, eq, tangent[eq.name], nested)
+        elif outer and eq.kind == "leaf" and eq.name.startswith((DIRECTION, ZERO)):
+            tans[eq.id] = EFFICIENT
         elif eq.kind == "op" and any(i in tans for i in eq.inputs):
-            tan = _node_tangent(t, eq, [tans.get(i) for i in eq.inputs], limits)
+            ins = _efficient([tans.get(i) for i in eq.inputs], t, graph, eq)
+            if ins is EFFICIENT:
+                tans[eq.id] = EFFICIENT
+                continue
+            if nested is not None and eq.op.pointwise and len(ins) == 1 and eq.op.jvp is None:
+                tan = _element_wise(t, eq, ins[0])
+            else:
+                tan = _node_tangent(t, eq, ins, limits)
             if tan is not None:
                 tans[eq.id] = t.b.lift(plain.sum_to(tan, 0, (), eq.shape))
     out = tans.get(output)
-    if out is None:
+    if out is None or out is EFFICIENT:
         out = t.b.const(np.zeros(graph.nodes[output].shape, graph.dtype))
+    if nested is not None:
+        nested.order += 1
     return t.program(out)
+
+
+def _efficient(ins: list, t: Traced, graph, eq):
+    """The input tangents of node `eq` as its rule reads them: an efficient zero is absent
+    where the op keeps it (EFFICIENT itself when no other tangent is left), else a leaf of
+    real zeros (Nested)."""
+    if not any(u is EFFICIENT for u in ins):
+        return ins
+    if eq.op.keeps_zero:
+        ins = [None if u is EFFICIENT else u for u in ins]
+        return EFFICIENT if all(u is None for u in ins) else ins
+    return [_zeros(t, graph, graph.nodes[i].shape) if u is EFFICIENT else u
+            for i, u in zip(eq.inputs, ins)]
+
+
+def _seed(t: Traced, graph, eq, u, nested):
+    """Leaf `eq`'s tangent u: a constant, or (Nested) a leaf of the program, one per leaf."""
+    if nested is None:
+        return t.b.lift(np.asarray(u, graph.dtype))
+    name = DIRECTION + eq.name
+    if name in graph.leaves:
+        return t.nodes[graph.leaves[name]]
+    return t.b.leaf(name, np.asarray(u, graph.dtype))
+
+
+def _zeros(t: Traced, graph, shape):
+    """Real zeros an op made of an efficient zero (Nested): a leaf, one per shape."""
+    name = f"{ZERO}{shape}"
+    if name in graph.leaves:
+        return t.nodes[graph.leaves[name]]
+    if name in t.b.comp.leaves:
+        return Tracer(t.b, t.b.comp.leaves[name])
+    return t.b.leaf(name, np.zeros(shape, graph.dtype))
+
+
+def _element_wise(t: Traced, eq, u):
+    """torch's auto_element_wise: the op's VJP rule applied to the tangent u."""
+    rule = eq.op.vjp(0)
+    if u is None or rule is None:
+        return None
+    return rule(u, t.nodes[eq.id], t.nodes[eq.inputs[0]], **eq.params)
 
 
 def _node_tangent(t: Traced, eq, tans: list, limits):

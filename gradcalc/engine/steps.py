@@ -16,10 +16,10 @@ from .traced import Traced
 BAR = "\u0305"      # combining overline: g-bar
 
 
-def chain_rule(graph, output: int, cotangent, values) -> list:
+def chain_rule(graph, output: int, cotangent, values, limits) -> list:
     """[{"target", "formula", "value"}]: one step per contribution a rule makes, in the
     order backward applies them (from the output to the leaves)."""
-    t = Traced(graph, None, values)
+    t = Traced(graph, limits, values)
     names = _labels(graph, output)
     shown = {i: names[i] for i in range(len(graph.nodes))}   # builder id -> how it is named
     v = t.leaf("#v", np.asarray(cotangent, graph.dtype), requires_grad=False)

@@ -49,9 +49,8 @@ class Builder:
     # constants above this many elements, unless uniform, are keyed by identity
     BY_IDENTITY = 1024
 
-    def __init__(self, source: str, dtype, limits: Limits | None):
-        # (a trace built outside a calculation, as the engine's tests do, has the defaults)
-        self.comp = Compiler(source, {}, dtype=dtype, limits=limits or Limits())
+    def __init__(self, source: str, dtype, limits: Limits):
+        self.comp = Compiler(source, {}, dtype=dtype, limits=limits)
         self.dtype = np.dtype(dtype)
         self.values: list = []
         self.memo: dict = {}
@@ -143,9 +142,10 @@ class Builder:
         ins = [self.lift(a) for a in inputs]
         if name == "mul":
             # x * 1 is x, bit for bit (NaN, inf and -0 included): a broadcast cotangent of
-            # ones or a unit direction multiplies nothing
+            # ones or a unit direction multiplies nothing (ones that broadcast to x's shape,
+            # as a reduction's unreduced cotangent of ones, included)
             for k in (0, 1):
-                if self._ones(ins[k]) and np.shape(ins[k].value) == np.broadcast_shapes(
+                if self._ones(ins[k]) and np.broadcast_shapes(
                         ins[0].shape, ins[1].shape) == ins[1 - k].shape:
                     return ins[1 - k]
         ids = tuple(t.id for t in ins)
@@ -515,7 +515,7 @@ class Traced:
     keep requiring grad (None: as in the source), so that a backward over the replay does
     no work on paths that reach none of them."""
 
-    def __init__(self, graph: Graph, limits: Limits | None = None, values: list | None = None,
+    def __init__(self, graph: Graph, limits: Limits, values: list | None = None,
                  wrt: set | None = None):
         self.source = graph
         self.b = Builder(graph.source, graph.dtype, limits)

@@ -61,6 +61,12 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   the float range's edges); `tangents` holds one per array input, None where no tangent
   flows. J·u and Taylor (engine/forward_mode.py) read it; every other op's tangent is its VJP
   rule transposed. HVP and Hessian never read it: they are torch's double backward.
+- `keeps_zero`: torch has a ZeroTensor kernel for the op (add, sub, mul, div and the views):
+  a missing tangent, which torch's forward mode holds as an efficient zero, comes out of it
+  as an efficient zero again; any other op turns it into real zeros (0, or -0.0 through
+  neg), which the next order of a nested jacfwd differentiates (engine/forward_mode.py's
+  Nested). Checked with torch 2.13: `torch._efficientzerotensor(3).neg()._is_zerotensor()`
+  is False, `... * x` and `.reshape(...)` are True.
 - `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
   ufunc counts by itself), so that a rule calling them on traced arrays records this op
   (engine/traced.py). A traced array's type defines `__gradcalc_traced__` (`traced(a)`
@@ -167,6 +173,7 @@ class Op:
     at_site: Callable | None = None     # Site -> internal params the call site fixes
     ufuncs: tuple = ()                  # numpy ufuncs a rule may use for this op
     jvp: Callable | None = None         # torch's forward-mode formula, where it is its own
+    keeps_zero: bool = False            # torch's ZeroTensor kernel passes a zero tangent on
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):

@@ -242,23 +242,25 @@ register(Op("elu", "x, alpha:number=1.0",
 
 # --- binary arithmetic --------------------------------------------------------------
 def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=(),
-           at_site=None, ufuncs=(), sympy_terms=None, jvp=None):
+           at_site=None, ufuncs=(), sympy_terms=None, jvp=None, keeps_zero=False):
     register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
-                kinks=kinks, at_site=at_site, ufuncs=ufuncs, sympy_terms=sympy_terms, jvp=jvp))
+                kinks=kinks, at_site=at_site, ufuncs=ufuncs, sympy_terms=sympy_terms, jvp=jvp,
+                keeps_zero=keeps_zero))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
 binary("add", "x, y", np.add, (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
        lambda sp, x, y: x + y, "AddBackward0", (("x + y", _XY, (-2.0, 2.0)),), syntax="+",
-       sympy_terms=lambda sp, x, y: (x, y))
+       sympy_terms=lambda sp, x, y: (x, y), keeps_zero=True)
 binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
        lambda sp, x, y: x - y,
        lambda site: "RsubBackward1" if site.consts and site.consts[0] else "SubBackward0",
-       (("x - y", _XY, (-2.0, 2.0)),), syntax="-", sympy_terms=lambda sp, x, y: (x, -y))
+       (("x - y", _XY, (-2.0, 2.0)),), syntax="-", sympy_terms=lambda sp, x, y: (x, -y),
+       keeps_zero=True)
 binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
        lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*",
-       ufuncs=(np.logical_and, np.bitwise_and))     # `&` of 0/1 masks is their product
+       ufuncs=(np.logical_and, np.bitwise_and), keeps_zero=True)   # `&` of 0/1 masks: product
 # div: div_tensor_self_backward is grad / other; div_tensor_other_backward is
 # -grad * ((self / other) / other), an order that neither overflows nor underflows where the
 # gradient is a float (s/s at 1e-300 has grad 0, not -grad * s / s^2 = -inf)
@@ -269,7 +271,7 @@ binary("div", "x, y", np.divide,
        lambda site: "MulBackward0" if site.consts and site.consts[0] else "DivBackward0",
        (("x / y", _XY, (0.5, 2.0)),), syntax="/",
        kinks=(Kink("x / 0 in IEEE arithmetic: grad / y and -grad * ((x / y) / y)",
-                   lambda x, y, **_: y == 0),))
+                   lambda x, y, **_: y == 0),), keeps_zero=True)
 
 
 def pow_number(x, e: float):

@@ -200,9 +200,12 @@ def bce_logits_form(sp, x, t, _n=1, _at=None, **_):
 
 register(Op("binary_cross_entropy_with_logits", "input, target", bce_logits,
             # binary_cross_entropy_with_logits_backward: (sigmoid(x) - t) * grad, and
-            # -x * grad for the target, each then divided by numel (the mean)
+            # -(x * grad) for the target, each then divided by numel (the mean); negated
+            # after the product, so that in forward mode x's tangent meets the target's by a
+            # product, as in torch's (1 - t) * x under torch.func (a zero tangent passes a
+            # product as zero, not a neg: forward_mode.Nested)
             (lambda g, ans, x, t, _n=1: (sigmoid(x) - t) * _g(g, np.ndim(x)) / _n,
-             lambda g, ans, x, t, _n=1: -x * _g(g, np.ndim(x)) / _n),     # t has x's shape
+             lambda g, ans, x, t, _n=1: -(x * _g(g, np.ndim(x))) / _n),   # t has x's shape
             pair_infer("binary_cross_entropy_with_logits", same_shape=True),
             "BinaryCrossEntropyWithLogitsBackward0", "loss", sympy=bce_logits_form,
             samples=(("binary_cross_entropy_with_logits(x, y)", {"x": (2, 3), "y": (2, 3)},

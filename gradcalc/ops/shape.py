@@ -67,7 +67,7 @@ def scatter_composed(g, nb, shape, idx):
 
 register(Op("index", "x", lambda x, idx: x[idx], (index_vjp,), index_infer,
             lambda site: "SelectBackward0" if any(isinstance(i, int) for i in site.params["idx"])
-            else "SliceBackward0", "shape", syntax="x[i]", named=False,
+            else "SliceBackward0", "shape", syntax="x[i]", named=False, keeps_zero=True,
             sympy=lambda sp, x, idx, **_: x[idx],
             samples=(("x[1]", {"x": (3,)}, (-2.0, 2.0)), ("M[:, 0]", {"M": (2, 3)}, (-2.0, 2.0)),
                      ("x[::2]", {"x": (5,)}, (-2.0, 2.0)), ("M[-1, 1:]", {"M": (2, 3)}, (-2.0, 2.0)))))
@@ -80,7 +80,7 @@ def transpose_vjp(g, ans, x):
 
 register(Op("transpose", "x", lambda x: x.T, (transpose_vjp,),
             lambda shapes, params: (tuple(reversed(shapes[0])), params),
-            "PermuteBackward0", "shape", syntax="x.T", named=False,
+            "PermuteBackward0", "shape", syntax="x.T", named=False, keeps_zero=True,
             sympy=lambda sp, x, **_: x.T,
             samples=(("M.T", {"M": (2, 3)}, (-2.0, 2.0)),)))
 
@@ -109,7 +109,7 @@ def reshape_infer(shapes, params):
 
 register(Op("reshape", "x, *shape:int", lambda x, shape: np.reshape(x, shape),
             (lambda g, ans, x, shape: g.reshape(g.shape[: g.ndim - ans.ndim] + x.shape),),
-            reshape_infer, "ViewBackward0", "shape",
+            reshape_infer, "ViewBackward0", "shape", keeps_zero=True,
             sympy=lambda sp, x, shape, **_: np.reshape(x, shape),
             samples=(("reshape(M, 3, -1)", {"M": (2, 3)}, (-2.0, 2.0)),)))
 
