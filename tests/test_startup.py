@@ -84,3 +84,33 @@ def test_the_other_paths_still_load_what_they_need(args, needs):
     mods, out = imported(*args)
     assert needs in mods
     assert out.startswith("{")
+
+
+GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
+              "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
+              "0.1", "--epochs", "20", "--batch-size", "10", "--dtype", "float32"]
+
+
+def test_a_gradient_fit_piped_imports_only_what_it_uses():
+    # benchmark figure 17a's command: its report draws the loss curve with uniplot, but not
+    # readchar (uniplot's interactive mode: its import reads importlib.metadata and email),
+    # nor rich's progress bar (a terminal's stderr only), nor forward mode (lm only)
+    mods, out = imported(*GERMAN_FIT)
+    assert "loss per epoch (log scale)" in out and "uniplot" in mods   # the curve was drawn
+    assert [m for m in ("readchar", "importlib.metadata", "email", "rich.progress",
+                        "gradcalc.engine.higher", "gradcalc.engine.traced", "sympy")
+            if m in mods] == []
+
+
+def test_uniplot_without_readchar_leaves_the_real_readchar_to_whoever_asks():
+    code = ("import sys\n"
+            "from gradcalc.view.plot import curve_lines\n"
+            "lines = curve_lines([0.0, 1.0, 2.0], [[1.0, 4.0, 9.0]], width=40, height=4)\n"
+            "assert 'readchar' not in sys.modules and len(lines) > 4\n"
+            "import readchar, uniplot.uniplot as u\n"
+            "assert readchar.readkey.__module__.startswith('readchar')   # the real one\n"
+            "assert u.key.LEFT == readchar.key.LEFT and callable(u.readkey)\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=60)
+    assert proc.stdout == "ok\n", proc.stderr

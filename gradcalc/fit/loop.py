@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine import Request, describe_nonfinite, differentiate, forward, higher
+from ..engine import Request, describe_nonfinite, differentiate, forward
 from ..errors import GradcalcError, Limits
 from ..programs import ProgramCache
 from ..settings import Settings
@@ -143,6 +143,9 @@ class Loss:
         out = graph.output
         n = graph.nodes[out].size
         if LM_FORWARD_MODE and sum(math.prod(s) for s in layout.shapes) < n:
+            # forward mode (and the traced programs it builds on) only for lm: a gradient
+            # fit's start-up does not load them
+            from ..engine import higher
             cols = []
             for name, shape in zip(layout.names, layout.shapes):
                 for k in range(math.prod(shape)):
