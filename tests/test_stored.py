@@ -158,23 +158,19 @@ def test_another_programs_file_under_this_name_is_a_miss(tmp_path):
     assert again["sympy"] and again["symbolic"] == run(SEED, None)["symbolic"]
 
 
-def test_no_cache_keeps_nothing(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, GRADCALC_CACHE_DIR=str(tmp_path),
-               GRADCALC_NO_CACHE="1")
-    subprocess.run([sys.executable, "-m", "gradcalc", *SEED_ARGS, "--json"], env=env,
-                   cwd=ROOT, capture_output=True, timeout=120, check=True)
+def test_no_cache_keeps_nothing(cli, tmp_path):
+    r = cli([*SEED_ARGS, "--json"], isolate=True, timeout=120,
+            env={"GRADCALC_CACHE_DIR": str(tmp_path), "GRADCALC_NO_CACHE": "1"})
+    assert r.ok().json()["checks"]["symbolic"]["passed"] is True
     assert kept_files(tmp_path) == []
 
 
 SEED_ARGS = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,0.0001"]
 
 
-def test_the_human_view_from_a_kept_derivation_is_the_fresh_one(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "GRADCALC_NO_CACHE"}
-    env.update(PYTHONPATH=ROOT, GRADCALC_CACHE_DIR=str(tmp_path), COLUMNS="100",
-               NO_COLOR="1")
-    outs = [subprocess.run([sys.executable, "-m", "gradcalc", *SEED_ARGS], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120).stdout
-            for _ in range(2)]
+def test_the_human_view_from_a_kept_derivation_is_the_fresh_one(cli, tmp_path):
+    env = {"GRADCALC_CACHE_DIR": str(tmp_path), "GRADCALC_NO_CACHE": None, "COLUMNS": "100",
+           "NO_COLOR": "1"}
+    outs = [cli(SEED_ARGS, isolate=True, timeout=120, env=env).ok().stdout for _ in range(2)]
     assert len(kept_files(tmp_path)) == 1
     assert outs[0] == outs[1] and "∂y/∂b = 4·b" in outs[1] and "✓ agrees" in outs[1]
