@@ -37,10 +37,12 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def imported(*args) -> tuple[set, str]:
-    """(modules loaded, stdout) of `gradcalc ARGS` in a fresh interpreter."""
+def imported(*args, env=None) -> tuple[set, str]:
+    """(modules loaded, stdout) of `gradcalc ARGS` in a fresh interpreter (with `env`'s
+    variables too; None unsets one)."""
     paths = [ROOT, *site.getsitepackages(), site.getusersitepackages()]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     proc = subprocess.run([sys.executable, "-S", "-c", PROBE, *args], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=60)
     return set(json.loads(proc.stderr.strip().splitlines()[-1])), proc.stdout
@@ -114,3 +116,14 @@ def test_uniplot_without_readchar_leaves_the_real_readchar_to_whoever_asks():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=60)
     assert proc.stdout == "ok\n", proc.stderr
+
+
+def test_a_repeated_checked_one_liner_reads_its_derivation_instead_of_importing_sympy(tmp_path):
+    # benchmark figure 2's command, the second time: its symbolic check's derivation was
+    # kept by the first run (gradcalc/checks/stored.py)
+    seed = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,1e-4"]
+    env = {"GRADCALC_CACHE_DIR": str(tmp_path), "GRADCALC_NO_CACHE": None}
+    first, out1 = imported(*seed, env=env)
+    second, out2 = imported(*seed, env=env)
+    assert "sympy" in first and "sympy" not in second and "mpmath" not in second
+    assert out1 == out2 and "symbolic check:" in out2 and "4·b" in out2
