@@ -92,6 +92,8 @@ def _path(key):
 def load(context) -> dict | None:
     """{leaf name: (nodes, formula)} kept for this program, or None (a miss: no file, or
     one that is corrupt, foreign or of another version)."""
+    if directory() is None:
+        return None
     try:
         key = program_key(context)
         path = _path(key)
@@ -192,6 +194,8 @@ def to_nodes(sp, d, leaf_names) -> list | None:
 def save(context, sp, derived):
     """Keep what a fresh check derived for this program (every leaf with a path, or
     nothing); written whole (a temporary file, then a rename). Never raises."""
+    if directory() is None:
+        return
     try:
         key = program_key(context)
         path = _path(key)
