@@ -174,3 +174,27 @@ def test_the_human_view_from_a_kept_derivation_is_the_fresh_one(cli, tmp_path):
     outs = [cli(SEED_ARGS, isolate=True, timeout=120, env=env).ok().stdout for _ in range(2)]
     assert len(kept_files(tmp_path)) == 1
     assert outs[0] == outs[1] and "∂y/∂b = 4·b" in outs[1] and "✓ agrees" in outs[1]
+
+
+def test_json_lines_from_a_kept_derivation_answer_as_fresh_ones(cli, tmp_path):
+    # one program, new values per request: the first reads the kept derivation, the next
+    # ones its copy in the program's memo (the file is not written again: no miss); in the
+    # second stream a 1/0 gives way to a fresh derivation, and the requests after it too
+    def stream(*values):
+        return "".join(json.dumps({"expr": SEED["expr"], "grad": SEED["grad"],
+                                   "vars": dict(SEED["vars"], a=a, c=c)}) + "\n"
+                       for a, c in values).encode()
+    finite = stream(([1, 2, 3], [6, 7, 8]), ([5, -1, 0], [0.5, 9, 2]), ([2, 2, 2], [1, 1, 1]))
+    singular = stream(([1, 2, 3], [6, 7, 8]), ([1, 2, 3], [0.0, 7, 8]), ([2, 2, 2], [1, 1, 1]))
+    env = {"GRADCALC_CACHE_DIR": str(tmp_path), "GRADCALC_NO_CACHE": None}
+    cli(SEED_ARGS, isolate=True, timeout=120, env=env).ok()            # keeps the seed's
+    (path,) = kept_files(tmp_path)
+    written = path.stat().st_mtime_ns
+    for requests in (finite, singular):
+        kept = cli(["-"], requests, isolate=True, timeout=120, env=env).stdout.splitlines()
+        fresh = cli(["-"], requests, isolate=True, timeout=120,
+                    env={"GRADCALC_NO_CACHE": "1"}).stdout.splitlines()
+        assert len(kept) == 3 and kept == fresh
+        if requests is finite:
+            assert path.stat().st_mtime_ns == written               # read, never missed
+            assert all(json.loads(k)["checks"]["symbolic"]["passed"] for k in kept)
