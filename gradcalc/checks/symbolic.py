@@ -23,6 +23,8 @@ caller stops waiting and reports the check skipped; the thread ends at its next 
 thread is kept for the next check; a check whose every derivative is already in the
 program's memo (JSON Lines: one program, new values) runs in the caller's thread, with the
 same ticks, since sympy has nothing left to do there but mpmath's refinement of a point.
+The first check of a process reads a derivation an earlier process kept (stored.py) before
+it imports sympy, and keeps the one it derives.
 """
 from __future__ import annotations
 
@@ -169,7 +171,10 @@ def check(context: Context):
         return run_here(context, budget)
     first = "sympy" not in sys.modules and _keepable(context)
     if first:               # a derivation kept by an earlier process: no sympy at all
-        report = _from_store(context)
+        try:
+            report = _from_store(context)
+        except Exception:   # noqa: BLE001 - whatever went wrong, a fresh check decides
+            report = None
         if report is not None:
             return report
     box: dict = {}
