@@ -18,9 +18,10 @@ FORMATS = (".svg", ".png", ".pdf")
 def curve_lines(xs, ys_list, *, labels=None, title="", width=60, height=12, log=False,
                 ascii_only=False) -> list[str]:
     """The curves as lines of text for a terminal `width` wide (axes and labels included)."""
-    text = _uniplot().plot_to_string(ys_list, xs=[xs] * len(ys_list), lines=True, width=max(10, width - 14),
-                          height=height, title=title or None, y_as_log=log, color=False,
-                          legend_labels=labels, character_set="ascii" if ascii_only else "block")
+    text = _uniplot().plot_to_string(
+        ys_list, xs=[xs] * len(ys_list), lines=True, width=max(10, width - 14), height=height,
+        title=title or None, y_as_log=log, color=False, legend_labels=labels,
+        character_set="ascii" if ascii_only else "block")
     return text.splitlines()
 
 
@@ -58,8 +59,8 @@ class _Deferred:
         self._name = name
 
     def _real(self):
-        import importlib
-        return getattr(importlib.import_module("readchar"), self._name)
+        import readchar        # the real one: the stand-in left sys.modules after uniplot's import
+        return getattr(readchar, self._name)
 
     def __call__(self, *args, **kwargs):
         return self._real()(*args, **kwargs)
