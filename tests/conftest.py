@@ -11,9 +11,17 @@ expectations about gradcalc's output.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import clirun
+
+# the symbolic check's derivations kept across processes (gradcalc/checks/stored.py) stay
+# out of the suite: every test derives afresh (a kept derivation would skip sympy, and its
+# time budget, in whichever test ran second) and none writes into the user's cache;
+# tests/test_stored.py turns it on, in a directory of its own
+os.environ["GRADCALC_NO_CACHE"] = "1"
 
 
 @pytest.fixture(autouse=True)

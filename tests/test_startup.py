@@ -37,10 +37,12 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def imported(*args) -> tuple[set, str]:
-    """(modules loaded, stdout) of `gradcalc ARGS` in a fresh interpreter."""
+def imported(*args, env=None) -> tuple[set, str]:
+    """(modules loaded, stdout) of `gradcalc ARGS` in a fresh interpreter (with `env`'s
+    variables too; None unsets one)."""
     paths = [ROOT, *site.getsitepackages(), site.getusersitepackages()]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     proc = subprocess.run([sys.executable, "-S", "-c", PROBE, *args], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=60)
     return set(json.loads(proc.stderr.strip().splitlines()[-1])), proc.stdout
@@ -84,3 +86,44 @@ def test_the_other_paths_still_load_what_they_need(args, needs):
     mods, out = imported(*args)
     assert needs in mods
     assert out.startswith("{")
+
+
+GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
+              "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
+              "0.1", "--epochs", "20", "--batch-size", "10", "--dtype", "float32"]
+
+
+def test_a_gradient_fit_piped_imports_only_what_it_uses():
+    # benchmark figure 17a's command: its report draws the loss curve with uniplot, but not
+    # readchar (uniplot's interactive mode: its import reads importlib.metadata and email),
+    # nor rich's progress bar (a terminal's stderr only), nor forward mode (lm only)
+    mods, out = imported(*GERMAN_FIT)
+    assert "loss per epoch (log scale)" in out and "uniplot" in mods   # the curve was drawn
+    assert [m for m in ("readchar", "importlib.metadata", "email", "rich.progress",
+                        "gradcalc.engine.higher", "gradcalc.engine.traced", "sympy")
+            if m in mods] == []
+
+
+def test_uniplot_without_readchar_leaves_the_real_readchar_to_whoever_asks():
+    code = ("import sys\n"
+            "from gradcalc.view.plot import curve_lines\n"
+            "lines = curve_lines([0.0, 1.0, 2.0], [[1.0, 4.0, 9.0]], width=40, height=4)\n"
+            "assert 'readchar' not in sys.modules and len(lines) > 4\n"
+            "import readchar, uniplot.uniplot as u\n"
+            "assert readchar.readkey.__module__.startswith('readchar')   # the real one\n"
+            "assert u.key.LEFT == readchar.key.LEFT and callable(u.readkey)\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT, timeout=60)
+    assert proc.stdout == "ok\n", proc.stderr
+
+
+def test_a_repeated_checked_one_liner_reads_its_derivation_instead_of_importing_sympy(tmp_path):
+    # benchmark figure 2's command, the second time: its symbolic check's derivation was
+    # kept by the first run (gradcalc/checks/stored.py)
+    seed = ["3*a + 2*b*b + log(c)", "a=1,2,3", "b=3,4,5", "c=6,7,8", "-g", "0.1,1,1e-4"]
+    env = {"GRADCALC_CACHE_DIR": str(tmp_path), "GRADCALC_NO_CACHE": None}
+    first, out1 = imported(*seed, env=env)
+    second, out2 = imported(*seed, env=env)
+    assert "sympy" in first and "sympy" not in second and "mpmath" not in second
+    assert out1 == out2 and "symbolic check:" in out2 and "4·b" in out2

@@ -39,31 +39,64 @@ def _erf(x):
     return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
 
 
+def _add(*v):
+    return functools.reduce(operator.add, v)
+
+
+def _mul(*v):
+    return functools.reduce(operator.mul, v)
+
+
+# sympy head (by its name in the sympy namespace) -> numpy function of the evaluated
+# arguments: the smooth ones; stored.py evaluates kept derivations with the same functions
+SMOOTH = {
+    "Add": _add, "Mul": _mul,
+    "exp": np.exp, "log": lambda x, b=None: np.log(x) if b is None else np.log(x) / np.log(b),
+    "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "cot": lambda x: 1 / np.tan(x), "sec": lambda x: 1 / np.cos(x),
+    "csc": lambda x: 1 / np.sin(x),
+    "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "acot": lambda x: np.arctan(1 / x), "atan2": np.arctan2,
+    "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
+    "coth": lambda x: 1 / np.tanh(x), "sech": lambda x: 1 / np.cosh(x),
+    "csch": lambda x: 1 / np.sinh(x),
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+    "erf": _erf, "erfc": lambda x: 1 - _erf(x),
+    "Abs": np.abs, "floor": np.floor, "ceiling": np.ceil,
+    # of a real argument (a NaN stands for a complex value here)
+    "re": lambda x: x, "im": lambda x: np.where(np.isnan(x), np.nan, 0.0),
+    "arg": lambda x: np.where(x > 0, 0.0, np.where(x < 0, np.pi, np.nan)),
+    "Max": lambda *v: functools.reduce(np.maximum, v),
+    "Min": lambda *v: functools.reduce(np.minimum, v),
+}
+
+# the powers with a cheaper (and more exact) numpy form than np.power, by pow_kind
+POWERS = {
+    "inv": lambda b, x: 1.0 / b,
+    "square": lambda b, x: b * b,
+    "sqrt": lambda b, x: np.sqrt(b),
+    "rsqrt": lambda b, x: 1.0 / np.sqrt(b),
+    None: lambda b, x: np.power(np.asarray(b, dtype=np.float64), x),
+}
+
+
+def pow_kind(sp, exponent):
+    """Which of POWERS evaluates a power with this sympy exponent."""
+    if exponent == -1:
+        return "inv"
+    if exponent == 2:
+        return "square"
+    if exponent == sp.Rational(1, 2):
+        return "sqrt"
+    if exponent == sp.Rational(-1, 2):
+        return "rsqrt"
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _table(sp):
     """sympy head -> numpy function of the evaluated arguments (the smooth ones)."""
-    add = lambda *v: functools.reduce(operator.add, v)    # noqa: E731
-    mul = lambda *v: functools.reduce(operator.mul, v)    # noqa: E731
-    return {
-        sp.Add: add, sp.Mul: mul,
-        sp.exp: np.exp, sp.log: lambda x, b=None: np.log(x) if b is None else np.log(x) / np.log(b),
-        sp.sin: np.sin, sp.cos: np.cos, sp.tan: np.tan,
-        sp.cot: lambda x: 1 / np.tan(x), sp.sec: lambda x: 1 / np.cos(x),
-        sp.csc: lambda x: 1 / np.sin(x),
-        sp.asin: np.arcsin, sp.acos: np.arccos, sp.atan: np.arctan,
-        sp.acot: lambda x: np.arctan(1 / x), sp.atan2: np.arctan2,
-        sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh,
-        sp.coth: lambda x: 1 / np.tanh(x), sp.sech: lambda x: 1 / np.cosh(x),
-        sp.csch: lambda x: 1 / np.sinh(x),
-        sp.asinh: np.arcsinh, sp.acosh: np.arccosh, sp.atanh: np.arctanh,
-        sp.erf: _erf, sp.erfc: lambda x: 1 - _erf(x),
-        sp.Abs: np.abs, sp.floor: np.floor, sp.ceiling: np.ceil,
-        # of a real argument (a NaN stands for a complex value here)
-        sp.re: lambda x: x, sp.im: lambda x: np.where(np.isnan(x), np.nan, 0.0),
-        sp.arg: lambda x: np.where(x > 0, 0.0, np.where(x < 0, np.pi, np.nan)),
-        sp.Max: lambda *v: functools.reduce(np.maximum, v),
-        sp.Min: lambda *v: functools.reduce(np.minimum, v),
-    }
+    return {getattr(sp, name): f for name, f in SMOOTH.items()}
 
 
 class Evaluator:
@@ -221,16 +254,7 @@ class Evaluator:
         return v == 0
 
     def _pow(self, e, b, x):
-        ex = e.args[1]
-        if ex == -1:
-            return 1.0 / b
-        if ex == 2:
-            return b * b
-        if ex == self.sp.Rational(1, 2):
-            return np.sqrt(b)
-        if ex == self.sp.Rational(-1, 2):
-            return 1.0 / np.sqrt(b)
-        return np.power(np.asarray(b, dtype=np.float64), x)
+        return POWERS[pow_kind(self.sp, e.args[1])](b, x)
 
     def _atom(self, e):
         sp = self.sp

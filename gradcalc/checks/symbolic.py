@@ -23,6 +23,8 @@ caller stops waiting and reports the check skipped; the thread ends at its next 
 thread is kept for the next check; a check whose every derivative is already in the
 program's memo (JSON Lines: one program, new values) runs in the caller's thread, with the
 same ticks, since sympy has nothing left to do there but mpmath's refinement of a point.
+The first check of a process reads a derivation an earlier process kept (stored.py) before
+it imports sympy, and keeps the one it derives.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import mixed, second
+from . import mixed, second, stored
 from .chain import Chain, Terms
 from .context import Context
 from .evaluator import OVERFLOW, Evaluator, Unsupported, evaluate_array, formula
@@ -61,6 +63,9 @@ SYMPY_SECONDS_PER_NODE = 1e-6
 # 1,000-op chain: 2.0 s of CPU at 8, 2.4 s at 16, 2.9 s at 32; 40 lines of
 # y = sin(y)*y + y (a tree doubling at each line) 1.1 s at 16, beyond 10 s at 32
 CUT_DEPTH = 16
+
+
+NOT_SMOOTH = "sympy's derivative is undefined or one-sided here"
 
 
 class OutOfTime(BaseException):
@@ -164,6 +169,14 @@ def check(context: Context):
         # nothing left for sympy but printing: numpy on a few elements, with the same
         # ticks, here rather than a thread's hand-over (JSON Lines: one program, many values)
         return run_here(context, budget)
+    first = "sympy" not in sys.modules and _keepable(context)
+    if first:               # a derivation kept by an earlier process: no sympy at all
+        try:
+            report = _from_store(context)
+        except Exception:   # noqa: BLE001 - whatever went wrong, a fresh check decides
+            report = None
+        if report is not None:
+            return report
     box: dict = {}
     done = threading.Event()
     _Worker.take().jobs.put((context, budget, box, done))
@@ -175,7 +188,48 @@ def check(context: Context):
     except BaseException:                       # Ctrl-C: nobody waits for the report any more
         budget.stopped = True
         raise
-    return box.get("report") or _out_of_time(budget)
+    report = box.get("report") or _out_of_time(budget)
+    if first and report.get("method") == "elementwise":
+        derived = context.graph.memo.get(_key(context) + (False,))
+        if derived is not None and not derived.cuts:
+            import sympy
+            stored.save(context, sympy, derived)
+    return report
+
+
+def _keepable(context):
+    """A check whose derivation a later process may read back (stored.py): elementwise,
+    first order only."""
+    return context.higher is None and context.cotangent is not None and context.elementwise
+
+
+def _from_store(context):
+    """The report from a kept derivation, as _elementwise makes it from a fresh one (the
+    same values, fed to the same verdict), or None when none is kept or one of its values
+    is not finite (a fresh check flags, refines and excuses there)."""
+    memo, key = context.graph.memo, ("stored",) + _key(context)
+    kept = memo.get(key) or stored.load(context)
+    if kept is None:
+        return None
+    memo[key] = kept            # JSON Lines: the next request of this program reads no file
+    partials = {}
+    for name, (nodes, _) in kept.items():
+        partials[name] = stored.evaluate(nodes, context)
+        if partials[name] is None:
+            return None
+    verdict = Verdict("symbolic", context, NOT_SMOOTH)
+    at_site = _at_site(verdict, context.out_shape)
+    derivatives = {}
+    for name in context.wrt:
+        leaf = context.leaf(name)
+        if name not in kept:
+            derivatives[name] = "0"
+            verdict.no_path(leaf)
+            continue
+        derivatives[name] = kept[name][1]
+        D = partials[name]
+        _feed(context, verdict, leaf, at_site, D, np.zeros(context.out_shape, bool), D, D, None)
+    return verdict.report(**_summary(context, derivatives))
 
 
 def _derived_and_small(context):
@@ -287,7 +341,7 @@ def _unevaluated(cls, *args):
 
 # ------------------------------------------------------------------ the check
 def _check(session, context):
-    verdict = Verdict("symbolic", context, "sympy's derivative is undefined or one-sided here")
+    verdict = Verdict("symbolic", context, NOT_SMOOTH)
     extra = {}
     if context.cotangent is not None:       # None: only J·u or Taylor was asked for
         if context.elementwise:
@@ -347,10 +401,7 @@ def _elementwise(session, context, verdict):
         env[s] = np.asarray(vals[i], dtype=np.float64)
 
     not_finite = context.not_finite
-    at_site = None
-    for _, m, _, _ in verdict.sites:            # elementwise: each site's mask is per element
-        m = np.broadcast_to(m, oshape)
-        at_site = m if at_site is None else (at_site | m)
+    at_site = _at_site(verdict, oshape)
     ev = Evaluator(session, env)
     out = derived.exprs[context.output_id]
     terms = Terms(session, derived.diffs)
@@ -379,20 +430,41 @@ def _elementwise(session, context, verdict):
             d, derivatives[name] = hit
             D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
                                                             not_finite)
-        if at_site is not None and (at_site & ~flag).any():
-            # an op sits at a kink there, but sympy simplified it away (minimum(x,
-            # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
-            new = at_site & ~flag
-            flag = flag | new
-            lo, hi = np.where(new, np.nan, lo), np.where(new, np.nan, hi)
-        if not_finite is not None:       # the function itself is not finite there
-            flag = flag | not_finite
-            lo, hi = np.where(not_finite, np.nan, lo), np.where(not_finite, np.nan, hi)
-        verdict.feed(Partials(leaf, D, flag, lo, hi, quiet=not_finite,
-                              unverifiable=unverifiable, reason=OVERFLOW))
+        _feed(context, verdict, leaf, at_site, D, flag, lo, hi, unverifiable)
         session.tick()
+    return _summary(context, derivatives)
+
+
+def _at_site(verdict, oshape):
+    """Where an op of the program sits at a kink (elementwise: each site's mask is per
+    element), or None."""
+    at_site = None
+    for _, m, _, _ in verdict.sites:
+        m = np.broadcast_to(m, oshape)
+        at_site = m if at_site is None else (at_site | m)
+    return at_site
+
+
+def _feed(context, verdict, leaf, at_site, D, flag, lo, hi, unverifiable):
+    """One leaf's derivative over every element, with its flags, to the verdict."""
+    not_finite = context.not_finite
+    if at_site is not None and (at_site & ~flag).any():
+        # an op sits at a kink there, but sympy simplified it away (minimum(x,
+        # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
+        new = at_site & ~flag
+        flag = flag | new
+        lo, hi = np.where(new, np.nan, lo), np.where(new, np.nan, hi)
+    if not_finite is not None:       # the function itself is not finite there
+        flag = flag | not_finite
+        lo, hi = np.where(not_finite, np.nan, lo), np.where(not_finite, np.nan, hi)
+    verdict.feed(Partials(leaf, D, flag, lo, hi, quiet=not_finite,
+                          unverifiable=unverifiable, reason=OVERFLOW))
+
+
+def _summary(context, derivatives):
+    """What the elementwise path adds to the report."""
     n = context.leaves_total
-    N = math.prod(oshape)
+    N = math.prod(context.out_shape)
     has_jac = context.jacobian is not None
     return {"derivatives": derivatives, "method": "elementwise",
             "elements_checked": n, "elements_total": n,

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine import Request, describe_nonfinite, differentiate, forward, higher
+from ..engine import Request, describe_nonfinite, differentiate, forward
 from ..engine.economy import blockable
 from ..errors import GradcalcError, Limits
 from ..programs import ProgramCache
@@ -153,6 +153,9 @@ class Loss:
             cols = self._pointwise_columns(layout, bindings, graph.nodes[out].shape)
             if cols is not None:
                 return cols
+            # forward mode (and the traced programs it builds on) only for lm: a gradient
+            # fit's start-up does not load them
+            from ..engine import higher
             cols = []
             for name, shape in zip(layout.names, layout.shapes):
                 for k in range(math.prod(shape)):

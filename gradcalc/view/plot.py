@@ -7,6 +7,8 @@ file is asked for, with a clear message when it is missing. Nothing here compute
 from __future__ import annotations
 
 import os
+import sys
+import types
 
 from ..errors import GradcalcError, escape_text
 
@@ -16,11 +18,55 @@ FORMATS = (".svg", ".png", ".pdf")
 def curve_lines(xs, ys_list, *, labels=None, title="", width=60, height=12, log=False,
                 ascii_only=False) -> list[str]:
     """The curves as lines of text for a terminal `width` wide (axes and labels included)."""
-    from uniplot import plot_to_string
-    text = plot_to_string(ys_list, xs=[xs] * len(ys_list), lines=True, width=max(10, width - 14),
-                          height=height, title=title or None, y_as_log=log, color=False,
-                          legend_labels=labels, character_set="ascii" if ascii_only else "block")
+    text = _uniplot().plot_to_string(
+        ys_list, xs=[xs] * len(ys_list), lines=True, width=max(10, width - 14), height=height,
+        title=title or None, y_as_log=log, color=False, legend_labels=labels,
+        character_set="ascii" if ascii_only else "block")
     return text.splitlines()
+
+
+def _uniplot():
+    """uniplot, imported without readchar unless something already has: uniplot imports it
+    at its top for its interactive mode alone (never used here), and readchar's import reads
+    its own version from the installed metadata (importlib.metadata and email: 15-20 ms, a
+    tenth of `gradcalc fit`'s whole process). A stand-in whose names import the real
+    readchar on first use serves uniplot's import and leaves sys.modules right after it, so
+    an interactive uniplot, or anyone importing readchar later, still gets the real one."""
+    if "uniplot.uniplot" in sys.modules or "readchar" in sys.modules:
+        import uniplot
+        return uniplot
+    sys.modules["readchar"] = _LazyReadchar("readchar")
+    try:
+        import uniplot
+    finally:
+        if isinstance(sys.modules.get("readchar"), _LazyReadchar):
+            del sys.modules["readchar"]
+    return uniplot
+
+
+class _LazyReadchar(types.ModuleType):
+    """readchar as uniplot's `from readchar import readkey, key` sees it: each name a
+    proxy that imports the real module when it is called or read."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Deferred(name)
+
+
+class _Deferred:
+    def __init__(self, name):
+        self._name = name
+
+    def _real(self):
+        import readchar        # the real one: the stand-in left sys.modules after uniplot's import
+        return getattr(readchar, self._name)
+
+    def __call__(self, *args, **kwargs):
+        return self._real()(*args, **kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self._real(), attr)
 
 
 def _pyplot(option: str):

@@ -49,6 +49,12 @@ def make_console(stderr: bool = False) -> Console:
                        markup=False, **({"color_system": None} if plain else {}))
     if console.width < MIN_WIDTH:
         console.width = FALLBACK_WIDTH
+    if not stderr:
+        # the view's size, read once: rich otherwise asks the three standard streams for a
+        # terminal size at every width it reads (hundreds of system calls and failed tries
+        # for one view when piped, ~10% of drawing it); stderr's live displays keep
+        # following a resized terminal
+        console.size = console.size
     return console
 
 
