@@ -272,3 +272,18 @@ def test_strings_that_hold_the_placeholder():
         obj = {"id": text, "v": a, "w": [text, a, {text: a}]}
         assert jsontext.encode(obj) == json.dumps(plain_copy(obj))
         assert jsontext.encode(obj, finite=True) == json.dumps(plain_copy(obj))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+def test_random_bit_patterns_in_small_arrays():
+    """The batch (orjson over Python floats, then _repr_odd) on 100,000 random bit patterns
+    of every exponent, NaN and infinities included, in arrays of one to seven numbers."""
+    rng = np.random.default_rng(20261204)
+    bits = rng.integers(0, 2**64, 100_000, dtype=np.uint64, endpoint=False).view(np.float64)
+    cuts = np.cumsum(rng.integers(1, 8, 30_000))
+    arrays = np.split(bits, cuts[cuts < bits.size])
+    obj = {"a": arrays, "b": [a.reshape(1, -1) for a in arrays[:500]]}
+    same(jsontext.encode(obj), json.dumps(plain_copy(obj), allow_nan=False))
+    m = rng.uniform(1, 10, 50_000) * 10.0 ** rng.integers(-9, 19, 50_000)   # decimal-looking
+    arrays = np.split(m, np.arange(3, m.size, 3))
+    same(jsontext.encode(arrays, finite=True), json.dumps(plain_copy(arrays)))
