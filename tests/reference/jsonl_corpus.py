@@ -121,7 +121,10 @@ def corpus() -> list[bytes]:
               b'{"id": "bad-utf8", "expr": "\xff"}\n', "\ufeff{\"expr\": \"1\"}\n".encode(),
               b"   \t\n", b'{"id": "long", "expr": "' + b"1+" * 20000 + b'1"}\n',
               b'{"id": 5, "expr": "x", "vars": {"x": [' + b"1, " * 12000 + b'1]}}\n',
-              b'{"id": "deep", "expr": "1", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}\n"]
+              b'{"id": "deep", "expr": "1", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}\n",
+              b' \t {"id": "spaces", "expr": "2*x", "vars": {"x": 1}} \r\n',
+              b'{"id": "extra", "expr": "1"} x\n', b'{"id": "two", "expr": "1"}{"expr": "2"}\n',
+              b'{"id": "nested-dup", "expr": "1", "vars": {"x": 1, "x": 2}}\n']
     # one shape again between the others, and the same program with other shapes and values
     add(_seed(99))
     add(_seed(100, grad=2.0))
