@@ -162,7 +162,7 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
     are callable in every request. `on_answer(ok)` is told of each answer (progress)."""
     from .api import run
     from .programs import ProgramCache
-    from .result import check_json_size
+    from .result import BULK, check_json_size
     cache = ProgramCache()      # each distinct program is parsed and compiled once
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
@@ -201,10 +201,10 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
                              externs=externs)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
-            check_json_size(result, limits)
-            # not scanned for NaN: the encoder refuses one (finite=True), and then the
-            # strict object is written instead
-            obj = result.to_json(trusting=True, arrays=True)
+            # checked by the strict encoder below; arrays only when one can be large (the
+            # test per array costs a few per cent of a small request)
+            numbers = check_json_size(result, limits)
+            obj = result.to_json(trusting=True, arrays=numbers >= BULK)
             strict = result
             if warnings:
                 obj["warnings"] = warnings
@@ -225,7 +225,7 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
             obj = {"id": rid, **obj}
         try:
             try:
-                line_out = encode(obj, finite=True)
+                line_out = encode(obj)
             except ValueError:
                 if strict is None:
                     raise

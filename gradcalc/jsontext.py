@@ -1,175 +1,121 @@
 """The JSON text of results: `encode(obj)` is, byte for byte, `json.dumps(obj, allow_nan=False)`.
 
-It owns how the text is written, never what goes into it (result.py decides that). The
-structure and plain data go through the standard library's C encoder, made once; numpy
-arrays may stay arrays in the object and their numbers are written by orjson (its float
-text costs a tenth of repr's), small arrays all in one call, large ones a chunk at a time,
-then brought to the standard library's exact text: ", " between numbers, and the numbers
-orjson writes differently (|x| < 1e-4, |x| >= 1e16) or as null (NaN, infinities) written as
-`float.__repr__` or SPEC 4's strings "NaN"/"Infinity"/"-Infinity". It never writes a NaN as
-null, and never imports orjson for an object without arrays.
+It owns how the text is written, never what goes into it (result.py decides that). Plain
+data goes through the standard library's C encoder, made once; float arrays may stay numpy
+arrays in the object and are written by orjson (ten times faster at 10^7 numbers), then
+brought to the standard library's exact text: ", " between numbers, and the numbers orjson
+writes differently (|x| < 1e-4, |x| >= 1e16) or as null (NaN, infinities) written one by
+one as `float.__repr__` or SPEC 4's strings "NaN"/"Infinity"/"-Infinity". It never writes
+a NaN as null, and never imports orjson for an object without arrays.
 """
 from __future__ import annotations
 
+import json
 import math
-import threading
-from json.encoder import c_make_encoder, encode_basestring_ascii
+from json.encoder import encode_basestring_ascii
 
 import numpy as np
 
 
-# Where an array goes, the C encoder writes this placeholder (its `default` hook collects the
-# array in order); the text is then cut at the placeholders. A user's string that holds it
-# (an id, an expression) is found by the count of cuts, and the object is written again
-# with a placeholder that holds a random token instead.
-_PLACEHOLDER = "\x00array\x00"
-_local = threading.local()
+class _Array(Exception):
+    """Raised from the C encoder's `default` hook: the object holds a numpy array."""
 
 
-def _collect(obj):
+def _default(obj):
     if isinstance(obj, np.ndarray):
-        _local.arrays.append(obj)
-        return _local.placeholder
+        raise _Array
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 # the encoder json.dumps(..., allow_nan=False) builds on every call, built once: a result
 # holds no cycles, so it runs without the markers that detect them (same text)
-_c_encoder = c_make_encoder(None, _collect, encode_basestring_ascii, None, ": ", ", ",
-                            False, False, False)
+try:
+    from json.encoder import c_make_encoder
+except ImportError:          # pragma: no cover (CPython always has it)
+    c_make_encoder = None
+if c_make_encoder is not None:
+    _c_encoder = c_make_encoder(None, _default, encode_basestring_ascii, None, ": ", ", ",
+                                False, False, False)
+
+    def _plain(obj) -> str:
+        if isinstance(obj, str):
+            return encode_basestring_ascii(obj)
+        return "".join(_c_encoder(obj, 0))
+else:                        # pragma: no cover
+    _plain = json.JSONEncoder(allow_nan=False, default=_default).encode
 
 
-def _skeleton(obj) -> tuple[list, list]:
-    """(pieces, arrays): the text of obj cut where its arrays go, and the arrays in order
-    (len(pieces) == len(arrays) + 1). ValueError for a NaN or infinite float outside an
-    array, TypeError for what JSON cannot hold, as json.dumps."""
-    if isinstance(obj, str):
-        return [encode_basestring_ascii(obj)], []
-    placeholder = _PLACEHOLDER
-    while True:
-        arrays = _local.arrays = []
-        _local.placeholder = placeholder
-        try:
-            pieces = "".join(_c_encoder(obj, 0)).split(encode_basestring_ascii(placeholder))
-        finally:
-            _local.arrays = _local.placeholder = None
-        if len(pieces) == len(arrays) + 1:
-            return pieces, arrays
-        import secrets       # a string of the object holds the placeholder (never by chance)
-        placeholder = f"\x00{secrets.token_hex(16)}\x00"
-
-
-def encode(obj, finite: bool = False) -> str:
+def encode(obj) -> str:
     """`json.dumps(obj, allow_nan=False)`, where obj may also hold numpy arrays (as dict
-    values or list items), written as `json.dumps(to_plain(array))` would write them: a
-    NaN or an infinity in an array as SPEC 4's string, or, with `finite`, refused with a
-    ValueError as one outside an array is (for Result.to_json(trusting=True), whose
-    arrays were not scanned)."""
-    pieces, arrays = _skeleton(obj)
-    if not arrays:
-        return pieces[0]
-    out = [""] * (2 * len(pieces) - 1)
-    out[::2] = pieces
-    out[1::2] = _array_texts(arrays, finite)
-    return "".join(out)
+    values or list items), written as `json.dumps(to_plain(array))` would write them.
+    ValueError for a NaN or infinite float outside an array, as json's."""
+    try:
+        return _plain(obj)
+    except _Array:
+        out = []
+        _write(_plan(obj, []), out.append)
+        return b"".join(out).decode("ascii")
 
 
 def dump(obj, out):
-    """Write `encode(obj)` to the text stream `out`, as json.dump writes: large arrays go to
-    the stream's bytes a chunk at a time, never held as one more copy of the whole answer.
-    Everything but those arrays' numbers is encoded before the first write, so an object
+    """Write `encode(obj)` to the text stream `out`, as json.dump writes: arrays go to the
+    stream's bytes a chunk at a time, never held as one more copy of the whole answer.
+    Everything but the arrays' numbers is encoded before the first write, so an object
     json would refuse writes nothing."""
-    pieces, arrays = _skeleton(obj)
-    if not arrays:
-        out.write(pieces[0])
+    try:
+        text = _plain(obj)
+    except _Array:
+        plan = _plan(obj, [])
+    else:
+        out.write(text)
         return
-    texts = _array_texts(arrays, False, stream=True)
     binary = getattr(out, "buffer", None)
     if binary is not None and _PROBE.encode(getattr(out, "encoding", None) or "ascii",
                                             "replace") == _PROBE.encode("ascii"):
         out.flush()
-        put = binary.write
+        _write(plan, binary.write)
     else:                    # a StringIO, or an encoding that is not ASCII's superset
-        put = lambda piece: out.write(bytes(piece).decode("ascii"))  # noqa: E731
-    put(pieces[0].encode("ascii"))
-    for text, arr, piece in zip(texts, arrays, pieces[1:]):
-        if text is None:
-            for chunk in array_pieces(arr):
-                put(chunk)
-        else:
-            put(text.encode("ascii"))
-        put(piece.encode("ascii"))
+        _write(plan, lambda piece: out.write(bytes(piece).decode("ascii")))
 
 
 _PROBE = '{"x": [-1.5e-05, 2.0], "y": "NaN"}'
 
-# arrays of fewer numbers than this are written together, by one orjson call for all of
-# them (a small answer holds a dozen arrays of a few numbers: a call each, or the C
-# encoder's float repr, costs more than their numbers); larger ones each by array_pieces
-BATCH = 512
+
+def _plan(obj, out: list) -> list:
+    """`out` with obj's text appended as ASCII bytes, each array left as itself."""
+    if isinstance(obj, np.ndarray):
+        out.append(obj)
+        return out
+    try:
+        out.append(_plain(obj).encode("ascii"))
+        return out
+    except _Array:
+        pass
+    if isinstance(obj, dict):
+        sep = "{"
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be str beside arrays, not {type(key).__name__}")
+            out.append((sep + encode_basestring_ascii(key) + ": ").encode("ascii"))
+            _plan(value, out)
+            sep = ", "
+    else:                    # a list or tuple (the C encoder accepts nothing else holding items)
+        sep = "["
+        for item in obj:
+            out.append(sep.encode("ascii"))
+            _plan(item, out)
+            sep = ", "
+    out.append(b"}" if isinstance(obj, dict) else b"]")
+    return out
 
 
-def _array_texts(arrays: list, finite: bool, stream: bool = False) -> list:
-    """The JSON text of each array (with `stream`, None for a large one: the caller writes
-    its array_pieces). The small ones come from one orjson call for all of them, each as
-    the float64 numbers tolist() gives. orjson writes a number as repr does except for an
-    exponent (|x| < 1e-5, |x| >= 1e16), a positional 0.0000... (1e-5 <= |x| < 1e-4) and
-    null (NaN, infinities): those are rewritten (_repr_odd), and an array with a null is
-    written by array_pieces (refused, with `finite`)."""
-    import orjson
-    items, large = [], []
-    for i, a in enumerate(arrays):
-        if a.size >= BATCH:
-            large.append(i)
-            items += ("|", 0)
+def _write(plan: list, put):
+    for item in plan:
+        if isinstance(item, np.ndarray):
+            for piece in array_pieces(item):
+                put(piece)
         else:
-            items += ("|", (a if a.dtype is _F64 else a.astype(_F64)).tolist())
-    raw = orjson.dumps(items[1:])
-    nulls = b"n" in raw
-    if nulls and finite:
-        raise ValueError("Out of range float values are not JSON compliant")
-    text = raw.decode("ascii")
-    if b"e" in raw or b"0.0000" in raw:
-        text = _repr_odd(text)
-    texts = text.replace(",", ", ")[1:-1].split(', "|", ')
-    if nulls:
-        for i, a in enumerate(arrays):
-            if "n" in texts[i]:
-                texts[i] = b"".join(array_pieces(a)).decode("ascii")
-    for i in large:
-        a = arrays[i]
-        if finite and not np.isfinite(a).all():
-            raise ValueError("Out of range float values are not JSON compliant")
-        texts[i] = None if stream else b"".join(array_pieces(a)).decode("ascii")
-    return texts
-
-
-_F64 = np.dtype(np.float64)
-
-
-def _repr_odd(text: str) -> str:
-    """orjson's compact text of numbers (and nulls) with each number it writes otherwise
-    than repr rewritten as repr writes it: those with an exponent, and those that open with
-    0.0000 (orjson's text is the shortest that reads back as the same float, so
-    float(text) is the number)."""
-    starts = []
-    for needle in ("e", "0.0000"):
-        i = text.find(needle)
-        while i >= 0:
-            start = max(text.rfind(",", 0, i), text.rfind("[", 0, i)) + 1
-            if needle == "e" or text[start:i] in ("", "-"):
-                starts.append(start)
-            i = text.find(needle, i + 1)
-    out, done = [], 0
-    for start in sorted(starts):
-        end = text.find(",", start)
-        close = text.find("]", start)
-        if end < 0 or 0 <= close < end:
-            end = close
-        out += (text[done:start], float.__repr__(float(text[start:end])))
-        done = end
-    out.append(text[done:])
-    return "".join(out)
+            put(item)
 
 
 def number_text(x: float) -> str:

@@ -87,15 +87,14 @@ class Result:
     def to_json(self, trusting: bool = False, arrays: bool = False) -> dict:
         """The object of SPEC section 4. `trusting` skips every finiteness scan: arrays
         become lists as they are and "nonfinite" is None unless already known. Only for a
-        writer that refuses NaN and infinity (json with allow_nan=False, or
-        `jsontext.encode(obj, finite=True)`) and then asks for the strict object instead:
-        whenever it succeeds, the text is the strict one (finite output and grads are
-        exactly the case nonfinite is None). `arrays` leaves numeric arrays as numpy
-        arrays, for `jsontext.encode` or `dump` to write (the strict object's with SPEC 4's
-        strings in them)."""
+        writer that refuses NaN and infinity (json with allow_nan=False) and then asks for
+        the strict object instead: whenever it succeeds, the text is the strict one (finite
+        output and grads are exactly the case nonfinite is None). `arrays` leaves arrays of
+        `BULK` numbers or more as numpy arrays, for `jsontext.encode` to write (when
+        trusting, only finite ones: the encoder writes SPEC 4's strings in arrays)."""
         plain = _tolist if trusting else to_plain
         if arrays:
-            plain = _array_or(plain)
+            plain = _bulk_or(plain, trusting)
         obj = {
             "expression": self.expression,
             "output": {"name": self.output_name, "shape": list(self.output.shape),
@@ -161,13 +160,24 @@ def json_safe(obj):
     return obj
 
 
-def _array_or(plain):
-    """`plain`, except that a numeric array stays an array (jsontext writes it)."""
-    def keep(arr):
-        if type(arr) is np.ndarray and arr.dtype.kind in "fiub":
-            return arr
+# arrays of this many numbers or more are written by jsontext.array_text (orjson) when
+# Result.to_json(arrays=True) leaves them as arrays; below it the C encoder's lists are
+# as fast
+BULK = 512
+
+
+def _bulk_or(plain, trusting: bool):
+    """`plain`, except that a large float array stays an array (when trusting, only a finite
+    one: a NaN must still make the strict encoder refuse the object)."""
+    def bulk(arr):
+        if getattr(arr, "size", 0) >= BULK and arr.dtype in _BULK_DTYPES and (
+                not trusting or np.isfinite(arr).all()):
+            return np.asarray(arr)
         return plain(arr)
-    return keep
+    return bulk
+
+
+_BULK_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _tolist(arr):
@@ -211,7 +221,7 @@ JSON_BYTES_PER_NUMBER = 64
 
 
 def _size(v) -> int:
-    # (np.size is a Python function: a dozen calls were a tenth of a small JSON Lines request)
+    # (np.size is a Python function, called a dozen times per small JSON Lines answer)
     return v.size if type(v) is np.ndarray else np.size(v)
 
 
