@@ -4,9 +4,9 @@ tests/reference/jsonl_lines.json holds the answers the request path gave, before
 work (issue 15, figure 8a), to the corpus of tests/reference/jsonl_corpus.py: ids of every
 JSON type, numbers orjson and repr write differently, NaN and the infinities, errors of
 every kind, unknown fields, every option of a request, repeats of one request shape between
-others. Every shortcut of the path (the batched writer of small arrays, settings kept per
-request shape) must give the same lines and the same exit status, in one stream and with
-each line alone (a fresh process: no shape seen before).
+others. Every shortcut of the path (a faster writer, settings or answers kept per request
+shape) must give the same lines and the same exit status, in one stream, twice over, and
+with each line alone (nothing kept from another request).
 """
 from __future__ import annotations
 
