@@ -220,18 +220,23 @@ def to_plain(arr):
 JSON_BYTES_PER_NUMBER = 64
 
 
+def _size(v) -> int:
+    # (np.size is a Python function, called a dozen times per small JSON Lines answer)
+    return v.size if type(v) is np.ndarray else np.size(v)
+
+
 def check_json_size(result: Result, limits: Limits) -> int:
     """Refuse, before building it, a JSON answer that would need more memory than the limit
     (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array); else
     the count of numbers it holds."""
-    n = result.output.size + np.size(result.cotangent)
+    n = _size(result.output) + _size(result.cotangent)
     for group in (result.grads, result.leaves, result.jacobian, result.hvp):
-        for v in (group or {}).values():
-            n += np.size(v)
+        if group:
+            n += sum(map(_size, group.values()))
     if result.jvp is not None or result.hessian or result.taylor:
-        n += np.size(result.jvp) if result.jvp is not None else 0
-        n += sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())
-        n += sum(np.size(v) for v in result.taylor or ())
+        n += _size(result.jvp) if result.jvp is not None else 0
+        n += sum(_size(h) for row in (result.hessian or {}).values() for h in row.values())
+        n += sum(_size(v) for v in result.taylor or ())
     need = n * JSON_BYTES_PER_NUMBER
     if need > limits.max_memory:
         h = sum(np.size(h) for row in (result.hessian or {}).values() for h in row.values())
