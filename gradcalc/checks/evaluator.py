@@ -221,16 +221,7 @@ class Evaluator:
         return v == 0
 
     def _pow(self, e, b, x):
-        ex = e.args[1]
-        if ex == -1:
-            return 1.0 / b
-        if ex == 2:
-            return b * b
-        if ex == self.sp.Rational(1, 2):
-            return np.sqrt(b)
-        if ex == self.sp.Rational(-1, 2):
-            return 1.0 / np.sqrt(b)
-        return np.power(np.asarray(b, dtype=np.float64), x)
+        return _power(self.sp, e.args[1])(b, x)
 
     def _atom(self, e):
         sp = self.sp
@@ -253,6 +244,78 @@ class Evaluator:
         raise Unsupported(f"the symbolic check cannot evaluate {type(e).__name__}")
 
 
+class Tape:
+    """A derivative compiled for the check's usual case (issue 15: JSON Lines repeats one
+    program with new values; a million elements are taken block by block while they are in
+    cache): its distinct subtrees in an order the Evaluator may take them, each the same
+    numpy call on the same values, so the same numbers bit for bit, without walking sympy's
+    tree again. Only smooth heads compile (the table's, Pow, numbers, the environment's
+    symbols): a tape has no ties to mark. It does not track overflow either: `run` gives
+    None unless every step's value and the result are finite, and the caller then takes
+    the Evaluator's way, which refines and flags (where every step is finite, nothing
+    overflowed and there is nothing to flag)."""
+
+    def __init__(self, slots, consts, steps, result):
+        self.slots = slots           # the symbols whose values `run` is given, in order
+        self.consts = consts         # the numbers, after them
+        self.steps = steps           # (numpy function, positions of its arguments)
+        self.result = result         # position of the derivative
+
+    @classmethod
+    def compile(cls, session, d, env):
+        """The tape of `d` over the symbols of `env`, or None when it holds a head that is
+        not smooth (Heaviside, a relation, Piecewise, ...) or an atom that is no number."""
+        sp = session.sp
+        table = _table(sp)
+        slots, consts, ops, at = [], [], [], {}
+        stack = [d]
+        while stack:
+            e = stack[-1]
+            if e in at:
+                stack.pop()
+                continue
+            if not e.args:
+                stack.pop()
+                if e in env:
+                    at[e] = ("slot", len(slots))
+                    slots.append(e)
+                elif (e.is_Number or isinstance(e, sp.NumberSymbol)) and e.is_finite:
+                    at[e] = ("const", len(consts))
+                    consts.append(np.float64(float(e)))
+                else:
+                    return None
+                continue
+            pending = [a for a in e.args if a not in at]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            head = type(e)
+            f = _power(sp, e.args[1]) if head is sp.Pow else table.get(head)
+            if f is None:
+                return None
+            at[e] = ("op", len(ops))
+            ops.append((f, [at[a] for a in e.args]))
+        base = {"slot": 0, "const": len(slots), "op": len(slots) + len(consts)}
+        pos = lambda ref: base[ref[0]] + ref[1]          # noqa: E731
+        return cls(slots, consts, [(f, [pos(r) for r in args]) for f, args in ops],
+                   pos(at[d]))
+
+    def run(self, inputs):
+        """The derivative's value at `inputs` (the slots' values, in order), or None
+        where some step's value or the result is not finite."""
+        vals = list(inputs)
+        vals.extend(self.consts)
+        with np.errstate(all="ignore"):
+            for f, args in self.steps:
+                v = f(*[vals[k] for k in args])
+                if not _all_finite(v):
+                    return None
+                vals.append(v)
+        out = vals[self.result]       # a step's value was checked (the root is the last)
+        return out if self.steps or _all_finite(out) else None
+
+
 @functools.lru_cache(maxsize=1)
 def _expr_cond_pair():
     from sympy.functions.elementary.piecewise import ExprCondPair
@@ -260,6 +323,21 @@ def _expr_cond_pair():
 
 
 _TIE = 64 * np.finfo(np.float64).eps      # a difference this small next to its terms is 0
+
+
+def _power(sp, ex):
+    """The numpy function (base value, exponent value) of a power with sympy exponent `ex`:
+    the exact forms for -1, 2, 1/2 and -1/2 (as sympy's derivatives write them), else
+    np.power."""
+    if ex == -1:
+        return lambda b, x: 1.0 / b
+    if ex == 2:
+        return lambda b, x: b * b
+    if ex == sp.Rational(1, 2):
+        return lambda b, x: np.sqrt(b)
+    if ex == sp.Rational(-1, 2):
+        return lambda b, x: 1.0 / np.sqrt(b)
+    return lambda b, x: np.power(np.asarray(b, dtype=np.float64), x)
 
 
 def _or(a, b):

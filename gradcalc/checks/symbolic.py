@@ -33,14 +33,14 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import mixed, second
 from .chain import Chain, Terms
 from .context import Context
-from .evaluator import OVERFLOW, Evaluator, Unsupported, evaluate_array, formula
+from .evaluator import OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula
 from .verdict import Partials, Verdict
 
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
@@ -61,6 +61,9 @@ SYMPY_SECONDS_PER_NODE = 1e-6
 # 1,000-op chain: 2.0 s of CPU at 8, 2.4 s at 16, 2.9 s at 32; 40 lines of
 # y = sin(y)*y + y (a tree doubling at each line) 1.1 s at 16, beyond 10 s at 32
 CUT_DEPTH = 16
+# False: every leaf's derivative is evaluated and compared the Evaluator's way, never by its
+# tape (tests compare the two)
+TAPES = True
 
 
 class OutOfTime(BaseException):
@@ -352,6 +355,9 @@ def _elementwise(session, context, verdict):
         m = np.broadcast_to(m, oshape)
         at_site = m if at_site is None else (at_site | m)
     ev = Evaluator(session, env)
+    # the usual case (nothing at a kink, the output finite): each leaf by its derivative's
+    # tape, block by block, unless a value on the way is not finite or an entry disagrees
+    usual = TAPES and at_site is None and not_finite is None and not derived.cuts
     out = derived.exprs[context.output_id]
     terms = Terms(session, derived.diffs)
     # a program cut into pieces: their derivatives composed by the chain rule (no formula)
@@ -377,6 +383,9 @@ def _elementwise(session, context, verdict):
                                for i, s in derived.leaf_sym.items()}
                 hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
             d, derivatives[name] = hit
+            if usual and _fed_usual(session, verdict, derived, leaf, d, env, oshape):
+                session.tick()
+                continue
             D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
                                                             not_finite)
         if at_site is not None and (at_site & ~flag).any():
@@ -398,6 +407,31 @@ def _elementwise(session, context, verdict):
             "elements_checked": n, "elements_total": n,
             "jacobian_entries_checked": N * n if has_jac else None,
             "jacobian_entries_total": N * n if has_jac else None}
+
+
+def _fed_usual(session, verdict, derived, leaf, d, env, oshape):
+    """Whether `leaf` was fed by the tape of its derivative `d` (compiled once per
+    derivation), block by block where every value it reads has the output's shape or is a
+    number (Verdict.feed_usual); False when the leaf needs the Evaluator's way."""
+    tape = derived.tapes.get(leaf.eq.id)
+    if tape is None:
+        tape = derived.tapes[leaf.eq.id] = Tape.compile(session, d, env) or False
+    if tape is False:
+        return False
+    inputs = [env[s] for s in tape.slots]
+    if all(v.size == 1 or v.shape == oshape for v in inputs):
+        flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
+
+        def partials(lo, hi):
+            session.tick()
+            return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat])
+    else:                       # broadcast inputs: the whole derivative, read by blocks
+        whole = tape.run(inputs)
+        if whole is None:
+            return False
+        whole = np.broadcast_to(whole, oshape).reshape(-1)
+        partials = lambda lo, hi: whole[lo:hi]          # noqa: E731
+    return verdict.feed_usual(leaf, partials, oshape)
 
 
 def derivation(session, context, whole=False) -> "Derivation":
@@ -426,10 +460,10 @@ def _key(context):
 class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'
-    symbols, the derivatives taken so far (with their printing), and whether it all
-    depends on the program alone (then the program's memo keeps it). `cuts` lists, in
-    graph order, (symbol, form) of the nodes whose forms nest deeper than the cut depth:
-    each is a symbol in the forms after it (chain.py composes their derivatives)."""
+    symbols, the derivatives taken so far (with their printing and their tapes), and
+    whether it all depends on the program alone (then the program's memo keeps it). `cuts`
+    lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
+    depth: each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
     leaf_sym: dict
     exprs: dict
@@ -437,6 +471,7 @@ class Derivation:
     diffs: dict
     alone: bool
     cuts: list
+    tapes: dict = field(default_factory=dict)   # leaf id -> its derivative's Tape, or False
 
 
 def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:

@@ -24,6 +24,7 @@ MAX_LISTED = 20                     # nondifferentiable points listed in a repor
 MAX_DISAGREEMENTS = 5               # disagreeing entries listed in a report
 MAX_UNVERIFIABLE = 20               # unverifiable entries listed in a report
 MAX_ROUNDING_PROBED = 100_000       # disagreeing entries held against autograd's rounding
+BLOCK = 1 << 16                     # entries compared at a time (in cache): _all_close's
 
 
 def jnum(v):
@@ -129,7 +130,7 @@ def agree(expected, actual, rtol, atol, scale=None, slack=None):
     return ok, diff, rel
 
 
-def _all_close(e, a, rtol, atol, slack, block=1 << 16):
+def _all_close(e, a, rtol, atol, slack, block=BLOCK):
     """(max_abs_error, max_rel_error) if every entry agrees, else None; the numbers of
     agree(), in cache-sized blocks through buffers allocated once, so that a million-entry
     comparison allocates nothing large. Where no difference exceeds atol (the usual case)
@@ -305,6 +306,54 @@ class Verdict:
                              column=np.broadcast_to(np.arange(n), (N, n)),
                              unverifiable=None if g_unv is None else
                              dense(p.unverifiable, False).astype(bool), reason=p.reason))
+
+    def feed_usual(self, leaf: Leaf, partials, oshape) -> bool:
+        """feed() of an elementwise leaf of the output's shape in the usual case: every
+        partial finite, nothing flagged or unverifiable (the caller knows it: no kink site,
+        a finite output, and `partials` finite), so the grad is vᵀ times the partials entry
+        by entry. `partials(lo, hi)` gives those of flat output elements lo..hi, or None
+        where they are not all finite; they are taken BLOCK elements at a time, each block
+        computed and compared while it is in cache (one block when a Jacobian is compared).
+        True when every entry agreed: the errors are kept as feed() keeps them (the same
+        arithmetic, entry by entry). Else nothing is kept and the caller feeds the leaf
+        (which finds and lists what disagrees)."""
+        shape, N, cot = tuple(leaf.eq.shape), math.prod(oshape), self.cot
+        if shape != tuple(oshape) or N == 0 or leaf.eq.id in self.labeller.whole:
+            return False
+        if cot.shape == shape:
+            cot = cot.reshape(-1)
+        elif cot.size == 1:
+            cot = cot.reshape(())
+        else:
+            return False
+        grad = leaf.grad.reshape(-1)
+        on = None
+        if leaf.jac is not None:
+            J = leaf.jac.reshape(N, N)
+            rows = np.arange(N)          # src_index of a leaf of the output's shape
+            on = J[rows, rows]
+            if not off_pattern_zero(J, on):
+                return False
+        block = BLOCK if on is None else N
+        top_abs = top_rel = 0.0
+        for lo in range(0, N, block):
+            hi = min(lo + block, N)
+            d = partials(lo, hi)
+            if d is None:
+                return False
+            d = np.broadcast_to(np.asarray(d, dtype=np.float64), (hi - lo,))
+            with np.errstate(all="ignore"):
+                terms = np.multiply(cot if cot.ndim == 0 else cot[lo:hi], d)
+            found = [_all_close(self._round(terms), grad[lo:hi], self.rtol, self.atol, None)]
+            if on is not None:
+                found.append(_all_close(self._round(d), on, self.rtol, self.atol, None))
+            for q in found:
+                if q is None:
+                    return False
+                top_abs, top_rel = max(top_abs, q[0]), max(top_rel, q[1])
+        self.max_abs = max(self.max_abs, top_abs)
+        self.max_rel = max(self.max_rel, top_rel)
+        return True
 
     def _feed_columns(self, p: Partials):
         """Row r of `p.d` is the column of the Jacobian for leaf element picks[r] (over every
