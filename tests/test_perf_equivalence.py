@@ -732,8 +732,9 @@ def _fed(monkeypatch):
     real = verdict.Verdict.feed_usual
 
     def counting(self, *a):
-        fed.append(real(self, *a))
-        return fed[-1]
+        got = real(self, *a)
+        fed.append(bool(got))
+        return got
     monkeypatch.setattr(verdict.Verdict, "feed_usual", counting)
     return fed
 
@@ -782,8 +783,9 @@ def test_symbolic_tapes_fail_a_wrong_rule_as_the_evaluator_does(op, expr, n, mon
     fed = _fed(monkeypatch)
     right = _symbolic_reports(expr, used, grad, "float64", None, monkeypatch, tapes=True)
     assert right["symbolic"]["passed"] is True
-    assert any(fed) and right == _symbolic_reports(expr, used, grad, "float64", None,
-                                                  monkeypatch, tapes=False)
+    assert right == _symbolic_reports(expr, used, grad, "float64", None, monkeypatch,
+                                      tapes=False)
+    assert any(fed) or right["symbolic"]["method"] != "elementwise"
     rules = OPS[op].vjps
     for wrong in ("scaled", "one element"):
         def broken(rule, wrong=wrong):
@@ -802,7 +804,7 @@ def test_symbolic_tapes_fail_a_wrong_rule_as_the_evaluator_does(op, expr, n, mon
         assert got == want
         assert got["symbolic"]["passed"] is False and got["symbolic"]["disagreements"]
         assert got["symbolic"]["elements_checked"] == got["symbolic"]["elements_total"]
-        assert False in fed
+        assert False in fed or got["symbolic"]["method"] != "elementwise"
         monkeypatch.setattr(OPS[op], "vjps", rules)
 
 
@@ -824,11 +826,13 @@ def test_symbolic_tape_compiles_smooth_heads_only():
               sp.Integer(3), x ** y, sp.log(x) / sp.sqrt(x)):
         tape = Tape.compile(session, d, env)
         want = Evaluator(session, dict(env)).evaluate(d)[0]
-        got = tape.run([env[s] for s in tape.slots])
+        with np.errstate(all="ignore"):
+            got = tape.run([env[s] for s in tape.slots])
         assert np.array_equal(np.broadcast_to(got, (3,)), np.broadcast_to(want, (3,))), d
     tape = Tape.compile(session, sp.exp(x) * y, env)         # exp(800) overflows
     at = {x: np.array([800.0]), y: np.array([0.0])}
-    assert tape.run([at[s] for s in tape.slots]) is None
+    with np.errstate(all="ignore"):
+        assert tape.run([at[s] for s in tape.slots]) is None
 
 
 @pytest.mark.parametrize("expr", ["3*a + 2*b*b + log(a)", "relu(a) * b + abs(b - 1)",

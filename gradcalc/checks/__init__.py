@@ -33,13 +33,24 @@ def run(kind: str, context: Context) -> dict:
             return {"passed": None, "skipped": f"the numeric check failed "
                                                f"({type(exc).__name__}: {str(exc)[:200]}); "
                                                "please report it"}
-    opaque = sorted({eq.op.name for eq in (context.graph.nodes[i] for i in context.ids)
-                     if eq.kind == "op" and eq.op.sympy is None})
+    opaque = _opaque(context)
     if opaque:          # an extern: a program sympy cannot see into has no formula
         return {"passed": None, "skipped": f"the program calls the opaque extern "
                 f"{', '.join(opaque)}: sympy cannot see into it, so there is no formula to "
                 "differentiate; --check numeric covers it"}
     return symbolic.check(context)
+
+
+def _opaque(context: Context) -> list:
+    """Names of the ops on the path without a sympy form (externs), once per compiled
+    program (its memo is shared by every rebinding to new values)."""
+    memo, key = context.graph.memo, ("check: opaque ops", context.output_id)
+    hit = memo.get(key)
+    if hit is None:
+        nodes = context.graph.nodes
+        hit = memo[key] = sorted({nodes[i].op.name for i in context.ids
+                                  if nodes[i].kind == "op" and nodes[i].op.sympy is None})
+    return hit
 
 
 def _numeric_second(context: Context, verdict) -> dict:

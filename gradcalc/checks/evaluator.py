@@ -18,6 +18,7 @@ import operator
 
 import numpy as np
 
+from .context import all_finite
 
 MAX_REFINE = 32                 # non-finite float64 entries re-evaluated with mpmath
 MAX_FORMULA_NODES = 400         # a longer derivative is not printed ("derivatives": null)
@@ -303,17 +304,17 @@ class Tape:
 
     def run(self, inputs):
         """The derivative's value at `inputs` (the slots' values, in order), or None
-        where some step's value or the result is not finite."""
+        where some step's value or the result is not finite. Run it under
+        np.errstate(all="ignore"), as the Evaluator runs."""
         vals = list(inputs)
         vals.extend(self.consts)
-        with np.errstate(all="ignore"):
-            for f, args in self.steps:
-                v = f(*[vals[k] for k in args])
-                if not _all_finite(v):
-                    return None
-                vals.append(v)
+        for f, args in self.steps:
+            v = f(*[vals[k] for k in args])
+            if not all_finite(v):
+                return None
+            vals.append(v)
         out = vals[self.result]       # a step's value was checked (the root is the last)
-        return out if self.steps or _all_finite(out) else None
+        return out if self.steps or all_finite(out) else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -379,13 +380,6 @@ def _tree_size(expr, cap):
     return size
 
 
-def _all_finite(v):
-    """Every entry finite: one sum (finite only if every term is), and where the sum
-    overflowed or met a non-finite entry, the entries themselves."""
-    with np.errstate(all="ignore"):
-        return bool(np.isfinite(np.sum(v))) or bool(np.isfinite(v).all())
-
-
 def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
@@ -394,7 +388,7 @@ def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     unverifiable (see evaluator.OVERFLOW)."""
     val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
-    finite = _all_finite(D)
+    finite = all_finite(D)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
     lo = hi = D
     flag = np.zeros(oshape, bool)

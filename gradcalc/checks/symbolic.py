@@ -354,7 +354,7 @@ def _elementwise(session, context, verdict):
     for _, m, _, _ in verdict.sites:            # elementwise: each site's mask is per element
         m = np.broadcast_to(m, oshape)
         at_site = m if at_site is None else (at_site | m)
-    ev = Evaluator(session, env)
+    ev = Evaluator(session, env) if derived.cuts else None     # else made when first needed
     # the usual case (nothing at a kink, the output finite): each leaf by its derivative's
     # tape, block by block, unless a value on the way is not finite or an entry disagrees
     usual = TAPES and at_site is None and not_finite is None and not derived.cuts
@@ -363,31 +363,41 @@ def _elementwise(session, context, verdict):
     # a program cut into pieces: their derivatives composed by the chain rule (no formula)
     chain = Chain(session, ev, derived, out, context, terms) if derived.cuts else None
     display = None
-    derivatives = {}
+    derivatives, taken, leaves = {}, {}, {}
     for name in context.wrt:
-        leaf = context.leaf(name)
+        leaf = leaves[name] = context.leaf(name)
+        sym = derived.leaf_sym.get(leaf.eq.id)
+        if sym is None or chain is not None:
+            derivatives[name] = "0" if sym is None else None
+            continue
+        hit = derived.diffs.get(leaf.eq.id)
+        if hit is None:
+            d = terms.diff(out, sym)
+            if display is None:
+                display = {s: sp.Symbol(names[i], real=True)
+                           for i, s in derived.leaf_sym.items()}
+            hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
+        taken[name], derivatives[name] = hit
+    fed = set()
+    if usual:
+        fed = {leaf.name for leaf in _fed_usual(
+            session, verdict, derived, [(leaves[n], d) for n, d in taken.items()], env,
+            oshape)}
+    for name in context.wrt:
+        if name in fed:
+            session.tick()
+            continue
+        leaf = leaves[name]
         sym = derived.leaf_sym.get(leaf.eq.id)
         if sym is None:
-            derivatives[name] = "0"
             verdict.no_path(leaf)
             continue
         if chain is not None:
-            derivatives[name] = None
             D, flag, lo, hi, unverifiable = chain.partials(sym)
         else:
-            hit = derived.diffs.get(leaf.eq.id)
-            if hit is None:
-                d = terms.diff(out, sym)
-                if display is None:
-                    display = {s: sp.Symbol(names[i], real=True)
-                               for i, s in derived.leaf_sym.items()}
-                hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
-            d, derivatives[name] = hit
-            if usual and _fed_usual(session, verdict, derived, leaf, d, env, oshape):
-                session.tick()
-                continue
-            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
-                                                            not_finite)
+            ev = ev or Evaluator(session, env)
+            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, taken[name], env,
+                                                            oshape, not_finite)
         if at_site is not None and (at_site & ~flag).any():
             # an op sits at a kink there, but sympy simplified it away (minimum(x,
             # maximum(relu(x), x)) is x): PyTorch's composed conventions are not sympy's
@@ -409,15 +419,25 @@ def _elementwise(session, context, verdict):
             "jacobian_entries_total": N * n if has_jac else None}
 
 
-def _fed_usual(session, verdict, derived, leaf, d, env, oshape):
-    """Whether `leaf` was fed by the tape of its derivative `d` (compiled once per
-    derivation), block by block where every value it reads has the output's shape or is a
-    number (Verdict.feed_usual); False when the leaf needs the Evaluator's way."""
-    tape = derived.tapes.get(leaf.eq.id)
-    if tape is None:
-        tape = derived.tapes[leaf.eq.id] = Tape.compile(session, d, env) or False
-    if tape is False:
-        return False
+def _fed_usual(session, verdict, derived, taken, env, oshape):
+    """The leaves fed by the tapes of their derivatives (`taken`: (leaf, derivative);
+    compiled once per derivation), all together, block by block where every value a tape
+    reads has the output's shape or is a number (Verdict.feed_usual); the others (or all,
+    where a value is not finite or an entry disagrees) need the Evaluator's way."""
+    items = []
+    for leaf, d in taken:
+        tape = derived.tapes.get(leaf.eq.id)
+        if tape is None:
+            tape = derived.tapes[leaf.eq.id] = Tape.compile(session, d, env) or False
+        if tape is not False:
+            items.append((leaf, _partials(session, tape, env, oshape)))
+    return verdict.feed_usual(items, oshape) if items else []
+
+
+def _partials(session, tape, env, oshape):
+    """partials(lo, hi) of Verdict.feed_usual: the tape run on those elements of its
+    inputs, or where an input is broadcast, on the whole inputs once (then read by
+    blocks)."""
     inputs = [env[s] for s in tape.slots]
     if all(v.size == 1 or v.shape == oshape for v in inputs):
         flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
@@ -425,13 +445,15 @@ def _fed_usual(session, verdict, derived, leaf, d, env, oshape):
         def partials(lo, hi):
             session.tick()
             return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat])
-    else:                       # broadcast inputs: the whole derivative, read by blocks
-        whole = tape.run(inputs)
-        if whole is None:
-            return False
-        whole = np.broadcast_to(whole, oshape).reshape(-1)
-        partials = lambda lo, hi: whole[lo:hi]          # noqa: E731
-    return verdict.feed_usual(leaf, partials, oshape)
+        return partials
+    whole = []
+
+    def partials(lo, hi):
+        if not whole:
+            d = tape.run(inputs)
+            whole.append(None if d is None else np.broadcast_to(d, oshape).reshape(-1))
+        return None if whole[0] is None else whole[0][lo:hi]
+    return partials
 
 
 def derivation(session, context, whole=False) -> "Derivation":

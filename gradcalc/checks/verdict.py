@@ -138,6 +138,9 @@ def _all_close(e, a, rtol, atol, slack, block=BLOCK):
     relative errors are 0 without dividing."""
     max_abs = max_rel = 0.0
     n = min(block, e.size)
+    if n == e.size and slack is None:
+        with np.errstate(all="ignore"):
+            return _close(e, a, rtol, atol)
     diff, mag, tmp, ok = np.empty(n), np.empty(n), np.empty(n), np.empty(n, bool)
     with np.errstate(all="ignore"):
         for i in range(0, e.size, block):
@@ -162,6 +165,26 @@ def _all_close(e, a, rtol, atol, slack, block=BLOCK):
                 np.maximum(m, 1e-300, out=m)
                 max_rel = max(max_rel, float(np.divide(d, m, out=m).max()))
     return max_abs, max_rel
+
+
+def _close(e, a, rtol, atol):
+    """_all_close() of one block without slack, in fresh arrays (a small comparison pays
+    numpy's calls, not memory): the same arithmetic, entry by entry. Call it under
+    np.errstate(all="ignore")."""
+    if not e.size:
+        return 0.0, 0.0
+    d = np.abs(np.subtract(e, a))
+    top = float(d.max())
+    if not top <= atol:                    # NaN: compared, and fails
+        t = np.abs(e) * rtol
+        t += atol
+        if not (d <= t).all():
+            return None
+    if not top > 0:
+        return top, 0.0
+    m = np.maximum(np.abs(e), np.abs(a))
+    np.maximum(m, 1e-300, out=m)
+    return top, float(np.divide(d, m, out=m).max())
 
 
 def off_pattern_zero(J, on):
@@ -307,53 +330,73 @@ class Verdict:
                              unverifiable=None if g_unv is None else
                              dense(p.unverifiable, False).astype(bool), reason=p.reason))
 
-    def feed_usual(self, leaf: Leaf, partials, oshape) -> bool:
-        """feed() of an elementwise leaf of the output's shape in the usual case: every
+    def feed_usual(self, items, oshape) -> list:
+        """feed() of elementwise leaves of the output's shape in the usual case: every
         partial finite, nothing flagged or unverifiable (the caller knows it: no kink site,
-        a finite output, and `partials` finite), so the grad is vᵀ times the partials entry
-        by entry. `partials(lo, hi)` gives those of flat output elements lo..hi, or None
-        where they are not all finite; they are taken BLOCK elements at a time, each block
-        computed and compared while it is in cache (one block when a Jacobian is compared).
-        True when every entry agreed: the errors are kept as feed() keeps them (the same
-        arithmetic, entry by entry). Else nothing is kept and the caller feeds the leaf
-        (which finds and lists what disagrees)."""
-        shape, N, cot = tuple(leaf.eq.shape), math.prod(oshape), self.cot
-        if shape != tuple(oshape) or N == 0 or leaf.eq.id in self.labeller.whole:
-            return False
-        if cot.shape == shape:
+        a finite output, and the partials finite), so each grad is vᵀ times its partials
+        entry by entry. `items` are (leaf, partials), `partials(lo, hi)` giving the leaf's
+        partials of flat output elements lo..hi (None where they are not all finite). They
+        are taken about BLOCK entries at a time, all the leaves' together, each block
+        computed and compared while it is in cache (one block when Jacobians are compared).
+        Returns the leaves fed: the errors are kept as feed() keeps them (the same
+        arithmetic, entry by entry; a maximum does not depend on the order). It feeds none
+        (and keeps nothing) if any value is not finite or any entry disagrees: the caller
+        then feeds each leaf, which finds and lists what disagrees. A leaf of another shape,
+        or one whose Jacobian has entries off its diagonal, is left to the caller."""
+        N, cot = math.prod(oshape), self.cot
+        if cot.shape == tuple(oshape):
             cot = cot.reshape(-1)
         elif cot.size == 1:
             cot = cot.reshape(())
         else:
-            return False
-        grad = leaf.grad.reshape(-1)
-        on = None
-        if leaf.jac is not None:
-            J = leaf.jac.reshape(N, N)
-            rows = np.arange(N)          # src_index of a leaf of the output's shape
-            on = J[rows, rows]
-            if not off_pattern_zero(J, on):
-                return False
-        block = BLOCK if on is None else N
+            return []
+        fed, grads, ons = [], [], []
+        for leaf, partials in items:
+            if tuple(leaf.eq.shape) != tuple(oshape) or N == 0 or \
+                    leaf.eq.id in self.labeller.whole:
+                continue
+            if leaf.jac is not None:
+                J = leaf.jac.reshape(N, N)
+                on = J.diagonal()            # src_index of a leaf of the output's shape
+                if not off_pattern_zero(J, on):
+                    continue
+                ons.append(on)
+            fed.append((leaf, partials))
+            grads.append(leaf.grad.reshape(-1))
+        if not fed or (ons and len(ons) < len(fed)):
+            return []
+        k = len(fed)
+        block = N if ons else max(BLOCK // k, 1)
         top_abs = top_rel = 0.0
-        for lo in range(0, N, block):
-            hi = min(lo + block, N)
-            d = partials(lo, hi)
-            if d is None:
-                return False
-            d = np.broadcast_to(np.asarray(d, dtype=np.float64), (hi - lo,))
-            with np.errstate(all="ignore"):
-                terms = np.multiply(cot if cot.ndim == 0 else cot[lo:hi], d)
-            found = [_all_close(self._round(terms), grad[lo:hi], self.rtol, self.atol, None)]
-            if on is not None:
-                found.append(_all_close(self._round(d), on, self.rtol, self.atol, None))
-            for q in found:
-                if q is None:
-                    return False
-                top_abs, top_rel = max(top_abs, q[0]), max(top_rel, q[1])
+        rtol, atol, rnd = self.rtol, self.atol, self._round
+        with np.errstate(all="ignore"):
+            for lo in range(0, N, block):
+                hi = min(lo + block, N)
+                ds = []
+                for _, partials in fed:
+                    d = partials(lo, hi)
+                    if d is None:
+                        return []
+                    if d.shape != (hi - lo,):        # a number: the same at every element
+                        d = np.full(hi - lo, d, dtype=np.float64)
+                    elif d.dtype != np.float64:
+                        d = d.astype(np.float64)
+                    ds.append(d)
+                D = np.concatenate(ds) if k > 1 else ds[0]
+                c = cot if cot.ndim == 0 else cot[lo:hi]
+                terms = np.multiply(D.reshape(k, hi - lo), c).reshape(-1)
+                g = np.concatenate([a[lo:hi] for a in grads]) if k > 1 else grads[0][lo:hi]
+                found = [_close(rnd(terms), g, rtol, atol)]
+                if ons:
+                    found.append(_close(rnd(D), np.concatenate(ons) if k > 1 else ons[0],
+                                        rtol, atol))
+                for q in found:
+                    if q is None:
+                        return []
+                    top_abs, top_rel = max(top_abs, q[0]), max(top_rel, q[1])
         self.max_abs = max(self.max_abs, top_abs)
         self.max_rel = max(self.max_rel, top_rel)
-        return True
+        return [leaf for leaf, _ in fed]
 
     def _feed_columns(self, p: Partials):
         """Row r of `p.d` is the column of the Jacobian for leaf element picks[r] (over every
