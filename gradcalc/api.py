@@ -338,12 +338,15 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits, cot) ->
     reports = {}
     if kinds:
         from . import checks
-        from .higher import checked
+        higher = None
+        if wants_higher(s):                 # (second order's modules: only when asked)
+            from .higher import checked
+            higher = checked(result)
         context = checks.Context(
             graph=result.graph, values=result.values, output_id=result.output_id,
             cotangent=cot, wrt=tuple(result.wrt), grads=once,
             jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits,
-            higher=checked(result))
+            higher=higher)
         for kind in kinds:
             reports[kind] = checks.run(kind, context)
     return reports

@@ -12,11 +12,12 @@ reference cannot be trusted (float64 overflow in sympy's formula, a finite diffe
 the float range's edge) a differing value is listed as "unverifiable", not as a
 disagreement. The answers of SPEC 9 (J·u, Taylor, H·u, the Hessian; `Context.higher`) are
 checked by both methods too (second.py), each with its coverage under "second_order".
-Nothing here imports sympy until a symbolic check runs.
+Nothing here imports sympy until a symbolic check runs, nor the numeric check's or the
+second order's modules until one runs (issue 15: the first check of a process pays them).
 """
 from __future__ import annotations
 
-from . import numeric, second, symbolic
+from . import symbolic
 from .context import Context, Higher
 
 __all__ = ["Context", "Higher", "run"]
@@ -25,6 +26,7 @@ __all__ = ["Context", "Higher", "run"]
 def run(kind: str, context: Context) -> dict:
     """The report of check `kind` ("symbolic" or "numeric") on the calculation `context`."""
     if kind == "numeric":
+        from . import numeric               # (a symbolic check alone never loads it)
         try:
             return numeric.check(context, _numeric_second)
         except MemoryError:
@@ -54,6 +56,7 @@ def _opaque(context: Context) -> list:
 
 
 def _numeric_second(context: Context, verdict) -> dict:
+    from . import second
     cov = second.Coverage(context)
     second.numeric(context, verdict, cov)
     return cov.report()

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import mixed, second
 from .chain import Chain, Terms
 from .context import Context
 from .evaluator import OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula
@@ -296,6 +295,7 @@ def _check(session, context):
         if context.elementwise:
             extra = _elementwise(session, context, verdict)
         else:
+            from . import mixed             # (loaded by the first such program)
             extra = mixed.per_element(session, context, verdict)
     if context.higher is not None:
         extra["second_order"] = _second(session, context, verdict)
@@ -306,6 +306,7 @@ def _second(session, context, verdict):
     """The second-order part (second.py): what it checked, and where it stopped and why
     (out of its time budget, or a form the evaluator does not know); what it compared
     before stopping stands."""
+    from . import second                    # (loaded by the first second-order check)
     cov = second.Coverage(context)
     try:
         if context.elementwise:
