@@ -7,8 +7,10 @@ element at once) or numpy scalars (IEEE arithmetic: 1/0 is inf, not ZeroDivision
 and marks where a discontinuous function sits on its switch (Heaviside(0), sign(0), a tie
 of an inequality), so the check can re-evaluate with the tie resolved each way. It knows
 the functions the op table's forms and their derivatives produce; anything else is
-Unsupported (the check reports why it skipped). It is handed the check's session (sympy
-as `sp`, and `tick()`, the budget's checkpoint) and never imports sympy itself.
+Unsupported (the check reports why it skipped). A smooth derivative also compiles to a
+`Tape` (the same numpy calls, replayed without the tree: a million elements block by block,
+or the requests of a JSON Lines stream). It is handed the check's session (sympy as `sp`,
+and `tick()`, the budget's checkpoint) and never imports sympy itself.
 """
 from __future__ import annotations
 

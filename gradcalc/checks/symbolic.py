@@ -5,8 +5,10 @@ It owns the translation of a graph into sympy (from the op table's `sympy` forwa
 never from its VJP rules; a chain of sums in one `Add` call, and a form nested deeper than
 CUT_DEPTH as a symbol of its own, so that the cost grows linearly with the program), the
 elementwise path (one scalar symbol per leaf, one derivative per leaf, evaluated over every
-element at once by evaluator.py; through chain.py when the program is cut) and the time
-budget; programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user
+element at once by evaluator.py; through chain.py when the program is cut; in the usual
+case, nothing at a kink and every value finite, by the derivatives' tapes block by block,
+the Evaluator's way taken the moment anything is not usual) and the time budget; programs
+whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user
 text is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
 names only appear in the printed formulas, as Symbols built from validated identifiers.
 sympy is imported here, in the worker thread, only when a symbolic check runs.
