@@ -852,3 +852,29 @@ def test_symbolic_check_reads_dropped_values_back(expr):
     both = gradcalc.compute(expr, a=a, b=b, grad=grad, check="all")
     assert alone.checks["symbolic"] == both.checks["symbolic"]
     assert alone.checks["symbolic"]["elements_checked"] == 2 * n
+
+
+def test_one_block_comparison_equals_the_blocked_one():
+    """verdict._close (one block, fresh arrays or reused buffers) gives _all_close's
+    (max_abs, max_rel) or None, on agreeing, disagreeing, tied and non-finite entries."""
+    from gradcalc.checks import verdict
+    rng = np.random.default_rng(9)
+    n = 3 * verdict.SMALL                     # _all_close takes its buffered loop here
+    base = rng.uniform(-2, 2, n)
+    cases = {"equal": base.copy(), "rounding": base * (1 + rng.uniform(-1e-16, 1e-16, n)),
+             "tiny": base + rng.uniform(-1e-11, 1e-11, n), "off": base + 1e-3,
+             "one off": base.copy(), "nan": base.copy(), "inf": base.copy(),
+             "subnormal": np.full(n, 1e-310)}
+    cases["one off"][-1] += 1.0
+    cases["nan"][7] = np.nan
+    cases["inf"][3] = np.inf
+    for name, a in cases.items():
+        e = np.full(n, 1e-310) if name == "subnormal" else base
+        a = a * 0.5 if name == "subnormal" else a
+        want = verdict._all_close(e, a, 1e-7, 1e-10, None)
+        work = tuple(np.empty(n) for _ in range(3))
+        with np.errstate(all="ignore"):
+            for got in (verdict._close(e, a, 1e-7, 1e-10),
+                        verdict._close(e, a, 1e-7, 1e-10, work)):
+                assert got == want, name
+        assert (want is None) == (name in ("off", "one off", "nan", "inf")), name

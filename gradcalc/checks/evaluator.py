@@ -299,6 +299,8 @@ class Tape:
                 return None
             at[e] = ("op", len(ops))
             ops.append((f, [at[a] for a in e.args]))
+            if len(ops) % 512 == 0:
+                session.tick()
         base = {"slot": 0, "const": len(slots), "op": len(slots) + len(consts)}
         pos = lambda ref: base[ref[0]] + ref[1]          # noqa: E731
         return cls(slots, consts, [(f, [pos(r) for r in args]) for f, args in ops],
