@@ -533,12 +533,13 @@ def worker_profile(fig, top=18):
         x = sympy.Symbol("x")
         str((x * x + sympy.log(x)).diff(x))       # sympy's first use, as the figure has it
         from gradcalc.checks import Context, symbolic
+        from gradcalc.errors import Limits
         a, b, c, v = _seed_inputs(10**6)
         r = gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v, check="numeric",
                              jacobian=False)       # a result holding every value
         context = Context(graph=r.graph, values=r.values, output_id=r.output_id,
                           cotangent=r.cotangent, wrt=tuple(r.wrt), grads=dict(r.grads),
-                          jacobian=None, dtype=r.dtype)
+                          jacobian=None, dtype=r.dtype, limits=Limits())
 
         def call():               # the check's worker body, in this thread so it is seen
             symbolic.run_here(context, symbolic.Budget(100))

@@ -129,11 +129,12 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     cot = np.zeros(out_eq.shape, dtype=dtype) if jacobian_only else _cotangent(out_eq, s, read)
     if d.refusal is not None:
         raise d.refusal
-    # values may be dropped when no check reads them after the engine (a reader of
-    # Result.values gets them back)
+    # values may be dropped unless the numeric check reads them all (a reader of
+    # Result.values gets them back: the symbolic check reads the leaves, constants and
+    # output, which are kept, and intermediates only at a kink or a disagreement)
     answer = engine.differentiate(engine.Request(graph, output, cot, d.want_ids,
                                                  jacobian=d.want_jac,
-                                                 drop_values=s.check == "none"))
+                                                 drop_values=s.check in ("none", "symbolic")))
     once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
     result = Result(
         expression=text, output_name=d.out_name, output=answer.values[output],
@@ -337,12 +338,15 @@ def _run_checks(result: Result, once: dict, s: Settings, limits: Limits, cot) ->
     reports = {}
     if kinds:
         from . import checks
-        from .higher import checked
+        higher = None
+        if wants_higher(s):                 # (second order's modules: only when asked)
+            from .higher import checked
+            higher = checked(result)
         context = checks.Context(
             graph=result.graph, values=result.values, output_id=result.output_id,
             cotangent=cot, wrt=tuple(result.wrt), grads=once,
             jacobian=result.jacobian, dtype=s.dtype, rtol=s.rtol, atol=s.atol, limits=limits,
-            higher=checked(result))
+            higher=higher)
         for kind in kinds:
             reports[kind] = checks.run(kind, context)
     return reports

@@ -794,3 +794,173 @@ def test_lm_pointwise_columns_equal_the_reverse_jacobian(text, names, pointwise,
         assert np.isfinite(column).all()
         assert_same(got[:, k] + 0.0, column + 0.0, f"{text}: column {names[k]}")
 
+
+# ---------------------------------------------------------------- the symbolic check's tapes
+# issue 15: in the usual case (nothing at a kink, everything finite) an elementwise leaf's
+# derivative runs as a compiled tape, block by block, and is compared block by block
+# (Verdict.feed_usual); anything else takes the Evaluator's way. The report must be the
+# one the Evaluator's way gives, number for number, whether the leaf passes or not.
+def _symbolic_reports(expr, vars_, grad, dtype, jacobian, monkeypatch, tapes):
+    import gradcalc
+    from gradcalc import api, programs
+    from gradcalc.checks import symbolic
+    monkeypatch.setattr(symbolic, "TAPES", tapes)
+    monkeypatch.setattr(api, "PROGRAMS", programs.ProgramCache())   # the rules of this call
+    r = gradcalc.compute(expr, grad=grad, dtype=dtype, check="symbolic", jacobian=jacobian,
+                         seed=0, limits=_Limits(max_memory=8 * 1024**3), **vars_)
+    return r.checks
+
+
+def _fed(monkeypatch):
+    """Counts of the leaves fed by their tapes (True) and refused by the tape way (False)."""
+    from gradcalc.checks import verdict
+    fed = []
+    real = verdict.Verdict.feed_usual
+
+    def counting(self, *a):
+        got = real(self, *a)
+        fed.append(bool(got))
+        return got
+    monkeypatch.setattr(verdict.Verdict, "feed_usual", counting)
+    return fed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+def test_symbolic_tapes_equal_the_evaluators_way(expr, shapes, domain, dtype, monkeypatch):
+    """Every op sample and extra program, at ordinary and at special inputs (0, -0.0,
+    inf, NaN: kinks, non-finite values, refinement), with and without the Jacobian."""
+    for seed in (0, 1):
+        for special in (False, True):
+            vars_ = sample_inputs(shapes, domain, seed, special)
+            try:
+                graph = compile_with(expr, vars_, dtype)
+            except GradcalcError:
+                continue
+            oshape = graph.nodes[graph.output].shape
+            grad = np.random.default_rng(seed).uniform(-1, 1, oshape) if oshape else None
+            for jac in (False, True):
+                args = (expr, vars_, grad, dtype, jac, monkeypatch)
+                try:
+                    plain_ = _symbolic_reports(*args, tapes=False)
+                except GradcalcError:
+                    continue
+                assert _symbolic_reports(*args, tapes=True) == plain_, (seed, special, jac)
+
+
+# wrong rules: the tape way gives up on a leaf at its first disagreeing block, and the
+# Evaluator's way lists what disagrees
+_WRONG = [("mul", "3*a + 2*b*b + log(c)"), ("log", "3*a + 2*b*b + log(c)"),
+          ("add", "3*a + 2*b*b + log(c)"), ("sin", "sin(a)*b + a**2"),
+          ("exp", "exp(a) * x"), ("mul", "a * x")]
+
+
+@pytest.mark.parametrize("n", [3, 70_000, 200_000])
+@pytest.mark.parametrize("op,expr", _WRONG, ids=[f"{o}:{e}" for o, e in _WRONG])
+def test_symbolic_tapes_fail_a_wrong_rule_as_the_evaluator_does(op, expr, n, monkeypatch):
+    """A rule scaled by 1.5 (or wrong in one element only, in the last block) fails the
+    check with the same report either way; the right rule passes by the tapes (several
+    blocks, a last one shorter, broadcast leaves, a number leaf)."""
+    rng = np.random.default_rng(5)
+    vars_ = {k: rng.uniform(0.5, 2.0, n) for k in "abcx"}
+    vars_["a"] = vars_["a"] if expr != "a * x" else 1.25             # a number leaf
+    used = {k: v for k, v in vars_.items() if k in expr}
+    grad = rng.uniform(-1, 1, n)
+    fed = _fed(monkeypatch)
+    right = _symbolic_reports(expr, used, grad, "float64", None, monkeypatch, tapes=True)
+    assert right["symbolic"]["passed"] is True
+    assert right == _symbolic_reports(expr, used, grad, "float64", None, monkeypatch,
+                                      tapes=False)
+    assert any(fed) or right["symbolic"]["method"] != "elementwise"
+    rules = OPS[op].vjps
+    for wrong in ("scaled", "one element"):
+        def broken(rule, wrong=wrong):
+            def w(g, ans, *a, **p):
+                v = np.array(rule(g, ans, *a, **p), dtype=float)
+                if wrong == "scaled":
+                    return 1.5 * v
+                if v.ndim:
+                    v.reshape(-1)[-1] += 1e-3 * (1 + abs(v.reshape(-1)[-1]))
+                return v
+            return w
+        monkeypatch.setattr(OPS[op], "vjps", tuple(broken(r) for r in rules))
+        fed.clear()
+        got = _symbolic_reports(expr, used, grad, "float64", None, monkeypatch, tapes=True)
+        want = _symbolic_reports(expr, used, grad, "float64", None, monkeypatch, tapes=False)
+        assert got == want
+        assert got["symbolic"]["passed"] is False and got["symbolic"]["disagreements"]
+        assert got["symbolic"]["elements_checked"] == got["symbolic"]["elements_total"]
+        assert False in fed or got["symbolic"]["method"] != "elementwise"
+        monkeypatch.setattr(OPS[op], "vjps", rules)
+
+
+def test_symbolic_tape_compiles_smooth_heads_only():
+    """A derivative with a switch (Heaviside, sign, Piecewise) or an atom that is no finite
+    number has no tape; a smooth one has, and runs to the Evaluator's value."""
+    import sympy as sp
+    from gradcalc.checks.evaluator import Evaluator, Tape
+    from gradcalc.checks.symbolic import Budget, Session
+
+    session = Session(sp, Budget(10))
+    session.budget.begin()
+    x, y = sp.Dummy("x", real=True), sp.Dummy("y", real=True)
+    env = {x: np.array([0.5, 1.0, 3.0]), y: np.array([2.0, -1.0, 0.25])}
+    for d in (sp.Heaviside(x), sp.sign(x) * y, sp.Piecewise((x, x > 0), (y, True)),
+              x * sp.oo, x + sp.Dummy("free")):
+        assert Tape.compile(session, d, env) is None, d
+    for d in (4 * x, 1 / x, x ** sp.Rational(1, 2) * sp.cos(y) + sp.exp(x * y) - sp.pi,
+              sp.Integer(3), x ** y, sp.log(x) / sp.sqrt(x)):
+        tape = Tape.compile(session, d, env)
+        want = Evaluator(session, dict(env)).evaluate(d)[0]
+        with np.errstate(all="ignore"):
+            got = tape.run([env[s] for s in tape.slots])
+        assert np.array_equal(np.broadcast_to(got, (3,)), np.broadcast_to(want, (3,))), d
+    tape = Tape.compile(session, sp.exp(x) * y, env)         # exp(800) overflows
+    at = {x: np.array([800.0]), y: np.array([0.0])}
+    with np.errstate(all="ignore"):
+        assert tape.run([at[s] for s in tape.slots]) is None
+
+
+@pytest.mark.parametrize("expr", ["3*a + 2*b*b + log(a)", "relu(a) * b + abs(b - 1)",
+                                  "maximum(a, b) * exp(-a)"])
+def test_symbolic_check_reads_dropped_values_back(expr):
+    """Under the symbolic check alone the engine may drop intermediates (a blocked or lean
+    pass at this size); the check reads what it needs back (kinks at 0 and at ties here):
+    its report is the one it gives next to the numeric check, which keeps every value."""
+    import gradcalc
+    rng = np.random.default_rng(4)
+    n = 70_000
+    a = rng.choice([0.0, 1.0, -1.5, 0.5, 2.0], n) + (rng.uniform(0, 1, n) < 0.5) * 0.25
+    b = np.where(rng.uniform(0, 1, n) < 0.1, a, rng.uniform(-2, 2, n))
+    grad = rng.uniform(-1, 1, n)
+    alone = gradcalc.compute(expr, a=a, b=b, grad=grad, check="symbolic")
+    assert isinstance(alone.values, economy.Values)          # the values were dropped
+    both = gradcalc.compute(expr, a=a, b=b, grad=grad, check="all")
+    assert alone.checks["symbolic"] == both.checks["symbolic"]
+    assert alone.checks["symbolic"]["elements_checked"] == 2 * n
+
+
+def test_one_block_comparison_equals_the_blocked_one():
+    """verdict._close (one block, fresh arrays or reused buffers) gives _all_close's
+    (max_abs, max_rel) or None, on agreeing, disagreeing, tied and non-finite entries."""
+    from gradcalc.checks import verdict
+    rng = np.random.default_rng(9)
+    n = 3 * verdict.SMALL                     # _all_close takes its buffered loop here
+    base = rng.uniform(-2, 2, n)
+    cases = {"equal": base.copy(), "rounding": base * (1 + rng.uniform(-1e-16, 1e-16, n)),
+             "tiny": base + rng.uniform(-1e-11, 1e-11, n), "off": base + 1e-3,
+             "one off": base.copy(), "nan": base.copy(), "inf": base.copy(),
+             "subnormal": np.full(n, 1e-310)}
+    cases["one off"][-1] += 1.0
+    cases["nan"][7] = np.nan
+    cases["inf"][3] = np.inf
+    for name, a in cases.items():
+        e = np.full(n, 1e-310) if name == "subnormal" else base
+        a = a * 0.5 if name == "subnormal" else a
+        want = verdict._all_close(e, a, 1e-7, 1e-10, None)
+        work = tuple(np.empty(n) for _ in range(3))
+        with np.errstate(all="ignore"):
+            for got in (verdict._close(e, a, 1e-7, 1e-10),
+                        verdict._close(e, a, 1e-7, 1e-10, work)):
+                assert got == want, name
+        assert (want is None) == (name in ("off", "one off", "nan", "inf")), name

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,22 @@ import numpy as np
 from .. import engine
 from ..compile import Graph
 from ..errors import Limits
+
+
+class once:
+    """functools.cached_property without its lock (Python 3.11 takes one at each first
+    read: microseconds that a JSON Lines request pays for every property): the value is
+    computed on the first read and kept in the instance. A context is read by one check at
+    a time, and a property computed twice would give the same value."""
+
+    def __init__(self, f):
+        self.f, self.name, self.__doc__ = f, f.__name__, f.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        v = obj.__dict__[self.name] = self.f(obj)
+        return v
 
 
 @dataclass(frozen=True)
@@ -83,23 +98,34 @@ class Context:
             r, a = 1e-7, 1e-10
         return (r if self.rtol is None else self.rtol), (a if self.atol is None else self.atol)
 
-    @cached_property
+    @once
     def ids(self):
-        """Ids of the nodes the output depends on, in graph order."""
-        return ancestors(self.graph, self.output_id)
+        """Ids of the nodes the output depends on, in graph order (once per compiled
+        program: its memo is shared by every rebinding to new values)."""
+        memo, key = self.graph.memo, ("check: ancestors", self.output_id)
+        ids = memo.get(key)
+        if ids is None:
+            ids = memo[key] = ancestors(self.graph, self.output_id)
+        return ids
 
-    @cached_property
+    @once
     def elementwise(self):
         """True when every op the output depends on is pointwise (broadcasting allowed): each
-        output element then depends on one element of each leaf."""
-        nodes = self.graph.nodes
-        return all(nodes[i].kind != "op" or nodes[i].op.pointwise for i in self.ids)
+        output element then depends on one element of each leaf. Once per compiled
+        program."""
+        memo, key = self.graph.memo, ("check: pointwise path", self.output_id)
+        hit = memo.get(key)
+        if hit is None:
+            nodes = self.graph.nodes
+            hit = memo[key] = all(nodes[i].kind != "op" or nodes[i].op.pointwise
+                                  for i in self.ids)
+        return hit
 
-    @cached_property
+    @once
     def out_shape(self):
         return tuple(self.graph.nodes[self.output_id].shape)
 
-    @cached_property
+    @once
     def vals(self):
         """Every node's value in float64 (finite differences and the symbolic evaluation in
         float32 would be noise)."""
@@ -107,7 +133,7 @@ class Context:
             return self.values
         return engine.forward(self.wide, self.lifted, upto=self.output_id)
 
-    @cached_property
+    @once
     def wide(self):
         """The graph computing in float64 (itself when it already does)."""
         graph = self.graph
@@ -117,22 +143,23 @@ class Context:
         wide.dtype = np.dtype(np.float64)
         return wide
 
-    @cached_property
+    @once
     def lifted(self):
         """Every leaf's and constant's value in float64, by node id."""
         return {eq.id: np.asarray(eq.value, dtype=np.float64) for eq in self.graph.nodes
                 if eq.kind != "op"}
 
-    @cached_property
+    @once
     def not_finite(self):
         """Output elements whose value is not finite (log of a negative, an overflow), or
         None: there a derivative means nothing, whatever a method's formula gives."""
-        v = np.broadcast_to(np.asarray(self.vals[self.output_id], dtype=np.float64),
-                            self.out_shape)
-        bad = ~np.isfinite(v)
+        v = np.asarray(self.vals[self.output_id], dtype=np.float64)
+        if v.size and all_finite(v):
+            return None
+        bad = ~np.isfinite(np.broadcast_to(v, self.out_shape))
         return bad if bad.any() else None
 
-    @cached_property
+    @once
     def leaves_total(self):
         """Elements of every leaf the grads are taken by."""
         return sum(self.graph.nodes[self.graph.leaves[n]].size for n in self.wrt)
@@ -143,6 +170,19 @@ class Context:
         g = np.zeros(eq.shape) if g is None else np.asarray(g, dtype=np.float64)
         jac = None if self.jacobian is None else np.asarray(self.jacobian[name], np.float64)
         return Leaf(name, eq, g, jac)
+
+
+def all_finite(v):
+    """Every entry of `v` (a number or an array) finite. A large array is summed (finite
+    only if every term is; no array of flags allocated), and where the sum is not finite
+    its entries are looked at; a small one by its largest magnitude (NaN if any is NaN):
+    two calls, and no warning to silence."""
+    if not isinstance(v, np.ndarray) or not v.ndim:
+        return math.isfinite(v)
+    if v.size < 4096:
+        return math.isfinite(np.maximum.reduce(np.abs(v), axis=None)) if v.size else True
+    with np.errstate(all="ignore"):
+        return math.isfinite(np.add.reduce(v, axis=None)) or bool(np.isfinite(v).all())
 
 
 def ancestors(graph, out):

@@ -7,8 +7,10 @@ element at once) or numpy scalars (IEEE arithmetic: 1/0 is inf, not ZeroDivision
 and marks where a discontinuous function sits on its switch (Heaviside(0), sign(0), a tie
 of an inequality), so the check can re-evaluate with the tie resolved each way. It knows
 the functions the op table's forms and their derivatives produce; anything else is
-Unsupported (the check reports why it skipped). It is handed the check's session (sympy
-as `sp`, and `tick()`, the budget's checkpoint) and never imports sympy itself.
+Unsupported (the check reports why it skipped). A smooth derivative also compiles to a
+`Tape` (the same numpy calls, replayed without the tree: a million elements block by block,
+or the requests of a JSON Lines stream). It is handed the check's session (sympy as `sp`,
+and `tick()`, the budget's checkpoint) and never imports sympy itself.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import operator
 
 import numpy as np
 
+from .context import all_finite
 
 MAX_REFINE = 32                 # non-finite float64 entries re-evaluated with mpmath
 MAX_FORMULA_NODES = 400         # a longer derivative is not printed ("derivatives": null)
@@ -277,6 +280,80 @@ class Evaluator:
         raise Unsupported(f"the symbolic check cannot evaluate {type(e).__name__}")
 
 
+class Tape:
+    """A derivative compiled for the check's usual case (issue 15: JSON Lines repeats one
+    program with new values; a million elements are taken block by block while they are in
+    cache): its distinct subtrees in an order the Evaluator may take them, each the same
+    numpy call on the same values, so the same numbers bit for bit, without walking sympy's
+    tree again. Only smooth heads compile (the table's, Pow, numbers, the environment's
+    symbols): a tape has no ties to mark. It does not track overflow either: `run` gives
+    None unless every step's value and the result are finite, and the caller then takes
+    the Evaluator's way, which refines and flags (where every step is finite, nothing
+    overflowed and there is nothing to flag)."""
+
+    def __init__(self, slots, consts, steps, result):
+        self.slots = slots           # the symbols whose values `run` is given, in order
+        self.consts = consts         # the numbers, after them
+        self.steps = steps           # (numpy function, positions of its arguments)
+        self.result = result         # position of the derivative
+
+    @classmethod
+    def compile(cls, session, d, env):
+        """The tape of `d` over the symbols of `env`, or None when it holds a head that is
+        not smooth (Heaviside, a relation, Piecewise, ...) or an atom that is no number."""
+        sp = session.sp
+        table = _table(sp)
+        slots, consts, ops, at = [], [], [], {}
+        stack = [d]
+        while stack:
+            e = stack[-1]
+            if e in at:
+                stack.pop()
+                continue
+            if not e.args:
+                stack.pop()
+                if e in env:
+                    at[e] = ("slot", len(slots))
+                    slots.append(e)
+                elif (e.is_Number or isinstance(e, sp.NumberSymbol)) and e.is_finite:
+                    at[e] = ("const", len(consts))
+                    consts.append(np.float64(float(e)))
+                else:
+                    return None
+                continue
+            pending = [a for a in e.args if a not in at]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            head = type(e)
+            f = POWERS[pow_kind(sp, e.args[1])] if head is sp.Pow else table.get(head)
+            if f is None:
+                return None
+            at[e] = ("op", len(ops))
+            ops.append((f, [at[a] for a in e.args]))
+            if len(ops) % 512 == 0:
+                session.tick()
+        base = {"slot": 0, "const": len(slots), "op": len(slots) + len(consts)}
+        pos = lambda ref: base[ref[0]] + ref[1]          # noqa: E731
+        return cls(slots, consts, [(f, [pos(r) for r in args]) for f, args in ops],
+                   pos(at[d]))
+
+    def run(self, inputs):
+        """The derivative's value at `inputs` (the slots' values, in order), or None
+        where some step's value or the result is not finite. Run it under
+        np.errstate(all="ignore"), as the Evaluator runs."""
+        vals = list(inputs)
+        vals.extend(self.consts)
+        for f, args in self.steps:
+            v = f(*[vals[k] for k in args])
+            if not all_finite(v):
+                return None
+            vals.append(v)
+        out = vals[self.result]       # a step's value was checked (the root is the last)
+        return out if self.steps or all_finite(out) else None
+
+
 @functools.lru_cache(maxsize=1)
 def _expr_cond_pair():
     from sympy.functions.elementary.piecewise import ExprCondPair
@@ -325,13 +402,6 @@ def _tree_size(expr, cap):
     return size
 
 
-def _all_finite(v):
-    """Every entry finite: one sum (finite only if every term is), and where the sum
-    overflowed or met a non-finite entry, the entries themselves."""
-    with np.errstate(all="ignore"):
-        return bool(np.isfinite(np.sum(v))) or bool(np.isfinite(v).all())
-
-
 def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     """The derivative over every output element, with the flags of the check: kinks (a tie
     choice such as Heaviside(0) changes the value; [lo, hi] spans the choices) and singular
@@ -340,7 +410,7 @@ def evaluate_array(session, ev, d, env, oshape, not_finite=None):
     unverifiable (see evaluator.OVERFLOW)."""
     val, cand = ev.evaluate(d)
     D = np.asarray(val, dtype=np.float64)
-    finite = _all_finite(D)
+    finite = all_finite(D)
     D = np.broadcast_to(D, oshape)        # read-only: it may be a leaf's own values
     lo = hi = D
     flag = np.zeros(oshape, bool)

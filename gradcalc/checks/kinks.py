@@ -33,25 +33,35 @@ def kink_sites(context):
     """[(node, mask over the node's shape, whole, words)] for every op node on the path that
     sits at one of its kinks at the inputs; `whole` where the kink's convention defines
     every derivative through the node."""
-    sites, vals = [], context.vals
+    sites, vals, nodes = [], context.vals, context.graph.nodes
     with np.errstate(all="ignore"):
-        for i in context.ids:
-            eq = context.graph.nodes[i]
-            if eq.kind != "op":
+        for i, kink in _kinks_on_path(context):
+            eq = nodes[i]
+            try:
+                m = np.asarray(_mask(kink.where, eq, vals), dtype=bool)
+            except Exception:               # a predicate that cannot run names nothing
                 continue
-            for kink in eq.op.kinks:
-                try:
-                    m = np.asarray(_mask(kink.where, eq, vals), dtype=bool)
-                except Exception:           # a predicate that cannot run names nothing
-                    continue
+            if m.any():                     # (none at the inputs: none broadcast)
                 try:
                     m = np.broadcast_to(m, eq.shape)
                 except ValueError:          # a mask over the inputs of a loss: the whole node
                     m = np.broadcast_to(m.any(), eq.shape)
-                if m.any():
-                    whole = kink.whole is not None and bool(np.any(_mask(kink.whole, eq, vals)))
-                    sites.append((eq, m, whole, kink.words))
+            if m.any():
+                whole = kink.whole is not None and bool(np.any(_mask(kink.whole, eq, vals)))
+                sites.append((eq, m, whole, kink.words))
     return sites
+
+
+def _kinks_on_path(context):
+    """(node id, kink) of every op on the path that declares kinks, once per compiled
+    program (its memo is shared by every rebinding to new values)."""
+    memo, key = context.graph.memo, ("check: kinks on path", context.output_id)
+    hit = memo.get(key)
+    if hit is None:
+        nodes = context.graph.nodes
+        hit = memo[key] = [(i, kink) for i in context.ids if nodes[i].kind == "op"
+                           for kink in nodes[i].op.kinks]
+    return hit
 
 
 class Labeller:

@@ -5,8 +5,10 @@ It owns the translation of a graph into sympy (from the op table's `sympy` forwa
 never from its VJP rules; a chain of sums in one `Add` call, and a form nested deeper than
 CUT_DEPTH as a symbol of its own, so that the cost grows linearly with the program), the
 elementwise path (one scalar symbol per leaf, one derivative per leaf, evaluated over every
-element at once by evaluator.py; through chain.py when the program is cut) and the time
-budget; programs whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user
+element at once by evaluator.py; through chain.py when the program is cut; in the usual
+case, nothing at a kink and every value finite, by the derivatives' tapes block by block,
+the Evaluator's way taken the moment anything is not usual) and the time budget; programs
+whose elements mix go to mixed.py. Symbols are internal Dummy symbols; user
 text is never handed to sympy (none of its string parsers, its S converter or lambdify): leaf
 names only appear in the printed formulas, as Symbols built from validated identifiers.
 sympy is imported here, in the worker thread, only when a symbolic check runs.
@@ -35,14 +37,14 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import mixed, second, stored
+from . import stored
 from .chain import Chain, Terms
 from .context import Context
-from .evaluator import OVERFLOW, Evaluator, Unsupported, evaluate_array, formula
+from .evaluator import OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula
 from .verdict import Partials, Verdict
 
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
@@ -63,7 +65,9 @@ SYMPY_SECONDS_PER_NODE = 1e-6
 # 1,000-op chain: 2.0 s of CPU at 8, 2.4 s at 16, 2.9 s at 32; 40 lines of
 # y = sin(y)*y + y (a tree doubling at each line) 1.1 s at 16, beyond 10 s at 32
 CUT_DEPTH = 16
-
+# False: every leaf's derivative is evaluated and compared the Evaluator's way, never by its
+# tape (tests compare the two)
+TAPES = True
 
 NOT_SMOOTH = "sympy's derivative is undefined or one-sided here"
 
@@ -347,6 +351,7 @@ def _check(session, context):
         if context.elementwise:
             extra = _elementwise(session, context, verdict)
         else:
+            from . import mixed             # (loaded by the first such program)
             extra = mixed.per_element(session, context, verdict)
     if context.higher is not None:
         extra["second_order"] = _second(session, context, verdict)
@@ -357,6 +362,7 @@ def _second(session, context, verdict):
     """The second-order part (second.py): what it checked, and where it stopped and why
     (out of its time budget, or a form the evaluator does not know); what it compared
     before stopping stands."""
+    from . import second                    # (loaded by the first second-order check)
     cov = second.Coverage(context)
     try:
         if context.elementwise:
@@ -402,34 +408,50 @@ def _elementwise(session, context, verdict):
 
     not_finite = context.not_finite
     at_site = _at_site(verdict, oshape)
-    ev = Evaluator(session, env)
+    ev = Evaluator(session, env) if derived.cuts else None     # else made when first needed
+    # the usual case (nothing at a kink, the output finite): each leaf by its derivative's
+    # tape, block by block, unless a value on the way is not finite or an entry disagrees
+    usual = TAPES and at_site is None and not_finite is None and not derived.cuts
     out = derived.exprs[context.output_id]
     terms = Terms(session, derived.diffs)
     # a program cut into pieces: their derivatives composed by the chain rule (no formula)
     chain = Chain(session, ev, derived, out, context, terms) if derived.cuts else None
     display = None
-    derivatives = {}
+    derivatives, taken, leaves = {}, {}, {}
     for name in context.wrt:
-        leaf = context.leaf(name)
+        leaf = leaves[name] = context.leaf(name)
+        sym = derived.leaf_sym.get(leaf.eq.id)
+        if sym is None or chain is not None:
+            derivatives[name] = "0" if sym is None else None
+            continue
+        hit = derived.diffs.get(leaf.eq.id)
+        if hit is None:
+            d = terms.diff(out, sym)
+            if display is None:
+                display = {s: sp.Symbol(names[i], real=True)
+                           for i, s in derived.leaf_sym.items()}
+            hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
+        taken[name], derivatives[name] = hit
+    fed = set()
+    if usual:
+        fed = {leaf.name for leaf in _fed_usual(
+            session, verdict, derived, [(leaves[n], d) for n, d in taken.items()], env,
+            oshape)}
+    for name in context.wrt:
+        if name in fed:
+            session.tick()
+            continue
+        leaf = leaves[name]
         sym = derived.leaf_sym.get(leaf.eq.id)
         if sym is None:
-            derivatives[name] = "0"
             verdict.no_path(leaf)
             continue
         if chain is not None:
-            derivatives[name] = None
             D, flag, lo, hi, unverifiable = chain.partials(sym)
         else:
-            hit = derived.diffs.get(leaf.eq.id)
-            if hit is None:
-                d = terms.diff(out, sym)
-                if display is None:
-                    display = {s: sp.Symbol(names[i], real=True)
-                               for i, s in derived.leaf_sym.items()}
-                hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
-            d, derivatives[name] = hit
-            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, d, env, oshape,
-                                                            not_finite)
+            ev = ev or Evaluator(session, env)
+            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, taken[name], env,
+                                                            oshape, not_finite)
         _feed(context, verdict, leaf, at_site, D, flag, lo, hi, unverifiable)
         session.tick()
     return _summary(context, derivatives)
@@ -472,6 +494,43 @@ def _summary(context, derivatives):
             "jacobian_entries_total": N * n if has_jac else None}
 
 
+def _fed_usual(session, verdict, derived, taken, env, oshape):
+    """The leaves fed by the tapes of their derivatives (`taken`: (leaf, derivative);
+    compiled once per derivation), all together, block by block where every value a tape
+    reads has the output's shape or is a number (Verdict.feed_usual); the others (or all,
+    where a value is not finite or an entry disagrees) need the Evaluator's way."""
+    items = []
+    for leaf, d in taken:
+        tape = derived.tapes.get(leaf.eq.id)
+        if tape is None:
+            tape = derived.tapes[leaf.eq.id] = Tape.compile(session, d, env) or False
+        if tape is not False:
+            items.append((leaf, _partials(session, tape, env, oshape)))
+    return verdict.feed_usual(items, oshape) if items else []
+
+
+def _partials(session, tape, env, oshape):
+    """partials(lo, hi) of Verdict.feed_usual: the tape run on those elements of its
+    inputs, or where an input is broadcast, on the whole inputs once (then read by
+    blocks)."""
+    inputs = [env[s] for s in tape.slots]
+    if all(v.size == 1 or v.shape == oshape for v in inputs):
+        flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
+
+        def partials(lo, hi):
+            session.tick()
+            return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat])
+        return partials
+    whole = []
+
+    def partials(lo, hi):
+        if not whole:
+            d = tape.run(inputs)
+            whole.append(None if d is None else np.broadcast_to(d, oshape).reshape(-1))
+        return None if whole[0] is None else whole[0][lo:hi]
+    return partials
+
+
 def derivation(session, context, whole=False) -> "Derivation":
     """The elementwise program in sympy, from the compiled program's memo when it depends
     on the program alone (see _elementwise). Forms nested deeper than CUT_DEPTH stand as
@@ -498,10 +557,10 @@ def _key(context):
 class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'
-    symbols, the derivatives taken so far (with their printing), and whether it all
-    depends on the program alone (then the program's memo keeps it). `cuts` lists, in
-    graph order, (symbol, form) of the nodes whose forms nest deeper than the cut depth:
-    each is a symbol in the forms after it (chain.py composes their derivatives)."""
+    symbols, the derivatives taken so far (with their printing and their tapes), and
+    whether it all depends on the program alone (then the program's memo keeps it). `cuts`
+    lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
+    depth: each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
     leaf_sym: dict
     exprs: dict
@@ -509,6 +568,7 @@ class Derivation:
     diffs: dict
     alone: bool
     cuts: list
+    tapes: dict = field(default_factory=dict)   # leaf id -> its derivative's Tape, or False
 
 
 def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:

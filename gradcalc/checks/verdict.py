@@ -24,6 +24,8 @@ MAX_LISTED = 20                     # nondifferentiable points listed in a repor
 MAX_DISAGREEMENTS = 5               # disagreeing entries listed in a report
 MAX_UNVERIFIABLE = 20               # unverifiable entries listed in a report
 MAX_ROUNDING_PROBED = 100_000       # disagreeing entries held against autograd's rounding
+BLOCK = 1 << 16                     # entries compared at a time (in cache): _all_close's
+SMALL = 1 << 12                     # fewer entries than this are compared in fresh arrays
 
 
 def jnum(v):
@@ -129,7 +131,7 @@ def agree(expected, actual, rtol, atol, scale=None, slack=None):
     return ok, diff, rel
 
 
-def _all_close(e, a, rtol, atol, slack, block=1 << 16):
+def _all_close(e, a, rtol, atol, slack, block=BLOCK):
     """(max_abs_error, max_rel_error) if every entry agrees, else None; the numbers of
     agree(), in cache-sized blocks through buffers allocated once, so that a million-entry
     comparison allocates nothing large. Where no difference exceeds atol (the usual case)
@@ -137,6 +139,9 @@ def _all_close(e, a, rtol, atol, slack, block=1 << 16):
     relative errors are 0 without dividing."""
     max_abs = max_rel = 0.0
     n = min(block, e.size)
+    if n == e.size < SMALL and slack is None:
+        with np.errstate(all="ignore"):
+            return _close(e, a, rtol, atol)
     diff, mag, tmp, ok = np.empty(n), np.empty(n), np.empty(n), np.empty(n, bool)
     with np.errstate(all="ignore"):
         for i in range(0, e.size, block):
@@ -161,6 +166,34 @@ def _all_close(e, a, rtol, atol, slack, block=1 << 16):
                 np.maximum(m, 1e-300, out=m)
                 max_rel = max(max_rel, float(np.divide(d, m, out=m).max()))
     return max_abs, max_rel
+
+
+def _close(e, a, rtol, atol, work=None):
+    """_all_close() of one block without slack: the same arithmetic, entry by entry, in
+    fresh arrays (a small comparison pays numpy's calls, not memory) or in the buffers
+    `work` (three, of at least e.size: a large block allocates nothing). Call it under
+    np.errstate(all="ignore")."""
+    n = e.size
+    if not n:
+        return 0.0, 0.0
+    d, m, t = (np.empty(n), np.empty(n), np.empty(n)) if work is None else \
+        (w[:n] for w in work)
+    np.subtract(e, a, out=d)
+    np.abs(d, out=d)
+    top = float(d.max())
+    if not top <= atol:                    # NaN: compared, and fails
+        np.abs(e, out=m)
+        np.multiply(m, rtol, out=t)
+        t += atol
+        if not (d <= t).all():
+            return None
+    if not top > 0:                        # none differs: no relative error to take
+        return top, 0.0
+    np.abs(e, out=m)
+    np.abs(a, out=t)
+    np.maximum(m, t, out=m)
+    np.maximum(m, 1e-300, out=m)
+    return top, float(np.divide(d, m, out=m).max())
 
 
 def off_pattern_zero(J, on):
@@ -202,6 +235,7 @@ class Verdict:
         self.f32 = context.dtype == "float32"
         self.cot = np.asarray(context.cotangent, dtype=np.float64)
         self._buffer = None
+        self._buffers = None
         self.passed = True
         self.max_abs = 0.0
         self.max_rel = 0.0
@@ -231,6 +265,12 @@ class Verdict:
             self._feed_elementwise(p)
         else:
             self._feed_columns(p)
+
+    def _work(self, n):
+        """Four float arrays of at least `n` entries, kept for the check's next use."""
+        if self._buffers is None or self._buffers[0].size < n:
+            self._buffers = tuple(np.empty(n) for _ in range(4))
+        return self._buffers
 
     def _scratch(self, shape):
         """An array of `shape` reused from leaf to leaf (each comparison ends before the next
@@ -305,6 +345,95 @@ class Verdict:
                              column=np.broadcast_to(np.arange(n), (N, n)),
                              unverifiable=None if g_unv is None else
                              dense(p.unverifiable, False).astype(bool), reason=p.reason))
+
+    def feed_usual(self, items, oshape) -> list:
+        """feed() of elementwise leaves of the output's shape in the usual case: every
+        partial finite, nothing flagged or unverifiable (the caller knows it: no kink site,
+        a finite output, and the partials finite), so each grad is vᵀ times its partials
+        entry by entry. `items` are (leaf, partials), `partials(lo, hi)` giving the leaf's
+        partials of flat output elements lo..hi (None where they are not all finite). They
+        are taken about BLOCK entries at a time, all the leaves' together, each block
+        computed and compared while it is in cache (one block when Jacobians are compared).
+        Returns the leaves fed: the errors are kept as feed() keeps them (the same
+        arithmetic, entry by entry; a maximum does not depend on the order). It feeds none
+        (and keeps nothing) if any value is not finite or any entry disagrees: the caller
+        then feeds each leaf, which finds and lists what disagrees. A leaf of another shape,
+        or one whose Jacobian has entries off its diagonal, is left to the caller."""
+        N, cot = math.prod(oshape), self.cot
+        if cot.shape == tuple(oshape):
+            cot = cot.reshape(-1)
+        elif cot.size == 1:
+            cot = cot.reshape(())
+        else:
+            return []
+        fed = []                             # (leaf, partials, Jacobian diagonal or None)
+        for leaf, partials in items:
+            if tuple(leaf.eq.shape) != tuple(oshape) or N == 0 or \
+                    leaf.eq.id in self.labeller.whole:
+                continue
+            on = None
+            if leaf.jac is not None:
+                J = leaf.jac.reshape(N, N)
+                on = J.diagonal()            # src_index of a leaf of the output's shape
+                if not off_pattern_zero(J, on):
+                    continue
+            fed.append((leaf, partials, on))
+        jac = any(on is not None for _, _, on in fed)
+        if not fed or (jac and any(on is None for _, _, on in fed)):
+            return []
+        together = jac or N * len(fed) <= BLOCK
+        found = [self._usual_blocks(group, cot, N)
+                 for group in ([fed] if together else [[f] for f in fed])]
+        if None in found:
+            return []
+        for top_abs, top_rel in found:
+            self.max_abs = max(self.max_abs, top_abs)
+            self.max_rel = max(self.max_rel, top_rel)
+        return [leaf for leaf, _, _ in fed]
+
+    def _usual_blocks(self, group, cot, N):
+        """feed_usual()'s comparison of the leaves of `group` together (small ones: one
+        call for all; a large leaf alone, so that a block is of one leaf and in cache): the
+        largest errors, or None where a value is not finite or an entry disagrees."""
+        k = len(group)
+        jac = group[0][2] is not None
+        grads = [leaf.grad.reshape(-1) for leaf, _, _ in group]
+        block = N if jac else max(BLOCK // k, 1)
+        size = min(block, N) * k
+        # a large block's arrays are reused from block to block: fresh ones would fault in
+        # new pages each time
+        work = self._work(size) if size >= SMALL else None
+        top_abs = top_rel = 0.0
+        rtol, atol, rnd = self.rtol, self.atol, self._round
+        with np.errstate(all="ignore"):
+            for lo in range(0, N, block):
+                hi = min(lo + block, N)
+                ds = []
+                for _, partials, _ in group:
+                    d = partials(lo, hi)
+                    if d is None:
+                        return None
+                    if d.shape != (hi - lo,):        # a number: the same at every element
+                        d = np.full(hi - lo, d, dtype=np.float64) if work is None else \
+                            np.broadcast_to(np.float64(d), (hi - lo,))
+                    elif d.dtype != np.float64:
+                        d = d.astype(np.float64)
+                    ds.append(d)
+                D = np.concatenate(ds) if k > 1 else ds[0]
+                c = cot if cot.ndim == 0 else cot[lo:hi]
+                terms = np.multiply(D.reshape(k, hi - lo), c, out=None if work is None else
+                                    work[3][:D.size].reshape(k, hi - lo)).reshape(-1)
+                g = np.concatenate([a[lo:hi] for a in grads]) if k > 1 else grads[0][lo:hi]
+                found = [_close(rnd(terms), g, rtol, atol, work and work[:3])]
+                if jac:                              # one block: the whole diagonals
+                    ons = [on for _, _, on in group]
+                    found.append(_close(rnd(D), np.concatenate(ons) if k > 1 else ons[0],
+                                        rtol, atol, work and work[:3]))
+                for q in found:
+                    if q is None:
+                        return None
+                    top_abs, top_rel = max(top_abs, q[0]), max(top_rel, q[1])
+        return top_abs, top_rel
 
     def _feed_columns(self, p: Partials):
         """Row r of `p.d` is the column of the Jacobian for leaf element picks[r] (over every
