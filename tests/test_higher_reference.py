@@ -25,8 +25,12 @@ CASES = [c for c in json.loads(REFERENCE.read_text())["cases"] if "expected" in 
 # other field must agree.
 # torch's nested jacfwd at NaNs and infinities from order 2 on: gradcalc takes torch's
 # efficient zero tangents (forward_mode.Nested) but its programs are not torch's formulas op
-# for op: here a zero tangent meets an infinite partial in torch's formula (log1p's from
-# order 3) but not in gradcalc's, or the other way round: s / s at 1e-300, where torch's
+# for op: here a zero tangent meets an infinite partial in torch's formula but not in
+# gradcalc's: log1p at -1 from order 3, where torch's log1p_backward adds 1 as a C++ Scalar
+# (add.Scalar, whose tangent self_t.clone() makes an efficient zero real: checked with torch
+# 2.13) and gradcalc's rule `x + 1.0` is add, which keeps it (agreeing needs an identity op
+# without keeps_zero for the rules' Scalar adds: a new op with its own recorded cases);
+# or the other way round: s / s at 1e-300, where torch's
 # div formula (self_t - other_t * result) / other_p never overflows but gradcalc's
 # transposed rule does (that formula in div's nested_jvp makes it agree, and breaks
 # asin/acos at 1, whose rules write torch's rsqrt as 1 / sqrt: a div node cannot tell);
