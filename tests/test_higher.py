@@ -115,6 +115,19 @@ def test_taylor_of_sin_exp_to_order_8():
     np.testing.assert_allclose([float(v) for v in got], want, rtol=1e-12)
 
 
+def test_taylor_of_a_number_over_zero_is_torchs_reciprocal_times_the_number():
+    # torch 2.13's nested jacfwd of 2/x (reciprocal(x) * 2) along u = [1, -0.5, 2] at
+    # x = [0, 2, -0.5]: reciprocal's tangent -u * (r * r) negates u by a real op, so at 0
+    # the zeros of the next order meet r * r = inf: NaN from order 2 (gradcalc's transposed
+    # div gave +-inf there)
+    g = comp("2/x", x=[0.0, 2.0, -0.5])
+    got = higher.taylor(g, g.output, {"x": np.array([1.0, -0.5, 2.0])}, 4, LIMITS)
+    want = [[-math.inf, 0.25, -16.0], [math.nan, 0.125, -128.0],
+            [math.nan, 0.09375, -1536.0], [math.nan, 0.09375, -24576.0]]
+    for k, (a, b) in enumerate(zip(got, want), 1):
+        np.testing.assert_array_equal(a, b, err_msg=f"order {k}")
+
+
 def test_hessian_of_sum_cubes():
     g = comp("sum(x**3)", x=[1, 2])
     H = higher.hessian(g, g.output, np.ones(()), ["x"], LIMITS)

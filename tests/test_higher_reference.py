@@ -25,12 +25,20 @@ CASES = [c for c in json.loads(REFERENCE.read_text())["cases"] if "expected" in 
 # other field must agree.
 # torch's nested jacfwd at NaNs and infinities from order 2 on: gradcalc takes torch's
 # efficient zero tangents (forward_mode.Nested) but its programs are not torch's formulas op
-# for op: here a zero tangent meets an infinite partial in torch's formula (torch's `1/x` is
-# reciprocal(x) * 1, whose -self_t makes real zeros; log1p's) but not in gradcalc's, or
-# the other way round (s / s, prod's exclusive products at tiny values)
+# for op: here a zero tangent meets an infinite partial in torch's formula but not in
+# gradcalc's: log1p at -1 from order 3, where torch's log1p_backward adds 1 as a C++ Scalar
+# (add.Scalar, whose tangent self_t.clone() makes an efficient zero real: checked with torch
+# 2.13) and gradcalc's rule `x + 1.0` is add, which keeps it (agreeing needs an identity op
+# without keeps_zero for the rules' Scalar adds: a new op with its own recorded cases);
+# or the other way round: s / s at 1e-300, where torch's
+# div formula (self_t - other_t * result) / other_p never overflows but gradcalc's
+# transposed rule does (that formula in div's nested_jvp makes it agree, and breaks
+# asin/acos at 1, whose rules write torch's rsqrt as 1 / sqrt: a div node cannot tell);
+# prod at denormals, where torch (under jacfwd, a wrapped tensor: prod_safe_zeros_backward)
+# runs cumprod_jvp, (self_t / self_p).cumsum() * result, whose 1 / 5e-324 = inf meets a 0,
+# and gradcalc has no cumprod op to run it (README)
 FORWARD_MODE_CONVENTIONS = {
     'kink/log1p-at-minus-1': ('taylor',),
-    'nonfinite/recip-zero': ('taylor',),
     'edge/div/same-leaf-tiny': ('taylor',),
     'edge/prod/tiny': ('taylor',),
     # nested jacfwd of prod over a zero: from order 3 torch's numbers are not the derivatives

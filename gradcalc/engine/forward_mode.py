@@ -30,7 +30,8 @@ class Nested:
     (the leaves named ZERO + shape), nor their products with a missing tangent. A one-input
     pointwise op's tangent is its VJP rule applied to the tangent, torch's
     auto_element_wise (rsqrt(1 - x²)·u for asin: the zero meets the partial by a
-    product), not the rule transposed. `order`: the orders already taken."""
+    product), not the rule transposed; an entry's `nested_jvp` (torch's own formula, 1 / x
+    as reciprocal) comes before both. `order`: the orders already taken."""
 
     __slots__ = ("order",)
 
@@ -60,9 +61,11 @@ def jvp_program(graph, output: int, tangent: dict, limits, values=None,
             if ins is EFFICIENT:
                 tans[eq.id] = EFFICIENT
                 continue
-            if nested is not None and eq.op.pointwise and len(ins) == 1 and eq.op.jvp is None:
+            tan = _nested_formula(t, eq, ins) if nested is not None else None
+            if tan is None and nested is not None and eq.op.pointwise and len(ins) == 1 \
+                    and eq.op.jvp is None:
                 tan = _element_wise(t, eq, ins[0])
-            else:
+            elif tan is None:
                 tan = _node_tangent(t, eq, ins, limits)
             if tan is not None:
                 tans[eq.id] = t.b.lift(plain.sum_to(tan, 0, (), eq.shape))
@@ -105,6 +108,14 @@ def _zeros(t: Traced, graph, shape):
     if name in t.b.comp.leaves:
         return Tracer(t.b, t.b.comp.leaves[name])
     return t.b.leaf(name, np.zeros(shape, graph.dtype))
+
+
+def _nested_formula(t: Traced, eq, ins: list):
+    """Node `eq`'s tangent by its entry's `nested_jvp` (torch's own formula, read by Nested
+    alone), or None where it has none or declines."""
+    if eq.op.nested_jvp is None:
+        return None
+    return eq.op.nested_jvp(ins, t.nodes[eq.id], *[t.nodes[i] for i in eq.inputs], **eq.params)
 
 
 def _element_wise(t: Traced, eq, u):

@@ -269,6 +269,8 @@ class Tracer:
         return handler(self.b, *args, **kwargs)
 
     __gradcalc_traced__ = True      # what ops.traced asks
+    # what ops.constant asks
+    __gradcalc_constant__ = property(lambda self: self.b.comp.nodes[self.id].kind == "const")
 
     def __gradcalc_record__(self, op, inputs, params):      # ops.recorded
         return self.b.apply(op, inputs, params)

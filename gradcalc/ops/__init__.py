@@ -67,6 +67,11 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
   neg), which the next order of a nested jacfwd differentiates (engine/forward_mode.py's
   Nested). Checked with torch 2.13: `torch._efficientzerotensor(3).neg()._is_zerotensor()`
   is False, `... * x` and `.reshape(...)` are True.
+- `nested_jvp(tangents, ans, *arrays, **params)`: torch's forward-mode formula where it is
+  the transposed VJP rule but for rounding at finite values (a number over x, which torch
+  runs as reciprocal(x) * number), read by Nested alone, where a value is not finite and
+  the formula's own zeros and infinities decide the next order; J·u and finite Taylor keep
+  the transposed rule's numbers. None from it: the transposed rule.
 - `ufuncs`: numpy ufuncs that compute this op besides its `forward` (a forward that is a
   ufunc counts by itself), so that a rule calling them on traced arrays records this op
   (engine/traced.py). A traced array's type defines `__gradcalc_traced__` (`traced(a)`
@@ -174,6 +179,7 @@ class Op:
     ufuncs: tuple = ()                  # numpy ufuncs a rule may use for this op
     jvp: Callable | None = None         # torch's forward-mode formula, where it is its own
     keeps_zero: bool = False            # torch's ZeroTensor kernel passes a zero tangent on
+    nested_jvp: Callable | None = None  # torch's forward formula, for the non-finite route
     params: tuple = field(default=(), init=False)
 
     def __post_init__(self):
@@ -213,6 +219,13 @@ def traced(a) -> bool:
     """Whether `a` is a traced array (engine/traced.py): the rule running on it is being
     recorded to be differentiated again, where torch's formulas see GradMode enabled."""
     return getattr(type(a), "__gradcalc_traced__", False)
+
+
+def constant(a) -> bool:
+    """Whether traced array `a` is a constant of its program (a number the user wrote), which
+    torch's Python operators take as a Python scalar, not a tensor (`1 / x` is
+    reciprocal(x) * 1)."""
+    return getattr(a, "__gradcalc_constant__", False)
 
 
 def recorded(op: Op, *arrays, **params):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, elementwise_infer, register, traced
+from . import Kink, Op, constant, elementwise_infer, register, traced
 from ..errors import GradcalcError
 
 LN2 = math.log(2.0)
@@ -242,11 +242,12 @@ register(Op("elu", "x, alpha:number=1.0",
 
 # --- binary arithmetic --------------------------------------------------------------
 def binary(name, sig, forward, rules, sympy, torch, samples, syntax="", doc="", kinks=(),
-           at_site=None, ufuncs=(), sympy_terms=None, jvp=None, keeps_zero=False):
+           at_site=None, ufuncs=(), sympy_terms=None, jvp=None, keeps_zero=False,
+           nested_jvp=None):
     register(Op(name, sig, forward, rules, elementwise_infer(name), torch, "elementwise",
                 sympy=sympy, samples=samples, doc=doc, pointwise=True, syntax=syntax,
                 kinks=kinks, at_site=at_site, ufuncs=ufuncs, sympy_terms=sympy_terms, jvp=jvp,
-                keeps_zero=keeps_zero))
+                keeps_zero=keeps_zero, nested_jvp=nested_jvp))
 
 
 _XY = {"x": (2, 3), "y": (3,)}
@@ -261,6 +262,22 @@ binary("sub", "x, y", np.subtract, (lambda g, ans, x, y: g, lambda g, ans, x, y:
 binary("mul", "x, y", np.multiply, (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
        lambda sp, x, y: x * y, "MulBackward0", (("x * y", _XY, (-2.0, 2.0)),), syntax="*",
        ufuncs=(np.logical_and, np.bitwise_and), keeps_zero=True)   # `&` of 0/1 masks: product
+def _div_nested(tangents, ans, x, y):
+    """A number over y is torch's reciprocal(y) * number (`1 / x` in Python): its tangent is
+    reciprocal's auto_element_wise, -y_t * (r * r), times the number, and the `-` is a real
+    op (neg has no ZeroTensor kernel), so 1/x at 0 is NaN from order 2 as in torch (a rule's
+    1 / sqrt, torch's rsqrt, takes it too: asin and acos at 1 still agree). None (the
+    transposed rule) for any other div: torch's (self_t - other_t * result) / other_p
+    would suit `s / s` at 1e-300, but taken for every div it breaks asin and acos at 1,
+    whose chain gradcalc writes with divs where torch runs rsqrt, and a div node cannot
+    tell where it came from (README)."""
+    tx, ty = tangents
+    if tx is not None or ty is None or not constant(x):
+        return None
+    r = 1.0 / y
+    return (-ty * (r * r)) * x
+
+
 # div: div_tensor_self_backward is grad / other; div_tensor_other_backward is
 # -grad * ((self / other) / other), an order that neither overflows nor underflows where the
 # gradient is a float (s/s at 1e-300 has grad 0, not -grad * s / s^2 = -inf)
@@ -271,7 +288,7 @@ binary("div", "x, y", np.divide,
        lambda site: "MulBackward0" if site.consts and site.consts[0] else "DivBackward0",
        (("x / y", _XY, (0.5, 2.0)),), syntax="/",
        kinks=(Kink("x / 0 in IEEE arithmetic: grad / y and -grad * ((x / y) / y)",
-                   lambda x, y, **_: y == 0),), keeps_zero=True)
+                   lambda x, y, **_: y == 0),), keeps_zero=True, nested_jvp=_div_nested)
 
 
 def pow_number(x, e: float):
