@@ -330,8 +330,15 @@ def tmux_screen(args, columns, rows=60):
     cmd = (f"env PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color "
            f"{shlex.quote(sys.executable)} -m gradcalc "
            + " ".join(shlex.quote(a) for a in args) + f"; echo {done}; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(columns), "-y",
-                    str(rows), cmd], check=True)
+    for attempt in range(3):
+        # a tmux server that another client is starting or ending at the same moment
+        # refuses the new session once in a while (seen under load): try again
+        made = subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(columns),
+                               "-y", str(rows), cmd], capture_output=True, text=True)
+        if made.returncode == 0:
+            break
+        time.sleep(0.5)
+    assert made.returncode == 0, made.stderr
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
