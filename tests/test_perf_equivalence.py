@@ -707,3 +707,25 @@ def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkey
     assert seen == [not paused]
     assert gc.isenabled()
     assert r.grads["x"].tolist() == [(length + 1) // 2] * 2
+
+
+def test_what_a_pause_made_is_moved_old_and_a_callers_frozen_objects_stay_frozen():
+    """The end of compute()'s pause moves the objects it made to the oldest generation (no
+    young collection walks them), by freeze and unfreeze, but never when the caller froze
+    objects of its own: those stay frozen."""
+    import gc
+    from gradcalc import api
+    text = "+".join(["x"] * 10_001)
+    r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    assert any(o is r.graph.nodes[-1] for o in gc.get_objects(generation=2))
+    mine = [[] for _ in range(3)]
+    gc.freeze()
+    try:
+        r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
+        assert not any(o is mine for g in range(3) for o in gc.get_objects(generation=g))
+        assert r.grads["x"].tolist() == [10_001.0] * 2
+    finally:
+        gc.unfreeze()
+    del mine
