@@ -124,6 +124,7 @@ class Compiler:
                                              "gradcalc; give the extern another name")
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
+        self.itemsize = self.dtype.itemsize
         self.limits = limits
         self.nodes: list[Eq] = []
         self.bytes = 0
@@ -143,6 +144,17 @@ class Compiler:
 
     # -- nodes -------------------------------------------------------------------------
     def _account(self, shape, pos):
+        # (every node passes here: the four limits tested at once, then named one by one)
+        limits = self.limits
+        size = math.prod(shape)
+        if len(shape) > limits.max_ndim or size > limits.max_elements or \
+                self.bytes + size * self.itemsize > limits.max_memory or \
+                len(self.nodes) >= limits.max_nodes:
+            self._refuse(shape, pos)
+        self.bytes += size * self.itemsize
+
+    def _refuse(self, shape, pos):
+        """The first limit a node of `shape` goes over, as an error."""
         if len(shape) > self.limits.max_ndim:
             raise GradcalcError("limit", f"an array with {len(shape)} dimensions is over the limit "
                                          f"of {self.limits.max_ndim}", pos)
@@ -151,12 +163,10 @@ class Compiler:
             raise GradcalcError("limit", f"an array of shape {tuple(shape)} has {size:,} elements, "
                                          f"over the limit of {self.limits.max_elements:,} "
                                          "(--max-elements)", pos)
-        self.bytes += size * self.dtype.itemsize
-        if self.bytes > self.limits.max_memory:
+        if self.bytes + size * self.itemsize > self.limits.max_memory:
             raise GradcalcError("limit", "the calculation needs more than the memory limit of "
                                          f"{fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
-        if len(self.nodes) >= self.limits.max_nodes:
-            raise self.too_many_nodes(pos)
+        raise self.too_many_nodes(pos)
 
     def too_many_nodes(self, pos, estimated=False) -> GradcalcError:
         about = " (counted before inlining its functions)" if estimated else ""
@@ -317,6 +327,9 @@ class Compiler:
             args = vals[len(vals) - n:] if n else []
             if n:
                 del vals[len(vals) - n:]
+            if node.kind == "binary":   # the commonest node, without reduce(); a: its operator
+                vals.append(self.apply(OPS[_BINOPS[node.a]], args, {}, node.pos))
+                continue
             result = self.reduce(node, args, env, funcs, work)
             if result is not None:
                 vals.append(result)
@@ -330,8 +343,6 @@ class Compiler:
             if node.op == "+":
                 return args[0]
             return self.apply(OPS["neg"], args, {}, node.pos)
-        if k == "binary":
-            return self.apply(OPS[_BINOPS[node.op]], args, {}, node.pos)
         if k == "attr":
             return self.apply(OPS["transpose"], args, {}, node.pos)
         if k == "array":
