@@ -205,10 +205,12 @@ class Compiler:
         return self.add("const", None, (), {}, value.shape, pos, value=value)
 
     def leaf(self, name, value, pos) -> int:
-        value = np.asarray(value, dtype=self.dtype)
+        if type(value) is not np.ndarray or value.dtype is not self.dtype:
+            value = np.asarray(value, dtype=self.dtype)     # (a bound array mostly is one)
         i = self.add("leaf", None, (), {}, value.shape, pos, value=value, name=name)
-        self.nodes[i].requires_grad = self.wrt is None or name in self.wrt
-        self.nodes[i].torch = "AccumulateGrad"
+        eq = self.nodes[i]
+        eq.requires_grad = self.wrt is None or name in self.wrt
+        eq.torch = "AccumulateGrad"
         if name not in self.leaves:
             self.leaf_order.append(name)
         self.leaves[name] = i
