@@ -47,14 +47,47 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
     """
     limits = limits or _DEFAULT_LIMITS
-    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype,
-                                 seed, tangent, hessian, hvp, taylor, steps), limits, API)
-    with _gc_paused(len(text) >= GC_PAUSE_MIN):
-        if not externs:
-            return run(text, vars, settings, limits, cache=PROGRAMS)
-        from .extern import Externs
-        with Externs(functions=externs, limits=limits) as ex:
-            return run(text, vars, settings, limits, externs=ex)
+    options = (wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed, tangent, hessian,
+               hvp, taylor, steps)
+    if externs:
+        settings = validate(Settings(grad, *options), limits, API)
+        with _gc_paused(len(text) >= GC_PAUSE_MIN):
+            from .extern import Externs
+            with Externs(functions=externs, limits=limits) as ex:
+                return run(text, vars, settings, limits, externs=ex)
+    s = _api_settings(text, grad, options, limits)
+    if len(text) < GC_PAUSE_MIN:
+        return calculate(text, vars, s, limits, cache=PROGRAMS)
+    with _gc_paused(True):
+        return calculate(text, vars, s, limits, cache=PROGRAMS)
+
+
+# compute()'s options validated and resolved over the text's `#:` lines, per text, limits
+# and options: a repeated call (the same options, other values) skips both steps
+_RESOLVED: dict = {}
+
+
+def _api_settings(text, grad, options: tuple, limits: Limits) -> Settings:
+    """The settings of one compute() call, with its `grad`. The key holds each option's type
+    as well as its value (repeat=True is refused where repeat=1 is not, though they are
+    equal); an unhashable option (a list for wrt, SPEC 9's directions) is never kept."""
+    try:
+        key = (text, PROGRAMS.limits_key(limits), options, tuple(map(type, options)))
+        hit = _RESOLVED.get(key)
+    except TypeError:
+        key = hit = None
+    if hit is None:
+        hit = _settings(text, validate(Settings(None, *options), limits, API), limits,
+                        PROGRAMS)
+        if key is not None:
+            if len(_RESOLVED) >= ProgramCache.MAX_PROGRAMS:
+                _RESOLVED.clear()
+            _RESOLVED[key] = hit
+    s = object.__new__(Settings)          # a copy of the kept settings, with this grad
+    s.__dict__.update(hit.__dict__)
+    if grad is not None:
+        s.grad = grad
+    return s
 
 
 # a long program text makes one graph node after another, all alive to the end: the
@@ -72,6 +105,14 @@ def _gc_paused(pause: bool):
     try:
         yield
     finally:
+        # what the pause made (the graph, its values: a million objects at 10^5 operations)
+        # would all be young, and the first collection after it would walk every one of them
+        # to find them alive (0.15-0.4 s): freeze and unfreeze move them to the oldest
+        # generation without a walk, collectable as any old object. Not when the caller
+        # froze objects of its own (a pre-fork server): unfreeze would thaw those too.
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()
 
 
@@ -79,6 +120,8 @@ _NUMBER_TYPES = {float, int}
 
 
 def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
+    if type(v) is np.ndarray and v.dtype is dtype:
+        return v          # (the commonest case of the checks below, first)
     if type(v) is list and 0 < len(v) <= 64 and len(v) <= limits.max_elements and \
             set(map(type, v)) <= _NUMBER_TYPES:
         try:              # a short flat list of numbers: from_json's own conversion
@@ -111,7 +154,16 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     of the text are validated here and given way to); `externs` (extern.Externs, entered)
     are the run's opaque functions. With `defer_checks` the cross-checks are left to
     `result.finish_checks()`, so a front end can show the answer first."""
-    s = _settings(text, settings, limits, cache)
+    return calculate(text, raw_vars, _settings(text, settings, limits, cache), limits,
+                     stdin=stdin, allow_files=allow_files, cache=cache, externs=externs,
+                     defer_checks=defer_checks)
+
+
+def calculate(text: str, raw_vars: dict, s: Settings, limits: Limits, *, stdin=None,
+              allow_files=True, cache: ProgramCache | None = None, externs=None,
+              defer_checks: bool = False) -> Result:
+    """`run` with its settings resolved already (over the text's `#:` lines, with the
+    defaults filled in)."""
     dtype = np.dtype(s.dtype)
     read = lambda v, label: value_of(v, label, dtype, limits, s.seed, stdin,  # noqa: E731
                                      allow_files)

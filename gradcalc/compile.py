@@ -124,6 +124,7 @@ class Compiler:
                                              "gradcalc; give the extern another name")
         self.bindings = dict(bindings or {})
         self.dtype = np.dtype(dtype)
+        self.itemsize = self.dtype.itemsize
         self.limits = limits
         self.nodes: list[Eq] = []
         self.bytes = 0
@@ -143,6 +144,17 @@ class Compiler:
 
     # -- nodes -------------------------------------------------------------------------
     def _account(self, shape, pos):
+        # (every node passes here: the four limits tested at once, then named one by one)
+        limits = self.limits
+        size = math.prod(shape)
+        if len(shape) > limits.max_ndim or size > limits.max_elements or \
+                self.bytes + size * self.itemsize > limits.max_memory or \
+                len(self.nodes) >= limits.max_nodes:
+            self._refuse(shape, pos)
+        self.bytes += size * self.itemsize
+
+    def _refuse(self, shape, pos):
+        """The first limit a node of `shape` goes over, as an error."""
         if len(shape) > self.limits.max_ndim:
             raise GradcalcError("limit", f"an array with {len(shape)} dimensions is over the limit "
                                          f"of {self.limits.max_ndim}", pos)
@@ -151,12 +163,10 @@ class Compiler:
             raise GradcalcError("limit", f"an array of shape {tuple(shape)} has {size:,} elements, "
                                          f"over the limit of {self.limits.max_elements:,} "
                                          "(--max-elements)", pos)
-        self.bytes += size * self.dtype.itemsize
-        if self.bytes > self.limits.max_memory:
+        if self.bytes + size * self.itemsize > self.limits.max_memory:
             raise GradcalcError("limit", "the calculation needs more than the memory limit of "
                                          f"{fmt_bytes(self.limits.max_memory)} (--max-memory)", pos)
-        if len(self.nodes) >= self.limits.max_nodes:
-            raise self.too_many_nodes(pos)
+        raise self.too_many_nodes(pos)
 
     def too_many_nodes(self, pos, estimated=False) -> GradcalcError:
         about = " (counted before inlining its functions)" if estimated else ""
@@ -175,8 +185,11 @@ class Compiler:
         self._account(shape, pos)
         eq = Eq(len(self.nodes), kind, op, tuple(inputs), params, tuple(shape), pos, name, value)
         if kind == "op":
-            eq.requires_grad = any(self.nodes[i].requires_grad and op.vjp(j) is not None
-                                   for j, i in enumerate(inputs))
+            nodes = self.nodes
+            for j, i in enumerate(inputs):
+                if nodes[i].requires_grad and op.vjp(j) is not None:
+                    eq.requires_grad = True
+                    break
             # the site (operand kinds and ranks) only for an op whose name depends on it
             eq.torch = op.torch_name(self._site(inputs, params)) if callable(op.torch) \
                 else op.torch
@@ -192,10 +205,12 @@ class Compiler:
         return self.add("const", None, (), {}, value.shape, pos, value=value)
 
     def leaf(self, name, value, pos) -> int:
-        value = np.asarray(value, dtype=self.dtype)
+        if type(value) is not np.ndarray or value.dtype is not self.dtype:
+            value = np.asarray(value, dtype=self.dtype)     # (a bound array mostly is one)
         i = self.add("leaf", None, (), {}, value.shape, pos, value=value, name=name)
-        self.nodes[i].requires_grad = self.wrt is None or name in self.wrt
-        self.nodes[i].torch = "AccumulateGrad"
+        eq = self.nodes[i]
+        eq.requires_grad = self.wrt is None or name in self.wrt
+        eq.torch = "AccumulateGrad"
         if name not in self.leaves:
             self.leaf_order.append(name)
         self.leaves[name] = i
@@ -207,12 +222,13 @@ class Compiler:
         return self._rng
 
     def apply(self, op: Op, inputs, params, pos) -> int:
-        for i in inputs:
+        nodes = self.nodes
+        for i in inputs if self.none_nodes else ():
             if i in self.none_nodes:
                 raise GradcalcError("call", "None can only stand for a left-out argument, "
                                             "as in clamp(x, None, 1) or sum(x, dim=None)",
-                                    self.nodes[i].pos)
-        shapes = [self.nodes[i].shape for i in inputs]
+                                    nodes[i].pos)
+        shapes = [nodes[i].shape for i in inputs]
         try:
             shape, params = op.infer(shapes, params)
         except GradcalcError as err:
@@ -225,7 +241,9 @@ class Compiler:
             params = dict(params, _dtype=self.dtype)
             if op.random:
                 params["_rng"] = self.rng()
-        if all(self.nodes[i].kind == "const" for i in inputs):
+        # (the first input decides most calls at once: a variable's op is never folded)
+        if (not inputs or nodes[inputs[0]].kind == "const") and \
+                all(nodes[i].kind == "const" for i in inputs):
             self._account(shape, pos)          # check before allocating
             self.bytes -= math.prod(shape) * self.dtype.itemsize
             try:
@@ -249,7 +267,8 @@ class Compiler:
             raise GradcalcError("syntax", "the last statement must be an expression or an "
                                           "assignment: it is the output", last.pos)
         out, out_name = None, None
-        for st in stmts:
+        ends = [st.pos for st in stmts[1:]] + [len(self.source)]
+        for st, end in zip(stmts, ends):
             if st.kind == "funcdef":
                 if st.name in self.externs:
                     raise GradcalcError("name", f"'{st.name}' is an extern (--extern); the "
@@ -257,7 +276,11 @@ class Compiler:
                 cost = _min_nodes(st.body, self.funcs, self.limits.max_nodes)
                 self.funcs[st.name] = (st.params, st.body, dict(self.funcs), cost)
                 continue
-            self.expand_bounded(st.value, self.funcs)
+            # without functions to inline, a statement's bound is at most its characters
+            # (each node it counts has a token of its own): count it only when that could
+            # reach the limit (a walk of every statement was a seventh of compiling)
+            if self.funcs or len(self.nodes) + end - st.pos > self.limits.max_nodes:
+                self.expand_bounded(st.value, self.funcs)
             if st.kind == "assign":
                 refs = self.var_refs
                 value = self.not_none(self.expr(st.value))
@@ -295,6 +318,9 @@ class Compiler:
         while work:
             node, env, funcs, n = work.pop()
             if n < 0:                   # first visit: its children first, then it again
+                if node.kind == "name":     # (no children: reduced at once)
+                    vals.append(self.lookup(node, env, funcs))
+                    continue
                 kids = _children(node)
                 work.append((node, env, funcs, len(kids)))
                 for kid in reversed(kids):
@@ -303,6 +329,9 @@ class Compiler:
             args = vals[len(vals) - n:] if n else []
             if n:
                 del vals[len(vals) - n:]
+            if node.kind == "binary":   # the commonest node, without reduce(); a: its operator
+                vals.append(self.apply(OPS[_BINOPS[node.a]], args, {}, node.pos))
+                continue
             result = self.reduce(node, args, env, funcs, work)
             if result is not None:
                 vals.append(result)
@@ -312,14 +341,10 @@ class Compiler:
         k = node.kind
         if k == "num":
             return self.const(float(node.text), node.pos)
-        if k == "name":
-            return self.lookup(node, env, funcs)
         if k == "unary":
             if node.op == "+":
                 return args[0]
             return self.apply(OPS["neg"], args, {}, node.pos)
-        if k == "binary":
-            return self.apply(OPS[_BINOPS[node.op]], args, {}, node.pos)
         if k == "attr":
             return self.apply(OPS["transpose"], args, {}, node.pos)
         if k == "array":
@@ -485,6 +510,9 @@ class Compiler:
 
     def bind(self, op: Op, pos_args, kw_args, node):
         """Match a call's arguments to the op's signature: array inputs and constant params."""
+        if not kw_args and len(pos_args) == _arrays_only(op) and not (
+                self.none_nodes and any(i in self.none_nodes for i in pos_args)):
+            return list(pos_args), {}     # sin(x), f(a, b): the general walk below, shortened
         pos = node.pos
         kw_pos = {kname: kp for kname, _, kp in node.kwargs}
         arg_pos = [a.pos for a in node.args]
@@ -552,6 +580,20 @@ class Compiler:
             return
         inputs.append(self.const(p.default, pos))
         params["_absent"] = params.get("_absent", ()) + (p.name,)
+
+
+_ARRAYS_ONLY: dict = {}
+
+
+def _arrays_only(op: Op) -> int:
+    """How many parameters `op` has when every one is a required positional array (then a
+    call with that many positional arguments binds each to an input), else -1."""
+    hit = _ARRAYS_ONLY.get(id(op))
+    if hit is None or hit[0] is not op:
+        simple = op.params and all(p.kind == "array" and not p.optional and not p.kwonly
+                                   for p in op.params)
+        hit = _ARRAYS_ONLY[id(op)] = (op, len(op.params) if simple else -1)
+    return hit[1]
 
 
 def _sig_hint(op: Op) -> str:

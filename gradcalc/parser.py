@@ -140,7 +140,7 @@ class Frame:
         self.kind, self.tok, self.rbp, self.left = kind, tok, rbp, left
         self.items, self.kwargs = items, kwargs
         self.keyword = self.parts = self.start = None
-        self.seen = set()          # keyword names of a call so far
+        self.seen = None           # keyword names of a call so far (a set from the first)
         self.k = 0
 
 
@@ -181,17 +181,23 @@ class Parser:
     def expr(self, rbp: int = 0) -> Node:
         frames: list[Frame] = []
         self.check_depth(frames)
+        tokens = self.tokens
         left = None
         while True:
+            tok = tokens[self.i]
             if left is None:
-                left, rbp = self.prefix(frames, rbp)
+                if tok.kind == "name" or tok.kind == "num":    # prefix()'s commonest, inline
+                    self.i += 1
+                    left = Node(tok.kind, tok.pos, tok.text)
+                else:
+                    left, rbp = self.prefix(frames, rbp)
                 continue
-            tok = self.peek()
             t = tok.text if tok.kind == "op" else None
-            if t in _INFIX and _INFIX[t] > rbp:
-                self.next()
+            bp = _INFIX.get(t, 0)
+            if bp > rbp:
+                self.i += 1
                 self.push(frames, Frame("binary", tok, rbp, left=left))
-                left, rbp = None, _INFIX[t] - 1 if t in _RIGHT else _INFIX[t]
+                left, rbp = None, bp - 1 if t in _RIGHT else bp
             elif t is not None and t in "([." and _POSTFIX_BP > rbp:
                 left, rbp = self.postfix(frames, left, rbp)
             elif not frames:
@@ -306,7 +312,9 @@ class Parser:
         if tok.kind == "name" and nxt is not None and nxt.kind == "op" and nxt.text == "=":
             self.next()
             self.next()
-            if tok.text in f.seen:
+            if f.seen is None:
+                f.seen = set()
+            elif tok.text in f.seen:
                 raise GradcalcError("call", f"keyword argument '{clip(tok.text)}' given twice",
                                     tok.pos)
             f.seen.add(tok.text)

@@ -44,7 +44,7 @@ class ProgramCache:
 
     def settings(self, text: str, limits: Limits) -> Settings:
         """The text's `#:` options, validated, once per text and limits."""
-        key = (text, self._limits_key(limits))
+        key = (text, self.limits_key(limits))
         hit = self._settings.get(key)
         if hit is None:
             hit = validate(program_settings(text), limits, CLI)
@@ -53,7 +53,8 @@ class ProgramCache:
             self._settings[key] = hit
         return hit
 
-    def _limits_key(self, limits: Limits) -> tuple:
+    def limits_key(self, limits: Limits) -> tuple:
+        """A hashable key of `limits`' fields, made again only when they change."""
         lim, fields, key = self._limits
         if lim is not limits or fields != vars(limits):
             fields = dict(vars(limits))
@@ -66,7 +67,7 @@ class ProgramCache:
         """The compiled program for these bindings (externs are fixed for the cache's life:
         one run's, declared on the command line)."""
         key = (text, dtype.str, None if s.wrt is None else tuple(s.wrt), s.seed,
-               self._limits_key(limits), *[(name, v.shape) for name, v in bindings.items()])
+               self.limits_key(limits), *[(name, v.shape) for name, v in bindings.items()])
         hit = self._graphs.get(key)
         if hit is not None:
             template, bound = hit

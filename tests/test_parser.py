@@ -14,6 +14,7 @@ import pytest
 
 import gradcalc
 from gradcalc.errors import GradcalcError, caret_lines
+from gradcalc.lexer import tokenize
 from gradcalc.parser import parse_expression, parse_program, sexpr
 
 from gradcalc.errors import Limits as _Limits  # noqa: E402
@@ -228,6 +229,40 @@ ERRORS = [
     ("a=1;\n\nb=+;", "syntax", 9, "found ';'"),
     ("a=1\nb=(2+\n3\nc=4", "syntax", 12, "expected ')' to close '(' at column 7 but found 'c'"),
 ]
+
+
+# the lexer cuts the text with one regex and classifies each piece by its first character:
+# every kind of piece, with the positions a caret uses
+TOKENS = [
+    (".5+x.T", [("num", ".5", 0), ("op", "+", 2), ("name", "x", 3), ("op", ".", 4),
+                ("name", "T", 5)]),
+    ("1.5e-3*_a1", [("num", "1.5e-3", 0), ("op", "*", 6), ("name", "_a1", 7)]),
+    ("a!=b\t<=c**2", [("name", "a", 0), ("op", "!=", 1), ("name", "b", 3), ("op", "<=", 5),
+                      ("name", "c", 7), ("op", "**", 8), ("num", "2", 10)]),
+    ("f(a,\n b) # c\n[1]; y", [
+        ("name", "f", 0), ("op", "(", 1), ("name", "a", 2), ("op", ",", 3), ("name", "b", 6),
+        ("op", ")", 7), ("sep", "\n", 12), ("op", "[", 13), ("num", "1", 14),
+        ("op", "]", 15), ("sep", ";", 16), ("name", "y", 18)]),
+    ("x)\n1.", [("name", "x", 0), ("op", ")", 1), ("sep", "\n", 2), ("num", "1.", 3)]),
+]
+
+
+@pytest.mark.parametrize("text,expected", TOKENS, ids=[repr(t[0]) for t in TOKENS])
+def test_tokens_and_positions(text, expected):
+    assert [tuple(t) for t in tokenize(text)] == expected + [("eof", "", len(text))]
+
+
+@pytest.mark.parametrize("text,position,message", [
+    ("1.5e", 0, "invalid number '1.5e'"), ("x+.5x", 2, "invalid number '.5x'"),
+    ("1_000", 0, "invalid number '1_'"), ("a ! b", 2, "unexpected character '!'"),
+    ("1\u00e9", 1, "U+00E9 LATIN SMALL LETTER E WITH ACUTE"), ("# \u00e9 ok\n@", 8, "")])
+def test_lexer_errors(text, position, message):
+    if not message:                      # a comment may hold any character
+        assert [t.kind for t in tokenize(text)] == ["sep", "op", "eof"]
+        return
+    with pytest.raises(GradcalcError) as exc:
+        tokenize(text)
+    assert exc.value.position == position and message in exc.value.message
 
 
 @pytest.mark.parametrize("text,kind,position,message", ERRORS, ids=[repr(e[0]) for e in ERRORS])

@@ -746,8 +746,9 @@ def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkey
     import gc
     from gradcalc import api
     seen = []
-    real = api.run
-    monkeypatch.setattr(api, "run", lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
+    real = api.calculate
+    monkeypatch.setattr(api, "calculate",
+                        lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
     assert gc.isenabled()
     text = "+".join(["x"] * ((length + 1) // 2))
     r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
@@ -964,3 +965,50 @@ def test_one_block_comparison_equals_the_blocked_one():
                         verdict._close(e, a, 1e-7, 1e-10, work)):
                 assert got == want, name
         assert (want is None) == (name in ("off", "one off", "nan", "inf")), name
+
+def test_what_a_pause_made_is_moved_old_and_a_callers_frozen_objects_stay_frozen():
+    """The end of compute()'s pause moves the objects it made to the oldest generation (no
+    young collection walks them), by freeze and unfreeze, but never when the caller froze
+    objects of its own: those stay frozen."""
+    import gc
+    from gradcalc import api
+    text = "+".join(["x"] * 10_001)
+    r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    assert any(o is r.graph.nodes[-1] for o in gc.get_objects(generation=2))
+    mine = [[] for _ in range(3)]
+    gc.freeze()
+    try:
+        r = api.compute(text, x=[1.0, 2.0], grad=1.0, check="none")
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
+        assert not any(o is mine for g in range(3) for o in gc.get_objects(generation=g))
+        assert r.grads["x"].tolist() == [10_001.0] * 2
+    finally:
+        gc.unfreeze()
+    del mine
+
+
+def test_compute_keeps_resolved_options_and_each_call_keeps_its_grad():
+    """compute() keeps its options validated and resolved over the text's `#:` lines per
+    text, limits and options: a repeated call gives what a first call gives, with its own
+    grad (the text's `#: --grad` where it passes none), and an option of another type
+    (repeat=True, equal to 1) is validated afresh and refused."""
+    from gradcalc import api
+    text = "#: --grad 2\n#: --repeat 2\nsum(a*a)"
+    first = {}
+    for n, grad in enumerate([None, 3.0, None, 0.5, None]):
+        if n == 1:
+            first = dict(api._RESOLVED)
+        r = api.compute(text, a=[1.0, 2.0], grad=grad, check="none")
+        assert r.grads["a"].tolist() == [4.0 * (grad or 2.0), 8.0 * (grad or 2.0)], grad
+        assert r.repeat == 2 and r.cotangent.tolist() == (grad or 2.0)
+    assert first and all(api._RESOLVED[k] is v for k, v in first.items())   # kept, reused
+    assert api.compute(text, a=[1.0, 2.0], repeat=1, check="none").grads["a"].tolist() == \
+        [4.0, 8.0]
+    for _ in range(2):
+        with pytest.raises(GradcalcError, match="repeat"):
+            api.compute(text, a=[1.0, 2.0], repeat=True, check="none")
+    with pytest.raises(GradcalcError, match="check"):
+        api.compute(text, a=[1.0, 2.0], check="nonee")
+    r = api.compute(text, a=[1.0, 2.0], wrt=["a"], check="none")        # a list: not kept
+    assert r.grads["a"].tolist() == [8.0, 16.0]
