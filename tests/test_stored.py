@@ -127,14 +127,16 @@ def _crafted(nodes):
     lambda d: dict(d, key="0" * 64),                                       # another program's
     lambda d: dict(d, leaves={}),
     _crafted([["__import__", 0]]),                                         # an unknown head
-    _crafted([["leaf", "nonexistent"]]),
+    _crafted([["in", 3]]),                                                 # no such input
+    lambda d: dict(d, leaves=dict(d["leaves"], b=dict(d["leaves"]["b"], inputs=["zz"]))),
+    _crafted([["num", float("inf")]]),                                     # json's Infinity
     _crafted([["num", "nan"]]),
     _crafted([["num", 2.0], ["Mul", 0, 7]]),                               # a dangling index
     _crafted([["pow", "cube", 0, 0]]),
     _crafted("4*b"),
     lambda d: [1, 2, 3],
-], ids=["bytes", "truncated", "format", "key", "leaves", "head", "leaf", "nan", "index",
-        "pow", "text", "list"])
+], ids=["bytes", "truncated", "format", "key", "leaves", "head", "input", "leaf", "inf",
+        "nan", "index", "pow", "text", "list"])
 def test_a_corrupt_or_foreign_file_is_a_miss(spoil, tmp_path):
     fresh = run(SEED, None)
     run(SEED, tmp_path)

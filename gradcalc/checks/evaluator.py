@@ -102,6 +102,12 @@ def _table(sp):
     return {getattr(sp, name): f for name, f in SMOOTH.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def _heads(sp):
+    """sympy head -> its name in SMOOTH (a tape's node)."""
+    return {getattr(sp, name): name for name in SMOOTH}
+
+
 class Evaluator:
     """Evaluates sympy trees over numpy values of their symbols (arrays or floats), walking
     each shared subtree once (memo) and without recursion.
@@ -285,62 +291,84 @@ class Tape:
     program with new values; a million elements are taken block by block while they are in
     cache): its distinct subtrees in an order the Evaluator may take them, each the same
     numpy call on the same values, so the same numbers bit for bit, without walking sympy's
-    tree again. Only smooth heads compile (the table's, Pow, numbers, the environment's
-    symbols): a tape has no ties to mark. It does not track overflow either: `run` gives
-    None unless every step's value and the result are finite, and the caller then takes
-    the Evaluator's way, which refines and flags (where every step is finite, nothing
-    overflowed and there is nothing to flag)."""
+    tree again. Only smooth heads compile (SMOOTH's, Pow, numbers, the inputs' symbols): a
+    tape has no ties to mark. It does not track overflow either: `run` gives None unless
+    every step's value and the result are finite, and the caller then takes the Evaluator's
+    way, which refines and flags (where every step is finite, nothing overflowed and there
+    is nothing to flag).
 
-    def __init__(self, slots, consts, steps, result):
-        self.slots = slots           # the symbols whose values `run` is given, in order
-        self.consts = consts         # the numbers, after them
-        self.steps = steps           # (numpy function, positions of its arguments)
-        self.result = result         # position of the derivative
+    Its `nodes` are plain data, which stored.py keeps across processes as they are:
+    ["in", k] the k-th input, ["num", x] a finite number, ["pow", POWERS kind, base,
+    exponent] and [SMOOTH head, argument, ...], arguments by the position of an earlier
+    node. Made from data, a malformed node raises ValueError."""
+
+    def __init__(self, nodes, inputs):
+        self.nodes, self.inputs = nodes, inputs     # inputs: what `run` is given, in order
+        n_in = len(inputs)
+        n_num = sum(1 for node in nodes if node[0] == "num")
+        self.consts, self.steps, at = [], [], []    # at: each node's place among the values
+        for node in nodes:
+            head, *args = node
+            if head == "in":
+                (k,) = args
+                _check_refs([k], n_in)
+                at.append(k)
+            elif head == "num":
+                (x,) = args
+                if not isinstance(x, (int, float)) or not math.isfinite(x):
+                    raise ValueError(f"not a finite number: {x!r}")
+                at.append(n_in + len(self.consts))
+                self.consts.append(np.float64(x))
+            else:
+                if head == "pow":
+                    kind, *args = args
+                    f = POWERS.get(kind) if isinstance(kind, (str, type(None))) else None
+                else:
+                    f = SMOOTH.get(head) if isinstance(head, str) else None
+                if f is None:
+                    raise ValueError(f"not a smooth head: {head!r}")
+                _check_refs(args, len(at))
+                at.append(n_in + n_num + len(self.steps))
+                self.steps.append((f, [at[r] for r in args]))
+        if not at:
+            raise ValueError("an empty tape")
+        self.result = at[-1]                        # the derivative: the last node
 
     @classmethod
-    def compile(cls, session, d, env):
-        """The tape of `d` over the symbols of `env`, or None when it holds a head that is
-        not smooth (Heaviside, a relation, Piecewise, ...) or an atom that is no number."""
-        sp = session.sp
-        table = _table(sp)
-        slots, consts, ops, at = [], [], [], {}
-        stack = [d]
-        while stack:
-            e = stack[-1]
-            if e in at:
-                stack.pop()
-                continue
+    def compile(cls, sp, d, env, tick=None):
+        """The tape of `d` whose inputs are the symbols of `env` it reads, or None when it
+        holds a head that is not smooth (Heaviside, a relation, Piecewise, ...) or an atom
+        that is no finite number. `tick` is the budget's checkpoint, if any."""
+        heads = _heads(sp)
+        inputs, nodes, index = [], [], {}
+        for e in postorder(d, index):
             if not e.args:
-                stack.pop()
                 if e in env:
-                    at[e] = ("slot", len(slots))
-                    slots.append(e)
+                    node = ["in", len(inputs)]
+                    inputs.append(e)
                 elif (e.is_Number or isinstance(e, sp.NumberSymbol)) and e.is_finite:
-                    at[e] = ("const", len(consts))
-                    consts.append(np.float64(float(e)))
+                    try:
+                        node = ["num", float(e)]
+                    except OverflowError:       # an integer past float64's range
+                        return None
+                    if not math.isfinite(node[1]):
+                        return None
                 else:
                     return None
-                continue
-            pending = [a for a in e.args if a not in at]
-            if pending:
-                stack.extend(pending)
-                continue
-            stack.pop()
-            head = type(e)
-            f = POWERS[pow_kind(sp, e.args[1])] if head is sp.Pow else table.get(head)
-            if f is None:
+            elif type(e) is sp.Pow:
+                node = ["pow", pow_kind(sp, e.args[1]), index[e.args[0]], index[e.args[1]]]
+            elif type(e) in heads:
+                node = [heads[type(e)], *(index[a] for a in e.args)]
+            else:
                 return None
-            at[e] = ("op", len(ops))
-            ops.append((f, [at[a] for a in e.args]))
-            if len(ops) % 512 == 0:
-                session.tick()
-        base = {"slot": 0, "const": len(slots), "op": len(slots) + len(consts)}
-        pos = lambda ref: base[ref[0]] + ref[1]          # noqa: E731
-        return cls(slots, consts, [(f, [pos(r) for r in args]) for f, args in ops],
-                   pos(at[d]))
+            index[e] = len(nodes)
+            nodes.append(node)
+            if tick is not None and len(nodes) % 512 == 0:
+                tick()
+        return cls(nodes, inputs)
 
     def run(self, inputs):
-        """The derivative's value at `inputs` (the slots' values, in order), or None
+        """The derivative's value at `inputs` (the inputs' values, in order), or None
         where some step's value or the result is not finite. Run it under
         np.errstate(all="ignore"), as the Evaluator runs."""
         vals = list(inputs)
@@ -352,6 +380,30 @@ class Tape:
             vals.append(v)
         out = vals[self.result]       # a step's value was checked (the root is the last)
         return out if self.steps or all_finite(out) else None
+
+
+def postorder(root, done):
+    """The subtrees of `root` that are not in `done`, each once and after its arguments,
+    without recursion: the caller puts each one it takes into `done` (a walk of a shared
+    tree in time linear in its distinct subtrees)."""
+    stack = [root]
+    while stack:
+        e = stack[-1]
+        if e in done:
+            stack.pop()
+            continue
+        pending = [a for a in e.args if a not in done]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        yield e
+
+
+def _check_refs(refs, n):
+    """Each of `refs` a position below n (kept data is read, so never trusted)."""
+    if not all(type(r) is int and 0 <= r < n for r in refs):
+        raise ValueError(f"not positions below {n}: {refs!r}")
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,14 +1,14 @@
 """Derivations kept across processes: a later `gradcalc` with the same program skips sympy.
 
-The symbolic check of an elementwise program writes each leaf's derivative as data (a JSON
-list of nodes: a smooth head of evaluator.SMOOTH, a power, a leaf, a number) with its printed
-formula, in one file per program under the cache directory (GRADCALC_CACHE_DIR, else
+The symbolic check of an elementwise program writes each leaf's derivative as data (the
+nodes of its evaluator.Tape: a smooth head, a power, an input, a number; the inputs by leaf
+name) with its printed formula, in one file per program under the cache directory (GRADCALC_CACHE_DIR, else
 $XDG_CACHE_HOME/gradcalc, else ~/.cache/gradcalc; GRADCALC_NO_CACHE=1 turns it off). The
 file's name and contents are keyed by the program as the check sees it (its nodes, constants,
 leaves, output and wrt) and by the code that derived it (gradcalc's sources, sympy's version):
-anything else is a miss. A file is only ever read as data and evaluated here with
-evaluator.py's own numpy functions, never executed; a corrupt, foreign or stale one is
-ignored. It never imports sympy, except to write what a fresh check derived.
+anything else is a miss. A file is only ever read as data, checked node by node as a Tape
+is made of it, and run as the fresh check runs its tapes, never executed; a corrupt,
+foreign or stale one is ignored. It never imports sympy, except to write what a fresh check derived.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import sys
 
 import numpy as np
 
-from .evaluator import POWERS, SMOOTH, pow_kind
+from .evaluator import Tape
 
-FORMAT = 1                      # the layout of a kept derivation; a change makes old ones misses
+FORMAT = 2                      # the layout of a kept derivation; a change makes old ones misses
 MAX_NODES = 2000                # a longer derivation is not kept (nor read back)
 
 
@@ -90,7 +90,7 @@ def _path(key):
 
 
 def load(context) -> dict | None:
-    """{leaf name: (nodes, formula)} kept for this program, or None (a miss: no file, or
+    """{leaf name: (Tape, formula)} kept for this program, or None (a miss: no file, or
     one that is corrupt, foreign or of another version)."""
     if directory() is None:
         return None
@@ -108,87 +108,35 @@ def load(context) -> dict | None:
             if context.graph.leaves[name] not in context.ids:
                 continue                          # no path: nothing to keep or read
             entry = data["leaves"][name]
-            nodes, formula = entry["nodes"], entry["formula"]
+            nodes, inputs, formula = entry["nodes"], entry["inputs"], entry["formula"]
             if not (isinstance(nodes, list) and 0 < len(nodes) <= MAX_NODES
+                    and all(isinstance(node, list) and node for node in nodes)
+                    and isinstance(inputs, list)
+                    and all(isinstance(n, str) and n in context.graph.leaves for n in inputs)
                     and (formula is None or isinstance(formula, str))):
                 return None
-            kept[name] = (nodes, formula)
+            kept[name] = (Tape(nodes, inputs), formula)
         return kept
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
 
-def evaluate(nodes, context) -> np.ndarray | None:
-    """A kept derivative over every output element, computed as evaluator.Evaluator computes
-    the sympy tree it was written from (the same numpy functions, argument for argument);
-    None when a node is malformed or any value is not finite: there the check flags,
-    refines or excuses, which only a fresh derivation can."""
-    try:
-        return _evaluate(nodes, context)
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
-        return None             # a malformed node: a miss, never an error of the check
-
-
-def _evaluate(nodes, context):
+def evaluate(tape, context) -> np.ndarray | None:
+    """A kept derivative over every output element, run as the fresh check runs its tapes
+    (the Evaluator's numpy calls, argument for argument); None when an input or any value
+    is not finite: there the check flags, refines or excuses, which only a fresh derivation
+    can."""
     graph, vals = context.graph, context.vals
-    got = []
-    with np.errstate(all="ignore"):
-        for node in nodes:
-            head, args = node[0], node[1:]
-            if head == "leaf":
-                v = np.asarray(vals[graph.leaves[args[0]]], dtype=np.float64)
-            elif head == "num":
-                v = np.float64(float(args[0]))
-            elif head == "pow":
-                kind, base, exponent = args
-                if kind not in POWERS or not all(0 <= k < len(got) for k in (base, exponent)):
-                    return None
-                v = POWERS[kind](got[base], got[exponent])
-            elif head in SMOOTH and args and all(isinstance(k, int) and 0 <= k < len(got)
-                                                 for k in args):
-                v = SMOOTH[head](*(got[k] for k in args))
-            else:
-                return None
-            if not np.all(np.isfinite(v)):
-                return None
-            got.append(v)
-    return np.broadcast_to(np.asarray(got[-1], dtype=np.float64), context.out_shape)
-
-
-def to_nodes(sp, d, leaf_names) -> list | None:
-    """A sympy derivative as kept data (shared subtrees once, arguments before their
-    head), or None when it has a head the kept form does not know (then it is not kept)."""
-    heads = {getattr(sp, name): name for name in SMOOTH}
-    index, nodes = {}, []
-    stack = [d]
-    while stack:
-        e = stack[-1]
-        if e in index:
-            stack.pop()
-            continue
-        pending = [a for a in e.args if a not in index]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
-        if e in leaf_names:
-            node = ["leaf", leaf_names[e]]
-        elif not e.args and (e.is_Number or isinstance(e, sp.NumberSymbol)):
-            f = float(e)
-            if not np.isfinite(f):
-                return None
-            node = ["num", f]
-        elif type(e) is sp.Pow:
-            node = ["pow", pow_kind(sp, e.args[1]), index[e.args[0]], index[e.args[1]]]
-        elif type(e) in heads:
-            node = [heads[type(e)], *(index[a] for a in e.args)]
-        else:
-            return None
-        index[e] = len(nodes)
-        nodes.append(node)
-        if len(nodes) > MAX_NODES:
-            return None
-    return nodes
+    inputs = [np.asarray(vals[graph.leaves[name]], dtype=np.float64) for name in tape.inputs]
+    if not all(np.all(np.isfinite(v)) for v in inputs):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            d = tape.run(inputs)
+    except (TypeError, ValueError, OverflowError):
+        return None             # a malformed node: a miss, never an error of the check
+    return None if d is None else np.broadcast_to(np.asarray(d, dtype=np.float64),
+                                                  context.out_shape)
 
 
 def save(context, sp, derived):
@@ -210,10 +158,11 @@ def save(context, sp, derived):
             if i not in context.ids:
                 continue
             hit = derived.diffs.get(i)
-            nodes = None if hit is None else to_nodes(sp, hit[0], leaf_names)
-            if nodes is None:
+            tape = None if hit is None else Tape.compile(sp, hit[0], leaf_names)
+            if tape is None or len(tape.nodes) > MAX_NODES:
                 return
-            leaves[name] = {"nodes": nodes, "formula": hit[1]}
+            leaves[name] = {"nodes": tape.nodes, "formula": hit[1],
+                            "inputs": [leaf_names[s] for s in tape.inputs]}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -44,7 +44,8 @@ import numpy as np
 from . import stored
 from .chain import Chain, Terms
 from .context import Context
-from .evaluator import OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula
+from .evaluator import (OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula,
+                        postorder)
 from .verdict import Partials, Verdict
 
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
@@ -147,17 +148,7 @@ class Session:
 def tree_size(expr, sizes):
     """Nodes of `expr`'s tree with shared subtrees counted each time they occur (what a
     sympy walk visits), in time linear in the shared graph; `sizes` memoises subtrees."""
-    stack = [expr]
-    while stack:
-        e = stack[-1]
-        if e in sizes:
-            stack.pop()
-            continue
-        pending = [a for a in e.args if a not in sizes]
-        if pending:
-            stack.extend(pending)
-            continue
-        stack.pop()
+    for e in postorder(expr, sizes):
         sizes[e] = 1 + sum(sizes[a] for a in e.args)
     return sizes[expr]
 
@@ -217,8 +208,8 @@ def _from_store(context):
         return None
     memo[key] = kept            # JSON Lines: the next request of this program reads no file
     partials = {}
-    for name, (nodes, _) in kept.items():
-        partials[name] = stored.evaluate(nodes, context)
+    for name, (tape, _) in kept.items():
+        partials[name] = stored.evaluate(tape, context)
         if partials[name] is None:
             return None
     verdict = Verdict("symbolic", context, NOT_SMOOTH)
@@ -503,7 +494,7 @@ def _fed_usual(session, verdict, derived, taken, env, oshape):
     for leaf, d in taken:
         tape = derived.tapes.get(leaf.eq.id)
         if tape is None:
-            tape = derived.tapes[leaf.eq.id] = Tape.compile(session, d, env) or False
+            tape = derived.tapes[leaf.eq.id] = Tape.compile(session.sp, d, env, session.tick) or False
         if tape is not False:
             items.append((leaf, _partials(session, tape, env, oshape)))
     return verdict.feed_usual(items, oshape) if items else []
@@ -513,7 +504,7 @@ def _partials(session, tape, env, oshape):
     """partials(lo, hi) of Verdict.feed_usual: the tape run on those elements of its
     inputs, or where an input is broadcast, on the whole inputs once (then read by
     blocks)."""
-    inputs = [env[s] for s in tape.slots]
+    inputs = [env[s] for s in tape.inputs]
     if all(v.size == 1 or v.shape == oshape for v in inputs):
         flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
 
