@@ -20,7 +20,7 @@ import numpy as np
 from ..engine import Request, describe_nonfinite, differentiate, forward
 from ..engine.economy import blockable
 from ..errors import GradcalcError, Limits
-from ..programs import ProgramCache
+from ..programs import ProgramCache, rebind
 from ..settings import Settings
 from .batches import plan_batches
 from .lm import Layout, LMOptions, levenberg_marquardt
@@ -31,6 +31,9 @@ OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
 LM_FORWARD_MODE = True
 # False: never the one backward pass over parameters spread to the residuals' shape
 LM_POINTWISE = True
+# False: every step's program comes through the program cache (key, rebound copy, Request);
+# tests/test_fit_equivalence.py holds the in-place rebinding to that path bit for bit
+STEP_IN_PLACE = True
 
 
 @dataclass
@@ -106,9 +109,18 @@ def _num(v):
     return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
 
 
+@dataclass
+class Step:
+    """One batch shape's program for `Loss.step`: its Request and its bound leaf nodes (each
+    with its leaf's name), whose values each step replaces."""
+
+    request: Request
+    bound: list
+
+
 class Loss:
     """The compiled loss with data and parameters rebound per call (one compile per batch
-    shape, through the program cache)."""
+    shape, through the program cache; a training step's program kept per batch shape)."""
 
     def __init__(self, req: FitRequest):
         self.req = req
@@ -116,6 +128,37 @@ class Loss:
         self.cache = ProgramCache()
         self.settings = Settings(wrt=list(req.params), dtype=req.dtype, seed=req.seed)
         self.pointwise = None       # whether lm's columns come from one backward pass
+        self.steps = {}             # binding shapes -> Step (None: the program draws random)
+
+    def step(self, bindings: dict):
+        """(graph, engine answer) of one optimizer step: `run` for these leaf values, with
+        the program of their shapes kept in a copy of its own whose bound leaves take each
+        call's values in place, and its Request kept too (the cache's key, rebound copy,
+        scalar check and cotangent are paid once per batch shape). A program that draws
+        random numbers goes through `run` every time, as the cache compiles it every time."""
+        key = tuple([(k, v.shape) for k, v in bindings.items()])
+        step = self.steps.get(key, False)
+        if step is False:
+            graph, answer = self.run(bindings)
+            self.steps[key] = self._keep(graph, bindings) if STEP_IN_PLACE else None
+            return graph, answer
+        if step is None:
+            return self.run(bindings)
+        for node, name in step.bound:
+            node.value = bindings[name]
+        return step.request.graph, differentiate(step.request)
+
+    def _keep(self, graph, bindings: dict):
+        """The Step of `graph`, the program just run for `bindings` (None when random)."""
+        if graph.random:
+            return None
+        bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
+                 and eq.value is bindings[eq.name]]
+        own = rebind(graph, bound, bindings)   # its bound nodes are its own to write
+        cot = np.ones((), dtype=self.dtype)
+        cot.flags.writeable = False            # shared by every step: no rule may write it
+        request = Request(own, own.output, cot, tuple(own.leaves[p] for p in self.req.params))
+        return Step(request, [(own.nodes[i], own.nodes[i].name) for i in bound])
 
     def run(self, bindings: dict, *, jacobian: bool = False):
         """(graph, engine answer) for these leaf values; the param leaves' grads (or, with
@@ -250,14 +293,13 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
             total, rows = 0.0, 0
             for batch in plan.epoch(epoch):
                 bindings = {**plan.take(data, batch), **params}
-                graph, answer = loss_fn.run(bindings)
+                graph, answer = loss_fn.step(bindings)
                 loss = float(answer.values[graph.output])
                 if not math.isfinite(loss):
                     stopped = "nonfinite"
                     nonfinite = _where(graph, answer, epoch, batch.number)
                     return result()
-                grads = {p: answer.grads.get(graph.leaves[p], np.zeros_like(params[p]))
-                         for p in req.params}
+                grads = {p: _grad(answer, graph.leaves[p], params[p]) for p in req.params}
                 opt.step(params, grads)
                 total += loss * batch.rows
                 rows += batch.rows
@@ -274,6 +316,12 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
         stopped = "interrupted"
         raise Interrupted(result()) from None
     return result()
+
+
+def _grad(answer, leaf: int, param: np.ndarray) -> np.ndarray:
+    """The parameter's grad; zeros when the loss does not reach it (made only then)."""
+    grad = answer.grads.get(leaf)
+    return np.zeros_like(param) if grad is None else grad
 
 
 def _where(graph, answer, epoch, batch) -> dict:
