@@ -288,11 +288,13 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
     history, stopped, nonfinite, epoch = [], "epochs", None, 0
     result = lambda: _result(req, params, data, loss_fn, history, opt.hyper(),  # noqa: E731
                              epoch, stopped, nonfinite)
+    # the optimizer updates the parameters' arrays in place: unshuffled, every epoch's
+    # batches and their bindings are the first epoch's
+    same = None if plan.shuffle else list(_bindings(plan, data, params, 1))
     try:
         for epoch in range(1, req.epochs + 1):
             total, rows = 0.0, 0
-            for batch in plan.epoch(epoch):
-                bindings = {**plan.take(data, batch), **params}
+            for batch, bindings in same or _bindings(plan, data, params, epoch):
                 graph, answer = loss_fn.step(bindings)
                 loss = float(answer.values[graph.output])
                 if not math.isfinite(loss):
@@ -316,6 +318,12 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
         stopped = "interrupted"
         raise Interrupted(result()) from None
     return result()
+
+
+def _bindings(plan, data: dict, params: dict, epoch: int):
+    """(batch, every leaf's value for it: its rows of the data, the parameters) of each
+    batch of the epoch, one at a time (a shuffled batch is a copy)."""
+    return ((batch, {**plan.take(data, batch), **params}) for batch in plan.epoch(epoch))
 
 
 def _grad(answer, leaf: int, param: np.ndarray) -> np.ndarray:
