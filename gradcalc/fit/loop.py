@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -23,8 +23,10 @@ from ..errors import GradcalcError, Limits
 from ..programs import ProgramCache, rebind
 from ..settings import Settings
 from .batches import plan_batches
-from .lm import Layout, LMOptions, levenberg_marquardt
 from .optimizers import make_optimizer
+
+if TYPE_CHECKING:       # lm's module (five dataclasses, ~3 ms) loads for an lm fit only
+    from .lm import Layout
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
 # False: lm's Jacobian is always the reverse batched one (tests compare the routes)
@@ -109,13 +111,15 @@ def _num(v):
     return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
 
 
-@dataclass
 class Step:
     """One batch shape's program for `Loss.step`: its Request and its bound leaf nodes (each
-    with its leaf's name), whose values each step replaces."""
+    with its leaf's name), whose values each step replaces. A plain class: a dataclass costs
+    0.3 ms to define, at every start-up."""
 
-    request: Request
-    bound: list
+    __slots__ = ("request", "bound")
+
+    def __init__(self, request: Request, bound: list):
+        self.request, self.bound = request, bound
 
 
 class Loss:
@@ -352,6 +356,7 @@ def _result(req, params, data, loss_fn, history, hyper, epochs, stopped, nonfini
 def _fit_lm(req, on_epoch) -> FitResult:
     """Levenberg–Marquardt on the output as a residual vector, its Jacobian from the engine's
     batched pass; every data row at once (lm takes no batches)."""
+    from .lm import Layout, LMOptions, levenberg_marquardt
     params, data = _start(req)
     layout = Layout.of(params)
     loss_fn = Loss(req)
