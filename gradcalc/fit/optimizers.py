@@ -6,8 +6,9 @@ place in the order of torch's single-tensor (`foreach=False`) code, in the param
 dtype, with torch's scalar arithmetic (bias corrections and step size are Python floats,
 rounded to the dtype only where a kernel takes them; Adam rounds its constant ones once per
 dtype, tests/test_fit_equivalence.py). torch's CPU kernels fuse some multiply-adds (FMA)
-where numpy rounds twice, so trajectories agree to an ulp or so per step, not bit for bit. It never computes gradients, never reads data and knows nothing of
-the command line beyond the option names in its messages.
+where numpy rounds twice, so trajectories agree to an ulp or so per step, not bit for bit.
+It never computes gradients, never reads data and knows nothing of the command line beyond
+the option names in its messages.
 """
 from __future__ import annotations
 
