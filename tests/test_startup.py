@@ -96,11 +96,14 @@ GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
 def test_a_gradient_fit_piped_imports_only_what_it_uses():
     # benchmark figure 17a's command: its report draws the loss curve with uniplot, but not
     # readchar (uniplot's interactive mode: its import reads importlib.metadata and email),
-    # nor rich's progress bar (a terminal's stderr only), nor forward mode (lm only)
+    # nor rich's progress bar (a terminal's stderr only), nor forward mode or lm's module
+    # (lm only)
     mods, out = imported(*GERMAN_FIT)
     assert "loss per epoch (log scale)" in out and "uniplot" in mods   # the curve was drawn
+    assert "gradcalc.fit.optimizers" in mods
     assert [m for m in ("readchar", "importlib.metadata", "email", "rich.progress",
-                        "gradcalc.engine.higher", "gradcalc.engine.traced", "sympy")
+                        "gradcalc.engine.higher", "gradcalc.engine.traced", "sympy",
+                        "gradcalc.fit.lm")
             if m in mods] == []
 
 

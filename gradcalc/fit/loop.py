@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..engine import Request, describe_nonfinite, differentiate, forward
 from ..engine.economy import blockable
 from ..errors import GradcalcError, Limits
-from ..programs import ProgramCache
+from ..programs import ProgramCache, rebind
 from ..settings import Settings
 from .batches import plan_batches
-from .lm import Layout, LMOptions, levenberg_marquardt
 from .optimizers import make_optimizer
+
+if TYPE_CHECKING:       # lm's module (five dataclasses, ~3 ms) loads for an lm fit only
+    from .lm import Layout
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
 # False: lm's Jacobian is always the reverse batched one (tests compare the routes)
 LM_FORWARD_MODE = True
 # False: never the one backward pass over parameters spread to the residuals' shape
 LM_POINTWISE = True
+# False: every step's program comes through the program cache (key, rebound copy, Request);
+# tests/test_fit_equivalence.py holds the in-place rebinding to that path bit for bit
+STEP_IN_PLACE = True
 
 
 @dataclass
@@ -106,9 +111,20 @@ def _num(v):
     return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
 
 
+class Step:
+    """One batch shape's program for `Loss.step`: its Request and its bound leaf nodes (each
+    with its leaf's name), whose values each step replaces. A plain class: a dataclass costs
+    0.3 ms to define, at every start-up."""
+
+    __slots__ = ("request", "bound")
+
+    def __init__(self, request: Request, bound: list):
+        self.request, self.bound = request, bound
+
+
 class Loss:
     """The compiled loss with data and parameters rebound per call (one compile per batch
-    shape, through the program cache)."""
+    shape, through the program cache; a training step's program kept per batch shape)."""
 
     def __init__(self, req: FitRequest):
         self.req = req
@@ -116,6 +132,37 @@ class Loss:
         self.cache = ProgramCache()
         self.settings = Settings(wrt=list(req.params), dtype=req.dtype, seed=req.seed)
         self.pointwise = None       # whether lm's columns come from one backward pass
+        self.steps = {}             # binding shapes -> Step (None: the program draws random)
+
+    def step(self, bindings: dict):
+        """(graph, engine answer) of one optimizer step: `run` for these leaf values, with
+        the program of their shapes kept in a copy of its own whose bound leaves take each
+        call's values in place, and its Request kept too (the cache's key, rebound copy,
+        scalar check and cotangent are paid once per batch shape). A program that draws
+        random numbers goes through `run` every time, as the cache compiles it every time."""
+        key = tuple([(k, v.shape) for k, v in bindings.items()])
+        step = self.steps.get(key, False)
+        if step is False:
+            graph, answer = self.run(bindings)
+            self.steps[key] = self._keep(graph, bindings) if STEP_IN_PLACE else None
+            return graph, answer
+        if step is None:
+            return self.run(bindings)
+        for node, name in step.bound:
+            node.value = bindings[name]
+        return step.request.graph, differentiate(step.request)
+
+    def _keep(self, graph, bindings: dict):
+        """The Step of `graph`, the program just run for `bindings` (None when random)."""
+        if graph.random:
+            return None
+        bound = [eq.id for eq in graph.nodes if eq.kind == "leaf" and eq.name in bindings
+                 and eq.value is bindings[eq.name]]
+        own = rebind(graph, bound, bindings)   # its bound nodes are its own to write
+        cot = np.ones((), dtype=self.dtype)
+        cot.flags.writeable = False            # shared by every step: no rule may write it
+        request = Request(own, own.output, cot, tuple(own.leaves[p] for p in self.req.params))
+        return Step(request, [(own.nodes[i], own.nodes[i].name) for i in bound])
 
     def run(self, bindings: dict, *, jacobian: bool = False):
         """(graph, engine answer) for these leaf values; the param leaves' grads (or, with
@@ -245,19 +292,20 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
     history, stopped, nonfinite, epoch = [], "epochs", None, 0
     result = lambda: _result(req, params, data, loss_fn, history, opt.hyper(),  # noqa: E731
                              epoch, stopped, nonfinite)
+    # the optimizer updates the parameters' arrays in place: unshuffled, every epoch's
+    # batches and their bindings are the first epoch's
+    same = None if plan.shuffle else list(_bindings(plan, data, params, 1))
     try:
         for epoch in range(1, req.epochs + 1):
             total, rows = 0.0, 0
-            for batch in plan.epoch(epoch):
-                bindings = {**plan.take(data, batch), **params}
-                graph, answer = loss_fn.run(bindings)
+            for batch, bindings in same or _bindings(plan, data, params, epoch):
+                graph, answer = loss_fn.step(bindings)
                 loss = float(answer.values[graph.output])
                 if not math.isfinite(loss):
                     stopped = "nonfinite"
                     nonfinite = _where(graph, answer, epoch, batch.number)
                     return result()
-                grads = {p: answer.grads.get(graph.leaves[p], np.zeros_like(params[p]))
-                         for p in req.params}
+                grads = {p: _grad(answer, graph.leaves[p], params[p]) for p in req.params}
                 opt.step(params, grads)
                 total += loss * batch.rows
                 rows += batch.rows
@@ -274,6 +322,18 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
         stopped = "interrupted"
         raise Interrupted(result()) from None
     return result()
+
+
+def _bindings(plan, data: dict, params: dict, epoch: int):
+    """(batch, every leaf's value for it: its rows of the data, the parameters) of each
+    batch of the epoch, one at a time (a shuffled batch is a copy)."""
+    return ((batch, {**plan.take(data, batch), **params}) for batch in plan.epoch(epoch))
+
+
+def _grad(answer, leaf: int, param: np.ndarray) -> np.ndarray:
+    """The parameter's grad; zeros when the loss does not reach it (made only then)."""
+    grad = answer.grads.get(leaf)
+    return np.zeros_like(param) if grad is None else grad
 
 
 def _where(graph, answer, epoch, batch) -> dict:
@@ -296,6 +356,7 @@ def _result(req, params, data, loss_fn, history, hyper, epochs, stopped, nonfini
 def _fit_lm(req, on_epoch) -> FitResult:
     """Levenberg–Marquardt on the output as a residual vector, its Jacobian from the engine's
     batched pass; every data row at once (lm takes no batches)."""
+    from .lm import Layout, LMOptions, levenberg_marquardt
     params, data = _start(req)
     layout = Layout.of(params)
     loss_fn = Loss(req)

@@ -4,10 +4,11 @@ Each optimizer is a frozen record of hyper-parameters, named and defaulted as to
 and defaults them, plus per-parameter state; `step(params, grads)` updates the arrays in
 place in the order of torch's single-tensor (`foreach=False`) code, in the parameter's own
 dtype, with torch's scalar arithmetic (bias corrections and step size are Python floats,
-rounded to the dtype only where a kernel takes them). torch's CPU kernels fuse some
-multiply-adds (FMA) where numpy rounds twice, so trajectories agree to an ulp or so per
-step, not bit for bit. It never computes gradients, never reads data and knows nothing of
-the command line beyond the option names in its messages.
+rounded to the dtype only where a kernel takes them; Adam rounds its constant ones once per
+dtype, tests/test_fit_equivalence.py). torch's CPU kernels fuse some multiply-adds (FMA)
+where numpy rounds twice, so trajectories agree to an ulp or so per step, not bit for bit.
+It never computes gradients, never reads data and knows nothing of the command line beyond
+the option names in its messages.
 """
 from __future__ import annotations
 
@@ -121,6 +122,29 @@ class SGD:
         return asdict(self.options)
 
 
+class AdamScalars:
+    """Adam's constant kernel arguments in one dtype: what the step would round from Python
+    floats every time, rounded once. A plain class: a frozen dataclass of five fields costs
+    0.6 ms to define, more than it saves in a 400-step fit (issue 15, figure 17a)."""
+
+    __slots__ = ("decay", "one_minus_beta1", "beta2", "one_minus_beta2", "eps")
+
+    def __init__(self, o: AdamOptions, decoupled: bool, dtype: np.dtype):
+        beta1, beta2 = o.betas
+        decay = 1 - o.lr * o.weight_decay if decoupled else o.weight_decay  # AdamW : Adam
+        for name, value in zip(self.__slots__, (decay, 1 - beta1, beta2, 1 - beta2, o.eps)):
+            setattr(self, name, _scalar(value, dtype, constant=True))
+
+
+def _scalar(value: float, dtype: np.dtype, constant: bool = False) -> np.ndarray:
+    """A Python float as a kernel takes it, rounded to `dtype`: as a 0-d array, whose
+    arithmetic with an array is a numpy scalar's to the bit, and which numpy's ufuncs take
+    sooner (0.4 against 0.7 us on two elements). A constant is shared: read-only."""
+    out = np.array(value, dtype=dtype)
+    out.flags.writeable = not constant
+    return out
+
+
 @dataclass
 class AdamSlot:
     """torch's per-parameter Adam state: step count and running moments."""
@@ -137,6 +161,7 @@ class Adam:
 
     options: AdamOptions = field(default_factory=AdamOptions)
     state: dict[str, AdamSlot] = field(default_factory=dict)
+    scalars: dict[np.dtype, AdamScalars] = field(default_factory=dict, repr=False)
 
     name = "adam"
     decoupled = False
@@ -147,7 +172,10 @@ class Adam:
         beta1, beta2 = o.betas
         for name, param in params.items():
             grad = _same_dtype(name, param, grads[name])
-            f = param.dtype.type
+            dtype = param.dtype
+            k = self.scalars.get(dtype)
+            if k is None:
+                k = self.scalars[dtype] = AdamScalars(o, self.decoupled, dtype)
             slot = self.state.get(name)
             if slot is None:
                 zeros = np.zeros_like(param)
@@ -156,12 +184,12 @@ class Adam:
             slot.step += 1
             if o.weight_decay != 0:
                 if self.decoupled:
-                    param *= f(1 - o.lr * o.weight_decay)
+                    param *= k.decay
                 else:
-                    grad = grad + f(o.weight_decay) * param
-            _lerp(slot.exp_avg, grad, f(1 - beta1))
-            slot.exp_avg_sq *= f(beta2)
-            slot.exp_avg_sq += f(1 - beta2) * grad * grad        # addcmul_: (value*t1)*t2
+                    grad = grad + k.decay * param
+            _lerp(slot.exp_avg, grad, k.one_minus_beta1)
+            slot.exp_avg_sq *= k.beta2
+            slot.exp_avg_sq += k.one_minus_beta2 * grad * grad   # addcmul_: (value*t1)*t2
             # torch reads the step back as a Python float: these are double-precision
             # scalars, rounded to the dtype only as kernel arguments below
             step = float(slot.step)
@@ -174,9 +202,9 @@ class Adam:
                 second = slot.max_exp_avg_sq
             else:
                 second = slot.exp_avg_sq
-            denom = np.sqrt(second) / f(bias_correction2_sqrt)
-            denom += f(o.eps)
-            param += f(-step_size) * slot.exp_avg / denom       # addcdiv_: (value*t1)/t2
+            denom = np.sqrt(second) / _scalar(bias_correction2_sqrt, dtype)
+            denom += k.eps
+            param += _scalar(-step_size, dtype) * slot.exp_avg / denom   # addcdiv_: (v*t1)/t2
 
     def hyper(self) -> dict:
         """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
