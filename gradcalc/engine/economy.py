@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -275,18 +278,27 @@ def _schedule_back(graph, out: int):
     return remembered(graph, ("schedule", out), lambda: schedule(graph, out))
 
 
-def _steps(graph, out: int):
-    """The backward schedule of `backward`, remembered per compiled program: plain.schedule
-    with, on each edge, whether its input takes more than one contribution (then who owns
-    its cotangent's buffer matters)."""
-    def make():
-        fan_in = {}
-        for _, edges in _schedule_back(graph, out):
-            for i, _, _ in edges:
-                fan_in[i] = fan_in.get(i, 0) + 1
-        return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
-                for eq, edges in _schedule_back(graph, out)]
-    return remembered(graph, ("steps", out), make)
+class Steps:
+    """The backward schedule of `backward` from one output, remembered per compiled program:
+    plain.schedule itself (no per-edge record is rebuilt), the inputs that take more than one
+    contribution (then who owns a cotangent's buffer matters; a single contribution is
+    stored as it comes) and the ids other than leaves that may keep a cotangent no step
+    pops (the output or an input without rules), dropped at the end instead of testing
+    every entry's kind."""
+
+    def __init__(self, graph, out: int):
+        nodes = graph.nodes
+        self.steps = _schedule_back(graph, out)
+        into = Counter(map(itemgetter(0), chain.from_iterable(map(itemgetter(1), self.steps))))
+        self.shared = {i for i, n in into.items() if n > 1}
+        into[out] = 1
+        for eq, _ in self.steps:
+            into.pop(eq.id, None)
+        self.stray = [i for i in into if nodes[i].kind != "leaf"]
+
+
+def _steps(graph, out: int) -> Steps:
+    return remembered(graph, ("steps", out), lambda: Steps(graph, out))
 
 
 def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
@@ -306,8 +318,10 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
     own = set()           # ids whose cotangent buffer the engine allocated: add in place
     dead = plan(graph, out).bw_dead if free else None
     ndarray = np.ndarray
+    sched = _steps(graph, out)
+    shared = sched.shared
     with np.errstate(all="ignore"):
-        for eq, edges in _steps(graph, out):
+        for eq, edges in sched.steps:
             g = ct.pop(eq.id, None)
             if g is None or (seeds is not None and eq.id == out):
                 continue
@@ -315,7 +329,7 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
             ans = values[eq.id]
             args = [values[i] for i in eq.inputs]
             params = eq.params
-            for i, rule, shape, shared in edges:
+            for i, rule, shape in edges:
                 v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
                 if v is None:
                     continue
@@ -326,8 +340,8 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
                 have = ct.get(i)
                 if have is None:
                     ct[i] = v
-                    if shared and v.base is None and v.flags.writeable and v is not g and \
-                            v is not ans and not any(v is a for a in args):
+                    if i in shared and v.base is None and v.flags.writeable and v is not g \
+                            and v is not ans and not any(v is a for a in args):
                         own.add(i)
                     continue
                 if i in own:
@@ -344,7 +358,11 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
             if dead is not None:
                 for k in dead.get(eq.id, ()):
                     values[k] = None
-    return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+    if seeds is not None:         # a seed may sit on any node
+        return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+    for i in sched.stray:
+        ct.pop(i, None)
+    return ct
 
 
 # ------------------------------------------------------------------ block by block
