@@ -353,7 +353,13 @@ def _backward(graph, values, cotangent, out: int, batch: tuple, dead, seeds, sch
             continue
         own.discard(eq.id)
         ans = values[eq.id]
-        args = [values[i] for i in eq.inputs]
+        inputs = eq.inputs      # the common arities without a comprehension's frame
+        if len(inputs) == 2:
+            args = (values[inputs[0]], values[inputs[1]])
+        elif len(inputs) == 1:
+            args = (values[inputs[0]],)
+        else:
+            args = tuple([values[i] for i in inputs])
         params = eq.params
         for i, rule, shape in edges:
             v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
@@ -367,13 +373,13 @@ def _backward(graph, values, cotangent, out: int, batch: tuple, dead, seeds, sch
             if have is None:
                 ct[i] = v
                 if i in shared and v.base is None and v.flags.writeable and v is not g \
-                        and v is not ans and not any(v is a for a in args):
+                        and v is not ans and id(v) not in map(id, args):
                     own.add(i)
                 continue
             if i in own:
                 np.add(have, v, out=have)
             elif v.base is None and v.flags.writeable and v is not g and \
-                    v is not ans and not any(v is a for a in args):    # v is fresh
+                    v is not ans and id(v) not in map(id, args):    # v is fresh
                 ct[i] = np.add(have, v, out=v)
                 own.add(i)
             else:
