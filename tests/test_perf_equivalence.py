@@ -90,6 +90,10 @@ EXTRA = [
     ("detach(x) * x + x", {"x": (5,)}, (-2.0, 2.0)),
     ("maximum(x, y) + minimum(x, y) * clamp(x, -1, 1)", {"x": (5,), "y": (5,)}, (-2.0, 2.0)),
     ("pow(x, y) + atan2(x, y) + hypot(x, y)", {"x": (5,), "y": (5,)}, (0.5, 2.0)),
+    # no step pops the output's cotangent (a leaf; an op without grad), which backward
+    # drops by the remembered list of such ids instead of testing every entry's kind
+    ("x", {"x": (3,)}, (-2.0, 2.0)),
+    ("detach(x) * 2", {"x": (3,)}, (-2.0, 2.0)),
 ]
 EXTRA_IDS = [e[0].replace("\n", ";") for e in EXTRA]
 CASES = [(expr, shapes, domain) for _, _, (expr, shapes, domain) in SAMPLES] + EXTRA

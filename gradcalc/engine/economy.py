@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -56,23 +59,40 @@ FUSED_BLOCK = 1 << 16
 def run(request):
     """The economic way through one request (engine.Request): (values, grads, Jacobians or
     None). Values are dropped (a blocked or lean forward, a backward that frees) only when
-    the request allows it and the program is large enough for that to pay."""
+    the request allows it and the program is large enough for that to pay. One remembered
+    record answers every per-program question, and numpy's error state is set once (issue
+    15: a request on tiny arrays is mostly such per-call Python)."""
     graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
-    if request.drop_values and not request.jacobian and graph.nodes[out].size >= BLOCK_MIN \
-            and blockable(graph, out):
+    # the thresholds are part of the key: a test that lowers them meets a program anew
+    way = remembered(graph, ("way", out, BLOCK_MIN, LEAN_MIN, LEAN_NODE_MIN),
+                     lambda: Way(graph, out))
+    if request.drop_values and not request.jacobian and way.blocked:
         done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
         if done is not None:
             return Values(done[0], graph, out), done[1], None
-    lean = request.drop_values and elements(graph, out)[0] >= LEAN_MIN and \
-        largest(graph, out) >= LEAN_NODE_MIN
-    values = forward_lean(graph, out) if lean else forward_scheduled(graph, out)
-    both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
-    if both is None:
-        grads = backward(graph, values, cot, out, free=lean and not request.jacobian)
-        jac = jacobian(graph, values, out, leaves) if request.jacobian else None
-    else:
-        grads, jac = both
+    lean = request.drop_values and way.lean
+    with np.errstate(all="ignore"):
+        values = forward_lean(graph, out) if lean else _forward(way.ops, graph, out)
+        both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
+        if both is None:
+            dead = plan(graph, out).bw_dead if lean and not request.jacobian else None
+            grads = _backward(graph, values, cot, out, (), dead, None, way.steps)
+            jac = jacobian(graph, values, out, leaves) if request.jacobian else None
+        else:
+            grads, jac = both
     return (Values(values, graph, out) if lean else values), grads, jac
+
+
+class Way:
+    """What `run` asks of one program and output, found once per compiled program: whether
+    a request that drops values goes block by block or lean, the forward schedule and the
+    backward steps."""
+
+    def __init__(self, graph, out: int):
+        self.blocked = graph.nodes[out].size >= BLOCK_MIN and blockable(graph, out)
+        self.lean = elements(graph, out)[0] >= LEAN_MIN and largest(graph, out) >= LEAN_NODE_MIN
+        self.ops = _schedule(graph, out)
+        self.steps = _steps(graph, out)
 
 
 # ------------------------------------------------------------------ what rules read
@@ -168,24 +188,28 @@ def _schedule(graph, last: int) -> list:
 def forward_scheduled(graph, last: int) -> list:
     """The plain forward over a remembered schedule, with the common arities called directly
     (JSON Lines runs it per request)."""
-    ops = _schedule(graph, last)
+    with np.errstate(all="ignore"):
+        return _forward(_schedule(graph, last), graph, last)
+
+
+def _forward(ops, graph, last: int) -> list:
+    """forward_scheduled's loop over the schedule `ops`, under the caller's error state."""
     nodes = graph.nodes
     values = [eq.value if eq.kind != "op" else None for eq in nodes[: last + 1]]
     values += [None] * (len(nodes) - len(values))
     dtype, ndarray = graph.dtype, np.ndarray
-    with np.errstate(all="ignore"):
-        for k, f, inputs, params in ops:
-            if params:
-                out = f(*[values[i] for i in inputs], **params)
-            elif len(inputs) == 2:
-                out = f(values[inputs[0]], values[inputs[1]])
-            elif len(inputs) == 1:
-                out = f(values[inputs[0]])
-            else:
-                out = f(*[values[i] for i in inputs])
-            if type(out) is not ndarray or (out.dtype is not dtype and out.dtype != dtype):
-                out = np.asarray(out, dtype=dtype)
-            values[k] = out
+    for k, f, inputs, params in ops:
+        if params:
+            out = f(*[values[i] for i in inputs], **params)
+        elif len(inputs) == 2:
+            out = f(values[inputs[0]], values[inputs[1]])
+        elif len(inputs) == 1:
+            out = f(values[inputs[0]])
+        else:
+            out = f(*[values[i] for i in inputs])
+        if type(out) is not ndarray or (out.dtype is not dtype and out.dtype != dtype):
+            out = np.asarray(out, dtype=dtype)
+        values[k] = out
     return values
 
 
@@ -275,18 +299,27 @@ def _schedule_back(graph, out: int):
     return remembered(graph, ("schedule", out), lambda: schedule(graph, out))
 
 
-def _steps(graph, out: int):
-    """The backward schedule of `backward`, remembered per compiled program: plain.schedule
-    with, on each edge, whether its input takes more than one contribution (then who owns
-    its cotangent's buffer matters)."""
-    def make():
-        fan_in = {}
-        for _, edges in _schedule_back(graph, out):
-            for i, _, _ in edges:
-                fan_in[i] = fan_in.get(i, 0) + 1
-        return [(eq, tuple((i, rule, shape, fan_in[i] > 1) for i, rule, shape in edges))
-                for eq, edges in _schedule_back(graph, out)]
-    return remembered(graph, ("steps", out), make)
+class Steps:
+    """The backward schedule of `backward` from one output, remembered per compiled program:
+    plain.schedule itself (no per-edge record is rebuilt), the inputs that take more than one
+    contribution (then who owns a cotangent's buffer matters; a single contribution is
+    stored as it comes) and the ids other than leaves that may keep a cotangent no step
+    pops (the output or an input without rules), dropped at the end instead of testing
+    every entry's kind."""
+
+    def __init__(self, graph, out: int):
+        nodes = graph.nodes
+        self.steps = _schedule_back(graph, out)
+        into = Counter(map(itemgetter(0), chain.from_iterable(map(itemgetter(1), self.steps))))
+        self.shared = {i for i, n in into.items() if n > 1}
+        into[out] = 1
+        for eq, _ in self.steps:
+            into.pop(eq.id, None)
+        self.stray = [i for i in into if nodes[i].kind != "leaf"]
+
+
+def _steps(graph, out: int) -> Steps:
+    return remembered(graph, ("steps", out), lambda: Steps(graph, out))
 
 
 def backward(graph, values, cotangent, output: int | None = None, batch: tuple = (),
@@ -298,53 +331,70 @@ def backward(graph, values, cotangent, output: int | None = None, batch: tuple =
     `free` drops each value from `values` once no rule will read it again (a lean run that
     needs nothing after backward). `seeds` gives cotangents of the output's inputs directly
     (the structured Jacobian), instead of running the output's own rules."""
-    nodes = graph.nodes
     out = graph.output if output is None else output
+    dead = plan(graph, out).bw_dead if free else None
+    with np.errstate(all="ignore"):
+        return _backward(graph, values, cotangent, out, batch, dead, seeds, _steps(graph, out))
+
+
+def _backward(graph, values, cotangent, out: int, batch: tuple, dead, seeds, sched: Steps):
+    """backward's walk under the caller's error state: `dead` (node id -> values no rule
+    reads after it, or None) as `free` asks, `sched` its remembered steps."""
+    nodes = graph.nodes
     nb = len(batch)
     dtype = graph.dtype
     ct = {out: cotangent} if seeds is None else dict(seeds)
     own = set()           # ids whose cotangent buffer the engine allocated: add in place
-    dead = plan(graph, out).bw_dead if free else None
     ndarray = np.ndarray
-    with np.errstate(all="ignore"):
-        for eq, edges in _steps(graph, out):
-            g = ct.pop(eq.id, None)
-            if g is None or (seeds is not None and eq.id == out):
+    shared = sched.shared
+    for eq, edges in sched.steps:
+        g = ct.pop(eq.id, None)
+        if g is None or (seeds is not None and eq.id == out):
+            continue
+        own.discard(eq.id)
+        ans = values[eq.id]
+        inputs = eq.inputs      # the common arities without a comprehension's frame
+        if len(inputs) == 2:
+            args = (values[inputs[0]], values[inputs[1]])
+        elif len(inputs) == 1:
+            args = (values[inputs[0]],)
+        else:
+            args = tuple([values[i] for i in inputs])
+        params = eq.params
+        for i, rule, shape in edges:
+            v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
+            if v is None:
                 continue
-            own.discard(eq.id)
-            ans = values[eq.id]
-            args = [values[i] for i in eq.inputs]
-            params = eq.params
-            for i, rule, shape, shared in edges:
-                v = rule(g, ans, *args, **params) if params else rule(g, ans, *args)
-                if v is None:
-                    continue
-                if type(v) is not ndarray or v.shape != (batch + shape if nb else shape):
-                    v = sum_to(v, nb, batch, shape)
-                if v.dtype is not dtype and v.dtype != dtype:
-                    v = v.astype(dtype)
-                have = ct.get(i)
-                if have is None:
-                    ct[i] = v
-                    if shared and v.base is None and v.flags.writeable and v is not g and \
-                            v is not ans and not any(v is a for a in args):
-                        own.add(i)
-                    continue
-                if i in own:
-                    np.add(have, v, out=have)
-                elif v.base is None and v.flags.writeable and v is not g and \
-                        v is not ans and not any(v is a for a in args):    # v is fresh
-                    ct[i] = np.add(have, v, out=v)
+            if type(v) is not ndarray or v.shape != (batch + shape if nb else shape):
+                v = sum_to(v, nb, batch, shape)
+            if v.dtype is not dtype and v.dtype != dtype:
+                v = v.astype(dtype)
+            have = ct.get(i)
+            if have is None:
+                ct[i] = v
+                if i in shared and v.base is None and v.flags.writeable and v is not g \
+                        and v is not ans and id(v) not in map(id, args):
                     own.add(i)
-                else:
-                    ct[i] = have = have + v
-                    if type(have) is ndarray:     # 0-d sums come back as scalars
-                        own.add(i)
-            del g, ans, args
-            if dead is not None:
-                for k in dead.get(eq.id, ()):
-                    values[k] = None
-    return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+                continue
+            if i in own:
+                np.add(have, v, out=have)
+            elif v.base is None and v.flags.writeable and v is not g and \
+                    v is not ans and id(v) not in map(id, args):    # v is fresh
+                ct[i] = np.add(have, v, out=v)
+                own.add(i)
+            else:
+                ct[i] = have = have + v
+                if type(have) is ndarray:     # 0-d sums come back as scalars
+                    own.add(i)
+        del g, ans, args
+        if dead is not None:
+            for k in dead.get(eq.id, ()):
+                values[k] = None
+    if seeds is not None:         # a seed may sit on any node
+        return {i: v for i, v in ct.items() if nodes[i].kind == "leaf"}
+    for i in sched.stray:
+        ct.pop(i, None)
+    return ct
 
 
 # ------------------------------------------------------------------ block by block
