@@ -77,8 +77,8 @@ def _api_settings(text, grad, options: tuple, limits: Limits) -> Settings:
     except TypeError:
         key = hit = None
     if hit is None:
-        hit = _settings(text, validate(Settings(None, *options), limits, API), limits,
-                        PROGRAMS)
+        hit = resolve_settings(text, validate(Settings(None, *options), limits, API), limits,
+                                PROGRAMS)
         if key is not None:
             if len(_RESOLVED) >= ProgramCache.MAX_PROGRAMS:
                 _RESOLVED.clear()
@@ -154,7 +154,7 @@ def run(text: str, raw_vars: dict, settings: Settings, limits: Limits, *, stdin=
     of the text are validated here and given way to); `externs` (extern.Externs, entered)
     are the run's opaque functions. With `defer_checks` the cross-checks are left to
     `result.finish_checks()`, so a front end can show the answer first."""
-    return calculate(text, raw_vars, _settings(text, settings, limits, cache), limits,
+    return calculate(text, raw_vars, resolve_settings(text, settings, limits, cache), limits,
                      stdin=stdin, allow_files=allow_files, cache=cache, externs=externs,
                      defer_checks=defer_checks)
 
@@ -285,8 +285,9 @@ def higher_only(out_eq, s: Settings) -> bool:
             and not s.hessian and s.hvp is None)
 
 
-def _settings(text, settings: Settings, limits: Limits, cache) -> Settings:
-    """The caller's settings over the text's own `#:` lines, defaults filled in."""
+def resolve_settings(text, settings: Settings, limits: Limits, cache) -> Settings:
+    """The caller's settings over the text's own `#:` lines, defaults filled in (what
+    `calculate` takes)."""
     if not isinstance(text, str):
         raise GradcalcError("usage", "the expression must be a string")
     if len(text) > limits.max_text:

@@ -63,6 +63,8 @@ def check_fields(req) -> list:
     """Unknown fields are ignored, so requests written for a later gradcalc (or carrying
     a caller's own bookkeeping) still run; but a misspelt field ("grads", "wtr") must not
     pass unnoticed, so each one is named in the result's "warnings"."""
+    if FIELDS.issuperset(req):      # (nearly every request: one C call, no sort)
+        return []
     return [f"unknown field {json.dumps(k)[:60]} ignored (fields: {', '.join(sorted(FIELDS))})"
             for k in sorted(k for k in req if k not in FIELDS)]
 
@@ -115,9 +117,12 @@ def read_lines(stream, max_line: int):
             yield raw, False
 
 
-def settings_of(req, defaults, limits):
+def settings_of(req, defaults, limits, resolve, memo: dict):
     """(text, vars, settings) of one request: its fields validated as JSON values, over the
-    command line's defaults."""
+    command line's defaults, then `resolve`d over the text's `#:` lines (as `calculate` takes
+    them). `memo` keeps that per text and fields but grad (with their types: "repeat": true
+    is refused where 1 is not, though they are equal), so a stream repeating one kind of
+    request skips both steps; an unhashable field (a list for wrt) is never kept."""
     has_expr, has_prog = "expr" in req, "program" in req
     if has_expr == has_prog:
         raise GradcalcError("usage", "a request needs exactly one of \"expr\" or \"program\"")
@@ -130,10 +135,27 @@ def settings_of(req, defaults, limits):
     if not isinstance(vars_, dict):
         raise GradcalcError("usage", "\"vars\" must be an object of name: value")
     # (only the fields the request has: most have one or two of the fifteen)
-    given = Settings(**{k: v for k, v in req.items() if k in _SETTING_FIELDS})
-    return text, vars_, validate(given, limits, JSON).merged_over(defaults)
+    given = {k: v for k, v in req.items() if k in _SETTING_FIELDS}
+    grad = given.pop("grad", None)
+    try:
+        key = (text, tuple(given.items()), tuple(map(type, given.values())))
+        hit = memo.get(key)
+    except TypeError:
+        key = hit = None
+    if hit is None:
+        hit = resolve(text, validate(Settings(**given), limits, JSON).merged_over(defaults))
+        if key is not None:
+            if len(memo) >= _MAX_MEMO:
+                memo.clear()
+            memo[key] = hit
+    s = object.__new__(Settings)          # a copy of the kept settings, with this grad
+    s.__dict__.update(hit.__dict__)
+    if grad is not None:
+        s.grad = grad
+    return text, vars_, s
 
 
+_MAX_MEMO = 256
 _SETTING_FIELDS = frozenset(SETTING_NAMES)
 
 
@@ -160,10 +182,12 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
     """Answer each request line; `data` (from --data) are default variables of every
     request, which its own "vars" override; `externs` (from --extern, never from a request)
     are callable in every request. `on_answer(ok)` is told of each answer (progress)."""
-    from .api import run
+    from .api import calculate, resolve_settings
     from .programs import ProgramCache
     from .result import BULK, check_json_size
     cache = ProgramCache()      # each distinct program is parsed and compiled once
+    memo = {}                   # settings_of's resolved settings
+    resolve = lambda text, s: resolve_settings(text, s, limits, cache)  # noqa: E731
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
     out = sys.stdout
@@ -193,12 +217,12 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
                                                  "echoed (a number too large for a float is not)")
                 has_id, rid = True, req["id"]
             warnings = check_fields(req)
-            text, vars_, settings = settings_of(req, defaults, limits)
+            text, vars_, settings = settings_of(req, defaults, limits, resolve, memo)
             if data:
                 vars_ = {**data, **vars_}
             try:
-                result = run(text, vars_, settings, limits, allow_files=False, cache=cache,
-                             externs=externs)
+                result = calculate(text, vars_, settings, limits, allow_files=False,
+                                   cache=cache, externs=externs)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
             # checked by the strict encoder below; arrays only when one can be large (the

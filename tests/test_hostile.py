@@ -832,14 +832,14 @@ def test_internal_error_exit_3_short_message_traceback_only_with_debug(monkeypat
 
 def test_internal_error_in_jsonl_keeps_the_stream(monkeypatch):
     from gradcalc import api
-    real = api.run
+    real = api.calculate            # (what serve calls, with the request's settings resolved)
 
     def flaky(text, *a, **k):
         if text == "boom":
             raise KeyError("simulated")
         return real(text, *a, **k)
 
-    monkeypatch.setattr(api, "run", flaky)
+    monkeypatch.setattr(api, "calculate", flaky)
     r = cli(["-"], b'{"id": 1, "expr": "boom"}\n' + GOOD + b"\n")
     outs = r.json_lines()
     assert outs[0]["id"] == 1 and outs[0]["error"]["kind"] == "internal"

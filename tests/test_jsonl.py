@@ -426,6 +426,12 @@ def test_a_stream_answers_each_line_as_a_stream_of_that_line_alone():
         {"id": 14, "program": "y = a * b\nz = sum(y)", "vars": {"a": [1, 2], "b": [3, 4]}},
         {"id": 15, "expr": seed, "vars": {"a": [1, 2, 3], "b": [0, 1, 2], "c": [1, 1, 1]},
          "grad": [0.1, 1.0, 0.0001]},
+        # the resolved settings are kept per text and fields but grad: true is not 1 for
+        # "repeat" though they are equal, and the `#:` line's grad gives way to a request's
+        {"id": 16, "expr": seed, "vars": v3, "grad": 1, "repeat": 1},
+        {"id": 17, "expr": seed, "vars": v3, "grad": 1, "repeat": True},
+        {"id": 18, "program": "#: --grad 2\ny = a * b", "vars": {"a": 1, "b": 3}},
+        {"id": 19, "program": "#: --grad 2\ny = a * b", "vars": {"a": 1, "b": 3}, "grad": 5},
     ]
     together = cli(["-", "--check", "none"], "".join(json.dumps(q) + "\n" for q in reqs * 2))
     lines = together.stdout.splitlines()
@@ -435,6 +441,9 @@ def test_a_stream_answers_each_line_as_a_stream_of_that_line_alone():
         assert lines[i] == lines[i + len(reqs)] == alone[0], q["id"]
     assert '"error"' in lines[3] and '"error"' in lines[4] and '"error"' in lines[5]
     assert '"warnings"' in lines[11] and '"NaN"' in lines[7]
+    assert '"error"' not in lines[16] and '"error"' in lines[17]
+    # dy/da = cotangent * b: 2 * 3 from the #: line, 5 * 3 from the request
+    assert [json.loads(lines[i])["grads"]["a"] for i in (18, 19)] == [6.0, 15.0]
 
 
 def test_a_key_given_twice_is_named_at_any_depth():
