@@ -19,7 +19,7 @@ from . import engine       # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, fmt_bytes
 from .programs import ProgramCache, compile_program
 from .result import Result
-from .settings import API, CLI, Settings, options_key, program_settings, validate
+from .settings import API, CLI, Settings, kept, options_key, program_settings, validate
 
 JACOBIAN_AUTO_MAX = 10_000
 CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symbolic", "numeric"),
@@ -70,24 +70,11 @@ _RESOLVED: dict = {}
 def _api_settings(text, grad, options: tuple, limits: Limits) -> Settings:
     """The settings of one compute() call, with its `grad`. The key holds each option's type
     as well as its value (repeat=True is refused where repeat=1 is not, though they are
-    equal); an unhashable option (a list for wrt, SPEC 9's directions) is never kept."""
-    try:
-        key = (text, PROGRAMS.limits_key(limits), options, tuple(map(type, options)))
-        hit = _RESOLVED.get(key)
-    except TypeError:
-        key = hit = None
-    if hit is None:
-        hit = resolve_settings(text, validate(Settings(None, *options), limits, API), limits,
-                                PROGRAMS)
-        if key is not None:
-            if len(_RESOLVED) >= ProgramCache.MAX_PROGRAMS:
-                _RESOLVED.clear()
-            _RESOLVED[key] = hit
-    s = object.__new__(Settings)          # a copy of the kept settings, with this grad
-    s.__dict__.update(hit.__dict__)
-    if grad is not None:
-        s.grad = grad
-    return s
+    equal)."""
+    key = (text, PROGRAMS.limits_key(limits), options, tuple(map(type, options)))
+    return kept(_RESOLVED, key, grad=grad, most=ProgramCache.MAX_PROGRAMS, make=lambda:
+                resolve_settings(text, validate(Settings(None, *options), limits, API),
+                                 limits, PROGRAMS))
 
 
 # a long program text makes one graph node after another, all alive to the end: the

@@ -14,7 +14,7 @@ import sys
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
                      OutputError, as_error, internal_error_json)
 from .jsontext import encode
-from .settings import JSON, NAMES as SETTING_NAMES, Settings, validate
+from .settings import JSON, NAMES as SETTING_NAMES, Settings, kept, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
           "seed", "jacobian", "rtol", "atol", "tangent", "hessian", "hvp", "taylor",
@@ -137,25 +137,11 @@ def settings_of(req, defaults, limits, resolve, memo: dict):
     # (only the fields the request has: most have one or two of the fifteen)
     given = {k: v for k, v in req.items() if k in _SETTING_FIELDS}
     grad = given.pop("grad", None)
-    try:
-        key = (text, tuple(given.items()), tuple(map(type, given.values())))
-        hit = memo.get(key)
-    except TypeError:
-        key = hit = None
-    if hit is None:
-        hit = resolve(text, validate(Settings(**given), limits, JSON).merged_over(defaults))
-        if key is not None:
-            if len(memo) >= _MAX_MEMO:
-                memo.clear()
-            memo[key] = hit
-    s = object.__new__(Settings)          # a copy of the kept settings, with this grad
-    s.__dict__.update(hit.__dict__)
-    if grad is not None:
-        s.grad = grad
-    return text, vars_, s
+    key = (text, tuple(given.items()), tuple(map(type, given.values())))
+    return text, vars_, kept(memo, key, grad=grad, make=lambda: resolve(
+        text, validate(Settings(**given), limits, JSON).merged_over(defaults)))
 
 
-_MAX_MEMO = 256
 _SETTING_FIELDS = frozenset(SETTING_NAMES)
 
 

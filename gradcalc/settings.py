@@ -208,6 +208,28 @@ def options_key(s: Settings) -> tuple | None:
             d["hessian"], d["taylor"], d["steps"])
 
 
+def kept(memo: dict, key, make, grad, most: int = 256) -> Settings:
+    """The settings `make()` resolves, kept in `memo` under `key` for the next call of the
+    same kind (compute() and JSON Lines repeat one kind of call with other values), and
+    handed out as a copy that carries this call's `grad`. A key that cannot be hashed (a
+    list for wrt, SPEC 9's directions) is never kept; at `most` keys the memo starts over."""
+    try:
+        hit = memo.get(key)
+    except TypeError:
+        key = hit = None
+    if hit is None:
+        hit = make()
+        if key is not None:
+            if len(memo) >= most:
+                memo.clear()
+            memo[key] = hit
+    s = object.__new__(Settings)          # a copy of the kept settings, with this grad
+    s.__dict__.update(hit.__dict__)
+    if grad is not None:
+        s.grad = grad
+    return s
+
+
 def _settings(fields: dict) -> Settings:
     """A Settings holding these fields, without dataclasses.replace's per-field work (JSON
     Lines builds several per request)."""
