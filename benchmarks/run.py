@@ -1668,7 +1668,7 @@ def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown):
           + f" (load at the start {' '.join(f'{x:.2f}' for x in load_before)}).")
     print(f"gradcalc command: `{gc_shown}` (bytecode compiled, as a wheel install has it).")
     if tpy:
-        print(f"Other engines from `{tpy}`: " + ", ".join(
+        print("Other engines (from --torch-python): " + ", ".join(
             f"{k} {v or 'not installed'}" for k, v in tfound.items()) + ".")
     else:
         print(f"Other engines: skipped ({tnote}).")
