@@ -2,6 +2,7 @@
 measured in the same run (or, for a cost curve, its fitted exponent).
 
     python benchmarks/run.py [--torch-python PATH] [--quick] [--only 1,3,8] [--profile]
+                             [--previous benchmarks/RESULTS.md]
 
 Every figure runs in fresh worker processes (`--worker NAME`), floor and gradcalc
 interleaved in pairs; the figure is the median of the pairs' ratios, repeated until the
@@ -14,7 +15,8 @@ interpreter given by --torch-python (default: $GRADCALC_TORCH_PYTHON when it is 
 import them; otherwise those columns say so and the run goes on. Figures 16 (JSON Lines cost
 curves) and 17 (gradcalc fit) are blocks of their own, each between `====` rulers. Figure 12 (a dense
 Hessian) is a ratio against torch (12a) and jax (12b) themselves, one thread each, and is
-skipped without them.
+skipped without them. With --previous, each ratio is set beside the same figure's ratio in
+an earlier run's table, so the agreement of two runs is shown rather than assumed.
 """
 from __future__ import annotations
 
@@ -1368,6 +1370,9 @@ def main():
     ap.add_argument("--only", help="comma list of figure numbers, e.g. 1,3,8")
     ap.add_argument("--profile", action="store_true",
                     help="append a cProfile of gradcalc's side of every target not met")
+    ap.add_argument("--previous", type=Path, metavar="RESULTS.md",
+                    help="an earlier run's table: show each figure's ratio in it and how far "
+                         "this run's is from it")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -1626,11 +1631,43 @@ def main():
 
     second_order(want, q, tpy if has_torch else None, has_jax)
     total = time.perf_counter() - started
-    print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown)
+    previous = previous_ratios(args.previous) if args.previous else None
+    print_table(total, load_before, args.profile, tpy, tfound, tnote, gc_shown, previous)
     return 0
 
 
-def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown):
+def previous_ratios(path):
+    """{(figure id, occurrence): ratio} from an earlier run's markdown table (figure 14 has
+    one row per n, told apart by their order)."""
+    found, seen, cols = {}, {}, None
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:1] == ["#"] and "ratio" in cells:
+            cols = cells.index("#"), cells.index("ratio")
+            continue
+        if cols is None or len(cells) <= max(cols) or not line.startswith("| "):
+            continue
+        fid, shown = cells[cols[0]], cells[cols[1]].removeprefix("k = ").rstrip("×")
+        try:
+            ratio = float(shown)
+        except ValueError:
+            continue
+        k = seen[fid] = seen.get(fid, -1) + 1
+        found[(fid, k)] = ratio
+    return found
+
+
+def previous_cell(r, k, previous):
+    """The previous run's ratio of row `r` (its k-th occurrence) and the change from it."""
+    before = previous.get((r.fid, k))
+    if before is None:
+        return "—"
+    if r.unit == "exponent":
+        return f"k = {before:.2f} ({r.ratio - before:+.2f})"
+    return f"{before:.2f}× ({(r.ratio / before - 1) * 100:+.0f} %)"
+
+
+def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown, previous=None):
     info = machine()
     print("# gradcalc benchmark results\n")
     print(f"Produced by `python benchmarks/run.py` in {total:.0f} s. Each figure is the median "
@@ -1639,9 +1676,11 @@ def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown):
           "ratios, and the half-width of the bootstrap 95 % interval of their median (another "
           "run's median is expected within about twice it). A curve's figure is its fitted "
           "exponent.\n")
+    then = " previous run |" if previous is not None else ""
     print("| # | figure | floor | floor time | gradcalc | ratio | target | met | spread | "
-          "other engines / notes |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "other engines / notes |" + then)
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if then else ""))
+    seen = {}
     for r in ROWS:
         if r.unit == "memory":
             ft, st = f"{r.floor / 2**20:.0f} MiB", f"{r.ours / 2**20:.0f} MiB"
@@ -1653,8 +1692,10 @@ def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown):
         else:
             target = f"≤ {r.target}" + ("" if r.unit == "exponent" else "×")
             met = "yes" if r.ratio <= r.target else "**no**"
+        k = seen[r.fid] = seen.get(r.fid, -1) + 1
+        then = f" {previous_cell(r, k, previous)} |" if previous is not None else ""
         print(f"| {r.fid} | {r.figure} | {r.floor_text} | {ft} | {st} | {shown} | {target} | "
-              f"{met} | {r.spread} | {r.notes} |")
+              f"{met} | {r.spread} | {r.notes} |" + then)
     if profile:
         for r in ROWS:
             if r.target is None or r.ratio <= r.target or r.unit == "exponent":
