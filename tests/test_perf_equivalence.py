@@ -745,6 +745,33 @@ def test_many_tiny_values_skip_the_lean_forward(monkeypatch):
     assert_same(ans.grads[graph.leaves["x"]], np.full(8, 20_000.0), "grad")
 
 
+@pytest.mark.parametrize("expr,drops", [("W @ tanh(a)", False), ("sum(sin(W @ a) * 2)", True)])
+def test_a_lean_forward_runs_only_where_it_drops_a_value(expr, drops, monkeypatch):
+    """Above LEAN_MIN, W @ tanh(a) keeps every value for its rules (the product's reads W and
+    tanh(a), tanh's its result): its lean forward would be the scheduled one plus bookkeeping,
+    so the scheduled one runs. sin(W @ a) is read by no rule and is dropped. The numbers are
+    the plain ones either way."""
+    rng = np.random.default_rng(8)
+    graph = compile_with(expr, {"W": rng.uniform(-1, 1, (300, 300)), "a": rng.uniform(-2, 2, 300)})
+    assert economy.elements(graph, graph.output)[0] >= economy.LEAN_MIN
+    lean = economy.forward_lean
+    called = []
+    monkeypatch.setattr(economy, "forward_lean", lambda *a: called.append(1) or lean(*a))
+    cot = np.ones(graph.nodes[graph.output].shape)
+    leaves = (graph.leaves["a"],)
+    for jac in (False, True):
+        called.clear()
+        ans = engine.differentiate(engine.Request(graph, graph.output, cot, leaves,
+                                                  jacobian=jac, drop_values=True))
+        assert called == ([1] if drops else [])
+        want = plain_forward(graph, graph.output)
+        assert_same(ans.values[graph.output], want[graph.output], expr)
+        assert_same(ans.grads[leaves[0]], plain_backward(graph, want, cot)[leaves[0]], expr)
+        if jac:
+            J = plain_jacobian(graph, want, graph.output, leaves)[leaves[0]]
+            assert_same(ans.jacobians[leaves[0]], J, expr)
+
+
 @pytest.mark.parametrize("length,paused", [(5, False), (20_001, True)])
 def test_compute_pauses_the_collector_for_long_texts_only(length, paused, monkeypatch):
     import gc

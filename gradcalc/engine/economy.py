@@ -72,7 +72,8 @@ def run(request):
             return Values(done[0], graph, out), done[1], None
     lean = request.drop_values and way.lean
     with np.errstate(all="ignore"):
-        values = forward_lean(graph, out) if lean else _forward(way.ops, graph, out)
+        values = forward_lean(graph, out) if lean and way.drops else \
+            _forward(way.ops, graph, out)
         both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
         if both is None:
             dead = plan(graph, out).bw_dead if lean and not request.jacobian else None
@@ -85,12 +86,14 @@ def run(request):
 
 class Way:
     """What `run` asks of one program and output, found once per compiled program: whether
-    a request that drops values goes block by block or lean, the forward schedule and the
-    backward steps."""
+    a request that drops values goes block by block or lean, whether a lean forward drops
+    anything (else it is the plain forward with more bookkeeping: W @ tanh(a) keeps every
+    value for its rules), the forward schedule and the backward steps."""
 
     def __init__(self, graph, out: int):
         self.blocked = graph.nodes[out].size >= BLOCK_MIN and blockable(graph, out)
         self.lean = elements(graph, out)[0] >= LEAN_MIN and largest(graph, out) >= LEAN_NODE_MIN
+        self.drops = self.lean and bool(plan(graph, out).fw_dead)
         self.ops = _schedule(graph, out)
         self.steps = _steps(graph, out)
 
@@ -622,8 +625,9 @@ def _exact_matrix(m, product=None, other=None):
     (an inf or NaN in m makes a non-finite term, and no sum loses one)."""
     if m.size == 0:
         return m
-    known = product is not None and all_finite(product) and all_finite(other) and \
-        bool(np.all(other))
+    # (sums under the caller's error state: one that overflows only sends m to the scan)
+    known = product is not None and math.isfinite(float(np.add.reduce(product, axis=None))) \
+        and math.isfinite(float(np.add.reduce(other, axis=None))) and bool(other.all())
     if not known:
         lo, hi = float(m.min()), float(m.max())      # NaN-propagating, vectorised
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -634,12 +638,16 @@ def _exact_matrix(m, product=None, other=None):
     return m + 0.0 if has_negative_zero(m) else m
 
 
+# -0.0 read as a signed integer, by float size: (that integer type, its smallest value)
+_NEGATIVE_ZERO = {k: (np.dtype(f"i{k}"), int(np.iinfo(f"i{k}").min)) for k in (4, 8)}
+
+
 def has_negative_zero(m) -> bool:
     """Whether the float array m holds -0.0: its bits read as a signed integer are the
     smallest integer of that size, and no other float's are, so one vectorised integer min
     tells (about twice as fast as m.all(), a test per element)."""
-    ints = m.view(np.dtype(f"i{m.dtype.itemsize}"))
-    return int(ints.min(initial=0)) == np.iinfo(ints.dtype).min
+    as_int, bits = _NEGATIVE_ZERO[m.dtype.itemsize]
+    return int(np.minimum.reduce(m.view(as_int), axis=None, initial=0)) == bits
 
 
 def identity_seeds(graph, values, output: int):
@@ -784,9 +792,11 @@ def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None
             g[0] = 1
             two = backward(graph, values, g, output, batch=(2,))
             return _diagonal_jacobians(graph, two, 0, leaf_ids, oshape)
-        seeds = identity_seeds(graph, values, output)
-        if seeds is not None:
-            grads = backward(graph, values, None, output, batch=oshape, seeds=seeds)
+        with np.errstate(all="ignore"):
+            seeds = identity_seeds(graph, values, output)
+            if seeds is not None:
+                grads = _backward(graph, values, None, output, oshape, None, seeds,
+                                  _steps(graph, output))
     if grads is None:
         eye = np.eye(n, dtype=dtype).reshape(oshape + oshape)
         grads = backward(graph, values, eye, output, batch=oshape)
