@@ -322,6 +322,42 @@ def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
         assert_same(got[i], want[i], f"{expr} wrt {graph.nodes[i].name} ({matrix})")
 
 
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+@pytest.mark.parametrize("rows,m", [(12, 5), (9, 7), (40, 37)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_product_of_pointwise_rules_goes_as_wide_rows(name, k, sample, rows, m, dtype,
+                                                        monkeypatch):
+    """W @ op(x): the identity batch through the product is W, pulled back through op's
+    rules as wide rows (k rows of the batch in one, the vectors the rules read repeated k
+    times; WIDE lowered so these sizes take it, with m not a multiple of any SIMD width).
+    The Jacobian is the plain one, at special values too, with -0.0 in W."""
+    expr, shapes, domain = sample
+    monkeypatch.setattr(economy, "WIDE", 2 * m)
+    taken = []
+    wide_rows = economy._wide_rows
+    monkeypatch.setattr(economy, "_wide_rows",
+                        lambda *a: taken.append(wide_rows(*a)) or taken[-1])
+    for seed in range(3):
+        bindings = sample_inputs({v: (m,) for v in shapes}, domain, seed, seed > 0)
+        W = np.random.default_rng(seed).uniform(-2, 2, (rows, m))
+        W[0, ::2] = -0.0
+        bindings["W"] = W
+        text = f"W @ ({expr})"
+        try:
+            graph = Compiler(text, bindings, dtype=np.dtype(dtype), wrt=sorted(shapes),
+                             limits=LIMITS).program(parse_program(text, LIMITS.max_depth))
+        except GradcalcError:
+            pytest.skip("a constant operand changes the vector's shape")
+        values = plain_forward(graph, graph.output)
+        leaf_ids = [graph.leaves[v] for v in sorted(shapes)]
+        want = plain_jacobian(graph, values, graph.output, leaf_ids)
+        got = economy.jacobian(graph, values, graph.output, leaf_ids, structure=True)
+        for i in leaf_ids:
+            assert_same(got[i], want[i], f"{text} wrt {graph.nodes[i].name}")
+        vector = graph.nodes[graph.nodes[graph.output].inputs[1]]
+        assert taken[-1] is not None or not vector.requires_grad, text   # (x == y: none)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_has_negative_zero_is_a_zero_with_its_sign_bit(dtype):
     rng = np.random.default_rng(6)

@@ -16,12 +16,13 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
-  matrix product is the matrix itself.
+  matrix product is the matrix itself, pulled back through pointwise rules as wide rows.
 The engine calls `run` alone; the other public functions are the parts the equivalence tests
 hold to the plain path one by one.
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections import Counter
@@ -129,6 +130,15 @@ def rule_reads(rule):
     return reads
 
 
+def read_ids(eq, rule) -> list:
+    """The ids of the values (node eq's own, its inputs') that `rule`, a VJP rule of eq,
+    reads: all of them when that cannot be told."""
+    reads = rule_reads(rule)
+    if reads is None:
+        return [eq.id, *eq.inputs]
+    return [eq.id if k == 1 else eq.inputs[k - 2] for k in reads if 1 <= k < len(eq.inputs) + 2]
+
+
 class Plan:
     """Liveness of one program's values for one output: what backward reads, when forward
     and backward use each value for the last time."""
@@ -148,11 +158,7 @@ class Plan:
                 if rule is None or not nodes[i].requires_grad:
                     continue
                 reach.add(i)
-                reads = rule_reads(rule)
-                n_in = len(eq.inputs)
-                ids = [eq.id, *eq.inputs] if reads is None else \
-                    [eq.id if k == 1 else eq.inputs[k - 2] for k in reads if 1 <= k < n_in + 2]
-                for k in ids:
+                for k in read_ids(eq, rule):
                     self.needed.add(k)
                     bw_last[k] = eq.id      # reverse order: the last one seen is the smallest
         fw_last = {}
@@ -585,23 +591,29 @@ def elementwise_path(graph, output: int) -> bool:
     """True when every node between the output and the leaves that backward reaches is an
     elementwise op of the output's shape: then row i of the Jacobian is the cotangent e_i
     pulled back position by position, nonzero only at i (up to 0*inf)."""
+    return pointwise_below(graph, output) is not None
+
+
+def pointwise_below(graph, node: int) -> list | None:
+    """The op nodes that backward reaches from `node` (itself included), when each is an
+    elementwise op of node's shape whose inputs that take a gradient have that shape too;
+    else None."""
     nodes = graph.nodes
-    oshape = nodes[output].shape
-    need = {output}
-    for eq in reversed(nodes[: output + 1]):
+    shape = nodes[node].shape
+    need, found = {node}, []
+    for eq in reversed(nodes[: node + 1]):
         if eq.id not in need or eq.kind != "op":
             continue
-        if not eq.op.pointwise:
-            return False
-        if eq.shape != oshape:
-            return False
+        if not eq.op.pointwise or eq.shape != shape:
+            return None
+        found.append(eq)
         for j, i in enumerate(eq.inputs):
             if not nodes[i].requires_grad or eq.op.vjp(j) is None:
                 continue
-            if nodes[i].shape != oshape:
-                return False
+            if nodes[i].shape != shape:
+                return None
             need.add(i)
-    return True
+    return found
 
 
 def _expand_diagonal(J, d, o):
@@ -697,6 +709,85 @@ def identity_seeds(graph, values, output: int):
     else:
         return None
     return seeds
+
+
+def seeded_backward(graph, values, output: int, batch: tuple, seeds: dict) -> dict:
+    """The leaves' cotangents from identity_seeds' `seeds`, under the caller's error state.
+    A seed on a vector whose rules below are all pointwise (W @ tanh(a): tanh's) goes as
+    wide rows: k rows of the batch side by side in one row of WIDE or more elements, each
+    vector those rules read repeated k times, so that numpy's loops run over k*m elements at
+    a time instead of m. The same operations on the same numbers, element by element."""
+    wide = _wide_rows(graph, values, seeds)
+    if wide is None:
+        return _backward(graph, values, None, output, batch, None, seeds, _steps(graph, output))
+    node, k, read = wide
+    rows, m = seeds[node].shape
+    tiled = list(values)
+    for i in read:
+        tiled[i] = values[i][None].repeat(k, 0).reshape(-1)
+    ct = _backward(graph, tiled, None, output, (rows // k,), None,
+                   {node: seeds[node].reshape(rows // k, k * m)},
+                   _wide_steps(graph, output, node, k * m))
+    return {i: v.reshape(rows, m) for i, v in ct.items()}
+
+
+# wide rows have at least this many elements: a (1000, 1000) batch times a vector of values
+# runs 1000 of numpy's inner loops, whose calls cost about as much again as the arithmetic
+# (figure 6b's W * (1 - tanh(a)**2) about 430 us; as 50 rows of 20,000 about 300 us)
+WIDE = 1 << 14
+
+
+def _wide_rows(graph, values, seeds):
+    """(seeded node, k rows to a wide row, ids of the vectors to repeat) when the seeded
+    backward can go as wide rows: one C-contiguous seed (else regrouping it copies it) on a
+    1-D op with pointwise rules below it, whose vectors read are contiguous (numpy then
+    takes the same loops on them repeated), and a k in [WIDE / m, 4 WIDE / m] that divides
+    the rows; else None."""
+    if len(seeds) != 1:
+        return None
+    ((node, seed),) = seeds.items()
+    read = remembered(graph, ("wide reads", node), lambda: _wide_reads(graph, node))
+    if read is False or not seed.flags.c_contiguous:
+        return None
+    rows, m = seed.shape
+    if not 0 < m < WIDE:
+        return None
+    least = -(-WIDE // m)
+    k = next((k for k in range(least, min(rows, 4 * least) + 1) if rows % k == 0), None)
+    if k is None or not all(values[i].flags.c_contiguous for i in read):
+        return None
+    return node, k, read
+
+
+def _wide_reads(graph, node: int):
+    """The ids of the values of `node`'s shape that the rules below it read, when node is a
+    1-D op with only pointwise ops below it (pointwise_below); else False."""
+    nodes = graph.nodes
+    shape = nodes[node].shape
+    below = pointwise_below(graph, node) if len(shape) == 1 and nodes[node].kind == "op" \
+        else None
+    if not below:
+        return False
+    read = set()
+    for eq in below:
+        for j, i in enumerate(eq.inputs):
+            rule = eq.op.vjp(j)
+            if rule is not None and nodes[i].requires_grad:
+                read.update(k for k in read_ids(eq, rule) if nodes[k].shape == shape)
+    return sorted(read)
+
+
+def _wide_steps(graph, out: int, node: int, width: int) -> Steps:
+    """_steps(graph, out) with each edge into a value of `node`'s shape taking a cotangent
+    row of `width` elements, remembered per program."""
+    def make():
+        base = _steps(graph, out)
+        shape = graph.nodes[node].shape
+        wide = copy.copy(base)
+        wide.steps = [(eq, [(i, rule, (width,) if s == shape else s) for i, rule, s in edges])
+                      for eq, edges in base.steps]
+        return wide
+    return remembered(graph, ("wide steps", out, node, width), make)
 
 
 def is_elementwise(graph, output: int) -> bool:
@@ -795,8 +886,7 @@ def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None
         with np.errstate(all="ignore"):
             seeds = identity_seeds(graph, values, output)
             if seeds is not None:
-                grads = _backward(graph, values, None, output, oshape, None, seeds,
-                                  _steps(graph, output))
+                grads = seeded_backward(graph, values, output, oshape, seeds)
     if grads is None:
         eye = np.eye(n, dtype=dtype).reshape(oshape + oshape)
         grads = backward(graph, values, eye, output, batch=oshape)
