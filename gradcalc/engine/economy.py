@@ -717,17 +717,16 @@ def seeded_backward(graph, values, output: int, batch: tuple, seeds: dict) -> di
     wide rows: k rows of the batch side by side in one row of WIDE or more elements, each
     vector those rules read repeated k times, so that numpy's loops run over k*m elements at
     a time instead of m. The same operations on the same numbers, element by element."""
-    wide = _wide_rows(graph, values, seeds)
+    wide = _wide_rows(graph, values, output, seeds)
     if wide is None:
         return _backward(graph, values, None, output, batch, None, seeds, _steps(graph, output))
-    node, k, read = wide
+    node, k, read, steps = wide
     rows, m = seeds[node].shape
     tiled = list(values)
     for i in read:
         tiled[i] = values[i][None].repeat(k, 0).reshape(-1)
     ct = _backward(graph, tiled, None, output, (rows // k,), None,
-                   {node: seeds[node].reshape(rows // k, k * m)},
-                   _wide_steps(graph, output, node, k * m))
+                   {node: seeds[node].reshape(rows // k, k * m)}, steps)
     return {i: v.reshape(rows, m) for i, v in ct.items()}
 
 
@@ -737,57 +736,46 @@ def seeded_backward(graph, values, output: int, batch: tuple, seeds: dict) -> di
 WIDE = 1 << 14
 
 
-def _wide_rows(graph, values, seeds):
-    """(seeded node, k rows to a wide row, ids of the vectors to repeat) when the seeded
-    backward can go as wide rows: one C-contiguous seed (else regrouping it copies it) on a
-    1-D op with pointwise rules below it, whose vectors read are contiguous (numpy then
-    takes the same loops on them repeated), and a k in [WIDE / m, 4 WIDE / m] that divides
-    the rows; else None."""
+def _wide_rows(graph, values, output: int, seeds: dict):
+    """(seeded node, k rows to a wide row, ids of the vectors to repeat, the backward steps
+    with wide rows) when the seeded backward can go as wide rows (_wide_way), its seed is
+    C-contiguous (else regrouping it copies it) and so are the vectors read (numpy then takes
+    the same loops on them repeated); else None."""
     if len(seeds) != 1:
         return None
     ((node, seed),) = seeds.items()
-    read = remembered(graph, ("wide reads", node), lambda: _wide_reads(graph, node))
-    if read is False or not seed.flags.c_contiguous:
+    wide = remembered(graph, ("wide rows", output, node, seed.shape, WIDE),
+                      lambda: _wide_way(graph, output, node, seed.shape))
+    if not wide or not seed.flags.c_contiguous or \
+            not all(values[i].flags.c_contiguous for i in wide[2]):
         return None
-    rows, m = seed.shape
-    if not 0 < m < WIDE:
-        return None
+    return wide
+
+
+def _wide_way(graph, out: int, node: int, shape: tuple):
+    """_wide_rows' answer for a seed of `shape` (rows, m) on `node`, found once per program:
+    node is a 1-D op with only pointwise ops below it (pointwise_below), m < WIDE and a k in
+    [WIDE / m, 4 WIDE / m] divides the rows; else False."""
+    nodes = graph.nodes
+    if len(shape) != 2 or len(nodes[node].shape) != 1 or nodes[node].kind != "op" or \
+            not 0 < shape[1] < WIDE:
+        return False
+    rows, m = shape
     least = -(-WIDE // m)
     k = next((k for k in range(least, min(rows, 4 * least) + 1) if rows % k == 0), None)
-    if k is None or not all(values[i].flags.c_contiguous for i in read):
-        return None
-    return node, k, read
-
-
-def _wide_reads(graph, node: int):
-    """The ids of the values of `node`'s shape that the rules below it read, when node is a
-    1-D op with only pointwise ops below it (pointwise_below); else False."""
-    nodes = graph.nodes
-    shape = nodes[node].shape
-    below = pointwise_below(graph, node) if len(shape) == 1 and nodes[node].kind == "op" \
-        else None
-    if not below:
+    below = pointwise_below(graph, node)
+    if below is None or k is None:
         return False
     read = set()
     for eq in below:
         for j, i in enumerate(eq.inputs):
             rule = eq.op.vjp(j)
             if rule is not None and nodes[i].requires_grad:
-                read.update(k for k in read_ids(eq, rule) if nodes[k].shape == shape)
-    return sorted(read)
-
-
-def _wide_steps(graph, out: int, node: int, width: int) -> Steps:
-    """_steps(graph, out) with each edge into a value of `node`'s shape taking a cotangent
-    row of `width` elements, remembered per program."""
-    def make():
-        base = _steps(graph, out)
-        shape = graph.nodes[node].shape
-        wide = copy.copy(base)
-        wide.steps = [(eq, [(i, rule, (width,) if s == shape else s) for i, rule, s in edges])
-                      for eq, edges in base.steps]
-        return wide
-    return remembered(graph, ("wide steps", out, node, width), make)
+                read.update(r for r in read_ids(eq, rule) if nodes[r].shape == (m,))
+    steps = copy.copy(_steps(graph, out))
+    steps.steps = [(eq, [(i, rule, (k * m,) if s == (m,) else s) for i, rule, s in edges])
+                   for eq, edges in steps.steps]
+    return node, k, sorted(read), steps
 
 
 def is_elementwise(graph, output: int) -> bool:
