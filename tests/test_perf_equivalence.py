@@ -322,6 +322,42 @@ def test_identity_through_a_product_is_the_matrix(expr, shapes, wrt, matrix):
         assert_same(got[i], want[i], f"{expr} wrt {graph.nodes[i].name} ({matrix})")
 
 
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+@pytest.mark.parametrize("rows,m", [(12, 5), (9, 7), (40, 37)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_product_of_pointwise_rules_goes_as_wide_rows(name, k, sample, rows, m, dtype,
+                                                        monkeypatch):
+    """W @ op(x): the identity batch through the product is W, pulled back through op's
+    rules as wide rows (k rows of the batch in one, the vectors the rules read repeated k
+    times; WIDE lowered so these sizes take it, with m not a multiple of any SIMD width).
+    The Jacobian is the plain one, at special values too, with -0.0 in W."""
+    expr, shapes, domain = sample
+    monkeypatch.setattr(economy, "WIDE", 2 * m)
+    taken = []
+    wide_rows = economy._wide_rows
+    monkeypatch.setattr(economy, "_wide_rows",
+                        lambda *a: taken.append(wide_rows(*a)) or taken[-1])
+    for seed in range(3):
+        bindings = sample_inputs({v: (m,) for v in shapes}, domain, seed, seed > 0)
+        W = np.random.default_rng(seed).uniform(-2, 2, (rows, m))
+        W[0, ::2] = -0.0
+        bindings["W"] = W
+        text = f"W @ ({expr})"
+        try:
+            graph = Compiler(text, bindings, dtype=np.dtype(dtype), wrt=sorted(shapes),
+                             limits=LIMITS).program(parse_program(text, LIMITS.max_depth))
+        except GradcalcError:
+            pytest.skip("a constant operand changes the vector's shape")
+        values = plain_forward(graph, graph.output)
+        leaf_ids = [graph.leaves[v] for v in sorted(shapes)]
+        want = plain_jacobian(graph, values, graph.output, leaf_ids)
+        got = economy.jacobian(graph, values, graph.output, leaf_ids, structure=True)
+        for i in leaf_ids:
+            assert_same(got[i], want[i], f"{text} wrt {graph.nodes[i].name}")
+        vector = graph.nodes[graph.nodes[graph.output].inputs[1]]
+        assert taken[-1] is not None or not vector.requires_grad, text   # (x == y: none)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_has_negative_zero_is_a_zero_with_its_sign_bit(dtype):
     rng = np.random.default_rng(6)
@@ -743,6 +779,33 @@ def test_many_tiny_values_skip_the_lean_forward(monkeypatch):
     want = plain_forward(graph, graph.output)
     assert_same(ans.values[graph.output], want[graph.output], text[:20])
     assert_same(ans.grads[graph.leaves["x"]], np.full(8, 20_000.0), "grad")
+
+
+@pytest.mark.parametrize("expr,drops", [("W @ tanh(a)", False), ("sum(sin(W @ a) * 2)", True)])
+def test_a_lean_forward_runs_only_where_it_drops_a_value(expr, drops, monkeypatch):
+    """Above LEAN_MIN, W @ tanh(a) keeps every value for its rules (the product's reads W and
+    tanh(a), tanh's its result): its lean forward would be the scheduled one plus bookkeeping,
+    so the scheduled one runs. sin(W @ a) is read by no rule and is dropped. The numbers are
+    the plain ones either way."""
+    rng = np.random.default_rng(8)
+    graph = compile_with(expr, {"W": rng.uniform(-1, 1, (300, 300)), "a": rng.uniform(-2, 2, 300)})
+    assert economy.elements(graph, graph.output)[0] >= economy.LEAN_MIN
+    lean = economy.forward_lean
+    called = []
+    monkeypatch.setattr(economy, "forward_lean", lambda *a: called.append(1) or lean(*a))
+    cot = np.ones(graph.nodes[graph.output].shape)
+    leaves = (graph.leaves["a"],)
+    for jac in (False, True):
+        called.clear()
+        ans = engine.differentiate(engine.Request(graph, graph.output, cot, leaves,
+                                                  jacobian=jac, drop_values=True))
+        assert called == ([1] if drops else [])
+        want = plain_forward(graph, graph.output)
+        assert_same(ans.values[graph.output], want[graph.output], expr)
+        assert_same(ans.grads[leaves[0]], plain_backward(graph, want, cot)[leaves[0]], expr)
+        if jac:
+            J = plain_jacobian(graph, want, graph.output, leaves)[leaves[0]]
+            assert_same(ans.jacobians[leaves[0]], J, expr)
 
 
 @pytest.mark.parametrize("length,paused", [(5, False), (20_001, True)])

@@ -16,12 +16,13 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
-  matrix product is the matrix itself.
+  matrix product is the matrix itself, pulled back through pointwise rules as wide rows.
 The engine calls `run` alone; the other public functions are the parts the equivalence tests
 hold to the plain path one by one.
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections import Counter
@@ -72,7 +73,8 @@ def run(request):
             return Values(done[0], graph, out), done[1], None
     lean = request.drop_values and way.lean
     with np.errstate(all="ignore"):
-        values = forward_lean(graph, out) if lean else _forward(way.ops, graph, out)
+        values = forward_lean(graph, out) if lean and way.drops else \
+            _forward(way.ops, graph, out)
         both = vjp_and_jacobian(graph, values, cot, out, leaves) if request.jacobian else None
         if both is None:
             dead = plan(graph, out).bw_dead if lean and not request.jacobian else None
@@ -85,12 +87,14 @@ def run(request):
 
 class Way:
     """What `run` asks of one program and output, found once per compiled program: whether
-    a request that drops values goes block by block or lean, the forward schedule and the
-    backward steps."""
+    a request that drops values goes block by block or lean, whether a lean forward drops
+    anything (else it is the plain forward with more bookkeeping: W @ tanh(a) keeps every
+    value for its rules), the forward schedule and the backward steps."""
 
     def __init__(self, graph, out: int):
         self.blocked = graph.nodes[out].size >= BLOCK_MIN and blockable(graph, out)
         self.lean = elements(graph, out)[0] >= LEAN_MIN and largest(graph, out) >= LEAN_NODE_MIN
+        self.drops = self.lean and bool(plan(graph, out).fw_dead)
         self.ops = _schedule(graph, out)
         self.steps = _steps(graph, out)
 
@@ -126,6 +130,15 @@ def rule_reads(rule):
     return reads
 
 
+def read_ids(eq, rule) -> list:
+    """The ids of the values (node eq's own, its inputs') that `rule`, a VJP rule of eq,
+    reads: all of them when that cannot be told."""
+    reads = rule_reads(rule)
+    if reads is None:
+        return [eq.id, *eq.inputs]
+    return [eq.id if k == 1 else eq.inputs[k - 2] for k in reads if 1 <= k < len(eq.inputs) + 2]
+
+
 class Plan:
     """Liveness of one program's values for one output: what backward reads, when forward
     and backward use each value for the last time."""
@@ -145,11 +158,7 @@ class Plan:
                 if rule is None or not nodes[i].requires_grad:
                     continue
                 reach.add(i)
-                reads = rule_reads(rule)
-                n_in = len(eq.inputs)
-                ids = [eq.id, *eq.inputs] if reads is None else \
-                    [eq.id if k == 1 else eq.inputs[k - 2] for k in reads if 1 <= k < n_in + 2]
-                for k in ids:
+                for k in read_ids(eq, rule):
                     self.needed.add(k)
                     bw_last[k] = eq.id      # reverse order: the last one seen is the smallest
         fw_last = {}
@@ -582,23 +591,29 @@ def elementwise_path(graph, output: int) -> bool:
     """True when every node between the output and the leaves that backward reaches is an
     elementwise op of the output's shape: then row i of the Jacobian is the cotangent e_i
     pulled back position by position, nonzero only at i (up to 0*inf)."""
+    return pointwise_below(graph, output) is not None
+
+
+def pointwise_below(graph, node: int) -> list | None:
+    """The op nodes that backward reaches from `node` (itself included), when each is an
+    elementwise op of node's shape whose inputs that take a gradient have that shape too;
+    else None."""
     nodes = graph.nodes
-    oshape = nodes[output].shape
-    need = {output}
-    for eq in reversed(nodes[: output + 1]):
+    shape = nodes[node].shape
+    need, found = {node}, []
+    for eq in reversed(nodes[: node + 1]):
         if eq.id not in need or eq.kind != "op":
             continue
-        if not eq.op.pointwise:
-            return False
-        if eq.shape != oshape:
-            return False
+        if not eq.op.pointwise or eq.shape != shape:
+            return None
+        found.append(eq)
         for j, i in enumerate(eq.inputs):
             if not nodes[i].requires_grad or eq.op.vjp(j) is None:
                 continue
-            if nodes[i].shape != oshape:
-                return False
+            if nodes[i].shape != shape:
+                return None
             need.add(i)
-    return True
+    return found
 
 
 def _expand_diagonal(J, d, o):
@@ -622,8 +637,9 @@ def _exact_matrix(m, product=None, other=None):
     (an inf or NaN in m makes a non-finite term, and no sum loses one)."""
     if m.size == 0:
         return m
-    known = product is not None and all_finite(product) and all_finite(other) and \
-        bool(np.all(other))
+    # (sums under the caller's error state: one that overflows only sends m to the scan)
+    known = product is not None and math.isfinite(float(np.add.reduce(product, axis=None))) \
+        and math.isfinite(float(np.add.reduce(other, axis=None))) and bool(other.all())
     if not known:
         lo, hi = float(m.min()), float(m.max())      # NaN-propagating, vectorised
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -634,12 +650,16 @@ def _exact_matrix(m, product=None, other=None):
     return m + 0.0 if has_negative_zero(m) else m
 
 
+# -0.0 read as a signed integer, by float size: (that integer type, its smallest value)
+_NEGATIVE_ZERO = {k: (np.dtype(f"i{k}"), int(np.iinfo(f"i{k}").min)) for k in (4, 8)}
+
+
 def has_negative_zero(m) -> bool:
     """Whether the float array m holds -0.0: its bits read as a signed integer are the
     smallest integer of that size, and no other float's are, so one vectorised integer min
     tells (about twice as fast as m.all(), a test per element)."""
-    ints = m.view(np.dtype(f"i{m.dtype.itemsize}"))
-    return int(ints.min(initial=0)) == np.iinfo(ints.dtype).min
+    as_int, bits = _NEGATIVE_ZERO[m.dtype.itemsize]
+    return int(np.minimum.reduce(m.view(as_int), axis=None, initial=0)) == bits
 
 
 def identity_seeds(graph, values, output: int):
@@ -689,6 +709,73 @@ def identity_seeds(graph, values, output: int):
     else:
         return None
     return seeds
+
+
+def seeded_backward(graph, values, output: int, batch: tuple, seeds: dict) -> dict:
+    """The leaves' cotangents from identity_seeds' `seeds`, under the caller's error state.
+    A seed on a vector whose rules below are all pointwise (W @ tanh(a): tanh's) goes as
+    wide rows: k rows of the batch side by side in one row of WIDE or more elements, each
+    vector those rules read repeated k times, so that numpy's loops run over k*m elements at
+    a time instead of m. The same operations on the same numbers, element by element."""
+    wide = _wide_rows(graph, values, output, seeds)
+    if wide is None:
+        return _backward(graph, values, None, output, batch, None, seeds, _steps(graph, output))
+    node, k, read, steps = wide
+    rows, m = seeds[node].shape
+    tiled = list(values)
+    for i in read:
+        tiled[i] = values[i][None].repeat(k, 0).reshape(-1)
+    ct = _backward(graph, tiled, None, output, (rows // k,), None,
+                   {node: seeds[node].reshape(rows // k, k * m)}, steps)
+    return {i: v.reshape(rows, m) for i, v in ct.items()}
+
+
+# wide rows have at least this many elements: a (1000, 1000) batch times a vector of values
+# runs 1000 of numpy's inner loops, whose calls cost about as much again as the arithmetic
+# (figure 6b's W * (1 - tanh(a)**2) about 430 us; as 50 rows of 20,000 about 300 us)
+WIDE = 1 << 14
+
+
+def _wide_rows(graph, values, output: int, seeds: dict):
+    """(seeded node, k rows to a wide row, ids of the vectors to repeat, the backward steps
+    with wide rows) when the seeded backward can go as wide rows (_wide_way), its seed is
+    C-contiguous (else regrouping it copies it) and so are the vectors read (numpy then takes
+    the same loops on them repeated); else None."""
+    if len(seeds) != 1:
+        return None
+    ((node, seed),) = seeds.items()
+    wide = remembered(graph, ("wide rows", output, node, seed.shape, WIDE),
+                      lambda: _wide_way(graph, output, node, seed.shape))
+    if not wide or not seed.flags.c_contiguous or \
+            not all(values[i].flags.c_contiguous for i in wide[2]):
+        return None
+    return wide
+
+
+def _wide_way(graph, out: int, node: int, shape: tuple):
+    """_wide_rows' answer for a seed of `shape` (rows, m) on `node`, found once per program:
+    node is a 1-D op with only pointwise ops below it (pointwise_below), m < WIDE and a k in
+    [WIDE / m, 4 WIDE / m] divides the rows; else False."""
+    nodes = graph.nodes
+    if len(shape) != 2 or len(nodes[node].shape) != 1 or nodes[node].kind != "op" or \
+            not 0 < shape[1] < WIDE:
+        return False
+    rows, m = shape
+    least = -(-WIDE // m)
+    k = next((k for k in range(least, min(rows, 4 * least) + 1) if rows % k == 0), None)
+    below = pointwise_below(graph, node)
+    if below is None or k is None:
+        return False
+    read = set()
+    for eq in below:
+        for j, i in enumerate(eq.inputs):
+            rule = eq.op.vjp(j)
+            if rule is not None and nodes[i].requires_grad:
+                read.update(r for r in read_ids(eq, rule) if nodes[r].shape == (m,))
+    steps = copy.copy(_steps(graph, out))
+    steps.steps = [(eq, [(i, rule, (k * m,) if s == (m,) else s) for i, rule, s in edges])
+                   for eq, edges in steps.steps]
+    return node, k, sorted(read), steps
 
 
 def is_elementwise(graph, output: int) -> bool:
@@ -784,9 +871,10 @@ def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None
             g[0] = 1
             two = backward(graph, values, g, output, batch=(2,))
             return _diagonal_jacobians(graph, two, 0, leaf_ids, oshape)
-        seeds = identity_seeds(graph, values, output)
-        if seeds is not None:
-            grads = backward(graph, values, None, output, batch=oshape, seeds=seeds)
+        with np.errstate(all="ignore"):
+            seeds = identity_seeds(graph, values, output)
+            if seeds is not None:
+                grads = seeded_backward(graph, values, output, oshape, seeds)
     if grads is None:
         eye = np.eye(n, dtype=dtype).reshape(oshape + oshape)
         grads = backward(graph, values, eye, output, batch=oshape)
