@@ -12,7 +12,7 @@ the option names in its messages.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -90,14 +90,18 @@ class AdamWOptions(AdamOptions):
     weight_decay: float = 1e-2
 
 
-@dataclass
 class SGD:
-    """torch.optim.SGD; state per parameter: its momentum buffer (None before the first step)."""
+    """torch.optim.SGD; state per parameter: its momentum buffer (None before the first step).
+    The optimizers and their state are plain classes: a dataclass costs 0.3-0.7 ms to
+    define, at every start-up of `gradcalc fit` (issue 15, figure 17a); their options stay
+    dataclasses (their fields are the options a user may give)."""
 
-    options: SGDOptions = field(default_factory=SGDOptions)
-    momentum_buffer: dict[str, np.ndarray] = field(default_factory=dict)
-
+    __slots__ = ("options", "momentum_buffer")
     name = "sgd"
+
+    def __init__(self, options: SGDOptions | None = None):
+        self.options = SGDOptions() if options is None else options
+        self.momentum_buffer: dict[str, np.ndarray] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """One `optimizer.step()` of torch's `_single_tensor_sgd`, params updated in place."""
@@ -145,26 +149,29 @@ def _scalar(value: float, dtype: np.dtype, constant: bool = False) -> np.ndarray
     return out
 
 
-@dataclass
 class AdamSlot:
     """torch's per-parameter Adam state: step count and running moments."""
 
-    step: int
-    exp_avg: np.ndarray
-    exp_avg_sq: np.ndarray
-    max_exp_avg_sq: np.ndarray | None
+    __slots__ = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(self, step: int, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+                 max_exp_avg_sq: np.ndarray | None):
+        self.step, self.exp_avg, self.exp_avg_sq = step, exp_avg, exp_avg_sq
+        self.max_exp_avg_sq = max_exp_avg_sq
 
 
-@dataclass
 class Adam:
     """torch.optim.Adam (L2 weight decay added to the gradient)."""
 
-    options: AdamOptions = field(default_factory=AdamOptions)
-    state: dict[str, AdamSlot] = field(default_factory=dict)
-    scalars: dict[np.dtype, AdamScalars] = field(default_factory=dict, repr=False)
-
+    __slots__ = ("options", "state", "scalars")
     name = "adam"
     decoupled = False
+    default = AdamOptions
+
+    def __init__(self, options: AdamOptions | None = None):
+        self.options = self.default() if options is None else options
+        self.state: dict[str, AdamSlot] = {}
+        self.scalars: dict[np.dtype, AdamScalars] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """One `optimizer.step()` of torch's `_single_tensor_adam`, params updated in place."""
@@ -213,14 +220,13 @@ class Adam:
         return hyper
 
 
-@dataclass
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with the weight decay applied to the parameter first."""
 
-    options: AdamOptions = field(default_factory=AdamWOptions)
-
+    __slots__ = ()
     name = "adamw"
     decoupled = True
+    default = AdamWOptions
 
 
 def _lerp(start: np.ndarray, end: np.ndarray, weight) -> None:
