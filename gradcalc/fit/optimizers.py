@@ -131,21 +131,24 @@ class AdamScalars:
     floats every time, rounded once. A plain class: a frozen dataclass of five fields costs
     0.6 ms to define, more than it saves in a 400-step fit (issue 15, figure 17a)."""
 
-    __slots__ = ("decay", "one_minus_beta1", "beta2", "one_minus_beta2", "eps")
+    __slots__ = ("decay", "one_minus_beta1", "beta2", "one_minus_beta2", "eps", "lerp_small")
 
     def __init__(self, o: AdamOptions, decoupled: bool, dtype: np.dtype):
         beta1, beta2 = o.betas
         decay = 1 - o.lr * o.weight_decay if decoupled else o.weight_decay  # AdamW : Adam
         for name, value in zip(self.__slots__, (decay, 1 - beta1, beta2, 1 - beta2, o.eps)):
             setattr(self, name, _scalar(value, dtype, constant=True))
+        self.lerp_small = bool(abs(self.one_minus_beta1) < 0.5)    # _lerp's branch
 
 
 def _scalar(value: float, dtype: np.dtype, constant: bool = False) -> np.ndarray:
     """A Python float as a kernel takes it, rounded to `dtype`: as a 0-d array, whose
     arithmetic with an array is a numpy scalar's to the bit, and which numpy's ufuncs take
-    sooner (0.4 against 0.7 us on two elements). A constant is shared: read-only."""
+    sooner (0.4 against 0.7 us on two elements). A constant is shared: read-only (a step's
+    own is nobody else's, and setting the flag would cost what the 0-d array saves)."""
     out = np.array(value, dtype=dtype)
-    out.flags.writeable = not constant
+    if constant:
+        out.flags.writeable = False
     return out
 
 
@@ -194,7 +197,7 @@ class Adam:
                     param *= k.decay
                 else:
                     grad = grad + k.decay * param
-            _lerp(slot.exp_avg, grad, k.one_minus_beta1)
+            _lerp(slot.exp_avg, grad, k.one_minus_beta1, k.lerp_small)
             slot.exp_avg_sq *= k.beta2
             slot.exp_avg_sq += k.one_minus_beta2 * grad * grad   # addcmul_: (value*t1)*t2
             # torch reads the step back as a Python float: these are double-precision
@@ -229,9 +232,10 @@ class AdamW(Adam):
     default = AdamWOptions
 
 
-def _lerp(start: np.ndarray, end: np.ndarray, weight) -> None:
-    """start.lerp_(end, weight) in place, with ATen's two branches (they round differently)."""
-    if abs(weight) < 0.5:
+def _lerp(start: np.ndarray, end: np.ndarray, weight, small: bool) -> None:
+    """start.lerp_(end, weight) in place, with ATen's two branches (they round differently):
+    `small` is abs(weight) < 0.5, told once for a constant weight."""
+    if small:
         start += weight * (end - start)
     else:
         start[...] = end - (end - start) * (weight.dtype.type(1) - weight)
