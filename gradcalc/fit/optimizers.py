@@ -1,6 +1,6 @@
 """PyTorch 2.13's SGD, Adam and AdamW update rules on numpy arrays, step for step.
 
-Each optimizer is a frozen record of hyper-parameters, named and defaulted as torch names
+Each optimizer is a record of hyper-parameters, named and defaulted as torch names
 and defaults them, plus per-parameter state; `step(params, grads)` updates the arrays in
 place in the order of torch's single-tensor (`foreach=False`) code, in the parameter's own
 dtype, with torch's scalar arithmetic (bias corrections and step size are Python floats,
@@ -12,7 +12,6 @@ the option names in its messages.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -43,17 +42,37 @@ def _same_dtype(name: str, param: np.ndarray, grad: np.ndarray) -> np.ndarray:
     return np.asarray(grad, dtype=param.dtype)
 
 
-@dataclass(frozen=True)
-class SGDOptions:
+class Options:
+    """A record of hyper-parameters by torch's names: DEFAULTS holds every one the optimizer
+    takes, in torch's order (the report's), with torch's default; `check` refuses what
+    torch's __init__ refuses. The options, the optimizers and their state are plain classes:
+    a dataclass costs 0.3-0.7 ms to define, at every start-up of `gradcalc fit` (issue 15,
+    figure 17a)."""
+
+    DEFAULTS: dict = {}
+
+    def __init__(self, **given):
+        for key in given:
+            if key not in self.DEFAULTS:
+                raise TypeError(f"{type(self).__name__} takes no option {key}")
+        vars(self).update(self.DEFAULTS, **given)
+        self.check()
+
+    def check(self) -> None:
+        pass
+
+    def hyper(self) -> dict:
+        """Every hyper-parameter by torch's name, defaults included."""
+        return {key: getattr(self, key) for key in self.DEFAULTS}
+
+
+class SGDOptions(Options):
     """torch.optim.SGD's hyper-parameters and defaults (torch 2.13: lr=1e-3)."""
 
-    lr: float = 1e-3
-    momentum: float = 0.0
-    dampening: float = 0.0
-    weight_decay: float = 0.0
-    nesterov: bool = False
+    DEFAULTS = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+                "nesterov": False}
 
-    def __post_init__(self):
+    def check(self):
         # the checks and their order are torch's SGD.__init__
         _require(self.lr >= 0.0, "lr", "must be >= 0", self.lr)
         _require(self.momentum >= 0.0, "momentum", "must be >= 0", self.momentum)
@@ -62,17 +81,14 @@ class SGDOptions:
             raise _usage("--nesterov needs a --momentum above 0 and --dampening 0")
 
 
-@dataclass(frozen=True)
-class AdamOptions:
-    """torch.optim.Adam's hyper-parameters and defaults; AdamW differs in weight_decay."""
+class AdamOptions(Options):
+    """torch.optim.Adam's hyper-parameters and defaults (betas: two floats); AdamW differs
+    in weight_decay."""
 
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    amsgrad: bool = False
+    DEFAULTS = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                "amsgrad": False}
 
-    def __post_init__(self):
+    def check(self):
         # the checks and their order are torch's Adam.__init__
         _require(self.lr >= 0.0, "lr", "must be >= 0", self.lr)
         _require(self.eps >= 0.0, "eps", "must be >= 0", self.eps)
@@ -80,21 +96,17 @@ class AdamOptions:
         for beta in self.betas:
             _require(0.0 <= beta < 1.0, "betas", "must each lie in [0, 1)", self.betas)
         _require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0", self.weight_decay)
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        self.betas = tuple(float(b) for b in self.betas)
 
 
-@dataclass(frozen=True)
 class AdamWOptions(AdamOptions):
     """torch.optim.AdamW: Adam's options with weight_decay=1e-2 by default."""
 
-    weight_decay: float = 1e-2
+    DEFAULTS = {**AdamOptions.DEFAULTS, "weight_decay": 1e-2}
 
 
 class SGD:
-    """torch.optim.SGD; state per parameter: its momentum buffer (None before the first step).
-    The optimizers and their state are plain classes: a dataclass costs 0.3-0.7 ms to
-    define, at every start-up of `gradcalc fit` (issue 15, figure 17a); their options stay
-    dataclasses (their fields are the options a user may give)."""
+    """torch.optim.SGD; state per parameter: its momentum buffer (None before the first step)."""
 
     __slots__ = ("options", "momentum_buffer")
     name = "sgd"
@@ -123,7 +135,7 @@ class SGD:
 
     def hyper(self) -> dict:
         """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
-        return asdict(self.options)
+        return self.options.hyper()
 
 
 class AdamScalars:
@@ -218,7 +230,7 @@ class Adam:
 
     def hyper(self) -> dict:
         """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
-        hyper = asdict(self.options)
+        hyper = self.options.hyper()
         hyper["betas"] = list(hyper["betas"])
         return hyper
 
@@ -252,8 +264,7 @@ def make_optimizer(name: str, **hyper) -> SGD | Adam | AdamW:
     if name not in OPTIMIZERS:
         raise _usage(f"--optimizer must be one of {', '.join([*OPTIMIZERS, 'lm'])}, got {name}")
     kind, options = OPTIMIZERS[name]
-    known = {f.name for f in fields(options)}
     for key in hyper:
-        if key not in known:
+        if key not in options.DEFAULTS:
             raise _usage(f"{OPTION.get(key, key)} does not apply to --optimizer {name}")
     return kind(options(**hyper))
