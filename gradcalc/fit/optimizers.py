@@ -12,7 +12,6 @@ the option names in its messages.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import GradcalcError
