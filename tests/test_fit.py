@@ -53,7 +53,7 @@ def test_the_german_page_trains_to_pytorchs_weights():
 
 
 def test_the_human_report_shows_parameters_and_the_loss_curve():
-    r = fit(*GERMAN_ARGS, env={"COLUMNS": "80"})
+    r = fit(*GERMAN_ARGS, "--plot", env={"COLUMNS": "80"})
     assert r.status == 0, r.stderr
     out = r.stdout
     assert "adam (lr=0.1, betas=0.9,0.999" in out
@@ -61,6 +61,11 @@ def test_the_human_report_shows_parameters_and_the_loss_curve():
     assert "loss per epoch (log scale)" in out
     assert max(len(line) for line in out.splitlines()) <= 80
     assert r.stderr == ""          # no progress bar when stderr is not a terminal
+    # piped without --plot: the same report, less the curve (a picture for a terminal)
+    piped = fit(*GERMAN_ARGS, env={"COLUMNS": "80"})
+    assert piped.status == 0, piped.stderr
+    assert "loss per epoch" not in piped.stdout
+    assert out.startswith(piped.stdout.rstrip("\n"))
 
 
 @pytest.mark.parametrize("name", ["decay", "quadratic"])

@@ -15,6 +15,7 @@ derivative makes NaN off the diagonal.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -1079,3 +1080,32 @@ def test_compute_keeps_resolved_options_and_each_call_keeps_its_grad():
         api.compute(text, a=[1.0, 2.0], check="nonee")
     r = api.compute(text, a=[1.0, 2.0], wrt=["a"], check="none")        # a list: not kept
     assert r.grads["a"].tolist() == [8.0, 16.0]
+
+
+# ---------------------------------------------------------------- mse_loss's forward
+# issue 15, figure 17a: mse_loss's forward does np.mean's own arithmetic without its Python
+# layers (the sum in the dtype, divided by the count in double precision, rounded back);
+# it must give np.mean's number to the bit, at every size, shape and dtype, with overflow,
+# NaN, an empty input and a broadcast target.
+def _mse_cases():
+    rng = np.random.default_rng(31)
+    for dtype in ("float32", "float64"):
+        for n in [*range(0, 40), 100, 257, 1000, 4099, 65536, 100_003]:
+            x = rng.standard_normal(n) * rng.choice([1e-3, 1, 1e3, 1e20])
+            yield x.astype(dtype), rng.standard_normal(n).astype(dtype)
+        big = np.finfo(dtype).max
+        yield np.array([big, -big], dtype), np.zeros(2, dtype)                  # overflow
+        yield np.array([1.0, np.nan], dtype), np.zeros(2, dtype)
+        yield np.array(2.5, dtype), np.array(1.0, dtype)                        # 0-d
+        yield rng.standard_normal((7, 3)).astype(dtype), rng.standard_normal(3).astype(dtype)
+
+
+def test_mse_forward_is_np_mean_bit_for_bit():
+    from gradcalc.ops.losses import mse
+    for k, (x, t) in enumerate(_mse_cases()):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")           # np.mean of an empty input warns
+            want = np.asarray(np.mean((x - t) * (x - t)))
+            got = mse(x, t)
+        assert type(got) is np.ndarray and got.dtype == want.dtype == x.dtype, k
+        assert got.shape == () and got.tobytes() == want.tobytes(), (k, got, want)

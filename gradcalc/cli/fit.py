@@ -3,7 +3,8 @@
 It owns the fit's options (reading them into a FitRequest: values from NAME=VALUE, --data
 files and the program itself, start values from --params), where its output goes (the
 report on stdout, progress on stderr only on a terminal, --history and --save-params
-files written whole) and its exit statuses. It trains nothing itself.
+files written whole, the loss curve in the report on a terminal or when asked) and its
+exit statuses. It trains nothing itself.
 """
 from __future__ import annotations
 
@@ -82,8 +83,9 @@ def _floats(text, option, n=None):
               help="Stream one JSON line per epoch to FILE while it runs.")
 @click.option("--save-params", metavar="FILE.json", type=click.Path(dir_okay=False),
               help="Write the fitted parameters as a --data file.")
-@click.option("--plot", metavar="FILE.svg|.png", type=click.Path(dir_okay=False),
-              help="Write the loss curve as an image (needs the plot extra).")
+@click.option("--plot", "plot", is_flag=False, flag_value="-", metavar="[FILE.svg|.png]",
+              help="Draw the loss curve in the report even when stdout is not a terminal, "
+                   "or write it into FILE (an image: needs the plot extra).")
 @click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
               help="An opaque program callable as NAME(...), differentiated by finite "
                    "differences (repeatable; see gradcalc --help).")
@@ -119,7 +121,7 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
          as_json, history, save_params, plot, limits, externs):
     text, bindings = _text_and_bindings(args, program_file, limits)
     names, starts = _params(params)
-    for path in (p for p in (save_params, plot) if p):
+    for path in (p for p in (save_params, plot) if p and p != "-"):
         check_writable(path, "--save-params" if path == save_params else "--plot")
     if history and history != "-":
         check_writable(history, "--history")
@@ -145,13 +147,15 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
         from ..result import to_plain
         write_text(save_params, json.dumps({k: to_plain(v) for k, v in result.params.items()})
                    + "\n", "--save-params")
-    if plot:
+    if plot and plot != "-":
         from ..view.plot import loss_curve_file
         loss_curve_file(result.history, plot, log=_spans_decades(result.history))
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
     else:
-        render_fit(result, text)
+        # the curve is a picture for a terminal: piped, it costs its drawing's modules
+        # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
+        render_fit(result, text, curve=plot == "-" or sys.stdout.isatty())
     if status == EXIT_INTERRUPTED:
         sys.stderr.write("gradcalc: interrupted; the parameters so far are shown\n")
     return status

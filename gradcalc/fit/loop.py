@@ -12,7 +12,6 @@ and names where it arose; Ctrl-C stops it with the parameters so far.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -38,48 +37,58 @@ LM_POINTWISE = True
 STEP_IN_PLACE = True
 
 
-@dataclass
 class FitRequest:
     """One fit: the program, its leaves' values (data and start values, already read), the
-    parameters to optimise in order, and how."""
+    parameters to optimise in order, and how. Plain classes here and in batches.py: a
+    dataclass costs 0.3-0.7 ms to define, at every start-up of `gradcalc fit` (issue 15,
+    figure 17a)."""
 
-    text: str
-    values: dict                    # name -> ndarray of every bound leaf
-    params: list                    # names of the leaves to optimise, in --params order
-    optimizer: str = "adam"
-    hyper: dict = field(default_factory=dict)     # torch's names: lr, betas, ...
-    epochs: int = 10
-    batch_size: int | None = None
-    shuffle: bool = False
-    seed: int = 0
-    tol: float | None = None
-    dtype: str = "float64"
-    limits: Limits = field(default_factory=Limits)
-    externs: dict | None = None     # name -> Op of the run's opaque functions (--extern)
+    __slots__ = ("text", "values", "params", "optimizer", "hyper", "epochs", "batch_size",
+                 "shuffle", "seed", "tol", "dtype", "limits", "externs")
+
+    def __init__(self, text: str, values: dict, params: list, optimizer: str = "adam",
+                 hyper: dict | None = None, epochs: int = 10, batch_size: int | None = None,
+                 shuffle: bool = False, seed: int = 0, tol: float | None = None,
+                 dtype: str = "float64", limits: Limits | None = None,
+                 externs: dict | None = None):
+        self.text = text
+        self.values = values            # name -> ndarray of every bound leaf
+        self.params = params            # names of the leaves to optimise, in --params order
+        self.optimizer = optimizer
+        self.hyper = {} if hyper is None else hyper     # torch's names: lr, betas, ...
+        self.epochs, self.batch_size, self.shuffle, self.seed = epochs, batch_size, shuffle, seed
+        self.tol, self.dtype = tol, dtype
+        self.limits = Limits() if limits is None else limits
+        self.externs = externs          # name -> Op of the run's opaque functions (--extern)
 
 
-@dataclass
 class Epoch:
-    epoch: int
-    loss: float
+    __slots__ = ("epoch", "loss")
+
+    def __init__(self, epoch: int, loss: float):
+        self.epoch, self.loss = epoch, loss
 
     def to_json(self) -> dict:
         return {"epoch": self.epoch, "loss": _num(self.loss)}
 
 
-@dataclass
 class FitResult:
-    params: dict                    # name -> ndarray, the fitted values
-    loss: float                     # over all the data at the final parameters (lm: SSR)
-    history: list                   # Epoch records
-    optimizer: dict                 # {"name": ..., every hyper-parameter used}
-    epochs: int                     # epochs (lm: iterations) run
-    stopped: str                    # epochs | tol | nonfinite | interrupted
-    dtype: str
-    nonfinite: dict | None = None
-    stderr: dict | None = None      # lm only: name -> array of the parameter's shape
-    correlation: np.ndarray | None = None
-    reason: str = ""
+    """The fitted parameters (name -> ndarray); the loss over all the data at them (lm: the
+    SSR); the Epoch records; the optimizer ({"name": ..., every hyper-parameter used}); the
+    epochs (lm: iterations) run; how it stopped (epochs | tol | nonfinite | interrupted);
+    the dtype; where a non-finite loss arose; lm's standard errors (name -> array of the
+    parameter's shape), correlation and stopping reason."""
+
+    __slots__ = ("params", "loss", "history", "optimizer", "epochs", "stopped", "dtype",
+                 "nonfinite", "stderr", "correlation", "reason")
+
+    def __init__(self, params: dict, loss: float, history: list, optimizer: dict, epochs: int,
+                 stopped: str, dtype: str, nonfinite: dict | None = None,
+                 stderr: dict | None = None, correlation: np.ndarray | None = None,
+                 reason: str = ""):
+        self.params, self.loss, self.history, self.optimizer = params, loss, history, optimizer
+        self.epochs, self.stopped, self.dtype, self.nonfinite = epochs, stopped, dtype, nonfinite
+        self.stderr, self.correlation, self.reason = stderr, correlation, reason
 
     def to_json(self) -> dict:
         from ..result import to_plain

@@ -1,6 +1,6 @@
 """PyTorch 2.13's SGD, Adam and AdamW update rules on numpy arrays, step for step.
 
-Each optimizer is a frozen record of hyper-parameters, named and defaulted as torch names
+Each optimizer is a record of hyper-parameters, named and defaulted as torch names
 and defaults them, plus per-parameter state; `step(params, grads)` updates the arrays in
 place in the order of torch's single-tensor (`foreach=False`) code, in the parameter's own
 dtype, with torch's scalar arithmetic (bias corrections and step size are Python floats,
@@ -11,8 +11,6 @@ It never computes gradients, never reads data and knows nothing of the command l
 the option names in its messages.
 """
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -43,17 +41,37 @@ def _same_dtype(name: str, param: np.ndarray, grad: np.ndarray) -> np.ndarray:
     return np.asarray(grad, dtype=param.dtype)
 
 
-@dataclass(frozen=True)
-class SGDOptions:
+class Options:
+    """A record of hyper-parameters by torch's names: DEFAULTS holds every one the optimizer
+    takes, in torch's order (the report's), with torch's default; `check` refuses what
+    torch's __init__ refuses. The options, the optimizers and their state are plain classes:
+    a dataclass costs 0.3-0.7 ms to define, at every start-up of `gradcalc fit` (issue 15,
+    figure 17a)."""
+
+    DEFAULTS: dict = {}
+
+    def __init__(self, **given):
+        for key in given:
+            if key not in self.DEFAULTS:
+                raise TypeError(f"{type(self).__name__} takes no option {key}")
+        vars(self).update(self.DEFAULTS, **given)
+        self.check()
+
+    def check(self) -> None:
+        pass
+
+    def hyper(self) -> dict:
+        """Every hyper-parameter by torch's name, defaults included."""
+        return {key: getattr(self, key) for key in self.DEFAULTS}
+
+
+class SGDOptions(Options):
     """torch.optim.SGD's hyper-parameters and defaults (torch 2.13: lr=1e-3)."""
 
-    lr: float = 1e-3
-    momentum: float = 0.0
-    dampening: float = 0.0
-    weight_decay: float = 0.0
-    nesterov: bool = False
+    DEFAULTS = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+                "nesterov": False}
 
-    def __post_init__(self):
+    def check(self):
         # the checks and their order are torch's SGD.__init__
         _require(self.lr >= 0.0, "lr", "must be >= 0", self.lr)
         _require(self.momentum >= 0.0, "momentum", "must be >= 0", self.momentum)
@@ -62,17 +80,14 @@ class SGDOptions:
             raise _usage("--nesterov needs a --momentum above 0 and --dampening 0")
 
 
-@dataclass(frozen=True)
-class AdamOptions:
-    """torch.optim.Adam's hyper-parameters and defaults; AdamW differs in weight_decay."""
+class AdamOptions(Options):
+    """torch.optim.Adam's hyper-parameters and defaults (betas: two floats); AdamW differs
+    in weight_decay."""
 
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    amsgrad: bool = False
+    DEFAULTS = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                "amsgrad": False}
 
-    def __post_init__(self):
+    def check(self):
         # the checks and their order are torch's Adam.__init__
         _require(self.lr >= 0.0, "lr", "must be >= 0", self.lr)
         _require(self.eps >= 0.0, "eps", "must be >= 0", self.eps)
@@ -80,24 +95,24 @@ class AdamOptions:
         for beta in self.betas:
             _require(0.0 <= beta < 1.0, "betas", "must each lie in [0, 1)", self.betas)
         _require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0", self.weight_decay)
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        self.betas = tuple(float(b) for b in self.betas)
 
 
-@dataclass(frozen=True)
 class AdamWOptions(AdamOptions):
     """torch.optim.AdamW: Adam's options with weight_decay=1e-2 by default."""
 
-    weight_decay: float = 1e-2
+    DEFAULTS = {**AdamOptions.DEFAULTS, "weight_decay": 1e-2}
 
 
-@dataclass
 class SGD:
     """torch.optim.SGD; state per parameter: its momentum buffer (None before the first step)."""
 
-    options: SGDOptions = field(default_factory=SGDOptions)
-    momentum_buffer: dict[str, np.ndarray] = field(default_factory=dict)
-
+    __slots__ = ("options", "momentum_buffer")
     name = "sgd"
+
+    def __init__(self, options: SGDOptions | None = None):
+        self.options = SGDOptions() if options is None else options
+        self.momentum_buffer: dict[str, np.ndarray] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """One `optimizer.step()` of torch's `_single_tensor_sgd`, params updated in place."""
@@ -119,7 +134,7 @@ class SGD:
 
     def hyper(self) -> dict:
         """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
-        return asdict(self.options)
+        return self.options.hyper()
 
 
 class AdamScalars:
@@ -127,44 +142,50 @@ class AdamScalars:
     floats every time, rounded once. A plain class: a frozen dataclass of five fields costs
     0.6 ms to define, more than it saves in a 400-step fit (issue 15, figure 17a)."""
 
-    __slots__ = ("decay", "one_minus_beta1", "beta2", "one_minus_beta2", "eps")
+    __slots__ = ("decay", "one_minus_beta1", "beta2", "one_minus_beta2", "eps", "lerp_small")
 
     def __init__(self, o: AdamOptions, decoupled: bool, dtype: np.dtype):
         beta1, beta2 = o.betas
         decay = 1 - o.lr * o.weight_decay if decoupled else o.weight_decay  # AdamW : Adam
         for name, value in zip(self.__slots__, (decay, 1 - beta1, beta2, 1 - beta2, o.eps)):
             setattr(self, name, _scalar(value, dtype, constant=True))
+        self.lerp_small = bool(abs(self.one_minus_beta1) < 0.5)    # _lerp's branch
 
 
 def _scalar(value: float, dtype: np.dtype, constant: bool = False) -> np.ndarray:
     """A Python float as a kernel takes it, rounded to `dtype`: as a 0-d array, whose
     arithmetic with an array is a numpy scalar's to the bit, and which numpy's ufuncs take
-    sooner (0.4 against 0.7 us on two elements). A constant is shared: read-only."""
+    sooner (0.4 against 0.7 us on two elements). A constant is shared: read-only (a step's
+    own is nobody else's, and setting the flag would cost what the 0-d array saves)."""
     out = np.array(value, dtype=dtype)
-    out.flags.writeable = not constant
+    if constant:
+        out.flags.writeable = False
     return out
 
 
-@dataclass
 class AdamSlot:
     """torch's per-parameter Adam state: step count and running moments."""
 
-    step: int
-    exp_avg: np.ndarray
-    exp_avg_sq: np.ndarray
-    max_exp_avg_sq: np.ndarray | None
+    __slots__ = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(self, step: int, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+                 max_exp_avg_sq: np.ndarray | None):
+        self.step, self.exp_avg, self.exp_avg_sq = step, exp_avg, exp_avg_sq
+        self.max_exp_avg_sq = max_exp_avg_sq
 
 
-@dataclass
 class Adam:
     """torch.optim.Adam (L2 weight decay added to the gradient)."""
 
-    options: AdamOptions = field(default_factory=AdamOptions)
-    state: dict[str, AdamSlot] = field(default_factory=dict)
-    scalars: dict[np.dtype, AdamScalars] = field(default_factory=dict, repr=False)
-
+    __slots__ = ("options", "state", "scalars")
     name = "adam"
     decoupled = False
+    default = AdamOptions
+
+    def __init__(self, options: AdamOptions | None = None):
+        self.options = self.default() if options is None else options
+        self.state: dict[str, AdamSlot] = {}
+        self.scalars: dict[np.dtype, AdamScalars] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """One `optimizer.step()` of torch's `_single_tensor_adam`, params updated in place."""
@@ -187,7 +208,7 @@ class Adam:
                     param *= k.decay
                 else:
                     grad = grad + k.decay * param
-            _lerp(slot.exp_avg, grad, k.one_minus_beta1)
+            _lerp(slot.exp_avg, grad, k.one_minus_beta1, k.lerp_small)
             slot.exp_avg_sq *= k.beta2
             slot.exp_avg_sq += k.one_minus_beta2 * grad * grad   # addcmul_: (value*t1)*t2
             # torch reads the step back as a Python float: these are double-precision
@@ -208,24 +229,24 @@ class Adam:
 
     def hyper(self) -> dict:
         """Every hyper-parameter by torch's name, defaults included, for a JSON report."""
-        hyper = asdict(self.options)
+        hyper = self.options.hyper()
         hyper["betas"] = list(hyper["betas"])
         return hyper
 
 
-@dataclass
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with the weight decay applied to the parameter first."""
 
-    options: AdamOptions = field(default_factory=AdamWOptions)
-
+    __slots__ = ()
     name = "adamw"
     decoupled = True
+    default = AdamWOptions
 
 
-def _lerp(start: np.ndarray, end: np.ndarray, weight) -> None:
-    """start.lerp_(end, weight) in place, with ATen's two branches (they round differently)."""
-    if abs(weight) < 0.5:
+def _lerp(start: np.ndarray, end: np.ndarray, weight, small: bool) -> None:
+    """start.lerp_(end, weight) in place, with ATen's two branches (they round differently):
+    `small` is abs(weight) < 0.5, told once for a constant weight."""
+    if small:
         start += weight * (end - start)
     else:
         start[...] = end - (end - start) * (weight.dtype.type(1) - weight)
@@ -242,8 +263,7 @@ def make_optimizer(name: str, **hyper) -> SGD | Adam | AdamW:
     if name not in OPTIMIZERS:
         raise _usage(f"--optimizer must be one of {', '.join([*OPTIMIZERS, 'lm'])}, got {name}")
     kind, options = OPTIMIZERS[name]
-    known = {f.name for f in fields(options)}
     for key in hyper:
-        if key not in known:
+        if key not in options.DEFAULTS:
             raise _usage(f"{OPTION.get(key, key)} does not apply to --optimizer {name}")
     return kind(options(**hyper))

@@ -4,7 +4,7 @@ The progress bar (rich, on stderr, only when stderr is a terminal) shows the epo
 batch loss, the rate and the elapsed time. The report gives the fitted parameters, the final
 loss, how the fit stopped, for `lm` each parameter's standard error and the correlation
 matrix (as gnuplot's fit and curve_fit report them), and the loss curve drawn in the
-terminal. It computes nothing.
+terminal (when the caller asks for it). It computes nothing.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class Progress:
             self.bar.update(self.task, completed=e.epoch, loss=f"{e.loss:.6g}")
 
 
-def render_fit(result, text: str, console=None, precision=None):
+def render_fit(result, text: str, console=None, precision=None, curve: bool = True):
     console = console or make_console()
     g = glyphs(console)
     fmt = Numbers(precision, ascii_only=g["d"] == "d")
@@ -84,7 +84,8 @@ def render_fit(result, text: str, console=None, precision=None):
     if result.correlation is not None and result.correlation.size > 1:
         console.print()
         console.print(_correlation_table(result, fmt))
-    _curve(console, result, g)
+    if curve:
+        _curve(console, result, g)
 
 
 def _value(v):
