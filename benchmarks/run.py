@@ -1613,9 +1613,12 @@ def main():
                        f"batch {MLP_BATCH}", "hand-written numpy forward, backward and Adam step",
                 r["floor"], r["subject"], r["ratios"], notes=notes)
         if has_torch:
-            big = spawn("fit_lm", 10**5, 1, python=tpy)
+            # one thread each, as 17b: MINPACK is one thread, and the BLAS products of lm's
+            # JᵀJ gain nothing at three parameters from a second (numbers unchanged by it)
+            big = spawn("fit_lm", 10**5, 3 if q else 9, python=tpy, env=ONE_THREAD)
             n = 10**5 if "error" not in big else 1000
-            r = big if "error" not in big else spawn("fit_lm", n, 3 if q else 7, python=tpy)
+            r = big if "error" not in big else spawn("fit_lm", n, 3 if q else 7, python=tpy,
+                                                     env=ONE_THREAD)
             note = ("" if n == 10**5 else f"at 10^5 points: {big['error']}; measured at "
                                           f"{n:,} points instead; ")
             if "error" in r:
@@ -1623,7 +1626,8 @@ def main():
             else:
                 note += f"popt within {r['gap']:.1e} of curve_fit's"
                 add_row("17c", f"`gradcalc fit --optimizer lm`, exponential decay, {n:,} "
-                               "points", "scipy curve_fit, finite-difference Jacobian",
+                               "points, one thread each",
+                        "scipy curve_fit, finite-difference Jacobian",
                         r["fd"], r["subject"], r["ratios_fd"], notes=note)
                 add_row("17d", f"the same lm fit, {n:,} points",
                         "scipy curve_fit given an analytic `jac`", r["jac"], r["subject"],
