@@ -365,6 +365,69 @@ def test_one_pass_grads_and_jacobian_equal_two_passes(expr, shapes, domain, dtyp
             assert_same(J[i], want[i], f"{expr}: J of {graph.nodes[i].name}")
 
 
+def assert_run_is_plain(graph, cot, leaf_ids, what):
+    """economy.run, with and without the Jacobian, gives the plain path's values, grads
+    and Jacobians."""
+    out = graph.output
+    want = plain_forward(graph, out)
+    ref = plain_backward(graph, want, cot, out)
+    ref_jac = plain_jacobian(graph, want, out, leaf_ids)
+    for jacobian in (False, True):
+        values, grads, jac = economy.run(engine.Request(graph, out, cot, leaf_ids,
+                                                        jacobian=jacobian, drop_values=True))
+        for i in range(out + 1):
+            assert_same(values[i], want[i], f"{what}: value of node {i}")
+        assert sorted(grads) == sorted(ref), what
+        for i in ref:
+            assert_same(grads[i], ref[i], f"{what}: grad of {graph.nodes[i].name}")
+        if jacobian:
+            for i in leaf_ids:
+                assert_same(jac[i], ref_jac[i], f"{what}: J of {graph.nodes[i].name}")
+
+
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_whole_tape_run_equals_the_plain_path(expr, shapes, domain, dtype):
+    """A small pointwise program with a 1-D output replays its recorded ufunc calls once on
+    whole arrays (economy.run, issue 15): values, grads and Jacobians (the batch of
+    cotangents through the same calls, dense below STRUCTURE_MIN elements, [v, ones,
+    zeros] from it) are the plain path's, bit for bit."""
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        out = graph.output
+        if economy.Way(graph, out).tape is None:
+            continue
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
+        assert_run_is_plain(graph, cot, tuple(sorted(graph.leaves.values())), expr)
+
+
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+@pytest.mark.parametrize("n", [1, 5, 70])
+def test_pointwise_programs_take_the_whole_tape(name, k, sample, n):
+    """Each pointwise op that the fused recording takes, on leaves of a 1-D output's shape,
+    has a whole tape (so the test above compares it, not a silent refusal), and gives the
+    plain path's numbers at special values and a zero, a -0.0 and an infinity in the
+    cotangent, with the dense Jacobian (n < STRUCTURE_MIN) and the diagonal one."""
+    expr, shapes, domain = sample
+    same = {v: (n,) for v in shapes}
+    for seed, special in ((0, False), (1, True), (2, True)):
+        graph = compile_with(expr, sample_inputs(same, domain, seed, special))
+        if graph.nodes[graph.output].shape != (n,):
+            pytest.skip("a constant operand changes the output's shape")
+        progs = economy.fused_programs(graph, graph.output, n, n, np.dtype("float64"))
+        assert (economy.Way(graph, graph.output).tape is None) == (progs is None), expr
+        cot = np.random.default_rng(seed).normal(size=n)
+        cot[:3] = (0.0, -0.0, np.inf)[:n]
+        assert_run_is_plain(graph, cot, tuple(sorted(graph.leaves.values())), expr)
+
+
+def test_seed_expression_takes_the_whole_tape():
+    graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 3) for v in "abc"})
+    assert economy.Way(graph, graph.output).tape is not None
+    wide = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, economy.BLOCK_MIN)
+                                                  for v in "abc"})
+    assert economy.Way(wide, wide.output).tape is None      # the blocked path's
+
+
 # ---------------------------------------------------------------- block by block
 def assert_blocked_is_plain(graph, cot, block, what):
     out = graph.output

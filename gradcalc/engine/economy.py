@@ -12,7 +12,8 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   memory become passes over cache, and no whole-array intermediate is allocated); when
   every rule is elementwise ufunc calls, their recording (fused.py) is replayed into a few
   reused block buffers instead; or the forward alone for several outputs (a recorded
-  second-order program's, engine/higher.py);
+  second-order program's, engine/higher.py); on small arrays the recording is replayed
+  once on the whole arrays, a Jacobian's batch of cotangents through the same calls;
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -70,6 +71,11 @@ def run(request):
         done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
         if done is not None:
             return Values(done[0], graph, out), done[1], None
+    tape = way.tape
+    if tape is not None and type(cot) is np.ndarray and cot.dtype == graph.dtype and \
+            cot.shape == graph.nodes[out].shape:
+        with np.errstate(all="ignore"):
+            return _run_taped(tape, graph, out, cot, leaves, request.jacobian)
     lean = request.drop_values and way.lean
     with np.errstate(all="ignore"):
         values = forward_lean(graph, out) if lean else _forward(way.ops, graph, out)
@@ -86,13 +92,42 @@ def run(request):
 class Way:
     """What `run` asks of one program and output, found once per compiled program: whether
     a request that drops values goes block by block or lean, the forward schedule and the
-    backward steps."""
+    backward steps, and the whole tape of a small pointwise program."""
 
     def __init__(self, graph, out: int):
         self.blocked = graph.nodes[out].size >= BLOCK_MIN and blockable(graph, out)
         self.lean = elements(graph, out)[0] >= LEAN_MIN and largest(graph, out) >= LEAN_NODE_MIN
         self.ops = _schedule(graph, out)
         self.steps = _steps(graph, out)
+        self.tape = _whole_tape(graph, out)
+
+
+def _whole_tape(graph, out: int):
+    """The recorded calls (fused.Program) of a small pointwise program with a 1-D output,
+    replayed once on its whole arrays (issue 15: on arrays of a few numbers, one ufunc call
+    per recorded step is most of a request, the walk's bookkeeping around each rule more
+    than the rule); None for any other program, or one that cannot be recorded."""
+    n = graph.nodes[out].size
+    if len(graph.nodes[out].shape) != 1 or not 0 < n < BLOCK_MIN or not blockable(graph, out):
+        return None
+    return fused.record(graph, out, _schedule(graph, out), _schedule_back(graph, out), n,
+                        graph.dtype)
+
+
+def _run_taped(prog, graph, out: int, cot, leaves, want_jacobian: bool):
+    """`run` of a program that has a whole tape: the same numbers as the walk, from the
+    recorded calls (the Jacobian's batch of cotangents through the same calls)."""
+    nodes = graph.nodes
+    regs = prog.forward({key: nodes[key[1]].value for _, key in prog.inputs
+                         if key[0] != "cotangent"})
+    values = [None] * len(nodes)
+    for i, r in prog.node_regs.items():
+        values[i] = regs[r]
+    if not want_jacobian:
+        return values, prog.backward(regs, cot), None
+    grads, jac = vjp_and_jacobian(graph, values, cot, out, leaves,
+                                  pull=lambda g, batch: prog.backward(regs, g))
+    return values, grads, jac
 
 
 # ------------------------------------------------------------------ what rules read
@@ -712,13 +747,16 @@ def _eye_below(n, dtype):
     return hit
 
 
-def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
+def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids, pull=None):
     """(backward(cotangent), jacobian) in one pass when the program is elementwise: the batch
     [v, ones, zeros] gives v's grads, the diagonal and the off-diagonal columns (small
     outputs: [v, identity] gives the rows themselves), each position computed exactly as the
-    separate passes compute it. None otherwise."""
+    separate passes compute it. None otherwise. `pull(g, batch)` is the backward of the
+    batch (default `backward`; a whole tape's replay)."""
     if not is_elementwise(graph, output):
         return None
+    if pull is None:
+        pull = lambda g, batch: backward(graph, values, g, output, batch=batch)  # noqa: E731
     oshape = graph.nodes[output].shape
     dtype = graph.dtype
     n = math.prod(oshape)
@@ -727,7 +765,7 @@ def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
         g[0] = cotangent.reshape(-1)
         if len(oshape) != 1:
             g = g.reshape((n + 1,) + oshape)
-        rows = backward(graph, values, g, output, batch=(n + 1,))
+        rows = pull(g, (n + 1,))
         grads, J, jshape = {}, {}, oshape + oshape
         for i, v in rows.items():
             grads[i] = v[0]
@@ -743,7 +781,7 @@ def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
     g[0] = cotangent
     g[1] = 1
     g[2] = 0
-    three = backward(graph, values, g, output, batch=(3,))
+    three = pull(g, (3,))
     grads = {i: v[0] for i, v in three.items()}
     return grads, _diagonal_jacobians(graph, three, 1, leaf_ids, oshape)
 
