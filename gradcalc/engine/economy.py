@@ -118,11 +118,8 @@ def _run_taped(prog, graph, out: int, cot, leaves, want_jacobian: bool):
     """`run` of a program that has a whole tape: the same numbers as the walk, from the
     recorded calls (the Jacobian's batch of cotangents through the same calls)."""
     nodes = graph.nodes
-    regs = prog.forward({key: nodes[key[1]].value for _, key in prog.inputs
-                         if key[0] != "cotangent"})
-    values = [None] * len(nodes)
-    for i, r in prog.node_regs.items():
-        values[i] = regs[r]
+    regs = prog.forward(nodes)
+    values = prog.values(regs) + [None] * (len(nodes) - out - 1)
     if not want_jacobian:
         return values, prog.backward(regs, cot), None
     grads, jac = vjp_and_jacobian(graph, values, cot, out, leaves,

@@ -150,12 +150,16 @@ class Program:
         self.inputs = tape.inputs
         self.consts = tape.regs
         self.leaves = frozenset(leaf_regs)
-        self.leaf_regs = leaf_regs          # leaf id -> the register of its grad
-        self.node_regs = node_regs          # node id -> the register of its value
-        # the calls of the forward, then of the backward (forward and backward on whole
-        # arrays): every forward call comes before the first backward one
+        # for a replay on whole arrays: the calls of the forward, then of the backward (every
+        # forward call comes before the first backward one), the node each value input
+        # reads, the cotangent's register, and the registers of the leaves' grads and of
+        # every node's value (ids 0 to the output's)
         self._forward = tape.steps[: tape.forward_calls]
         self._backward = tape.steps[tape.forward_calls:]
+        self._reads = [(reg, key[1]) for reg, key in tape.inputs if key[0] == "value"]
+        self._cot = [reg for reg, key in tape.inputs if key[0] == "cotangent"]
+        self._grads = leaf_regs
+        self._values = [node_regs[i] for i in range(len(node_regs))]
         # the finals: target -1 is the output, a leaf id its grad; each is written by the
         # call that computes it, unless that result is an input or another final's too
         finals = [(out_reg, -1)] + [(r, i) for i, r in leaf_regs.items()]
@@ -213,16 +217,19 @@ class Program:
         for reg, target in self.copies:
             (out if target == -1 else grads[target])[lo:hi] = regs[reg]
 
-    def forward(self, sources: dict) -> list:
-        """The registers after the recorded forward calls, made once on whole arrays (no
-        blocks, no buffers: each result a fresh array, as the plain forward makes it);
-        `sources` maps each input key but the cotangent's to its array."""
+    def forward(self, nodes) -> list:
+        """The registers after the recorded forward calls, made once on the whole arrays of
+        the graph's `nodes` (no blocks, no buffers: each result a fresh array, as the plain
+        forward makes it)."""
         regs = list(self.consts)
-        for reg, key in self.inputs:
-            if key[0] != "cotangent":
-                regs[reg] = sources[key]
+        for reg, i in self._reads:
+            regs[reg] = nodes[i].value
         _call(self._forward, regs)
         return regs
+
+    def values(self, regs: list) -> list:
+        """The value of every node up to the output, by id, from `forward`'s registers."""
+        return [regs[r] for r in self._values]
 
     def backward(self, regs: list, cotangent) -> dict:
         """Leaf id -> grad: the recorded backward calls on whole arrays after `forward`.
@@ -230,11 +237,10 @@ class Program:
         batch of cotangents), which every call broadcasts, as the plain batched backward
         does."""
         regs = list(regs)
-        for reg, key in self.inputs:
-            if key[0] == "cotangent":
-                regs[reg] = cotangent
+        for reg in self._cot:
+            regs[reg] = cotangent
         _call(self._backward, regs)
-        return {i: regs[r] for i, r in self.leaf_regs.items()}
+        return {i: regs[r] for i, r in self._grads.items()}
 
 
 def _call(steps, regs: list):
