@@ -420,8 +420,12 @@ def test_pointwise_programs_take_the_whole_tape(name, k, sample, n):
         assert_run_is_plain(graph, cot, tuple(sorted(graph.leaves.values())), expr)
 
 
-def test_seed_expression_takes_the_whole_tape():
+def test_small_pointwise_programs_take_the_whole_tape():
+    """The seed expression and API_CASES' small pointwise programs replay a whole tape (so
+    the API test compares it with the plain path, not a silent refusal)."""
     graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 3) for v in "abc"})
+    assert economy.Way(graph, graph.output).tape is not None
+    graph = compile_with("tanh(x) * x + sigmoid(x) - exp(x) * exp(x)", {"x": np.ones(40)})
     assert economy.Way(graph, graph.output).tape is not None
     wide = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, economy.BLOCK_MIN)
                                                   for v in "abc"})
@@ -548,6 +552,11 @@ API_CASES = [
      1.0),
     ("y = x * x\nz = exp(y) + y\nsum(z * x)", {"x": "linspace(-1, 1, 100000)"}, None),
     ("sqrt(x) * relu(x)", {"x": "linspace(-1, 1, 101)"}, 1.0),
+    # small pointwise programs: their recorded calls replayed once on the whole arrays, the
+    # Jacobian's batch through them (a zero, -0.0 and a negative under log: NaN, -inf)
+    ("3*a + 2*b*b + log(c)", {"a": "1, -0.0, 2", "b": "0, 3, -1", "c": "0, -1, 2"},
+     "1, 0, -0.0"),
+    ("tanh(x) * x + sigmoid(x) - exp(x) * exp(x)", {"x": "linspace(-3, 3, 40)"}, 1.0),
 ]
 
 
