@@ -427,9 +427,9 @@ def test_small_pointwise_programs_take_the_whole_tape():
     assert economy.Way(graph, graph.output).tape is not None
     graph = compile_with("tanh(x) * x + sigmoid(x) - exp(x) * exp(x)", {"x": np.ones(40)})
     assert economy.Way(graph, graph.output).tape is not None
-    wide = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, economy.BLOCK_MIN)
+    wide = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, economy.TAPE_MAX)
                                                   for v in "abc"})
-    assert economy.Way(wide, wide.output).tape is None      # the blocked path's
+    assert economy.Way(wide, wide.output).tape is None      # walked, or blocked
 
 
 # ---------------------------------------------------------------- block by block

@@ -51,6 +51,13 @@ POOL = 2
 # the same alignment as the whole array): every pass then reads and writes cache, not memory
 BLOCK_MIN = 1 << 16
 BLOCK = 1 << 14
+# a pointwise program whose output has fewer elements than this replays its recording once on
+# the whole arrays (fresh ones, as the walk makes them); larger ones walk the rules, whose
+# in-place sums and freed values keep fewer arrays alive at once: the tape's dozen live
+# arrays of 64 KB or more made the allocator hand pages back and fault them in again on every
+# call (the seed at n = 4,000 about 90 us taped vs 115 us walked, at 8,000 about 770 vs 280,
+# compute() in process on the loaded 2-core machine)
+TAPE_MAX = 1 << 12
 # a recorded (fused) program's blocks: its buffers are reused, so larger blocks only cut
 # the Python per call (16,384 -> 65,536: the seed at n = 10^6 about 1.2x -> 1.0x the floor
 # that reuses its buffers, in process on the loaded 2-core machine)
@@ -65,7 +72,7 @@ def run(request):
     15: a request on tiny arrays is mostly such per-call Python)."""
     graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
     # the thresholds are part of the key: a test that lowers them meets a program anew
-    way = remembered(graph, ("way", out, BLOCK_MIN, LEAN_MIN, LEAN_NODE_MIN),
+    way = remembered(graph, ("way", out, BLOCK_MIN, LEAN_MIN, LEAN_NODE_MIN, TAPE_MAX),
                      lambda: Way(graph, out))
     if request.drop_values and not request.jacobian and way.blocked:
         done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
@@ -103,12 +110,13 @@ class Way:
 
 
 def _whole_tape(graph, out: int):
-    """The recorded calls (fused.Program) of a small pointwise program with a 1-D output,
-    replayed once on its whole arrays (issue 15: on arrays of a few numbers, one ufunc call
-    per recorded step is most of a request, the walk's bookkeeping around each rule more
-    than the rule); None for any other program, or one that cannot be recorded."""
+    """The recorded calls (fused.Program) of a small pointwise program with a 1-D output
+    (under TAPE_MAX elements), replayed once on its whole arrays (issue 15: on arrays of a
+    few numbers, one ufunc call per recorded step is most of a request, the walk's
+    bookkeeping around each rule more than the rule); None for any other program, or one
+    that cannot be recorded."""
     n = graph.nodes[out].size
-    if len(graph.nodes[out].shape) != 1 or not 0 < n < BLOCK_MIN or not blockable(graph, out):
+    if len(graph.nodes[out].shape) != 1 or not 0 < n < TAPE_MAX or not blockable(graph, out):
         return None
     return fused.record(graph, out, _schedule(graph, out), _schedule_back(graph, out), n,
                         graph.dtype)
