@@ -115,9 +115,8 @@ class Way:
         once, as each of a stream of distinct programs, should not pay."""
         if self.runs < 2:
             self.runs += 1
-            if self.runs < 2:
-                return None
-            self.tape = _whole_tape(graph, out)
+            if self.runs == 2:
+                self.tape = _whole_tape(graph, out)
         return self.tape
 
 
@@ -142,6 +141,7 @@ def _run_taped(prog, graph, out: int, cot, leaves, want_jacobian: bool):
     values = prog.values(regs) + [None] * (len(nodes) - out - 1)
     if not want_jacobian:
         return values, prog.backward(regs, cot), None
+    # (a blockable program is elementwise: vjp_and_jacobian answers)
     grads, jac = vjp_and_jacobian(graph, values, cot, out, leaves,
                                   pull=lambda g, batch: prog.backward(regs, g))
     return values, grads, jac
