@@ -402,6 +402,81 @@ def test_one_pass_grads_and_jacobian_equal_two_passes(expr, shapes, domain, dtyp
             assert_same(J[i], want[i], f"{expr}: J of {graph.nodes[i].name}")
 
 
+def assert_run_is_plain(graph, cot, leaf_ids, what):
+    """economy.run, with and without the Jacobian, gives the plain path's values, grads
+    and Jacobians: at the program's first run (the walk) and at the later ones (its whole
+    tape, recorded at the second)."""
+    out = graph.output
+    want = plain_forward(graph, out)
+    ref = plain_backward(graph, want, cot, out)
+    ref_jac = plain_jacobian(graph, want, out, leaf_ids)
+    for jacobian in (False, True, False, True):
+        values, grads, jac = economy.run(engine.Request(graph, out, cot, leaf_ids,
+                                                        jacobian=jacobian, drop_values=True))
+        for i in range(out + 1):
+            assert_same(values[i], want[i], f"{what}: value of node {i}")
+        assert sorted(grads) == sorted(ref), what
+        for i in ref:
+            assert_same(grads[i], ref[i], f"{what}: grad of {graph.nodes[i].name}")
+        if jacobian:
+            for i in leaf_ids:
+                assert_same(jac[i], ref_jac[i], f"{what}: J of {graph.nodes[i].name}")
+
+
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_whole_tape_run_equals_the_plain_path(expr, shapes, domain, dtype):
+    """A small pointwise program with a 1-D output replays its recorded ufunc calls once on
+    whole arrays (economy.run, issue 15): values, grads and Jacobians (the batch of
+    cotangents through the same calls, dense below STRUCTURE_MIN elements, [v, ones,
+    zeros] from it) are the plain path's, bit for bit."""
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        out = graph.output
+        if economy._whole_tape(graph, out) is None:
+            continue
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
+        assert_run_is_plain(graph, cot, tuple(sorted(graph.leaves.values())), expr)
+
+
+@pytest.mark.parametrize("name,k,sample", ELEMENTWISE, ids=[f"{n}-{k}" for n, k, _ in ELEMENTWISE])
+@pytest.mark.parametrize("n", [1, 5, 70])
+def test_pointwise_programs_take_the_whole_tape(name, k, sample, n):
+    """Each pointwise op that the fused recording takes, on leaves of a 1-D output's shape,
+    has a whole tape (so the test above compares it, not a silent refusal), and gives the
+    plain path's numbers at special values and a zero, a -0.0 and an infinity in the
+    cotangent, with the dense Jacobian (n < STRUCTURE_MIN) and the diagonal one."""
+    expr, shapes, domain = sample
+    same = {v: (n,) for v in shapes}
+    for seed, special in ((0, False), (1, True), (2, True)):
+        graph = compile_with(expr, sample_inputs(same, domain, seed, special))
+        if graph.nodes[graph.output].shape != (n,):
+            pytest.skip("a constant operand changes the output's shape")
+        progs = economy.fused_programs(graph, graph.output, n, n, np.dtype("float64"))
+        assert (economy._whole_tape(graph, graph.output) is None) == (progs is None), expr
+        cot = np.random.default_rng(seed).normal(size=n)
+        cot[:3] = (0.0, -0.0, np.inf)[:n]
+        assert_run_is_plain(graph, cot, tuple(sorted(graph.leaves.values())), expr)
+
+
+def test_small_pointwise_programs_take_the_whole_tape(monkeypatch):
+    """The seed expression and API_CASES' small pointwise programs replay a whole tape (so
+    the API test compares it with the plain path, not a silent refusal), from their second
+    run on (the first, perhaps the only one, does not pay for the recording)."""
+    graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 3) for v in "abc"})
+    taped = []
+    real = economy._run_taped
+    monkeypatch.setattr(economy, "_run_taped", lambda *a: taped.append(1) or real(*a))
+    request = engine.Request(graph, graph.output, np.ones(3), (1, 4, 8), jacobian=True)
+    for _ in range(3):
+        economy.run(request)
+    assert len(taped) == 2
+    graph = compile_with("tanh(x) * x + sigmoid(x) - exp(x) * exp(x)", {"x": np.ones(40)})
+    assert economy._whole_tape(graph, graph.output) is not None
+    wide = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, economy.TAPE_MAX)
+                                                  for v in "abc"})
+    assert economy._whole_tape(wide, wide.output) is None      # walked, or blocked
+
+
 # ---------------------------------------------------------------- block by block
 def assert_blocked_is_plain(graph, cot, block, what):
     out = graph.output
@@ -522,6 +597,11 @@ API_CASES = [
      1.0),
     ("y = x * x\nz = exp(y) + y\nsum(z * x)", {"x": "linspace(-1, 1, 100000)"}, None),
     ("sqrt(x) * relu(x)", {"x": "linspace(-1, 1, 101)"}, 1.0),
+    # small pointwise programs: their recorded calls replayed once on the whole arrays, the
+    # Jacobian's batch through them (a zero, -0.0 and a negative under log: NaN, -inf)
+    ("3*a + 2*b*b + log(c)", {"a": "1, -0.0, 2", "b": "0, 3, -1", "c": "0, -1, 2"},
+     "1, 0, -0.0"),
+    ("tanh(x) * x + sigmoid(x) - exp(x) * exp(x)", {"x": "linspace(-3, 3, 40)"}, 1.0),
 ]
 
 
@@ -545,6 +625,7 @@ def test_api_economies_change_no_output(expr, vars_, grad, dtype, jacobian, monk
     monkeypatch.setattr(economy, "LEAN_MIN", 1000)
     monkeypatch.setattr(economy, "BLOCK_MIN", 50)
     monkeypatch.setattr(economy, "BLOCK", 64)
+    run()                   # (a program's second run replays its whole tape, if it has one)
     fast, r = run()
     monkeypatch.setattr(engine, "ECONOMY", False)
     plain, _ = run()

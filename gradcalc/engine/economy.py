@@ -12,7 +12,8 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   memory become passes over cache, and no whole-array intermediate is allocated); when
   every rule is elementwise ufunc calls, their recording (fused.py) is replayed into a few
   reused block buffers instead; or the forward alone for several outputs (a recorded
-  second-order program's, engine/higher.py);
+  second-order program's, engine/higher.py); on small arrays the recording is replayed
+  once on the whole arrays, a Jacobian's batch of cotangents through the same calls;
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -51,6 +52,13 @@ POOL = 2
 # the same alignment as the whole array): every pass then reads and writes cache, not memory
 BLOCK_MIN = 1 << 16
 BLOCK = 1 << 14
+# a pointwise program whose output has fewer elements than this replays its recording once on
+# the whole arrays (fresh ones, as the walk makes them); larger ones walk the rules, whose
+# in-place sums and freed values keep fewer arrays alive at once: the tape's dozen live
+# arrays of 64 KB or more made the allocator hand pages back and fault them in again on every
+# call (the seed at n = 4,000 about 90 us taped vs 115 us walked, at 8,000 about 770 vs 280,
+# compute() in process on the loaded 2-core machine)
+TAPE_MAX = 1 << 12
 # a recorded (fused) program's blocks: its buffers are reused, so larger blocks only cut
 # the Python per call (16,384 -> 65,536: the seed at n = 10^6 about 1.2x -> 1.0x the floor
 # that reuses its buffers, in process on the loaded 2-core machine)
@@ -65,12 +73,17 @@ def run(request):
     15: a request on tiny arrays is mostly such per-call Python)."""
     graph, out, cot, leaves = request.graph, request.output, request.cotangent, request.leaves
     # the thresholds are part of the key: a test that lowers them meets a program anew
-    way = remembered(graph, ("way", out, BLOCK_MIN, LEAN_MIN, LEAN_NODE_MIN),
+    way = remembered(graph, ("way", out, BLOCK_MIN, LEAN_MIN, LEAN_NODE_MIN, TAPE_MAX),
                      lambda: Way(graph, out))
     if request.drop_values and not request.jacobian and way.blocked:
         done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
         if done is not None:
             return Values(done[0], graph, out), done[1], None
+    tape = way.whole_tape(graph, out)
+    if tape is not None and type(cot) is np.ndarray and cot.dtype == graph.dtype and \
+            cot.shape == graph.nodes[out].shape:
+        with np.errstate(all="ignore"):
+            return _run_taped(tape, graph, out, cot, leaves, request.jacobian)
     lean = request.drop_values and way.lean
     with np.errstate(all="ignore"):
         values = forward_lean(graph, out) if lean and way.drops else \
@@ -89,7 +102,8 @@ class Way:
     """What `run` asks of one program and output, found once per compiled program: whether
     a request that drops values goes block by block or lean, whether a lean forward drops
     anything (else it is the plain forward with more bookkeeping: W @ tanh(a) keeps every
-    value for its rules), the forward schedule and the backward steps."""
+    value for its rules), the forward schedule and the backward steps, and the whole tape of
+    a small pointwise program that runs again."""
 
     def __init__(self, graph, out: int):
         self.blocked = graph.nodes[out].size >= BLOCK_MIN and blockable(graph, out)
@@ -97,6 +111,45 @@ class Way:
         self.drops = self.lean and bool(plan(graph, out).fw_dead)
         self.ops = _schedule(graph, out)
         self.steps = _steps(graph, out)
+        self.tape = None
+        self.runs = 0
+
+    def whole_tape(self, graph, out: int):
+        """The program's whole tape (or None), recorded at its second run: the recording
+        costs about as much as the compile (the seed: about 95 us), which a program run
+        once, as each of a stream of distinct programs, should not pay."""
+        if self.runs < 2:
+            self.runs += 1
+            if self.runs == 2:
+                self.tape = _whole_tape(graph, out)
+        return self.tape
+
+
+def _whole_tape(graph, out: int):
+    """The recorded calls (fused.Program) of a small pointwise program with a 1-D output
+    (under TAPE_MAX elements), replayed once on its whole arrays (issue 15: on arrays of a
+    few numbers, one ufunc call per recorded step is most of a request, the walk's
+    bookkeeping around each rule more than the rule); None for any other program, or one
+    that cannot be recorded."""
+    n = graph.nodes[out].size
+    if len(graph.nodes[out].shape) != 1 or not 0 < n < TAPE_MAX or not blockable(graph, out):
+        return None
+    return fused.record(graph, out, _schedule(graph, out), _schedule_back(graph, out), n,
+                        graph.dtype)
+
+
+def _run_taped(prog, graph, out: int, cot, leaves, want_jacobian: bool):
+    """`run` of a program that has a whole tape: the same numbers as the walk, from the
+    recorded calls (the Jacobian's batch of cotangents through the same calls)."""
+    nodes = graph.nodes
+    regs = prog.forward(nodes)
+    values = prog.values(regs) + [None] * (len(nodes) - out - 1)
+    if not want_jacobian:
+        return values, prog.backward(regs, cot), None
+    # (a blockable program is elementwise: vjp_and_jacobian answers)
+    grads, jac = vjp_and_jacobian(graph, values, cot, out, leaves,
+                                  pull=lambda g, batch: prog.backward(regs, g))
+    return values, grads, jac
 
 
 # ------------------------------------------------------------------ what rules read
@@ -799,13 +852,16 @@ def _eye_below(n, dtype):
     return hit
 
 
-def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
+def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids, pull=None):
     """(backward(cotangent), jacobian) in one pass when the program is elementwise: the batch
     [v, ones, zeros] gives v's grads, the diagonal and the off-diagonal columns (small
     outputs: [v, identity] gives the rows themselves), each position computed exactly as the
-    separate passes compute it. None otherwise."""
+    separate passes compute it. None otherwise. `pull(g, batch)` is the backward of the
+    batch (default `backward`; a whole tape's replay)."""
     if not is_elementwise(graph, output):
         return None
+    if pull is None:
+        pull = lambda g, batch: backward(graph, values, g, output, batch=batch)  # noqa: E731
     oshape = graph.nodes[output].shape
     dtype = graph.dtype
     n = math.prod(oshape)
@@ -814,7 +870,7 @@ def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
         g[0] = cotangent.reshape(-1)
         if len(oshape) != 1:
             g = g.reshape((n + 1,) + oshape)
-        rows = backward(graph, values, g, output, batch=(n + 1,))
+        rows = pull(g, (n + 1,))
         grads, J, jshape = {}, {}, oshape + oshape
         for i, v in rows.items():
             grads[i] = v[0]
@@ -830,7 +886,7 @@ def vjp_and_jacobian(graph, values, cotangent, output: int, leaf_ids):
     g[0] = cotangent
     g[1] = 1
     g[2] = 0
-    three = backward(graph, values, g, output, batch=(3,))
+    three = pull(g, (3,))
     grads = {i: v[0] for i, v in three.items()}
     return grads, _diagonal_jacobians(graph, three, 1, leaf_ids, oshape)
 

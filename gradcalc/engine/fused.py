@@ -1,5 +1,6 @@
 """A pointwise program's forward and backward recorded once as a list of ufunc calls, then
-replayed block by block into buffers that every block reuses (issue 15 item 5).
+replayed block by block into buffers that every block reuses (issue 15 item 5), or, on
+small arrays, once on the whole arrays, each call's result a fresh array.
 
 Recording runs the program's own forwards and VJP rules, unchanged, on `Rec` stand-ins that
 numpy hands every ufunc call to; replaying makes the same calls with the same operands, so
@@ -64,6 +65,7 @@ class Tape:
         self.inputs = []        # (register, key) of each input; key[2]: sliced per block
         self.dtypes = {}        # result register -> dtype
         self.steps = []
+        self.forward_calls = 0  # how many of the steps the forward made
 
     def _new(self, sample):
         rec = Rec(self, len(self.regs), sample, (self.length,))
@@ -128,12 +130,14 @@ def record(graph, output: int, ops, steps, length: int, cot_dtype):
             if not isinstance(v, Rec) or v.dtype != dtype:
                 return None
             vals[k] = v
+        tape.forward_calls = len(tape.steps)
         ct = walk(steps, vals, {output: tape.input(("cotangent", None, True),
                                                    np.zeros(1, cot_dtype))}, take)
     except (Refused, AttributeError, TypeError, ValueError):
         return None
     return Program(tape, vals[output].reg,
-                   {i: v.reg for i, v in ct.items() if nodes[i].kind == "leaf"})
+                   {i: v.reg for i, v in ct.items() if nodes[i].kind == "leaf"},
+                   {i: v.reg for i, v in vals.items()})
 
 
 class Program:
@@ -141,11 +145,21 @@ class Program:
     later call reads (in place where an operand dies at that call), or straight into the
     output's or a leaf grad's block when its result is that final value."""
 
-    def __init__(self, tape: Tape, out_reg: int, leaf_regs: dict):
+    def __init__(self, tape: Tape, out_reg: int, leaf_regs: dict, node_regs: dict):
         self.length = tape.length
         self.inputs = tape.inputs
         self.consts = tape.regs
         self.leaves = frozenset(leaf_regs)
+        # for a replay on whole arrays: the calls of the forward, then of the backward (every
+        # forward call comes before the first backward one), the node each value input
+        # reads, the cotangent's register, and the registers of the leaves' grads and of
+        # every node's value (ids 0 to the output's)
+        self._forward = tape.steps[: tape.forward_calls]
+        self._backward = tape.steps[tape.forward_calls:]
+        self._reads = [(reg, key[1]) for reg, key in tape.inputs if key[0] == "value"]
+        self._cot = [reg for reg, key in tape.inputs if key[0] == "cotangent"]
+        self._grads = leaf_regs
+        self._values = [node_regs[i] for i in range(len(node_regs))]
         # the finals: target -1 is the output, a leaf id its grad; each is written by the
         # call that computes it, unless that result is an input or another final's too
         finals = [(out_reg, -1)] + [(r, i) for i, r in leaf_regs.items()]
@@ -202,3 +216,36 @@ class Program:
             regs[dst] = fn(*[regs[a] for a in args], out=target)
         for reg, target in self.copies:
             (out if target == -1 else grads[target])[lo:hi] = regs[reg]
+
+    def forward(self, nodes) -> list:
+        """The registers after the recorded forward calls, made once on the whole arrays of
+        the graph's `nodes` (no blocks, no buffers: each result a fresh array, as the plain
+        forward makes it)."""
+        regs = list(self.consts)
+        for reg, i in self._reads:
+            regs[reg] = nodes[i].value
+        _call(self._forward, regs)
+        return regs
+
+    def values(self, regs: list) -> list:
+        """The value of every node up to the output, by id, from `forward`'s registers."""
+        return [regs[r] for r in self._values]
+
+    def backward(self, regs: list, cotangent) -> dict:
+        """Leaf id -> grad: the recorded backward calls on whole arrays after `forward`.
+        The cotangent may carry batch axes in front of the output's shape (a Jacobian's
+        batch of cotangents), which every call broadcasts, as the plain batched backward
+        does."""
+        regs = list(regs)
+        for reg in self._cot:
+            regs[reg] = cotangent
+        _call(self._backward, regs)
+        return {i: regs[r] for i, r in self._grads.items()}
+
+
+def _call(steps, regs: list):
+    for fn, args, dst in steps:
+        if len(args) == 2:
+            regs[dst] = fn(regs[args[0]], regs[args[1]])
+        else:
+            regs[dst] = fn(*[regs[a] for a in args])

@@ -8,8 +8,6 @@ from __future__ import annotations
 import sys
 import time
 
-from .style import StatusLine
-
 
 class StreamProgress:
     """`gradcalc -` on a terminal: requests answered, failed, and the rate."""
@@ -21,6 +19,8 @@ class StreamProgress:
         if enabled is None:
             enabled = sys.stderr.isatty()
         if enabled:
+            # (imported here: rich costs a redirected stream's start-up about 15 ms)
+            from .style import StatusLine
             self.status = StatusLine("JSON Lines: waiting for requests")
             self.status.start()
 
