@@ -83,7 +83,7 @@ def _floats(text, option, n=None):
               help="Stream one JSON line per epoch to FILE while it runs.")
 @click.option("--save-params", metavar="FILE.json", type=click.Path(dir_okay=False),
               help="Write the fitted parameters as a --data file.")
-@click.option("--plot", "plot", is_flag=False, flag_value="-", metavar="[FILE.svg|.png]",
+@click.option("--plot", "plot", is_flag=False, flag_value="-", metavar="[FILE.png|.svg]",
               help="Draw the loss curve in the report even when stdout is not a terminal, "
                    "or write it into FILE (an image: needs the plot extra).")
 @click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
