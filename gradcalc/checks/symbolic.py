@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import stored
 from .chain import Chain, Terms
 from .context import Context
 from .evaluator import (OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula,
@@ -188,6 +187,8 @@ def check(context: Context):
         derived = context.graph.memo.get(_key(context) + (False,))
         if derived is not None and not derived.cuts:
             import sympy
+
+            from . import stored
             stored.save(context, sympy, derived)
     return report
 
@@ -201,7 +202,10 @@ def _keepable(context):
 def _from_store(context):
     """The report from a kept derivation, as _elementwise makes it from a fresh one (the
     same values, fed to the same verdict), or None when none is kept or one of its values
-    is not finite (a fresh check flags, refines and excuses there)."""
+    is not finite (a fresh check flags, refines and excuses there). stored.py (and the
+    hashing and JSON it needs) is loaded only here and where a derivation is kept: a
+    process whose first check finds sympy loaded already never reads the store."""
+    from . import stored
     memo, key = context.graph.memo, ("stored",) + _key(context)
     kept = memo.get(key) or stored.load(context)
     if kept is None:
@@ -544,7 +548,7 @@ def _key(context):
     return ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
 
 
-@dataclass
+@dataclass(eq=False)
 class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'

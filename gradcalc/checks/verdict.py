@@ -40,7 +40,7 @@ def jnum(v):
     return v
 
 
-@dataclass
+@dataclass(eq=False)
 class Partials:
     """What a method found for one leaf. Elementwise programs (`picks` None): `d` has the
     output's shape, each element the partial derivative by the one leaf element it reads.
@@ -65,7 +65,7 @@ difference is reported as unverifiable, not as a disagreement."""
     reason: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Entries:
     """One comparison: `expected` against autograd's `actual` (flattened alike); `what` is
     "grad", "jacobian", or a second-order answer ("jvp", "taylor", "hvp", "hessian");
