@@ -968,6 +968,16 @@ def test_one_block_comparison_equals_the_blocked_one():
             for got in (verdict._close(e, a, 1e-7, 1e-10),
                         verdict._close(e, a, 1e-7, 1e-10, work)):
                 assert got == want, name
+            # a relative error found already (`beat`): the larger of it and the block's is
+            # the same, whether the block computes its own or not
+            rel = 0.0 if want is None else want[1]
+            for beat in (1e-300, rel / 2, np.nextafter(rel, 0), rel, np.nextafter(rel, 1), 1.0):
+                for w in (None, work):
+                    got = verdict._close(e, a, 1e-7, 1e-10, w, beat)
+                    assert (got is None) == (want is None), (name, beat)
+                    if got is not None:
+                        assert got[0] == want[0] and max(got[1], beat) == max(rel, beat), \
+                            (name, beat)
         assert (want is None) == (name in ("off", "one off", "nan", "inf")), name
 
 def test_what_a_pause_made_is_moved_old_and_a_callers_frozen_objects_stay_frozen():

@@ -507,20 +507,20 @@ def _fed_usual(session, verdict, derived, taken, env, oshape):
 def _partials(session, tape, env, oshape):
     """partials(lo, hi) of Verdict.feed_usual: the tape run on those elements of its
     inputs, or where an input is broadcast, on the whole inputs once (then read by
-    blocks)."""
+    blocks). The result's finiteness is left to the comparison (Verdict.feed_usual)."""
     inputs = [env[s] for s in tape.inputs]
     if all(v.size == 1 or v.shape == oshape for v in inputs):
         flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
 
         def partials(lo, hi):
             session.tick()
-            return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat])
+            return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat], False)
         return partials
     whole = []
 
     def partials(lo, hi):
         if not whole:
-            d = tape.run(inputs)
+            d = tape.run(inputs, False)
             whole.append(None if d is None else np.broadcast_to(d, oshape).reshape(-1))
         return None if whole[0] is None else whole[0][lo:hi]
     return partials
