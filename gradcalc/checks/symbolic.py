@@ -133,7 +133,7 @@ class Session:
 
     def __init__(self, sp, budget):
         self.sp, self.budget = sp, budget
-        self.fast = _Unevaluated(sp)
+        self.fast = _unevaluated_sp(sp)
         self.sizes: dict = {}        # tree sizes of the expressions seen, shared subtrees once
 
     def tick(self):
@@ -233,15 +233,14 @@ def _from_store(context):
 
 def _derived_and_small(context):
     """Whether the check of `context` has every derivative in the program's memo already
-    (an elementwise program without cuts, derived by an earlier check) and at most
-    SMALL_ELEMENTS leaf elements: then it makes no sympy call that could run on."""
+    (an elementwise program without cuts, whose leaves of this wrt an earlier check took:
+    _taken) and at most SMALL_ELEMENTS leaf elements: then it makes no sympy call that
+    could run on."""
     if context.higher is not None or context.cotangent is None or "sympy" not in sys.modules:
         return False
     derived = context.graph.memo.get(_key(context) + (False,))
-    if derived is None or derived.cuts or context.leaves_total > SMALL_ELEMENTS:
-        return False
-    ids = (context.graph.leaves[n] for n in context.wrt)
-    return all(i in derived.diffs for i in ids if i in derived.leaf_sym)
+    return (derived is not None and not derived.cuts and context.wrt in derived.taken
+            and context.leaves_total <= SMALL_ELEMENTS)
 
 
 class _Worker:
@@ -331,6 +330,12 @@ class _Unevaluated:
         return getattr(self._sp, name)
 
 
+@functools.lru_cache(maxsize=4)
+def _unevaluated_sp(sp):
+    """The _Unevaluated of `sp`, made once (a JSON Lines check makes a session per request)."""
+    return _Unevaluated(sp)
+
+
 def _unevaluated(cls, *args):
     """Max/Min without the pairwise comparisons, but with repeated arguments dropped: the
     derivative of an unevaluated Max(e, e, e) would be 3 * Heaviside(0) = 3/2 times e'."""
@@ -389,9 +394,7 @@ def _number(sp, v):
 # ------------------------------------------------------------------ elementwise path
 def _elementwise(session, context, verdict):
     """One scalar symbol per leaf: one derivative per leaf, evaluated over all elements."""
-    sp, graph, vals = session.sp, context.graph, context.vals
-    oshape = context.out_shape
-    names = {i: n for n, i in graph.leaves.items()}
+    oshape, vals = context.out_shape, context.vals
     # the derivation depends on the program alone when every constant in it is one of the
     # program's own (not a value computed from the leaves, as detach(x) is): then it is
     # kept in the compiled program's memo, which JSON Lines shares between the requests of
@@ -400,56 +403,69 @@ def _elementwise(session, context, verdict):
     env = dict(derived.const_env)
     for i, s in derived.leaf_sym.items():
         env[s] = np.asarray(vals[i], dtype=np.float64)
-
     not_finite = context.not_finite
     at_site = _at_site(verdict, oshape)
-    ev = Evaluator(session, env) if derived.cuts else None     # else made when first needed
+    leaves = {name: context.leaf(name) for name in context.wrt}
+    taken, derivatives = _taken(session, context, derived)
     # the usual case (nothing at a kink, the output finite): each leaf by its derivative's
     # tape, block by block, unless a value on the way is not finite or an entry disagrees
-    usual = TAPES and at_site is None and not_finite is None and not derived.cuts
-    out = derived.exprs[context.output_id]
-    terms = Terms(session, derived.diffs)
-    # a program cut into pieces: their derivatives composed by the chain rule (no formula)
-    chain = Chain(session, ev, derived, out, context, terms) if derived.cuts else None
-    display = None
-    derivatives, taken, leaves = {}, {}, {}
-    for name in context.wrt:
-        leaf = leaves[name] = context.leaf(name)
-        sym = derived.leaf_sym.get(leaf.eq.id)
-        if sym is None or chain is not None:
-            derivatives[name] = "0" if sym is None else None
-            continue
-        hit = derived.diffs.get(leaf.eq.id)
-        if hit is None:
-            d = terms.diff(out, sym)
-            if display is None:
-                display = {s: sp.Symbol(names[i], real=True)
-                           for i, s in derived.leaf_sym.items()}
-            hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
-        taken[name], derivatives[name] = hit
-    fed = set()
-    if usual:
+    fed = ()
+    if TAPES and at_site is None and not_finite is None and not derived.cuts:
         fed = {leaf.name for leaf in _fed_usual(
             session, verdict, derived, [(leaves[n], d) for n, d in taken.items()], env,
             oshape)}
-    for name in context.wrt:
-        if name in fed:
-            session.tick()
-            continue
-        leaf = leaves[name]
+    ev = chain = None
+    for leaf in (leaves[n] for n in context.wrt if n not in fed):
         sym = derived.leaf_sym.get(leaf.eq.id)
         if sym is None:
             verdict.no_path(leaf)
             continue
+        if ev is None:
+            ev = Evaluator(session, env)
+            # a program cut into pieces: their derivatives composed by the chain rule (no
+            # formula)
+            chain = Chain(session, ev, derived, derived.exprs[context.output_id], context,
+                          Terms(session, derived.diffs)) if derived.cuts else None
         if chain is not None:
             D, flag, lo, hi, unverifiable = chain.partials(sym)
         else:
-            ev = ev or Evaluator(session, env)
-            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, taken[name], env,
+            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, taken[leaf.name], env,
                                                             oshape, not_finite)
         _feed(context, verdict, leaf, at_site, D, flag, lo, hi, unverifiable)
         session.tick()
-    return _summary(context, derivatives)
+    return _summary(context, dict(derivatives))
+
+
+def _taken(session, context, derived):
+    """({leaf name: its derivative}, {leaf name: the derivative as printed}) of the leaves
+    of `context.wrt`: "0" for a leaf without a path, None where the program is cut (its
+    derivatives are composed, never formed). Taken once per derivation and wrt: JSON Lines
+    asks again for each request of one program."""
+    hit = derived.taken.get(context.wrt)
+    if hit is not None:
+        return hit
+    graph = context.graph
+    names = {i: n for n, i in graph.leaves.items()}
+    out = derived.exprs[context.output_id]
+    terms = Terms(session, derived.diffs)
+    display = None
+    taken, derivatives = {}, {}
+    for name in context.wrt:
+        i = graph.leaves[name]
+        sym = derived.leaf_sym.get(i)
+        if sym is None or derived.cuts:
+            derivatives[name] = "0" if sym is None else None
+            continue
+        hit = derived.diffs.get(i)
+        if hit is None:
+            d = terms.diff(out, sym)
+            if display is None:
+                display = {s: session.sp.Symbol(names[j], real=True)
+                           for j, s in derived.leaf_sym.items()}
+            hit = derived.diffs[i] = (d, formula(session, d, display))
+        taken[name], derivatives[name] = hit
+    hit = derived.taken[context.wrt] = taken, derivatives
+    return hit
 
 
 def _at_site(verdict, oshape):
@@ -552,8 +568,8 @@ def _key(context):
 class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'
-    symbols, the derivatives taken so far (with their printing and their tapes), and
-    whether it all depends on the program alone (then the program's memo keeps it). `cuts`
+    symbols, the derivatives taken so far (with their printing and their tapes; `taken`:
+    the leaves' of each wrt asked, see _taken), and whether it all depends on the program alone (then the program's memo keeps it). `cuts`
     lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
     depth: each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
@@ -564,6 +580,7 @@ class Derivation:
     alone: bool
     cuts: list
     tapes: dict = field(default_factory=dict)   # leaf id -> its derivative's Tape, or False
+    taken: dict = field(default_factory=dict)   # wrt -> _taken()
 
 
 def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:
