@@ -389,10 +389,10 @@ class Verdict:
             cot = cot.reshape(())
         else:
             return []
-        fed = []                             # (leaf, partials, Jacobian diagonal or None)
+        fed, jacs = [], 0                    # (leaf, partials, Jacobian diagonal or None)
+        oshape, whole = tuple(oshape), self.labeller.whole
         for leaf, partials in items:
-            if tuple(leaf.eq.shape) != tuple(oshape) or N == 0 or \
-                    leaf.eq.id in self.labeller.whole:
+            if leaf.eq.shape != oshape or N == 0 or leaf.eq.id in whole:
                 continue
             on = None
             if leaf.jac is not None:
@@ -400,9 +400,10 @@ class Verdict:
                 on = J.diagonal()            # src_index of a leaf of the output's shape
                 if not off_pattern_zero(J, on):
                     continue
+                jacs += 1
             fed.append((leaf, partials, on))
-        jac = any(on is not None for _, _, on in fed)
-        if not fed or (jac and any(on is None for _, _, on in fed)):
+        jac = jacs > 0
+        if not fed or jacs not in (0, len(fed)):
             return []
         found = (self._usual_together if jac or N * len(fed) <= BLOCK else
                  self._usual_blocks)(fed, cot, N)
