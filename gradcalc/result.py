@@ -142,6 +142,11 @@ def json_safe(obj):
     """A report (checks, notes) as strict JSON: non-finite floats as "NaN"/"Infinity"/
     "-Infinity" (an error of inf must not make the whole output invalid JSON), numpy
     scalars and arrays as plain numbers and lists."""
+    kind = type(obj)             # a report's own values first (JSON Lines: every request)
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    if kind is float:
+        return obj if math.isfinite(obj) else _nonfinite(obj)
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -154,10 +159,12 @@ def json_safe(obj):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
         f = float(obj)
-        if math.isfinite(f):
-            return f
-        return "NaN" if f != f else ("Infinity" if f > 0 else "-Infinity")
+        return f if math.isfinite(f) else _nonfinite(f)
     return obj
+
+
+def _nonfinite(f: float) -> str:
+    return "NaN" if f != f else ("Infinity" if f > 0 else "-Infinity")
 
 
 # arrays of this many numbers or more are written by jsontext.array_text (orjson) when

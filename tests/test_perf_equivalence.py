@@ -1071,6 +1071,33 @@ def test_symbolic_tape_compiles_smooth_heads_only():
         assert tape.run([at[s] for s in tape.inputs]) is None
 
 
+def test_symbolic_check_kept_per_program_and_wrt_gives_a_fresh_ones_report(monkeypatch):
+    """JSON Lines: the requests of one program share its derivation, and those of one wrt
+    its leaves' derivatives (symbolic._taken), and run in the caller's thread; each report
+    is the one a fresh program gives (other wrt, a leaf without a path, a kink, a value
+    that is not finite, a float32 request, in between)."""
+    import gradcalc
+    from gradcalc import api, programs
+    rng = np.random.default_rng(11)
+    kept = programs.ProgramCache()
+    expr = "3*a + 2*b*b + log(c) + relu(b - 1)"
+    for i, wrt in enumerate([None, None, ["b"], ["a", "c", "d"], None, ["b"], None, None]):
+        vars_ = {k: rng.uniform(0.5, 2, 3) for k in "abcd"}
+        if i == 4:
+            vars_["b"][1] = 1.0                       # relu at its kink
+        if i == 6:
+            vars_["c"][2] = -1.0                      # log of a negative: NaN
+        dtype = "float32" if i == 7 else "float64"
+        grad = rng.uniform(-1, 1, 3)
+        reports = []
+        for cache in (kept, programs.ProgramCache()):
+            monkeypatch.setattr(api, "PROGRAMS", cache)
+            r = gradcalc.compute(expr, grad=grad, wrt=wrt, dtype=dtype, check="symbolic",
+                                 **vars_)
+            reports.append(r.checks)
+        assert reports[0] == reports[1], (i, wrt)
+
+
 @pytest.mark.parametrize("expr", ["3*a + 2*b*b + log(a)", "relu(a) * b + abs(b - 1)",
                                   "maximum(a, b) * exp(-a)"])
 def test_symbolic_check_reads_dropped_values_back(expr):
@@ -1113,6 +1140,16 @@ def test_one_block_comparison_equals_the_blocked_one():
             for got in (verdict._close(e, a, 1e-7, 1e-10),
                         verdict._close(e, a, 1e-7, 1e-10, work)):
                 assert got == want, name
+            # a relative error found already (`beat`): the larger of it and the block's is
+            # the same, whether the block computes its own or not
+            rel = 0.0 if want is None else want[1]
+            for beat in (1e-300, rel / 2, np.nextafter(rel, 0), rel, np.nextafter(rel, 1), 1.0):
+                for w in (None, work):
+                    got = verdict._close(e, a, 1e-7, 1e-10, w, beat)
+                    assert (got is None) == (want is None), (name, beat)
+                    if got is not None:
+                        assert got[0] == want[0] and max(got[1], beat) == max(rel, beat), \
+                            (name, beat)
         assert (want is None) == (name in ("off", "one off", "nan", "inf")), name
 
 def test_what_a_pause_made_is_moved_old_and_a_callers_frozen_objects_stay_frozen():

@@ -55,7 +55,7 @@ class Terms:
         return by
 
 
-@dataclass
+@dataclass(eq=False)
 class Part:
     """A derivative over the output's elements on the way through the pieces: its values
     with sympy's choice at a tie (Heaviside(0) = 1/2), and where a tie lies on the way

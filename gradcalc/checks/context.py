@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,10 +35,10 @@ class once:
         return v
 
 
-@dataclass(frozen=True)
-class Leaf:
+class Leaf(NamedTuple):
     """One leaf the grads are taken by: its equation, and autograd's grad and Jacobian
-    columns for it (float64; a zero grad where no path reaches it)."""
+    columns for it (float64; a zero grad where no path reaches it). A named tuple: a check
+    makes one per leaf (JSON Lines: per request)."""
 
     name: str
     eq: Any
@@ -46,7 +46,7 @@ class Leaf:
     jac: np.ndarray | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Higher:
     """The answers of SPEC 9 a check compares, each None unless asked for, with the
     directions they were taken along ({leaf name: array of its shape}; a leaf without one
@@ -63,7 +63,7 @@ class Higher:
     hvp_dir: dict | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Context:
     """Everything a check reads of a calculation. `grads` maps each leaf name of `wrt` to
     autograd's grad from ONE backward (None: no path), `jacobian` each to its Jacobian or is

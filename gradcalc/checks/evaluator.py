@@ -367,19 +367,22 @@ class Tape:
                 tick()
         return cls(nodes, inputs)
 
-    def run(self, inputs):
+    def run(self, inputs, result=True):
         """The derivative's value at `inputs` (the inputs' values, in order), or None
-        where some step's value or the result is not finite. Run it under
+        where some step's value or (unless `result` is False: the caller finds a
+        non-finite result itself) the result is not finite. Run it under
         np.errstate(all="ignore"), as the Evaluator runs."""
         vals = list(inputs)
         vals.extend(self.consts)
-        for f, args in self.steps:
+        last = self.steps[-1] if self.steps and not result else None
+        for step in self.steps:
+            f, args = step
             v = f(*[vals[k] for k in args])
-            if not all_finite(v):
+            if step is not last and not all_finite(v):
                 return None
             vals.append(v)
         out = vals[self.result]       # a step's value was checked (the root is the last)
-        return out if self.steps or all_finite(out) else None
+        return out if self.steps or not result or all_finite(out) else None
 
 
 def postorder(root, done):

@@ -33,15 +33,16 @@ from __future__ import annotations
 import functools
 import math
 import os
-import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+# queue.SimpleQueue and queue.Empty are these, defined in C; the queue module around them
+# (heapq, PriorityQueue) costs the first check of a process 0.7 ms to import
+from _queue import Empty, SimpleQueue
 
-from . import stored
 from .chain import Chain, Terms
 from .context import Context
 from .evaluator import (OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula,
@@ -134,7 +135,7 @@ class Session:
 
     def __init__(self, sp, budget):
         self.sp, self.budget = sp, budget
-        self.fast = _Unevaluated(sp)
+        self.fast = _unevaluated_sp(sp)
         self.sizes: dict = {}        # tree sizes of the expressions seen, shared subtrees once
 
     def tick(self):
@@ -188,6 +189,8 @@ def check(context: Context):
         derived = context.graph.memo.get(_key(context) + (False,))
         if derived is not None and not derived.cuts:
             import sympy
+
+            from . import stored
             stored.save(context, sympy, derived)
     return report
 
@@ -201,7 +204,10 @@ def _keepable(context):
 def _from_store(context):
     """The report from a kept derivation, as _elementwise makes it from a fresh one (the
     same values, fed to the same verdict), or None when none is kept or one of its values
-    is not finite (a fresh check flags, refines and excuses there)."""
+    is not finite (a fresh check flags, refines and excuses there). stored.py (and the
+    hashing and JSON it needs) is loaded only here and where a derivation is kept: a
+    process whose first check finds sympy loaded already never reads the store."""
+    from . import stored
     memo, key = context.graph.memo, ("stored",) + _key(context)
     kept = memo.get(key) or stored.load(context)
     if kept is None:
@@ -229,15 +235,14 @@ def _from_store(context):
 
 def _derived_and_small(context):
     """Whether the check of `context` has every derivative in the program's memo already
-    (an elementwise program without cuts, derived by an earlier check) and at most
-    SMALL_ELEMENTS leaf elements: then it makes no sympy call that could run on."""
+    (an elementwise program without cuts, whose leaves of this wrt an earlier check took:
+    _taken) and at most SMALL_ELEMENTS leaf elements: then it makes no sympy call that
+    could run on."""
     if context.higher is not None or context.cotangent is None or "sympy" not in sys.modules:
         return False
     derived = context.graph.memo.get(_key(context) + (False,))
-    if derived is None or derived.cuts or context.leaves_total > SMALL_ELEMENTS:
-        return False
-    ids = (context.graph.leaves[n] for n in context.wrt)
-    return all(i in derived.diffs for i in ids if i in derived.leaf_sym)
+    return (derived is not None and not derived.cuts and context.wrt in derived.taken
+            and context.leaves_total <= SMALL_ELEMENTS)
 
 
 class _Worker:
@@ -249,7 +254,7 @@ class _Worker:
     lock = threading.Lock()
 
     def __init__(self):
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.jobs: SimpleQueue = SimpleQueue()
         threading.Thread(target=self._loop, name="gradcalc-symbolic", daemon=True).start()
 
     @classmethod
@@ -266,7 +271,7 @@ class _Worker:
         while True:
             try:
                 context, budget, box, done = self.jobs.get(timeout=IDLE)
-            except queue.Empty:
+            except Empty:
                 with self.lock:
                     if self not in self.idle:
                         continue                # taken just now: its job is on the way
@@ -327,6 +332,12 @@ class _Unevaluated:
         return getattr(self._sp, name)
 
 
+@functools.lru_cache(maxsize=4)
+def _unevaluated_sp(sp):
+    """The _Unevaluated of `sp`, made once (a JSON Lines check makes a session per request)."""
+    return _Unevaluated(sp)
+
+
 def _unevaluated(cls, *args):
     """Max/Min without the pairwise comparisons, but with repeated arguments dropped: the
     derivative of an unevaluated Max(e, e, e) would be 3 * Heaviside(0) = 3/2 times e'."""
@@ -385,9 +396,7 @@ def _number(sp, v):
 # ------------------------------------------------------------------ elementwise path
 def _elementwise(session, context, verdict):
     """One scalar symbol per leaf: one derivative per leaf, evaluated over all elements."""
-    sp, graph, vals = session.sp, context.graph, context.vals
-    oshape = context.out_shape
-    names = {i: n for n, i in graph.leaves.items()}
+    oshape, vals = context.out_shape, context.vals
     # the derivation depends on the program alone when every constant in it is one of the
     # program's own (not a value computed from the leaves, as detach(x) is): then it is
     # kept in the compiled program's memo, which JSON Lines shares between the requests of
@@ -396,56 +405,69 @@ def _elementwise(session, context, verdict):
     env = dict(derived.const_env)
     for i, s in derived.leaf_sym.items():
         env[s] = np.asarray(vals[i], dtype=np.float64)
-
     not_finite = context.not_finite
     at_site = _at_site(verdict, oshape)
-    ev = Evaluator(session, env) if derived.cuts else None     # else made when first needed
+    leaves = {name: context.leaf(name) for name in context.wrt}
+    taken, derivatives = _taken(session, context, derived)
     # the usual case (nothing at a kink, the output finite): each leaf by its derivative's
     # tape, block by block, unless a value on the way is not finite or an entry disagrees
-    usual = TAPES and at_site is None and not_finite is None and not derived.cuts
-    out = derived.exprs[context.output_id]
-    terms = Terms(session, derived.diffs)
-    # a program cut into pieces: their derivatives composed by the chain rule (no formula)
-    chain = Chain(session, ev, derived, out, context, terms) if derived.cuts else None
-    display = None
-    derivatives, taken, leaves = {}, {}, {}
-    for name in context.wrt:
-        leaf = leaves[name] = context.leaf(name)
-        sym = derived.leaf_sym.get(leaf.eq.id)
-        if sym is None or chain is not None:
-            derivatives[name] = "0" if sym is None else None
-            continue
-        hit = derived.diffs.get(leaf.eq.id)
-        if hit is None:
-            d = terms.diff(out, sym)
-            if display is None:
-                display = {s: sp.Symbol(names[i], real=True)
-                           for i, s in derived.leaf_sym.items()}
-            hit = derived.diffs[leaf.eq.id] = (d, formula(session, d, display))
-        taken[name], derivatives[name] = hit
-    fed = set()
-    if usual:
+    fed = ()
+    if TAPES and at_site is None and not_finite is None and not derived.cuts:
         fed = {leaf.name for leaf in _fed_usual(
             session, verdict, derived, [(leaves[n], d) for n, d in taken.items()], env,
             oshape)}
-    for name in context.wrt:
-        if name in fed:
-            session.tick()
-            continue
-        leaf = leaves[name]
+    ev = chain = None
+    for leaf in (leaves[n] for n in context.wrt if n not in fed):
         sym = derived.leaf_sym.get(leaf.eq.id)
         if sym is None:
             verdict.no_path(leaf)
             continue
+        if ev is None:
+            ev = Evaluator(session, env)
+            # a program cut into pieces: their derivatives composed by the chain rule (no
+            # formula)
+            chain = Chain(session, ev, derived, derived.exprs[context.output_id], context,
+                          Terms(session, derived.diffs)) if derived.cuts else None
         if chain is not None:
             D, flag, lo, hi, unverifiable = chain.partials(sym)
         else:
-            ev = ev or Evaluator(session, env)
-            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, taken[name], env,
+            D, flag, lo, hi, unverifiable = evaluate_array(session, ev, taken[leaf.name], env,
                                                             oshape, not_finite)
         _feed(context, verdict, leaf, at_site, D, flag, lo, hi, unverifiable)
         session.tick()
-    return _summary(context, derivatives)
+    return _summary(context, dict(derivatives))
+
+
+def _taken(session, context, derived):
+    """({leaf name: its derivative}, {leaf name: the derivative as printed}) of the leaves
+    of `context.wrt`: "0" for a leaf without a path, None where the program is cut (its
+    derivatives are composed, never formed). Taken once per derivation and wrt: JSON Lines
+    asks again for each request of one program."""
+    hit = derived.taken.get(context.wrt)
+    if hit is not None:
+        return hit
+    graph = context.graph
+    names = {i: n for n, i in graph.leaves.items()}
+    out = derived.exprs[context.output_id]
+    terms = Terms(session, derived.diffs)
+    display = None
+    taken, derivatives = {}, {}
+    for name in context.wrt:
+        i = graph.leaves[name]
+        sym = derived.leaf_sym.get(i)
+        if sym is None or derived.cuts:
+            derivatives[name] = "0" if sym is None else None
+            continue
+        hit = derived.diffs.get(i)
+        if hit is None:
+            d = terms.diff(out, sym)
+            if display is None:
+                display = {s: session.sp.Symbol(names[j], real=True)
+                           for j, s in derived.leaf_sym.items()}
+            hit = derived.diffs[i] = (d, formula(session, d, display))
+        taken[name], derivatives[name] = hit
+    hit = derived.taken[context.wrt] = taken, derivatives
+    return hit
 
 
 def _at_site(verdict, oshape):
@@ -503,20 +525,20 @@ def _fed_usual(session, verdict, derived, taken, env, oshape):
 def _partials(session, tape, env, oshape):
     """partials(lo, hi) of Verdict.feed_usual: the tape run on those elements of its
     inputs, or where an input is broadcast, on the whole inputs once (then read by
-    blocks)."""
+    blocks). The result's finiteness is left to the comparison (Verdict.feed_usual)."""
     inputs = [env[s] for s in tape.inputs]
     if all(v.size == 1 or v.shape == oshape for v in inputs):
         flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
 
         def partials(lo, hi):
             session.tick()
-            return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat])
+            return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat], False)
         return partials
     whole = []
 
     def partials(lo, hi):
         if not whole:
-            d = tape.run(inputs)
+            d = tape.run(inputs, False)
             whole.append(None if d is None else np.broadcast_to(d, oshape).reshape(-1))
         return None if whole[0] is None else whole[0][lo:hi]
     return partials
@@ -544,12 +566,12 @@ def _key(context):
     return ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
 
 
-@dataclass
+@dataclass(eq=False)
 class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'
-    symbols, the derivatives taken so far (with their printing and their tapes), and
-    whether it all depends on the program alone (then the program's memo keeps it). `cuts`
+    symbols, the derivatives taken so far (with their printing and their tapes; `taken`:
+    the leaves' of each wrt asked, see _taken), and whether it all depends on the program alone (then the program's memo keeps it). `cuts`
     lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
     depth: each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
@@ -560,6 +582,7 @@ class Derivation:
     alone: bool
     cuts: list
     tapes: dict = field(default_factory=dict)   # leaf id -> its derivative's Tape, or False
+    taken: dict = field(default_factory=dict)   # wrt -> _taken()
 
 
 def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:

@@ -40,7 +40,7 @@ def jnum(v):
     return v
 
 
-@dataclass
+@dataclass(eq=False)
 class Partials:
     """What a method found for one leaf. Elementwise programs (`picks` None): `d` has the
     output's shape, each element the partial derivative by the one leaf element it reads.
@@ -65,7 +65,7 @@ difference is reported as unverifiable, not as a disagreement."""
     reason: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Entries:
     """One comparison: `expected` against autograd's `actual` (flattened alike); `what` is
     "grad", "jacobian", or a second-order answer ("jvp", "taylor", "hvp", "hessian");
@@ -168,11 +168,13 @@ def _all_close(e, a, rtol, atol, slack, block=BLOCK):
     return max_abs, max_rel
 
 
-def _close(e, a, rtol, atol, work=None):
+def _close(e, a, rtol, atol, work=None, beat=0.0):
     """_all_close() of one block without slack: the same arithmetic, entry by entry, in
     fresh arrays (a small comparison pays numpy's calls, not memory) or in the buffers
-    `work` (three, of at least e.size: a large block allocates nothing). Call it under
-    np.errstate(all="ignore")."""
+    `work` (three, of at least e.size: a large block allocates nothing). `beat` is a
+    relative error found already: the relative errors are computed only where one may
+    exceed it (else 0.0 stands for them), so the larger of the two is the same. Call it
+    under np.errstate(all="ignore")."""
     n = e.size
     if not n:
         return 0.0, 0.0
@@ -189,11 +191,30 @@ def _close(e, a, rtol, atol, work=None):
             return None
     if not top > 0:                        # none differs: no relative error to take
         return top, 0.0
-    np.abs(e, out=m)
-    np.abs(a, out=t)
-    np.maximum(m, t, out=m)
+    if beat > 0:
+        # d / max(|e|, |a|, 1e-300) > beat only where d > beat * |e|, and then d is at
+        # least beat * |e| rounded (to nearest: never past a float above the exact value)
+        np.abs(e, out=m)
+        may = d >= np.multiply(m, beat, out=t)
+        if not may.any():
+            return top, 0.0
+        at = np.flatnonzero(may)
+        return top, _max_rel(d[at], e[at], a[at])
+    return top, _max_rel(d, e, a, m, t)
+
+
+def _max_rel(d, e, a, m=None, t=None):
+    """The largest d / max(|e|, |a|, 1e-300), in the buffers m and t (else fresh arrays)."""
+    m = np.abs(e, out=m)
+    np.maximum(m, np.abs(a, out=t), out=m)
     np.maximum(m, 1e-300, out=m)
-    return top, float(np.divide(d, m, out=m).max())
+    return float(np.divide(d, m, out=m).max())
+
+
+def _finite(found):
+    """_close()'s errors, or None where the largest difference is infinite (a value that is
+    not finite, which feed_usual leaves to feed())."""
+    return None if found is None or found[0] == math.inf else found
 
 
 def off_pattern_zero(J, on):
@@ -351,9 +372,11 @@ class Verdict:
         partial finite, nothing flagged or unverifiable (the caller knows it: no kink site,
         a finite output, and the partials finite), so each grad is vᵀ times its partials
         entry by entry. `items` are (leaf, partials), `partials(lo, hi)` giving the leaf's
-        partials of flat output elements lo..hi (None where they are not all finite). They
-        are taken about BLOCK entries at a time, all the leaves' together, each block
-        computed and compared while it is in cache (one block when Jacobians are compared).
+        partials of flat output elements lo..hi (None where a value on their way is not
+        finite; a partial that is not finite makes an infinite or NaN difference, which
+        fails here). Small leaves are compared all together in one block (so are
+        Jacobians); large ones one at a time, BLOCK entries at a time, each block computed
+        and compared while it is in cache.
         Returns the leaves fed: the errors are kept as feed() keeps them (the same
         arithmetic, entry by entry; a maximum does not depend on the order). It feeds none
         (and keeps nothing) if any value is not finite or any entry disagrees: the caller
@@ -366,10 +389,10 @@ class Verdict:
             cot = cot.reshape(())
         else:
             return []
-        fed = []                             # (leaf, partials, Jacobian diagonal or None)
+        fed, jacs = [], 0                    # (leaf, partials, Jacobian diagonal or None)
+        oshape, whole = tuple(oshape), self.labeller.whole
         for leaf, partials in items:
-            if tuple(leaf.eq.shape) != tuple(oshape) or N == 0 or \
-                    leaf.eq.id in self.labeller.whole:
+            if leaf.eq.shape != oshape or N == 0 or leaf.eq.id in whole:
                 continue
             on = None
             if leaf.jac is not None:
@@ -377,59 +400,64 @@ class Verdict:
                 on = J.diagonal()            # src_index of a leaf of the output's shape
                 if not off_pattern_zero(J, on):
                     continue
+                jacs += 1
             fed.append((leaf, partials, on))
-        jac = any(on is not None for _, _, on in fed)
-        if not fed or (jac and any(on is None for _, _, on in fed)):
+        jac = jacs > 0
+        if not fed or jacs not in (0, len(fed)):
             return []
-        together = jac or N * len(fed) <= BLOCK
-        found = [self._usual_blocks(group, cot, N)
-                 for group in ([fed] if together else [[f] for f in fed])]
-        if None in found:
+        found = (self._usual_together if jac or N * len(fed) <= BLOCK else
+                 self._usual_blocks)(fed, cot, N)
+        if found is None:
             return []
-        for top_abs, top_rel in found:
-            self.max_abs = max(self.max_abs, top_abs)
-            self.max_rel = max(self.max_rel, top_rel)
+        self.max_abs = max(self.max_abs, found[0])
+        self.max_rel = max(self.max_rel, found[1])
         return [leaf for leaf, _, _ in fed]
 
-    def _usual_blocks(self, group, cot, N):
-        """feed_usual()'s comparison of the leaves of `group` together (small ones: one
-        call for all; a large leaf alone, so that a block is of one leaf and in cache): the
+    def _usual_together(self, fed, cot, N):
+        """feed_usual()'s comparison of every leaf in one block (small ones, or Jacobians
+        compared): the leaves' terms vᵀ·partials against their grads and, with Jacobians,
+        their partials against the diagonals, as one set of entries: each comparison's
+        largest errors are those of its entries, and one fails if any of them does. The
         largest errors, or None where a value is not finite or an entry disagrees."""
-        k = len(group)
-        jac = group[0][2] is not None
-        grads = [leaf.grad.reshape(-1) for leaf, _, _ in group]
-        block = N if jac else max(BLOCK // k, 1)
-        size = min(block, N) * k
-        # a large block's arrays are reused from block to block: fresh ones would fault in
-        # new pages each time
-        work = self._work(size) if size >= SMALL else None
-        top_abs = top_rel = 0.0
-        rtol, atol, rnd = self.rtol, self.atol, self._round
+        k, jac = len(fed), fed[0][2] is not None
+        E = np.empty((2 * k if jac else k, N))          # what is expected: terms, partials
+        A = np.empty(E.shape)                           # autograd's: grads, diagonals
+        D = E[k:] if jac else np.empty((k, N))
         with np.errstate(all="ignore"):
-            for lo in range(0, N, block):
-                hi = min(lo + block, N)
-                ds = []
-                for _, partials, _ in group:
-                    d = partials(lo, hi)
+            for r, (leaf, partials, on) in enumerate(fed):
+                d = partials(0, N)
+                if d is None:
+                    return None
+                D[r] = d                     # (a number: the same at every element)
+                A[r] = leaf.grad.reshape(-1)
+                if jac:
+                    A[k + r] = on
+            np.multiply(D, cot, out=E[:k])
+            work = self._work(E.size) if E.size >= SMALL else None
+            return _finite(_close(self._round(E).reshape(-1), A.reshape(-1), self.rtol,
+                                  self.atol, work and work[:3]))
+
+    def _usual_blocks(self, fed, cot, N):
+        """feed_usual()'s comparison of large leaves, one at a time, BLOCK entries at a
+        time through buffers reused from block to block (fresh ones would fault in new
+        pages each time); a block whose relative errors cannot exceed the largest found so
+        far does not compute them. The largest errors, or None where a value is not finite
+        or an entry disagrees."""
+        block = min(BLOCK, N)
+        work = self._work(block)
+        top_abs, top_rel = self.max_abs, self.max_rel
+        with np.errstate(all="ignore"):
+            for leaf, partials, _ in fed:
+                grad = leaf.grad.reshape(-1)
+                for lo in range(0, N, block):
+                    hi = min(lo + block, N)
+                    d = partials(lo, hi)            # (a number: the same at every element)
                     if d is None:
                         return None
-                    if d.shape != (hi - lo,):        # a number: the same at every element
-                        d = np.full(hi - lo, d, dtype=np.float64) if work is None else \
-                            np.broadcast_to(np.float64(d), (hi - lo,))
-                    elif d.dtype != np.float64:
-                        d = d.astype(np.float64)
-                    ds.append(d)
-                D = np.concatenate(ds) if k > 1 else ds[0]
-                c = cot if cot.ndim == 0 else cot[lo:hi]
-                terms = np.multiply(D.reshape(k, hi - lo), c, out=None if work is None else
-                                    work[3][:D.size].reshape(k, hi - lo)).reshape(-1)
-                g = np.concatenate([a[lo:hi] for a in grads]) if k > 1 else grads[0][lo:hi]
-                found = [_close(rnd(terms), g, rtol, atol, work and work[:3])]
-                if jac:                              # one block: the whole diagonals
-                    ons = [on for _, _, on in group]
-                    found.append(_close(rnd(D), np.concatenate(ons) if k > 1 else ons[0],
-                                        rtol, atol, work and work[:3]))
-                for q in found:
+                    c = cot if cot.ndim == 0 else cot[lo:hi]
+                    terms = np.multiply(d, c, out=work[3][:hi - lo])
+                    q = _finite(_close(self._round(terms), grad[lo:hi], self.rtol,
+                                       self.atol, work[:3], top_rel))
                     if q is None:
                         return None
                     top_abs, top_rel = max(top_abs, q[0]), max(top_rel, q[1])
