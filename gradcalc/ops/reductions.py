@@ -175,11 +175,10 @@ def _safe_zeros(x, axis):
 
 
 def _exclusive_scan(x, axis):
-    """_safe_zeros as table ops a traced rule can record without cumprod: the products
-    before and after each element by doubling (log2(n) steps of a product with a shifted
-    copy), only multiplications, slices and concatenations with ones. Exact with zeros like
-    the cumprods, and so is its derivative (the product of the others but one, which
-    torch's cumprod_backward computes under GradMode too); O(n log n) at every order."""
+    """_safe_zeros by doubling (log2(n) steps of a product with a shifted copy), only
+    multiplications, slices and concatenations with ones: the traced exclusive products
+    where the input holds a zero, whose derivatives of every order are the true ones (the
+    product of the others but one; torch's cumprod_jvp is not from its second order on)."""
     n = x.shape[axis]
 
     def ones(k):
@@ -200,7 +199,8 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     # two or more zeros, exactly 0 (whatever grad is) unless GradMode is on (a traced rule:
     # then the double backward differentiates the exclusive products, whose mixed
     # derivatives are not 0); otherwise the exclusive products (prod_safe_zeros_backward),
-    # for every slice when any slice holds a zero
+    # for every slice when any slice holds a zero, as torch by two cumprods, so that the
+    # double backward runs cumprod's own backward (its masked path over zeros)
     batch = g.shape[: g.ndim - ans.ndim]
     if x.size == 0:
         return np.zeros(batch + x.shape)
@@ -212,7 +212,7 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
         return gu * (_kd(ans, x, dim, keepdim) / x)
     if dim is None and zeros > 1 and not traced(x):
         return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
-    return gu * _others(_exclusive_scan if traced(x) else _safe_zeros, x, dim)
+    return gu * _others(_safe_zeros, x, dim)
 
 
 def _others(exclusive, x, dim):
@@ -231,7 +231,10 @@ def prod_jvp(tangents, ans, x, dim=None, keepdim=False):
         return t
     if x.size == 0:         # prod_safe_zeros_backward passes grad (ones) for no element
         return np.sum(t, axis=_axis(dim), keepdims=keepdim)
-    others = _others(_exclusive_scan, x, dim)
+    # over a zero, deliberately, the exclusive products by a scan of products, whose
+    # derivatives of every order are the true ones (torch's, through cumprod_jvp, are not
+    # from order 3 on: README)
+    others = _others(_exclusive_scan if np.any(x == 0) else _safe_zeros, x, dim)
     return np.sum(others * t, axis=_axis(dim), keepdims=keepdim)
 
 
