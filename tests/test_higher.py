@@ -268,9 +268,8 @@ def test_cli_refusals(args, words):
 def test_prod_over_a_zero_has_its_exact_hvp_at_any_size():
     # H_ik = product of x_j for j not in {i, k}: with x = [0, 2, 1, ..., 1] and u = 1, row 0
     # sums 1 + 2 (n - 2), row 1 sums 1, every other row 2. The traced exclusive products
-    # are two cumprods (prod_safe_zeros_backward), whose traced backward over a zero is
-    # torch's GradMode one, n slices of omitted products: O(n^2) elements, not the n^4 of
-    # an (n, n) stack per order, which would refuse n = 400
+    # stay O(n log n) per order (an (n, n) stack per order would refuse n = 400: n^4; torch's
+    # two cumprods, whose GradMode backward takes n slices of omitted products, O(n^2))
     n = 400
     x = np.ones(n)
     x[:2] = [0.0, 2.0]

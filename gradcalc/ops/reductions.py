@@ -199,8 +199,9 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     # two or more zeros, exactly 0 (whatever grad is) unless GradMode is on (a traced rule:
     # then the double backward differentiates the exclusive products, whose mixed
     # derivatives are not 0); otherwise the exclusive products (prod_safe_zeros_backward),
-    # for every slice when any slice holds a zero, as torch by two cumprods, so that the
-    # double backward runs cumprod's own backward (its masked path over zeros)
+    # for every slice when any slice holds a zero, as torch by two cumprods; traced, by the
+    # scan of products (deliberately: torch's double backward runs cumprod's GradMode
+    # backward, O(n^2) omitted products, where the scan stays O(n log n) per order; README)
     batch = g.shape[: g.ndim - ans.ndim]
     if x.size == 0:
         return np.zeros(batch + x.shape)
@@ -212,7 +213,7 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
         return gu * (_kd(ans, x, dim, keepdim) / x)
     if dim is None and zeros > 1 and not traced(x):
         return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
-    return gu * _others(_safe_zeros, x, dim)
+    return gu * _others(_exclusive_scan if traced(x) else _safe_zeros, x, dim)
 
 
 def _others(exclusive, x, dim):
