@@ -33,14 +33,10 @@ CASES = [c for c in json.loads(REFERENCE.read_text())["cases"] if "expected" in 
 # or the other way round: s / s at 1e-300, where torch's
 # div formula (self_t - other_t * result) / other_p never overflows but gradcalc's
 # transposed rule does (that formula in div's nested_jvp makes it agree, and breaks
-# asin/acos at 1, whose rules write torch's rsqrt as 1 / sqrt: a div node cannot tell);
-# prod at denormals, where torch (under jacfwd, a wrapped tensor: prod_safe_zeros_backward)
-# runs cumprod_jvp, (self_t / self_p).cumsum() * result, whose 1 / 5e-324 = inf meets a 0,
-# and gradcalc has no cumprod op to run it (README)
+# asin/acos at 1, whose rules write torch's rsqrt as 1 / sqrt: a div node cannot tell)
 FORWARD_MODE_CONVENTIONS = {
     'kink/log1p-at-minus-1': ('taylor',),
     'edge/div/same-leaf-tiny': ('taylor',),
-    'edge/prod/tiny': ('taylor',),
     # nested jacfwd of prod over a zero: from order 3 torch's numbers are not the derivatives
     # of the polynomial (prod([2, 0, 3, -1.5] + t·u) has d³/dt³ = 3.75, torch says 2.0);
     # gradcalc's are, deliberately (README)
@@ -48,14 +44,15 @@ FORWARD_MODE_CONVENTIONS = {
     'red/prod/two-zeros': ('taylor',),
     'red/prod/zeros-dim': ('taylor',),
 }
-# torch's prod_backward under create_graph with two zeros is prod_safe_zeros_backward, two
-# cumprods whose double backward is cumprod_backward's own formula (its zero cases);
-# gradcalc's traced rule takes the exclusive products as a scan of products (there is no
-# cumprod op), whose derivative meets the infinite cotangent of sqrt at 0 everywhere
-CUMPROD_DOUBLE_BACKWARD = {
+# torch's prod_backward under create_graph with zeros is prod_safe_zeros_backward, two
+# cumprods whose double backward is cumprod_backward's GradMode formula, O(n^2) omitted
+# products; gradcalc's traced rule keeps the O(n log n) scan of products (deliberately: an
+# HVP of prod over a zero at n = 1,000 otherwise expands past the operation limit), whose
+# derivative meets the infinite cotangent of sqrt at 0 that cumprod's masked path drops
+SCAN_OF_PRODUCTS = {
     'nonfinite/prod-two-zeros-inf-cotangent': ('hessian',),
 }
-KNOWN = {**FORWARD_MODE_CONVENTIONS, **CUMPROD_DOUBLE_BACKWARD}
+KNOWN = {**FORWARD_MODE_CONVENTIONS, **SCAN_OF_PRODUCTS}
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,7 @@ def test_elementwise_sympy_form_evaluates_like_forward(name):
 SPEC_FUNCTIONS = (
     "exp log log2 log10 log1p expm1 sqrt abs sign sin cos tan asin acos atan sinh cosh tanh "
     "sigmoid relu leaky_relu elu softplus erf pow atan2 hypot maximum minimum clamp "
-    "sum mean prod max min norm logsumexp softmax log_softmax dot matmul outer trace "
+    "sum mean prod cumprod max min norm logsumexp softmax log_softmax dot matmul outer trace "
     "mse_loss binary_cross_entropy binary_cross_entropy_with_logits cross_entropy "
     "ones zeros full eye linspace arange rand randn reshape stack cat detach "
     "where lt le gt ge eq ne").split()

@@ -468,6 +468,13 @@ def _extreme(name):
     return f
 
 
+def _prod(name):
+    def f(b, x, axis=None, keepdims=False, **_):
+        params = {"dim": axis} if name == "cumprod" else {"dim": axis, "keepdim": bool(keepdims)}
+        return b.apply(name, [x], params)
+    return f
+
+
 def _on_value(f):
     """A function whose result carries no derivative (an index, a count, a dtype): computed
     from the values, a constant of the traced program."""
@@ -497,6 +504,7 @@ FUNCTIONS = {
     np.broadcast_to: _broadcast_to, np.transpose: _transpose, np.swapaxes: _swapaxes,
     np.where: _where, np.take: _take, np.max: _extreme("max"), np.min: _extreme("min"),
     np.amax: _extreme("max"), np.amin: _extreme("min"),
+    np.prod: _prod("prod"), np.cumprod: _prod("cumprod"),
     np.pad: _pad, np.concatenate: _concat("cat"), np.stack: _concat("stack"),
     np.zeros_like: _like(np.zeros_like), np.ones_like: _like(np.ones_like),
     np.count_nonzero: _on_value(np.count_nonzero), np.argmax: _on_value(np.argmax),

@@ -1,4 +1,5 @@
-"""Reductions: sum mean prod max min norm logsumexp softmax log_softmax.
+"""Reductions and scans along a dim: sum mean prod cumprod max min norm logsumexp softmax
+log_softmax.
 
 `dim` is normalised to a negative axis by `infer`, so every rule works under leading batch
 axes of the cotangent. A full max/min reduction splits the gradient evenly over ties
@@ -11,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import Kink, Op, norm_dim, register, traced
+from . import Kink, Op, norm_dim, recorded, register, traced
 from ..errors import GradcalcError
 from . import symforms as S
 from .elementwise import sgn
@@ -155,36 +156,39 @@ reduction("mean", lambda x, dim=None, keepdim=False: np.mean(x, axis=_axis(dim),
           _sample("mean(x)", "mean(x, dim=-1)"))
 
 
-def _exclusive_prod(x, axis):
-    """Product of all other elements along `axis` (exact with zeros, like prod_backward)."""
-    ones = np.ones_like(np.take(x, [0], axis=axis))
-    before = np.cumprod(np.concatenate([ones, np.take(x, range(x.shape[axis] - 1), axis=axis)],
-                                       axis=axis), axis=axis)
-    rev = np.flip(x, axis=axis)
-    after = np.cumprod(np.concatenate([ones, np.take(rev, range(x.shape[axis] - 1), axis=axis)],
-                                      axis=axis), axis=axis)
-    return before * np.flip(after, axis=axis)
+def _part(x, axis, start, stop):
+    return x[(slice(None),) * axis + (slice(start, stop),)]
+
+
+def _safe_zeros(x, axis):
+    """prod_safe_zeros_backward's product of all other elements along `axis` (the exclusive
+    products, exact with zeros): cumprod([1, x_0 .. x_n-2]) times the reverse one, flipped.
+    On traced arrays it records those cumprods, so that its derivatives are cumprod's."""
+    n = x.shape[axis]
+    ones = np.ones(x.shape[:axis] + (1,) + x.shape[axis + 1:], dtype=x.dtype)
+    if n == 1:
+        return ones
+    normal = np.cumprod(np.concatenate([ones, _part(x, axis, 0, n - 1)], axis=axis), axis=axis)
+    reverse = np.cumprod(np.concatenate([ones, _flip(_part(x, axis, 1, n), axis)],
+                                        axis=axis), axis=axis)
+    return normal * _flip(reverse, axis)
 
 
 def _exclusive_scan(x, axis):
-    """_exclusive_prod as table ops a traced rule can record (there is no cumprod op): the
-    products before and after each element by doubling (log2(n) steps of a product with a
-    shifted copy), only multiplications, slices and concatenations with ones. Exact with
-    zeros like the cumprods, and so is its derivative (the product of the others but one,
-    which torch's cumprod_backward computes under GradMode too); O(n log n) at every order."""
+    """_safe_zeros by doubling (log2(n) steps of a product with a shifted copy), only
+    multiplications, slices and concatenations with ones: the traced exclusive products
+    where the input holds a zero, whose derivatives of every order are the true ones (the
+    product of the others but one; torch's cumprod_jvp is not from its second order on)."""
     n = x.shape[axis]
-
-    def part(a, start, stop):
-        return a[(slice(None),) * axis + (slice(start, stop),)]
 
     def ones(k):
         return np.ones(x.shape[:axis] + (k,) + x.shape[axis + 1:])
-    before = np.concatenate([ones(1), part(x, 0, n - 1)], axis=axis)
-    after = np.concatenate([part(x, 1, n), ones(1)], axis=axis)
+    before = np.concatenate([ones(1), _part(x, axis, 0, n - 1)], axis=axis)
+    after = np.concatenate([_part(x, axis, 1, n), ones(1)], axis=axis)
     step = 1
     while step < n:
-        before = before * np.concatenate([ones(step), part(before, 0, n - step)], axis=axis)
-        after = after * np.concatenate([part(after, step, n), ones(step)], axis=axis)
+        before = before * np.concatenate([ones(step), _part(before, axis, 0, n - step)], axis=axis)
+        after = after * np.concatenate([_part(after, axis, step, n), ones(step)], axis=axis)
         step *= 2
     return before * after
 
@@ -195,7 +199,9 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     # two or more zeros, exactly 0 (whatever grad is) unless GradMode is on (a traced rule:
     # then the double backward differentiates the exclusive products, whose mixed
     # derivatives are not 0); otherwise the exclusive products (prod_safe_zeros_backward),
-    # for every slice when any slice holds a zero
+    # for every slice when any slice holds a zero, as torch by two cumprods; traced, by the
+    # scan of products (deliberately: torch's double backward runs cumprod's GradMode
+    # backward, O(n^2) omitted products, where the scan stays O(n log n) per order; README)
     batch = g.shape[: g.ndim - ans.ndim]
     if x.size == 0:
         return np.zeros(batch + x.shape)
@@ -205,14 +211,16 @@ def prod_vjp(g, ans, x, dim=None, keepdim=False):
     zeros = np.count_nonzero(x == 0)
     if zeros == 0:
         return gu * (_kd(ans, x, dim, keepdim) / x)
-    exclusive = _exclusive_scan if traced(x) else _exclusive_prod
+    if dim is None and zeros > 1 and not traced(x):
+        return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
+    return gu * _others(_exclusive_scan if traced(x) else _safe_zeros, x, dim)
+
+
+def _others(exclusive, x, dim):
+    """The exclusive products along `dim`, or over every element when dim is None."""
     if dim is None:
-        if zeros > 1 and not traced(x):
-            return np.zeros(batch + x.shape, dtype=np.result_type(g, x))
-        others = exclusive(x.reshape(-1), 0).reshape(x.shape)
-    else:
-        others = exclusive(x, x.ndim + dim)
-    return gu * others
+        return np.reshape(exclusive(np.reshape(x, (-1,)), 0), x.shape)
+    return exclusive(x, x.ndim + dim)
 
 
 def prod_jvp(tangents, ans, x, dim=None, keepdim=False):
@@ -224,10 +232,10 @@ def prod_jvp(tangents, ans, x, dim=None, keepdim=False):
         return t
     if x.size == 0:         # prod_safe_zeros_backward passes grad (ones) for no element
         return np.sum(t, axis=_axis(dim), keepdims=keepdim)
-    if dim is None:
-        others = np.reshape(_exclusive_scan(np.reshape(x, (-1,)), 0), x.shape)
-    else:
-        others = _exclusive_scan(x, x.ndim + dim)
+    # over a zero, deliberately, the exclusive products by a scan of products, whose
+    # derivatives of every order are the true ones (torch's, through cumprod_jvp, are not
+    # from order 3 on: README)
+    others = _others(_exclusive_scan if np.any(x == 0) else _safe_zeros, x, dim)
     return np.sum(others * t, axis=_axis(dim), keepdims=keepdim)
 
 
@@ -235,6 +243,134 @@ reduction("prod", lambda x, dim=None, keepdim=False: np.prod(x, axis=_axis(dim),
           prod_vjp, by_dim("ProdBackward0", "ProdBackward1"),
           lambda sp, x, dim=None, keepdim=False, **_: S.oprod(sp, x, dim, keepdim),
           _sample("prod(x)", "prod(x, dim=0)"), jvp=prod_jvp)
+
+
+def along_infer(op_name):
+    def infer(shapes, params):
+        (shape,) = shapes
+        return shape, dict(params, dim=norm_dim(op_name, params.get("dim", -1), len(shape)))
+    return infer
+
+
+def _flip(x, dim):
+    """torch.flip along `dim`: on traced arrays one equation of FLIP (the table's index
+    refuses a negative step, as torch, and n slices in a cat would cost O(n) equations)."""
+    return recorded(FLIP, x, dim=dim)
+
+
+# torch.flip, which prod_safe_zeros_backward and cumprod_backward call: outside the
+# table's names (ops.recorded); its own rule is the flip of the cotangent
+FLIP = Op("flip", "x, dim:int", lambda x, dim: np.flip(x, axis=dim),
+          (lambda g, ans, x, dim: _flip(g, dim),), along_infer("flip"), "FlipBackward0",
+          "shape", named=False, doc="torch.flip, for prod's and cumprod's rules")
+
+
+# cumprod(x, dim): torch.cumprod, its cumprod_backward and cumprod_jvp
+def cumprod(x, dim):
+    return np.cumprod(np.reshape(x, x.shape or (1,)), axis=dim).reshape(x.shape)
+
+
+def _cumsum(w, dim):
+    """torch's cumsum as table adds (there is no cumsum op), the same program on numpy and
+    traced arrays: a doubling scan, log2(n) steps of an add with a copy shifted by zeros.
+    Rounds otherwise than a running sum, with the same non-finite results (a sum holding
+    inf and -inf, or a NaN, is NaN in any order); + 0 as torch's sum starts at +0 (no -0)."""
+    axis, n = w.ndim + dim, w.shape[dim]
+    step = 1
+    while step < n:
+        zeros = np.zeros(w.shape[:axis] + (step,) + w.shape[axis + 1:], dtype=w.dtype)
+        w = w + np.concatenate([zeros, _part(w, axis, 0, n - step)], axis=axis)
+        step *= 2
+    return w + 0.0
+
+
+def _reversed_cumsum(w, dim):
+    return _flip(_cumsum(_flip(w, dim), dim), dim)
+
+
+def cumprod_vjp(g, ans, x, dim):
+    # cumprod_backward: with no zero, reversed_cumsum(result * grad) / input; with zeros,
+    # the masked O(n) formula, or under GradMode (a traced rule) the omitted products,
+    # whose derivative is cumprod's second derivative
+    if x.size <= 1 or x.shape[dim] == 1:
+        return g
+    if not np.any(x == 0):
+        return _reversed_cumsum(ans * g, dim) / x
+    if traced(x):
+        return _omitted_products(g, x, dim)
+    return _masked_cumprod_vjp(g, ans, x, dim)
+
+
+def _masked_cumprod_vjp(g, ans, x, dim):
+    """cumprod_backward's O(n) path over zeros: up to the first zero z1 the formula without
+    zeros; at z1, prod(x[:z1]) * sum(grad[z1:z2] * cumprod(x[z1+1:z2])) (z2 the second zero
+    or the end); 0 after it, whatever the grad there (a NaN there is dropped)."""
+    count = np.cumsum(x == 0, axis=dim)
+    before, span = count == 0, count == 1
+    with np.errstate(all="ignore"):
+        head = _reversed_cumsum(np.where(before, ans * g, 0.0), dim) / x
+    pos = np.arange(x.shape[dim]).reshape((-1,) + (1,) * (-dim - 1))
+    z1 = np.argmax(span, axis=dim, keepdims=True)
+    first = (pos == z1) & span
+    inner = np.cumprod(np.where(span & ~first, x, 1.0), axis=dim)
+    at_z1 = np.sum(inner * np.where(span, g, 0.0), axis=dim, keepdims=True)
+    lead = np.take_along_axis(ans, np.maximum(z1 - 1, 0), axis=dim)
+    at_z1 = at_z1 * np.where(z1 == 0, 1.0, lead)
+    return np.where(first, at_z1, np.where(before, head, 0.0))
+
+
+def _omitted_products(g, x, dim):
+    """cumprod_backward under GradMode: for each k, sum over j >= k of grad_j times the
+    product of x_0 .. x_j but x_k, as table ops (prod, cumprod, cat), stacked along dim."""
+    axis, n = x.ndim + dim, x.shape[dim]
+    slices = []
+    for k in range(n):
+        after = np.cumprod(_part(x, axis, k + 1, n), axis=axis) if k < n - 1 else None
+        if k == 0:
+            ones = np.ones(x.shape[:axis] + (1,) + x.shape[axis + 1:], dtype=x.dtype)
+            omitted = np.concatenate([ones, after], axis=axis)
+        else:
+            until = np.prod(_part(x, axis, 0, k), axis=axis, keepdims=True)
+            omitted = until if after is None else np.concatenate([until, until * after],
+                                                                 axis=axis)
+        tail = g[(Ellipsis, slice(k, None)) + (slice(None),) * (-dim - 1)]
+        slices.append(np.sum(tail * omitted, axis=dim))
+    return np.stack(slices, axis=dim)
+
+
+def cumprod_jvp(tangents, ans, x, dim):
+    # cumprod_jvp: (self_t / self_p).cumsum(dim) * result; from each slice's first zero on,
+    # cumprod(where(first zero, self_t, self_p)) (a 0-d zero: self_t)
+    (t,) = tangents
+    with np.errstate(all="ignore"):
+        gradient = (t / x if x.ndim == 0 else _cumsum(t / x, dim)) * ans
+    zeros = x == 0
+    if not np.any(zeros):
+        return gradient
+    if x.ndim == 0:
+        return np.where(zeros, t, gradient)
+    pos = np.arange(x.shape[dim]).reshape((-1,) + (1,) * (-dim - 1))
+    z1 = np.argmax(zeros, axis=dim, keepdims=True)
+    seen = np.any(zeros, axis=dim, keepdims=True)
+    new = np.cumprod(np.where((pos == z1) & seen, t, x), axis=dim)
+    return np.where((pos >= z1) & seen, new, gradient)
+
+
+def cumprod_form(sp, x, dim, **_):
+    if np.ndim(x) == 0:
+        return S.obj(x)
+    axis = np.ndim(x) + dim
+    parts = [S.oprod(sp, _part(S.obj(x), axis, 0, k + 1), axis, keepdims=True)
+             for k in range(x.shape[axis])]
+    return np.concatenate(parts, axis=axis)
+
+
+register(Op("cumprod", "x, dim:int", cumprod, (cumprod_vjp,), along_infer("cumprod"),
+            "CumprodBackward0", "reduction", sympy=cumprod_form,
+            samples=(("cumprod(x, 0)", {"x": (4,)}, (-2.0, 2.0)),
+                     ("cumprod(x, dim=1)", {"x": (2, 3)}, (-2.0, 2.0))),
+            doc="torch.cumprod: the products of x's elements up to each along dim",
+            jvp=cumprod_jvp))
 
 
 def nonempty_infer(op_name, what):
@@ -453,13 +589,6 @@ register(Op("norm", "x, p:number=2.0, dim:int?=None, keepdim:bool=False", norm, 
             doc="torch.linalg.vector_norm; gradient 0 at the zero vector", jvp=norm_jvp))
 
 
-def softmax_infer(op_name):
-    def infer(shapes, params):
-        (shape,) = shapes
-        return shape, dict(params, dim=norm_dim(op_name, params.get("dim", -1), len(shape)))
-    return infer
-
-
 def _shifted(x, dim):
     """x minus its max along dim, unmasked as PyTorch subtracts it: an infinite element makes
     its slice NaN, also in a 0-d array (one slice of one element: softmax(inf) is NaN, not 1).
@@ -489,14 +618,14 @@ def _dimsum(v, dim, x):
 register(Op("softmax", "x, dim:int=-1", softmax,
             # softmax_backward_data: y * (g - sum(g * y, dim))
             (lambda g, ans, x, dim=-1: ans * (g - _dimsum(g * ans, dim, x)),),
-            softmax_infer("softmax"), "SoftmaxBackward0", "reduction",
+            along_infer("softmax"), "SoftmaxBackward0", "reduction",
             sympy=lambda sp, x, dim=-1, _at=None: softmax_form(sp, x, dim, _at),
             samples=(("softmax(x)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("softmax(x, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)))))
 register(Op("log_softmax", "x, dim:int=-1", log_softmax,
             # log_softmax_backward_data: g - exp(y) * sum(g, dim)
             (lambda g, ans, x, dim=-1: g - np.exp(ans) * _dimsum(g, dim, x),),
-            softmax_infer("log_softmax"), "LogSoftmaxBackward0", "reduction",
+            along_infer("log_softmax"), "LogSoftmaxBackward0", "reduction",
             sympy=lambda sp, x, dim=-1, _at=None: log_softmax_form(sp, x, dim, _at),
             samples=(("log_softmax(x)", {"x": (2, 3)}, (-2.0, 2.0)),
                      ("log_softmax(x, dim=0)", {"x": (2, 3)}, (-2.0, 2.0)))))

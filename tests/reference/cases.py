@@ -306,10 +306,29 @@ for _red in ("sum", "mean", "prod"):
     if _red == "sum":
         E(f"red/{_red}/0d-input", f"{_red}(a) * 3", (lambda f: lambda a: f(a) * 3)(_fn), vars={"a": 1.5})
 
+M33_G = [[1.0, -2.0, 0.5], [0.25, 3.0, -1.0], [2.0, 1.5, -0.5]]
 E("red/prod/one-zero", "prod(x)", lambda x: torch.prod(x), vars={"x": [2.0, 0.0, 3.0, -1.5]})
 E("red/prod/two-zeros", "prod(x)", lambda x: torch.prod(x), vars={"x": [2.0, 0.0, 3.0, 0.0]})
 E("red/prod/zeros-dim", "prod(M, dim=1)", lambda M: torch.prod(M, dim=1),
   vars={"M": [[2.0, 0.0, 3.0], [0.0, 0.0, 1.0], [1.5, 2.0, -1.0]]}, grad=[1.0, 2.0, 3.0])
+
+# cumprod: cumprod_backward without zeros, its masked path over zeros (0 after the first, a
+# NaN cotangent after the second dropped), and under GradMode its omitted products
+E("red/cumprod/vec", "cumprod(x, 0)", lambda x: torch.cumprod(x, 0),
+  vars={"x": [0.5, -1.25, 2.0, 3.0]}, grad=[1.0, -2.0, 0.5, 0.25])
+E("red/cumprod/dim1", "cumprod(M, dim=1)", lambda M: torch.cumprod(M, dim=1), vars={"M": R23},
+  grad=G23)
+E("red/cumprod/dim-neg2-3d", "cumprod(T, dim=-2)", lambda T: torch.cumprod(T, dim=-2),
+  vars={"T": T223}, grad=T223)
+E("red/cumprod/0d", "cumprod(a, 0) * 3", lambda a: torch.cumprod(a, 0) * 3, vars={"a": 1.5})
+E("red/cumprod/one-zero", "cumprod(x, 0)", lambda x: torch.cumprod(x, 0),
+  vars={"x": [2.0, 0.0, 3.0, -1.5]}, grad=[1.0, -2.0, 0.5, 0.25])
+E("red/cumprod/two-zeros", "cumprod(x, 0)", lambda x: torch.cumprod(x, 0),
+  vars={"x": [2.0, 0.0, 3.0, 0.0, -1.5]}, grad=[1.0, -2.0, 0.5, 0.25, 3.0])
+E("red/cumprod/zeros-dim0", "cumprod(M, dim=0)", lambda M: torch.cumprod(M, dim=0),
+  vars={"M": [[2.0, 0.0, 3.0], [0.0, 0.0, 1.0], [1.5, 2.0, -1.0]]}, grad=M33_G)
+E("red/cumprod/zero-nan-after", "sum(sqrt(cumprod(x, 0)))",
+  lambda x: torch.sum(torch.sqrt(torch.cumprod(x, 0))), vars={"x": [0.5, 0.0, 2.0, 0.0, 4.0]})
 
 # max / min (no ties here; ties are in the kinks section)
 for _red, _tf in (("max", t_max), ("min", t_min)):
@@ -1082,6 +1101,7 @@ REDUCTIONS = {
     "min": ("min(x)", lambda x: t_min(x)), "logsumexp": ("logsumexp(x)", lambda x: t_lse(x)),
     "norm-p2": ("norm(x)", lambda x: t_norm(x)), "norm-p1": ("norm(x, p=1)", lambda x: t_norm(x, 1)),
     "norm-p3": ("norm(x, p=3)", lambda x: t_norm(x, 3)),
+    "cumprod": ("sum(cumprod(x, 0))", lambda x: torch.sum(torch.cumprod(x, 0))),
     "norm-p0": ("norm(x, p=0)", lambda x: t_norm(x, 0)),
     "norm-p0.5": ("norm(x, p=0.5)", lambda x: t_norm(x, 0.5)),
     "norm-pinf": ("norm(x, p=inf)", lambda x: t_norm(x, INF)),
@@ -1110,11 +1130,15 @@ for _name, _f in EMPTY_REDUCTIONS.items():
 for _p, _tp in (("2", 2), ("1", 1), ("0", 0), ("3", 3)):
     EDGE(f"norm-p{_p}/empty", f"norm(x, p={_p})", (lambda p: lambda x: t_norm(x, p))(_tp),
          vars={"x": []})
+EDGE("cumprod/empty", "sum(cumprod(x, 0))", lambda x: torch.sum(torch.cumprod(x, 0)),
+     vars={"x": []})
 EDGE("softmax/empty", "softmax(k, dim=0)", lambda k: torch.softmax(k, dim=0), vars={"k": []},
      grad=1.0)
 EDGE("log_softmax/empty", "log_softmax(k, dim=0)", lambda k: torch.log_softmax(k, dim=0),
      vars={"k": []}, grad=1.0)
 M33 = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+EDGE("cumprod/empty-slice-dim1", "cumprod(c[3:], dim=1)", lambda c: torch.cumprod(c[3:], dim=1),
+     vars={"c": M33}, grad=1.0)
 for _red, _tf in (("max", t_max), ("min", t_min)):
     EDGE(f"{_red}/empty-slice-dim1", f"{_red}(c[3:], dim=1)",
          (lambda f: lambda c: f(c[3:], dim=1))(_tf), vars={"c": M33}, grad=1.0)
