@@ -19,7 +19,8 @@ from . import engine       # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, fmt_bytes
 from .programs import ProgramCache, compile_program
 from .result import Result
-from .settings import API, CLI, Settings, kept, options_key, program_settings, validate
+from .settings import (API, CLI, Settings, kept, key_of, options_key, program_settings,
+                       validate)
 
 JACOBIAN_AUTO_MAX = 10_000
 CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symbolic", "numeric"),
@@ -68,10 +69,9 @@ _RESOLVED: dict = {}
 
 
 def _api_settings(text, grad, options: tuple, limits: Limits) -> Settings:
-    """The settings of one compute() call, with its `grad`. The key holds each option's type
-    as well as its value (repeat=True is refused where repeat=1 is not, though they are
-    equal)."""
-    key = (text, PROGRAMS.limits_key(limits), options, tuple(map(type, options)))
+    """The settings of one compute() call, with its `grad` (kept per text, limits and
+    options as `key_of` tells them apart, wrt=["a"] too)."""
+    key = (text, PROGRAMS.limits_key(limits), key_of(options))
     return kept(_RESOLVED, key, grad=grad, most=ProgramCache.MAX_PROGRAMS, make=lambda:
                 resolve_settings(text, validate(Settings(None, *options), limits, API),
                                  limits, PROGRAMS))
@@ -115,6 +115,8 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
             return np.array(v, dtype=dtype)
         except (OverflowError, ValueError):
             pass          # from_json says what is wrong
+    if type(v) is float:  # (one number: from_json's own conversion, --grad 1.0 of a call)
+        return np.asarray(v, dtype=dtype)
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise GradcalcError("value", f"{label}: not a real numeric array")
@@ -342,8 +344,8 @@ def _cotangent(out_eq, s: Settings, read) -> np.ndarray:
     cot = read(s.grad, "--grad")
     if cot.shape == shape:
         return cot
-    if cot.shape == ():
-        return np.broadcast_to(cot, shape).copy()
+    if cot.shape == ():     # (np.full: broadcast_to's Python costs more at any size)
+        return np.full(shape, cot, dtype=cot.dtype)
     raise GradcalcError("shape", f"--grad has shape {cot.shape} but the output has shape "
                                  f"{shape}; pass one number or an array of shape {shape}")
 

@@ -1159,8 +1159,22 @@ def test_compute_keeps_resolved_options_and_each_call_keeps_its_grad():
             api.compute(text, a=[1.0, 2.0], repeat=True, check="none")
     with pytest.raises(GradcalcError, match="check"):
         api.compute(text, a=[1.0, 2.0], check="nonee")
-    r = api.compute(text, a=[1.0, 2.0], wrt=["a"], check="none")        # a list: not kept
-    assert r.grads["a"].tolist() == [8.0, 16.0]
+    # a list (wrt=["a"]) is kept too, as its items with their types: wrt=[1] (equal to
+    # [True]) is refused each time, a tuple of the same names gives the same settings
+    for _ in range(2):
+        before = len(api._RESOLVED)
+        r = api.compute(text, a=[1.0, 2.0], b=[3.0], wrt=["a"], check="none")
+        assert r.grads["a"].tolist() == [8.0, 16.0] and r.wrt == ["a"] and "b" not in r.grads
+    assert len(api._RESOLVED) == before
+    assert api.compute(text, a=[1.0, 2.0], b=[3.0], wrt=("a",), check="none").wrt == ["a"]
+    for wrt in ([1], [True], [1], [["a"]], [["a"]]):
+        with pytest.raises(GradcalcError, match="wrt"):
+            api.compute(text, a=[1.0, 2.0], wrt=wrt, check="none")
+    # a one-number grad as a float, an int and a numpy float: one cotangent, byte for byte
+    cots = [api.compute("a*a", a=[1.0, 2.0], grad=g, check="none", dtype=dt).cotangent
+            for dt in ("float32", "float64") for g in (2.0, 2, np.float64(2.0))]
+    assert all(c.dtype == cots[3 * (k // 3)].dtype and c.tobytes() == cots[3 * (k // 3)].tobytes()
+               and c.flags.writeable and c.flags.c_contiguous for k, c in enumerate(cots))
 
 
 # ---------------------------------------------------------------- mse_loss's forward
