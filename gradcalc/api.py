@@ -185,13 +185,16 @@ def calculate(text: str, raw_vars: dict, s: Settings, limits: Limits, *, stdin=N
                                                  jacobian=d.want_jac,
                                                  drop_values=s.check in ("none", "symbolic")))
     once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
+    no_path = [n for n in wanted if once[n] is None]
     result = Result(
         expression=text, output_name=d.out_name, output=answer.values[output],
         cotangent=None if jacobian_only else cot, cotangent_implied=s.grad is None,
-        grads={} if jacobian_only else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]),
-                                                      s.repeat) for n, g in once.items()},
+        grads={} if jacobian_only else (
+            dict(once) if s.repeat == 1 and not no_path     # (what the line below gives)
+            else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]), s.repeat)
+                  for n, g in once.items()}),
         leaves={n: graph.nodes[i].value for n, i in graph.leaves.items()},
-        no_path=[n for n in wanted if once[n] is None],
+        no_path=no_path,
         jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if d.want_jac
                   else ({} if not d.want_ids and d.note is None else None)),
         jacobian_note=d.note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=list(wanted),
