@@ -1204,3 +1204,19 @@ def test_mse_forward_is_np_mean_bit_for_bit():
             got = mse(x, t)
         assert type(got) is np.ndarray and got.dtype == want.dtype == x.dtype, k
         assert got.shape == () and got.tobytes() == want.tobytes(), (k, got, want)
+
+
+def test_the_json_size_counts_as_np_size():
+    """check_json_size reads an array's size in C and anything else's by np.size: the count
+    (which sets the memory limit's refusal and the bulk writer) is np.size's sum either way."""
+    from gradcalc import api
+    from gradcalc.errors import Limits
+    from gradcalc.result import check_json_size
+    r = api.compute("a*b", a=[1.0, 2.0], b=[3.0, 4.0], grad=1.0, check="none")
+    assert check_json_size(r, Limits()) == 2 + 2 + 4 + 4 + 8
+    for odd in (np.float64(2.0), 2.0, [1.0, 2.0, 3.0], np.zeros((2, 3), dtype=np.float32)):
+        r.hvp = {"a": np.ones(2), "b": odd}
+        want = sum(np.size(v) for v in (r.output, r.cotangent, *r.grads.values(),
+                                         *r.leaves.values(), *r.jacobian.values(),
+                                         *r.hvp.values()))
+        assert check_json_size(r, Limits()) == want, odd
