@@ -39,11 +39,9 @@ def compute(text: str, *, grad: Any = None, wrt: list[str] | str | None = None,
     """
     global _run
     if _run is None:       # loaded on first use; an import statement per call costs a µs
-        from .api import compute as _run
-    return _run(text, grad=grad, wrt=wrt, of=of, repeat=repeat, check=check, rtol=rtol,
-                atol=atol, jacobian=jacobian, dtype=dtype, seed=seed, tangent=tangent,
-                hessian=hessian, hvp=hvp, taylor=taylor, steps=steps, limits=limits,
-                externs=externs, **vars)
+        from .api import compute_call as _run
+    return _run(text, grad, (wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed, tangent,
+                             hessian, hvp, taylor, steps), limits, externs, vars)
 
 
 def __getattr__(name: str):

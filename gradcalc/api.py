@@ -19,7 +19,8 @@ from . import engine       # every run needs the engine (and so the op table)
 from .errors import GradcalcError, Limits, fmt_bytes
 from .programs import ProgramCache, compile_program
 from .result import Result
-from .settings import API, CLI, Settings, kept, options_key, program_settings, validate
+from .settings import (API, CLI, Settings, kept, key_of, options_key, program_settings,
+                       validate)
 
 JACOBIAN_AUTO_MAX = 10_000
 CHECK_KINDS = {"symbolic": ("symbolic",), "numeric": ("numeric",), "all": ("symbolic", "numeric"),
@@ -46,9 +47,17 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
     differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
     names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
     """
+    return compute_call(text, grad, (wrt, of, repeat, check, rtol, atol, jacobian, dtype,
+                                     seed, tangent, hessian, hvp, taylor, steps),
+                        limits, externs, vars)
+
+
+def compute_call(text: str, grad, options: tuple, limits: Limits | None, externs: dict | None,
+                 vars: dict) -> Result:
+    """`compute` with its options as one tuple, in Settings' order after grad (what
+    gradcalc.compute calls: its keywords are not packed and unpacked again, about 2 us of a
+    call on small arrays)."""
     limits = limits or _DEFAULT_LIMITS
-    options = (wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed, tangent, hessian,
-               hvp, taylor, steps)
     if externs:
         settings = validate(Settings(grad, *options), limits, API)
         with _gc_paused(len(text) >= GC_PAUSE_MIN):
@@ -68,10 +77,9 @@ _RESOLVED: dict = {}
 
 
 def _api_settings(text, grad, options: tuple, limits: Limits) -> Settings:
-    """The settings of one compute() call, with its `grad`. The key holds each option's type
-    as well as its value (repeat=True is refused where repeat=1 is not, though they are
-    equal)."""
-    key = (text, PROGRAMS.limits_key(limits), options, tuple(map(type, options)))
+    """The settings of one compute() call, with its `grad` (kept per text, limits and
+    options as `key_of` tells them apart, wrt=["a"] too)."""
+    key = (text, PROGRAMS.limits_key(limits), key_of(options))
     return kept(_RESOLVED, key, grad=grad, most=ProgramCache.MAX_PROGRAMS, make=lambda:
                 resolve_settings(text, validate(Settings(None, *options), limits, API),
                                  limits, PROGRAMS))
@@ -115,6 +123,8 @@ def value_of(v, label, dtype, limits, seed, stdin=None, allow_files=True):
             return np.array(v, dtype=dtype)
         except (OverflowError, ValueError):
             pass          # from_json says what is wrong
+    if type(v) is float:  # (one number: from_json's own conversion, --grad 1.0 of a call)
+        return np.asarray(v, dtype=dtype)
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise GradcalcError("value", f"{label}: not a real numeric array")
@@ -175,13 +185,16 @@ def calculate(text: str, raw_vars: dict, s: Settings, limits: Limits, *, stdin=N
                                                  jacobian=d.want_jac,
                                                  drop_values=s.check in ("none", "symbolic")))
     once = {n: answer.grads.get(graph.leaves[n]) for n in wanted}
+    no_path = [n for n in wanted if once[n] is None]
     result = Result(
         expression=text, output_name=d.out_name, output=answer.values[output],
         cotangent=None if jacobian_only else cot, cotangent_implied=s.grad is None,
-        grads={} if jacobian_only else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]),
-                                                      s.repeat) for n, g in once.items()},
+        grads={} if jacobian_only else (
+            dict(once) if s.repeat == 1 and not no_path     # (what the line below gives)
+            else {n: accumulate(_or_zeros(g, graph, graph.leaves[n]), s.repeat)
+                  for n, g in once.items()}),
         leaves={n: graph.nodes[i].value for n, i in graph.leaves.items()},
-        no_path=[n for n in wanted if once[n] is None],
+        no_path=no_path,
         jacobian=({n: answer.jacobians[graph.leaves[n]] for n in wanted} if d.want_jac
                   else ({} if not d.want_ids and d.note is None else None)),
         jacobian_note=d.note, checks={}, repeat=s.repeat, dtype=s.dtype, wrt=list(wanted),
@@ -342,8 +355,8 @@ def _cotangent(out_eq, s: Settings, read) -> np.ndarray:
     cot = read(s.grad, "--grad")
     if cot.shape == shape:
         return cot
-    if cot.shape == ():
-        return np.broadcast_to(cot, shape).copy()
+    if cot.shape == ():     # (np.full: broadcast_to's Python costs more at any size)
+        return np.full(shape, cot, dtype=cot.dtype)
     raise GradcalcError("shape", f"--grad has shape {cot.shape} but the output has shape "
                                  f"{shape}; pass one number or an array of shape {shape}")
 

@@ -44,6 +44,17 @@ class Eq:
         self.torch = None
         self.size = math.prod(shape)    # read per node by every size estimate; shape is fixed
 
+    def with_value(self, value) -> "Eq":
+        """A copy of this node holding `value` (a compiled program rebound to a call's
+        values): every slot copied as it is, without __init__'s call and size (a third of a
+        small call's rebinding)."""
+        new = Eq.__new__(Eq)
+        (new.id, new.kind, new.op, new.inputs, new.params, new.shape, new.pos, new.name,
+         new.value, new.requires_grad, new.torch, new.size) = (
+            self.id, self.kind, self.op, self.inputs, self.params, self.shape, self.pos,
+            self.name, value, self.requires_grad, self.torch, self.size)
+        return new
+
     def __repr__(self):
         what = self.op.name if self.op else self.kind
         return f"Eq({self.id} {what}{list(self.inputs)} {self.shape} {self.name or ''})"

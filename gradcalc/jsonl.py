@@ -19,7 +19,7 @@ from _signal import pthread_sigmask
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
                      OutputError, as_error, internal_error_json)
 from .jsontext import encode
-from .settings import JSON, NAMES as SETTING_NAMES, Settings, kept, validate
+from .settings import JSON, NAMES as SETTING_NAMES, Settings, key_of, kept, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
           "seed", "jacobian", "rtol", "atol", "tangent", "hessian", "hvp", "taylor",
@@ -125,9 +125,8 @@ def read_lines(stream, max_line: int):
 def settings_of(req, defaults, limits, resolve, memo: dict):
     """(text, vars, settings) of one request: its fields validated as JSON values, over the
     command line's defaults, then `resolve`d over the text's `#:` lines (as `calculate` takes
-    them). `memo` keeps that per text and fields but grad (with their types: "repeat": true
-    is refused where 1 is not, though they are equal), so a stream repeating one kind of
-    request skips both steps; an unhashable field (a list for wrt) is never kept."""
+    them). `memo` keeps that per text and fields but grad (as `key_of` tells them apart), so
+    a stream repeating one kind of request skips both steps."""
     has_expr, has_prog = "expr" in req, "program" in req
     if has_expr == has_prog:
         raise GradcalcError("usage", "a request needs exactly one of \"expr\" or \"program\"")
@@ -142,7 +141,7 @@ def settings_of(req, defaults, limits, resolve, memo: dict):
     # (only the fields the request has: most have one or two of the fifteen)
     given = {k: v for k, v in req.items() if k in _SETTING_FIELDS}
     grad = given.pop("grad", None)
-    key = (text, tuple(given.items()), tuple(map(type, given.values())))
+    key = (text, tuple(given), key_of(given.values()))
     return text, vars_, kept(memo, key, grad=grad, make=lambda: resolve(
         text, validate(Settings(**given), limits, JSON).merged_over(defaults)))
 

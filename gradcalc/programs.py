@@ -106,10 +106,7 @@ def rebind(template, bound, bindings):
     nodes = list(template.nodes)
     for i in bound:
         old = nodes[i]
-        new = type(old)(old.id, old.kind, old.op, old.inputs, old.params, old.shape, old.pos,
-                        old.name, bindings[old.name])
-        new.requires_grad, new.torch = old.requires_grad, old.torch
-        nodes[i] = new
+        nodes[i] = old.with_value(bindings[old.name])
     graph = object.__new__(type(template))      # a shallow copy: shares memo, not nodes
     graph.__dict__.update(template.__dict__)
     graph.nodes = nodes

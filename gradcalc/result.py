@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -232,6 +233,18 @@ def _size(v) -> int:
     return v.size if type(v) is np.ndarray else np.size(v)
 
 
+_SIZE_OF = attrgetter("size")
+
+
+def _sizes(values) -> int:
+    """The count of numbers in `values`: arrays' sizes read in C (half the time of _size per
+    array), anything else's by np.size."""
+    try:
+        return sum(map(_SIZE_OF, values))
+    except AttributeError:
+        return sum(map(_size, values))
+
+
 def check_json_size(result: Result, limits: Limits) -> int:
     """Refuse, before building it, a JSON answer that would need more memory than the limit
     (writing 10^8 numbers as text takes several GiB, not the 0.8 GB of the array); else
@@ -239,7 +252,7 @@ def check_json_size(result: Result, limits: Limits) -> int:
     n = _size(result.output) + _size(result.cotangent)
     for group in (result.grads, result.leaves, result.jacobian, result.hvp):
         if group:
-            n += sum(map(_size, group.values()))
+            n += _sizes(group.values())
     if result.jvp is not None or result.hessian or result.taylor:
         n += _size(result.jvp) if result.jvp is not None else 0
         n += sum(_size(h) for row in (result.hessian or {}).values() for h in row.values())

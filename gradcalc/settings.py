@@ -208,11 +208,24 @@ def options_key(s: Settings) -> tuple | None:
             d["hessian"], d["taylor"], d["steps"])
 
 
+def key_of(values) -> tuple:
+    """Option values as (part of) a `kept` key that tells apart whatever validation tells
+    apart: each value with its type ("repeat": true is refused where 1 is not, though they
+    are equal), a list (wrt=["a"], "wrt": ["a"]) as a tuple of its items with theirs. A
+    mapping (SPEC 9's directions) stays unhashable: such settings are never kept."""
+    values = tuple(values)
+    types = tuple(map(type, values))
+    if list not in types:            # (nearly every call: two C calls)
+        return values, types
+    return tuple((tuple(v), tuple(map(type, v))) if type(v) is list else v
+                 for v in values), types
+
+
 def kept(memo: dict, key, make, grad, most: int = 256) -> Settings:
     """The settings `make()` resolves, kept in `memo` under `key` for the next call of the
     same kind (compute() and JSON Lines repeat one kind of call with other values), and
-    handed out as a copy that carries this call's `grad`. A key that cannot be hashed (a
-    list for wrt, SPEC 9's directions) is never kept; at `most` keys the memo starts over."""
+    handed out as a copy that carries this call's `grad`. A key that cannot be hashed (SPEC
+    9's directions: see key_of) is never kept; at `most` keys the memo starts over."""
     try:
         hit = memo.get(key)
     except TypeError:

@@ -1196,8 +1196,22 @@ def test_compute_keeps_resolved_options_and_each_call_keeps_its_grad():
             api.compute(text, a=[1.0, 2.0], repeat=True, check="none")
     with pytest.raises(GradcalcError, match="check"):
         api.compute(text, a=[1.0, 2.0], check="nonee")
-    r = api.compute(text, a=[1.0, 2.0], wrt=["a"], check="none")        # a list: not kept
-    assert r.grads["a"].tolist() == [8.0, 16.0]
+    # a list (wrt=["a"]) is kept too, as its items with their types: wrt=[1] (equal to
+    # [True]) is refused each time, a tuple of the same names gives the same settings
+    for _ in range(2):
+        before = len(api._RESOLVED)
+        r = api.compute(text, a=[1.0, 2.0], b=[3.0], wrt=["a"], check="none")
+        assert r.grads["a"].tolist() == [8.0, 16.0] and r.wrt == ["a"] and "b" not in r.grads
+    assert len(api._RESOLVED) == before
+    assert api.compute(text, a=[1.0, 2.0], b=[3.0], wrt=("a",), check="none").wrt == ["a"]
+    for wrt in ([1], [True], [1], [["a"]], [["a"]]):
+        with pytest.raises(GradcalcError, match="wrt"):
+            api.compute(text, a=[1.0, 2.0], wrt=wrt, check="none")
+    # a one-number grad as a float, an int and a numpy float: one cotangent, byte for byte
+    cots = [api.compute("a*a", a=[1.0, 2.0], grad=g, check="none", dtype=dt).cotangent
+            for dt in ("float32", "float64") for g in (2.0, 2, np.float64(2.0))]
+    assert all(c.dtype == cots[3 * (k // 3)].dtype and c.tobytes() == cots[3 * (k // 3)].tobytes()
+               and c.flags.writeable and c.flags.c_contiguous for k, c in enumerate(cots))
 
 
 # ---------------------------------------------------------------- mse_loss's forward
@@ -1227,3 +1241,19 @@ def test_mse_forward_is_np_mean_bit_for_bit():
             got = mse(x, t)
         assert type(got) is np.ndarray and got.dtype == want.dtype == x.dtype, k
         assert got.shape == () and got.tobytes() == want.tobytes(), (k, got, want)
+
+
+def test_the_json_size_counts_as_np_size():
+    """check_json_size reads an array's size in C and anything else's by np.size: the count
+    (which sets the memory limit's refusal and the bulk writer) is np.size's sum either way."""
+    from gradcalc import api
+    from gradcalc.errors import Limits
+    from gradcalc.result import check_json_size
+    r = api.compute("a*b", a=[1.0, 2.0], b=[3.0, 4.0], grad=1.0, check="none")
+    assert check_json_size(r, Limits()) == 2 + 2 + 4 + 4 + 8
+    for odd in (np.float64(2.0), 2.0, [1.0, 2.0, 3.0], np.zeros((2, 3), dtype=np.float32)):
+        r.hvp = {"a": np.ones(2), "b": odd}
+        want = sum(np.size(v) for v in (r.output, r.cotangent, *r.grads.values(),
+                                         *r.leaves.values(), *r.jacobian.values(),
+                                         *r.hvp.values()))
+        assert check_json_size(r, Limits()) == want, odd

@@ -135,6 +135,21 @@ def test_a_rebound_program_reads_this_calls_values(compiled):
     assert r.output == 15.0 and r.grads["b"].tolist() == [4.0, 5.0, 6.0]
 
 
+def test_a_rebound_node_copies_every_slot_but_the_value(compiled):
+    """rebind's copy of a leaf (Eq.with_value) names each slot: one added to Eq must be
+    copied too."""
+    from gradcalc.compile import Eq
+    for _ in range(2):                  # (the second call's graph is a rebound one)
+        graph = gradcalc.compute("sum(a * b)", a=[1.0, 2.0], b=[3.0, 4.0], wrt="b",
+                                 check="none").graph
+    for eq in graph.nodes:
+        value = np.zeros(eq.shape)
+        new = eq.with_value(value)
+        assert type(new) is Eq and new.value is value
+        assert all(getattr(new, k) is getattr(eq, k) for k in Eq.__slots__ if k != "value")
+    assert [eq.requires_grad for eq in graph.nodes if eq.kind == "leaf"] == [False, True]
+
+
 def test_writing_into_a_result_cannot_change_the_next(compiled):
     text = "w = [1, 2]\nsum(w * x)"
     r1 = gradcalc.compute(text, x=[10.0, 20.0], check="none")
