@@ -1039,7 +1039,7 @@ def gradcalc_command():
     shell has found it), else `python -m gradcalc`."""
     script = Path(sys.executable).parent / "gradcalc"
     if script.exists():
-        return [str(script)], str(script)
+        return [str(script)], "<python>/bin/gradcalc"
     return [sys.executable, "-m", "gradcalc"], "python -m gradcalc"
 
 
