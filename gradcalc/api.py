@@ -39,24 +39,21 @@ def compute(text: str, *, grad=None, wrt=None, of=None, repeat=None, check=None,
             atol=None, jacobian=None, dtype=None, seed=None, tangent=None, hessian=None,
             hvp=None, taylor=None, steps=None, limits: Limits | None = None,
             externs: dict | None = None, **vars) -> Result:
-    """Evaluate `text` (an expression or a program), run backward and the checks.
+    """Evaluate `text` (an expression or a program), run backward with the cotangent `grad`,
+    compute the Jacobian and the cross-checks. Variables are keyword arguments: numbers,
+    nested lists, numpy arrays, or strings in VALUE syntax ("1,2,3", "linspace(-1, 1, 5)").
+    `tangent` and `hvp` map leaf names to directions, `hessian` and `steps` are bools,
+    `taylor` an order (SPEC 9); `externs` maps a name to a Python callable (arrays in, an
+    array out) the text may call as an opaque function, differentiated by finite differences
+    (SPEC 11). `Result.to_json()` is the object of SPEC section 4; a bad argument raises
+    GradcalcError.
 
-    Variables are keyword arguments: numbers, nested lists, numpy arrays, or strings in
-    VALUE syntax (`"1,2,3"`, `"linspace(-1, 1, 5)"`). `externs` maps a name to a Python
-    callable (arrays in, an array out) that the text may call as an opaque function,
-    differentiated by finite differences (SPEC section 11). `tangent` and `hvp` map leaf
-    names to directions, `hessian` and `steps` are bools, `taylor` an order (SPEC 9).
+    >>> gradcalc.compute("3*a + 2*b*b + log(c)", a=[1, 2, 3], b=[3, 4, 5], c=[6, 7, 8],
+    ...                  grad=[0.1, 1, 1e-4]).grads["a"]
+    array([3.e-01, 3.e+00, 3.e-04])
     """
-    return compute_call(text, grad, (wrt, of, repeat, check, rtol, atol, jacobian, dtype,
-                                     seed, tangent, hessian, hvp, taylor, steps),
-                        limits, externs, vars)
-
-
-def compute_call(text: str, grad, options: tuple, limits: Limits | None, externs: dict | None,
-                 vars: dict) -> Result:
-    """`compute` with its options as one tuple, in Settings' order after grad (what
-    gradcalc.compute calls: its keywords are not packed and unpacked again, about 2 us of a
-    call on small arrays)."""
+    options = (wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed, tangent, hessian,
+               hvp, taylor, steps)
     limits = limits or _DEFAULT_LIMITS
     if externs:
         settings = validate(Settings(grad, *options), limits, API)

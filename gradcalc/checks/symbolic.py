@@ -571,8 +571,8 @@ class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'
     symbols, the derivatives taken so far (with their printing and their tapes; `taken`:
-    the leaves' of each wrt asked, see _taken), and whether it all depends on the program alone (then the program's memo keeps it). `cuts`
-    lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
+    the leaves' of each wrt asked, see _taken), and whether it all depends on the program
+    alone (then the program's memo keeps it). `cuts` lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
     depth: each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
     leaf_sym: dict
