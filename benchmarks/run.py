@@ -99,6 +99,7 @@ class Row:
     spread: str = ""
     notes: str = ""
     unit: str = "s"             # "s", "memory" or "exponent"
+    profile: str = ""           # what `--profile` profiles when short (default: the figure)
 
 
 def quantile(xs, q):
@@ -130,13 +131,14 @@ def spread_text(ratios):
     return f"IQR {q1:.2f}–{q3:.2f}; median ±{half * 100:.1f} % (95 %, n = {len(ratios)})"
 
 
-def add_row(fid, figure, floor_text, floor, ours, ratios, target=None, notes="", unit="s"):
+def add_row(fid, figure, floor_text, floor, ours, ratios, target=None, notes="", unit="s",
+            profile=""):
     """A figure: the median of `ratios` (one per interleaved pair; a single float is taken
     as is) against its target (TARGETS[fid] unless given)."""
     ratios = [ratios] if isinstance(ratios, (int, float)) else list(ratios)
     target = TARGETS.get(fid) if target is None else target
     r = Row(fid, figure, floor_text, floor, ours, median(ratios), target,
-            spread_text(ratios) if len(ratios) > 1 else "", notes, unit)
+            spread_text(ratios) if len(ratios) > 1 else "", notes, unit, profile or fid)
     ROWS.append(r)
     shown = (lambda x: f"{x / 2**20:.0f} MiB") if unit == "memory" else fmt_t
     print(f"  {fid}: {shown(floor)} vs {shown(ours)} -> {r.ratio:.2f}x  {r.spread}  "
@@ -497,8 +499,10 @@ def worker_profile(fig, top=18):
     import cProfile
     import io
     fig = str(fig)
-    if fig in ("6", "6b"):
+    if fig in ("6", "6b", "17c"):
         _one_blas_thread()        # as the figure's own worker (else BLAS threads are profiled)
+    elif fig.startswith("14:"):
+        _one_core()
     import numpy as np
     import gradcalc
     if fig in ("3", "3a", "3b"):
@@ -516,6 +520,35 @@ def worker_profile(fig, top=18):
         call = lambda: gradcalc.compute("W @ tanh(a)", W=W, a=a, wrt=["a"],  # noqa: E731
                                         grad=1.0, check="none", jacobian=True)
         reps = 10 if fig == "6" else 100
+    elif fig.startswith("14:"):
+        n = int(fig[3:])
+        a, b, c, v = _seed_inputs(n)
+        lim = _big_limits()
+        call = lambda: gradcalc.compute(SEED_EXPR, a=a, b=b, c=c, grad=v,  # noqa: E731
+                                        check="none", limits=lim)
+        reps = max(10, 10**6 // n)
+    elif fig == "17c":
+        from gradcalc.fit.loop import FitRequest, fit
+        x, y = _decay(10**5)
+        call = lambda: fit(FitRequest(  # noqa: E731
+            text="A*exp(-k*x) + c - y", params=["A", "k", "c"], optimizer="lm", epochs=100,
+            values={"x": x, "y": y, "A": np.array(1.0), "k": np.array(1.0),
+                    "c": np.array(0.0)}))
+        reps = 10
+    elif fig == "9":
+        from gradcalc import cli
+        args = ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})", "--check", "none"]
+
+        def call():
+            old = sys.stdout
+            sys.stdout = io.StringIO()
+            try:
+                cli.main(args)
+            except SystemExit:
+                pass
+            finally:
+                sys.stdout = old
+        reps = 3
     elif fig in ("8", "8a", "8b"):
         from gradcalc.errors import Limits
         from gradcalc.jsonl import serve
@@ -1572,7 +1605,7 @@ def main():
             add_row("14", f"`compute()` of the seed expression, n = 10^{len(str(n)) - 1}, "
                           "`check=\"none\"`, cached program, one thread (in process)",
                     floor_text, floor, median(ours),
-                    [t / b for t, b in zip(ours, best_of)], notes=note)
+                    [t / b for t, b in zip(ours, best_of)], notes=note, profile=f"14:{n}")
     # ================================================================ end of figure 14
 
     # ================================================================ JSON Lines curves
@@ -1715,7 +1748,7 @@ def print_table(total, load_before, profile, tpy, tfound, tnote, gc_shown, previ
             if r.target is None or r.ratio <= r.target or r.unit == "exponent":
                 continue
             try:
-                text = spawn("profile", r.fid.split("·")[0])["text"]
+                text = spawn("profile", r.profile.split("·")[0])["text"]
             except Exception as exc:
                 text = f"profile of {r.fid} failed: {exc}"
             print(f"\n```\n{text}\n```")

@@ -328,8 +328,11 @@ def pow_vjp_base(g, ans, x, y, _number_exponent=False):
     if _number_exponent:
         # pow_backward: zeros where exponent == 0, else grad * (exponent * self.pow(exponent - 1)),
         # that pow by the same kernel (so x**0.5 at -0.0 has grad -inf, through rsqrt)
+        # (x ** 1 is torch's copy of x: x itself gives the same numbers without the pass)
         e = float(y)
-        return np.zeros_like(x) if e == 0 else g * (e * pow_number(x, e - 1.0))
+        if e == 0:
+            return np.zeros_like(x)
+        return g * (e * (x if e == 2 and not traced(x) else pow_number(x, e - 1.0)))
     # pow_backward_self: where(exponent == 0, 0, grad * exponent * self ** (exponent - 1))
     return np.where(y == 0.0, 0.0, g * (y * np.power(x, y - 1.0)))
 
