@@ -68,6 +68,17 @@ def test_the_human_report_shows_parameters_and_the_loss_curve():
     assert out.startswith(piped.stdout.rstrip("\n"))
 
 
+def test_the_report_of_a_program_file_echoes_its_statements_not_its_comments():
+    """The sample's file: its two statements head the report, each on its line (the text had
+    been echoed whole, comments and all, with its newlines written as \\n)."""
+    prog = str(Path(ROOT) / "samples" / "fit" / "german_training.grad")
+    r = fit("-f", prog, *GERMAN_ARGS[2:], env={"COLUMNS": "100"})
+    assert r.status == 0, r.stderr
+    assert r.stdout.splitlines()[:2] == ["f(x, w) = 2*x*w[0] + x**2*w[1]",
+                                         "loss = mse_loss(f(x, w), y)"]
+    assert "#" not in r.stdout and "\\n" not in r.stdout
+
+
 @pytest.mark.parametrize("name", ["decay", "quadratic"])
 def test_lm_agrees_with_curve_fit(name, tmp_path):
     p = LM[name]

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from .numbers import Numbers
 from .plot import curve_lines
-from .style import STYLE, glyphs, make_console, styled, user
+from .style import STYLE, glyphs, make_console, statements, styled, user
 
 STOPPED = {"epochs": "ran every epoch", "tol": "the loss stopped changing (--tol)",
            "nonfinite": "the loss became non-finite", "interrupted": "interrupted (Ctrl-C)"}
@@ -65,7 +65,11 @@ def render_fit(result, text: str, console=None, precision=None, curve: bool = Tr
     console = console or make_console()
     g = glyphs(console)
     fmt = Numbers(precision, ascii_only=g["d"] == "d")
-    console.print(user(f"loss = {text}" if "\n" not in text else text, STYLE["head"]))
+    lines = statements(text)
+    if len(lines) == 1 and "=" not in lines[0]:
+        lines = [f"loss = {lines[0].strip()}"]          # name the value that is minimised
+    for line in lines:
+        console.print(user(line, STYLE["head"]))
     opt = ", ".join(f"{k}={_value(v)}" for k, v in result.optimizer.items() if k != "name")
     console.print(styled(f"{result.optimizer['name']} ({opt}), {result.epochs} "
                          f"{'iterations' if result.optimizer['name'] == 'lm' else 'epochs'}, "

@@ -22,7 +22,7 @@ from .higher import brief_higher, render_higher
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
 from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, StatusLine,
-                    styled, trimmed_lines, user)
+                    statements, styled, trimmed_lines, user)
 
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top
@@ -165,7 +165,7 @@ class View:
     def source(self):
         text = self.r.expression
         lines = text.splitlines() or [text]
-        stmts = [ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        stmts = statements(text)
         opts = [ln.strip()[2:].strip() for ln in lines if ln.lstrip().startswith("#:")]
         limit = max(40, 4 * self.width)
         unnamed = None

@@ -35,6 +35,13 @@ MIN_WIDTH = 20
 FALLBACK_WIDTH = 80
 
 
+def statements(text: str) -> list[str]:
+    """The lines of a program worth echoing above its answer: not blank, not a comment
+    (which takes the `#:` option lines and `#$`/`#=` sample lines with it)."""
+    return [ln.rstrip() for ln in text.splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+
+
 def make_console(stderr: bool = False) -> Console:
     """rich decides colour (only on a terminal; NO_COLOR honoured) and width (the terminal's,
     else $COLUMNS, else 80; a width under MIN_WIDTH gives 80). A stream that is not UTF-8
