@@ -493,6 +493,23 @@ def worker_jax(fig, n, reps):
     return out
 
 
+def _cli_call(args):
+    """A call of the command line in this process, its output swallowed (for profiles)."""
+    import io
+    from gradcalc import cli
+
+    def call():
+        old = sys.stdout
+        sys.stdout = io.StringIO()
+        try:
+            cli.main(args)
+        except SystemExit:
+            pass
+        finally:
+            sys.stdout = old
+    return call
+
+
 def worker_profile(fig, top=18):
     """cProfile of gradcalc's side of a figure (the calls the figure times), top functions
     by own time, as text."""
@@ -536,18 +553,7 @@ def worker_profile(fig, top=18):
                     "c": np.array(0.0)}))
         reps = 10
     elif fig == "9":
-        from gradcalc import cli
-        args = ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})", "--check", "none"]
-
-        def call():
-            old = sys.stdout
-            sys.stdout = io.StringIO()
-            try:
-                cli.main(args)
-            except SystemExit:
-                pass
-            finally:
-                sys.stdout = old
+        call = _cli_call(["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})", "--check", "none"])
         reps = 3
     elif fig in ("8", "8a", "8b"):
         from gradcalc.errors import Limits
@@ -589,17 +595,7 @@ def worker_profile(fig, top=18):
         return {"text": _stats(prof, top, "figure 7, the first check (sympy used once "
                                           "before)", "tottime")}
     elif fig == "2":
-        from gradcalc import cli
-
-        def call():
-            old = sys.stdout
-            sys.stdout = io.StringIO()
-            try:
-                cli.main(SEED_ARGS)
-            except SystemExit:
-                pass
-            finally:
-                sys.stdout = old
+        call = _cli_call(SEED_ARGS)
         prof = cProfile.Profile()
         prof.enable()
         call()                    # cold: every import happens inside
