@@ -29,12 +29,22 @@ EXTRA = [("sin(a)*b + exp(-a*a)", {"a": (), "b": ()}, (-2.0, 2.0)),
          ("maximum(x, y) * relu(x) + abs(y) ** 3", {"x": (), "y": ()}, (-2.0, 2.0))]
 
 
+def values_at(shapes, domain, seed, special):
+    """(rng, leaf values of the given shapes): uniform over `domain`, or drawn from SPECIAL;
+    the generator goes on to draw what the test needs next."""
+    rng = np.random.default_rng(seed)
+    return rng, {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
+                 for v, s in shapes.items()}
+
+
+def compiled(text, vals, **kw):
+    return Compiler(text, vals, limits=LIMITS, **kw).program(
+        parse_program(text, LIMITS.max_depth))
+
+
 def summed(expr, shapes, domain, n, seed, special):
     """sum(expr) with every leaf of shape (n,), at random or special values."""
-    rng = np.random.default_rng(seed)
-    vals = {v: rng.choice(SPECIAL, n) if special else rng.uniform(*domain, n) for v in shapes}
-    text = f"sum({expr})"
-    return Compiler(text, vals, limits=LIMITS).program(parse_program(text, LIMITS.max_depth))
+    return compiled(f"sum({expr})", values_at({v: n for v in shapes}, domain, seed, special)[1])
 
 
 def assert_same(got, want, what):
@@ -123,11 +133,9 @@ def test_dense_hessian_economy_is_the_plain_jacobian(expr, shapes, domain):
     product by a constant matrix as that matrix scaled) give plain.jacobian's numbers for
     it, bit for bit."""
     for seed, special in ((0, False), (1, True)):
-        rng = np.random.default_rng(seed)
-        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
-                for v, s in shapes.items()}
+        rng, vals = values_at(shapes, domain, seed, special)
         try:
-            g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+            g = compiled(expr, vals)
             leaves = [n for n, i in g.leaves.items() if g.nodes[i].requires_grad]
             cot = rng.normal(size=g.nodes[g.output].shape)
             prog, values, layout = higher.gradient_program(g, g.output, cot, leaves, LIMITS)
@@ -152,11 +160,9 @@ def test_lean_final_program_is_the_lazy_values(expr, shapes, domain, monkeypatch
     the programs themselves give."""
     monkeypatch.setattr(higher.economy, "LEAN_MIN", 0)
     for seed, special in ((0, False), (1, True)):
-        rng = np.random.default_rng(seed)
-        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(*domain, s)
-                for v, s in shapes.items()}
+        rng, vals = values_at(shapes, domain, seed, special)
         try:
-            g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+            g = compiled(expr, vals)
             u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
                  if g.nodes[i].requires_grad}
             fwd, fwd_values = forward_mode.jvp_program(g, g.output, u, LIMITS)
@@ -199,13 +205,10 @@ def test_dense_hessian_tail_takes_a_constant_matrix_scaled(expr, shapes, monkeyp
     real = higher._scaled
     monkeypatch.setattr(higher, "_scaled", lambda *a: taken.append(real(*a)) or taken[-1])
     for seed, special in ((0, False), (1, True), (2, True), (3, False)):
-        rng = np.random.default_rng(seed)
-        vals = {v: rng.choice(SPECIAL, s) if special else rng.uniform(-2, 2, s)
-                for v, s in shapes.items()}
+        vals = values_at(shapes, (-2, 2), seed, special)[1]
         if seed == 3:
             vals["W"][0, 0] = 0.0       # a zero term: -0.0 products come out +0.0
-        g = Compiler(expr, vals, limits=LIMITS, wrt=["x"]).program(
-            parse_program(expr, LIMITS.max_depth))
+        g = compiled(expr, vals, wrt=["x"])
         prog, values, layout = higher.gradient_program(g, g.output, np.ones(()), ["x"], LIMITS)
         ids = [prog.leaves["x"]]
         want = plain.jacobian(prog, values, prog.output, ids)
@@ -220,10 +223,9 @@ def test_nested_taylor_is_the_plain_taylor_where_values_are_finite(expr, shapes,
     the directions as leaves, auto_element_wise) differs from the plain route only where a
     zero meets a value that is not finite: at finite values, orders 1 to 3 agree (to
     rounding: a rule applied to the tangent and the rule transposed may round apart)."""
-    rng = np.random.default_rng(0)
-    vals = {v: rng.uniform(*domain, s) for v, s in shapes.items()}
+    rng, vals = values_at(shapes, domain, 0, False)
     try:
-        g = Compiler(expr, vals, limits=LIMITS).program(parse_program(expr, LIMITS.max_depth))
+        g = compiled(expr, vals)
         u = {n: rng.normal(size=g.nodes[i].shape) for n, i in g.leaves.items()
              if g.nodes[i].requires_grad}
         plain_route = higher._taylor(g, g.output, u, 3, LIMITS, None)

@@ -38,6 +38,13 @@ def _session():
     return symbolic.Session(sympy, budget)
 
 
+def _derived(text, vars, grad):
+    """(context, session, elementwise derivation) of a program computed unchecked."""
+    context = _context(gradcalc.compute(text, check="none", grad=grad, **vars))
+    session = _session()
+    return context, session, symbolic.derive_elementwise(session, context)
+
+
 # ---------------------------------------------------------------- checked, not refused
 def test_wide_sum_of_ten_thousand_terms_is_checked():
     text = " + ".join("x" if k % 2 else "y" for k in range(10_000))
@@ -125,10 +132,7 @@ def _plain_form(session, context):
 
 @pytest.mark.parametrize("text,vars,grad", PROGRAMS)
 def test_gathered_sums_are_the_plain_forms(text, vars, grad):
-    r = gradcalc.compute(text, check="none", grad=grad, **vars)
-    context = _context(r)
-    session = _session()
-    derived = symbolic.derive_elementwise(session, context)
+    context, session, derived = _derived(text, vars, grad)
     plain, syms = _plain_form(session, context)
     mine = derived.exprs[context.output_id].xreplace(
         {derived.leaf_sym[i]: s for i, s in syms.items()})
@@ -139,10 +143,7 @@ def test_gathered_sums_are_the_plain_forms(text, vars, grad):
 @pytest.mark.parametrize("text,vars,grad", PROGRAMS)
 def test_a_sums_derivative_over_its_terms_is_sympys_diff(text, vars, grad):
     from gradcalc.checks.chain import Terms
-    r = gradcalc.compute(text, check="none", grad=grad, **vars)
-    context = _context(r)
-    session = _session()
-    derived = symbolic.derive_elementwise(session, context)
+    context, session, derived = _derived(text, vars, grad)
     out = derived.exprs[context.output_id]
     terms = Terms(session, {})
     for s in derived.leaf_sym.values():
