@@ -13,8 +13,8 @@ import click
 
 from ..errors import EXIT_DISAGREED, EXIT_OK, GradcalcError, OutputError
 from ..outputs import check_writable, write_text
-from .options import (Stdin, build_limits, long_running, open_externs, quoted, read_data_files,
-                      split_bindings, stdin_once)
+from .options import (Stdin, build_limits, extern_options, long_running, open_externs, quoted,
+                      read_data_files, split_bindings, stdin_once)
 
 EXAMPLES = """\b
 Examples (the worked examples of the PyTorch pages gradcalc grew from):
@@ -105,15 +105,7 @@ More: the README (language reference, JSON schema, limits).
 @click.option("--data", "data", multiple=True, metavar="FILE", type=click.Path(dir_okay=False),
               help="Bind the arrays of a CSV/TSV (header row), JSON object or .npz file "
                    "(repeatable; NAME=VALUE overrides).")
-@click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
-              help="Make NAME(...) call COMMAND, an opaque program (one JSON line each way), "
-                   "differentiated by finite differences (repeatable).")
-@click.option("--extern-diff", metavar="[central|forward]", default="central",
-              help="Finite differences of the externs (default central).")
-@click.option("--extern-step", type=float, metavar="H",
-              help="Their step: H*max(1,|x|) (default the cube root of the dtype's eps).")
-@click.option("--extern-timeout", type=float, default=30.0, metavar="S",
-              help="Seconds an extern may take to answer one call (default 30).")
+@extern_options
 @click.option("--claim", multiple=True, metavar="'NAME: FORMULA'",
               help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")

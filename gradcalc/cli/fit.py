@@ -16,7 +16,7 @@ import click
 from ..errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
                       escape_text)
 from ..outputs import check_writable, write_text
-from .options import build_limits, open_externs, split_bindings
+from .options import build_limits, extern_options, open_externs, split_bindings
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lm")
 
@@ -86,14 +86,7 @@ def _floats(text, option, n=None):
 @click.option("--plot", "plot", is_flag=False, flag_value="-", metavar="[FILE.png|.svg]",
               help="Draw the loss curve in the report even when stdout is not a terminal, "
                    "or write it into FILE (an image: needs the plot extra).")
-@click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
-              help="An opaque program callable as NAME(...), differentiated by finite "
-                   "differences (repeatable; see gradcalc --help).")
-@click.option("--extern-diff", metavar="[central|forward]", default="central",
-              help="Finite differences of the externs (default central).")
-@click.option("--extern-step", type=float, metavar="H", help="Their relative step.")
-@click.option("--extern-timeout", type=float, default=30.0, metavar="S",
-              help="Seconds an extern may take to answer one call (default 30).")
+@extern_options
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
 @click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")

@@ -109,6 +109,25 @@ def split_bindings(args):
     return out
 
 
+def extern_options(command):
+    """The --extern options, as `gradcalc` and `gradcalc fit` both take them."""
+    import click
+    options = [
+        click.option("--extern", "externs", multiple=True, metavar="NAME=COMMAND",
+                     help="Make NAME(...) call COMMAND, an opaque program (one JSON line each "
+                          "way), differentiated by finite differences (repeatable)."),
+        click.option("--extern-diff", metavar="[central|forward]", default="central",
+                     help="Finite differences of the externs (default central)."),
+        click.option("--extern-step", type=float, metavar="H",
+                     help="Their step: H*max(1,|x|) (default the cube root of the dtype's "
+                          "eps)."),
+        click.option("--extern-timeout", type=float, default=30.0, metavar="S",
+                     help="Seconds an extern may take to answer one call (default 30).")]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def open_externs(specs, diff, step, timeout, limits):
     """The run's opaque functions (--extern), started on entering, ended on leaving; a
     context that holds none when no --extern was given."""
