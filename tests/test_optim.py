@@ -296,6 +296,24 @@ def test_lm_takes_every_result_written_into_the_same_array():
             assert np.array_equal(getattr(got, field), getattr(want, field), equal_nan=True)
 
 
+def test_lm_takes_the_same_fit_with_either_gram_product(monkeypatch):
+    """J^T J by dot products of column pairs (a tall J of a few columns) or by syrk (jac.T @
+    jac) round differently in the last bits only: the same matrix to 1e-13, the same fits
+    to 1e-12, whichever way every Jacobian goes."""
+    from gradcalc.fit import lm
+    fits = []
+    for dots in (True, False):
+        monkeypatch.setattr(lm, "GRAM_DOTS_ROWS", 0 if dots else 1 << 62)
+        for rows, cols in [(10, 4), (100_000, 3)]:
+            jac = np.asfortranarray(np.random.default_rng(rows).standard_normal((rows, cols)))
+            np.testing.assert_allclose(lm._gram(jac), jac.T @ jac, rtol=1e-13, atol=1e-12)
+        fits.append([fit(problem) for problem in LM["problems"]])
+    for by_dots, by_syrk in zip(*fits):
+        assert by_dots.iterations == by_syrk.iterations
+        np.testing.assert_allclose(by_dots.params, by_syrk.params, rtol=1e-12)
+        np.testing.assert_allclose(by_dots.stderr, by_syrk.stderr, rtol=1e-12)
+
+
 @pytest.mark.parametrize("rows,cols,order", [(100_000, 3, "F"), (50, 3, "C"), (7, 3, "F"),
                                              (1000, 40, "F"), (300, 120, "C")])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
