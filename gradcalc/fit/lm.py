@@ -184,10 +184,11 @@ def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray
     method blind to the parameters' scales. lam starts at 1e-3 and follows the gain ratio rho =
     actual / predicted reduction (Nielsen 1999): a step with rho > 0 is taken and lam *=
     max(1/3, 1 - (2 rho - 1)^3); otherwise lam grows by nu, and nu doubles, until a step
-    succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two passes
-    over a tall J (numpy's QR of it costs ten times more); their squared condition number can
-    only slow the iteration, as r and J^T r are evaluated exactly at every point. The
-    covariance, whose accuracy is the report, comes from the QR factor R of J, as in scipy.
+    succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two
+    products over a tall J, `_gram` and J^T r (numpy's QR of J costs ten times more); their
+    squared condition number can only slow the iteration, as r and J^T r are evaluated
+    exactly at every point. The covariance, whose accuracy is the report, comes from the QR
+    factor R of J, as in scipy.
     """
     p = np.array(p0, dtype=np.float64).ravel()
     res = np.asarray(residuals(p), dtype=np.float64).ravel()
