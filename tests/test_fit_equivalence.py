@@ -132,3 +132,57 @@ def test_adams_step_equals_the_plain_transcription(run):
             _same(fast[name], plain[name], f"{name} at step {number}")
     assert any(not np.array_equal(plain[k], np.array(start[k], dtype=run["dtype"]))
                for k in plain)
+
+
+# lm's one pass (gradcalc/fit/loop.py, LM_ONE_PASS): where the parameters are numbers and the
+# program pointwise, each point's residuals and Jacobian come from one backward pass over the
+# parameters spread to the residuals' shape; the plain route takes the residuals from the
+# forward of the program as written and the Jacobian, at a point lm takes, from a pass of its
+# own. Small sizes replay a whole tape, 70,001 and 140,001 points run block by block with a
+# short last block; a non-pointwise program and a vector parameter take the plain route
+# either way.
+LM_DECAY = "A*exp(-k*x) + c - y"
+LM_CASES = [      # (id, text, start values, whether the one pass applies)
+    ("decay", LM_DECAY, {"A": 1.0, "k": 1.0, "c": 0.0}, True),
+    ("sigmoid and a function of a parameter alone", "sigmoid(k*(x - m))*h + tanh(b)*x - y",
+     {"k": -1.0, "m": 1.0, "h": 2.5, "b": 0.0}, True),
+    ("a parameter the residuals do not reach", "a*x**2 + b*sin(x) - c/x - y",
+     {"a": 0.5, "b": 0.5, "c": 0.0, "d": 2.0}, True),
+    ("a reduction: not pointwise", "A*exp(-k*x) - mean(y)", {"A": 1.0, "k": 1.0}, False),
+    ("a vector parameter", "w[0]*exp(-w[1]*x) + w[2] - y", {"w": [1.0, 1.0, 0.0]}, False),
+]
+
+
+def _lm(text, starts, n, dtype):
+    x = np.linspace(0.5, 10, n)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + np.random.default_rng(5).normal(0, 0.05, n)
+    values = {"x": x.astype(dtype), "y": y.astype(dtype),
+              **{k: np.asarray(v, dtype=dtype) for k, v in starts.items()}}
+    return loop.fit(loop.FitRequest(text=text, values=values, params=list(starts),
+                                    optimizer="lm", epochs=30, dtype=dtype, limits=Limits()))
+
+
+@pytest.mark.parametrize("n", [40, 5000, 70_001, 140_001])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", LM_CASES, ids=[c[0] for c in LM_CASES])
+def test_lm_one_pass_equals_residuals_and_jacobian_apart(case, dtype, n, monkeypatch):
+    _, text, starts, one_pass = case
+    if n > 5000 and text != LM_DECAY and one_pass:
+        pytest.skip("the large sizes: the decay and the programs the one pass refuses")
+    forwards = []
+    forward = loop.forward
+    monkeypatch.setattr(loop, "forward", lambda graph: forwards.append(1) or forward(graph))
+    fast = _lm(text, starts, n, dtype)
+    assert bool(forwards) is not one_pass
+    monkeypatch.setattr(loop, "LM_ONE_PASS", False)
+    plain = _lm(text, starts, n, dtype)
+    assert (fast.epochs, fast.stopped, fast.reason) == (plain.epochs, plain.stopped,
+                                                        plain.reason)
+    for name in plain.params:
+        _same(fast.params[name], plain.params[name], name)
+        _same(fast.stderr[name], plain.stderr[name], f"stderr of {name}")
+    _same([h.loss for h in fast.history], [h.loss for h in plain.history], "history")
+    _same(fast.loss, plain.loss, "final SSR")
+    _same(fast.correlation, plain.correlation, "correlation")
+    assert plain.epochs > 2 and not np.array_equal(plain.params[next(iter(starts))],
+                                                   starts[next(iter(starts))])

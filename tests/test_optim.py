@@ -17,7 +17,7 @@ import pytest
 
 from gradcalc.errors import GradcalcError
 from gradcalc.fit.batches import plan_batches
-from gradcalc.fit.lm import Layout, LMOptions, levenberg_marquardt
+from gradcalc.fit.lm import Layout, LMOptions, levenberg_marquardt, r_factor
 from gradcalc.fit.optimizers import make_optimizer
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -268,6 +268,66 @@ def test_lm_agrees_with_curve_fit(problem):
     default = problem["default"]
     np.testing.assert_allclose(got.params, default["popt"], rtol=1e-6)
     np.testing.assert_allclose(got.stderr, decoded(default["stderr"]), rtol=1e-4)
+
+
+def test_lm_takes_every_result_written_into_the_same_array():
+    """lm reads each residual vector and Jacobian before it calls for the next, so a caller
+    may write them all into one array each (gradcalc's fit does: fresh 10^5-row arrays cost
+    their page faults at every iteration); the fit is the one fresh arrays give, bit for
+    bit. Column-major, as gradcalc's: the covariance factorises the last one in place."""
+    for problem in LM["problems"]:
+        t, y, model = np.array(problem["t"]), np.array(problem["y"]), MODELS[problem["name"]]
+        res, jac = np.empty(t.size), np.empty((len(problem["p0"]), t.size)).T
+
+        def into_res(p):
+            res[...] = model(t, p)[0] - y
+            return res
+
+        def into_jac(p):
+            jac[...] = model(t, p)[1]
+            return jac
+        got = levenberg_marquardt(into_res, into_jac, np.array(problem["p0"]))
+        want = levenberg_marquardt(lambda p: model(t, p)[0] - y,
+                                   lambda p: np.asfortranarray(model(t, p)[1]),
+                                   np.array(problem["p0"]))
+        assert (got.iterations, got.evaluations, got.reason) == (want.iterations,
+                                                                 want.evaluations, want.reason)
+        for field in ("params", "ssr", "covariance", "stderr", "correlation"):
+            assert np.array_equal(getattr(got, field), getattr(want, field), equal_nan=True)
+
+
+def test_lm_takes_the_same_fit_with_either_gram_product(monkeypatch):
+    """J^T J by dot products of column pairs (a tall J of a few columns) or by syrk (jac.T @
+    jac) round differently in the last bits only: the same matrix to 1e-13, the same fits
+    to 1e-12, whichever way every Jacobian goes."""
+    from gradcalc.fit import lm
+    fits = []
+    for dots in (True, False):
+        monkeypatch.setattr(lm, "GRAM_DOTS_ROWS", 0 if dots else 1 << 62)
+        for rows, cols in [(10, 4), (100_000, 3)]:
+            jac = np.asfortranarray(np.random.default_rng(rows).standard_normal((rows, cols)))
+            np.testing.assert_allclose(lm._gram(jac), jac.T @ jac, rtol=1e-13, atol=1e-12)
+        fits.append([fit(problem) for problem in LM["problems"]])
+    for by_dots, by_syrk in zip(*fits):
+        assert by_dots.iterations == by_syrk.iterations
+        np.testing.assert_allclose(by_dots.params, by_syrk.params, rtol=1e-12)
+        np.testing.assert_allclose(by_dots.stderr, by_syrk.stderr, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rows,cols,order", [(100_000, 3, "F"), (50, 3, "C"), (7, 3, "F"),
+                                             (1000, 40, "F"), (300, 120, "C")])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_r_factor_is_numpys_qr_bit_for_bit(rows, cols, order, dtype):
+    """The covariance's R, from LAPACK's dgeqrf in J's own memory (in a float64
+    column-major copy of any other J), against numpy's qr (the same dgeqrf on its own
+    copies), with 40 and 120 columns for its blocked algorithm."""
+    rng = np.random.default_rng(rows + cols)
+    jac = np.asarray(rng.standard_normal((rows, cols)) * np.exp(3 * rng.standard_normal(cols)),
+                     dtype=dtype, order=order)
+    want = np.linalg.qr(jac.astype(np.float64), mode="r")     # lm's Jacobian is float64
+    got = r_factor(jac)
+    assert got.dtype == np.float64 and got.shape == (cols, cols)
+    assert got.tobytes() == want.tobytes()
 
 
 def test_lm_with_as_many_points_as_parameters_has_infinite_errors():

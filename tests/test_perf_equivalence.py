@@ -916,12 +916,19 @@ LM_MODELS = [
 
 @pytest.mark.parametrize("text,names,pointwise", LM_MODELS, ids=[t for t, _, _ in LM_MODELS])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_lm_pointwise_columns_equal_the_reverse_jacobian(text, names, pointwise, dtype):
+@pytest.mark.parametrize("blocked", [False, True])
+def test_lm_pointwise_columns_equal_the_reverse_jacobian(text, names, pointwise, dtype,
+                                                         blocked, monkeypatch):
     """lm's one-pass columns (parameters spread to the residuals' shape) against the plain
     reverse Jacobian of the program as written: equal wherever every contribution is finite,
-    up to the sign of a zero (the reverse row adds the other positions' exact zeros)."""
+    up to the sign of a zero (the reverse row adds the other positions' exact zeros); and the
+    pass's output, which lm takes as the residuals, is the plain forward's, bit for bit.
+    Whole, or block by block (blocks of 16: the last one short) as 10^5 residuals run."""
     from gradcalc.fit import loop
     from gradcalc.fit.lm import Layout
+    if blocked:
+        for name in ("BLOCK_MIN", "BLOCK", "FUSED_BLOCK"):
+            monkeypatch.setattr(economy, name, 16)
     rng = np.random.default_rng(8)
     n = 40
     bindings = {"x": rng.uniform(0.5, 3, n).astype(dtype), "y": rng.uniform(-1, 1, n).astype(dtype),
@@ -930,12 +937,14 @@ def test_lm_pointwise_columns_equal_the_reverse_jacobian(text, names, pointwise,
                           dtype=dtype, limits=LIMITS)
     loss = loop.Loss(req)
     layout = Layout.of({p: bindings[p] for p in names})
-    graph, _ = loss.residuals(bindings)
+    graph, _, _ = loss.point(layout, bindings)
     got = loss.jacobian(graph, layout, bindings)
     assert loss.pointwise is pointwise
     if not pointwise:
         return
     values = plain_forward(graph, graph.output)
+    residuals, _ = loss.one_pass(layout, bindings, (n,))
+    assert_same(np.asarray(residuals), values[graph.output], f"{text}: residuals")
     ids = [graph.leaves[p] for p in names]
     want = plain_jacobian(graph, values, graph.output, ids)
     assert got.shape == (n, len(names)) and got.dtype == np.float64

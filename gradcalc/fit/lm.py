@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from numpy.linalg import lapack_lite
 
 from ..errors import GradcalcError
+
+# J^T J by dot products of its columns from this many rows, up to this many columns
+GRAM_DOTS_ROWS = 1 << 14
+GRAM_DOTS_COLUMNS = 6
 
 Residuals = Callable[[np.ndarray], np.ndarray]
 Jacobian = Callable[[np.ndarray], np.ndarray]
@@ -89,17 +94,32 @@ class LMResult:
 
 def covariance(jac: np.ndarray, ssr: float) -> np.ndarray:
     """curve_fit's pcov (absolute_sigma=False): inv(J^T J) from the QR factor R of J, as
-    scipy's leastsq inverts MINPACK's R, scaled by s^2 = SSR / (n - p)."""
+    scipy's leastsq inverts MINPACK's R, scaled by s^2 = SSR / (n - p). J may be
+    overwritten (`r_factor`)."""
     n, p = jac.shape
     if n <= p:
         return np.full((p, p), np.inf)
-    r = np.linalg.qr(jac, mode="r")
+    r = r_factor(jac)
     try:
         inv_r = np.linalg.inv(r)
     except np.linalg.LinAlgError:
         return np.full((p, p), np.inf)
     pcov = (inv_r @ inv_r.T) * (ssr / (n - p))
     return np.full((p, p), np.inf) if np.isnan(pcov).any() else pcov
+
+
+def r_factor(jac: np.ndarray) -> np.ndarray:
+    """R of J = QR, bit for bit what np.linalg.qr(jac, mode="r") gives (the same LAPACK
+    dgeqrf), factorised in J's own memory when J is column-major float64 (lm's columns),
+    which it overwrites: numpy's qr works in two fresh copies of J, whose pages cost more
+    than the factorisation (issue 15, figure 17c: about 2 ms at 10^5 x 3)."""
+    n, p = jac.shape
+    a = np.asfortranarray(jac, dtype=np.float64).T      # J column-major: (p, n) row-major
+    tau, work = np.empty(p), np.empty(1)
+    lapack_lite.dgeqrf(n, p, a, n, tau, work, -1, 0)    # asks for its workspace's size
+    work = np.empty(int(work[0]))
+    lapack_lite.dgeqrf(n, p, a, n, tau, work, work.size, 0)
+    return np.triu(a[:, :p].T)
 
 
 def uncertainty(pcov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +140,25 @@ class _State:
     grad: np.ndarray | None = None
 
     def linearise(self, jac: np.ndarray) -> None:
-        self.jtj, self.grad = jac.T @ jac, jac.T @ self.res
+        self.jtj, self.grad = _gram(jac), jac.T @ self.res
+        self.res = None     # the caller's array, which its next call may overwrite
+
+
+def _gram(jac: np.ndarray) -> np.ndarray:
+    """J^T J: BLAS's syrk (what numpy calls for jac.T @ jac), except on a tall J of a few
+    columns, where syrk takes several times as long as one dot product per pair of columns
+    (10^5 x 3: 0.55 ms against 0.10; 10^5 x 6: 0.65 against 0.37; at 10^3 rows, or 8
+    columns, syrk is as fast or faster), and an lm iteration is a few passes over J (issue
+    15, figure 17c). The two round differently, in the last bits."""
+    n, p = jac.shape
+    if n < GRAM_DOTS_ROWS or p > GRAM_DOTS_COLUMNS:
+        return jac.T @ jac
+    cols = jac.T
+    gram = np.empty((p, p))
+    for i in range(p):
+        for j in range(i, p):
+            gram[i, j] = gram[j, i] = cols[i] @ cols[j]
+    return gram
 
 
 def _finite(x) -> bool:
@@ -136,7 +174,9 @@ def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray
                         on_iteration: Callable[[LMIteration], None] | None = None) -> LMResult:
     """Minimise |r(p)|^2 from p0 (in float64 whatever the caller's dtype). `jacobian(p)` is
     only called with the p of the latest `residuals(p)` call, so a caller may reuse that
-    forward pass.
+    forward pass; and each array either returns is read before that function is called
+    again, so a caller may write every call's result into the same array. The last
+    Jacobian, when column-major float64, is overwritten by the covariance's QR (`r_factor`).
 
     Damping (Marquardt 1963, with Moré 1978's scaling): each trial step solves (J^T J + lam D^2)
     d = -J^T r. D^2 holds each squared column norm of J, the largest seen so far (Moré's running
@@ -144,10 +184,11 @@ def levenberg_marquardt(residuals: Residuals, jacobian: Jacobian, p0: np.ndarray
     method blind to the parameters' scales. lam starts at 1e-3 and follows the gain ratio rho =
     actual / predicted reduction (Nielsen 1999): a step with rho > 0 is taken and lam *=
     max(1/3, 1 - (2 rho - 1)^3); otherwise lam grows by nu, and nu doubles, until a step
-    succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two passes
-    over a tall J (numpy's QR of it costs ten times more); their squared condition number can
-    only slow the iteration, as r and J^T r are evaluated exactly at every point. The
-    covariance, whose accuracy is the report, comes from the QR factor R of J, as in scipy.
+    succeeds or becomes negligible. The p-by-p normal equations keep an iteration at two
+    products over a tall J, `_gram` and J^T r (numpy's QR of J costs ten times more); their
+    squared condition number can only slow the iteration, as r and J^T r are evaluated
+    exactly at every point. The covariance, whose accuracy is the report, comes from the QR
+    factor R of J, as in scipy.
     """
     p = np.array(p0, dtype=np.float64).ravel()
     res = np.asarray(residuals(p), dtype=np.float64).ravel()

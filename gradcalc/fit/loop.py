@@ -4,10 +4,11 @@
 own), rebinds each batch's rows and the current parameters to it, runs the engine for the
 parameters' grads and steps the optimizer, epoch after epoch; or, for `lm`, hands the
 residual vector and its exact Jacobian (one backward pass when the parameters are numbers
-and the program pointwise, else forward mode, one pass per parameter element, when there are
-fewer of those than residuals) to Levenberg–Marquardt. It reports through callbacks
-(progress, one history entry per epoch) and never prints. A non-finite loss stops the fit
-and names where it arose; Ctrl-C stops it with the parameters so far.
+and the program pointwise, which gives the residuals too, else forward mode, one pass per
+parameter element, when there are fewer of those than residuals) to Levenberg–Marquardt.
+It reports through callbacks (progress, one history entry per epoch) and never prints. A
+non-finite loss stops the fit and names where it arose; Ctrl-C stops it with the
+parameters so far.
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lm")
 LM_FORWARD_MODE = True
 # False: never the one backward pass over parameters spread to the residuals' shape
 LM_POINTWISE = True
+# False: lm's residuals at every point from the forward alone and its Jacobian, at a point
+# it takes, from a pass of its own; tests/test_fit_equivalence.py holds the one pass that
+# gives both to that route bit for bit
+LM_ONE_PASS = True
 # False: every step's program comes through the program cache (key, rebound copy, Request);
 # tests/test_fit_equivalence.py holds the in-place rebinding to that path bit for bit
 STEP_IN_PLACE = True
@@ -176,8 +181,7 @@ class Loss:
     def run(self, bindings: dict, *, jacobian: bool = False):
         """(graph, engine answer) for these leaf values; the param leaves' grads (or, with
         `jacobian`, the Jacobian of the output) come with it."""
-        graph = self.cache.graph(self.req.text, bindings, self.dtype, self.settings,
-                                 self.req.limits, self.req.externs)
+        graph = self.graph(bindings)
         out = graph.output
         ids = tuple(graph.leaves[p] for p in self.req.params)
         shape = graph.nodes[out].shape
@@ -189,26 +193,37 @@ class Loss:
         answer = differentiate(Request(graph, out, cot, ids, jacobian=jacobian))
         return graph, answer
 
-    def residuals(self, bindings: dict):
-        """(graph, the output's values): the forward pass alone (lm's trial points need no
-        derivative)."""
-        graph = self.cache.graph(self.req.text, bindings, self.dtype, self.settings,
-                                 self.req.limits, self.req.externs)
-        return graph, forward(graph)[graph.output]
+    def graph(self, bindings: dict):
+        """The compiled program for these leaf values (through the program cache)."""
+        return self.cache.graph(self.req.text, bindings, self.dtype, self.settings,
+                                self.req.limits, self.req.externs)
+
+    def point(self, layout: Layout, bindings: dict):
+        """(graph, the output's values, the Jacobian's columns or None) of an lm point:
+        residuals and every column from one pass where `one_pass` applies (lm then needs no
+        second pass at a point it takes, and wastes a backward at one it refuses, the rarer
+        kind), else the forward alone (the Jacobian, when lm asks, from `jacobian`)."""
+        graph = self.graph(bindings)
+        out = graph.nodes[graph.output]
+        if LM_ONE_PASS and _few_parameters(layout, out.size):
+            both = self.one_pass(layout, bindings, out.shape)
+            if both is not None:
+                return graph, both[0], both[1]
+        return graph, forward(graph)[graph.output], None
 
     def jacobian(self, graph, layout: Layout, bindings: dict) -> np.ndarray:
         """d(output)/d(params) as (output elements, parameter elements), in the layout's
         order, at `bindings` (whose program is `graph`). Fewer parameter elements than
         residuals (the usual fit): every column from one backward pass when the parameters
-        are numbers and the program is pointwise (`_pointwise_columns`), else one
-        forward-mode pass (J·e_k) per parameter element, each O(n); else the reverse batched
-        Jacobian (one row per residual)."""
+        are numbers and the program is pointwise (`one_pass`), else one forward-mode pass
+        (J·e_k) per parameter element, each O(n); else the reverse batched Jacobian (one row
+        per residual)."""
         out = graph.output
         n = graph.nodes[out].size
-        if LM_FORWARD_MODE and sum(math.prod(s) for s in layout.shapes) < n:
-            cols = self._pointwise_columns(layout, bindings, graph.nodes[out].shape)
-            if cols is not None:
-                return cols
+        if _few_parameters(layout, n):
+            both = self.one_pass(layout, bindings, graph.nodes[out].shape)
+            if both is not None:
+                return _columns(both[1])
             # forward mode (and the traced programs it builds on) only for lm: a gradient
             # fit's start-up does not load them
             from ..engine import higher
@@ -227,36 +242,59 @@ class Loss:
         return np.concatenate([np.asarray(answer.jacobians[i], dtype=np.float64).reshape(n, -1)
                                for i in ids], axis=1)
 
-
-    def _pointwise_columns(self, layout: Layout, bindings: dict, oshape: tuple):
-        """Every column in one backward pass, when each parameter is one number and, with
-        the parameters spread to the output's shape, the program is pointwise: residual i
-        then reads element i of each spread parameter alone, so the grads of sum(r) are
-        d r_i / d p at position i, row i of the reverse batched Jacobian less the exact
-        zeros the other positions add to it (tests/test_perf_equivalence.py). None when
-        the program is not such (remembered for the fit)."""
+    def one_pass(self, layout: Layout, bindings: dict, oshape: tuple):
+        """(residuals, columns) from one backward pass, when each parameter is one number
+        and, with the parameters spread to the output's shape `oshape`, the program is
+        pointwise: residual i then reads element i of each spread parameter alone, so the
+        grads of sum(r) are d r_i / d p at position i, row i of the reverse batched Jacobian
+        less the exact zeros the other positions add to it, and the pass's output is the
+        residual vector, the forward's bit for bit (tests/test_perf_equivalence.py). The
+        arrays may be the engine's result block, reused by its next pass: read them before.
+        None when the program is not such (remembered for the fit)."""
         if not LM_POINTWISE or self.pointwise is False or any(layout.shapes):
             return None
-        spread = {**bindings, **{p: np.full(oshape, bindings[p], dtype=self.dtype)
-                                 for p in layout.names}}
-        graph = self.cache.graph(self.req.text, spread, self.dtype, self.settings,
-                                 self.req.limits, self.req.externs)
+        cot, spread = self._spread(layout, bindings, oshape)
+        graph = self.graph({**bindings, **spread})
         out = graph.output
         self.pointwise = graph.nodes[out].shape == oshape and blockable(graph, out)
         if not self.pointwise:
             return None
         ids = tuple(graph.leaves[p] for p in layout.names)
-        answer = differentiate(Request(graph, out, np.ones(oshape, dtype=self.dtype), ids,
-                                       drop_values=True))
+        answer = differentiate(Request(graph, out, cot, ids, drop_values=True))
         n = math.prod(oshape)
-        return _columns([np.asarray(answer.grads[i], dtype=np.float64).reshape(n)
-                         if i in answer.grads else np.zeros(n) for i in ids])
+        return answer.values[out], [answer.grads[i].reshape(n) if i in answer.grads
+                                    else np.zeros(n) for i in ids]
+
+    def _spread(self, layout: Layout, bindings: dict, oshape: tuple):
+        """(the cotangent: all ones, each parameter's value) broadcast to the output's
+        shape: read-only views of one number each (no memory, and nothing to fill: fresh
+        10^5-element arrays at every lm evaluation cost more in page faults than the
+        pass)."""
+        ones = np.ones((), dtype=self.dtype)
+        return np.broadcast_to(ones, oshape), {
+            p: np.broadcast_to(np.asarray(bindings[p], dtype=self.dtype), oshape)
+            for p in layout.names}
 
 
-def _columns(cols: list) -> np.ndarray:
-    """The Jacobian (rows, columns) with each column contiguous (Fortran order): J^T J, J^T r
-    and the QR factor of lm then read it in the order LAPACK and BLAS want, with no copy."""
-    return np.stack(cols).T
+def _few_parameters(layout: Layout, n: int) -> bool:
+    """Whether lm's Jacobian goes by columns (fewer parameter elements than residuals)."""
+    return LM_FORWARD_MODE and sum(math.prod(s) for s in layout.shapes) < n
+
+
+def _columns(cols: list, out: np.ndarray | None = None) -> np.ndarray:
+    """The Jacobian (rows, columns) in float64 with each column contiguous (Fortran order):
+    J^T J, J^T r and the QR factor of lm then read it in the order LAPACK and BLAS want,
+    with no copy. Written into `out` (columns, rows) when given."""
+    return (np.stack(cols, dtype=np.float64) if out is None else np.stack(cols, out=out)).T
+
+
+def _kept(arrays: dict, key: str, shape: tuple) -> np.ndarray:
+    """arrays[key], a float64 array of `shape` made once and reused: a fresh 10^5-row
+    Jacobian at every lm iteration faulted its pages in again (issue 15, figure 17c)."""
+    a = arrays.get(key)
+    if a is None or a.shape != shape:
+        a = arrays[key] = np.empty(shape)
+    return a
 
 
 def fit(req: FitRequest, *, on_epoch: Callable[[Epoch], None] | None = None,
@@ -375,14 +413,25 @@ def _fit_lm(req, on_epoch) -> FitResult:
     def bind(p):
         return {**data, **{k: v.astype(dtype) for k, v in layout.unpack(p).items()}}
 
+    kept = {}       # lm's residuals and Jacobian, each array written again at its next call
+
     def residuals(p):
+        last.pop("columns", None)   # the previous pass's: the engine reuses their block
         bindings = bind(p)
-        graph, values = loss_fn.residuals(bindings)
+        graph, values, columns = loss_fn.point(layout, bindings)
         last["p"], last["graph"], last["bindings"] = p, graph, bindings
-        return np.asarray(values, dtype=np.float64).ravel()
+        if columns is not None:     # if lm takes this point, its Jacobian is ready
+            last["columns"] = columns
+        values = np.asarray(values).reshape(-1)
+        res = _kept(kept, "residuals", values.shape)
+        res[...] = values
+        return res
 
     def jacobian(p):        # lm asks for it at the point whose residuals it just took
-        return loss_fn.jacobian(last["graph"], layout, last["bindings"])
+        columns = last.pop("columns", None)
+        if columns is None:
+            return loss_fn.jacobian(last["graph"], layout, last["bindings"])
+        return _columns(columns, _kept(kept, "jacobian", (len(columns), columns[0].size)))
 
     history = []
 
