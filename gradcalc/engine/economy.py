@@ -153,10 +153,11 @@ def _run_taped(prog, graph, out: int, cot, leaves, want_jacobian: bool):
     """`run` of a program that has a whole tape: the same numbers as the walk, from the
     recorded calls (the Jacobian's batch of cotangents through the same calls)."""
     nodes = graph.nodes
+    if not want_jacobian:
+        regs = prog.forward(nodes, cot)
+        return prog.values(regs) + [None] * (len(nodes) - out - 1), prog.grads(regs), None
     regs = prog.forward(nodes)
     values = prog.values(regs) + [None] * (len(nodes) - out - 1)
-    if not want_jacobian:
-        return values, prog.backward(regs, cot), None
     # (a blockable program is elementwise: vjp_and_jacobian answers)
     grads, jac = vjp_and_jacobian(graph, values, cot, out, leaves,
                                   pull=lambda g, batch: prog.backward(regs, g))

@@ -36,6 +36,7 @@ class Rec(NDArrayOperatorsMixin):
     size = property(lambda self: self.shape[0])
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # (the replays make unary and binary calls: no rule calls a ufunc of more operands)
         if method != "__call__" or kwargs or ufunc.nout != 1 or ufunc.nin > 2 or \
                 ufunc.signature is not None:
             raise Refused(ufunc.__name__)
@@ -156,8 +157,9 @@ class Program:
         # reads, the cotangent's register, and the registers of the leaves' grads and of
         # every node's value (ids 0 to the output's)
         self._regs = tape.regs
-        self._forward = tape.steps[: tape.forward_calls]
-        self._backward = tape.steps[tape.forward_calls:]
+        self._forward = _calls(tape.steps[: tape.forward_calls])
+        self._backward = _calls(tape.steps[tape.forward_calls:])
+        self._both = self._forward + self._backward
         self._reads = [(reg, key[1]) for reg, key in tape.inputs if key[0] == "value"]
         self._cot = [reg for reg, key in tape.inputs if key[0] == "cotangent"]
         self._grads = leaf_regs
@@ -240,15 +242,25 @@ class Program:
         for src, dst in self.copies:
             s[dst][...] = s[src]
 
-    def forward(self, nodes) -> list:
+    def forward(self, nodes, cotangent=None) -> list:
         """The registers after the recorded forward calls, made once on the whole arrays of
         the graph's `nodes` (no blocks, no buffers: each result a fresh array, as the plain
-        forward makes it)."""
+        forward makes it); with a `cotangent` of the output's shape, after the backward
+        calls too (`grads` reads them)."""
         regs = list(self._regs)
         for reg, i in self._reads:
             regs[reg] = nodes[i].value
-        _call(self._forward, regs)
+        if cotangent is None:
+            _call(self._forward, regs)
+            return regs
+        for reg in self._cot:
+            regs[reg] = cotangent
+        _call(self._both, regs)
         return regs
+
+    def grads(self, regs: list) -> dict:
+        """Leaf id -> grad, from the registers after the backward calls."""
+        return {i: regs[r] for i, r in self._grads.items()}
 
     def values(self, regs: list) -> list:
         """The value of every node up to the output, by id, from `forward`'s registers."""
@@ -263,12 +275,14 @@ class Program:
         for reg in self._cot:
             regs[reg] = cotangent
         _call(self._backward, regs)
-        return {i: regs[r] for i, r in self._grads.items()}
+        return self.grads(regs)
 
 
-def _call(steps, regs: list):
-    for fn, args, dst in steps:
-        if len(args) == 2:
-            regs[dst] = fn(regs[args[0]], regs[args[1]])
-        else:
-            regs[dst] = fn(*[regs[a] for a in args])
+def _calls(steps) -> list:
+    """Recorded steps as _call runs them: (ufunc, operand, operand or None, result)."""
+    return [(fn, args[0], args[1] if len(args) == 2 else None, dst) for fn, args, dst in steps]
+
+
+def _call(calls, regs: list):
+    for fn, a, b, dst in calls:
+        regs[dst] = fn(regs[a]) if b is None else fn(regs[a], regs[b])
