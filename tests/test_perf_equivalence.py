@@ -477,6 +477,58 @@ def test_small_pointwise_programs_take_the_whole_tape(monkeypatch):
     assert economy._whole_tape(wide, wide.output) is None      # walked, or blocked
 
 
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_replayed_run_equals_the_plain_path(expr, shapes, domain, dtype, monkeypatch):
+    """A pointwise program of TAPE_MAX elements or more (here 2) below BLOCK_MIN, asked with
+    values that may be dropped, replays its recorded calls as one block into kept buffers
+    from its second run on (economy.run, issue 15): values (the dropped ones filled in when
+    read), grads and Jacobians (these walk) are the plain path's, bit for bit, and so are a
+    later run's on other values, through the same kept buffers."""
+    monkeypatch.setattr(economy, "TAPE_MAX", 2)
+    replayed = []
+    real = economy.run_blocked
+    monkeypatch.setattr(economy, "run_blocked", lambda *a, **k: replayed.append(1) or
+                        real(*a, **k))
+    for graph, seed in graphs_of(expr, shapes, domain, dtype):
+        out = graph.output
+        cot = np.random.default_rng(seed).normal(size=graph.nodes[out].shape).astype(dtype)
+        assert_run_is_plain(graph, cot, tuple(sorted(graph.leaves.values())), expr)
+        if economy.blockable(graph, out) and graph.nodes[out].size >= 2:
+            assert replayed, expr
+        replayed.clear()
+
+
+def test_replayed_runs_reuse_their_buffers(monkeypatch):
+    """A program's second replay writes into the first one's block buffers (and result
+    block, once its results are dropped), and gives the plain path's numbers for its own
+    values; a replay of another program makes its own buffers."""
+    monkeypatch.setattr(economy, "_BUFFERS", [])
+    n = economy.TAPE_MAX + 3
+    shapes = {v: (n,) for v in "abc"}
+    graph = compile_with("3*a + 2*b*b + log(c)", sample_inputs(shapes, (0.5, 2.0), 0, False))
+    other = compile_with("sin(a) * b - a / c", sample_inputs(shapes, (0.5, 2.0), 2, False))
+    seen = []
+    for graph, seed in ((graph, None), (graph, 1), (other, None)):
+        if seed is not None:            # the same program on other values
+            for name, v in sample_inputs(shapes, (-2.0, 2.0), seed, True).items():
+                graph.nodes[graph.leaves[name]].value[...] = v
+        cot = np.linspace(-1, 1, n)
+        for _ in range(2):
+            values, grads, _ = economy.run(engine.Request(
+                graph, graph.output, cot, tuple(graph.leaves.values()), drop_values=True))
+        assert economy._BUFFERS, "the replay kept its buffers"
+        seen.append(economy._BUFFERS[0][1][n])
+        want = plain_forward(graph, graph.output)
+        ref = plain_backward(graph, want, cot, graph.output)
+        assert_same(values[graph.output], want[graph.output], "output")
+        for i in ref:
+            assert_same(grads[i], ref[i], f"grad of {graph.nodes[i].name}")
+        del values, grads
+    assert all(a is b for a, b in zip(seen[0], seen[1]))
+    assert not any(a is b for a, b in zip(seen[1], seen[2]))
+
+
 # ---------------------------------------------------------------- block by block
 def assert_blocked_is_plain(graph, cot, block, what):
     out = graph.output
@@ -560,7 +612,7 @@ def test_fused_program_reuses_buffers_and_writes_results_in_place():
     written by the calls that compute them (nothing copied at the end of a block)."""
     graph = compile_with("3*a + 2*b*b + log(c)", {v: np.linspace(0.5, 2, 8) for v in "abc"})
     prog = economy.fused_programs(graph, graph.output, 8, 8, np.dtype("float64"))[8]
-    assert len(prog.steps) == 12
+    assert len(prog.calls) == 12
     assert len(prog.buffers) == 3
     assert prog.copies == []
 

@@ -11,9 +11,10 @@ bit for bit (tests/test_perf_equivalence.py holds each to the plain path on ever
   forward and backward while its arrays are in cache (issue 15: the backward's passes over
   memory become passes over cache, and no whole-array intermediate is allocated); when
   every rule is elementwise ufunc calls, their recording (fused.py) is replayed into a few
-  reused block buffers instead; or the forward alone for several outputs (a recorded
-  second-order program's, engine/higher.py); on small arrays the recording is replayed
-  once on the whole arrays, a Jacobian's batch of cotangents through the same calls;
+  block buffers, kept from one run to the next, instead (as one block on mid-sized arrays);
+  or the forward alone for several outputs (a recorded second-order program's,
+  engine/higher.py); on small arrays the recording is replayed once on the whole arrays,
+  a Jacobian's batch of cotangents through the same calls;
 - structured Jacobians: an elementwise program's Jacobian is diagonal (plus one value per
   column off the diagonal, 0 unless a rule makes 0*inf), computed with two cotangents and
   expanded at the end, or together with the grads in one pass; an identity batch through a
@@ -53,11 +54,13 @@ POOL = 2
 BLOCK_MIN = 1 << 16
 BLOCK = 1 << 14
 # a pointwise program whose output has fewer elements than this replays its recording once on
-# the whole arrays (fresh ones, as the walk makes them); larger ones walk the rules, whose
-# in-place sums and freed values keep fewer arrays alive at once: the tape's dozen live
-# arrays of 64 KB or more made the allocator hand pages back and fault them in again on every
-# call (the seed at n = 4,000 about 90 us taped vs 115 us walked, at 8,000 about 770 vs 280,
-# compute() in process on the loaded 2-core machine)
+# the whole arrays (fresh ones, as the walk makes them); larger ones replay it as one block
+# into kept buffers when values may be dropped (below BLOCK_MIN; the seed at n = 10^4 about
+# 127 -> 99 us, 3 * 10^4 about 740 -> 190 us, compute() in process on the loaded 2-core
+# machine), else walk the rules, whose in-place sums and freed values keep fewer arrays
+# alive at once: the tape's dozen live arrays of 64 KB or more made the allocator hand pages
+# back and fault them in again on every call (the seed at n = 4,000 about 90 us taped vs
+# 115 us walked, at 8,000 about 770 vs 280)
 TAPE_MAX = 1 << 12
 # a recorded (fused) program's blocks: its buffers are reused, so larger blocks only cut
 # the Python per call (16,384 -> 65,536: the seed at n = 10^6 about 1.2x -> 1.0x the floor
@@ -75,8 +78,8 @@ def run(request):
     # the thresholds are part of the key: a test that lowers them meets a program anew
     way = remembered(graph, ("way", out, BLOCK_MIN, LEAN_MIN, LEAN_NODE_MIN, TAPE_MAX),
                      lambda: Way(graph, out))
-    if request.drop_values and not request.jacobian and way.blocked:
-        done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK)
+    if request.drop_values and not request.jacobian and way.blocks():
+        done = run_blocked(graph, out, cot, BLOCK, FUSED_BLOCK, rules=way.blocked)
         if done is not None:
             return Values(done[0], graph, out), done[1], None
     tape = way.whole_tape(graph, out)
@@ -106,7 +109,9 @@ class Way:
     a small pointwise program that runs again."""
 
     def __init__(self, graph, out: int):
-        self.blocked = graph.nodes[out].size >= BLOCK_MIN and blockable(graph, out)
+        size, pointwise = graph.nodes[out].size, blockable(graph, out)
+        self.blocked = size >= BLOCK_MIN and pointwise
+        self.replayed = TAPE_MAX <= size < BLOCK_MIN and pointwise
         self.lean = elements(graph, out)[0] >= LEAN_MIN and largest(graph, out) >= LEAN_NODE_MIN
         self.drops = self.lean and bool(plan(graph, out).fw_dead)
         self.ops = _schedule(graph, out)
@@ -114,10 +119,16 @@ class Way:
         self.tape = None
         self.runs = 0
 
+    def blocks(self) -> bool:
+        """Whether a request that may drop values goes block by block: a large blockable
+        program, or one of TAPE_MAX elements or more from its second run on, when its calls
+        can be recorded (replayed then as one block into kept buffers; a recording costs
+        about as much as the compile, the seed's about 95 us, which a program run once, as
+        each of a stream of distinct programs, should not pay)."""
+        return self.blocked or self.replayed and self.runs > 0
+
     def whole_tape(self, graph, out: int):
-        """The program's whole tape (or None), recorded at its second run: the recording
-        costs about as much as the compile (the seed: about 95 us), which a program run
-        once, as each of a stream of distinct programs, should not pay."""
+        """The program's whole tape (or None), recorded at its second run (as `blocks`)."""
         if self.runs < 2:
             self.runs += 1
             if self.runs == 2:
@@ -142,10 +153,11 @@ def _run_taped(prog, graph, out: int, cot, leaves, want_jacobian: bool):
     """`run` of a program that has a whole tape: the same numbers as the walk, from the
     recorded calls (the Jacobian's batch of cotangents through the same calls)."""
     nodes = graph.nodes
+    if not want_jacobian:
+        regs = prog.forward(nodes, cot)
+        return prog.values(regs) + [None] * (len(nodes) - out - 1), prog.grads(regs), None
     regs = prog.forward(nodes)
     values = prog.values(regs) + [None] * (len(nodes) - out - 1)
-    if not want_jacobian:
-        return values, prog.backward(regs, cot), None
     # (a blockable program is elementwise: vjp_and_jacobian answers)
     grads, jac = vjp_and_jacobian(graph, values, cot, out, leaves,
                                   pull=lambda g, batch: prog.backward(regs, g))
@@ -479,30 +491,50 @@ def blockable(graph, output: int) -> bool:
     return remembered(graph, ("blockable", output), find)
 
 
-def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | None = None):
+def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | None = None,
+                rules: bool = True):
     """(values, grads) of a blockable program, `block` elements at a time: the plain forward
     and backward on each block, written into whole arrays at the end of it; or its recorded
     calls replayed (`fused_block` elements at a time, default `block`). Values holds the
     leaves, constants and output only (Values fills in the rest when read). None when the
-    blocks disagree about which leaves the output reaches (then the caller runs whole)."""
+    blocks disagree about which leaves the output reaches (then the caller runs whole), or
+    when the calls cannot be recorded and `rules` is False (the blocks would run the rules
+    themselves)."""
     nodes = graph.nodes
     oshape = nodes[output].shape
-    n, dtype, ndarray = math.prod(oshape), graph.dtype, np.ndarray
-    ops, steps = _schedule(graph, output), _schedule_back(graph, output)
-    values = [None] * len(nodes)
-    sliced = {}                     # id -> the flat array a block slices
-    for eq in nodes[: output + 1]:
-        if eq.kind != "op":
-            values[eq.id] = eq.value
-            if eq.shape == oshape:
-                sliced[eq.id] = eq.value.reshape(-1)
-    flat_cot = np.asarray(cotangent).reshape(-1)
+    n, dtype = math.prod(oshape), graph.dtype
+    flat_cot = np.asarray(cotangent)
+    if flat_cot.ndim != 1:
+        flat_cot = flat_cot.reshape(-1)
     fblock = fused_block or block
-    fused = fused_programs(graph, output, n, fblock, flat_cot.dtype)
-    if fused is not None:
-        out, grads = run_fused(fused, values, sliced, flat_cot, n, fblock, dtype)
-        values[output] = out.reshape(oshape)
-        return values, {i: g.reshape(oshape) for i, g in grads.items()}
+    progs = fused_programs(graph, output, n, fblock, flat_cot.dtype)
+    if progs is None and not rules:
+        return None
+    values = [eq.value if eq.kind != "op" else None for eq in nodes[: output + 1]]
+    values += [None] * (len(nodes) - output - 1)
+    if progs is not None:
+        out, grads = run_fused(progs, nodes, flat_cot, n, fblock, dtype)
+    else:
+        done = _run_rules(graph, output, values, flat_cot, n, block)
+        if done is None:
+            return None
+        out, grads = done
+    if len(oshape) == 1:
+        values[output] = out
+        return values, grads
+    values[output] = out.reshape(oshape)
+    return values, {i: g.reshape(oshape) for i, g in grads.items()}
+
+
+def _run_rules(graph, output: int, values: list, flat_cot, n: int, block: int):
+    """run_blocked's (flat output, {leaf: flat grad}) from the plain forward and the rules on
+    each block; None when the blocks disagree about which leaves the output reaches."""
+    nodes = graph.nodes
+    oshape = nodes[output].shape
+    dtype, ndarray = graph.dtype, np.ndarray
+    ops, steps = _schedule(graph, output), _schedule_back(graph, output)
+    sliced = {eq.id: eq.value.reshape(-1) for eq in nodes[: output + 1]
+              if eq.kind != "op" and eq.shape == oshape}   # id -> the flat array a block slices
     out = np.empty(n, dtype=dtype)
     grads, reached = {}, None
     part = None
@@ -530,8 +562,7 @@ def run_blocked(graph, output: int, cotangent, block: int, fused_block: int | No
                 return None
             for i in leaves:
                 grads[i][lo:hi] = ct[i]
-    values[output] = out.reshape(oshape)
-    return values, {i: g.reshape(oshape) for i, g in grads.items()}
+    return out, grads
 
 
 def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
@@ -542,12 +573,16 @@ def fused_programs(graph, output: int, n: int, block: int, cot_dtype):
         return fused.record(graph, output, _schedule(graph, output),
                             _schedule_back(graph, output),
                             length, cot_dtype) or False
-    lengths = {min(block, n), n % block or min(block, n)}
-    progs = {m: remembered(graph, ("fused", output, m, cot_dtype.str), lambda: make(m))
-             for m in lengths}
-    if not all(progs.values()) or len({p.leaves for p in progs.values()}) != 1:
-        return None
-    return progs
+
+    def find():
+        lengths = {min(block, n), n % block or min(block, n)}
+        progs = {m: remembered(graph, ("fused", output, m, cot_dtype.str), lambda: make(m))
+                 for m in lengths}
+        if not all(progs.values()) or len({(p.leaves, tuple(p.input_keys))
+                                           for p in progs.values()}) != 1:
+            return None
+        return progs
+    return remembered(graph, ("fused run", output, n, block, cot_dtype.str), find)
 
 
 # the last result block of a run (a fused run's output and grads, an elementwise program's
@@ -585,24 +620,51 @@ def result_block(shape: tuple, dtype, zeroed: bool = False):
     return block
 
 
-def run_fused(progs, values, sliced, flat_cot, n: int, block: int, dtype):
+def run_fused(progs, nodes, flat_cot, n: int, block: int, dtype):
     """(output, grads) as flat arrays: the recorded calls, block after block, each block's
-    intermediates in the same few buffers."""
-    sources = {}
-    for prog in progs.values():
-        for _, key in prog.inputs:
-            kind, i, whole = key
-            sources[key] = flat_cot if kind == "cotangent" else \
-                sliced[i] if whole else values[i]
-    buffers = {m: [np.empty(m, dt) for dt in p.buffers] for m, p in progs.items()}
-    leaves = sorted(next(iter(progs.values())).leaves)
-    whole = result_block((1 + len(leaves), n), dtype)
-    out, grads = whole[0], dict(zip(leaves, whole[1:]))
+    intermediates in the same few buffers (kept for the next run), its output and grads
+    written into one result block."""
+    first = next(iter(progs.values()))
+    sources = [flat_cot if i is None else nodes[i].value for i in first.reads]
+    if len(nodes[first.output].shape) != 1:     # the flat arrays a block slices
+        sources = [v.reshape(-1) if c else v for v, c in zip(sources, first.cut)]
+    kept = block_buffers(progs)
+    buffers = kept[1]
+    whole = result_block((1 + len(first.order), n), dtype)
+    rows = [whole[k] for k in range(len(whole))]
     with np.errstate(all="ignore"):
         for lo in range(0, n, block):
             hi = min(lo + block, n)
-            progs[hi - lo].run(sources, lo, hi, buffers[hi - lo], out, grads)
-    return out, grads
+            prog = progs[hi - lo]
+            if hi - lo == n:
+                prog.run(sources + prog.consts + buffers[n] + rows)
+            else:
+                prog.run([v[lo:hi] if c else v for v, c in zip(sources, first.cut)] +
+                         prog.consts + buffers[hi - lo] + [r[lo:hi] for r in rows])
+    if not _BUFFERS:
+        _BUFFERS.append(kept)
+    return rows[0], dict(zip(first.order, rows[1:]))
+
+
+# the last fused run's block buffers, kept for the next run of the same programs (as the
+# result block): fresh ones of 64 KB or more made the allocator hand their pages back and
+# fault them in again on every call (the seed at n = 10^5 about 1,100 us with fresh
+# buffers, 430 us kept, compute() in process on one core)
+_BUFFERS = []
+
+
+def block_buffers(progs: dict):
+    """(programs, {block length: its buffers}) for a fused run of `progs`: the kept ones
+    when they were made for these programs (taken: a run in another thread makes its own),
+    else new ones; run_fused gives them back."""
+    try:
+        kept = _BUFFERS.pop()       # atomic: two threads never get the same buffers
+    except IndexError:
+        kept = None
+    key = tuple(progs.values())
+    if kept is not None and kept[0] == key:
+        return kept
+    return key, {m: [np.empty(m, dt) for dt in p.buffers] for m, p in progs.items()}
 
 
 def _forward_block(ops, vals: list, dtype):

@@ -36,7 +36,9 @@ class Rec(NDArrayOperatorsMixin):
     size = property(lambda self: self.shape[0])
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method != "__call__" or kwargs or ufunc.nout != 1 or ufunc.signature is not None:
+        # (the replays make unary and binary calls: no rule calls a ufunc of more operands)
+        if method != "__call__" or kwargs or ufunc.nout != 1 or ufunc.nin > 2 or \
+                ufunc.signature is not None:
             raise Refused(ufunc.__name__)
         return self.tape.call(ufunc, inputs)
 
@@ -135,7 +137,7 @@ def record(graph, output: int, ops, steps, length: int, cot_dtype):
                                                    np.zeros(1, cot_dtype))}, take)
     except (Refused, AttributeError, TypeError, ValueError):
         return None
-    return Program(tape, vals[output].reg,
+    return Program(tape, output, vals[output].reg,
                    {i: v.reg for i, v in ct.items() if nodes[i].kind == "leaf"},
                    {i: v.reg for i, v in vals.items()})
 
@@ -145,17 +147,19 @@ class Program:
     later call reads (in place where an operand dies at that call), or straight into the
     output's or a leaf grad's block when its result is that final value."""
 
-    def __init__(self, tape: Tape, out_reg: int, leaf_regs: dict, node_regs: dict):
+    def __init__(self, tape: Tape, output: int, out_reg: int, leaf_regs: dict,
+                 node_regs: dict):
         self.length = tape.length
-        self.inputs = tape.inputs
-        self.consts = tape.regs
+        self.output = output
         self.leaves = frozenset(leaf_regs)
         # for a replay on whole arrays: the calls of the forward, then of the backward (every
         # forward call comes before the first backward one), the node each value input
         # reads, the cotangent's register, and the registers of the leaves' grads and of
         # every node's value (ids 0 to the output's)
-        self._forward = tape.steps[: tape.forward_calls]
-        self._backward = tape.steps[tape.forward_calls:]
+        self._regs = tape.regs
+        self._forward = _calls(tape.steps[: tape.forward_calls])
+        self._backward = _calls(tape.steps[tape.forward_calls:])
+        self._both = self._forward + self._backward
         self._reads = [(reg, key[1]) for reg, key in tape.inputs if key[0] == "value"]
         self._cot = [reg for reg, key in tape.inputs if key[0] == "cotangent"]
         self._grads = leaf_regs
@@ -163,12 +167,12 @@ class Program:
         # the finals: target -1 is the output, a leaf id its grad; each is written by the
         # call that computes it, unless that result is an input or another final's too
         finals = [(out_reg, -1)] + [(r, i) for i, r in leaf_regs.items()]
-        direct, self.copies = {}, []
+        direct, copies = {}, []
         for reg, target in finals:
             if reg in tape.dtypes and reg not in direct:
                 direct[reg] = target
             else:
-                self.copies.append((reg, target))
+                copies.append((reg, target))
         last = {}                        # register -> index of the last call that reads it
         for s, (_, args, _) in enumerate(tape.steps):
             for a in args:
@@ -178,54 +182,85 @@ class Program:
         self.buffers = []                # dtype of each block buffer
         free = {}                        # dtype -> buffers no live value holds
         owner = {}                       # register -> its buffer
-        self.steps = []
+        targets = []                     # each call's: a buffer, or a final's target
         for s, (fn, args, dst) in enumerate(tape.steps):
             dying = [owner.pop(a) for a in dict.fromkeys(args) if a in owner and last[a] == s]
             for b in dying:              # an operand that dies here may take the result
                 free.setdefault(self.buffers[b], []).append(b)
             if dst in direct:
-                where = -2 - direct[dst] if direct[dst] >= 0 else -1
+                targets.append(("final", direct[dst]))
+                continue
+            dt = tape.dtypes[dst]
+            pool = free.get(dt)
+            if pool:
+                where = pool.pop()
             else:
-                dt = tape.dtypes[dst]
-                pool = free.get(dt)
-                if pool:
-                    where = pool.pop()
-                else:
-                    self.buffers.append(dt)
-                    where = len(self.buffers) - 1
-                if dst in last:
-                    owner[dst] = where
-                else:                    # never read: its buffer is free again at once
-                    free.setdefault(dt, []).append(where)
-            self.steps.append((fn, args, dst, where))
+                self.buffers.append(dt)
+                where = len(self.buffers) - 1
+            if dst in last:
+                owner[dst] = where
+            else:                        # never read: its buffer is free again at once
+                free.setdefault(dt, []).append(where)
+            targets.append(("buffer", where))
+        self._slots(tape, targets, copies)
 
-    def run(self, sources: dict, lo: int, hi: int, buffers: list, out, grads: dict):
-        """One block [lo, hi): `sources` maps each input key to its flat array (or its one
-        number), `buffers` are this program's block buffers, `out` and `grads` the flat
-        results the finals are written into."""
-        regs = list(self.consts)
-        for reg, key in self.inputs:
-            regs[reg] = sources[key][lo:hi] if key[2] else sources[key]
-        for fn, args, dst, where in self.steps:
-            if where >= 0:
-                target = buffers[where]
-            elif where == -1:
-                target = out[lo:hi]
+    def _slots(self, tape: Tape, targets: list, copies: list):
+        """A block's arrays as one list of slots, [inputs (in `input_keys`' order), constants,
+        buffers, output, grads (in `order`'s)], and the calls and copies over them: each call
+        (ufunc, operand, operand or None, where its result goes)."""
+        self.input_keys = [key for _, key in tape.inputs]
+        # each input's node (None: the cotangent), and whether a block slices it
+        self.reads = [None if kind == "cotangent" else i for kind, i, _ in self.input_keys]
+        self.cut = [whole for _, _, whole in self.input_keys]
+        self.order = sorted(self.leaves)
+        slot = {reg: k for k, (reg, _) in enumerate(tape.inputs)}
+        self.consts = []
+        for reg, c in enumerate(tape.regs):
+            if c is not None:
+                slot[reg] = len(slot)
+                self.consts.append(c)
+        base = len(slot)
+        finals = base + len(self.buffers)
+        place = lambda target: finals + (0 if target == -1 else  # noqa: E731
+                                         1 + self.order.index(target))
+        self.calls = []
+        for (fn, args, dst), (kind, where) in zip(tape.steps, targets):
+            slot[dst] = base + where if kind == "buffer" else place(where)
+            ops = [slot[a] for a in args]
+            self.calls.append((fn, ops[0], ops[1], slot[dst]) if len(ops) == 2 else
+                              (fn, ops[0], slot[dst], None))
+        self.copies = [(slot[reg], place(target)) for reg, target in copies]
+
+    def run(self, s: list):
+        """One block: `s` holds its arrays in slot order (`_slots`), the output's and the
+        grads' slots views of the flat results, which the calls and copies write."""
+        for fn, x, y, z in self.calls:
+            if z is None:
+                fn(s[x], s[y])
             else:
-                target = grads[-2 - where][lo:hi]
-            regs[dst] = fn(*[regs[a] for a in args], out=target)
-        for reg, target in self.copies:
-            (out if target == -1 else grads[target])[lo:hi] = regs[reg]
+                fn(s[x], s[y], s[z])
+        for src, dst in self.copies:
+            s[dst][...] = s[src]
 
-    def forward(self, nodes) -> list:
+    def forward(self, nodes, cotangent=None) -> list:
         """The registers after the recorded forward calls, made once on the whole arrays of
         the graph's `nodes` (no blocks, no buffers: each result a fresh array, as the plain
-        forward makes it)."""
-        regs = list(self.consts)
+        forward makes it); with a `cotangent` of the output's shape, after the backward
+        calls too (`grads` reads them)."""
+        regs = list(self._regs)
         for reg, i in self._reads:
             regs[reg] = nodes[i].value
-        _call(self._forward, regs)
+        if cotangent is None:
+            _call(self._forward, regs)
+            return regs
+        for reg in self._cot:
+            regs[reg] = cotangent
+        _call(self._both, regs)
         return regs
+
+    def grads(self, regs: list) -> dict:
+        """Leaf id -> grad, from the registers after the backward calls."""
+        return {i: regs[r] for i, r in self._grads.items()}
 
     def values(self, regs: list) -> list:
         """The value of every node up to the output, by id, from `forward`'s registers."""
@@ -240,12 +275,14 @@ class Program:
         for reg in self._cot:
             regs[reg] = cotangent
         _call(self._backward, regs)
-        return {i: regs[r] for i, r in self._grads.items()}
+        return self.grads(regs)
 
 
-def _call(steps, regs: list):
-    for fn, args, dst in steps:
-        if len(args) == 2:
-            regs[dst] = fn(regs[args[0]], regs[args[1]])
-        else:
-            regs[dst] = fn(*[regs[a] for a in args])
+def _calls(steps) -> list:
+    """Recorded steps as _call runs them: (ufunc, operand, operand or None, result)."""
+    return [(fn, args[0], args[1] if len(args) == 2 else None, dst) for fn, args, dst in steps]
+
+
+def _call(calls, regs: list):
+    for fn, a, b, dst in calls:
+        regs[dst] = fn(regs[a]) if b is None else fn(regs[a], regs[b])
