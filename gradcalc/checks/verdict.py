@@ -436,24 +436,25 @@ class Verdict:
                                   self.atol, work and work[:3]))
 
     def _usual_blocks(self, fed, cot, N):
-        """feed_usual()'s comparison of large leaves, one at a time, BLOCK entries at a
-        time through buffers reused from block to block (fresh ones would fault in new
-        pages each time); a block whose relative errors cannot exceed the largest found so
-        far does not compute them. The largest errors, or None where a value is not finite
-        or an entry disagrees."""
+        """feed_usual()'s comparison of large leaves, BLOCK entries at a time, every leaf's
+        block while v's is in cache (one pass over v for all the leaves), through buffers
+        reused from block to block (fresh ones would fault in new pages each time); a block
+        whose relative errors cannot exceed the largest found so far does not compute them.
+        The largest errors, or None where a value is not finite or an entry disagrees."""
         block = min(BLOCK, N)
         work = self._work(block)
         top_abs, top_rel = self.max_abs, self.max_rel
+        grads = [(leaf.grad.reshape(-1), partials) for leaf, partials, _ in fed]
         with np.errstate(all="ignore"):
-            for leaf, partials, _ in fed:
-                grad = leaf.grad.reshape(-1)
-                for lo in range(0, N, block):
-                    hi = min(lo + block, N)
+            for lo in range(0, N, block):
+                hi = min(lo + block, N)
+                c = cot if cot.ndim == 0 else cot[lo:hi]
+                terms = work[3][:hi - lo]
+                for grad, partials in grads:
                     d = partials(lo, hi)            # (a number: the same at every element)
                     if d is None:
                         return None
-                    c = cot if cot.ndim == 0 else cot[lo:hi]
-                    terms = np.multiply(d, c, out=work[3][:hi - lo])
+                    np.multiply(d, c, out=terms)
                     q = _finite(_close(self._round(terms), grad[lo:hi], self.rtol,
                                        self.atol, work[:3], top_rel))
                     if q is None:
