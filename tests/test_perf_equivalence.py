@@ -1059,6 +1059,34 @@ def test_symbolic_tapes_equal_the_evaluators_way(expr, shapes, domain, dtype, mo
                 assert _symbolic_reports(*args, tapes=True) == plain_, (seed, special, jac)
 
 
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+def test_kink_sites_by_blocks_equal_the_whole_masks(expr, shapes, domain, monkeypatch):
+    """issue 15: a pointwise op's kink predicate is first tried block by block, and a node
+    at no kink is passed without its whole mask; the check's report (the points it names,
+    the ops and conventions behind them) is the whole masks' either way, at ordinary inputs
+    and at special ones (0, ties, inf, NaN)."""
+    from gradcalc.checks import kinks
+    for seed in (0, 1):
+        for special in (False, True):
+            vars_ = sample_inputs(shapes, domain, seed, special)
+            try:
+                graph = compile_with(expr, vars_, "float64")
+            except GradcalcError:
+                continue
+            oshape = graph.nodes[graph.output].shape
+            grad = np.random.default_rng(seed).uniform(-1, 1, oshape) if oshape else None
+            args = (expr, vars_, grad, "float64", True, monkeypatch)
+            monkeypatch.setattr(kinks, "_none_by_blocks", lambda *a: False)
+            try:
+                whole = _symbolic_reports(*args, tapes=True)
+            except GradcalcError:
+                continue
+            monkeypatch.undo()
+            monkeypatch.setattr(kinks, "BLOCK", 1)      # every element a block of its own
+            assert _symbolic_reports(*args, tapes=True) == whole, (seed, special)
+            monkeypatch.undo()
+
+
 # wrong rules: the tape way gives up on a leaf at its first disagreeing block, and the
 # Evaluator's way lists what disagrees
 _WRONG = [("mul", "3*a + 2*b*b + log(c)"), ("log", "3*a + 2*b*b + log(c)"),

@@ -10,8 +10,6 @@ derivative is evaluated. It is handed the check's session and never imports symp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .evaluator import Evaluator, evaluate_array
@@ -55,7 +53,6 @@ class Terms:
         return by
 
 
-@dataclass(eq=False)
 class Part:
     """A derivative over the output's elements on the way through the pieces: its values
     with sympy's choice at a tie (Heaviside(0) = 1/2), and where a tie lies on the way
@@ -63,11 +60,11 @@ class Part:
     (`d1`), as the whole form's derivative is evaluated three ways (evaluate_array); and
     where float64 overflowed on the way (`unverifiable`)."""
 
-    d: np.ndarray
-    d0: np.ndarray | None = None
-    d1: np.ndarray | None = None
-    cand: np.ndarray | None = None
-    unverifiable: np.ndarray | None = None
+    __slots__ = ("d", "d0", "d1", "cand", "unverifiable")
+
+    def __init__(self, d: np.ndarray, d0: np.ndarray | None = None, d1: np.ndarray | None = None,
+                 cand: np.ndarray | None = None, unverifiable: np.ndarray | None = None):
+        self.d, self.d0, self.d1, self.cand, self.unverifiable = d, d0, d1, cand, unverifiable
 
     def _with(self, other, op):
         with np.errstate(all="ignore"):

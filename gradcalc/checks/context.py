@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -46,44 +45,41 @@ class Leaf(NamedTuple):
     jac: np.ndarray | None
 
 
-@dataclass(frozen=True, eq=False)
 class Higher:
     """The answers of SPEC 9 a check compares, each None unless asked for, with the
     directions they were taken along ({leaf name: array of its shape}; a leaf without one
     moved by 0): J·u along `tangent`, the Taylor derivatives of order 1..len(taylor) along
     `along`, {a: {b: H_ab}} (an array, or a block with `.diag` when it is diagonal) and
-    {leaf: H·u} along `hvp_dir`, all of vᵀ·y for the context's cotangent v."""
+    {leaf: H·u} along `hvp_dir`, all of vᵀ·y for the context's cotangent v. Plain classes
+    here and for the other records of the checks: a dataclass costs 0.3-1 ms to define, at
+    the first check of every process (issue 15, figures 2 and 7)."""
 
-    jvp: Any = None
-    tangent: dict | None = None
-    taylor: list | None = None
-    along: dict | None = None
-    hessian: dict | None = None
-    hvp: dict | None = None
-    hvp_dir: dict | None = None
+    __slots__ = ("jvp", "tangent", "taylor", "along", "hessian", "hvp", "hvp_dir")
+
+    def __init__(self, jvp=None, tangent: dict | None = None, taylor: list | None = None,
+                 along: dict | None = None, hessian: dict | None = None,
+                 hvp: dict | None = None, hvp_dir: dict | None = None):
+        self.jvp, self.tangent, self.taylor, self.along = jvp, tangent, taylor, along
+        self.hessian, self.hvp, self.hvp_dir = hessian, hvp, hvp_dir
 
 
-@dataclass(frozen=True, eq=False)
 class Context:
-    """Everything a check reads of a calculation. `grads` maps each leaf name of `wrt` to
-    autograd's grad from ONE backward (None: no path), `jacobian` each to its Jacobian or is
-    None when it was not computed; `cotangent` is None when only J·u or Taylor was asked
-    (nothing of first order to check); `higher` holds the second-order answers, if any;
-    `rtol`/`atol` are the user's (None: the method's default); `dtype` is "float64" or
-    "float32"."""
+    """Everything a check reads of a calculation, never changed once made. `grads` maps each
+    leaf name of `wrt` to autograd's grad from ONE backward (None: no path), `jacobian` each
+    to its Jacobian or is None when it was not computed; `cotangent` is None when only J·u
+    or Taylor was asked (nothing of first order to check); `higher` holds the second-order
+    answers, if any; `rtol`/`atol` are the user's (None: the method's default); `dtype` is
+    "float64" or "float32". What the checks derive from it is kept in its __dict__ (`once`)."""
 
-    graph: Graph
-    values: Any                   # node values, indexed by node id
-    output_id: int
-    cotangent: np.ndarray
-    wrt: tuple
-    grads: dict
-    jacobian: dict | None
-    dtype: str
-    limits: Limits
-    rtol: float | None = None
-    atol: float | None = None
-    higher: Higher | None = None
+    def __init__(self, graph: Graph, values: Any, output_id: int, cotangent: np.ndarray,
+                 wrt: tuple, grads: dict, jacobian: dict | None, dtype: str, limits: Limits,
+                 rtol: float | None = None, atol: float | None = None,
+                 higher: Higher | None = None):
+        self.graph = graph
+        self.values = values              # node values, indexed by node id
+        self.output_id, self.cotangent, self.wrt, self.grads = output_id, cotangent, wrt, grads
+        self.jacobian, self.dtype, self.limits = jacobian, dtype, limits
+        self.rtol, self.atol, self.higher = rtol, atol, higher
 
     def tolerances(self, kind):
         """(rtol, atol): the user's, else symbolic 1e-7/1e-10 (float64), numeric 1e-5/1e-7

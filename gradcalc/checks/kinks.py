@@ -13,6 +13,8 @@ import numpy as np
 
 from .context import ancestors, sum_to
 
+BLOCK = 1 << 16                 # elements a pointwise op's kink predicate is first tried on
+
 
 def nan_may_arise(context, sites):
     """True when autograd may legitimately produce NaN (0 * inf, inf - inf): a kink site
@@ -37,6 +39,8 @@ def kink_sites(context):
     with np.errstate(all="ignore"):
         for i, kink in _kinks_on_path(context):
             eq = nodes[i]
+            if _none_by_blocks(kink.where, eq, vals):
+                continue
             try:
                 m = np.asarray(_mask(kink.where, eq, vals), dtype=bool)
             except Exception:               # a predicate that cannot run names nothing
@@ -50,6 +54,28 @@ def kink_sites(context):
                 whole = kink.whole is not None and bool(np.any(_mask(kink.whole, eq, vals)))
                 sites.append((eq, m, whole, kink.words))
     return sites
+
+
+def _none_by_blocks(pred, eq, vals):
+    """True when a pointwise op whose inputs all have its shape (or are numbers) sits at no
+    kink: its predicate, elementwise, is tried block by block (small temporaries, in cache,
+    where the whole mask would be a fresh array of the node's size: the usual case, a
+    million elements and no kink, pays no page faults). False: look at the whole mask (a
+    site, or inputs of other shapes, or a predicate that raises)."""
+    ins = [np.asarray(vals[j]) for j in eq.inputs]
+    size = int(np.prod(eq.shape))
+    if (not eq.op.pointwise or size <= BLOCK
+            or not all(v.ndim == 0 or v.shape == tuple(eq.shape) for v in ins)):
+        return False
+    flat = [v if v.ndim == 0 else v.reshape(-1) for v in ins]
+    try:
+        for lo in range(0, size, BLOCK):
+            block = [v if v.ndim == 0 else v[lo:lo + BLOCK] for v in flat]
+            if np.any(pred(*block, **eq.params)):
+                return False
+    except Exception:               # the whole mask's way decides
+        return False
+    return True
 
 
 def _kinks_on_path(context):

@@ -36,7 +36,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 # queue.SimpleQueue and queue.Empty are these, defined in C; the queue module around them
@@ -566,7 +565,6 @@ def _key(context):
     return ("symbolic-elementwise", context.output_id, context.dtype, tuple(context.ids))
 
 
-@dataclass(eq=False)
 class Derivation:
     """An elementwise program in sympy: the leaves' symbols, every node's form (a sum that
     only feeds a sum has none: it is gathered into it), the values of the array constants'
@@ -575,14 +573,14 @@ class Derivation:
     alone (then the program's memo keeps it). `cuts` lists, in graph order, (symbol, form) of the nodes whose forms nest deeper than the cut
     depth: each is a symbol in the forms after it (chain.py composes their derivatives)."""
 
-    leaf_sym: dict
-    exprs: dict
-    const_env: dict
-    diffs: dict
-    alone: bool
-    cuts: list
-    tapes: dict = field(default_factory=dict)   # leaf id -> its derivative's Tape, or False
-    taken: dict = field(default_factory=dict)   # wrt -> _taken()
+    __slots__ = ("leaf_sym", "exprs", "const_env", "diffs", "alone", "cuts", "tapes", "taken")
+
+    def __init__(self, leaf_sym: dict, exprs: dict, const_env: dict, diffs: dict, alone: bool,
+                 cuts: list):
+        self.leaf_sym, self.exprs, self.const_env, self.diffs = leaf_sym, exprs, const_env, diffs
+        self.alone, self.cuts = alone, cuts
+        self.tapes: dict = {}       # leaf id -> its derivative's Tape, or False
+        self.taken: dict = {}       # wrt -> _taken()
 
 
 def derive_elementwise(session, context, cut=CUT_DEPTH) -> Derivation:

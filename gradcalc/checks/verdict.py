@@ -8,11 +8,9 @@ nothing here imports sympy.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import math
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
 
 import numpy as np
 
@@ -40,7 +38,6 @@ def jnum(v):
     return v
 
 
-@dataclass(eq=False)
 class Partials:
     """What a method found for one leaf. Elementwise programs (`picks` None): `d` has the
     output's shape, each element the partial derivative by the one leaf element it reads.
@@ -53,19 +50,18 @@ own reference cannot be trusted (a float64 overflow in sympy's formula beyond wh
 refined, a finite difference lost below the spacing of the floats), for `reason`: there a
 difference is reported as unverifiable, not as a disagreement."""
 
-    leaf: Leaf
-    d: np.ndarray
-    flag: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    slack: np.ndarray | None = None
-    quiet: np.ndarray | None = None
-    picks: np.ndarray | None = None
-    unverifiable: np.ndarray | None = None
-    reason: str | None = None
+    __slots__ = ("leaf", "d", "flag", "lo", "hi", "slack", "quiet", "picks", "unverifiable",
+                 "reason")
+
+    def __init__(self, leaf: Leaf, d: np.ndarray, flag: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray, slack: np.ndarray | None = None, quiet: np.ndarray | None = None,
+                 picks: np.ndarray | None = None, unverifiable: np.ndarray | None = None,
+                 reason: str | None = None):
+        self.leaf, self.d, self.flag, self.lo, self.hi = leaf, d, flag, lo, hi
+        self.slack, self.quiet, self.picks = slack, quiet, picks
+        self.unverifiable, self.reason = unverifiable, reason
 
 
-@dataclass(eq=False)
 class Entries:
     """One comparison: `expected` against autograd's `actual` (flattened alike); `what` is
     "grad", "jacobian", or a second-order answer ("jvp", "taylor", "hvp", "hessian");
@@ -77,21 +73,23 @@ class Entries:
     PyTorch's convention may be NaN) other entries legitimately come out NaN
     through a 0 * inf in some rule (as in torch.autograd.functional.jacobian)."""
 
-    leaf: str
-    what: str
-    expected: Any
-    actual: Any
-    index: Callable
-    flagged: Any = None
-    lo: Any = None
-    hi: Any = None
-    scale: Any = None
-    slack: Any = None
-    column: Any = None
-    label: Callable | None = None
-    quiet: Any = None
-    unverifiable: Any = None
-    reason: str | None = None
+    __slots__ = ("leaf", "what", "expected", "actual", "index", "flagged", "lo", "hi", "scale",
+                 "slack", "column", "label", "quiet", "unverifiable", "reason")
+
+    def __init__(self, leaf, what, expected, actual, index, flagged=None, lo=None, hi=None,
+                 scale=None, slack=None, column=None, label=None, quiet=None,
+                 unverifiable=None, reason=None):
+        self.leaf, self.what, self.expected, self.actual, self.index = (leaf, what, expected,
+                                                                        actual, index)
+        self.flagged, self.lo, self.hi, self.scale, self.slack = flagged, lo, hi, scale, slack
+        self.column, self.label, self.quiet = column, label, quiet
+        self.unverifiable, self.reason = unverifiable, reason
+
+    def because(self, reason):
+        """These entries with another reason (a copy)."""
+        other = copy.copy(self)
+        other.reason = reason
+        return other
 
 
 def agree(expected, actual, rtol, atol, scale=None, slack=None):
@@ -438,24 +436,25 @@ class Verdict:
                                   self.atol, work and work[:3]))
 
     def _usual_blocks(self, fed, cot, N):
-        """feed_usual()'s comparison of large leaves, one at a time, BLOCK entries at a
-        time through buffers reused from block to block (fresh ones would fault in new
-        pages each time); a block whose relative errors cannot exceed the largest found so
-        far does not compute them. The largest errors, or None where a value is not finite
-        or an entry disagrees."""
+        """feed_usual()'s comparison of large leaves, BLOCK entries at a time, every leaf's
+        block while v's is in cache (one pass over v for all the leaves), through buffers
+        reused from block to block (fresh ones would fault in new pages each time); a block
+        whose relative errors cannot exceed the largest found so far does not compute them.
+        The largest errors, or None where a value is not finite or an entry disagrees."""
         block = min(BLOCK, N)
         work = self._work(block)
         top_abs, top_rel = self.max_abs, self.max_rel
+        grads = [(leaf.grad.reshape(-1), partials) for leaf, partials, _ in fed]
         with np.errstate(all="ignore"):
-            for leaf, partials, _ in fed:
-                grad = leaf.grad.reshape(-1)
-                for lo in range(0, N, block):
-                    hi = min(lo + block, N)
+            for lo in range(0, N, block):
+                hi = min(lo + block, N)
+                c = cot if cot.ndim == 0 else cot[lo:hi]
+                terms = work[3][:hi - lo]
+                for grad, partials in grads:
                     d = partials(lo, hi)            # (a number: the same at every element)
                     if d is None:
                         return None
-                    c = cot if cot.ndim == 0 else cot[lo:hi]
-                    terms = np.multiply(d, c, out=work[3][:hi - lo])
+                    np.multiply(d, c, out=terms)
                     q = _finite(_close(self._round(terms), grad[lo:hi], self.rtol,
                                        self.atol, work[:3], top_rel))
                     if q is None:
@@ -564,7 +563,7 @@ class Verdict:
             within = self._within_rounding(en, e, np.flatnonzero(~ok))
             if within.size:
                 if en.what != "jacobian":
-                    self._list_unverifiable(dataclasses.replace(en, reason=rounding.ROUNDING),
+                    self._list_unverifiable(en.because(rounding.ROUNDING),
                                             within, e, a)
                 ok[within] = True
                 counted[within] = False

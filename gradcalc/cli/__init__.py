@@ -8,7 +8,6 @@ disk each as themselves. When gradcalc is the program it also tunes and ends the
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -23,6 +22,7 @@ def report_error(err: GradcalcError, as_json: bool):
     """A bad input: one-line reason on stderr (with a caret for positions), JSON on stdout
     when asked for."""
     if as_json:
+        import json             # (only a failure writes it: 1.5 ms of every start-up)
         _write(sys.stdout, json.dumps({"error": err.to_json()}) + "\n")
     msg = f"gradcalc: {err.kind} error: {escape_text(err.message)}"
     lc = err.line_column()
@@ -67,6 +67,7 @@ def internal_error(exc: BaseException, debug: bool, as_json: bool = False):
         import traceback
         traceback.print_exception(exc)
     if as_json:                  # a pipeline that asked for JSON still receives JSON
+        import json
         _write(sys.stdout, json.dumps({"error": internal_error_json(exc)}) + "\n")
     _write(sys.stderr,
         f"gradcalc: internal error ({type(exc).__name__}: {escape_text(str(exc))[:200]}). "

@@ -6,7 +6,6 @@ computes nothing itself and imports rich only for the human view.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -266,6 +265,7 @@ def _derivative(text, claims, limits, as_json) -> int | None:
             return None
         raise
     if as_json:
+        import json
         sys.stdout.write(json.dumps(d.to_json(), allow_nan=False) + "\n")
     else:
         from ..view.human import render_derivation
