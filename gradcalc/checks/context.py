@@ -150,7 +150,7 @@ class Context:
         """Output elements whose value is not finite (log of a negative, an overflow), or
         None: there a derivative means nothing, whatever a method's formula gives."""
         v = np.asarray(self.vals[self.output_id], dtype=np.float64)
-        if v.size and all_finite(v):
+        if v.size and engine.economy.all_finite(v):
             return None
         bad = ~np.isfinite(np.broadcast_to(v, self.out_shape))
         return bad if bad.any() else None
@@ -166,19 +166,6 @@ class Context:
         g = np.zeros(eq.shape) if g is None else np.asarray(g, dtype=np.float64)
         jac = None if self.jacobian is None else np.asarray(self.jacobian[name], np.float64)
         return Leaf(name, eq, g, jac)
-
-
-def all_finite(v):
-    """Every entry of `v` (a number or an array) finite. A large array is summed (finite
-    only if every term is; no array of flags allocated), and where the sum is not finite
-    its entries are looked at; a small one by its largest magnitude (NaN if any is NaN):
-    two calls, and no warning to silence."""
-    if not isinstance(v, np.ndarray) or not v.ndim:
-        return math.isfinite(v)
-    if v.size < 4096:
-        return math.isfinite(np.maximum.reduce(np.abs(v), axis=None)) if v.size else True
-    with np.errstate(all="ignore"):
-        return math.isfinite(np.add.reduce(v, axis=None)) or bool(np.isfinite(v).all())
 
 
 def ancestors(graph, out):

@@ -20,7 +20,7 @@ import operator
 
 import numpy as np
 
-from .context import all_finite
+from ..engine.economy import all_finite
 
 MAX_REFINE = 32                 # non-finite float64 entries re-evaluated with mpmath
 MAX_FORMULA_NODES = 400         # a longer derivative is not printed ("derivatives": null)

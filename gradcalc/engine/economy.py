@@ -1005,14 +1005,21 @@ def jacobian(graph, values, output: int, leaf_ids, structure: bool | None = None
 
 # ------------------------------------------------------------------ non-finite values
 def all_finite(a) -> bool:
-    """np.isfinite(a).all() without a temporary as large as `a`: a sum is finite only when
-    every term is (NaN and inf propagate); an overflowing sum falls back to the exact test."""
+    """np.isfinite(a).all() of a number or an array, without a temporary as large as `a`: a
+    few numbers as Python floats (no numpy call, no warnings); up to 4,096 by the largest
+    magnitude (NaN if any is NaN: two calls, no warning to silence); more by their sum,
+    finite only when every term is (NaN and inf propagate), an overflowing sum falling back
+    to the exact test."""
     if type(a) is not np.ndarray:
+        if type(a) is float:
+            return math.isfinite(a)
         a = np.asarray(a)
     if a.dtype.kind != "f":
         return True
-    if a.size <= 32:                        # Python floats: no numpy call, no warnings
+    if a.size <= 32:
         return all(map(math.isfinite, a.tolist() if a.ndim == 1 else a.ravel().tolist()))
+    if a.size < 4096:
+        return math.isfinite(np.maximum.reduce(np.abs(a), axis=None))
     with np.errstate(all="ignore"):
         if math.isfinite(float(np.add.reduce(a, axis=None))):
             return True
