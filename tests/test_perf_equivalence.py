@@ -372,9 +372,20 @@ def test_has_negative_zero_is_a_zero_with_its_sign_bit(dtype):
 
 
 def test_all_finite_is_isfinite_all():
-    big = np.full(10, 1e308)                       # the sum overflows, the values do not
-    for a in (np.zeros(0), np.arange(5.0), big, np.array([1.0, np.nan]),
-              np.array([np.inf, -np.inf]), np.float32([3e38, 3e38]), np.array(np.inf)):
+    """At every size its three ways serve (a few as Python floats, up to 4,096 by the largest
+    magnitude, more by the sum), with an overflowing sum, a NaN, an inf, in float64 and
+    float32, 0-d arrays, numbers and integers."""
+    cases = [np.zeros(0), np.array(np.inf), np.array(2.0), np.arange(5), 1.5, float("nan")]
+    for n in (10, 33, 4095, 5000):
+        for dtype in (np.float64, np.float32):
+            top = np.finfo(dtype).max
+            cases += [np.full(n, top / 2, dtype),  # the sum overflows, the values do not
+                      np.linspace(-1, 1, n).astype(dtype).reshape(-1, 1)]
+            for bad in (np.nan, np.inf, -np.inf):
+                a = np.full(n, top / 2, dtype)
+                a[n // 2] = bad
+                cases.append(a)
+    for a in cases:
         assert economy.all_finite(a) == bool(np.isfinite(a).all()), a
 
 
