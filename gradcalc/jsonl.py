@@ -222,7 +222,7 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
             strict = result
             if warnings:
                 obj["warnings"] = warnings
-            if not result.passed:
+            if result.checks and not result.passed:     # (--check none: no checks)
                 disagreed = True
         except Exception as exc:  # noqa: BLE001 - every failure is one answer line
             err = as_error(exc)

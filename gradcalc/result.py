@@ -111,12 +111,14 @@ class Result:
             obj["jacobian_note"] = self.jacobian_note
         if self.grads_note:
             obj["grads_note"] = self.grads_note
-        obj["checks"] = json_safe(self.checks)
+        obj["checks"] = json_safe(self.checks) if self.checks else {}
         obj["repeat"] = self.repeat
         obj["dtype"] = self.dtype
         obj["no_path"] = list(self.no_path)
         obj["nonfinite"] = self.__dict__.get("nonfinite") if trusting else self.nonfinite
-        obj.update(self.higher_json(plain))
+        if not (self.jvp is None and self.hessian is None and self.hvp is None and
+                self.taylor is None and self.steps is None):     # (SPEC 9: seldom asked)
+            obj.update(self.higher_json(plain))
         if self.finite_differences:
             obj["finite_differences"] = self.finite_differences
         return obj
@@ -178,19 +180,19 @@ def _bulk_or(plain, trusting: bool):
     """`plain`, except that a large float array stays an array (when trusting, only a finite
     one: a NaN must still make the strict encoder refuse the object)."""
     def bulk(arr):
-        if getattr(arr, "size", 0) >= BULK and arr.dtype in _BULK_DTYPES and (
+        if getattr(arr, "size", 0) >= BULK and arr.dtype in _FLOATS and (
                 not trusting or np.isfinite(arr).all()):
             return np.asarray(arr)
         return plain(arr)
     return bulk
 
 
-_BULK_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _tolist(arr):
     """to_plain without its finiteness test (see Result.to_json(trusting=True))."""
-    if type(arr) is np.ndarray and arr.dtype.kind == "f":      # (nearly always)
+    if type(arr) is np.ndarray and arr.dtype in _FLOATS:    # (nearly always: `in` tests is)
         return arr.tolist()
     a = np.asarray(arr)
     if a.dtype.kind != "f":

@@ -1357,3 +1357,18 @@ def test_the_json_size_counts_as_np_size():
                                          *r.leaves.values(), *r.jacobian.values(),
                                          *r.hvp.values()))
         assert check_json_size(r, Limits()) == want, odd
+
+
+@pytest.mark.parametrize("value", [
+    np.array([1.5, -0.0, 1e-5]), np.array([[1.5, 2.0]], dtype=np.float32),
+    np.array([1.5, 2.25], dtype=np.float16), np.array([1.5, 2.0], dtype=">f8"),
+    np.array([1, 2], dtype=np.int64), np.array([True, False]), np.float64(0.1),
+    np.array(2.5), 3, 0.1])
+def test_trusting_lists_equal_strict_ones(value):
+    """Result.to_json(trusting=True) turns a float64 or float32 array into lists straight
+    away and everything else the general way: for finite numbers of any dtype, the same
+    numbers of the same types as the strict conversion."""
+    from gradcalc.result import _tolist, to_plain
+
+    fast, strict = _tolist(value), to_plain(value)
+    assert repr(fast) == repr(strict)

@@ -631,7 +631,7 @@ def run_fused(progs, nodes, flat_cot, n: int, block: int, dtype):
     kept = block_buffers(progs)
     buffers = kept[1]
     whole = result_block((1 + len(first.order), n), dtype)
-    rows = [whole[k] for k in range(len(whole))]
+    rows = list(whole)                          # (its rows, as views)
     with np.errstate(all="ignore"):
         for lo in range(0, n, block):
             hi = min(lo + block, n)
