@@ -56,8 +56,7 @@ class View:
 
     def table(self, table):
         """A table, its lines without the blanks that pad its last column."""
-        for line in trimmed_lines(self.c, table):
-            self.c.print(line)
+        self.c.print(trimmed_lines(self.c, table))
 
     def hang(self, text: Text, indent: int, width: int | None = None):
         """A paragraph whose continuation lines are indented by `indent`, wrapped at the prose
