@@ -456,7 +456,8 @@ def render(result, precision=None, show_graph=False, console: Console | None = N
         waiting = PendingChecks(result)
         if waiting.done_within(PATIENCE):
             view = View(result, precision, console)
-            view.render(show_graph=show_graph)
+            with view.c:           # the whole view in one write, not one per line
+                view.render(show_graph=show_graph)
         else:
             view = View(result, precision, console)
             view.answer()
