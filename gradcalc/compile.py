@@ -11,7 +11,6 @@ over `Graph.nodes`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,21 +59,25 @@ class Eq:
         return f"Eq({self.id} {what}{list(self.inputs)} {self.shape} {self.name or ''})"
 
 
-@dataclass
 class Graph:
-    nodes: list
-    leaves: dict                 # name -> node id of every named leaf
-    names: dict                  # name -> node id of its newest binding
-    output: int
-    output_name: str | None
-    source: str
-    dtype: np.dtype
-    leaf_order: list = field(default_factory=list)
-    folded: dict = field(default_factory=dict)   # const id -> (op name, input ids) folded into it
-    random: bool = False         # it drew from the --seed generator: never reuse it
-    # derived data of this compiled program (the engine's schedules, the symbolic check's
-    # derivation), shared by every rebinding of it to new leaf values
-    memo: dict = field(default_factory=dict, repr=False)
+    """A compiled program (a plain class: a dataclass costs 0.3-1 ms to define, at the start
+    of every process; a graph is never compared or printed)."""
+
+    def __init__(self, nodes: list, leaves: dict, names: dict, output: int,
+                 output_name: str | None, source: str, dtype: np.dtype,
+                 leaf_order: list | None = None, folded: dict | None = None,
+                 random: bool = False):
+        self.nodes = nodes
+        self.leaves = leaves             # name -> node id of every named leaf
+        self.names = names               # name -> node id of its newest binding
+        self.output, self.output_name, self.source, self.dtype = output, output_name, source, dtype
+        self.leaf_order = [] if leaf_order is None else leaf_order
+        # const id -> (op name, input ids) folded into it
+        self.folded = {} if folded is None else folded
+        self.random = random             # it drew from the --seed generator: never reuse it
+        # derived data of this compiled program (the engine's schedules, the symbolic
+        # check's derivation), shared by every rebinding of it to new leaf values
+        self.memo: dict = {}
 
 
 def _children(node: Node):

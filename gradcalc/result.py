@@ -8,7 +8,6 @@ imports nothing heavy beyond numpy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from operator import attrgetter
 
 import numpy as np
@@ -17,43 +16,36 @@ from .engine import describe_nonfinite
 from .errors import GradcalcError, Limits, fmt_bytes
 
 
-@dataclass
 class Result:
-    """One calculation, as plain data. `to_json()` is the object of SPEC section 4."""
+    """One calculation, as plain data. `to_json()` is the object of SPEC section 4. (A plain
+    class: a dataclass costs 0.3-1 ms to define, at the start of every process; a result is
+    never compared or printed.)"""
 
-    expression: str
-    output_name: str | None
-    output: np.ndarray
-    cotangent: np.ndarray
-    cotangent_implied: bool
-    grads: dict                       # name -> array (accumulated over repeat)
-    leaves: dict                      # name -> value of every named leaf
-    no_path: list
-    jacobian: dict | None
-    jacobian_note: str | None
-    checks: dict
-    repeat: int
-    dtype: str
-    wrt: list
-    graph: object = field(default=None, repr=False)
-    values: object = field(default=None, repr=False)
-    output_id: int = 0
-    # SPEC 9, each None unless asked for: J·u (output's shape), {a: {b: H_ab}}, {leaf: H·u},
-    # [order 1..N derivatives along u]
-    jvp: object = None
-    hessian: object = None
-    hvp: object = None
-    taylor: object = None
-    steps: object = None              # [{"target", "formula", "value"}] (--steps)
-    # the directions they were taken along: {"tangent"|"taylor"|"hvp": {leaf: array}}
-    directions: dict = field(default_factory=dict, repr=False)
-    # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
-    finite_differences: dict = field(default_factory=dict)
-    # why `grads` is empty (--jacobian without --grad), else None
-    grads_note: str | None = None
-    # the cross-checks asked for, and those still to run (api.run(defer_checks=True))
-    check_kinds: tuple = ()
-    pending_checks: object = field(default=None, repr=False)
+    def __init__(self, expression: str, output_name: str | None, output: np.ndarray,
+                 cotangent: np.ndarray, cotangent_implied: bool, grads: dict, leaves: dict,
+                 no_path: list, jacobian: dict | None, jacobian_note: str | None,
+                 checks: dict, repeat: int, dtype: str, wrt: list, graph=None, values=None,
+                 output_id: int = 0):
+        self.expression, self.output_name, self.output = expression, output_name, output
+        self.cotangent, self.cotangent_implied = cotangent, cotangent_implied
+        self.grads = grads                # name -> array (accumulated over repeat)
+        self.leaves = leaves              # name -> value of every named leaf
+        self.no_path, self.jacobian, self.jacobian_note = no_path, jacobian, jacobian_note
+        self.checks, self.repeat, self.dtype, self.wrt = checks, repeat, dtype, wrt
+        self.graph, self.values, self.output_id = graph, values, output_id
+        # SPEC 9, each None unless asked for: J·u (output's shape), {a: {b: H_ab}},
+        # {leaf: H·u}, [order 1..N derivatives along u]
+        self.jvp = self.hessian = self.hvp = self.taylor = None
+        self.steps = None                 # [{"target", "formula", "value"}] (--steps)
+        # the directions they were taken along: {"tangent"|"taylor"|"hvp": {leaf: array}}
+        self.directions: dict = {}
+        # leaf -> [{"extern", "diff", "step"}]: grads that rest on finite differences
+        self.finite_differences: dict = {}
+        # why `grads` is empty (--jacobian without --grad), else None
+        self.grads_note: str | None = None
+        # the cross-checks asked for, and those still to run (api.run(defer_checks=True))
+        self.check_kinds: tuple = ()
+        self.pending_checks = None
 
     def finish_checks(self):
         """Run the checks that api.run left for later (a no-op when none are pending)."""

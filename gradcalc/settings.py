@@ -8,8 +8,6 @@ converts them; it names an option the way its source spells it (`--repeat`, `"re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 from .errors import GradcalcError, Limits, escape_text
 
 CHECKS = ("symbolic", "numeric", "all", "none")
@@ -25,25 +23,20 @@ DIRECTIONS = ("tangent", "hvp")
 MAX_TAYLOR = 12     # repeated J·u programs grow with the order
 
 
-@dataclass
 class Settings:
-    """Everything that shapes one calculation. None means "not given"."""
+    """Everything that shapes one calculation. None means "not given". (The records of this
+    module are plain classes: a dataclass costs 0.3-1 ms to define, at the start of every
+    process; settings are compared only through their __dict__.)"""
 
-    grad: object = None
-    wrt: object = None
-    of: object = None
-    repeat: object = None
-    check: object = None
-    rtol: object = None
-    atol: object = None
-    jacobian: object = None
-    dtype: object = None
-    seed: object = None
-    tangent: object = None      # SPEC 9: {leaf: VALUE} (or "NAME=VALUE" texts)
-    hessian: object = None
-    hvp: object = None
-    taylor: object = None
-    steps: object = None        # SPEC 9: the backward as the chain rule (not in #: lines)
+    def __init__(self, grad=None, wrt=None, of=None, repeat=None, check=None, rtol=None,
+                 atol=None, jacobian=None, dtype=None, seed=None, tangent=None, hessian=None,
+                 hvp=None, taylor=None, steps=None):
+        self.grad, self.wrt, self.of, self.repeat, self.check = grad, wrt, of, repeat, check
+        self.rtol, self.atol, self.jacobian = rtol, atol, jacobian
+        self.dtype, self.seed = dtype, seed
+        self.tangent = tangent      # SPEC 9: {leaf: VALUE} (or "NAME=VALUE" texts)
+        self.hessian, self.hvp, self.taylor = hessian, hvp, taylor
+        self.steps = steps          # SPEC 9: the backward as the chain rule (not in #: lines)
 
     def merged_over(self, base: "Settings") -> "Settings":
         """These settings where given, `base` elsewhere (the command line over `#:` lines)."""
@@ -62,16 +55,18 @@ class Settings:
         return out
 
 
-NAMES = tuple(f.name for f in fields(Settings))
+NAMES = tuple(vars(Settings()))
 
 
-@dataclass(frozen=True)
 class Source:
     """Where settings came from: how to name an option in a message, and whether a value
     may still be text to convert (`--repeat 3` and `#: --repeat 3` are; JSON's "3" is not)."""
 
-    style: str          # "cli", "json" or "api"
-    text: bool
+    __slots__ = ("style", "text")
+
+    def __init__(self, style: str, text: bool):
+        self.style = style          # "cli", "json" or "api"
+        self.text = text
 
     def name(self, field: str) -> str:
         if self.style == "json":
@@ -244,7 +239,7 @@ def kept(memo: dict, key, make, grad, most: int = 256) -> Settings:
 
 
 def _settings(fields: dict) -> Settings:
-    """A Settings holding these fields, without dataclasses.replace's per-field work (JSON
+    """A Settings holding these fields, without a call of its __init__ per field (JSON
     Lines builds several per request)."""
     out = Settings.__new__(Settings)
     out.__dict__.update(fields)

@@ -88,19 +88,25 @@ Format of an entry (a written spec, as derivatives.yaml opens with one):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import GradcalcError
 
 
-@dataclass(frozen=True)
 class Param:
-    name: str
-    kind: str          # "array", "arrays" (variadic), "int", "ints" (variadic), "number", "bool"
-    optional: bool = False
-    default: Any = None
-    kwonly: bool = False   # after a bare "*" in the sig: by keyword only
+    """One parameter of an op's signature (parse_sig). The records of this module are plain
+    classes: a dataclass costs 0.3-1 ms to define, at the start of every process (issue 15,
+    figures 1 and 2), and none of them is compared, hashed or printed."""
+
+    __slots__ = ("name", "kind", "optional", "default", "kwonly")
+
+    def __init__(self, name: str, kind: str, optional: bool = False, default: Any = None,
+                 kwonly: bool = False):
+        self.name = name
+        # "array", "arrays" (variadic), "int", "ints" (variadic), "number", "bool"
+        self.kind = kind
+        self.optional, self.default = optional, default
+        self.kwonly = kwonly   # after a bare "*" in the sig: by keyword only
 
 
 def parse_sig(sig: str) -> tuple[Param, ...]:
@@ -132,7 +138,6 @@ def parse_sig(sig: str) -> tuple[Param, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
 class Kink:
     """A point where an op is not differentiable, and the derivative PyTorch 2.13 defines
     there. `where(*input values, **params)` is a mask that broadcasts to the op's output (or
@@ -140,50 +145,58 @@ class Kink:
     the sites where PyTorch's convention defines every derivative through the node, beyond
     the one-sided range calculus allows (clamp with min == max == x)."""
 
-    words: str
-    where: Callable
-    whole: Callable | None = None
+    __slots__ = ("words", "where", "whole")
+
+    def __init__(self, words: str, where: Callable, whole: Callable | None = None):
+        self.words, self.where, self.whole = words, where, whole
 
 
-@dataclass(frozen=True)
 class Site:
     """What a PyTorch node name may depend on: which inputs are constants, the params, and
     the inputs' ranks (matmul's name follows its operands' dimensions)."""
 
-    consts: tuple = ()
-    params: dict = field(default_factory=dict)
-    ranks: tuple = ()
+    __slots__ = ("consts", "params", "ranks")
+
+    def __init__(self, consts: tuple = (), params: dict | None = None, ranks: tuple = ()):
+        self.consts, self.ranks = consts, ranks
+        self.params = {} if params is None else params
 
 
-@dataclass(eq=False)
 class Op:
-    name: str
-    sig: str
-    forward: Callable
-    vjps: Any
-    infer: Callable
-    torch: Any                          # str, or Site -> str
-    family: str                         # the table file's family: elementwise, reduction, ...
-    sympy: Callable | None = None
-    sympy_terms: Callable | None = None # the terms of a form that is a sum (see above)
-    samples: tuple = ()
-    hint: str = ""                      # shown when the call is misused
-    doc: str = ""
-    pointwise: bool = False             # output element k reads element k of each input
-    syntax: str = ""                    # the operator that reaches it ("+", "x[i]", ".T")
-    named: bool = True                  # callable by name, as f(x)
-    kinks: tuple = ()                   # Kink records
-    random: bool = False                # draws from the --seed generator
-    cost: Callable | None = None        # (out_size, in_shapes) -> element operations
-    at_site: Callable | None = None     # Site -> internal params the call site fixes
-    ufuncs: tuple = ()                  # numpy ufuncs a rule may use for this op
-    jvp: Callable | None = None         # torch's forward-mode formula, where it is its own
-    keeps_zero: bool = False            # torch's ZeroTensor kernel passes a zero tangent on
-    nested_jvp: Callable | None = None  # torch's forward formula, for the non-finite route
-    params: tuple = field(default=(), init=False)
+    """One entry of the op table (the module's notes say what each field means)."""
 
-    def __post_init__(self):
-        self.params = parse_sig(self.sig)
+    __slots__ = ("name", "sig", "forward", "vjps", "infer", "torch", "family", "sympy",
+                 "sympy_terms", "samples", "hint", "doc", "pointwise", "syntax", "named",
+                 "kinks", "random", "cost", "at_site", "ufuncs", "jvp", "keeps_zero",
+                 "nested_jvp", "params")
+
+    def __init__(self, name: str, sig: str, forward: Callable, vjps: Any, infer: Callable,
+                 torch: Any, family: str, sympy: Callable | None = None,
+                 sympy_terms: Callable | None = None, samples: tuple = (), hint: str = "",
+                 doc: str = "", pointwise: bool = False, syntax: str = "", named: bool = True,
+                 kinks: tuple = (), random: bool = False, cost: Callable | None = None,
+                 at_site: Callable | None = None, ufuncs: tuple = (), jvp: Callable | None = None,
+                 keeps_zero: bool = False, nested_jvp: Callable | None = None):
+        self.name, self.sig, self.forward, self.vjps, self.infer = name, sig, forward, vjps, infer
+        self.torch = torch                  # str, or Site -> str
+        self.family = family                # the table file's family: elementwise, reduction, ...
+        self.sympy = sympy
+        self.sympy_terms = sympy_terms      # the terms of a form that is a sum (see above)
+        self.samples = samples
+        self.hint = hint                    # shown when the call is misused
+        self.doc = doc
+        self.pointwise = pointwise          # output element k reads element k of each input
+        self.syntax = syntax                # the operator that reaches it ("+", "x[i]", ".T")
+        self.named = named                  # callable by name, as f(x)
+        self.kinks = kinks                  # Kink records
+        self.random = random                # draws from the --seed generator
+        self.cost = cost                    # (out_size, in_shapes) -> element operations
+        self.at_site = at_site              # Site -> internal params the call site fixes
+        self.ufuncs = ufuncs                # numpy ufuncs a rule may use for this op
+        self.jvp = jvp                      # torch's forward-mode formula, where it is its own
+        self.keeps_zero = keeps_zero        # torch's ZeroTensor kernel passes a zero tangent on
+        self.nested_jvp = nested_jvp        # torch's forward formula, for the non-finite route
+        self.params = parse_sig(sig)
 
     @property
     def array_params(self):

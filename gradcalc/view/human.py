@@ -56,8 +56,7 @@ class View:
 
     def table(self, table):
         """A table, its lines without the blanks that pad its last column."""
-        for line in trimmed_lines(self.c, table):
-            self.c.print(line)
+        self.c.print(trimmed_lines(self.c, table))
 
     def hang(self, text: Text, indent: int, width: int | None = None):
         """A paragraph whose continuation lines are indented by `indent`, wrapped at the prose
@@ -457,7 +456,8 @@ def render(result, precision=None, show_graph=False, console: Console | None = N
         waiting = PendingChecks(result)
         if waiting.done_within(PATIENCE):
             view = View(result, precision, console)
-            view.render(show_graph=show_graph)
+            with view.c:           # the whole view in one write, not one per line
+                view.render(show_graph=show_graph)
         else:
             view = View(result, precision, console)
             view.answer()
