@@ -124,18 +124,25 @@ def load(context) -> dict | None:
         return None
 
 
+def read(tape, context) -> list | None:
+    """The values a kept derivative reads (its leaves', as float64), or None when one is
+    not finite: there the check flags, refines or excuses, which only a fresh derivation
+    can."""
+    graph, vals = context.graph, context.vals
+    got = [np.asarray(vals[graph.leaves[name]], dtype=np.float64) for name in tape.inputs]
+    return got if all(np.all(np.isfinite(v)) for v in got) else None
+
+
 def evaluate(tape, context) -> np.ndarray | None:
     """A kept derivative over every output element, run as the fresh check runs its tapes
     (the Evaluator's numpy calls, argument for argument); None when an input or any value
-    is not finite: there the check flags, refines or excuses, which only a fresh derivation
-    can."""
-    graph, vals = context.graph, context.vals
-    inputs = [np.asarray(vals[graph.leaves[name]], dtype=np.float64) for name in tape.inputs]
-    if not all(np.all(np.isfinite(v)) for v in inputs):
+    is not finite (see read())."""
+    values = read(tape, context)
+    if values is None:
         return None
     try:
         with np.errstate(all="ignore"):
-            d = tape.run(inputs)
+            d = tape.run(values)
     except (TypeError, ValueError, OverflowError):
         return None             # a malformed node: a miss, never an error of the check
     return None if d is None else np.broadcast_to(np.asarray(d, dtype=np.float64),

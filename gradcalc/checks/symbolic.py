@@ -212,13 +212,20 @@ def _from_store(context):
     if kept is None:
         return None
     memo[key] = kept            # JSON Lines: the next request of this program reads no file
-    partials = {}
-    for name, (tape, _) in kept.items():
-        partials[name] = stored.evaluate(tape, context)
-        if partials[name] is None:
-            return None
     verdict = Verdict("symbolic", context, NOT_SMOOTH)
-    at_site = _at_site(verdict, context.out_shape)
+    oshape = context.out_shape
+    at_site = _at_site(verdict, oshape)
+    # the usual case, as the fresh check takes it (_elementwise): every leaf's tape block
+    # by block; none is fed where an input or a value is not finite or an entry disagrees
+    fed = ()
+    if at_site is None and context.not_finite is None:
+        items = []
+        for name, (tape, _) in kept.items():
+            values = stored.read(tape, context)
+            if values is None:
+                return None
+            items.append((context.leaf(name), _partials(tape, values, oshape)))
+        fed = {leaf.name for leaf in verdict.feed_usual(items, oshape)}
     derivatives = {}
     for name in context.wrt:
         leaf = context.leaf(name)
@@ -227,8 +234,12 @@ def _from_store(context):
             verdict.no_path(leaf)
             continue
         derivatives[name] = kept[name][1]
-        D = partials[name]
-        _feed(context, verdict, leaf, at_site, D, np.zeros(context.out_shape, bool), D, D, None)
+        if name in fed:
+            continue
+        D = stored.evaluate(kept[name][0], context)
+        if D is None:
+            return None
+        _feed(context, verdict, leaf, at_site, D, np.zeros(oshape, bool), D, D, None)
     return verdict.report(**_summary(context, derivatives))
 
 
@@ -517,20 +528,22 @@ def _fed_usual(session, verdict, derived, taken, env, oshape):
         if tape is None:
             tape = derived.tapes[leaf.eq.id] = Tape.compile(session.sp, d, env, session.tick) or False
         if tape is not False:
-            items.append((leaf, _partials(session, tape, env, oshape)))
+            items.append((leaf, _partials(tape, [env[s] for s in tape.inputs], oshape,
+                                          session.tick)))
     return verdict.feed_usual(items, oshape) if items else []
 
 
-def _partials(session, tape, env, oshape):
+def _partials(tape, inputs, oshape, tick=None):
     """partials(lo, hi) of Verdict.feed_usual: the tape run on those elements of its
-    inputs, or where an input is broadcast, on the whole inputs once (then read by
-    blocks). The result's finiteness is left to the comparison (Verdict.feed_usual)."""
-    inputs = [env[s] for s in tape.inputs]
+    `inputs` (values), or where an input is broadcast, on the whole inputs once (then read
+    by blocks); `tick` before each block. The result's finiteness is left to the
+    comparison (Verdict.feed_usual)."""
     if all(v.size == 1 or v.shape == oshape for v in inputs):
         flat = [v.reshape(()) if v.size == 1 else v.reshape(-1) for v in inputs]
 
         def partials(lo, hi):
-            session.tick()
+            if tick is not None:
+                tick()
             return tape.run([v if v.ndim == 0 else v[lo:hi] for v in flat], False)
         return partials
     whole = []
