@@ -9,6 +9,8 @@ imports sympy.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .context import ancestors, sum_to
@@ -62,10 +64,11 @@ def _none_by_blocks(pred, eq, vals):
     where the whole mask would be a fresh array of the node's size: the usual case, a
     million elements and no kink, pays no page faults). False: look at the whole mask (a
     site, or inputs of other shapes, or a predicate that raises)."""
+    size = math.prod(eq.shape)
+    if not eq.op.pointwise or size <= BLOCK:
+        return False
     ins = [np.asarray(vals[j]) for j in eq.inputs]
-    size = int(np.prod(eq.shape))
-    if (not eq.op.pointwise or size <= BLOCK
-            or not all(v.ndim == 0 or v.shape == tuple(eq.shape) for v in ins)):
+    if not all(v.ndim == 0 or v.shape == tuple(eq.shape) for v in ins):
         return False
     flat = [v if v.ndim == 0 else v.reshape(-1) for v in ins]
     try:
