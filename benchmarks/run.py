@@ -1072,7 +1072,7 @@ def gradcalc_command():
     return [sys.executable, "-m", "gradcalc"], "python -m gradcalc"
 
 
-def time_process(cmd, stdin_data=None):
+def time_process(cmd, stdin_data=None, env=None):
     """(wall seconds, CPU seconds) of one whole process; CPU is the child's user + system
     time from wait4, so a process that waits (a loaded core) and one that computes on a
     second core (numpy's import) are told apart."""
@@ -1081,7 +1081,7 @@ def time_process(cmd, stdin_data=None):
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin_data is None
                                 else subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
-                                cwd=str(ROOT))
+                                cwd=str(ROOT), env=env)
         if stdin_data is not None:
             proc.stdin.write(stdin_data)
             proc.stdin.close()
@@ -1092,6 +1092,17 @@ def time_process(cmd, stdin_data=None):
             err.seek(0)
             raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {err.read()[-500:]!r}")
     return wall, usage.ru_utime + usage.ru_stime
+
+
+def _kept_stream(cmd, data, count, reps):
+    """Median seconds per request of a JSON Lines stream whose program's derivation an
+    earlier process kept (checks/stored.py), in a cache directory of its own."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="gradcalc-bench-") as cache:
+        env = dict(os.environ, GRADCALC_CACHE_DIR=cache)
+        env.pop("GRADCALC_NO_CACHE", None)
+        time_process(cmd, data, env)                 # derives and keeps
+        return median([time_process(cmd, data, env)[0] / count for _ in range(reps)])
 
 
 def cold_pairs(floor_cmd, cmd, min_n, max_n, budget_s, stdin_data=None):
@@ -1548,10 +1559,14 @@ def main():
                                   tol=0.025)
             f, per, empty = median(floors), median(runs), median(empties)
             marginal = [(r - e / count) / fl for fl, r, e in zip(floors, runs, empties)]
+            notes = f"without start-up ({fmt_t(empty)}): {median(marginal):.2f}x"
+            if check == "symbolic":
+                notes += f"; {_kept_stream(cmd, data, count, 3 if q else 7) / f:.2f}x " \
+                         "with the derivation kept by an earlier process (no sympy)"
             add_row(fid, f"JSON Lines, {count:,} requests of the seed expression, "
                          f"`--check {check}` (whole process, start-up included)",
                     "hand-written loop in one process, per request", f, per, ratios,
-                    notes=f"without start-up ({fmt_t(empty)}): {median(marginal):.2f}x")
+                    notes=notes)
     if want("9"):
         fs, ss = cold_pairs([py, "-c", BIG_VIEW_BY_HAND],
                             gc_cmd + ["sum(x**2)", f"x=linspace(0,1,{BIG_VIEW_N})",
