@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from .. import lazysympy
 from ..errors import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT,
                       GradcalcError, OutputError, as_error, caret_lines, escape_text,
                       internal_error_json)
@@ -79,7 +80,8 @@ def internal_error(exc: BaseException, debug: bool, as_json: bool = False):
 # benchmarks/RESULTS.md: one thread for OpenBLAS (its worker threads cost numpy's import ~40%
 # CPU, which a busy second core makes wall time; export OPENBLAS_NUM_THREADS to choose),
 # no garbage collection during a one-shot run (a collection lands inside the imports, and
-# a single calculation makes little cyclic garbage), and os._exit once every stream is
+# a single calculation makes little cyclic garbage), sympy's tensor module loaded only if
+# used (lazysympy: its first sum would import it), and os._exit once every stream is
 # flushed (interpreter teardown of numpy and sympy is a quarter of a one-liner's exit)
 def _owns_process() -> bool:
     """True when gradcalc is the program (its console script, or python -m gradcalc), not a
@@ -99,6 +101,7 @@ def main(argv=None):
         import gc
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         gc.disable()          # a long JSON Lines stream turns it back on (options.long_running)
+        lazysympy.install()
     argv = sys.argv[1:] if argv is None else list(argv)
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:   # started with the stream closed (<&-, >&-, 2>&-)
