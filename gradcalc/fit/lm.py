@@ -261,5 +261,6 @@ def _finish(state: _State, jac: np.ndarray | None, iterations: int, evaluations:
     stderr, corr = uncertainty(pcov)
     if jac is not None and not np.all(np.isfinite(pcov)):
         corr = np.full((p, p), np.nan)
-    return LMResult(state.params, state.ssr, iterations, evaluations, pcov, stderr, corr,
-                    stopped, reason)
+    return LMResult(params=state.params, ssr=state.ssr, iterations=iterations,
+                    evaluations=evaluations, covariance=pcov, stderr=stderr, correlation=corr,
+                    stopped=stopped, reason=reason)
