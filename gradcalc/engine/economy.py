@@ -259,15 +259,10 @@ def _schedule(graph, last: int) -> list:
         for eq in graph.nodes[: last + 1] if eq.kind == "op"])
 
 
-def forward_scheduled(graph, last: int) -> list:
-    """The plain forward over a remembered schedule, with the common arities called directly
-    (JSON Lines runs it per request)."""
-    with np.errstate(all="ignore"):
-        return _forward(_schedule(graph, last), graph, last)
-
-
 def _forward(ops, graph, last: int) -> list:
-    """forward_scheduled's loop over the schedule `ops`, under the caller's error state."""
+    """The plain forward over a remembered schedule `ops` (_schedule), with the common
+    arities called directly (JSON Lines runs it per request), under the caller's error
+    state."""
     nodes = graph.nodes
     values = [eq.value if eq.kind != "op" else None for eq in nodes[: last + 1]]
     values += [None] * (len(nodes) - len(values))
