@@ -3,13 +3,13 @@ gradcalc owns (cli/__init__.py installs it; a library caller's sympy is never to
 
 sympy's Add.flatten runs `from sympy.tensor.tensor import TensExpr, TensAdd` at every sum,
 so the first sum of a process imports sympy.tensor.tensor and sympy.combinatorics (22-36 ms
-here after `import sympy`; issue 15, figure 2·fresh went from 0.85x to 0.77x its floor
-without them) only to ask whether a term is a tensor expression. Until
-something asks that module for any other name, a stand-in answers those two with classes
-of which no object exists (no tensor can be made without the real module), so every
-isinstance test in Add.flatten gives the real module's answer. Any other name loads the
-real module, which then replaces the stand-in for good (Add.flatten imports it afresh at
-every sum, so from then on it tests against the real classes).
+here after `import sympy`; issue 15's figure 2·fresh went from 0.85x to 0.77x its floor
+without them) only to ask whether a term is a tensor expression. Until something asks that
+module for any other name, a stand-in answers those two with classes of which no object
+exists (no tensor can be made without the real module), so every isinstance test in
+Add.flatten gives the real module's answer. Any other name loads the real module, which
+then replaces the stand-in for good (Add.flatten imports it afresh at every sum, so from
+then on it tests against the real classes).
 """
 from __future__ import annotations
 
