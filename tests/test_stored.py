@@ -29,6 +29,11 @@ if spec.get("wrong"):
     def wrong(g, ans, *args, **params):
         return 1.5 * np.asarray(rule[0](g, ans, *args, **params))
     OPS["mul"].vjps = (wrong, rule[1])
+if spec.get("usual_only"):     # the per-element way refused: only the usual one may answer
+    from gradcalc.checks.verdict import Verdict
+    def refused(self, p):
+        raise AssertionError("fed the per-element way")
+    Verdict._feed_elementwise = refused
 r = gradcalc.compute(spec["expr"], grad=spec.get("grad"), check="symbolic",
                      dtype=spec.get("dtype"), **spec["vars"])
 print(json.dumps({"symbolic": r.checks["symbolic"], "sympy": "sympy" in sys.modules}))
@@ -75,6 +80,18 @@ def test_a_kept_derivation_gives_the_fresh_verdict_without_sympy(spec, tmp_path)
     assert fresh["sympy"] and first["sympy"] and not second["sympy"]
     assert second["symbolic"] == first["symbolic"] == fresh["symbolic"]
     assert fresh["symbolic"]["passed"] is (not spec.get("wrong"))
+
+
+def test_a_kept_derivation_takes_the_usual_way_as_a_fresh_check_does(tmp_path):
+    # finite values, nothing at a kink: the leaves are compared block by block
+    # (Verdict.feed_usual), not fed the per-element way a flagged point needs, which made a
+    # stream read back from the store slower than deriving afresh; a refusal there would
+    # end in a fresh derivation, with sympy imported
+    run(SEED, tmp_path)
+    fresh = run(dict(SEED, usual_only=True), None)
+    kept = run(dict(SEED, usual_only=True), tmp_path)
+    assert fresh["sympy"] and not kept["sympy"]
+    assert kept["symbolic"] == fresh["symbolic"] and kept["symbolic"]["passed"] is True
 
 
 def test_the_failing_verdict_read_back_has_its_numbers(tmp_path):
