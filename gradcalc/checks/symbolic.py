@@ -215,6 +215,7 @@ def _from_store(context):
     verdict = Verdict("symbolic", context, NOT_SMOOTH)
     oshape = context.out_shape
     at_site = _at_site(verdict, oshape)
+    leaves = {name: context.leaf(name) for name in context.wrt}
     # the usual case, as the fresh check takes it (_elementwise): every leaf's tape block
     # by block; none is fed where an input or a value is not finite or an entry disagrees
     fed = ()
@@ -224,11 +225,10 @@ def _from_store(context):
             values = stored.read(tape, context)
             if values is None:
                 return None
-            items.append((context.leaf(name), _partials(tape, values, oshape)))
+            items.append((leaves[name], _partials(tape, values, oshape)))
         fed = {leaf.name for leaf in verdict.feed_usual(items, oshape)}
     derivatives = {}
-    for name in context.wrt:
-        leaf = context.leaf(name)
+    for name, leaf in leaves.items():
         if name not in kept:
             derivatives[name] = "0"
             verdict.no_path(leaf)
