@@ -7,6 +7,7 @@ failed, else 1 if any check disagreed, else 0). A bad line never stops the strea
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import sys
@@ -18,7 +19,7 @@ from _signal import pthread_sigmask
 
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
                      OutputError, as_error, internal_error_json)
-from .jsontext import encode
+from .jsontext import byte_stream, encode
 from .settings import JSON, NAMES as SETTING_NAMES, Settings, key_of, kept, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
@@ -76,13 +77,22 @@ def check_fields(req) -> list:
 
 def _echoable(rid) -> bool:
     """An id is echoed exactly; a number that overflows to infinity (1e400) cannot be."""
-    if rid is None or type(rid) in (int, str, bool):     # always JSON
-        return True
     try:
-        encode(rid)
-        return True
-    except (ValueError, RecursionError):
+        return _finite(rid)
+    except RecursionError:
         return False
+
+
+def _finite(value) -> bool:
+    """Whether every float in a parsed JSON value is finite."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(map(_finite, value))
+    if kind is dict:
+        return all(map(_finite, value.values()))
+    return True                  # None, bool, int, str: json.loads gives nothing else
 
 
 _ID_PREFIX = re.compile(rb'\s*\{\s*"id"\s*:\s*')
@@ -152,13 +162,13 @@ _SETTING_FIELDS = frozenset(SETTING_NAMES)
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
 
 
-def write_whole_line(out, text: str):
+def write_whole_line(out, text: bytes):
     """Write one answer line whole or not at all: Ctrl-C or SIGTERM arriving mid-write is
     held until the line is out (a torn line would be invalid JSON for the reader), then
     acts. A full disk is an OutputError; a reader that went away stops the stream."""
     old = pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
     try:
-        out.write(text + "\n")
+        out.write(text + b"\n")
         out.flush()
     except BrokenPipeError:
         raise
@@ -180,7 +190,7 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
     resolve = lambda text, s: resolve_settings(text, s, limits, cache)  # noqa: E731
     failed = disagreed = internal = False
     stdin = sys.stdin.buffer
-    out = sys.stdout
+    out = byte_stream(sys.stdout)
     for raw, too_long in read_lines(stdin, limits.max_line):
         line = None
         if not too_long:
@@ -192,7 +202,7 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
             # skipped (str.strip() would), it is answered as not JSON
             if line is not None and not line.strip(" \t\r\n"):
                 continue
-        rid, has_id, strict = None, False, None
+        rid, has_id = None, False
         try:
             if too_long:
                 has_id, rid = _leading_id(raw)
@@ -215,11 +225,12 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
                                    cache=cache, externs=externs)
             except GradcalcError as err:
                 raise err.with_source(text) if err.position is not None else err
-            # checked by the strict encoder below; arrays only when one can be large (the
-            # test per array costs a few per cent of a small request)
+            # arrays only when one can be large (the test per array costs a few per cent
+            # of a small request); a NaN or an infinity: the strict object writes them as
+            # strings and says which node made them (same keys, same order)
             numbers = check_json_size(result, limits)
-            obj = result.to_json(trusting=True, arrays=numbers >= BULK)
-            strict = result
+            bulk = numbers >= BULK
+            obj = result.finite_json(arrays=bulk) or result.to_json(arrays=bulk)
             if warnings:
                 obj["warnings"] = warnings
             if result.checks and not result.passed:     # (--check none: no checks)
@@ -238,19 +249,11 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
         if has_id:
             obj = {"id": rid, **obj}
         try:
-            try:
-                line_out = encode(obj)
-            except ValueError:
-                if strict is None:
-                    raise
-                # a NaN or an infinity: the strict object writes them as strings and says
-                # which node made them (same keys, same order)
-                obj = {**obj, **strict.to_json(arrays=True)}
-                line_out = encode(obj)
+            line_out = encode(obj)
         except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
             internal = True
             err = internal_error_json(exc, ": the result is not JSON")
-            line_out = json.dumps({"id": rid, "error": err} if has_id else {"error": err})
+            line_out = encode({"id": rid, "error": err} if has_id else {"error": err})
         write_whole_line(out, line_out)
         if on_answer is not None:
             on_answer("error" not in obj)

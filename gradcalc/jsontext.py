@@ -1,128 +1,183 @@
-"""The JSON text of results: `encode(obj)` is, byte for byte, `json.dumps(obj, allow_nan=False)`.
+"""The JSON text gradcalc writes: orjson's, for every object it prints (`--json`, JSON Lines,
+errors, `fit`).
 
-It owns how the text is written, never what goes into it (result.py decides that). Plain
-data goes through the standard library's C encoder, made once; float arrays may stay numpy
-arrays in the object and are written by orjson (ten times faster at 10^7 numbers), then
-brought to the standard library's exact text: ", " between numbers, and the numbers orjson
-writes differently (|x| < 1e-4, |x| >= 1e16) or as null (NaN, infinities) written one by
-one as `float.__repr__` or SPEC 4's strings "NaN"/"Infinity"/"-Infinity". It never writes
-a NaN as null, and never imports orjson for an object without arrays.
+It owns how the text is written, never what goes into it (result.py decides that): compact
+(no spaces), UTF-8, each number in its shortest round-trip form (`0.00001`), as orjson
+writes it, with the line separators and bidirectional controls escaped (_ESCAPED). NaN and
+the infinities reach it as SPEC 4's strings "NaN"/"Infinity"/"-Infinity" (orjson would
+write a float NaN as `null`: `text` refuses one), except in numpy arrays, where it writes
+them so. Float arrays may stay numpy arrays in the object (large answers): they are written
+a chunk at a time, as the float64 numbers they hold. What orjson refuses (integers beyond
+64 bits, strings with lone surrogates: a JSON Lines "id" may be either) is written by the
+standard library in the same layout.
 """
 from __future__ import annotations
 
-import json
 import math
-from json.encoder import encode_basestring_ascii
+import re
 
-import numpy as np
+import orjson
 
-
-class _Array(Exception):
-    """Raised from the C encoder's `default` hook: the object holds a numpy array."""
+_EncodeError = orjson.JSONEncodeError
 
 
-def _default(obj):
-    if isinstance(obj, np.ndarray):
-        raise _Array
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-# the encoder json.dumps(..., allow_nan=False) builds on every call, built once: a result
-# holds no cycles, so it runs without the markers that detect them (same text)
-try:
-    from json.encoder import c_make_encoder
-except ImportError:          # pragma: no cover (CPython always has it)
-    c_make_encoder = None
-if c_make_encoder is not None:
-    _c_encoder = c_make_encoder(None, _default, encode_basestring_ascii, None, ": ", ", ",
-                                False, False, False)
-
-    def _plain(obj) -> str:
-        if isinstance(obj, str):
-            return encode_basestring_ascii(obj)
-        return "".join(_c_encoder(obj, 0))
-else:                        # pragma: no cover
-    _plain = json.JSONEncoder(allow_nan=False, default=_default).encode
-
-
-def encode(obj) -> str:
-    """`json.dumps(obj, allow_nan=False)`, where obj may also hold numpy arrays (as dict
-    values or list items), written as `json.dumps(to_plain(array))` would write them.
-    ValueError for a NaN or infinite float outside an array, as json's."""
+def encode(obj) -> bytes:
+    """obj's text. obj holds plain data (dicts with str keys, lists, tuples, str, int,
+    float, bool, None) and numpy arrays, its floats outside arrays finite (as result.py
+    makes them; `text` checks)."""
     try:
-        return _plain(obj)
-    except _Array:
-        out = []
-        _write(_plan(obj, []), out.append)
-        return b"".join(out).decode("ascii")
+        return _escaped(orjson.dumps(obj))
+    except _EncodeError:         # an array, or what only json writes
+        return b"".join(_pieces(obj))
 
 
 def dump(obj, out):
-    """Write `encode(obj)` to the text stream `out`, as json.dump writes: arrays go to the
-    stream's bytes a chunk at a time, never held as one more copy of the whole answer.
+    """Write `encode(obj)` to the text stream `out` (to its bytes: byte_stream): an array
+    goes a chunk at a time, never held as one more copy of the whole answer.
     Everything but the arrays' numbers is encoded before the first write, so an object
-    json would refuse writes nothing."""
+    that cannot be written writes nothing."""
     try:
-        text = _plain(obj)
-    except _Array:
-        plan = _plan(obj, [])
-    else:
-        out.write(text)
-        return
+        pieces = [_escaped(orjson.dumps(obj))]
+    except _EncodeError:
+        pieces = _plan(obj, [])
+    put = byte_stream(out).write
+    for item in pieces:
+        if isinstance(item, bytes):
+            put(item)
+        else:
+            for piece in array_pieces(item):
+                put(piece)
+
+
+def text(obj) -> str:
+    """encode(obj) as str, for the small reports (errors, derivations, fit): ValueError for
+    a NaN or an infinite float anywhere, which orjson would write as null."""
+    return _checked(obj).decode("utf-8")
+
+
+def print_line(obj, out):
+    """text(obj) and a newline on the text stream `out`, as bytes (byte_stream)."""
+    byte_stream(out).write(_checked(obj) + b"\n")
+
+
+def _checked(obj) -> bytes:
+    if not _all_finite(obj):
+        raise ValueError("Out of range float values are not JSON compliant")
+    return encode(obj)
+
+
+def _all_finite(obj) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(map(_all_finite, obj.values()))
+    if isinstance(obj, (list, tuple)):
+        return all(map(_all_finite, obj))
+    return True
+
+
+def byte_stream(out):
+    """Where JSON bytes go for the text stream `out`: its binary buffer, whatever the text
+    layer's encoding (JSON exchanged between programs is UTF-8, RFC 8259 section 8.1),
+    after what the text layer holds; else (a StringIO) `out` itself, each piece decoded."""
     binary = getattr(out, "buffer", None)
-    if binary is not None and _PROBE.encode(getattr(out, "encoding", None) or "ascii",
-                                            "replace") == _PROBE.encode("ascii"):
+    if binary is not None:
         out.flush()
-        _write(plan, binary.write)
-    else:                    # a StringIO, or an encoding that is not ASCII's superset
-        _write(plan, lambda piece: out.write(bytes(piece).decode("ascii")))
+        return binary
+    return _Decoding(out)
 
 
-_PROBE = '{"x": [-1.5e-05, 2.0], "y": "NaN"}'
+class _Decoding:
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, piece):
+        self.out.write(bytes(piece).decode("utf-8"))
+
+    def flush(self):
+        self.out.flush()
+
+
+def _pieces(obj):
+    out = []
+    for item in _plan(obj, []):
+        if isinstance(item, bytes):
+            out.append(item)
+        else:
+            out.extend(array_pieces(item))
+    return out
 
 
 def _plan(obj, out: list) -> list:
-    """`out` with obj's text appended as ASCII bytes, each array left as itself."""
+    """`out` with obj's text appended as bytes, each array left as itself (numpy is loaded
+    by then: only an array or a refused value comes this way)."""
+    import numpy as np
     if isinstance(obj, np.ndarray):
         out.append(obj)
         return out
     try:
-        out.append(_plain(obj).encode("ascii"))
+        out.append(_escaped(orjson.dumps(obj)))
         return out
-    except _Array:
+    except _EncodeError:
         pass
     if isinstance(obj, dict):
-        sep = "{"
+        sep = b"{"
         for key, value in obj.items():
             if not isinstance(key, str):
-                raise TypeError(f"keys must be str beside arrays, not {type(key).__name__}")
-            out.append((sep + encode_basestring_ascii(key) + ": ").encode("ascii"))
+                raise TypeError(f"keys must be str, not {type(key).__name__}")
+            try:
+                out.append(sep + _escaped(orjson.dumps(key)) + b":")
+            except _EncodeError:
+                out.append(sep + _scalar(key) + b":")
             _plan(value, out)
-            sep = ", "
-    else:                    # a list or tuple (the C encoder accepts nothing else holding items)
-        sep = "["
+            sep = b","
+        out.append(b"}")
+    elif isinstance(obj, (list, tuple)):
+        sep = b"["
         for item in obj:
-            out.append(sep.encode("ascii"))
+            out.append(sep)
             _plan(item, out)
-            sep = ", "
-    out.append(b"}" if isinstance(obj, dict) else b"]")
+            sep = b","
+        out.append(b"]")
+    else:
+        out.append(_scalar(obj))
     return out
 
 
-def _write(plan: list, put):
-    for item in plan:
-        if isinstance(item, np.ndarray):
-            for piece in array_pieces(item):
-                put(piece)
-        else:
-            put(item)
+# characters JSON allows raw in strings that are escaped all the same: the line separators
+# a reader may split text at (Python's str.splitlines() does), which would tear an answer,
+# and the bidirectional controls, which reorder how a terminal shows the text around them
+_ESCAPED = ("\u0085\u2028\u2029"
+            "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_ESCAPES = {c.encode(): b"\\u%04x" % ord(c) for c in _ESCAPED}
+_UNSAFE = re.compile(b"|".join(_ESCAPES))
 
 
-def number_text(x: float) -> str:
-    """One number as SPEC 4 writes it: repr, or a string for NaN and the infinities."""
+def _escaped(text: bytes) -> bytes:
+    """`text` with the characters of _ESCAPED escaped."""
+    if text.isascii():
+        return text
+    return _UNSAFE.sub(lambda m: _ESCAPES[m.group()], text)
+
+
+def _scalar(x) -> bytes:
+    """What orjson refused outside a container: json's text of it (a big integer as its
+    digits, a lone surrogate escaped), a float subclass as orjson writes the float."""
+    if isinstance(x, float):
+        x = float(x)
+        if not math.isfinite(x):
+            raise ValueError(f"Out of range float values are not JSON compliant: {x!r}")
+        return orjson.dumps(x)
+    import json
+    return json.dumps(x).encode("ascii")
+
+
+def number_text(x: float) -> bytes:
+    """One number as SPEC 4 writes it: as orjson does, or a string for NaN and the
+    infinities."""
     if math.isfinite(x):
-        return float.__repr__(x)
-    return '"NaN"' if x != x else ('"Infinity"' if x > 0 else '"-Infinity"')
+        return orjson.dumps(x)
+    return b'"NaN"' if x != x else (b'"Infinity"' if x > 0 else b'"-Infinity"')
 
 
 # numbers per orjson call: each chunk's text (about 1 MB) is written and freed before the
@@ -132,60 +187,45 @@ CHUNK = 1 << 16
 
 
 def array_pieces(arr):
-    """An array as nested lists, in pieces of ASCII bytes, every number as `number_text`
-    writes it (float32 and integer arrays as the float64 numbers they hold, as
-    ndarray.tolist() gives them)."""
+    """An array as nested lists, in pieces of bytes, every number as `number_text` writes
+    it (float32 and integer arrays as the float64 numbers they hold, as ndarray.tolist()
+    gives them)."""
+    import numpy as np
     a = np.asarray(arr, dtype=np.float64)
     if a.ndim == 0:
-        yield number_text(float(a)).encode("ascii")
+        yield number_text(float(a))
         return
     a = np.ascontiguousarray(a)            # orjson reads C order only
-    if a.size == 0:                        # brackets only: [] or [[], []]
+    if a.size == 0:                        # brackets only: [] or [[],[]]
         yield _orjson(a)
         return
     rows = max(1, CHUNK * a.shape[0] // a.size)     # of the first axis, per chunk
     yield b"["
     for i in range(0, a.shape[0], rows):
         if i:
-            yield b", "
+            yield b","
         yield from _chunk_pieces(a[i:i + rows])
     yield b"]"
 
 
-def _orjson(a: np.ndarray) -> bytes:
-    import orjson
-    return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY).replace(b",", b", ")
+def _orjson(a) -> bytes:
+    return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _chunk_pieces(a: np.ndarray):
-    """The text of `a` without its outer brackets, in pieces."""
-    odd = _odd(a)
-    if odd is None:
+def _chunk_pieces(a):
+    """The text of `a` (a C-ordered float64 array) without its outer brackets, in pieces."""
+    import numpy as np
+    finite = np.isfinite(a)
+    if finite.all():
         yield memoryview(_orjson(a))[1:-1]
         return
-    # the odd numbers become NaN, which orjson writes as `null`: the text between two of
-    # them is one piece (a view, not a copy), and each is written by number_text
-    text = _orjson(np.where(odd, np.nan, a))
+    # orjson writes NaN and the infinities as `null`: the text between two of them is one
+    # piece (a view, not a copy), and each is written by number_text
+    text = _orjson(a)
     view, start = memoryview(text), 1
-    for x in a[odd].tolist():
+    for x in a[~finite].tolist():
         at = text.index(b"null", start)
         yield view[start:at]
-        yield number_text(x).encode("ascii")
+        yield number_text(x)
         start = at + 4
     yield view[start:-1]
-
-
-def _odd(a: np.ndarray):
-    """The mask of the numbers orjson does not write as float.__repr__ does, or None when
-    there are none. repr writes |x| < 1e-4 as 1e-05 or 2.5e-07 and |x| >= 1e16 as 1e+16;
-    orjson writes 0.00001, 2.5e-7, 1e16, and null for NaN and the infinities. Between the
-    two both write the shortest round-trip digits in the same positional form (held to
-    repr on random bit patterns by tests/test_jsontext.py)."""
-    if a.size == 0:
-        return None
-    tiny = (a > -1e-4) & (a < 1e-4)
-    tiny &= a != 0
-    lo, hi = a.min(), a.max()
-    if -1e16 < lo and hi < 1e16:     # no large number (a NaN fails both comparisons)
-        return tiny if tiny.any() else None
-    return tiny | ~(np.abs(a) < 1e16)

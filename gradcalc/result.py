@@ -77,17 +77,25 @@ class Result:
     def passed(self) -> bool:
         return all(c.get("passed") is not False for c in self.checks.values())
 
-    def to_json(self, trusting: bool = False, arrays: bool = False) -> dict:
-        """The object of SPEC section 4. `trusting` skips every finiteness scan: arrays
-        become lists as they are and "nonfinite" is None unless already known. Only for a
-        writer that refuses NaN and infinity (json with allow_nan=False) and then asks for
-        the strict object instead: whenever it succeeds, the text is the strict one (finite
-        output and grads are exactly the case nonfinite is None). `arrays` leaves arrays of
-        `BULK` numbers or more as numpy arrays, for `jsontext.encode` to write (when
-        trusting, only finite ones: the encoder writes SPEC 4's strings in arrays)."""
-        plain = _tolist if trusting else to_plain
-        if arrays:
-            plain = _bulk_or(plain, trusting)
+    def to_json(self, arrays: bool = False) -> dict:
+        """The object of SPEC section 4. `arrays` leaves arrays of `BULK` numbers or more as
+        numpy arrays, for `jsontext` to write a chunk at a time."""
+        plain = _bulk_or(to_plain, False) if arrays else to_plain
+        return self._json(plain, self.nonfinite)
+
+    def finite_json(self, arrays: bool = False) -> dict | None:
+        """to_json()'s object when every number in it is finite, else None (then to_json()
+        writes NaN and the infinities as strings and says which node made them). Its arrays
+        become lists as they are, with no test of each number: the sum of all of them, one
+        C loop per list, is finite exactly when none is NaN or infinite, or when a finite
+        sum overflows (then None, and to_json() gives the same object). Finite output and
+        grads are exactly the case "nonfinite" is None."""
+        sums = []
+        plain = _summed(sums) if not arrays else _bulk_or(_summed(sums), True)
+        obj = self._json(plain, None)
+        return obj if math.isfinite(sum(sums)) else None
+
+    def _json(self, plain, nonfinite) -> dict:
         obj = {
             "expression": self.expression,
             "output": {"name": self.output_name, "shape": list(self.output.shape),
@@ -107,7 +115,7 @@ class Result:
         obj["repeat"] = self.repeat
         obj["dtype"] = self.dtype
         obj["no_path"] = list(self.no_path)
-        obj["nonfinite"] = self.__dict__.get("nonfinite") if trusting else self.nonfinite
+        obj["nonfinite"] = nonfinite
         if not (self.jvp is None and self.hessian is None and self.hvp is None and
                 self.taylor is None and self.steps is None):     # (SPEC 9: seldom asked)
             obj.update(self.higher_json(plain))
@@ -168,12 +176,12 @@ def _nonfinite(f: float) -> str:
 BULK = 512
 
 
-def _bulk_or(plain, trusting: bool):
-    """`plain`, except that a large float array stays an array (when trusting, only a finite
-    one: a NaN must still make the strict encoder refuse the object)."""
+def _bulk_or(plain, finite: bool):
+    """`plain`, except that a large float array stays an array (with `finite`, only a finite
+    one: the others go to `plain`, which finds them)."""
     def bulk(arr):
         if getattr(arr, "size", 0) >= BULK and arr.dtype in _FLOATS and (
-                not trusting or np.isfinite(arr).all()):
+                not finite or np.isfinite(arr).all()):
             return np.asarray(arr)
         return plain(arr)
     return bulk
@@ -182,14 +190,22 @@ def _bulk_or(plain, trusting: bool):
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
-def _tolist(arr):
-    """to_plain without its finiteness test (see Result.to_json(trusting=True))."""
-    if type(arr) is np.ndarray and arr.dtype in _FLOATS:    # (nearly always: `in` tests is)
-        return arr.tolist()
-    a = np.asarray(arr)
-    if a.dtype.kind != "f":
-        a = a.astype(np.float64)
-    return a.tolist()
+def _summed(sums: list):
+    """to_plain without its finiteness test: each array's list, its sum appended to `sums`
+    (see Result.finite_json)."""
+    add = sums.append
+
+    def plain(arr):
+        if not (type(arr) is np.ndarray and arr.dtype in _FLOATS):  # (`in` tests `is` first)
+            arr = np.asarray(arr)
+            if arr.dtype.kind != "f":
+                arr = arr.astype(np.float64)
+        lst = arr.tolist()
+        nd = arr.ndim
+        add(lst if nd == 0 else sum(lst) if nd == 1 else
+            sum(map(sum, lst)) if nd == 2 else float(np.add.reduce(arr, axis=None)))
+        return lst
+    return plain
 
 
 def to_plain(arr):

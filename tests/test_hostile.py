@@ -485,7 +485,7 @@ CASES = [
       out_has=('"checks"',)),
     C("ok-names-of-builtins", ["exec*2 + eval + open + lambda_ + E + I + S + N",
                                "exec=1", "eval=2", "open=3", "lambda_=4", "E=5", "I=6", "S=7",
-                               "N=8", "--check", "none"], status=0, out_has=('"exec": 2.0',)),
+                               "N=8", "--check", "none"], status=0, out_has=('"exec":2.0',)),
     C("ok-comment-with-escape", ["x * 2 # \x1b[2J\x1b]0;pwned\x07", "x=1", "--check", "none"],
       status=0),
     C("ok-comment-unicode", ["x * 2 # \u2212 \uff11 \u202e", "x=1", "--check", "none"], status=0),
@@ -493,7 +493,7 @@ CASES = [
       status=0),
     C("ok-empty-slice", ["x[3:]", *X, "-g", "1", "--check", "none"], status=0),
     C("ok-flat-chain", ["+".join(["x"] * 5000), "x=1", "--check", "none"], status=0,
-      out_has=('"x": 5000.0',)),
+      out_has=('"x":5000.0',)),
     C("ok-deep-200", ["(" * 190 + "x" + ")" * 190, "x=1", "--check", "none"], status=0),
     C("ok-many-T", ["x" + ".T" * 5000, "x=1", "--check", "none"], status=0),
 ]

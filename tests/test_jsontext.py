@@ -1,13 +1,13 @@
-"""The JSON writer (gradcalc/jsontext.py) against the text json.dumps gives, byte for byte.
+"""The JSON writer (gradcalc/jsontext.py): orjson's text of the strict object, byte for byte.
 
-`jsontext.encode` writes float arrays with orjson and brings orjson's text to the standard
-library's: ", " between numbers, numbers below 1e-4 or from 1e16 up written by repr, NaN and
-the infinities as SPEC 4's strings. Every case here compares with
-`json.dumps(Result.to_json(), allow_nan=False)` (the writer `--json` used before) or
-`json.dumps(to_plain(array))`: random bit patterns of every exponent, the edges of the two
-ranges, -0.0, float32, integer arrays, empty and nested shapes, whole results (finite, NaN,
-inf, Jacobians), the `--json` command and JSON Lines lines. Chunks are made tiny so that every
-array crosses chunk boundaries.
+`jsontext.encode` writes what orjson writes for `Result.to_json()` (lists of floats, SPEC 4's
+strings for NaN and the infinities), also when float arrays stay numpy arrays in the object
+and go to orjson a chunk at a time: every case here compares with `orjson.dumps` of the
+plain object (`to_plain(array)`): random bit patterns of every exponent, the edges, -0.0,
+float32, integer arrays, empty and nested shapes, whole results (finite, NaN, inf,
+Jacobians), the `--json` command and JSON Lines lines. Chunks are made tiny so that every
+array crosses chunk boundaries. What orjson refuses (integers beyond 64 bits, lone
+surrogates) is written by json in the same layout, and parses back to the same value.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import io
 import json
 
 import numpy as np
+import orjson
 import pytest
 
 import gradcalc
@@ -31,12 +32,20 @@ def same(got: str, want: str):
         pytest.fail(f"differ at {at}: {got[at - 40:at + 40]!r} != {want[at - 40:at + 40]!r}")
 
 
+def plain_text(obj) -> str:
+    return orjson.dumps(obj).decode()
+
+
 def old(a) -> str:
-    return json.dumps(to_plain(a), allow_nan=False)
+    return plain_text(to_plain(a))
 
 
 def new(a) -> str:
-    return b"".join(map(bytes, jsontext.array_pieces(a))).decode("ascii")
+    return b"".join(map(bytes, jsontext.array_pieces(a))).decode()
+
+
+def encoded(obj) -> str:
+    return jsontext.encode(obj).decode()
 
 
 @pytest.fixture(params=[1 << 16, 7, 1], ids=["chunk64k", "chunk7", "chunk1"])
@@ -47,7 +56,7 @@ def chunk(request, monkeypatch):
 
 @pytest.fixture
 def bulk_all(monkeypatch):
-    """Every array of a result goes through orjson, however small."""
+    """Every array of a result stays an array for the writer, however small."""
     monkeypatch.setattr(result_mod, "BULK", 1)
 
 
@@ -59,11 +68,11 @@ def test_random_bit_patterns_every_exponent():
 
 
 def test_every_decimal_exponent_between_the_edges():
-    # the range orjson writes itself: shortest digits in positional form, as repr
+    # shortest digits, in positional form or with an exponent
     rng = np.random.default_rng(7)
     m = rng.uniform(1, 10, 300_000) * rng.choice([-1, 1], 300_000)
     a = m * 10.0 ** rng.integers(-7, 19, 300_000)
-    a[::5] = np.round(a[::5])                     # integral values: "3.0", "1e+16"
+    a[::5] = np.round(a[::5])                     # integral values: "3.0", "1e16"
     same(new(a), old(a))
 
 
@@ -76,7 +85,7 @@ def test_the_edges_of_both_ranges():
                                     np.nan, np.inf, -np.inf, -np.nan])
     a = np.concatenate([vals, -vals])
     same(new(a), old(a))
-    assert new(a).startswith("[0.0001, 1e+16, 9.999999999999999e-05, 0.00010000000000000002")
+    assert json.loads(new(a))[:4] == [1e-4, 1e16, 9.999999999999999e-05, 0.00010000000000000002]
 
 
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 3), (2, 0, 2), (5, 4), (2, 3, 4), (1, 1, 1),
@@ -94,7 +103,7 @@ def test_dtypes_and_layouts(chunk):
     rng = np.random.default_rng(2)
     f32 = rng.integers(0, 2**32, 2000, dtype=np.uint32).view(np.float32)
     same(new(f32), old(f32))                   # the float64 each holds: 0.10000000149011612
-    assert new(np.float32([0.1])) == "[0.10000000149011612]"
+    assert new(np.float32([0.1])) == "[0.10000000149011612]"     # not orjson's float32 0.1
     assert new(np.arange(-5, 5)) == old(np.arange(-5, 5))
     m = rng.standard_normal((6, 5))
     assert new(m.T) == old(m.T)                   # not C-contiguous
@@ -105,18 +114,42 @@ def test_dtypes_and_layouts(chunk):
 def test_objects_with_arrays_and_plain_data():
     arr = np.array([1e-5, 2.0, np.nan])
     obj = {"a": arr, "b": [1.5, {"c": arr.reshape(3, 1)}], "é": "ü\n", "d": {}, "e": None,
-           "f": (arr, 2)}
+           "f": (arr, 2), "g": []}
     plain = {"a": to_plain(arr), "b": [1.5, {"c": to_plain(arr.reshape(3, 1))}], "é": "ü\n",
-             "d": {}, "e": None, "f": [to_plain(arr), 2]}
-    assert jsontext.encode(obj) == json.dumps(plain, allow_nan=False)
-    assert jsontext.encode(arr) == old(arr)
-    with pytest.raises(ValueError):               # outside an array, refused as json does
-        jsontext.encode({"a": arr, "x": float("nan")})
+             "d": {}, "e": None, "f": [to_plain(arr), 2], "g": []}
+    assert encoded(obj) == plain_text(plain)
+    assert encoded(arr) == old(arr)
+    assert '"é":"ü\\n"' in encoded(obj)              # UTF-8 as it is, not escaped
+    tricky = "a\u2028b\u0085c\u2029d\u202ee\u2066f"
+    assert encoded({"s": tricky}) == '{"s":"a\\u2028b\\u0085c\\u2029d\\u202ee\\u2066f"}'
+    assert json.loads(encoded({"s": tricky, "n": 2**70}))["s"] == tricky
+    with pytest.raises(TypeError):
+        jsontext.encode({1: arr})
+
+
+def test_what_orjson_refuses_json_writes_in_the_same_layout():
+    big, lone = 2**70, "\ud83d x"
+    obj = {"id": big, "s": lone, "x": [1e-5, {"y": -big}], "a": np.array([1.0, np.inf])}
+    got = encoded(obj)
+    assert got == ('{"id":1180591620717411303424,"s":"\\ud83d x","x":[%s,'
+                   '{"y":-1180591620717411303424}],"a":[1.0,"Infinity"]}' % plain_text(1e-5))
+    back = json.loads(got)
+    assert back["id"] == big and back["s"] == lone and back["x"][1]["y"] == -big
+    assert encoded({"x": np.float64(1e-5)}) == plain_text({"x": 1e-5})  # as orjson writes
+    with pytest.raises(ValueError):
+        jsontext.encode({"x": np.float64("nan"), "id": big})
+
+
+def test_text_refuses_non_finite_floats_anywhere():
+    assert jsontext.text({"a": [1.0, {"b": (2.5, "NaN")}]}) == '{"a":[1.0,{"b":[2.5,"NaN"]}]}'
+    for bad in (float("nan"), [1.0, float("inf")], {"a": {"b": -float("inf")}}, (float("nan"),)):
+        with pytest.raises(ValueError):
+            jsontext.text({"x": bad})
 
 
 def test_dump_writes_the_same_to_text_and_byte_streams():
-    obj = {"x": np.linspace(0, 1, 3000), "y": "z"}
-    want = json.dumps({"x": to_plain(obj["x"]), "y": "z"})
+    obj = {"x": np.linspace(0, 1, 3000), "y": "zé"}
+    want = plain_text({"x": to_plain(obj["x"]), "y": "zé"})
     s = io.StringIO()
     jsontext.dump(obj, s)
     b = io.BytesIO()
@@ -126,12 +159,12 @@ def test_dump_writes_the_same_to_text_and_byte_streams():
     t.write("!")
     t.flush()
     u = io.BytesIO()
-    t16 = io.TextIOWrapper(u, encoding="utf-16-le")
-    jsontext.dump(obj, t16)
-    t16.flush()
+    t_ascii = io.TextIOWrapper(u, encoding="ascii")
+    jsontext.dump(obj, t_ascii)                   # JSON's bytes are UTF-8 whatever the locale
+    t_ascii.flush()
     assert s.getvalue() == want
     assert b.getvalue().decode() == "head " + want + "!"
-    assert u.getvalue().decode("utf-16-le") == want
+    assert u.getvalue().decode("utf-8") == want
 
 
 def results():
@@ -157,28 +190,41 @@ def results():
 
 def test_whole_results_byte_for_byte(bulk_all, chunk):
     for r in results():
-        same(jsontext.encode(r.to_json(arrays=True)), json.dumps(r.to_json(), allow_nan=False))
+        same(encoded(r.to_json(arrays=True)), plain_text(r.to_json()))
 
 
-def test_trusting_arrays_refuse_non_finite_as_lists_do(bulk_all):
-    """JSON Lines writes the trusting object and falls back to the strict one on ValueError:
-    an array with a NaN must still make the encoder refuse."""
+def test_finite_objects_equal_strict_ones(bulk_all):
+    """JSON Lines writes finite_json() and, where it is None, to_json(): the same text as
+    to_json() alone, and None exactly where a number is not finite (or a finite sum
+    overflows: then to_json() is written, which is the same object)."""
+    for r in results():
+        strict = plain_text(r.to_json())
+        for arrays in (False, True):
+            quick = r.finite_json(arrays=arrays)
+            if quick is None:
+                assert '"NaN"' in strict or "Infinity" in strict
+            else:
+                same(encoded(quick), strict)
     nan = gradcalc.compute("log(x)", x=[-1.0, 2.0], grad=1, check="none")
-    with pytest.raises(ValueError):
-        jsontext.encode(nan.to_json(trusting=True, arrays=True))
+    assert nan.finite_json() is None and nan.finite_json(arrays=True) is None
+    huge = gradcalc.compute("x*1", x=[1e308, 1e308], grad=1, check="none")
+    assert huge.finite_json() is None                 # the sum overflows: the strict way
+    assert json.loads(plain_text(huge.to_json()))["output"]["value"] == [1e308, 1e308]
+    deep = gradcalc.compute("sum(t*2)", t=np.ones((2, 2, 2)), check="none")
+    assert encoded(deep.finite_json()) == plain_text(deep.to_json())
+    deep_nan = gradcalc.compute("sum(t/0)", t=np.ones((2, 2, 2)), check="none")
+    assert deep_nan.finite_json() is None
     fine = gradcalc.compute("x*2", x=[1.0, 2.0], grad=1, check="none")
-    assert isinstance(fine.to_json(trusting=True, arrays=True)["grads"]["x"], np.ndarray)
-    assert jsontext.encode(fine.to_json(trusting=True, arrays=True)) == json.dumps(
-        fine.to_json(), allow_nan=False)
+    assert isinstance(fine.finite_json(arrays=True)["grads"]["x"], np.ndarray)
 
 
-def test_json_option_prints_what_json_dumps_printed(chunk, cli):
+def test_json_option_prints_what_orjson_prints(chunk, cli):
     args = ["sum(x**2) + sum(y)", "x=linspace(-1e-3, 1e-3, 2001)", "y=1e20,-0.0,3",
             "--check", "none"]
     out = cli(args + ["--json"]).stdout
     r = gradcalc.compute("sum(x**2) + sum(y)", x="linspace(-1e-3, 1e-3, 2001)",
                          y=[1e20, -0.0, 3], check="none")
-    same(out, json.dumps(r.to_json(), allow_nan=False) + "\n")
+    same(out, plain_text(r.to_json()) + "\n")
 
 
 def test_json_lines_lines_byte_for_byte(chunk, cli):
@@ -194,4 +240,4 @@ def test_json_lines_lines_byte_for_byte(chunk, cli):
         r = gradcalc.compute(q["expr"], **q["vars"], grad=q.get("grad"),
                              dtype=q.get("dtype"), check="none")
         want = {"id": q["id"], **r.to_json()} if "id" in q else r.to_json()
-        same(line, json.dumps(want, allow_nan=False))
+        same(line, plain_text(want))

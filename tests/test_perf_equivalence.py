@@ -802,11 +802,12 @@ def test_cached_json_lines_equal_uncached(check, monkeypatch):
     assert by_id["rand"]["output"] == by_id["rand2"]["output"]      # seeded by seed=0
 
 
-def test_json_lines_trusting_writer_equals_strict_objects():
-    """The stream writes arrays without scanning them for NaN and infinity, relying on the
-    strict encoder to refuse them and then writing the strict object: each line must be the
-    strict object of its request (requests with NaN and infinite results included)."""
+def test_json_lines_finite_writer_equals_strict_objects():
+    """The stream writes arrays without scanning them number by number (Result.finite_json:
+    one sum per array), writing the strict object where a sum is not finite: each line must
+    be the strict object of its request (requests with NaN and infinite results included)."""
     from gradcalc import api
+    from gradcalc.jsontext import encode
     from gradcalc.errors import GradcalcError, Limits
     from gradcalc.settings import Settings
 
@@ -825,7 +826,7 @@ def test_json_lines_trusting_writer_equals_strict_objects():
             nonfinite += want["nonfinite"] is not None
         except GradcalcError as err:
             want = {"id": req["id"], "error": err.with_source(text_).to_json()}
-        assert line == json.dumps(want, allow_nan=False), req["id"]
+        assert line == encode(want).decode(), req["id"]
     assert nonfinite == 2          # "nan" and "nan2" took the strict path
 
 
@@ -1365,11 +1366,13 @@ def test_the_json_size_counts_as_np_size():
     np.array([1.5, 2.25], dtype=np.float16), np.array([1.5, 2.0], dtype=">f8"),
     np.array([1, 2], dtype=np.int64), np.array([True, False]), np.float64(0.1),
     np.array(2.5), 3, 0.1])
-def test_trusting_lists_equal_strict_ones(value):
-    """Result.to_json(trusting=True) turns a float64 or float32 array into lists straight
-    away and everything else the general way: for finite numbers of any dtype, the same
-    numbers of the same types as the strict conversion."""
-    from gradcalc.result import _tolist, to_plain
+def test_summed_lists_equal_strict_ones(value):
+    """Result.finite_json() turns a float64 or float32 array into lists straight away and
+    everything else the general way: for finite numbers of any dtype, the same numbers of
+    the same types as the strict conversion, and their sum beside them."""
+    from gradcalc.result import _summed, to_plain
 
-    fast, strict = _tolist(value), to_plain(value)
+    sums = []
+    fast, strict = _summed(sums)(value), to_plain(value)
     assert repr(fast) == repr(strict)
+    assert sums == [float(np.sum(np.asarray(value, dtype=np.float64)))]

@@ -23,8 +23,7 @@ def report_error(err: GradcalcError, as_json: bool):
     """A bad input: one-line reason on stderr (with a caret for positions), JSON on stdout
     when asked for."""
     if as_json:
-        import json             # (only a failure writes it: 1.5 ms of every start-up)
-        _write(sys.stdout, json.dumps({"error": err.to_json()}) + "\n")
+        _write_json({"error": err.to_json()})
     msg = f"gradcalc: {err.kind} error: {escape_text(err.message)}"
     lc = err.line_column()
     if lc is not None and err.source is not None and "\n" in err.source:
@@ -50,6 +49,18 @@ def _caret_width() -> int:
     return 200
 
 
+def _write_json(obj):
+    """An error object on stdout (as UTF-8 bytes, whatever the locale), as _write writes."""
+    from ..jsontext import print_line      # (only a failure writes it)
+    try:
+        print_line(obj, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 def _write(stream, text: str):
     """Write a diagnostic; a closed pipe or a closed stream (2>&-) must not turn a clean
     error into a traceback."""
@@ -68,8 +79,7 @@ def internal_error(exc: BaseException, debug: bool, as_json: bool = False):
         import traceback
         traceback.print_exception(exc)
     if as_json:                  # a pipeline that asked for JSON still receives JSON
-        import json
-        _write(sys.stdout, json.dumps({"error": internal_error_json(exc)}) + "\n")
+        _write_json({"error": internal_error_json(exc)})
     _write(sys.stderr,
         f"gradcalc: internal error ({type(exc).__name__}: {escape_text(str(exc))[:200]}). "
         "This is a bug in gradcalc; please report it with the command that caused it "

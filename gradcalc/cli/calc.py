@@ -265,8 +265,8 @@ def _derivative(text, claims, limits, as_json) -> int | None:
             return None
         raise
     if as_json:
-        import json
-        sys.stdout.write(json.dumps(d.to_json(), allow_nan=False) + "\n")
+        from ..jsontext import print_line
+        print_line(d.to_json(), sys.stdout)
     else:
         from ..view.human import render_derivation
         render_derivation(d)

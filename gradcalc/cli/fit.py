@@ -8,13 +8,13 @@ exit statuses. It trains nothing itself.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from ..errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
                       escape_text)
+from ..jsontext import print_line, text as json_text
 from ..outputs import check_writable, write_text
 from .options import build_limits, extern_options, open_externs, split_bindings
 
@@ -138,13 +138,13 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
         status = EXIT_DISAGREED
     if save_params:
         from ..result import to_plain
-        write_text(save_params, json.dumps({k: to_plain(v) for k, v in result.params.items()})
+        write_text(save_params, json_text({k: to_plain(v) for k, v in result.params.items()})
                    + "\n", "--save-params")
     if plot and plot != "-":
         from ..view.plot import loss_curve_file
         loss_curve_file(result.history, plot, log=_spans_decades(result.history))
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+        print_line(result.to_json(), sys.stdout)
     else:
         # the curve is a picture for a terminal: piped, it costs its drawing's modules
         # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
@@ -252,7 +252,7 @@ class _History:
 
     def write(self, epoch):
         if self.fh is not None:
-            self.fh.write(json.dumps(epoch.to_json(), allow_nan=False) + "\n")
+            self.fh.write(json_text(epoch.to_json()) + "\n")
             self.fh.flush()
 
     def close(self):
