@@ -150,6 +150,13 @@ def json_safe(obj):
         return obj
     if kind is float:
         return obj if math.isfinite(obj) else _nonfinite(obj)
+    if kind is dict:             # its plain values taken here, without a call each
+        out = {}
+        for k, v in obj.items():
+            t = type(v)
+            out[k] = v if (t is str or t is int or t is bool or v is None or
+                           (t is float and math.isfinite(v))) else json_safe(v)
+        return out
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -202,8 +209,12 @@ def _summed(sums: list):
                 arr = arr.astype(np.float64)
         lst = arr.tolist()
         nd = arr.ndim
-        add(lst if nd == 0 else sum(lst) if nd == 1 else
-            sum(map(sum, lst)) if nd == 2 else float(np.add.reduce(arr, axis=None)))
+        if nd == 1:
+            add(sum(lst))
+        elif nd == 0:
+            add(lst)
+        else:
+            add(sum(map(sum, lst)) if nd == 2 else float(np.add.reduce(arr, axis=None)))
         return lst
     return plain
 

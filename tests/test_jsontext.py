@@ -241,3 +241,20 @@ def test_json_lines_lines_byte_for_byte(chunk, cli):
                              dtype=q.get("dtype"), check="none")
         want = {"id": q["id"], **r.to_json()} if "id" in q else r.to_json()
         same(line, plain_text(want))
+
+
+def test_reports_become_strict_json_at_every_depth():
+    """result.json_safe (the checks' reports): plain values kept as they are, NaN and the
+    infinities as SPEC 4's strings, numpy scalars and arrays as plain numbers and lists, in
+    dicts, lists and tuples at any depth."""
+    from gradcalc.result import json_safe
+    report = {"passed": True, "n": 3, "s": "x", "none": None, "f": 0.5, "nan": float("nan"),
+              "inf": float("inf"), "np": np.float64(-np.inf), "i": np.int64(7),
+              "b": np.bool_(False), "arr": np.array([1.0, np.nan]),
+              "deep": [{"e": -float("inf"), "t": (1.5, float("nan"))}]}
+    got = json_safe(report)
+    assert got == {"passed": True, "n": 3, "s": "x", "none": None, "f": 0.5, "nan": "NaN",
+                   "inf": "Infinity", "np": "-Infinity", "i": 7, "b": False,
+                   "arr": [1.0, "NaN"], "deep": [{"e": "-Infinity", "t": [1.5, "NaN"]}]}
+    assert type(got["i"]) is int and type(got["b"]) is bool
+    assert jsontext.text(got) == plain_text(got)
