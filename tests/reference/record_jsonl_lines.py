@@ -9,7 +9,9 @@ The corpus (jsonl_corpus.py) covers what a shortcut of the request path could ch
 of every JSON type, non-finite and extreme numbers (NaN, infinities, -0.0, below 1e-4, from
 1e16 up), errors of every kind, unknown fields, every option of a request, `#:` lines,
 float32, large arrays and repeated requests. The answers (jsonl_lines.json, with the exit
-status) are replayed by tests/test_jsonl_equivalence.py.
+status) are replayed by tests/test_jsonl_equivalence.py, as objects (every number the same
+double) in the writer's own text: the file holds the lines of json.dumps's layout, which
+gradcalc wrote when they were recorded.
 """
 from __future__ import annotations
 
