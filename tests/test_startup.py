@@ -95,13 +95,13 @@ GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
 def test_a_gradient_fit_piped_imports_only_what_it_uses():
     # benchmark figure 17a's command: piped, its report has no loss curve, so neither
     # uniplot nor the numpy.ma its labels load, nor rich's progress bar (a terminal's stderr
-    # only), nor forward mode or lm's module (lm only)
+    # only), nor forward mode or lm's module (lm only), nor the JSON writer (orjson: 2-5 ms)
     mods, out = imported(*GERMAN_FIT)
     assert "w[0]" in out and "loss per epoch" not in out
     assert "gradcalc.fit.optimizers" in mods
     assert [m for m in ("uniplot", "numpy.ma", "readchar", "importlib.metadata", "email",
                         "rich.progress", "gradcalc.engine.higher", "gradcalc.engine.traced",
-                        "sympy", "gradcalc.fit.lm")
+                        "sympy", "gradcalc.fit.lm", "orjson", "gradcalc.jsontext")
             if m in mods] == []
 
 

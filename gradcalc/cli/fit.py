@@ -14,7 +14,6 @@ import click
 
 from ..errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
                       escape_text)
-from ..jsontext import print_line, text as json_text
 from ..outputs import check_writable, write_text
 from .options import build_limits, extern_options, open_externs, split_bindings
 
@@ -138,12 +137,14 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
         status = EXIT_DISAGREED
     if save_params:
         from ..result import to_plain
+        from ..jsontext import text as json_text
         write_text(save_params, json_text({k: to_plain(v) for k, v in result.params.items()})
                    + "\n", "--save-params")
     if plot and plot != "-":
         from ..view.plot import loss_curve_file
         loss_curve_file(result.history, plot, log=_spans_decades(result.history))
     if as_json:
+        from ..jsontext import print_line    # (orjson: only where JSON is written)
         print_line(result.to_json(), sys.stdout)
     else:
         # the curve is a picture for a terminal: piped, it costs its drawing's modules
@@ -241,6 +242,9 @@ class _History:
 
     def __init__(self, path):
         self.fh = None
+        if path:
+            from ..jsontext import text
+            self.text = text
         if path == "-":
             self.fh = sys.stderr
         elif path:
@@ -252,7 +256,7 @@ class _History:
 
     def write(self, epoch):
         if self.fh is not None:
-            self.fh.write(json_text(epoch.to_json()) + "\n")
+            self.fh.write(self.text(epoch.to_json()) + "\n")
             self.fh.flush()
 
     def close(self):
