@@ -626,8 +626,10 @@ def _stats(prof, top, title, order):
     pstats.Stats(prof, stream=out).sort_stats(order).print_stats(int(top))
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     keep = lines[lines.index(next(ln for ln in lines if "ncalls" in ln)):]
+    # (a venv's standard library lies under its base interpreter's prefix, not its own)
     return f"{title}, by {order} time:\n" + "\n".join(
-        ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>") for ln in keep)
+        ln.replace(str(ROOT) + "/", "").replace(sys.prefix, "<python>")
+        .replace(sys.base_prefix, "<python>") for ln in keep)
 
 
 # ================================================================== JSON Lines cost curves
