@@ -86,10 +86,10 @@ class Result:
     def finite_json(self, arrays: bool = False) -> dict | None:
         """to_json()'s object when every number in it is finite, else None (then to_json()
         writes NaN and the infinities as strings and says which node made them). Its arrays
-        become lists as they are, with no test of each number: the sum of all of them, one
-        C loop per list, is finite exactly when none is NaN or infinite, or when a finite
-        sum overflows (then None, and to_json() gives the same object). Finite output and
-        grads are exactly the case "nonfinite" is None."""
+        become lists as they are, with no test of each number: the sum of all of them (one
+        C loop per list) is finite only when none is NaN or infinite. Finite numbers whose
+        sum overflows also give None, and then to_json() gives the same object. Finite
+        output and grads are exactly the case "nonfinite" is None."""
         sums = []
         plain = _summed(sums) if not arrays else _bulk_or(_summed(sums), True)
         obj = self._json(plain, None)
