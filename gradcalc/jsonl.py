@@ -7,7 +7,6 @@ failed, else 1 if any check disagreed, else 0). A bad line never stops the strea
 from __future__ import annotations
 
 import json
-import math
 import re
 import signal
 import sys
@@ -19,7 +18,7 @@ from _signal import pthread_sigmask
 
 from .errors import (EXIT_BAD_INPUT, EXIT_DISAGREED, EXIT_INTERNAL, EXIT_OK, GradcalcError,
                      OutputError, as_error, internal_error_json)
-from .jsontext import byte_stream, encode
+from .jsontext import byte_stream, encode, floats_finite
 from .settings import JSON, NAMES as SETTING_NAMES, Settings, key_of, kept, validate
 
 FIELDS = {"id", "expr", "program", "vars", "grad", "wrt", "of", "repeat", "check", "dtype",
@@ -78,21 +77,9 @@ def check_fields(req) -> list:
 def _echoable(rid) -> bool:
     """An id is echoed exactly; a number that overflows to infinity (1e400) cannot be."""
     try:
-        return _finite(rid)
+        return floats_finite(rid)
     except RecursionError:
         return False
-
-
-def _finite(value) -> bool:
-    """Whether every float in a parsed JSON value is finite."""
-    kind = type(value)
-    if kind is float:
-        return math.isfinite(value)
-    if kind is list:
-        return all(map(_finite, value))
-    if kind is dict:
-        return all(map(_finite, value.values()))
-    return True                  # None, bool, int, str: json.loads gives nothing else
 
 
 _ID_PREFIX = re.compile(rb'\s*\{\s*"id"\s*:\s*')

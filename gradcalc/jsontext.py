@@ -28,7 +28,7 @@ def encode(obj) -> bytes:
     try:
         return _escaped(orjson.dumps(obj))
     except _EncodeError:         # an array, or what only json writes
-        return b"".join(_pieces(obj))
+        return b"".join(_written(_plan(obj, [])))
 
 
 def dump(obj, out):
@@ -41,12 +41,8 @@ def dump(obj, out):
     except _EncodeError:
         pieces = _plan(obj, [])
     put = byte_stream(out).write
-    for item in pieces:
-        if isinstance(item, bytes):
-            put(item)
-        else:
-            for piece in array_pieces(item):
-                put(piece)
+    for piece in _written(pieces):
+        put(piece)
 
 
 def text(obj) -> str:
@@ -61,18 +57,20 @@ def print_line(obj, out):
 
 
 def _checked(obj) -> bytes:
-    if not _all_finite(obj):
+    if not floats_finite(obj):
         raise ValueError("Out of range float values are not JSON compliant")
     return encode(obj)
 
 
-def _all_finite(obj) -> bool:
+def floats_finite(obj) -> bool:
+    """Whether every float in plain data (dicts, lists, tuples) is finite: what `text`
+    asks, and what a JSON Lines "id" must be to be echoed (1e400 reads as infinity)."""
     if isinstance(obj, float):
         return math.isfinite(obj)
     if isinstance(obj, dict):
-        return all(map(_all_finite, obj.values()))
+        return all(map(floats_finite, obj.values()))
     if isinstance(obj, (list, tuple)):
-        return all(map(_all_finite, obj))
+        return all(map(floats_finite, obj))
     return True
 
 
@@ -98,14 +96,13 @@ class _Decoding:
         self.out.flush()
 
 
-def _pieces(obj):
-    out = []
-    for item in _plan(obj, []):
+def _written(plan):
+    """The bytes of a _plan, each array's a chunk at a time."""
+    for item in plan:
         if isinstance(item, bytes):
-            out.append(item)
+            yield item
         else:
-            out.extend(array_pieces(item))
-    return out
+            yield from array_pieces(item)
 
 
 def _plan(obj, out: list) -> list:

@@ -242,9 +242,6 @@ class _History:
 
     def __init__(self, path):
         self.fh = None
-        if path:
-            from ..jsontext import text
-            self.text = text
         if path == "-":
             self.fh = sys.stderr
         elif path:
@@ -256,7 +253,8 @@ class _History:
 
     def write(self, epoch):
         if self.fh is not None:
-            self.fh.write(self.text(epoch.to_json()) + "\n")
+            from ..jsontext import text     # (orjson: only where JSON is written)
+            self.fh.write(text(epoch.to_json()) + "\n")
             self.fh.flush()
 
     def close(self):
