@@ -1254,6 +1254,61 @@ def test_one_block_comparison_equals_the_blocked_one():
                             (name, beat)
         assert (want is None) == (name in ("off", "one off", "nan", "inf")), name
 
+def test_few_entries_compared_as_floats_equal_numpys_comparison():
+    """verdict._close_floats (a few entries as Python floats: a JSON Lines request's) gives
+    _close's (max_abs, max_rel), or None where _close gives None or an infinite difference
+    (_finite), on agreeing, rounding-close, disagreeing, tied, zero, subnormal, infinite and
+    NaN entries."""
+    from gradcalc.checks import verdict
+    rng = np.random.default_rng(5)
+    n = 9
+    base = rng.uniform(-2, 2, n)
+    inf, nan = np.inf, np.nan
+    cases = {"equal": (base, base.copy()),
+             "rounding": (base, base * (1 + rng.uniform(-1e-16, 1e-16, n))),
+             "tiny": (base, base + rng.uniform(-1e-11, 1e-11, n)),
+             "within rtol": (base, base * (1 + 5e-8)),
+             "off": (base, base + 1e-3), "one off": (base, np.r_[base[:-1], base[-1] + 1]),
+             "zeros": (np.zeros(n), np.r_[np.zeros(n - 1), -0.0]),
+             "subnormal": (np.full(n, 1e-310), np.full(n, 0.5e-310)),
+             "nan in autograd's": (base, np.r_[base[:3], nan, base[4:]]),
+             "nan expected": (np.r_[base[:3], nan, base[4:]], base),
+             "inf in autograd's": (base, np.r_[base[:3], inf, base[4:]]),
+             "inf expected": (np.r_[base[:3], -inf, base[4:]], base),
+             "inf in both": (np.r_[base[:3], inf, base[4:]], np.r_[base[:3], inf, base[4:]]),
+             "huge": (np.full(n, 1e308), np.full(n, -1e308)), "empty": (np.zeros(0), np.zeros(0))}
+    for name, (e, a) in cases.items():
+        with np.errstate(all="ignore"):
+            want = verdict._finite(verdict._close(e, a, 1e-7, 1e-10))
+        got = verdict._finite(verdict._close_floats(e.tolist(), a.tolist(), 1e-7, 1e-10))
+        assert got == want, name
+        assert (want is None) == (name in ("off", "one off", "nan in autograd's", "nan expected",
+                                           "inf in autograd's", "inf expected", "inf in both",
+                                           "huge")), name
+
+
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_a_requests_few_entries_as_floats_give_numpys_report(jacobian, monkeypatch):
+    """The symbolic check of a small request (its entries compared as Python floats,
+    Verdict._usual_tiny) reports what the numpy comparison reports, number for number: a
+    vector, a scalar cotangent broadcast, a leaf broadcast, and a JSON Lines stream."""
+    from gradcalc.checks import verdict
+    rng = np.random.default_rng(8)
+    cases = [("3*a + 2*b*b + log(c)", {k: rng.uniform(0.5, 2, 3) for k in "abc"},
+              rng.uniform(-1, 1, 3)),
+             ("sin(a) * exp(b) / c", {k: rng.uniform(0.5, 2, (2, 2)) for k in "abc"}, 0.5),
+             ("a * b - c", {"a": rng.uniform(-1, 1, 4), "b": 2.5, "c": rng.uniform(0, 1, 4)},
+              rng.uniform(-1, 1, 4))]
+    for expr, vars_, grad in cases:
+        reports = []
+        for tiny in (verdict.TINY, 0):
+            monkeypatch.setattr(verdict, "TINY", tiny)
+            reports.append(_symbolic_reports(expr, vars_, grad, "float64", jacobian,
+                                             monkeypatch, tapes=True))
+        assert reports[0] == reports[1] and reports[0]["symbolic"]["passed"], expr
+        assert reports[0]["symbolic"]["max_rel_error"] > 0 or expr == "a * b - c"
+
+
 def test_what_a_pause_made_is_moved_old_and_a_callers_frozen_objects_stay_frozen():
     """The end of compute()'s pause moves the objects it made to the oldest generation (no
     young collection walks them), by freeze and unfreeze, but never when the caller froze

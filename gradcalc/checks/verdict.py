@@ -24,6 +24,7 @@ MAX_UNVERIFIABLE = 20               # unverifiable entries listed in a report
 MAX_ROUNDING_PROBED = 100_000       # disagreeing entries held against autograd's rounding
 BLOCK = 1 << 16                     # entries compared at a time (in cache): _all_close's
 SMALL = 1 << 12                     # fewer entries than this are compared in fresh arrays
+TINY = 64                           # at most this many (float64) are compared as Python floats
 
 
 def jnum(v):
@@ -199,6 +200,20 @@ def _close(e, a, rtol, atol, work=None, beat=0.0):
         at = np.flatnonzero(may)
         return top, _max_rel(d[at], e[at], a[at])
     return top, _max_rel(d, e, a, m, t)
+
+
+def _close_floats(e, a, rtol, atol):
+    """_close() of lists of Python floats: the same arithmetic (a float's -, abs, * and /
+    are IEEE's, as numpy's are), a NaN anywhere failing as it fails there."""
+    d = [abs(x - y) for x, y in zip(e, a)]
+    if any(x != x for x in d):
+        return None
+    top = max(d, default=0.0)
+    if not top <= atol and not all(x <= abs(y) * rtol + atol for x, y in zip(d, e)):
+        return None
+    if not top > 0:
+        return top, 0.0
+    return top, max(x / max(abs(y), abs(z), 1e-300) for x, y, z in zip(d, e, a))
 
 
 def _max_rel(d, e, a, m=None, t=None):
@@ -418,6 +433,8 @@ class Verdict:
         largest errors are those of its entries, and one fails if any of them does. The
         largest errors, or None where a value is not finite or an entry disagrees."""
         k, jac = len(fed), fed[0][2] is not None
+        if not self.f32 and (2 * k if jac else k) * N <= TINY:
+            return self._usual_tiny(fed, cot, N)
         E = np.empty((2 * k if jac else k, N))          # what is expected: terms, partials
         A = np.empty(E.shape)                           # autograd's: grads, diagonals
         D = E[k:] if jac else np.empty((k, N))
@@ -434,6 +451,25 @@ class Verdict:
             work = self._work(E.size) if E.size >= SMALL else None
             return _finite(_close(self._round(E).reshape(-1), A.reshape(-1), self.rtol,
                                   self.atol, work and work[:3]))
+
+    def _usual_tiny(self, fed, cot, N):
+        """_usual_together() of a few float64 entries as Python floats (a JSON Lines
+        request of three elements): the same IEEE operations entry by entry (_close_floats),
+        where each of a dozen numpy calls would cost more than all the arithmetic."""
+        c = cot.tolist() if cot.ndim else [float(cot)] * N
+        expected, actual = [], []
+        with np.errstate(all="ignore"):
+            for leaf, partials, on in fed:
+                d = partials(0, N)
+                if d is None:
+                    return None
+                d = d.tolist() if getattr(d, "ndim", 0) else [float(d)] * N
+                expected += [x * y for x, y in zip(d, c)]
+                actual += leaf.grad.reshape(-1).tolist()
+                if on is not None:
+                    expected += d
+                    actual += on.tolist()
+        return _finite(_close_floats(expected, actual, self.rtol, self.atol))
 
     def _usual_blocks(self, fed, cot, N):
         """feed_usual()'s comparison of large leaves, BLOCK entries at a time, every leaf's
