@@ -1003,8 +1003,9 @@ def curve_program(kind: str, k: int):
 
 
 def worker_engine_curve(kind, sizes, reps):
-    """Wall and CPU seconds of one gradcalc.compute per size (median of `reps`; one run at
-    10^5), each on a freshly compiled program (the API's program cache emptied)."""
+    """Wall and CPU seconds of one gradcalc.compute per size (median of `reps` after a
+    warm-up; of three runs at 10^5, where one run's time moved by 10-20 % with the machine's
+    state), each on a freshly compiled program (the API's program cache emptied)."""
     import gradcalc
     from gradcalc import api
     from gradcalc.errors import Limits
@@ -1013,16 +1014,16 @@ def worker_engine_curve(kind, sizes, reps):
     for k in sizes:
         text, variables = curve_program(kind, k)
         runs = []
-        for _ in range(1 if k >= 10**5 else reps + 1):   # the first of several: warm-up
+        for _ in range(3 if k >= 10**5 else reps + 1):   # (below 10^5: the first warms up)
             api.PROGRAMS = type(api.PROGRAMS)()
             t0, c0 = time.perf_counter(), time.process_time()
             gradcalc.compute(text, check="none", grad=1.0, jacobian=False, limits=Limits(),
                              **variables)
             runs.append((time.perf_counter() - t0, time.process_time() - c0))
-        runs = runs[1:] if len(runs) > 1 else runs
+        runs = runs if k >= 10**5 else runs[1:]
         wall.append(median([r[0] for r in runs]))
         cpu.append(median([r[1] for r in runs]))
-    return {"sizes": sizes, "wall": wall, "cpu": cpu}
+    return {"sizes": sizes, "wall": wall, "cpu": cpu, "last_walls": [r[0] for r in runs]}
 
 
 def engine_curve_rows(want, quick):
@@ -1039,8 +1040,11 @@ def engine_curve_rows(want, quick):
         held = True
         if r["sizes"][-1] >= 10**5:
             held = r["wall"][-1] < CURVE_SECONDS
+            walls = r["last_walls"]
             note += (f"; 10^5 operations {fmt_t(r['wall'][-1])} wall, {fmt_t(r['cpu'][-1])} "
-                     f"CPU ({'under' if held else '**over**'} {CURVE_SECONDS:.0f} s wall)")
+                     f"CPU, medians of {len(walls)} runs (wall {fmt_t(min(walls))}–"
+                     f"{fmt_t(max(walls))}; {'under' if held else '**over**'} "
+                     f"{CURVE_SECONDS:.0f} s wall)")
         add_curve(fid, f"cost curve: parse + compile + forward + backward, `--check none`, of "
                        f"{what}: CPU time vs operations", r["sizes"], r["cpu"],
                   target=CURVE_TARGET, per="op" if kind != "leaves" else "leaf", notes=note,

@@ -206,14 +206,15 @@ def _close_floats(e, a, rtol, atol):
     """_close() of lists of Python floats: the same arithmetic (a float's -, abs, * and /
     are IEEE's, as numpy's are), a NaN anywhere failing as it fails there."""
     d = [abs(x - y) for x, y in zip(e, a)]
-    if any(x != x for x in d):
+    total = sum(d)
+    if total != total:                  # a NaN (the differences are >= 0 or NaN)
         return None
     top = max(d, default=0.0)
-    if not top <= atol and not all(x <= abs(y) * rtol + atol for x, y in zip(d, e)):
+    if not top <= atol and not all([x <= abs(y) * rtol + atol for x, y in zip(d, e)]):
         return None
     if not top > 0:
         return top, 0.0
-    return top, max(x / max(abs(y), abs(z), 1e-300) for x, y, z in zip(d, e, a))
+    return top, max([x / max(abs(y), abs(z), 1e-300) for x, y, z in zip(d, e, a)])
 
 
 def _max_rel(d, e, a, m=None, t=None):
