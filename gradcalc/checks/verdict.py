@@ -464,7 +464,9 @@ class Verdict:
                 d = partials(0, N)
                 if d is None:
                     return None
-                d = d.tolist() if getattr(d, "ndim", 0) else [float(d)] * N
+                d = d.reshape(-1).tolist() if getattr(d, "ndim", 0) else [float(d)]
+                if len(d) == 1:                 # a number: the same at every element
+                    d *= N
                 expected += [x * y for x, y in zip(d, c)]
                 actual += leaf.grad.reshape(-1).tolist()
                 if on is not None:
