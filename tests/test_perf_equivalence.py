@@ -1291,8 +1291,16 @@ def test_few_entries_compared_as_floats_equal_numpys_comparison():
 def test_a_requests_few_entries_as_floats_give_numpys_report(jacobian, monkeypatch):
     """The symbolic check of a small request (its entries compared as Python floats,
     Verdict._usual_tiny) reports what the numpy comparison reports, number for number: a
-    vector, a scalar cotangent broadcast, a leaf broadcast, and a JSON Lines stream."""
+    vector, a scalar cotangent broadcast, and a scalar leaf broadcast beside vectors."""
     from gradcalc.checks import verdict
+    taken = []
+    real = verdict.Verdict._usual_tiny
+
+    def counting(self, *a):
+        taken.append(True)
+        return real(self, *a)
+    monkeypatch.setattr(verdict.Verdict, "_usual_tiny", counting)
+    tiny_way = verdict.TINY             # (read once: the loop below sets it to 0)
     rng = np.random.default_rng(8)
     cases = [("3*a + 2*b*b + log(c)", {k: rng.uniform(0.5, 2, 3) for k in "abc"},
               rng.uniform(-1, 1, 3)),
@@ -1301,10 +1309,12 @@ def test_a_requests_few_entries_as_floats_give_numpys_report(jacobian, monkeypat
               rng.uniform(-1, 1, 4))]
     for expr, vars_, grad in cases:
         reports = []
-        for tiny in (verdict.TINY, 0):
+        for tiny in (tiny_way, 0):
             monkeypatch.setattr(verdict, "TINY", tiny)
+            taken.clear()
             reports.append(_symbolic_reports(expr, vars_, grad, "float64", jacobian,
                                              monkeypatch, tapes=True))
+            assert bool(taken) is (tiny > 0), (expr, tiny)   # each way really taken
         assert reports[0] == reports[1] and reports[0]["symbolic"]["passed"], expr
         assert reports[0]["symbolic"]["max_rel_error"] > 0 or expr == "a * b - c"
 
