@@ -1146,6 +1146,52 @@ def test_symbolic_tapes_fail_a_wrong_rule_as_the_evaluator_does(op, expr, n, mon
         monkeypatch.setattr(OPS[op], "vjps", rules)
 
 
+@pytest.mark.parametrize("where", ["nothing", "rounding", "inf in v", "overflow",
+                                   "nan in v"])
+def test_equal_blocks_are_taken_as_equal_only_where_finite(where, monkeypatch):
+    """A leaf whose blocks equal autograd's entry for entry is passed over two passes a block
+    (_equal_finite); a later block that differs by rounding, or equal but not finite (an
+    infinite or NaN cotangent, a product that overflows), is compared or refused as before:
+    the report is the Evaluator's way's, number for number, and only a finite one is fed."""
+    from gradcalc.checks import verdict
+    n = 3 * verdict.BLOCK + 1000                    # the odd entry in the third block
+    rng = np.random.default_rng(21)
+    a, x = rng.uniform(0.5, 2.0, n), rng.uniform(0.5, 2.0, n)
+    grad = rng.uniform(-1, 1, n)
+    k = 2 * verdict.BLOCK + 17
+    if where == "rounding":         # d(a*x + log(x))/dx = a + 1/x: two roundings, not one
+        expr = "a * x + log(x)"
+    else:
+        expr = "a * x"              # d/da = x, times v: autograd's v*x exactly
+        grad[k] = {"nothing": grad[k], "inf in v": np.inf, "overflow": 1e10,
+                   "nan in v": np.nan}[where]
+        if where == "overflow":     # a*x is 1, v*x overflows (in autograd's grad and in ours)
+            a[k], x[k] = 1e-300, 1e300
+    equal = []
+    real = verdict._equal_finite
+
+    def spy(e, g, differs):
+        equal.append(real(e, g, differs))
+        return equal[-1]
+    monkeypatch.setattr(verdict, "_equal_finite", spy)
+    fed = _fed(monkeypatch)
+    got = _symbolic_reports(expr, {"a": a, "x": x}, grad, "float64", None, monkeypatch,
+                            tapes=True)["symbolic"]
+    fed_by_tapes = list(fed)
+    want = _symbolic_reports(expr, {"a": a, "x": x}, grad, "float64", None, monkeypatch,
+                             tapes=False)["symbolic"]
+    assert got == want
+    finite = where in ("nothing", "rounding")
+    assert fed_by_tapes == [finite]
+    assert got["passed"] is True or not finite
+    if where == "nothing":
+        assert equal == [True] * 8 and got["max_abs_error"] == 0.0      # 2 leaves, 4 blocks
+    if where == "rounding":
+        assert False in equal and got["max_rel_error"] > 0
+    if where in ("inf in v", "overflow", "nan in v"):
+        assert equal[-1] is False and equal[:-1] == [True] * (len(equal) - 1)
+
+
 def test_symbolic_tape_compiles_smooth_heads_only():
     """A derivative with a switch (Heaviside, sign, Piecewise) or an atom that is no finite
     number has no tape; a smooth one has, and runs to the Evaluator's value."""
