@@ -1192,6 +1192,48 @@ def test_equal_blocks_are_taken_as_equal_only_where_finite(where, monkeypatch):
         assert equal[-1] is False and equal[:-1] == [True] * (len(equal) - 1)
 
 
+def test_comparisons_borrow_the_kept_buffers_one_at_a_time(monkeypatch):
+    """The work buffers kept for the process (reserved by the thread that starts a check)
+    go to one comparison at a time and come back after it, also after an exception; a
+    comparison that finds them taken, or needs more entries, gets buffers of its own; and
+    a check's report is the same with them kept or made afresh."""
+    from gradcalc.checks import verdict
+    monkeypatch.setattr(verdict, "_KEPT", [])
+    verdict.reserve()
+    kept = verdict._KEPT[0]
+
+    def only_kept():        # (reads `kept` when called)
+        return len(verdict._KEPT) == 1 and verdict._KEPT[0] is kept
+    verdict.reserve()                                   # one set is enough
+    assert only_kept()
+    with verdict._borrowed(100) as w:
+        assert w is kept and verdict._KEPT == []
+        with verdict._borrowed(100) as other:           # another comparison, meanwhile
+            assert other is not kept and other[0].size == verdict.BLOCK
+    assert len(verdict._KEPT) == 1                      # one of the two sets is kept
+    kept = verdict._KEPT[0]
+    with pytest.raises(KeyboardInterrupt):
+        with verdict._borrowed(100):
+            raise KeyboardInterrupt
+    assert only_kept()
+    with verdict._borrowed(verdict.BLOCK + 1) as big:
+        assert big[0].size == verdict.BLOCK + 1 and only_kept()
+    assert only_kept()
+    import gradcalc
+    rng = np.random.default_rng(3)
+    n = 2 * verdict.BLOCK + 5
+    vars_ = {k: rng.uniform(0.5, 2.0, n) for k in "abc"}
+    grad = rng.uniform(-1, 1, n)
+    first = gradcalc.compute("3*a + 2*b*b + log(c)", grad=grad, check="symbolic", **vars_)
+    kept[0][:] = kept[1][:] = kept[2][:] = kept[3][:] = np.nan     # what the last one left
+    again = gradcalc.compute("3*a + 2*b*b + log(c)", grad=grad, check="symbolic", **vars_)
+    monkeypatch.setattr(verdict, "_KEPT", [])                    # a new set, reserved
+    fresh = gradcalc.compute("3*a + 2*b*b + log(c)", grad=grad, check="symbolic", **vars_)
+    assert first.checks == again.checks == fresh.checks
+    assert first.checks["symbolic"]["passed"] is True
+    assert first.checks["symbolic"]["max_rel_error"] > 0       # (compared, not only equal)
+
+
 def test_symbolic_tape_compiles_smooth_heads_only():
     """A derivative with a switch (Heaviside, sign, Piecewise) or an atom that is no finite
     number has no tape; a smooth one has, and runs to the Evaluator's value."""

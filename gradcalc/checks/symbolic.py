@@ -44,7 +44,7 @@ from .chain import Chain, Terms
 from .context import Context
 from .evaluator import (OVERFLOW, Evaluator, Tape, Unsupported, evaluate_array, formula,
                         postorder)
-from .verdict import Partials, Verdict
+from .verdict import SMALL, Partials, Verdict, reserve
 
 DEFAULT_TIMEOUT = 10.0          # seconds of CPU (limits.symbolic_timeout, --symbolic-timeout)
 GRACE = 0.5                     # seconds of CPU past the budget before the caller stops
@@ -170,6 +170,8 @@ def check(context: Context):
             report = None
         if report is not None:
             return report
+    if math.prod(context.out_shape) * len(context.wrt) >= SMALL:
+        reserve()           # the worker's comparisons in buffers from this thread's memory
     box: dict = {}
     done = threading.Event()
     _Worker.take().jobs.put((context, budget, box, done))

@@ -8,8 +8,10 @@ nothing here imports sympy.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import threading
 from functools import cached_property
 
 import numpy as np
@@ -25,6 +27,8 @@ MAX_ROUNDING_PROBED = 100_000       # disagreeing entries held against autograd'
 BLOCK = 1 << 16                     # entries compared at a time (in cache): _all_close's
 SMALL = 1 << 12                     # fewer entries than this are compared in fresh arrays
 TINY = 64                           # at most this many (float64) are compared as Python floats
+_KEPT: list = []                    # a set of work buffers kept for the process (_borrowed)
+_KEPT_LOCK = threading.Lock()
 
 
 def jnum(v):
@@ -210,6 +214,35 @@ def _equal_finite(e, a, differs):
         math.isfinite(np.add.reduce(e, axis=None))
 
 
+def reserve():
+    """Keep a set of work buffers for the comparisons of the checks to come, allocated by
+    the calling thread: the symbolic check compares in a worker thread, whose own malloc
+    arena starts empty (the first check of a process at 10^6 elements faulted in 787 fresh
+    pages, 0.5-1 ms), where the caller's reuses memory its calculation freed."""
+    with _KEPT_LOCK:
+        if not _KEPT:
+            _KEPT.append(tuple(np.empty(BLOCK) for _ in range(4)))
+
+
+@contextlib.contextmanager
+def _borrowed(n):
+    """Four float arrays of at least `n` entries for one comparison: the kept set (of BLOCK
+    entries) while no other comparison has it, given back after; else new ones."""
+    work = None
+    if n <= BLOCK:
+        with _KEPT_LOCK:
+            work = _KEPT.pop() if _KEPT else None
+    if work is None:
+        work = tuple(np.empty(max(n, BLOCK)) for _ in range(4))
+    try:
+        yield work
+    finally:
+        if work[0].size == BLOCK:
+            with _KEPT_LOCK:
+                if not _KEPT:
+                    _KEPT.append(work)
+
+
 def _close_floats(e, a, rtol, atol):
     """_close() of lists of Python floats: the same arithmetic (a float's -, abs, * and /
     are IEEE's, as numpy's are), a NaN anywhere failing as it fails there."""
@@ -278,7 +311,6 @@ class Verdict:
         self.f32 = context.dtype == "float32"
         self.cot = np.asarray(context.cotangent, dtype=np.float64)
         self._buffer = None
-        self._buffers = None
         self.passed = True
         self.max_abs = 0.0
         self.max_rel = 0.0
@@ -308,12 +340,6 @@ class Verdict:
             self._feed_elementwise(p)
         else:
             self._feed_columns(p)
-
-    def _work(self, n):
-        """Four float arrays of at least `n` entries, kept for the check's next use."""
-        if self._buffers is None or self._buffers[0].size < n:
-            self._buffers = tuple(np.empty(n) for _ in range(4))
-        return self._buffers
 
     def _scratch(self, shape):
         """An array of `shape` reused from leaf to leaf (each comparison ends before the next
@@ -457,9 +483,11 @@ class Verdict:
                 if jac:
                     A[k + r] = on
             np.multiply(D, cot, out=E[:k])
-            work = self._work(E.size) if E.size >= SMALL else None
-            return _finite(_close(self._round(E).reshape(-1), A.reshape(-1), self.rtol,
-                                  self.atol, work and work[:3]))
+            e, a = self._round(E).reshape(-1), A.reshape(-1)
+            if E.size < SMALL:
+                return _finite(_close(e, a, self.rtol, self.atol))
+            with _borrowed(E.size) as work:
+                return _finite(_close(e, a, self.rtol, self.atol, work[:3]))
 
     def _usual_tiny(self, fed, cot, N):
         """_usual_together() of a few float64 entries as Python floats (a JSON Lines
@@ -485,19 +513,19 @@ class Verdict:
     def _usual_blocks(self, fed, cot, N):
         """feed_usual()'s comparison of large leaves, BLOCK entries at a time, every leaf's
         block while v's is in cache (one pass over v for all the leaves), through buffers
-        reused from block to block (fresh ones would fault in new pages each time); a block
-        whose relative errors cannot exceed the largest found so far does not compute them.
-        A leaf's blocks are first tested for being equal to autograd's entry for entry (no
-        error to take: two passes where the errors take three); from its first block that
-        is not, the leaf's blocks are compared. The largest errors, or None where a value
-        is not finite or an entry disagrees."""
+        reused from block to block and kept from check to check (fresh ones would fault in
+        new pages each time: _borrowed); a block whose relative errors cannot exceed the
+        largest found so far does not compute them. A leaf's blocks are first tested for
+        being equal to autograd's entry for entry (no error to take: two passes where the
+        errors take three); from its first block that is not, the leaf's blocks are
+        compared. The largest errors, or None where a value is not finite or an entry
+        disagrees."""
         block = min(BLOCK, N)
-        work = self._work(block)
         differs = np.empty(block, dtype=bool)
         top_abs, top_rel = self.max_abs, self.max_rel
         grads = [(leaf.grad.reshape(-1), partials) for leaf, partials, _ in fed]
         same = [True] * len(grads)              # each leaf's blocks equal so far
-        with np.errstate(all="ignore"):
+        with _borrowed(block) as work, np.errstate(all="ignore"):
             for lo in range(0, N, block):
                 hi = min(lo + block, N)
                 c = cot if cot.ndim == 0 else cot[lo:hi]
@@ -507,6 +535,7 @@ class Verdict:
                     if d is None:
                         return None
                     np.multiply(d, c, out=terms)
+                    del d                   # (its memory: the next leaf's partials')
                     e, a = self._round(terms), grad[lo:hi]
                     if same[r]:
                         if _equal_finite(e, a, differs[:hi - lo]):
