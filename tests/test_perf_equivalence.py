@@ -1234,6 +1234,32 @@ def test_comparisons_borrow_the_kept_buffers_one_at_a_time(monkeypatch):
     assert first.checks["symbolic"]["max_rel_error"] > 0       # (compared, not only equal)
 
 
+@pytest.mark.parametrize("expr,shapes,domain", CASES, ids=CASE_IDS)
+def test_a_number_times_a_form_differentiates_as_sympy_does(expr, shapes, domain,
+                                                            monkeypatch):
+    """chain.scaled_diff (a number times the form's derivative, where sympy's diff of the
+    product differentiates the number too) gives sympy's derivative, form for form: every
+    op sample, and the same form times 3, -1/2 and 2.5, reports the same derivatives and
+    errors as sympy's diff of the whole product gives."""
+    from gradcalc.checks import chain
+    vars_ = sample_inputs(shapes, domain, 0, False)
+    for scaled in (expr, f"3*({expr})", f"-({expr})/2", f"2.5*({expr})"):
+        try:
+            graph = compile_with(scaled, vars_, "float64")
+        except GradcalcError:
+            continue
+        oshape = graph.nodes[graph.output].shape
+        grad = np.random.default_rng(0).uniform(-1, 1, oshape) if oshape else None
+        args = (scaled, vars_, grad, "float64", False, monkeypatch)
+        try:
+            ours = _symbolic_reports(*args, tapes=True)
+        except GradcalcError:
+            continue
+        with monkeypatch.context() as m:
+            m.setattr(chain, "scaled_diff", lambda sp, form, s: sp.diff(form, s))
+            assert _symbolic_reports(*args, tapes=True) == ours, scaled
+
+
 def test_symbolic_tape_compiles_smooth_heads_only():
     """A derivative with a switch (Heaviside, sign, Piecewise) or an atom that is no finite
     number has no tape; a smooth one has, and runs to the Evaluator's value."""
