@@ -606,6 +606,14 @@ def worker_profile(fig, top=18):
         return {"text": _stats(prof, top, "figure 2, one cold run in-process (main thread; "
                                           "the symbolic check's own thread shows as the wait "
                                           "in check)", "cumulative")}
+    elif fig == "17a":
+        call = _cli_call(GERMAN_FIT)
+        prof = cProfile.Profile()
+        prof.enable()
+        call()                    # cold: click, rich and the fit's modules load inside
+        prof.disable()
+        return {"text": _stats(prof, 30, "figure 17a, one cold `gradcalc fit` in-process "
+                                         "(numpy and click imported before)", "cumulative")}
     elif fig in SECOND_ORDER_CALLS:
         call, reps = SECOND_ORDER_CALLS[fig]()
     else:
