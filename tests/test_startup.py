@@ -105,6 +105,16 @@ def test_a_gradient_fit_piped_imports_only_what_it_uses():
             if m in mods] == []
 
 
+def test_a_gradient_fit_as_json_loads_no_rich():
+    # a script's fit: no report to draw and no progress bar to show (stderr is no terminal),
+    # so none of rich (about 25 ms of the process) loads
+    mods, out = imported(*GERMAN_FIT, "--json")
+    assert json.loads(out)["params"]["w"] == pytest.approx([1.2, -3.4], rel=1e-5)
+    assert "gradcalc.fit.optimizers" in mods and "orjson" in mods
+    assert [m for m in mods if m == "rich" or m.startswith("rich.")] == []
+    assert "gradcalc.view.fit" not in mods
+
+
 def test_a_gradient_fit_asked_for_its_curve_draws_it_without_readchar():
     # --plot without a file: the curve in the piped report, drawn by uniplot, but not
     # readchar (uniplot's interactive mode: its import reads importlib.metadata and email)

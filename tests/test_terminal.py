@@ -316,6 +316,39 @@ def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
     assert b"JSON Lines" in seen
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_fit_shows_its_bar_on_a_terminal_stderr_unless_json(as_json):
+    """stderr a terminal, stdout a pipe: the fit's progress bar goes to the terminal and the
+    report to stdout; with --json there is no bar (and no rich loaded for one), only JSON."""
+    import pty
+    master, slave = pty.openpty()
+    args = ["fit", "-f", "samples/fit/german_training.grad", "--data",
+            "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
+            "0.1", "--epochs", "300", "--batch-size", "10"] + (["--json"] if as_json else [])
+    p = subprocess.Popen([sys.executable, "-m", "gradcalc", *args], stdout=subprocess.PIPE,
+                         stderr=slave, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT, TERM="xterm"))
+    os.close(slave)
+    out, _ = p.communicate(timeout=120)
+    seen = b""
+    try:
+        while True:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:
+        pass
+    os.close(master)
+    assert p.returncode == 0
+    if as_json:
+        assert json.loads(out)["params"]["w"] == pytest.approx([1.2, -3.4], rel=1e-6)
+        assert b"epoch" not in seen
+    else:
+        assert b"w[0]" in out and b"\x1b" not in out
+        assert b"epoch" in seen and b"steps/s" in seen
+
+
 # ---------------------------------------------------------------- a real terminal (tmux)
 def tmux_screen(args, columns, rows=60):
     """The screen of a tmux pane `columns` wide after `gradcalc ARGS` ran in it (TERM set,

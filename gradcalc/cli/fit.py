@@ -122,10 +122,10 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
     req = _request(text, bindings, data, names, starts, optimizer, hyper, epochs, batch_size,
                    shuffle, seed, tol, dtype, limits, externs)
     from ..fit.loop import Interrupted, fit
-    from ..view.fit import Progress, render_fit
+    from ..view.progress import FitProgress
     stream = _History(history)
     status = EXIT_OK
-    with Progress(req.epochs, enabled=not as_json and sys.stderr.isatty()) as progress:
+    with FitProgress(req.epochs, enabled=not as_json and sys.stderr.isatty()) as progress:
         try:
             result = fit(req, on_epoch=lambda e: (stream.write(e), progress.epoch(e)),
                          on_step=progress.step)
@@ -149,6 +149,7 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
     else:
         # the curve is a picture for a terminal: piped, it costs its drawing's modules
         # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
+        from ..view.fit import render_fit     # (rich: only for the human report)
         render_fit(result, text, curve=plot == "-" or sys.stdout.isatty())
     if status == EXIT_INTERRUPTED:
         sys.stderr.write("gradcalc: interrupted; the parameters so far are shown\n")

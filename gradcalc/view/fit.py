@@ -1,10 +1,10 @@
-"""What `gradcalc fit` shows: progress on stderr while it trains, then the report on stdout.
+"""What `gradcalc fit` shows on stdout once it has trained: the report. (Its progress bar on
+stderr is progress.py's, so that a fit that shows no bar and writes JSON loads no rich.)
 
-The progress bar (rich, on stderr, only when stderr is a terminal) shows the epoch, the last
-batch loss, the rate and the elapsed time. The report gives the fitted parameters, the final
-loss, how the fit stopped, for `lm` each parameter's standard error and the correlation
-matrix (as gnuplot's fit and curve_fit report them), and the loss curve drawn in the
-terminal (when the caller asks for it). It computes nothing.
+The report gives the fitted parameters, the final loss, how the fit stopped, for `lm` each
+parameter's standard error and the correlation matrix (as gnuplot's fit and curve_fit
+report them), and the loss curve drawn in the terminal (when the caller asks for it). It
+computes nothing.
 """
 from __future__ import annotations
 
@@ -20,45 +20,6 @@ from .style import STYLE, glyphs, make_console, statements, styled, user
 
 STOPPED = {"epochs": "ran every epoch", "tol": "the loss stopped changing (--tol)",
            "nonfinite": "the loss became non-finite", "interrupted": "interrupted (Ctrl-C)"}
-
-
-class Progress:
-    """A rich progress bar on stderr for the fit's epochs; nothing when disabled."""
-
-    def __init__(self, epochs: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
-                                       TextColumn, TimeElapsedColumn)
-            self.bar = Bar(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
-                           TextColumn("loss {task.fields[loss]}"),
-                           TextColumn("{task.fields[rate]} steps/s"), TimeElapsedColumn(),
-                           console=make_console(stderr=True), transient=True,
-                           redirect_stdout=False, redirect_stderr=False)
-            self.task = self.bar.add_task("fit", total=epochs, loss="-", rate="-")
-            self.steps = 0
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
-
-    def step(self, epoch: int, batch: int, loss: float):
-        if self.bar is None:
-            return
-        self.steps += 1
-        elapsed = self.bar.tasks[0].elapsed or 0.0
-        rate = f"{self.steps / elapsed:.0f}" if elapsed > 0 else "-"
-        self.bar.update(self.task, loss=f"{loss:.6g}", rate=rate)
-
-    def epoch(self, e):
-        if self.bar is not None:
-            self.bar.update(self.task, completed=e.epoch, loss=f"{e.loss:.6g}")
 
 
 def render_fit(result, text: str, console=None, precision=None, curve: bool = True):
