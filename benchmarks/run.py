@@ -42,7 +42,7 @@ TARGETS = {
     "3c": 1.3, "3d": 1.3, "5b": 2.0, "6b": 2.0,
     "E1": 1.1, "E2": 1.1, "E3": 1.1, "E4": 1.1,
     "8a": 4.0, "8b": 10.0, "9": 1.5, "10": 2.0,
-    "14": 1.0, "17a": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
+    "14": 1.0, "17a": 1.3, "17a·json": 1.3, "17a·torch": 1.0, "17b": 1.5, "17c": 1.0, "17d": 1.5,
 }
 # figure 9's floor: the same forward and VJP written by hand, printed, as one process
 BIG_VIEW_N = 10**7
@@ -1661,6 +1661,13 @@ def main():
                             *((3, 3, 15) if q else (7, 21, 40)))
         add_cold_rows("17a", "the German page's fit (200 points, batch 10, 20 epochs, Adam: "
                              "400 steps, float32) as `gradcalc fit`, whole process",
+                      "`python -c`: numpy, the CSV read, the same 400 Adam steps by hand",
+                      fs, ss)
+        # a script's fit: the report as JSON, with no rich (which the human report loads)
+        fs, ss = cold_pairs([py, "-c", GERMAN_BY_HAND], gc_cmd + GERMAN_FIT + ["--json"],
+                            *((3, 3, 15) if q else (7, 21, 40)))
+        add_cold_rows("17a·json", "the same fit as a script runs it, `gradcalc fit --json`, "
+                                  "whole process",
                       "`python -c`: numpy, the CSV read, the same 400 Adam steps by hand",
                       fs, ss)
         if has_torch:
