@@ -287,18 +287,16 @@ def test_jacobian_without_a_cotangent_gives_the_jacobian_alone():
         "usage")
 
 
-def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
-    """stderr a terminal, stdout a pipe (`gradcalc - > answers.jsonl`): the status line goes
-    to the terminal, and stdout holds the answers alone, whole lines of strict JSON."""
+def _stderr_on_a_terminal(args, stdin=b""):
+    """(exit status, stdout, what reached stderr) of `gradcalc ARGS` run with stderr a
+    terminal (a pty) and stdout a pipe."""
     import pty
     master, slave = pty.openpty()
-    reqs = "".join(json.dumps({"id": k, "expr": "x*2", "vars": {"x": k}}) + "\n"
-                   for k in range(5))
-    p = subprocess.Popen([sys.executable, "-m", "gradcalc", "-"], stdin=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "gradcalc", *args], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=slave, cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=ROOT, TERM="xterm"))
     os.close(slave)
-    out, _ = p.communicate(reqs.encode(), timeout=60)
+    out, _ = p.communicate(stdin, timeout=120)
     seen = b""
     try:
         while True:
@@ -306,10 +304,19 @@ def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
             if not chunk:
                 break
             seen += chunk
-    except OSError:
+    except OSError:                 # (the pty's other end closed: all of it was read)
         pass
     os.close(master)
-    assert p.returncode == 0
+    return p.returncode, out, seen
+
+
+def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
+    """stderr a terminal, stdout a pipe (`gradcalc - > answers.jsonl`): the status line goes
+    to the terminal, and stdout holds the answers alone, whole lines of strict JSON."""
+    reqs = "".join(json.dumps({"id": k, "expr": "x*2", "vars": {"x": k}}) + "\n"
+                   for k in range(5))
+    code, out, seen = _stderr_on_a_terminal(["-"], reqs.encode())
+    assert code == 0
     lines = out.decode().splitlines()
     assert [json.loads(line)["id"] for line in lines] == [0, 1, 2, 3, 4]
     assert b"\x1b" not in out
@@ -320,27 +327,11 @@ def test_a_stream_shows_progress_on_a_terminal_stderr_and_keeps_stdout_json():
 def test_a_fit_shows_its_bar_on_a_terminal_stderr_unless_json(as_json):
     """stderr a terminal, stdout a pipe: the fit's progress bar goes to the terminal and the
     report to stdout; with --json there is no bar (and no rich loaded for one), only JSON."""
-    import pty
-    master, slave = pty.openpty()
     args = ["fit", "-f", "samples/fit/german_training.grad", "--data",
             "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
             "0.1", "--epochs", "300", "--batch-size", "10"] + (["--json"] if as_json else [])
-    p = subprocess.Popen([sys.executable, "-m", "gradcalc", *args], stdout=subprocess.PIPE,
-                         stderr=slave, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=ROOT, TERM="xterm"))
-    os.close(slave)
-    out, _ = p.communicate(timeout=120)
-    seen = b""
-    try:
-        while True:
-            chunk = os.read(master, 65536)
-            if not chunk:
-                break
-            seen += chunk
-    except OSError:
-        pass
-    os.close(master)
-    assert p.returncode == 0
+    code, out, seen = _stderr_on_a_terminal(args)
+    assert code == 0
     if as_json:
         assert json.loads(out)["params"]["w"] == pytest.approx([1.2, -3.4], rel=1e-6)
         assert b"epoch" not in seen
