@@ -1227,6 +1227,7 @@ def test_comparisons_borrow_the_kept_buffers_one_at_a_time(monkeypatch):
     first = gradcalc.compute("3*a + 2*b*b + log(c)", grad=grad, check="symbolic", **vars_)
     kept[0][:] = kept[1][:] = kept[2][:] = kept[3][:] = np.nan     # what the last one left
     again = gradcalc.compute("3*a + 2*b*b + log(c)", grad=grad, check="symbolic", **vars_)
+    assert not np.isnan(kept[3]).all() and only_kept()     # `again` compared in the kept set
     monkeypatch.setattr(verdict, "_KEPT", [])                    # a new set, reserved
     fresh = gradcalc.compute("3*a + 2*b*b + log(c)", grad=grad, check="symbolic", **vars_)
     assert first.checks == again.checks == fresh.checks

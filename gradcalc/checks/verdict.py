@@ -16,6 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..engine.economy import all_finite
 from . import rounding
 from .context import Leaf, src_index, sum_to
 from .kinks import Labeller, kink_sites, nan_may_arise
@@ -207,11 +208,9 @@ def _close(e, a, rtol, atol, work=None, beat=0.0):
 
 
 def _equal_finite(e, a, differs):
-    """Whether the arrays e and a are equal entry for entry and every entry is finite (then
-    _close() gives (0.0, 0.0)), in the bool buffer `differs`: their sum is finite only when
-    every entry is (an overflowing sum says False: the caller then compares them)."""
-    return not np.not_equal(e, a, out=differs).any() and \
-        math.isfinite(np.add.reduce(e, axis=None))
+    """Whether the arrays e and a are equal entry for entry (in the bool buffer `differs`)
+    and every entry is finite: then _close() gives (0.0, 0.0)."""
+    return not np.not_equal(e, a, out=differs).any() and all_finite(e)
 
 
 def reserve():
