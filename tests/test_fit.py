@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,58 @@ def test_the_report_of_a_program_file_echoes_its_statements_not_its_comments():
     assert r.stdout.splitlines()[:2] == ["f(x, w) = 2*x*w[0] + x**2*w[1]",
                                          "loss = mse_loss(f(x, w), y)"]
     assert "#" not in r.stdout and "\\n" not in r.stdout
+
+
+LM_ARGS = ["a*exp(-k*t) - y", "t=linspace(0,4,50)",
+           "y=3*exp(-1.3*linspace(0,4,50)) + 0.01*sin(7*linspace(0,4,50))", "--params", "a=1",
+           "--params", "k=1", "--optimizer", "lm"]
+ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_the_report_lays_out_its_tables_and_wraps_its_notes_within_the_width():
+    """lm's report at 60 columns: the parameter table with standard errors, the correlation
+    matrix's lower triangle, notes wrapped at spaces, and no line ending in a blank (rich
+    padded the correlation's title and rows with them)."""
+    out = fit(*LM_ARGS, env={"COLUMNS": "60", "NO_COLOR": None, "FORCE_COLOR": None}).ok().stdout
+    lines = out.splitlines()
+    assert lines[0] == "loss = a*exp(-k*t) - y"
+    assert lines[1:3] == ["lm (max_iterations=100, tol=1e-15, xtol=1e-10), 6",
+                          "iterations, float64: the loss stopped changing (--tol)"]
+    assert lines[3] == "  no step lowers the sum of squares"
+    at = lines.index("param    value  std. error   rel.")
+    assert lines[at + 1:at + 3] == ["a      3.00517  0.00415952  0.14%",
+                                    "k      1.30194  0.00268744  0.21%"]
+    assert lines[at + 3] == "sum of squared residuals: 0.00239568"
+    assert lines[at + 5:at + 9] == ["correlation", "       a      k", "a  1.000",
+                                    "k  0.669  1.000"]
+    assert [ln for ln in lines if ln != ln.rstrip() or len(ln) > 60] == []
+
+
+def test_the_report_is_coloured_only_where_colour_is_on():
+    """FORCE_COLOR colours a piped report (as it does rich's views), NO_COLOR takes every
+    escape away, and the coloured report is the plain one with styles around its words."""
+    plain = fit(*LM_ARGS, env={"NO_COLOR": None, "FORCE_COLOR": None}).ok().stdout
+    forced = fit(*LM_ARGS, env={"FORCE_COLOR": "1", "NO_COLOR": None})
+    assert forced.status == 0 and forced.stderr == ""
+    forced = forced.stdout
+    both = fit(*LM_ARGS, env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).ok().stdout
+    assert "\x1b" not in plain and "\x1b" not in both and both == plain
+    assert "\x1b[36m" in forced and "\x1b[32m" in forced        # names cyan, values green
+    assert ESCAPES.sub("", forced) == plain
+
+
+def test_user_text_in_the_report_is_escaped_and_symbols_fall_back_to_ascii():
+    """A statement's control characters reach a coloured report only escaped; on a stream
+    that is not UTF-8 the warning sign is '!' and nothing fails to encode."""
+    r = fit("mean(log(w - x))  # \x1b[2J\x1b]0;pwned\x07", "x=1,2,3,4", "--params", "w=5",
+            "--optimizer", "sgd", "--lr", "1", "--epochs", "50", "--batch-size", "2",
+            env={"FORCE_COLOR": "1", "NO_COLOR": None, "PYTHONIOENCODING": "ascii"})
+    assert r.status == 1, r.stderr
+    out = r.stdout
+    assert "\x1b[2J" not in out and "\x1b]0;" not in out and "\x07" not in out
+    assert "\\x1b[2J" in out and "\\x07" in out
+    assert re.search(r"^\S*! epoch \d+, batch [12]: log\(\) produced", ESCAPES.sub("", out),
+                     re.M), out
 
 
 @pytest.mark.parametrize("name", ["decay", "quadratic"])

@@ -7,6 +7,7 @@ cotangent, --repeat, no path, non-finite values and large arrays, and terminal m
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -257,6 +258,54 @@ def test_colour_only_without_no_color():
                                    "TERM": "xterm-256color"}, **REAL).stdout
     assert not COLOUR.search(plain), "NO_COLOR: no colour codes"
     assert "a.grad = 0.1·[3, 0, 0]" in re.sub(r"\x1b\[[0-9;]*m", "", plain)
+
+
+class _Stream(io.StringIO):
+    """A stream that is a terminal or not, with no file descriptor (as a test runner's)."""
+
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [False, True])
+@pytest.mark.parametrize("term", [None, "xterm-256color", "dumb", "unknown"])
+@pytest.mark.parametrize("force", [None, "", "1"])
+@pytest.mark.parametrize("compatible", [None, "0", "1"])
+def test_the_plain_page_colours_where_rich_would(monkeypatch, tty, term, force, compatible):
+    """The fit report's page (no rich) takes colour exactly where a rich console on the same
+    stream would, over TERM, FORCE_COLOR and TTY_COMPATIBLE; NO_COLOR takes it away, as the
+    view's consoles drop every escape under it."""
+    from rich.console import Console
+
+    from gradcalc.view.plain import wants_colour
+    for name, value in (("TERM", term), ("FORCE_COLOR", force),
+                        ("TTY_COMPATIBLE", compatible)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    rich_colours = Console(file=_Stream(tty)).color_system is not None
+    assert wants_colour(_Stream(tty)) is rich_colours
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert wants_colour(_Stream(tty)) is False
+
+
+@pytest.mark.parametrize("columns, width", [("50", 50), ("19", 80), ("0", 80), ("wide", 80),
+                                            (None, 80)])
+def test_the_plain_page_is_as_wide_as_the_view(monkeypatch, columns, width):
+    """$COLUMNS, else the terminal's width (a stream without one: 80), and under 20 columns
+    the width of a terminal nobody resized, as the rich consoles of the view."""
+    from gradcalc.view.plain import Page
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert Page(_Stream(True)).width == width
 
 
 def test_user_text_is_never_markup_and_control_characters_are_escaped():

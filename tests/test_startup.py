@@ -94,15 +94,17 @@ GERMAN_FIT = ["fit", "-f", "samples/fit/german_training.grad", "--data",
 
 def test_a_gradient_fit_piped_imports_only_what_it_uses():
     # benchmark figure 17a's command: piped, its report has no loss curve, so neither
-    # uniplot nor the numpy.ma its labels load, nor rich's progress bar (a terminal's stderr
-    # only), nor forward mode or lm's module (lm only), nor the JSON writer (orjson: 2-5 ms)
+    # uniplot nor the numpy.ma its labels load; the report is a plain page, so no rich at
+    # all (a sixth of the process), and no progress bar (a terminal's stderr only); nor
+    # forward mode or lm's module (lm only), nor the JSON writer (orjson: 2-5 ms)
     mods, out = imported(*GERMAN_FIT)
     assert "w[0]" in out and "loss per epoch" not in out
-    assert "gradcalc.fit.optimizers" in mods
+    assert "gradcalc.fit.optimizers" in mods and "gradcalc.view.fit" in mods
     assert [m for m in ("uniplot", "numpy.ma", "readchar", "importlib.metadata", "email",
-                        "rich.progress", "gradcalc.engine.higher", "gradcalc.engine.traced",
-                        "sympy", "gradcalc.fit.lm", "orjson", "gradcalc.jsontext")
-            if m in mods] == []
+                        "gradcalc.view.style", "gradcalc.engine.higher",
+                        "gradcalc.engine.traced", "sympy", "gradcalc.fit.lm", "orjson",
+                        "gradcalc.jsontext") if m in mods] == []
+    assert [m for m in mods if m == "rich" or m.startswith("rich.")] == []
 
 
 def test_a_gradient_fit_as_json_loads_no_rich():
@@ -120,7 +122,7 @@ def test_a_gradient_fit_asked_for_its_curve_draws_it_without_readchar():
     # readchar (uniplot's interactive mode: its import reads importlib.metadata and email)
     mods, out = imported(*GERMAN_FIT, "--plot")
     assert "loss per epoch (log scale)" in out and "uniplot" in mods   # the curve was drawn
-    assert [m for m in ("readchar", "importlib.metadata", "email") if m in mods] == []
+    assert [m for m in ("readchar", "importlib.metadata", "email", "rich") if m in mods] == []
 
 
 def test_uniplot_without_readchar_leaves_the_real_readchar_to_whoever_asks():

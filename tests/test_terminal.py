@@ -341,9 +341,10 @@ def test_a_fit_shows_its_bar_on_a_terminal_stderr_unless_json(as_json):
 
 
 # ---------------------------------------------------------------- a real terminal (tmux)
-def tmux_screen(args, columns, rows=60):
+def tmux_screen(args, columns, rows=60, env=None):
     """The screen of a tmux pane `columns` wide after `gradcalc ARGS` ran in it (TERM set,
-    stdout a terminal): the visible lines, and the raw bytes with their escapes."""
+    stdout a terminal, `env`'s variables too): the visible lines, and the raw bytes with
+    their escapes."""
     import shlex
     import shutil
     import uuid
@@ -351,7 +352,9 @@ def tmux_screen(args, columns, rows=60):
         pytest.skip("tmux is not installed")
     name = f"gc-{uuid.uuid4().hex[:8]}"
     done = f"__done_{name}__"
-    cmd = (f"env PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color "
+    extra = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
+    cmd = (f"env -u NO_COLOR -u FORCE_COLOR -u COLUMNS {extra}"
+           f"PYTHONPATH={shlex.quote(str(ROOT))} TERM=xterm-256color "
            f"{shlex.quote(sys.executable)} -m gradcalc "
            + " ".join(shlex.quote(a) for a in args) + f"; echo {done}; sleep 60")
     for attempt in range(3):
@@ -399,3 +402,24 @@ def test_second_order_in_a_real_terminal_at_two_widths(columns):
     assert lines[taylor + 3].split() == ["2", "6"]         # uᵀHu = 6
     assert "Hessian: 4 of 4 entries checked" in text
     assert "\x1b[" in raw                                   # colour on a terminal
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_a_fit_report_in_a_real_terminal(no_color):
+    """`gradcalc fit` on a terminal 60 columns wide: its statements, the optimizer's line
+    wrapped within the width, the parameter table, and the loss curve (a terminal's picture),
+    in colour unless NO_COLOR is set."""
+    args = ["fit", "-f", "samples/fit/german_training.grad", "--data",
+            "samples/german_points.csv", "--params", "w=0,0", "--optimizer", "adam", "--lr",
+            "0.1", "--epochs", "20", "--batch-size", "10", "--dtype", "float32"]
+    lines, raw = tmux_screen(args, 60, env={"NO_COLOR": "1"} if no_color else None)
+    assert lines[:4] == ["f(x, w) = 2*x*w[0] + x**2*w[1]", "loss = mse_loss(f(x, w), y)",
+                         "adam (lr=0.1, betas=0.9,0.999, eps=1e-08, weight_decay=0,",
+                         "amsgrad=False), 20 epochs, float32: ran every epoch"]
+    at = lines.index("param  value")
+    assert lines[at + 1:at + 4] == ["w[0]     1.2", "w[1]    -3.4",
+                                    "loss over all data: 7.78152e-14"]
+    assert "loss per epoch (log scale)" in lines[at + 5] and lines[at + 6].startswith("\u250c")
+    assert all(len(ln) <= 60 for ln in lines)
+    assert ("\x1b[" in raw) is not no_color
+

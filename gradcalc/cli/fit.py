@@ -149,7 +149,7 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
     else:
         # the curve is a picture for a terminal: piped, it costs its drawing's modules
         # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
-        from ..view.fit import render_fit     # (rich: only for the human report)
+        from ..view.fit import render_fit
         render_fit(result, text, curve=plot == "-" or sys.stdout.isatty())
     if status == EXIT_INTERRUPTED:
         sys.stderr.write("gradcalc: interrupted; the parameters so far are shown\n")

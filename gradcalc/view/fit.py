@@ -1,56 +1,54 @@
 """What `gradcalc fit` shows on stdout once it has trained: the report. (Its progress bar on
-stderr is progress.py's, so that a fit that shows no bar and writes JSON loads no rich.)
+stderr is progress.py's.)
 
 The report gives the fitted parameters, the final loss, how the fit stopped, for `lm` each
 parameter's standard error and the correlation matrix (as gnuplot's fit and curve_fit
 report them), and the loss curve drawn in the terminal (when the caller asks for it). It
-computes nothing.
+computes nothing. It is a few lines and a small table, written on a plain Page (plain.py)
+with no rich: a script's report, piped or redirected, loads none of it.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from rich.table import Table
-from rich.text import Text
 
 from .numbers import Numbers
+from .plain import Page, statements
 from .plot import curve_lines
-from .style import STYLE, glyphs, make_console, statements, styled, user
 
 STOPPED = {"epochs": "ran every epoch", "tol": "the loss stopped changing (--tol)",
            "nonfinite": "the loss became non-finite", "interrupted": "interrupted (Ctrl-C)"}
 
 
-def render_fit(result, text: str, console=None, precision=None, curve: bool = True):
-    console = console or make_console()
-    g = glyphs(console)
+def render_fit(result, text: str, page: Page | None = None, precision=None, curve: bool = True):
+    page = page or Page()
+    g = page.glyphs
     fmt = Numbers(precision, ascii_only=g["d"] == "d")
     lines = statements(text)
     if len(lines) == 1 and "=" not in lines[0]:
         lines = [f"loss = {lines[0].strip()}"]          # name the value that is minimised
     for line in lines:
-        console.print(user(line, STYLE["head"]))
+        page.para(page.user(line), "head")
     opt = ", ".join(f"{k}={_value(v)}" for k, v in result.optimizer.items() if k != "name")
-    console.print(styled(f"{result.optimizer['name']} ({opt}), {result.epochs} "
-                         f"{'iterations' if result.optimizer['name'] == 'lm' else 'epochs'}, "
-                         f"{result.dtype}: {STOPPED.get(result.stopped, result.stopped)}",
-                         STYLE["note"]))
+    page.para(f"{result.optimizer['name']} ({opt}), {result.epochs} "
+              f"{'iterations' if result.optimizer['name'] == 'lm' else 'epochs'}, "
+              f"{result.dtype}: {STOPPED.get(result.stopped, result.stopped)}", "note")
     if result.reason:
-        console.print(styled(f"  {result.reason}", STYLE["note"]))
-    console.print()
-    console.print(_params_table(result, fmt))
+        page.para(result.reason, "note", indent="  ")
+    page.line()
+    _params_table(page, result, fmt)
     what = "sum of squared residuals" if result.stderr is not None else "loss over all data"
-    console.print(Text.assemble((f"{what}: ", STYLE["name"]), fmt.num(result.loss)))
+    page.line((f"{what}: ", "name"), fmt.num(result.loss))
     if result.nonfinite:
         nf = result.nonfinite
-        console.print(styled(f"{g['warn']} epoch {nf['epoch']}, batch {nf['batch']}: "
-                             f"{nf.get('message') or 'the loss is not finite'}", STYLE["bad"]))
+        page.para(f"{g['warn']} epoch {nf['epoch']}, batch {nf['batch']}: "
+                  f"{nf.get('message') or 'the loss is not finite'}", "bad")
     if result.correlation is not None and result.correlation.size > 1:
-        console.print()
-        console.print(_correlation_table(result, fmt))
+        page.line()
+        _correlation_table(page, result)
     if curve:
-        _curve(console, result, g)
+        _curve(page, result, g)
 
 
 def _value(v):
@@ -71,37 +69,29 @@ def _elements(result):
             yield label, float(value[idx]), None if err is None else float(err[idx])
 
 
-def _params_table(result, fmt):
+def _params_table(page, result, fmt):
     lm = result.stderr is not None
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style=STYLE["head"])
-    table.add_column("param", style=STYLE["name"])
-    table.add_column("value", justify="right", style=STYLE["grad"])
-    if lm:
-        table.add_column("std. error", justify="right")
-        table.add_column("rel.", justify="right")
+    header = ["param", "value"] + (["std. error", "rel."] if lm else [])
+    rows = []
     for label, value, err in _elements(result):
-        row = [Text(label), Text(fmt.num(value))]
+        row = [label, fmt.num(value)]
         if lm:
             rel = abs(err / value) if value and math.isfinite(err) else float("nan")
-            row += [Text(fmt.num(err)), Text(f"{100 * rel:.2g}%" if math.isfinite(rel) else "-")]
-        table.add_row(*row)
-    return table
+            row += [fmt.num(err), f"{100 * rel:.2g}%" if math.isfinite(rel) else "-"]
+        rows.append(row)
+    page.table(header, rows, right={1, 2, 3}, styles=("name", "grad"))
 
 
-def _correlation_table(result, fmt):
+def _correlation_table(page, result):
     labels = [label for label, _, _ in _elements(result)]
-    table = Table(title="correlation", box=None, pad_edge=False, show_edge=False,
-                  title_justify="left", title_style=STYLE["head"])
-    table.add_column("")
-    for label in labels:
-        table.add_column(label, justify="right")
     corr = np.asarray(result.correlation)
-    for i, label in enumerate(labels):
-        table.add_row(label, *[f"{corr[i, j]:.3f}" if j <= i else "" for j in range(len(labels))])
-    return table
+    rows = [[label, *[f"{corr[i, j]:.3f}" if j <= i else "" for j in range(len(labels))]]
+            for i, label in enumerate(labels)]
+    page.table(["", *labels], rows, right=set(range(1, len(labels) + 1)),
+               title="correlation")
 
 
-def _curve(console, result, g):
+def _curve(page, result, g):
     losses = [(h.epoch, h.loss) for h in result.history if math.isfinite(h.loss)]
     if len(losses) < 2:
         return
@@ -110,8 +100,8 @@ def _curve(console, result, g):
     log = positive and max(ys) / min(ys) >= 100
     title = "loss per " + ("iteration" if result.stderr is not None else "epoch") + \
         (" (log scale)" if log else "")
-    console.print()
+    page.line()
     for line in curve_lines(np.array(xs, dtype=float), [np.array(ys, dtype=float)],
-                            title=title, width=min(console.width, 90), height=10, log=log,
+                            title=title, width=min(page.width, 90), height=10, log=log,
                             ascii_only=g["d"] == "d"):
-        console.print(Text(line))
+        page.line(line)

@@ -90,7 +90,7 @@ def describe(result, eq, fmt: Numbers, names: dict) -> dict:
 
 def _label(d: dict):
     from rich.text import Text      # see the module docstring: DOT alone loads no rich
-    from .style import STYLE
+    from .plain import STYLE
     t = Text()
     if d.get("name"):
         t.append(escape_text(d["name"]), style=STYLE["name"])

@@ -14,7 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .numbers import is_diagonal
-from .style import STYLE, styled
+from .plain import STYLE
+from .style import styled
 
 MAX_HESSIAN_SIDE = 12      # leaf elements of a Hessian drawn as a table; larger: summarised
 

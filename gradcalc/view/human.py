@@ -21,8 +21,9 @@ from .graph import tree
 from .higher import brief_higher, render_higher
 from .jacobian import jacobian_block
 from .numbers import Numbers, fits, formula, shape_text, summary
-from .style import (ASCII, RULED, STYLE, glyphs, make_console, needed_width, StatusLine,
-                    statements, styled, trimmed_lines, user)
+from .plain import ASCII, STYLE, statements
+from .style import (RULED, glyphs, make_console, needed_width, StatusLine, styled, trimmed_lines,
+                    user)
 
 MAX_J_LEAVES = 8         # leaves whose Jacobian gets a table; the rest get a summary line
 MAX_SOURCE_LINES = 12    # statement lines echoed at the top

@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .numbers import fits, formula, is_diagonal, min_max, structure
-from .style import RULED, STYLE, needed_width, styled
+from .plain import STYLE
+from .style import RULED, needed_width, styled
 
 MAX_J_ROWS = 12          # rows of a Jacobian shown before its middle is elided
 MAX_SUM_TERMS = 4        # terms of v[0]·J[0] + v[1]·J[1] + ... written out

@@ -1,9 +1,9 @@
-"""The style kit of the human view: the console factory, the glyph sets (UNICODE and its ASCII
-stand-ins), the named styles, the ruled table box, and the helpers that turn text into rich
-Text.
+"""The style kit's rich half: the console factory, the glyph set a console takes, the ruled
+table box, and the helpers that turn text into rich Text (the named styles and the glyph sets
+themselves are plain.py's, which a view without rich draws with).
 
-Every other module of the view draws with it; it imports nothing else of the view. It never
-lets user text be read as markup: `user` escapes control characters into a plain Text.
+Every view drawn by rich draws with it; it imports nothing else of the view but plain.py. It
+never lets user text be read as markup: `user` escapes control characters into a plain Text.
 """
 from __future__ import annotations
 
@@ -17,30 +17,10 @@ from rich.segment import Segment, Segments
 from rich.text import Text
 
 from ..errors import escape_text
-
-UNICODE = {"T": "\u1d40", "dot": "\u00b7", "d": "\u2202", "ok": "\u2713", "bad": "\u2717",
-           "warn": "\u26a0", "vdots": "\u22ee", "hdots": "\u2026", "times": "\u00d7",
-           "odot": "\u2299", "sum": "\u03a3"}
-ASCII = {"T": "^T", "dot": "*", "d": "d", "ok": "ok", "bad": "FAILED", "warn": "!",
-         "vdots": ":", "hdots": "...", "times": "x", "odot": "*", "sum": "sum"}
+from .plain import ASCII, FALLBACK_WIDTH, MIN_WIDTH, UNICODE
 
 # no verticals; a rule under the header and between sections (vᵀ·J under J)
 RULED = box.Box("    \n    \n ── \n    \n ── \n ── \n    \n    \n")
-
-STYLE = {"head": "bold", "name": "bold cyan", "v": "magenta", "grad": "bold green",
-         "note": "dim", "ok": "green", "bad": "bold red", "warn": "yellow", "formula": "cyan"}
-
-# the view's own floor for a wrapped line; a width below it (COLUMNS=0, a 0x0 pty) shows
-# nothing readable, so the console falls back to the width of a terminal nobody resized
-MIN_WIDTH = 20
-FALLBACK_WIDTH = 80
-
-
-def statements(text: str) -> list[str]:
-    """The lines of a program worth echoing above its answer: not blank, not a comment
-    (which takes the `#:` option lines and `#$`/`#=` sample lines with it)."""
-    return [ln.rstrip() for ln in text.splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def make_console(stderr: bool = False) -> Console:
