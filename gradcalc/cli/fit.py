@@ -9,6 +9,7 @@ exit statuses. It trains nothing itself.
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import click
 
@@ -89,10 +90,7 @@ def _floats(text, option, n=None):
 @click.option("--max-elements", type=int, metavar="N", help="Elements per array (default 10^8).")
 @click.option("--max-memory", metavar="SIZE", help="Working memory (default 2G).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
-def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampening, nesterov,
-                weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle, seed, tol,
-                dtype, as_json, history, save_params, plot, max_elements, max_memory, debug,
-                externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0):
+def fit_command(args, program_file, **options):
     """Fit the leaves named by --params so that the expression's output, the loss, falls:
     PyTorch's optimizers step for step, or Levenberg-Marquardt on a residual vector.
 
@@ -100,32 +98,26 @@ def fit_command(args, program_file, params, data, optimizer, lr, momentum, dampe
     gradcalc fit EXPRESSION [NAME=VALUE ...] --params w [OPTIONS]
     gradcalc fit -f PROGRAM.grad [NAME=VALUE ...] --params w [OPTIONS]
     """
-    limits = build_limits(max_elements, max_memory, None, None)
-    with open_externs(externs, extern_diff, extern_step, extern_timeout, limits) as ex:
-        return _fit(args, program_file, params, data, optimizer, lr, momentum, dampening,
-                    nesterov, weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle,
-                    seed, tol, dtype, as_json, history, save_params, plot, limits,
-                    None if ex is None else ex.ops)
+    opts = SimpleNamespace(**options)        # every option above, by its parameter name
+    limits = build_limits(opts.max_elements, opts.max_memory, None, None)
+    with open_externs(opts.externs, opts.extern_diff, opts.extern_step, opts.extern_timeout,
+                      limits) as ex:
+        text, bindings = _text_and_bindings(args, program_file, limits)
+        return _fit(text, bindings, opts, limits, None if ex is None else ex.ops)
 
 
-def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, nesterov,
-         weight_decay, betas, eps, amsgrad, epochs, batch_size, shuffle, seed, tol, dtype,
-         as_json, history, save_params, plot, limits, externs):
-    text, bindings = _text_and_bindings(args, program_file, limits)
-    names, starts = _params(params)
-    for path in (p for p in (save_params, plot) if p and p != "-"):
-        check_writable(path, "--save-params" if path == save_params else "--plot")
-    if history and history != "-":
-        check_writable(history, "--history")
-    hyper = _hyper(optimizer, lr, momentum, dampening, nesterov, weight_decay, betas, eps,
-                   amsgrad)
-    req = _request(text, bindings, data, names, starts, optimizer, hyper, epochs, batch_size,
-                   shuffle, seed, tol, dtype, limits, externs)
+def _fit(text, bindings, opts, limits, externs) -> int:
+    """Train as the options ask and write what they ask for; the exit status."""
+    for path in (p for p in (opts.save_params, opts.plot) if p and p != "-"):
+        check_writable(path, "--save-params" if path == opts.save_params else "--plot")
+    if opts.history and opts.history != "-":
+        check_writable(opts.history, "--history")
+    req = _request(text, bindings, opts, limits, externs)
     from ..fit.loop import Interrupted, fit
     from ..view.progress import FitProgress
-    stream = _History(history)
+    stream = _History(opts.history)
     status = EXIT_OK
-    with FitProgress(req.epochs, enabled=not as_json and sys.stderr.isatty()) as progress:
+    with FitProgress(req.epochs, enabled=not opts.as_json and sys.stderr.isatty()) as progress:
         try:
             result = fit(req, on_epoch=lambda e: (stream.write(e), progress.epoch(e)),
                          on_step=progress.step)
@@ -135,25 +127,30 @@ def _fit(args, program_file, params, data, optimizer, lr, momentum, dampening, n
             stream.close()
     if result.stopped == "nonfinite":
         status = EXIT_DISAGREED
-    if save_params:
+    _write(result, text, opts)
+    if status == EXIT_INTERRUPTED:
+        sys.stderr.write("gradcalc: interrupted; the parameters so far are shown\n")
+    return status
+
+
+def _write(result, text: str, opts):
+    """--save-params and --plot FILE, then the report on stdout: JSON, or the human report."""
+    if opts.save_params:
         from ..result import to_plain
         from ..jsontext import text as json_text
-        write_text(save_params, json_text({k: to_plain(v) for k, v in result.params.items()})
-                   + "\n", "--save-params")
-    if plot and plot != "-":
+        write_text(opts.save_params, json_text({k: to_plain(v) for k, v in
+                                                result.params.items()}) + "\n", "--save-params")
+    if opts.plot and opts.plot != "-":
         from ..view.plot import loss_curve_file
-        loss_curve_file(result.history, plot, log=_spans_decades(result.history))
-    if as_json:
+        loss_curve_file(result.history, opts.plot, log=_spans_decades(result.history))
+    if opts.as_json:
         from ..jsontext import print_line    # (orjson: only where JSON is written)
         print_line(result.to_json(), sys.stdout)
     else:
         # the curve is a picture for a terminal: piped, it costs its drawing's modules
         # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
         from ..view.fit import render_fit
-        render_fit(result, text, curve=plot == "-" or sys.stdout.isatty())
-    if status == EXIT_INTERRUPTED:
-        sys.stderr.write("gradcalc: interrupted; the parameters so far are shown\n")
-    return status
+        render_fit(result, text, curve=opts.plot == "-" or sys.stdout.isatty())
 
 
 def _text_and_bindings(args, program_file, limits: Limits):
@@ -189,47 +186,50 @@ def _params(params) -> tuple[list, dict]:
     return names, starts
 
 
-def _hyper(optimizer, lr, momentum, dampening, nesterov, weight_decay, betas, eps, amsgrad):
-    if optimizer not in OPTIMIZERS:
+def _hyper(opts) -> dict:
+    """The optimizer's hyper-parameters the options give (the rest are torch's defaults)."""
+    if opts.optimizer not in OPTIMIZERS:
         raise GradcalcError("usage", f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                                     f"got '{escape_text(optimizer)[:60]}'")
-    given = {"lr": lr, "momentum": momentum, "dampening": dampening, "nesterov": nesterov,
-             "weight_decay": weight_decay, "eps": eps, "amsgrad": amsgrad,
-             "betas": None if betas is None else _floats(betas, "--betas", 2)}
+                                     f"got '{escape_text(opts.optimizer)[:60]}'")
+    given = {"lr": opts.lr, "momentum": opts.momentum, "dampening": opts.dampening,
+             "nesterov": opts.nesterov, "weight_decay": opts.weight_decay, "eps": opts.eps,
+             "amsgrad": opts.amsgrad,
+             "betas": None if opts.betas is None else _floats(opts.betas, "--betas", 2)}
     hyper = {k: v for k, v in given.items() if v is not None}
-    if optimizer == "lm" and hyper:
+    if opts.optimizer == "lm" and hyper:
         raise GradcalcError("usage", f"--{next(iter(hyper)).replace('_', '-')} does not apply "
                                      "to --optimizer lm")
     return hyper
 
 
-def _request(text, bindings, data_files, names, starts, optimizer, hyper, epochs, batch_size,
-             shuffle, seed, tol, dtype, limits, externs):
-    """Every leaf's value: --data files, then NAME=VALUE, then --params w=VALUE, and the
-    program's own leaves (compiled once to find them)."""
+def _request(text, bindings, opts, limits, externs):
+    """The FitRequest: every leaf's value (--data files, then NAME=VALUE, then --params
+    w=VALUE, and the program's own leaves, compiled once to find them) and the options."""
     import numpy as np
     from ..api import value_of
     from ..datafile import read_data
     from ..fit.loop import FitRequest
     from ..programs import compile_program
     from ..settings import Settings
+    names, starts = _params(opts.params)
+    hyper = _hyper(opts)
     if not names:
         raise GradcalcError("usage", "--params names the leaves to optimise, e.g. --params w "
                                      "or --params w=0,0")
-    dt = np.dtype(dtype)
+    dt = np.dtype(opts.dtype)
     values = {}
-    for path in data_files:
+    for path in opts.data:
         values.update(read_data(path, dtype=dt, limits=limits))
-    read = lambda v, label: value_of(v, label, dt, limits, seed)  # noqa: E731
+    read = lambda v, label: value_of(v, label, dt, limits, opts.seed)  # noqa: E731
     values.update({k: read(v, k) for k, v in bindings.items()})
     values.update({k: read(v, f"--params {k}") for k, v in starts.items()})
-    graph = compile_program(text, values, dt, Settings(seed=seed), limits, externs)
+    graph = compile_program(text, values, dt, Settings(seed=opts.seed), limits, externs)
     for name in graph.leaf_order:            # leaves the program binds itself (w = [0, 0])
         values.setdefault(name, graph.nodes[graph.leaves[name]].value)
-    return FitRequest(text=text, values=values, params=names, optimizer=optimizer, hyper=hyper,
-                      epochs=epochs or (100 if optimizer == "lm" else 10),
-                      batch_size=batch_size, shuffle=shuffle, seed=seed, tol=tol, dtype=dtype,
-                      limits=limits, externs=externs)
+    return FitRequest(text=text, values=values, params=names, optimizer=opts.optimizer,
+                      hyper=hyper, epochs=opts.epochs or (100 if opts.optimizer == "lm" else 10),
+                      batch_size=opts.batch_size, shuffle=opts.shuffle, seed=opts.seed,
+                      tol=opts.tol, dtype=opts.dtype, limits=limits, externs=externs)
 
 
 def _spans_decades(history) -> bool:
