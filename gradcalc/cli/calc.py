@@ -128,9 +128,10 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
         grad = "1"            # --plot: v = 1 makes each grad element the derivative there
     limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
                           max_repeat)
-    settings = validate(Settings(grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
-                                 list(tangent) or None, hessian, list(hvp) or None, taylor,
-                                 steps),
+    settings = validate(Settings(grad=grad, wrt=wrt, of=of, repeat=repeat, check=check,
+                                 rtol=rtol, atol=atol, jacobian=jacobian, dtype=dtype, seed=seed,
+                                 tangent=list(tangent) or None, hessian=hessian,
+                                 hvp=list(hvp) or None, taylor=taylor, steps=steps),
                         limits, CLI)
     externs_of = lambda: open_externs(externs, extern_diff, extern_step,  # noqa: E731
                                       extern_timeout, limits)
