@@ -103,6 +103,11 @@ def test_the_report_lays_out_its_tables_and_wraps_its_notes_within_the_width():
     assert lines[at + 5:at + 9] == ["correlation", "       a      k", "a  1.000",
                                     "k  0.669  1.000"]
     assert [ln for ln in lines if ln != ln.rstrip() or len(ln) > 60] == []
+    # a statement wider than the page: its continuation hangs, as the calculator's do
+    long = fit("mse_loss(2*x*w[0] + x**2*w[1] + x**3*w[2], y)", "x=1,2,3", "y=1,2,3",
+               "--params", "w=0,0,0", "--epochs", "2", env={"COLUMNS": "40"}).ok().stdout
+    assert long.splitlines()[:2] == ["loss = mse_loss(2*x*w[0] + x**2*w[1] +",
+                                     "    x**3*w[2], y)"]
 
 
 def test_the_report_is_coloured_only_where_colour_is_on():

@@ -28,8 +28,8 @@ def render_fit(result, text: str, page: Page | None = None, precision=None, curv
     lines = statements(text)
     if len(lines) == 1 and "=" not in lines[0]:
         lines = [f"loss = {lines[0].strip()}"]          # name the value that is minimised
-    for line in lines:
-        page.para(page.user(line), "head")
+    for line in lines:      # code: its continuation lines hang, as the calculator's do
+        page.para(page.user(line), "head", hang="    ")
     opt = ", ".join(f"{k}={_value(v)}" for k, v in result.optimizer.items() if k != "name")
     page.para(f"{result.optimizer['name']} ({opt}), {result.epochs} "
               f"{'iterations' if result.optimizer['name'] == 'lm' else 'epochs'}, "

@@ -111,10 +111,12 @@ class Page:
         """One line of spans, unwrapped (each a str, or (text, style name))."""
         self._write("".join(s if isinstance(s, str) else self.styled(*s) for s in spans))
 
-    def para(self, text: str, style: str = "", indent: str = ""):
-        """`text` wrapped at spaces within the width, each line in `style`."""
+    def para(self, text: str, style: str = "", indent: str = "", hang: str = ""):
+        """`text` wrapped at spaces within the width, each line in `style`, after `indent`
+        (and `hang` too on the lines it continues on)."""
         for ln in textwrap.wrap(text, self.width, initial_indent=indent,
-                                subsequent_indent=indent, break_on_hyphens=False) or [""]:
+                                subsequent_indent=indent + hang,
+                                break_on_hyphens=False) or [""]:
             self._write(self.styled(ln, style) if style else ln)
 
     def table(self, header: list[str], rows: list[list[str]], *, right: set = frozenset(),
