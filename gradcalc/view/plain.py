@@ -66,7 +66,7 @@ def _isatty(stream) -> bool:
         return False
 
 
-def width_of(stream) -> int:
+def _width_of(stream) -> int:
     """$COLUMNS, else the terminal's width, else 80; under MIN_WIDTH, 80."""
     width = 0
     try:
@@ -92,7 +92,7 @@ class Page:
         self.encoding = encoding
         self.glyphs = UNICODE if encoding.replace("-", "").startswith("utf") else ASCII
         self.colour = wants_colour(self.stream)
-        self.width = width_of(self.stream)
+        self.width = _width_of(self.stream)
 
     @staticmethod
     def user(text) -> str:
