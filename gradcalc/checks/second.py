@@ -243,140 +243,174 @@ def symbolic_mixed(session, context, verdict, cov):
     """Leaf elements as symbols (mixed.py's choice and caps): the Hessian entries among the
     chosen elements; J·u, Taylor and H·u when every leaf element is a symbol (a direction
     moves them all). At most mixed.MAX_DERIVATIVES sympy differentiations per answer."""
-    sp, graph, h = session.sp, context.graph, context.higher
-    idset = set(context.ids)
-    in_path = [graph.leaves[w] for w in context.wrt if graph.leaves[w] in idset]
-    syms, picks, env, _, exact = mixed.symbols(session, context, in_path)
-    parts = mixed.forms(session, context, syms, picks)
-    _, out_idx, out_ex = parts[context.output_id]
-    ev = Evaluator(session, env)
-    ties = Evaluator(session, env, ties=0), Evaluator(session, env, ties=1)
-    label = _label(verdict)
-    N = math.prod(context.out_shape)
-    name_of = {i: n for n, i in graph.leaves.items()}
-    sym_at = {(name_of[i], k): s for i in syms for k, s in zip(picks[i], syms[i])}
-    spent = {"n": 0}
+    h = context.higher
+    check = _Mixed(session, context, verdict, cov)
+    if h.jvp is not None:
+        check.jvp()
+    if h.taylor is not None:
+        check.taylor()
+    if h.hvp is not None:
+        check.hvp()
+    if h.hessian is not None:
+        check.hessian()
 
-    def diff(e, s):
+
+class _Mixed:
+    """The mixed symbolic check of one calculation's SPEC 9 answers: the leaf elements'
+    symbols and the output's forms (mixed.py's), their evaluators, the gradient's partials
+    (shared by H·u and the Hessian), and the sympy differentiations spent on the answer at
+    hand, against the cap."""
+
+    CAP = (f"at most {mixed.MAX_DERIVATIVES} sympy differentiations per answer; "
+           "--check numeric covers the rest")
+    WHOLE = ("the program mixes elements and only a sample of its leaf elements could be "
+             "symbols, while a direction moves every element; --check numeric covers it")
+
+    def __init__(self, session, context, verdict, cov):
+        self.session, self.sp, self.context = session, session.sp, context
+        self.verdict, self.cov, self.h = verdict, cov, context.higher
+        graph = context.graph
+        idset = set(context.ids)
+        in_path = [graph.leaves[w] for w in context.wrt if graph.leaves[w] in idset]
+        syms, self.picks, env, _, self.exact = mixed.symbols(session, context, in_path)
+        _, self.out_idx, self.out_ex = mixed.forms(session, context, syms,
+                                                   self.picks)[context.output_id]
+        self.ev = Evaluator(session, env)
+        self.ties = Evaluator(session, env, ties=0), Evaluator(session, env, ties=1)
+        self.label = _label(verdict)
+        self.n_out = math.prod(context.out_shape)
+        name_of = {i: n for n, i in graph.leaves.items()}
+        self.sym_at = {(name_of[i], k): s for i in syms for k, s in zip(self.picks[i], syms[i])}
+        self.shape_of = {n: graph.nodes[graph.leaves[n]].shape for n in context.wrt}
+        self.spent = 0
+        self.weighted = None         # vᵀ·output as one sympy sum (H·u, the Hessian)
+        self.grad = {}               # (leaf, element) -> its partial of `weighted`
+
+    # -- derivatives, and their values at the inputs
+    def diff(self, e, s):
         """de/ds, the terms of a sum without s skipped; counted against the cap."""
-        spent["n"] += 1
-        session.afford(e)
+        sp = self.sp
+        self.spent += 1
+        self.session.afford(e)
         terms = e.args if isinstance(e, sp.Add) else (e,)
         out = sp.Add(*[sp.diff(t, s) for t in terms if s in t.free_symbols])
-        session.tick()
+        self.session.tick()
         return out
 
-    def along(e, w):
-        return sp.Add(*[diff(e, s) * u for s, u in w.items() if s in e.free_symbols])
+    def along(self, e, w):
+        return self.sp.Add(*[self.diff(e, s) * u for s, u in w.items() if s in e.free_symbols])
 
-    def direction(dirs):
-        return {sym_at[(n, k)]: float(v) for n, u in (dirs or {}).items()
+    def direction(self, dirs) -> dict:
+        return {self.sym_at[(n, k)]: float(v) for n, u in (dirs or {}).items()
                 for k, v in enumerate(np.asarray(u, dtype=np.float64).reshape(-1))
-                if v and (n, k) in sym_at}
+                if v and (n, k) in self.sym_at}
 
-    def point(d):
+    def point(self, d):
         """(value, flagged, lo, hi) of a derivative at the inputs."""
-        v, cand = ev.evaluate(d)
+        v, cand = self.ev.evaluate(d)
         v = float(v)
         if not math.isfinite(v):
             return v, True, math.nan, math.nan
         if cand is not None and bool(np.any(cand)):
-            v0, v1 = (float(t.evaluate(d)[0]) for t in ties)
+            v0, v1 = (float(t.evaluate(d)[0]) for t in self.ties)
             if not (v0 == v and v1 == v):
                 return v, True, min(v0, v1, v), max(v0, v1, v)
         return v, False, v, v
 
-    def feed(what, leaf, rows, actual, index):
+    def partial(self, key):
+        """d(vᵀ·output)/d(leaf element `key`), made once for H·u and the Hessian."""
+        if self.weighted is None:
+            sp, oshape = self.sp, self.context.out_shape
+            cot = np.broadcast_to(np.asarray(self.context.cotangent, dtype=np.float64),
+                                  oshape).reshape(-1)
+            self.weighted = sp.Add(*[sp.Float(float(cot[o])) * e if cot[o] != 1 else e
+                                     for o, e in zip(self.out_idx, self.out_ex) if cot[o] != 0])
+        if key not in self.grad:
+            self.grad[key] = self.diff(self.weighted, self.sym_at[key])
+        return self.grad[key]
+
+    # -- what the verdict is fed
+    def feed(self, what, leaf, rows, actual, index):
         """rows: [(flat position in `actual`, value, flagged, lo, hi)]."""
         if not rows:
             return
         pos = np.array([r[0] for r in rows], dtype=np.int64)
         e, f, lo, hi = (np.array([r[k] for r in rows]) for k in (1, 2, 3, 4))
         a = _entries(actual, pos)
-        verdict.compare(Entries(leaf, what, e, a, lambda k: index(int(pos[int(k)])),
-                                flagged=f.astype(bool), lo=lo, hi=hi, label=label))
+        self.verdict.compare(Entries(leaf, what, e, a, lambda k: index(int(pos[int(k)])),
+                                     flagged=f.astype(bool), lo=lo, hi=hi, label=self.label))
 
-    def output_rows(e_of):
+    def output_rows(self, e_of) -> list:
         rows = []
-        for o, e in zip(out_idx, out_ex):
-            if spent["n"] >= mixed.MAX_DERIVATIVES:
+        for o, e in zip(self.out_idx, self.out_ex):
+            if self.spent >= mixed.MAX_DERIVATIVES:
                 break
-            rows.append((int(o), *point(e_of(e))))
-        constant = set(range(N)) - set(int(o) for o in out_idx)
+            rows.append((int(o), *self.point(e_of(e))))
+        constant = set(range(self.n_out)) - set(int(o) for o in self.out_idx)
         rows += [(o, 0.0, False, 0.0, 0.0) for o in sorted(constant)]
         return rows
 
-    cap = (f"at most {mixed.MAX_DERIVATIVES} sympy differentiations per answer; "
-           "--check numeric covers the rest")
-    whole = ("the program mixes elements and only a sample of its leaf elements could be "
-             "symbols, while a direction moves every element; --check numeric covers it")
-    oshape = context.out_shape
-    if h.jvp is not None:
-        if exact:
-            spent["n"] = 0
-            w = direction(h.tangent)
-            rows = output_rows(lambda e: along(e, w))
-            feed("jvp", OUTPUT, rows, h.jvp, flat_index(oshape))
-            cov.add("jvp", len(rows))
-        cov.note("jvp", whole if not exact else cap)
-    if h.taylor is not None:
-        if exact:
-            spent["n"] = 0
-            w = direction(h.along)
-            current = dict(zip((int(o) for o in out_idx), out_ex))
-            for k, got in enumerate(h.taylor, 1):
-                current = {o: along(e, w) for o, e in current.items()
-                           if spent["n"] < mixed.MAX_DERIVATIVES}
-                if len(current) < len(out_idx):
+    # -- the answers
+    def jvp(self):
+        if self.exact:
+            self.spent = 0
+            w = self.direction(self.h.tangent)
+            rows = self.output_rows(lambda e: self.along(e, w))
+            self.feed("jvp", OUTPUT, rows, self.h.jvp, flat_index(self.context.out_shape))
+            self.cov.add("jvp", len(rows))
+        self.cov.note("jvp", self.CAP if self.exact else self.WHOLE)
+
+    def taylor(self):
+        if self.exact:
+            self.spent = 0
+            w = self.direction(self.h.along)
+            current = dict(zip((int(o) for o in self.out_idx), self.out_ex))
+            for k, got in enumerate(self.h.taylor, 1):
+                current = {o: self.along(e, w) for o, e in current.items()
+                           if self.spent < mixed.MAX_DERIVATIVES}
+                if len(current) < len(self.out_idx):
                     break
-                rows = [(o, *point(e)) for o, e in current.items()]
-                rows += [(o, 0.0, False, 0.0, 0.0) for o in range(N) if o not in current]
-                feed("taylor", OUTPUT, rows, got, _index(oshape, [k]))
-                cov.add("taylor", len(rows))
-        cov.note("taylor", whole if not exact else cap)
-    if h.hvp is None and h.hessian is None:
-        return
-    cot = np.broadcast_to(np.asarray(context.cotangent, dtype=np.float64), oshape).reshape(-1)
-    s = sp.Add(*[sp.Float(float(cot[o])) * e if cot[o] != 1 else e
-                 for o, e in zip(out_idx, out_ex) if cot[o] != 0])
-    grad = {}
+                rows = [(o, *self.point(e)) for o, e in current.items()]
+                rows += [(o, 0.0, False, 0.0, 0.0) for o in range(self.n_out)
+                         if o not in current]
+                self.feed("taylor", OUTPUT, rows, got, _index(self.context.out_shape, [k]))
+                self.cov.add("taylor", len(rows))
+        self.cov.note("taylor", self.CAP if self.exact else self.WHOLE)
 
-    def partial(key):
-        if key not in grad:
-            grad[key] = diff(s, sym_at[key])
-        return grad[key]
-
-    shape_of = {n: graph.nodes[graph.leaves[n]].shape for n in context.wrt}
-    if h.hvp is not None:
-        spent["n"] = 0
-        w = direction(h.hvp_dir)
-        for n, got in h.hvp.items():
+    def hvp(self):
+        self.spent = 0
+        w = self.direction(self.h.hvp_dir)
+        for n, got in self.h.hvp.items():
             rows = []
-            for k in range(math.prod(shape_of[n])):
-                if spent["n"] >= mixed.MAX_DERIVATIVES or not exact:
+            for k in range(math.prod(self.shape_of[n])):
+                if self.spent >= mixed.MAX_DERIVATIVES or not self.exact:
                     break
-                found = point(along(partial((n, k)), w)) if (n, k) in sym_at else \
-                    (0.0, False, 0.0, 0.0)
+                found = self.point(self.along(self.partial((n, k)), w)) \
+                    if (n, k) in self.sym_at else (0.0, False, 0.0, 0.0)
                 rows.append((k, *found))
-            feed("hvp", n, rows, got, flat_index(shape_of[n]))
-            cov.add("hvp", len(rows))
-        cov.note("hvp", whole if not exact else cap)
-    if h.hessian is not None:
-        spent["n"] = 0
-        for a, row in h.hessian.items():
+            self.feed("hvp", n, rows, got, flat_index(self.shape_of[n]))
+            self.cov.add("hvp", len(rows))
+        self.cov.note("hvp", self.CAP if self.exact else self.WHOLE)
+
+    def hessian(self):
+        """The entries among the chosen elements of each pair of leaves."""
+        self.spent = 0
+        leaves, picks = self.context.graph.leaves, self.picks
+        for a, row in self.h.hessian.items():
             for b, block in row.items():
-                nb = math.prod(shape_of[b])
+                nb = math.prod(self.shape_of[b])
                 rows = []
-                for ka in (picks[graph.leaves[a]] if graph.leaves[a] in picks else ()):
-                    for kb in (picks[graph.leaves[b]] if graph.leaves[b] in picks else ()):
-                        if spent["n"] >= mixed.MAX_DERIVATIVES:
+                for ka in picks.get(leaves[a], ()):
+                    for kb in picks.get(leaves[b], ()):
+                        if self.spent >= mixed.MAX_DERIVATIVES:
                             break
-                        d2 = diff(partial((a, ka)), sym_at[(b, kb)])
-                        rows.append((ka * nb + kb, *point(d2)))
-                feed("hessian", a, rows, block, _pair_index(shape_of[a], shape_of[b]))
-                cov.add("hessian", len(rows))
-        cov.note("hessian", cap if exact else
-                 "the Hessian entries among a sample of leaf elements (the symbols)")
+                        d2 = self.diff(self.partial((a, ka)), self.sym_at[(b, kb)])
+                        rows.append((ka * nb + kb, *self.point(d2)))
+                self.feed("hessian", a, rows, block,
+                          _pair_index(self.shape_of[a], self.shape_of[b]))
+                self.cov.add("hessian", len(rows))
+        self.cov.note("hessian", self.CAP if self.exact else
+                      "the Hessian entries among a sample of leaf elements (the symbols)")
 
 
 def _entries(actual, pos):
