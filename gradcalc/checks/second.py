@@ -13,6 +13,7 @@ why any were not; neither decides the exit status nor imports sympy itself.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 
@@ -82,39 +83,80 @@ def _index(shape, prefix=()):
 def symbolic_elementwise(session, context, verdict, derived, cov):
     """One symbol per leaf, every element at once: D_u of the output (J·u, Taylor), D_u of
     each grad (H·u), and the second partials (the Hessian blocks)."""
-    sp, graph, h = session.sp, context.graph, context.higher
-    oshape = context.out_shape
-    env = dict(derived.const_env)
-    for i, s in derived.leaf_sym.items():
-        env[s] = np.asarray(context.vals[i], dtype=np.float64)
-    ev = Evaluator(session, env)
-    f = derived.exprs[context.output_id]
-    sym = {n: derived.leaf_sym.get(graph.leaves[n]) for n in context.wrt}
-    at_site = None
-    for _, m, _, _ in verdict.sites:
-        m = np.broadcast_to(m, oshape)
-        at_site = m if at_site is None else (at_site | m)
-    label = _label(verdict)
+    h = context.higher
+    check = _Elementwise(session, context, verdict, derived, cov)
+    if h.jvp is not None:
+        check.jvp()
+    if h.taylor is not None:
+        check.taylor()
+    if h.hvp is not None:
+        check.hvp()
+    if h.hessian is not None:
+        check.hessian()
 
-    def direction(dirs):
+
+class _Elementwise:
+    """The elementwise symbolic check of one calculation's SPEC 9 answers: the output's
+    formula with a symbol per leaf (symbolic.py's derivation), the arrays its symbols and
+    directions stand for, the outputs flagged at a kink, and each leaf's first partial
+    (shared by H·u and the Hessian)."""
+
+    def __init__(self, session, context, verdict, derived, cov):
+        self.session, self.sp, self.context = session, session.sp, context
+        self.verdict, self.cov, self.h = verdict, cov, context.higher
+        graph = context.graph
+        self.oshape = context.out_shape
+        self.env = dict(derived.const_env)
+        for i, s in derived.leaf_sym.items():
+            self.env[s] = np.asarray(context.vals[i], dtype=np.float64)
+        self.ev = Evaluator(session, self.env)
+        self.f = derived.exprs[context.output_id]
+        self.sym = {n: derived.leaf_sym.get(graph.leaves[n]) for n in context.wrt}
+        self.at_site = None
+        for _, m, _, _ in verdict.sites:
+            m = np.broadcast_to(m, self.oshape)
+            self.at_site = m if self.at_site is None else (self.at_site | m)
+        self.label = _label(verdict)
+        self.shape_of = {n: graph.nodes[graph.leaves[n]].shape for n in context.wrt}
+        self.grad = {}               # leaf -> d(output)/d(its symbol)
+
+    @cached_property
+    def cot(self):
+        """The cotangent v at every output element (H·u and the Hessian are of vᵀ·output)."""
+        return np.broadcast_to(np.asarray(self.context.cotangent, dtype=np.float64),
+                               self.oshape)
+
+    # -- derivatives, and their values at the inputs
+    def direction(self, dirs) -> dict:
+        """A leaf's symbol -> a symbol standing for its direction u (an array in `env`)."""
         w = {}
         for n, u in (dirs or {}).items():
-            if sym.get(n) is not None and np.any(u):
-                d = sp.Dummy(f"u_{n}", real=True)
-                env[d] = np.asarray(u, dtype=np.float64)
-                w[sym[n]] = d
+            if self.sym.get(n) is not None and np.any(u):
+                d = self.sp.Dummy(f"u_{n}", real=True)
+                self.env[d] = np.asarray(u, dtype=np.float64)
+                w[self.sym[n]] = d
         return w
 
-    def along(e, w):
-        session.afford(e)
-        out = sp.Add(*[sp.diff(e, s) * d for s, d in w.items()])
-        session.tick()
+    def along(self, e, w):
+        self.session.afford(e)
+        out = self.sp.Add(*[self.sp.diff(e, s) * d for s, d in w.items()])
+        self.session.tick()
         return out
 
-    def values(d):
-        D, flag, lo, hi, unv = evaluate_array(session, ev, d, env, oshape, context.not_finite)
-        extra = at_site if context.not_finite is None else (
-            context.not_finite if at_site is None else at_site | context.not_finite)
+    def partial(self, n):
+        if n not in self.grad:
+            self.session.afford(self.f)
+            self.grad[n] = self.sp.diff(self.f, self.sym[n])
+            self.session.tick()
+        return self.grad[n]
+
+    def values(self, d):
+        """(values, flagged, lo, hi, unverifiable) of `d` at every output element."""
+        context = self.context
+        D, flag, lo, hi, unv = evaluate_array(self.session, self.ev, d, self.env, self.oshape,
+                                              context.not_finite)
+        extra = self.at_site if context.not_finite is None else (
+            context.not_finite if self.at_site is None else self.at_site | context.not_finite)
         if extra is not None and (extra & ~flag).any():
             # a kink or a non-finite value on the path: the derivative of this order there
             # is PyTorch's convention, whatever sympy's simplified formula gives
@@ -123,37 +165,10 @@ def symbolic_elementwise(session, context, verdict, derived, cov):
             lo, hi = np.where(new, np.nan, lo), np.where(new, np.nan, hi)
         return D, flag, lo, hi, unv
 
-    def compare(what, leaf, expected, actual, index, parts):
-        _, flag, lo, hi, unv = parts
-        verdict.compare(Entries(leaf, what, expected, actual, index, flagged=flag, lo=lo,
-                                hi=hi, label=label, unverifiable=unv, reason=OVERFLOW))
-
-    if h.jvp is not None:
-        parts = values(along(f, direction(h.tangent)))
-        compare("jvp", OUTPUT, parts[0], h.jvp, _index(oshape), parts)
-        cov.add("jvp", math.prod(oshape))
-    if h.taylor is not None:
-        w, e = direction(h.along), f
-        for k, got in enumerate(h.taylor, 1):
-            e = along(e, w)
-            parts = values(e)
-            compare("taylor", OUTPUT, parts[0], got, _index(oshape, [k]), parts)
-            cov.add("taylor", math.prod(oshape))
-    if h.hvp is None and h.hessian is None:
-        return
-    cot = np.broadcast_to(np.asarray(context.cotangent, dtype=np.float64), oshape)
-    grad = {}
-
-    def partial(n):
-        if n not in grad:
-            session.afford(f)
-            grad[n] = sp.diff(f, sym[n])
-            session.tick()
-        return grad[n]
-
-    def weighted(parts, shape):
+    def weighted(self, parts, shape):
         """vᵀ times the per-output values, summed to a leaf's shape (with the range)."""
         D, flag, lo, hi, unv = parts
+        cot = self.cot
         with np.errstate(all="ignore"):
             terms = cot * D
             e = sum_to(terms, shape)
@@ -163,79 +178,100 @@ def symbolic_elementwise(session, context, verdict, derived, cov):
         g_unv = None if unv is None else sum_to(unv.astype(np.int64), shape) > 0
         return e, g_flag, g_lo, g_hi, g_unv
 
-    shape_of = {n: graph.nodes[graph.leaves[n]].shape for n in context.wrt}
-    if h.hvp is not None:
-        w = direction(h.hvp_dir)
-        for n, got in h.hvp.items():
-            if sym.get(n) is None:
-                zero = np.zeros(shape_of[n])
-                compare("hvp", n, zero, got, flat_index(shape_of[n]), (zero, None, None, None,
-                                                                         None))
+    def compare(self, what, leaf, expected, actual, index, parts):
+        _, flag, lo, hi, unv = parts
+        self.verdict.compare(Entries(leaf, what, expected, actual, index, flagged=flag, lo=lo,
+                                     hi=hi, label=self.label, unverifiable=unv,
+                                     reason=OVERFLOW))
+
+    # -- the answers
+    def jvp(self):
+        oshape = self.oshape
+        parts = self.values(self.along(self.f, self.direction(self.h.tangent)))
+        self.compare("jvp", OUTPUT, parts[0], self.h.jvp, _index(oshape), parts)
+        self.cov.add("jvp", math.prod(oshape))
+
+    def taylor(self):
+        oshape = self.oshape
+        w, e = self.direction(self.h.along), self.f
+        for k, got in enumerate(self.h.taylor, 1):
+            e = self.along(e, w)
+            parts = self.values(e)
+            self.compare("taylor", OUTPUT, parts[0], got, _index(oshape, [k]), parts)
+            self.cov.add("taylor", math.prod(oshape))
+
+    def hvp(self):
+        w = self.direction(self.h.hvp_dir)
+        for n, got in self.h.hvp.items():
+            shape = self.shape_of[n]
+            if self.sym.get(n) is None:
+                zero = np.zeros(shape)
+                self.compare("hvp", n, zero, got, flat_index(shape),
+                             (zero, None, None, None, None))
             else:
-                parts = weighted(values(along(partial(n), w)), shape_of[n])
-                compare("hvp", n, parts[0], got, flat_index(shape_of[n]), parts)
-            cov.add("hvp", math.prod(shape_of[n]))
-    if h.hessian is not None:
-        for a, row in h.hessian.items():
+                parts = self.weighted(self.values(self.along(self.partial(n), w)), shape)
+                self.compare("hvp", n, parts[0], got, flat_index(shape), parts)
+            self.cov.add("hvp", math.prod(shape))
+
+    def hessian(self):
+        for a, row in self.h.hessian.items():
             for b, block in row.items():
-                n = _hessian_block(session, context, sym, partial, values, cot, a, b, block,
-                                   compare)
+                n = self.hessian_block(a, b, block)
                 if n is None:
-                    cov.note("hessian", f"a block over {MAX_DENSE:,} entries that is not "
-                                        "diagonal is not built densely; --check numeric "
-                                        "samples its columns")
+                    self.cov.note("hessian", f"a block over {MAX_DENSE:,} entries that is "
+                                             "not diagonal is not built densely; --check "
+                                             "numeric samples its columns")
                 else:
-                    cov.add("hessian", n)
+                    self.cov.add("hessian", n)
 
+    def hessian_block(self, a, b, block):
+        """Compare block H_ab; the entries compared, or None when it is too large to build."""
+        oshape, cot = self.oshape, self.cot
+        graph = self.context.graph
+        sa, sb = (graph.nodes[graph.leaves[n]].shape for n in (a, b))
+        na, nb = math.prod(sa), math.prod(sb)
+        diag = getattr(block, "diag", None)
+        if self.sym.get(a) is None or self.sym.get(b) is None:
+            parts = (np.zeros(oshape), np.zeros(oshape, bool), np.zeros(oshape),
+                     np.zeros(oshape), None)
+        else:
+            self.session.afford(self.partial(a))
+            d2 = self.sp.diff(self.partial(a), self.sym[b])
+            self.session.tick()
+            parts = self.values(d2)
+        if diag is not None and sa == sb == tuple(oshape):
+            # each output element reads element k of both leaves: the block is vᵀ·d2 on its
+            # diagonal and 0 off it, which the diagonal block holds by construction
+            D, flag, lo, hi, unv = parts
+            with np.errstate(all="ignore"):
+                lo2, hi2 = np.minimum(cot * lo, cot * hi), np.maximum(cot * lo, cot * hi)
+            self.compare("hessian", a, cot * D, diag, lambda k: flat_index(sa)(k) * 2,
+                         (None, flag, lo2, hi2, unv))
+            return na * nb
+        if na * nb > MAX_DENSE:
+            return None
+        rows = np.asarray(src_index(sa, oshape)).reshape(-1)
+        cols = np.asarray(src_index(sb, oshape)).reshape(-1)
 
-def _hessian_block(session, context, sym, partial, values, cot, a, b, block, compare):
-    """Compare block H_ab; the entries compared, or None when it is too large to build."""
-    sp, graph = session.sp, context.graph
-    oshape = context.out_shape
-    sa, sb = (graph.nodes[graph.leaves[n]].shape for n in (a, b))
-    na, nb = math.prod(sa), math.prod(sb)
-    diag = getattr(block, "diag", None)
-    if sym.get(a) is None or sym.get(b) is None:
-        parts = (np.zeros(oshape), np.zeros(oshape, bool), np.zeros(oshape),
-                 np.zeros(oshape), None)
-    else:
-        session.afford(partial(a))
-        d2 = sp.diff(partial(a), sym[b])
-        session.tick()
-        parts = values(d2)
-    if diag is not None and sa == sb == tuple(oshape):
-        # each output element reads element k of both leaves: the block is vᵀ·d2 on its
-        # diagonal and 0 off it, which the diagonal block holds by construction
+        def dense(v, fill=0.0, dtype=np.float64):
+            out = np.full((na, nb), fill, dtype=dtype)
+            if dtype == bool:
+                np.logical_or.at(out, (rows, cols), np.broadcast_to(v, oshape).reshape(-1))
+            else:
+                np.add.at(out, (rows, cols), np.broadcast_to(v, oshape).reshape(-1))
+            return out
         D, flag, lo, hi, unv = parts
         with np.errstate(all="ignore"):
-            lo2, hi2 = np.minimum(cot * lo, cot * hi), np.maximum(cot * lo, cot * hi)
-        compare("hessian", a, cot * D, diag, lambda k: flat_index(sa)(k) * 2,
-                (None, flag, lo2, hi2, unv))
+            terms = cot * D
+            lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
+            hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
+            expected = dense(terms)
+        actual = np.asarray(block if diag is None else np.asarray(block), dtype=np.float64)
+        self.compare("hessian", a, expected, actual.reshape(na, nb),
+                     lambda k: flat_index(sa)(k // max(nb, 1)) + flat_index(sb)(k % max(nb, 1)),
+                     (None, dense(flag, False, bool), dense(lo_t), dense(hi_t),
+                      None if unv is None else dense(unv, False, bool)))
         return na * nb
-    if na * nb > MAX_DENSE:
-        return None
-    rows = np.asarray(src_index(sa, oshape)).reshape(-1)
-    cols = np.asarray(src_index(sb, oshape)).reshape(-1)
-
-    def dense(v, fill=0.0, dtype=np.float64):
-        out = np.full((na, nb), fill, dtype=dtype)
-        if dtype == bool:
-            np.logical_or.at(out, (rows, cols), np.broadcast_to(v, oshape).reshape(-1))
-        else:
-            np.add.at(out, (rows, cols), np.broadcast_to(v, oshape).reshape(-1))
-        return out
-    D, flag, lo, hi, unv = parts
-    with np.errstate(all="ignore"):
-        terms = cot * D
-        lo_t = np.where(flag, np.minimum(cot * lo, cot * hi), terms)
-        hi_t = np.where(flag, np.maximum(cot * lo, cot * hi), terms)
-        expected = dense(terms)
-    actual = np.asarray(block if diag is None else np.asarray(block), dtype=np.float64)
-    compare("hessian", a, expected, actual.reshape(na, nb),
-            lambda k: flat_index(sa)(k // max(nb, 1)) + flat_index(sb)(k % max(nb, 1)),
-            (None, dense(flag, False, bool), dense(lo_t), dense(hi_t),
-             None if unv is None else dense(unv, False, bool)))
-    return na * nb
 
 
 # ---------------------------------------------------------------- symbolic, mixed
