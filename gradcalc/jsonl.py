@@ -168,17 +168,44 @@ def write_whole_line(out, text: bytes):
 def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None):
     """Answer each request line; `data` (from --data) are default variables of every
     request, which its own "vars" override; `externs` (from --extern, never from a request)
-    are callable in every request. `on_answer(ok)` is told of each answer (progress)."""
-    from .api import calculate, resolve_settings
-    from .programs import ProgramCache
-    from .result import BULK, check_json_size
-    cache = ProgramCache()      # each distinct program is parsed and compiled once
-    memo = {}                   # settings_of's resolved settings
-    resolve = lambda text, s: resolve_settings(text, s, limits, cache)  # noqa: E731
-    failed = disagreed = internal = False
-    stdin = sys.stdin.buffer
+    are callable in every request. `on_answer(ok)` is told of each answer (progress). The
+    exit status: 3 after an internal error, else 2 if a request failed, else 1 if a check
+    disagreed, else 0."""
+    stream = _Stream(defaults, limits, debug, data, externs)
     out = byte_stream(sys.stdout)
-    for raw, too_long in read_lines(stdin, limits.max_line):
+    for raw, too_long in read_lines(sys.stdin.buffer, limits.max_line):
+        obj = stream.answer(raw, too_long)
+        if obj is None:                 # a blank line
+            continue
+        write_whole_line(out, stream.encoded(obj))
+        if on_answer is not None:
+            on_answer("error" not in obj)
+    if stream.internal:
+        return EXIT_INTERNAL
+    return EXIT_BAD_INPUT if stream.failed else (EXIT_DISAGREED if stream.disagreed else
+                                                 EXIT_OK)
+
+
+class _Stream:
+    """What one stream keeps from request to request: its program cache (each distinct
+    program parsed and compiled once), the settings resolved per text, and whether any
+    request failed, disagreed or met a bug."""
+
+    def __init__(self, defaults, limits, debug, data, externs):
+        from .api import calculate, resolve_settings
+        from .programs import ProgramCache
+        from .result import BULK, check_json_size
+        self.calculate, self.bulk, self.json_size = calculate, BULK, check_json_size
+        self.defaults, self.limits, self.debug = defaults, limits, debug
+        self.data, self.externs = data, externs
+        self.cache = ProgramCache()
+        self.memo = {}                  # settings_of's resolved settings
+        self.resolve = lambda text, s: resolve_settings(text, s, limits, self.cache)
+        self.failed = self.disagreed = self.internal = False
+
+    def answer(self, raw: bytes, too_long: bool):
+        """The answer object of one line (its "id" first when it has one), None for a blank
+        line: a result, or {"error": ...} for anything that went wrong."""
         line = None
         if not too_long:
             try:
@@ -188,62 +215,66 @@ def serve(defaults, limits, debug=False, data=None, externs=None, on_answer=None
             # blank means JSON whitespace only: a line of U+3000 or U+00A0 is not silently
             # skipped (str.strip() would), it is answered as not JSON
             if line is not None and not line.strip(" \t\r\n"):
-                continue
+                return None
         rid, has_id = None, False
         try:
             if too_long:
                 has_id, rid = _leading_id(raw)
-                raise GradcalcError("limit", f"the line is longer than {limits.max_line:,} bytes "
-                                             "(8 x --max-text)")
+                raise GradcalcError("limit", f"the line is longer than "
+                                             f"{self.limits.max_line:,} bytes (8 x --max-text)")
             if line is None:
                 raise GradcalcError("usage", "the line is not valid UTF-8")
-            req = parse_request(line, defaults, limits)
+            req = parse_request(line, self.defaults, self.limits)
             if "id" in req:
                 if not _echoable(req["id"]):
                     raise GradcalcError("usage", "\"id\" must be a JSON value that can be "
                                                  "echoed (a number too large for a float is not)")
                 has_id, rid = True, req["id"]
-            warnings = check_fields(req)
-            text, vars_, settings = settings_of(req, defaults, limits, resolve, memo)
-            if data:
-                vars_ = {**data, **vars_}
-            try:
-                result = calculate(text, vars_, settings, limits, allow_files=False,
-                                   cache=cache, externs=externs)
-            except GradcalcError as err:
-                raise err.with_source(text) if err.position is not None else err
-            # arrays only when one can be large (the test per array costs a few per cent
-            # of a small request); a NaN or an infinity: the strict object writes them as
-            # strings and says which node made them (same keys, same order)
-            numbers = check_json_size(result, limits)
-            bulk = numbers >= BULK
-            obj = result.finite_json(arrays=bulk) or result.to_json(arrays=bulk)
-            if warnings:
-                obj["warnings"] = warnings
-            if result.checks and not result.passed:     # (--check none: no checks)
-                disagreed = True
+            obj = self._result(req)
         except Exception as exc:  # noqa: BLE001 - every failure is one answer line
-            err = as_error(exc)
-            if err is not None:
-                failed = True
-                obj = {"error": err.to_json()}
-            else:                 # a bug in gradcalc: say so, keep the stream going
-                internal = True
-                if debug:
-                    import traceback
-                    traceback.print_exception(exc)
-                obj = {"error": internal_error_json(exc)}
-        if has_id:
-            obj = {"id": rid, **obj}
+            obj = self._error(exc)
+        return {"id": rid, **obj} if has_id else obj
+
+    def _result(self, req) -> dict:
+        """The result object of a well-formed request (its warnings added)."""
+        warnings = check_fields(req)
+        text, vars_, settings = settings_of(req, self.defaults, self.limits, self.resolve,
+                                            self.memo)
+        if self.data:
+            vars_ = {**self.data, **vars_}
         try:
-            line_out = encode(obj)
-        except (ValueError, TypeError, RecursionError) as exc:   # a bug: keep the stream valid
-            internal = True
+            result = self.calculate(text, vars_, settings, self.limits, allow_files=False,
+                                    cache=self.cache, externs=self.externs)
+        except GradcalcError as err:
+            raise err.with_source(text) if err.position is not None else err
+        # arrays only when one can be large (the test per array costs a few per cent of a
+        # small request); a NaN or an infinity: the strict object writes them as strings
+        # and says which node made them (same keys, same order)
+        bulk = self.json_size(result, self.limits) >= self.bulk
+        obj = result.finite_json(arrays=bulk) or result.to_json(arrays=bulk)
+        if warnings:
+            obj["warnings"] = warnings
+        if result.checks and not result.passed:     # (--check none: no checks)
+            self.disagreed = True
+        return obj
+
+    def _error(self, exc) -> dict:
+        err = as_error(exc)
+        if err is not None:
+            self.failed = True
+            return {"error": err.to_json()}
+        self.internal = True              # a bug in gradcalc: say so, keep the stream going
+        if self.debug:
+            import traceback
+            traceback.print_exception(exc)
+        return {"error": internal_error_json(exc)}
+
+    def encoded(self, obj) -> bytes:
+        """The answer's line; an answer that is not JSON (a bug) becomes an internal error's
+        line, with the request's id, so the stream stays valid."""
+        try:
+            return encode(obj)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self.internal = True
             err = internal_error_json(exc, ": the result is not JSON")
-            line_out = encode({"id": rid, "error": err} if has_id else {"error": err})
-        write_whole_line(out, line_out)
-        if on_answer is not None:
-            on_answer("error" not in obj)
-    if internal:
-        return EXIT_INTERNAL
-    return EXIT_BAD_INPUT if failed else (EXIT_DISAGREED if disagreed else EXIT_OK)
+            return encode({"id": obj["id"], "error": err} if "id" in obj else {"error": err})
