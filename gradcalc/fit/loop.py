@@ -332,28 +332,50 @@ def _start(req: FitRequest):
 
 
 def _fit_gradient(req, on_epoch, on_step) -> FitResult:
-    params, data = _start(req)
-    opt = make_optimizer(req.optimizer, **req.hyper)
-    plan = plan_batches(data, req.batch_size, shuffle=req.shuffle, seed=req.seed)
-    loss_fn = Loss(req)
-    history, stopped, nonfinite, epoch = [], "epochs", None, 0
-    result = lambda: _result(req, params, data, loss_fn, history, opt.hyper(),  # noqa: E731
-                             epoch, stopped, nonfinite)
-    # the optimizer updates the parameters' arrays in place: unshuffled, every epoch's
-    # batches and their bindings are the first epoch's
-    same = None if plan.shuffle else list(_bindings(plan, data, params, 1))
+    training = _Training(req)
     try:
+        training.run(on_epoch, on_step)
+    except KeyboardInterrupt:
+        training.stopped = "interrupted"
+        raise Interrupted(training.result()) from None
+    return training.result()
+
+
+class _Training:
+    """A gradient fit under way: the parameters (the optimizer updates their arrays in
+    place), the data, the optimizer, the compiled loss, and what the epochs so far gave:
+    their history, the epoch reached, how it stopped and where a non-finite loss arose."""
+
+    __slots__ = ("req", "params", "data", "opt", "loss_fn", "history", "epoch", "stopped",
+                 "nonfinite")
+
+    def __init__(self, req: FitRequest):
+        self.req = req
+        self.params, self.data = _start(req)
+        self.opt = make_optimizer(req.optimizer, **req.hyper)
+        self.loss_fn = Loss(req)
+        self.history, self.epoch, self.stopped, self.nonfinite = [], 0, "epochs", None
+
+    def run(self, on_epoch, on_step):
+        """Epoch after epoch until the last, --tol, or a non-finite loss."""
+        req, params, data, opt, loss_fn = self.req, self.params, self.data, self.opt, \
+            self.loss_fn
+        plan = plan_batches(data, req.batch_size, shuffle=req.shuffle, seed=req.seed)
+        # unshuffled, every epoch's batches and their bindings are the first epoch's
+        same = None if plan.shuffle else list(_bindings(plan, data, params, 1))
+        history = self.history
         for epoch in range(1, req.epochs + 1):
+            self.epoch = epoch
             total, rows = 0.0, 0
             for batch, bindings in same or _bindings(plan, data, params, epoch):
                 graph, answer = loss_fn.step(bindings)
                 loss = float(answer.values[graph.output])
                 if not math.isfinite(loss):
-                    stopped = "nonfinite"
-                    nonfinite = _where(graph, answer, epoch, batch.number)
-                    return result()
-                grads = {p: _grad(answer, graph.leaves[p], params[p]) for p in req.params}
-                opt.step(params, grads)
+                    self.stopped = "nonfinite"
+                    self.nonfinite = _where(graph, answer, epoch, batch.number)
+                    return
+                opt.step(params, {p: _grad(answer, graph.leaves[p], params[p])
+                                  for p in req.params})
                 total += loss * batch.rows
                 rows += batch.rows
                 if on_step is not None:
@@ -363,12 +385,21 @@ def _fit_gradient(req, on_epoch, on_step) -> FitResult:
                 on_epoch(history[-1])
             if req.tol is not None and len(history) > 1 and abs(
                     history[-1].loss - history[-2].loss) <= req.tol * abs(history[-2].loss):
-                stopped = "tol"
-                break
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-        raise Interrupted(result()) from None
-    return result()
+                self.stopped = "tol"
+                return
+
+    def result(self) -> FitResult:
+        """The parameters so far (copies), with the loss over all the data at them."""
+        req, params = self.req, self.params
+        loss = float("nan")
+        if self.stopped != "nonfinite":
+            graph, answer = self.loss_fn.run({**self.data, **params})
+            loss = float(answer.values[graph.output])
+        return FitResult(params={k: v.copy() for k, v in params.items()}, loss=loss,
+                         history=list(self.history),
+                         optimizer={"name": req.optimizer, **self.opt.hyper()},
+                         epochs=self.epoch, stopped=self.stopped, dtype=req.dtype,
+                         nonfinite=self.nonfinite)
 
 
 def _bindings(plan, data: dict, params: dict, epoch: int):
@@ -388,16 +419,6 @@ def _where(graph, answer, epoch, batch) -> dict:
                                np.ones(graph.nodes[graph.output].shape), answer.grads) or {}
     return {"epoch": epoch, "batch": batch, "node": found.get("node"),
             "message": found.get("message", "the loss is not finite")}
-
-
-def _result(req, params, data, loss_fn, history, hyper, epochs, stopped, nonfinite):
-    loss = float("nan")
-    if stopped != "nonfinite":
-        graph, answer = loss_fn.run({**data, **params})
-        loss = float(answer.values[graph.output])
-    return FitResult(params={k: v.copy() for k, v in params.items()}, loss=loss,
-                     history=list(history), optimizer={"name": req.optimizer, **hyper},
-                     epochs=epochs, stopped=stopped, dtype=req.dtype, nonfinite=nonfinite)
 
 
 def _fit_lm(req, on_epoch) -> FitResult:
