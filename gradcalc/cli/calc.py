@@ -7,6 +7,7 @@ computes nothing itself and imports rich only for the human view.
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import click
 
@@ -109,12 +110,7 @@ More: the README (language reference, JSON schema, limits).
               help="With no NAME=VALUE: is FORMULA the derivative in NAME? (repeatable)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 @click.version_option(None, "--version", package_name="gradcalc", prog_name="gradcalc")
-def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobian, dtype, seed,
-            as_json, graph, dot, precision, max_elements, max_memory, max_depth,
-            symbolic_timeout, debug, max_text=None, max_repeat=None, claim=(), data=(),
-            externs=(), extern_diff="central", extern_step=None, extern_timeout=30.0,
-            brief=False, plot=None, tangent=(), hessian=None, hvp=(), taylor=None,
-            steps=None):
+def command(args, program_file, **options):
     """Reverse-mode gradients of an expression, as PyTorch's y.backward(v) computes them.
 
     \b
@@ -124,55 +120,57 @@ def command(args, program_file, grad, wrt, of, repeat, check, rtol, atol, jacobi
     gradcalc fit ... --params w  fit leaves to data (see gradcalc fit --help)
     """
     from ..settings import CLI, Settings, validate
-    if plot is not None and grad is None:
-        grad = "1"            # --plot: v = 1 makes each grad element the derivative there
-    limits = build_limits(max_elements, max_memory, max_depth, symbolic_timeout, max_text,
-                          max_repeat)
-    settings = validate(Settings(grad=grad, wrt=wrt, of=of, repeat=repeat, check=check,
-                                 rtol=rtol, atol=atol, jacobian=jacobian, dtype=dtype, seed=seed,
-                                 tangent=list(tangent) or None, hessian=hessian,
-                                 hvp=list(hvp) or None, taylor=taylor, steps=steps),
+    o = SimpleNamespace(**options)           # every option above, by its parameter name
+    # --plot: v = 1 makes each grad element the derivative there
+    grad = "1" if o.plot is not None and o.grad is None else o.grad
+    limits = build_limits(o.max_elements, o.max_memory, o.max_depth, o.symbolic_timeout,
+                          o.max_text, o.max_repeat)
+    settings = validate(Settings(grad=grad, wrt=o.wrt, of=o.of, repeat=o.repeat,
+                                 check=o.check, rtol=o.rtol, atol=o.atol, jacobian=o.jacobian,
+                                 dtype=o.dtype, seed=o.seed, tangent=list(o.tangent) or None,
+                                 hessian=o.hessian, hvp=list(o.hvp) or None, taylor=o.taylor,
+                                 steps=o.steps),
                         limits, CLI)
-    externs_of = lambda: open_externs(externs, extern_diff, extern_step,  # noqa: E731
-                                      extern_timeout, limits)
+    externs_of = lambda: open_externs(o.externs, o.extern_diff, o.extern_step,  # noqa: E731
+                                      o.extern_timeout, limits)
     if program_file is None and args and args[0] == "-":
         if len(args) > 1:
             raise GradcalcError("usage", "gradcalc - reads requests from stdin; "
                                          "NAME=VALUE arguments belong inside each request")
-        return _stream(settings, limits, debug, read_data_files(data, settings, limits),
+        return _stream(settings, limits, o.debug, read_data_files(o.data, settings, limits),
                        externs_of)
     stdin = Stdin(limits.max_text)
     text, bindings = _text_and_bindings(args, program_file, grad, stdin, limits)
-    if data:
-        bindings = {**read_data_files(data, settings, limits), **bindings}
-    if dot is not None:
-        if dot == "-" and as_json:
+    if o.data:
+        bindings = {**read_data_files(o.data, settings, limits), **bindings}
+    if o.dot is not None:
+        if o.dot == "-" and o.as_json:
             raise GradcalcError("usage", "--dot - and --json both write to stdout: give --dot a "
                                          "file name")
-        check_writable(dot, "--dot")
+        check_writable(o.dot, "--dot")
     from ..api import run
-    if claim and bindings:
+    if o.claim and bindings:
         raise GradcalcError("usage", "--claim judges a derivative without numbers: give no "
                                      "NAME=VALUE")
     with externs_of() as ex:
         try:
             # the human view shows the answer before a slow check finishes
-            human = not as_json and dot != "-"
+            human = not o.as_json and o.dot != "-"
             result = run(text, bindings, settings, limits, stdin=stdin, externs=ex,
                          defer_checks=human)
         except GradcalcError as err:
             if err.kind != "name" or bindings:
                 raise
-            status = _derivative(text, claim, limits, as_json)
+            status = _derivative(text, o.claim, limits, o.as_json)
             if status is None:
                 raise
             return status
-        if claim:
+        if o.claim:
             raise GradcalcError("usage", "--claim judges a derivative without numbers, but "
                                          "every name of the expression is bound")
-        if plot is not None:
-            _plot(result, plot)
-        return _write_result(result, limits, as_json, dot, precision, graph, brief)
+        if o.plot is not None:
+            _plot(result, o.plot)
+        return _write_result(result, limits, o)
 
 
 def _stream(settings, limits, debug, data_values, externs_of) -> int:
@@ -230,21 +228,21 @@ def _plot(result, path):
     console.print()
 
 
-def _write_result(result, limits, as_json, dot, precision, graph, brief) -> int:
-    """The answer on stdout (and the graph in --dot), as the options ask."""
+def _write_result(result, limits, o) -> int:
+    """The answer on stdout (and the graph in --dot), as the options `o` ask."""
     try:
-        if dot is not None:
+        if o.dot is not None:
             from ..view.graph import to_dot
-            write_text(dot, to_dot(result), "--dot")
-        if as_json:
+            write_text(o.dot, to_dot(result), "--dot")
+        if o.as_json:
             from ..jsontext import dump
             from ..result import check_json_size
             check_json_size(result, limits)
             dump(result.to_json(arrays=True), sys.stdout)
             sys.stdout.write("\n")
-        elif dot != "-":          # `--dot -` puts the graph on stdout instead of the view
+        elif o.dot != "-":        # `--dot -` puts the graph on stdout instead of the view
             from ..view.human import render
-            render(result, precision=precision, show_graph=graph, brief=brief)
+            render(result, precision=o.precision, show_graph=o.graph, brief=o.brief)
         sys.stdout.flush()
     except BrokenPipeError:
         raise
