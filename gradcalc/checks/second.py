@@ -83,16 +83,14 @@ def _index(shape, prefix=()):
 def symbolic_elementwise(session, context, verdict, derived, cov):
     """One symbol per leaf, every element at once: D_u of the output (J·u, Taylor), D_u of
     each grad (H·u), and the second partials (the Hessian blocks)."""
-    h = context.higher
-    check = _Elementwise(session, context, verdict, derived, cov)
-    if h.jvp is not None:
-        check.jvp()
-    if h.taylor is not None:
-        check.taylor()
-    if h.hvp is not None:
-        check.hvp()
-    if h.hessian is not None:
-        check.hessian()
+    _each_answer(_Elementwise(session, context, verdict, derived, cov), context.higher)
+
+
+def _each_answer(check, h):
+    """Every SPEC 9 answer the calculation holds, checked by `check`'s method of its name."""
+    for kind in ("jvp", "taylor", "hvp", "hessian"):
+        if getattr(h, kind) is not None:
+            getattr(check, kind)()
 
 
 class _Elementwise:
@@ -279,16 +277,7 @@ def symbolic_mixed(session, context, verdict, cov):
     """Leaf elements as symbols (mixed.py's choice and caps): the Hessian entries among the
     chosen elements; J·u, Taylor and H·u when every leaf element is a symbol (a direction
     moves them all). At most mixed.MAX_DERIVATIVES sympy differentiations per answer."""
-    h = context.higher
-    check = _Mixed(session, context, verdict, cov)
-    if h.jvp is not None:
-        check.jvp()
-    if h.taylor is not None:
-        check.taylor()
-    if h.hvp is not None:
-        check.hvp()
-    if h.hessian is not None:
-        check.hessian()
+    _each_answer(_Mixed(session, context, verdict, cov), context.higher)
 
 
 class _Mixed:
