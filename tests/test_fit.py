@@ -208,6 +208,14 @@ def test_history_is_streamed_one_line_per_epoch(tmp_path):
     assert lines == r.json()["history"] and [h["epoch"] for h in lines] == [1, 2, 3, 4]
 
 
+def test_a_history_file_on_a_full_disk_is_a_usage_error_naming_the_option():
+    """(It was an internal error, exit 3: the close after the failed write failed again.)"""
+    r = fit("mean((w*x - 1)**2)", "x=1,2", "--params", "w=0", "--history", "/dev/full")
+    r.assert_error("usage")
+    assert r.stderr == ("gradcalc: usage error: --history: cannot write to '/dev/full': "
+                        "No space left on device\n")
+
+
 def test_plot_writes_a_png_and_an_svg(tmp_path):
     pytest.importorskip("matplotlib")
     for name, magic in (("loss.png", b"\x89PNG\r\n\x1a\n"), ("loss.svg", b"<?xml")):

@@ -112,10 +112,15 @@ def test_dot_in_a_deleted_working_directory_is_a_usage_error(tmp_path):
 
 
 # ---------------------------------------------------------------- output that cannot be written
-@pytest.mark.parametrize("extra", [["--json"], []], ids=["json", "human"])
-def test_a_full_disk_on_stdout_is_one_line_and_exit_4(extra):
+@pytest.mark.parametrize("args", [["3*a", "a=2", "--json"], ["3*a", "a=2"],
+                                  ["fit", "mean((w*x - 1)**2)", "x=1,2", "--params", "w=0",
+                                   "--json"],
+                                  ["fit", "mean((w*x - 1)**2)", "x=1,2", "--params", "w=0"]],
+                         ids=["json", "human", "fit-json", "fit-report"])
+def test_a_full_disk_on_stdout_is_one_line_and_exit_4(args):
+    """(A fit's report on a full disk was an internal error, exit 3.)"""
     with open("/dev/full", "wb") as full:
-        r = cli(["3*a", "a=2", *extra], isolate=True, stdout=full, timeout=60)
+        r = cli(args, isolate=True, stdout=full, timeout=60)
     assert r.status == 4
     assert r.stderr == "gradcalc: cannot write the output: No space left on device\n"
 

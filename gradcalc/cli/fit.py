@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import click
 
 from ..errors import (EXIT_DISAGREED, EXIT_INTERRUPTED, EXIT_OK, GradcalcError, Limits,
-                      escape_text)
+                      OutputError, escape_text)
 from ..outputs import check_writable, write_text
 from .options import build_limits, extern_options, open_externs, split_bindings
 
@@ -143,14 +143,20 @@ def _write(result, text: str, opts):
     if opts.plot and opts.plot != "-":
         from ..view.plot import loss_curve_file
         loss_curve_file(result.history, opts.plot, log=_spans_decades(result.history))
-    if opts.as_json:
-        from ..jsontext import print_line    # (orjson: only where JSON is written)
-        print_line(result.to_json(), sys.stdout)
-    else:
-        # the curve is a picture for a terminal: piped, it costs its drawing's modules
-        # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
-        from ..view.fit import render_fit
-        render_fit(result, text, curve=opts.plot == "-" or sys.stdout.isatty())
+    try:
+        if opts.as_json:
+            from ..jsontext import print_line    # (orjson: only where JSON is written)
+            print_line(result.to_json(), sys.stdout)
+        else:
+            # the curve is a picture for a terminal: piped, it costs its drawing's modules
+            # (uniplot, numpy.ma: a tenth of figure 17a's process) unless --plot asks for it
+            from ..view.fit import render_fit
+            render_fit(result, text, curve=opts.plot == "-" or sys.stdout.isatty())
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:       # stdout on a full disk (>/dev/full) or a failing device
+        raise OutputError(exc) from None
 
 
 def _text_and_bindings(args, program_file, limits: Limits):
@@ -239,25 +245,38 @@ def _spans_decades(history) -> bool:
 
 
 class _History:
-    """--history FILE.jsonl: one line per epoch, flushed as it is written."""
+    """--history FILE.jsonl: one line per epoch, flushed as it is written. A file that
+    cannot be written (a full disk) is a usage error naming the option, as --save-params's."""
 
     def __init__(self, path):
-        self.fh = None
+        self.fh, self.path = None, path
         if path == "-":
             self.fh = sys.stderr
         elif path:
             try:
                 self.fh = open(path, "w", encoding="utf-8")
             except OSError as exc:
-                raise GradcalcError("usage", f"--history: cannot write to "
-                                             f"'{escape_text(path)[:200]}': {exc.strerror}")
+                raise self._cannot(exc) from None
 
     def write(self, epoch):
         if self.fh is not None:
             from ..jsontext import text     # (orjson: only where JSON is written)
-            self.fh.write(text(epoch.to_json()) + "\n")
-            self.fh.flush()
+            try:
+                self.fh.write(text(epoch.to_json()) + "\n")
+                self.fh.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise self._cannot(exc) from None
 
     def close(self):
         if self.fh is not None and self.fh is not sys.stderr:
-            self.fh.close()
+            fh, self.fh = self.fh, None
+            try:
+                fh.close()                  # (what a failed write left is flushed again)
+            except OSError as exc:
+                raise self._cannot(exc) from None
+
+    def _cannot(self, exc: OSError) -> GradcalcError:
+        return GradcalcError("usage", f"--history: cannot write to "
+                                      f"'{escape_text(self.path)[:200]}': {exc.strerror}")
