@@ -610,7 +610,7 @@ def worker_profile(fig, top=18):
         call = _cli_call(GERMAN_FIT)
         prof = cProfile.Profile()
         prof.enable()
-        call()                    # cold: click, rich and the fit's modules load inside
+        call()                    # cold: click and the fit's modules load inside
         prof.disable()
         return {"text": _stats(prof, 30, "figure 17a, one cold `gradcalc fit` in-process "
                                          "(numpy and click imported before)", "cumulative")}
@@ -1663,7 +1663,7 @@ def main():
                              "400 steps, float32) as `gradcalc fit`, whole process",
                       "`python -c`: numpy, the CSV read, the same 400 Adam steps by hand",
                       fs, ss)
-        # a script's fit: the report as JSON, with no rich (which the human report loads)
+        # a script's fit: the report as JSON (orjson), no human report
         fs, ss = cold_pairs([py, "-c", GERMAN_BY_HAND], gc_cmd + GERMAN_FIT + ["--json"],
                             *((3, 3, 15) if q else (7, 21, 40)))
         add_cold_rows("17a·json", "the same fit as a script runs it, `gradcalc fit --json`, "

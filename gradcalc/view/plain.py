@@ -45,6 +45,11 @@ def statements(text: str) -> list[str]:
             if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+def glyphs_of(encoding: str | None) -> dict:
+    """UNICODE for a UTF-8 encoding, else ASCII."""
+    return UNICODE if (encoding or "").lower().replace("-", "").startswith("utf") else ASCII
+
+
 def wants_colour(stream) -> bool:
     """rich's rule for a console on `stream`, with NO_COLOR (set and not empty) taking every
     escape away: a terminal (TTY_COMPATIBLE=1 or 0 says, else FORCE_COLOR set and not empty,
@@ -90,7 +95,7 @@ class Page:
         self.stream = stream or sys.stdout
         encoding = (getattr(self.stream, "encoding", None) or "utf-8").lower()
         self.encoding = encoding
-        self.glyphs = UNICODE if encoding.replace("-", "").startswith("utf") else ASCII
+        self.glyphs = glyphs_of(encoding)
         self.colour = wants_colour(self.stream)
         self.width = _width_of(self.stream)
 

@@ -17,7 +17,7 @@ from rich.segment import Segment, Segments
 from rich.text import Text
 
 from ..errors import escape_text
-from .plain import ASCII, FALLBACK_WIDTH, MIN_WIDTH, UNICODE
+from .plain import FALLBACK_WIDTH, MIN_WIDTH, glyphs_of
 
 # no verticals; a rule under the header and between sections (vᵀ·J under J)
 RULED = box.Box("    \n    \n ── \n    \n ── \n ── \n    \n    \n")
@@ -79,7 +79,7 @@ class StatusLine:
 
 def glyphs(console: Console) -> dict:
     """UNICODE on a UTF-8 console, else ASCII."""
-    return UNICODE if (console.encoding or "").lower().startswith("utf") else ASCII
+    return glyphs_of(console.encoding)
 
 
 class _Lossy:
